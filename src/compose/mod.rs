@@ -1,0 +1,220 @@
+//! Composites: members, the key index, conflicts, the merged snapshot.
+//!
+//! Does no I/O and knows nothing of HTTP or storage. A `Composite` is updated
+//! by member deltas (`upsert`, `remove`); everything it reports — conflicts,
+//! errors, the snapshot body — is a pure function of its current members, so
+//! an incrementally maintained composite equals one merged from scratch.
+
+mod index;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use index::Slot;
+pub use snapshot::{Body, EMPTY_CONFIG, ProvenanceRun, Snapshot};
+
+use crate::intern::Interner;
+use crate::member::Member;
+use crate::report::{Conflict, ConflictKind, ErrorKind, MemberError, MemberSummary, Report, State};
+use index::KeyIndex;
+
+pub struct Composite {
+    interner: Arc<Interner>,
+    slots: Vec<Option<Arc<Member>>>,
+    free: Vec<Slot>,
+    /// Member id → slot; iteration order is the merge order.
+    order: BTreeMap<String, Slot>,
+    index: KeyIndex,
+    /// Members with member errors (only the CLI ever adds those).
+    invalid: usize,
+}
+
+impl Composite {
+    pub fn new(interner: Arc<Interner>) -> Composite {
+        let index = KeyIndex::new(&interner);
+        Composite {
+            interner,
+            slots: Vec::new(),
+            free: Vec::new(),
+            order: BTreeMap::new(),
+            index,
+            invalid: 0,
+        }
+    }
+
+    /// A composite of `members`, merged from scratch.
+    pub fn from_members(
+        interner: Arc<Interner>,
+        members: impl IntoIterator<Item = Arc<Member>>,
+    ) -> Composite {
+        let mut c = Composite::new(interner);
+        for m in members {
+            c.upsert(m);
+        }
+        c
+    }
+
+    pub fn interner(&self) -> &Arc<Interner> {
+        &self.interner
+    }
+
+    /// Adds a member, or replaces the member with the same id: the old
+    /// member's keys leave the index, the new member's keys enter it.
+    pub fn upsert(&mut self, member: Arc<Member>) -> Option<Arc<Member>> {
+        let old = self.remove(&member.info.id.clone());
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        self.index.insert(slot, &member);
+        if !member.is_valid() {
+            self.invalid += 1;
+        }
+        self.order.insert(member.info.id.clone(), slot);
+        self.slots[slot as usize] = Some(member);
+        old
+    }
+
+    pub fn remove(&mut self, member_id: &str) -> Option<Arc<Member>> {
+        let slot = self.order.remove(member_id)?;
+        let old = self.slots[slot as usize].take()?;
+        self.index.remove(slot, &old);
+        if !old.is_valid() {
+            self.invalid -= 1;
+        }
+        self.free.push(slot);
+        Some(old)
+    }
+
+    pub fn get(&self, member_id: &str) -> Option<&Arc<Member>> {
+        self.order
+            .get(member_id)
+            .and_then(|&s| self.slots[s as usize].as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Members in merge order.
+    pub fn members(&self) -> impl Iterator<Item = &Arc<Member>> + Clone {
+        self.order
+            .values()
+            .filter_map(|&s| self.slots[s as usize].as_ref())
+    }
+
+    fn member(&self, slot: Slot) -> &Member {
+        // Slots in the index always hold a member: remove() unindexes first.
+        self.slots[slot as usize]
+            .as_deref()
+            .expect("indexed slot holds a member")
+    }
+
+    pub fn state(&self) -> State {
+        if self.invalid > 0 {
+            State::Invalid
+        } else if self.index.conflict_count() > 0 || self.index.has_unresolved_vaults() {
+            State::Conflict
+        } else {
+            State::Ok
+        }
+    }
+
+    /// Every conflict, in a stable order.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut out = Vec::with_capacity(self.index.conflict_count());
+        for ((class, sym), owners) in self.index.conflicted() {
+            let Some(kind) = class.kind.conflict() else {
+                continue;
+            };
+            let mut members = Vec::with_capacity(owners.len());
+            let mut paths = BTreeMap::new();
+            for &(slot, key) in owners {
+                let m = self.member(slot);
+                members.push(m.info.name.clone());
+                paths.insert(m.info.name.clone(), m.keys[key as usize].path.to_string());
+            }
+            members.sort();
+            out.push(Conflict {
+                kind,
+                entity: class.coll.name().to_string(),
+                field: class.kind.field().to_string(),
+                value: self.interner.resolve(*sym).to_string(),
+                members,
+                paths,
+            });
+        }
+        for users in self.index.unresolved_vaults() {
+            for &(slot, i) in users {
+                let m = self.member(slot);
+                let v = &m.vault_refs[i as usize];
+                out.push(Conflict {
+                    kind: ConflictKind::UnresolvedVaultReference,
+                    entity: v.coll.name().to_string(),
+                    field: v.path.rsplit('.').next().unwrap_or("").to_string(),
+                    value: v.reference.clone(),
+                    members: vec![m.info.name.clone()],
+                    paths: BTreeMap::from([(m.info.name.clone(), v.path.to_string())]),
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every member error; an unresolved ID association whose target another
+    /// member holds is reported as `cross_member_reference`, naming that member.
+    pub fn errors(&self) -> Vec<MemberError> {
+        let mut out = Vec::new();
+        for &slot in self.order.values() {
+            let m = self.member(slot);
+            let mut errs = m.errors.clone();
+            for u in &m.unresolved {
+                let holder = u
+                    .candidates
+                    .iter()
+                    .flat_map(|&(class, sym)| self.index.owners(class, sym))
+                    .find(|(s, _)| *s != slot);
+                if let Some(&(other, _)) = holder {
+                    let owner = &self.member(other).info.name;
+                    let e = &mut errs[u.error];
+                    e.kind = ErrorKind::CrossMemberReference;
+                    e.message = format!(
+                        "{} names {} '{}', which lives in member '{}': ID associations stay inside one group, so define the {} in '{}' as well or point at one of its own",
+                        u.source_label, u.target_noun, u.value, owner, u.target_noun, m.info.name
+                    );
+                }
+            }
+            out.extend(errs);
+        }
+        out
+    }
+
+    pub fn report(&self) -> Report {
+        let members = self
+            .members()
+            .map(|m| MemberSummary {
+                name: m.info.name.clone(),
+                entities: m.entities,
+            })
+            .collect();
+        Report::new(members, self.conflicts(), self.errors())
+    }
+
+    /// The merged document: members in merge order, entities in their order.
+    pub fn assemble(&self) -> Body {
+        Body::assemble(self.members().map(|m| m.as_ref()))
+    }
+
+    pub fn provenance(&self) -> Vec<(crate::config::Coll, Vec<ProvenanceRun>)> {
+        snapshot::provenance(self.members().map(|m| m.as_ref()))
+    }
+}

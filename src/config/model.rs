@@ -1,0 +1,127 @@
+//! The typed member model: what the rest of the engine needs to know about
+//! each entity (its unique keys, its ID associations, its vault references),
+//! with the entity's own JSON kept whole for the snapshot.
+
+use serde_json::Value;
+
+use super::schema::Coll;
+use crate::report::{ConflictKind, MemberError};
+
+/// Which unique key of SPEC §5.1 a value is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyKind {
+    Id,
+    Name,
+    Username,
+    CustomId,
+    InstanceName,
+    /// `(upstream, target)` of a target.
+    UpstreamTarget,
+    /// `(set, kid)` of a key.
+    SetKid,
+    /// A vault's `prefix`.
+    Prefix,
+    /// A global plugin's `name`.
+    GlobalPlugin,
+    SecretKey,
+    SecretUsername,
+    SecretClientId,
+    /// A scoped plugin's `(name, service, route, consumer, consumer_group)`:
+    /// unique inside one member only.
+    PluginScope,
+}
+
+impl KeyKind {
+    /// The field named in findings.
+    pub fn field(self) -> &'static str {
+        match self {
+            KeyKind::Id => "id",
+            KeyKind::Name | KeyKind::GlobalPlugin => "name",
+            KeyKind::Username | KeyKind::SecretUsername => "username",
+            KeyKind::CustomId => "custom_id",
+            KeyKind::InstanceName => "instance_name",
+            KeyKind::UpstreamTarget => "target",
+            KeyKind::SetKid => "kid",
+            KeyKind::Prefix => "prefix",
+            KeyKind::SecretKey => "key",
+            KeyKind::SecretClientId => "client_id",
+            KeyKind::PluginScope => "scope",
+        }
+    }
+
+    /// The conflict a key shared by two members causes; `None` for keys that
+    /// only need to be unique inside one member.
+    pub fn conflict(self) -> Option<ConflictKind> {
+        Some(match self {
+            KeyKind::Id => ConflictKind::DuplicateId,
+            KeyKind::Prefix => ConflictKind::DuplicateVaultPrefix,
+            KeyKind::GlobalPlugin => ConflictKind::DuplicateGlobalPlugin,
+            KeyKind::SecretKey | KeyKind::SecretUsername | KeyKind::SecretClientId => {
+                ConflictKind::DuplicateCredential
+            }
+            KeyKind::PluginScope => return None,
+            _ => ConflictKind::DuplicateName,
+        })
+    }
+}
+
+/// One unique key of one entity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub kind: KeyKind,
+    pub value: String,
+}
+
+/// Which keys of the target an association may name.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RefBy {
+    /// decK's plain-string references: an id or the target's name.
+    IdOrName,
+    Id,
+    Name,
+}
+
+/// An ID association (SPEC §5.2) that must resolve inside the same member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ref {
+    /// Path of the referencing field, e.g. `routes[2].service`.
+    pub path: String,
+    pub target: Coll,
+    pub by: RefBy,
+    pub value: String,
+}
+
+/// A `{vault://PREFIX/...}` reference found in a string field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultRef {
+    pub coll: Coll,
+    pub path: String,
+    pub prefix: String,
+    pub reference: String,
+}
+
+/// One entity, top-level or nested.
+#[derive(Clone, Debug)]
+pub struct Entity {
+    pub coll: Coll,
+    pub path: String,
+    /// How a person would name it: `route 'r2'`.
+    pub label: String,
+    pub keys: Vec<Key>,
+    pub refs: Vec<Ref>,
+    /// For plugins: the plugin's `name`.
+    pub plugin: Option<String>,
+}
+
+/// A member config read and checked against the decK 3.0 schema.
+#[derive(Debug, Default)]
+pub struct Model {
+    pub entities: Vec<Entity>,
+    pub vault_refs: Vec<VaultRef>,
+    /// Schema errors (the member name is filled in later).
+    pub errors: Vec<MemberError>,
+    /// Top-level entities, per collection, in file order: the snapshot's material.
+    pub top: Vec<(Coll, Vec<Value>)>,
+    /// `_plugin_configs` entries in file order.
+    pub plugin_configs: Vec<(String, Value)>,
+}

@@ -1,0 +1,210 @@
+//! Bytes → `serde_json::Value`, for JSON (simd-json) and YAML (serde-saphyr).
+//!
+//! Both formats go through [`StrictValue`], so a JSON file and the YAML file
+//! with the same content give the same value, and both refuse duplicate keys
+//! and runaway nesting. Every failure carries a line and column.
+
+use serde::de::DeserializeSeed;
+use serde_json::Value;
+
+use super::value::{StrictDoc, StrictValue};
+
+/// The syntax a member config is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// From a file name: `.json` is JSON, `.yaml`/`.yml` YAML, else sniffed.
+    pub fn from_path(path: &std::path::Path, bytes: &[u8]) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("json") => Format::Json,
+            Some(e) if e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml") => {
+                Format::Yaml
+            }
+            _ => Format::sniff(bytes),
+        }
+    }
+
+    /// From an HTTP `Content-Type`; anything without `yaml` in it is sniffed.
+    pub fn from_content_type(ct: Option<&str>, bytes: &[u8]) -> Format {
+        match ct {
+            Some(ct) if ct.contains("yaml") => Format::Yaml,
+            Some(ct) if ct.contains("json") => Format::Json,
+            _ => Format::sniff(bytes),
+        }
+    }
+
+    /// JSON documents start with `{` (after whitespace); everything else is YAML.
+    pub fn sniff(bytes: &[u8]) -> Format {
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | Some(b'[') => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// Why bytes could not be read as a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseFailure {
+    pub message: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+}
+
+/// Parses `bytes` as one document of `format`.
+pub fn parse(bytes: &[u8], format: Format) -> Result<Value, ParseFailure> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ParseFailure {
+            message:
+                "the config is empty; a member config needs at least `_format_version: \"3.0\"`"
+                    .into(),
+            line: Some(1),
+            column: Some(1),
+        });
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let (line, column) = line_col(bytes, e.valid_up_to());
+        return Err(ParseFailure {
+            message: "the config is not valid UTF-8".into(),
+            line: Some(line),
+            column: Some(column),
+        });
+    }
+    match format {
+        Format::Json => parse_json(bytes),
+        Format::Yaml => parse_yaml(bytes),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ParseFailure> {
+    // simd-json parses in place, so it gets its own copy.
+    let mut buf = bytes.to_vec();
+    let fast = simd_json::Deserializer::from_slice(&mut buf)
+        .ok()
+        .and_then(|mut de| StrictValue::root().deserialize(&mut de).ok());
+    if let Some(v) = fast {
+        return Ok(v);
+    }
+    // The slow path exists for its diagnostics: serde_json reports line and column.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result = StrictValue::root()
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+    result.map_err(|e| ParseFailure {
+        // serde_json stops at 128 levels before StrictValue would; say it the same way.
+        message: if e.to_string().contains("recursion limit") {
+            format!(
+                "nesting deeper than {} levels is not accepted",
+                super::value::MAX_DEPTH
+            )
+        } else {
+            strip_position(&e.to_string())
+        },
+        line: Some(e.line() as u64),
+        column: Some(e.column() as u64),
+    })
+}
+
+fn parse_yaml(bytes: &[u8]) -> Result<Value, ParseFailure> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ParseFailure {
+        message: "the config is not valid UTF-8".into(),
+        line: None,
+        column: None,
+    })?;
+    serde_saphyr::from_str::<StrictDoc>(text)
+        .map(|d| d.0)
+        .map_err(|e| {
+            let loc = e.location();
+            ParseFailure {
+                message: first_line(&e.to_string()),
+                line: loc.as_ref().map(|l| l.line()),
+                column: loc.as_ref().map(|l| l.column()),
+            }
+        })
+}
+
+/// serde_json appends " at line L column C"; we report those as fields.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn first_line(msg: &str) -> String {
+    msg.lines().next().unwrap_or(msg).trim().to_string()
+}
+
+/// 1-based line and column of byte `offset`.
+pub fn line_col(bytes: &[u8], offset: usize) -> (u64, u64) {
+    let upto = &bytes[..offset.min(bytes.len())];
+    let line = upto.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let col = upto.iter().rev().take_while(|&&b| b != b'\n').count() as u64 + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_and_yaml_give_the_same_value() {
+        let j = parse(
+            br#"{"_format_version":"3.0","services":[{"name":"a","port":80}]}"#,
+            Format::Json,
+        )
+        .unwrap();
+        let y = parse(
+            b"_format_version: \"3.0\"\nservices:\n- name: a\n  port: 80\n",
+            Format::Yaml,
+        )
+        .unwrap();
+        assert_eq!(j, y);
+    }
+
+    #[test]
+    fn json_errors_have_line_and_column() {
+        let e = parse(b"{\n  \"a\": 1,\n  \"b\": }\n", Format::Json).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.column.unwrap() > 1);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_in_both_formats() {
+        let e = parse(br#"{"a":1,"a":2}"#, Format::Json).unwrap_err();
+        assert!(e.message.contains("duplicate key"), "{}", e.message);
+        let e = parse(b"a: 1\na: 2\n", Format::Yaml).unwrap_err();
+        assert!(
+            e.message.to_lowercase().contains("duplicate"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let e = parse(deep.as_bytes(), Format::Json).unwrap_err();
+        assert!(e.message.contains("nesting"), "{}", e.message);
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let e = parse(deep.as_bytes(), Format::Yaml).unwrap_err();
+        assert!(e.line.is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn empty_and_binary_input_are_explained() {
+        assert!(
+            parse(b"  \n", Format::Yaml)
+                .unwrap_err()
+                .message
+                .contains("empty")
+        );
+        let e = parse(b"a: \xff\xfe", Format::Yaml).unwrap_err();
+        assert!(e.message.contains("UTF-8"));
+        assert_eq!((e.line, e.column), (Some(1), Some(4)));
+    }
+}

@@ -1,0 +1,450 @@
+//! What decK 3.0 says about each collection: its name, its fields' types,
+//! which fields nest other collections, and which keys are unique (SPEC §5, §5.1).
+
+use super::model::KeyKind;
+
+/// Every entity collection a member config may hold, in snapshot order.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Coll {
+    Services,
+    Routes,
+    Upstreams,
+    Targets,
+    Certificates,
+    Snis,
+    CaCertificates,
+    Consumers,
+    ConsumerGroups,
+    ConsumerGroupConsumers,
+    Plugins,
+    Keys,
+    KeySets,
+    Vaults,
+    DegraphqlRoutes,
+    GraphqlCostDecorations,
+    KeyauthCredentials,
+    BasicauthCredentials,
+    JwtSecrets,
+    HmacauthCredentials,
+    Oauth2Credentials,
+    MtlsAuthCredentials,
+    Acls,
+    Partials,
+    FilterChains,
+    CustomEntities,
+    Licenses,
+    RbacRoles,
+    ServicePackages,
+    CustomPlugins,
+    ClonedPlugins,
+    AiModels,
+    /// `_plugin_configs`: a map of name to plugin config, not a list.
+    PluginConfigs,
+}
+
+impl Coll {
+    pub const ALL: [Coll; 33] = [
+        Coll::Services,
+        Coll::Routes,
+        Coll::Upstreams,
+        Coll::Targets,
+        Coll::Certificates,
+        Coll::Snis,
+        Coll::CaCertificates,
+        Coll::Consumers,
+        Coll::ConsumerGroups,
+        Coll::ConsumerGroupConsumers,
+        Coll::Plugins,
+        Coll::Keys,
+        Coll::KeySets,
+        Coll::Vaults,
+        Coll::DegraphqlRoutes,
+        Coll::GraphqlCostDecorations,
+        Coll::KeyauthCredentials,
+        Coll::BasicauthCredentials,
+        Coll::JwtSecrets,
+        Coll::HmacauthCredentials,
+        Coll::Oauth2Credentials,
+        Coll::MtlsAuthCredentials,
+        Coll::Acls,
+        Coll::Partials,
+        Coll::FilterChains,
+        Coll::CustomEntities,
+        Coll::Licenses,
+        Coll::RbacRoles,
+        Coll::ServicePackages,
+        Coll::CustomPlugins,
+        Coll::ClonedPlugins,
+        Coll::AiModels,
+        Coll::PluginConfigs,
+    ];
+
+    /// The key in a decK file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Coll::Services => "services",
+            Coll::Routes => "routes",
+            Coll::Upstreams => "upstreams",
+            Coll::Targets => "targets",
+            Coll::Certificates => "certificates",
+            Coll::Snis => "snis",
+            Coll::CaCertificates => "ca_certificates",
+            Coll::Consumers => "consumers",
+            Coll::ConsumerGroups => "consumer_groups",
+            Coll::ConsumerGroupConsumers => "consumer_group_consumers",
+            Coll::Plugins => "plugins",
+            Coll::Keys => "keys",
+            Coll::KeySets => "key_sets",
+            Coll::Vaults => "vaults",
+            Coll::DegraphqlRoutes => "degraphql_routes",
+            Coll::GraphqlCostDecorations => "graphql_ratelimiting_cost_decorations",
+            Coll::KeyauthCredentials => "keyauth_credentials",
+            Coll::BasicauthCredentials => "basicauth_credentials",
+            Coll::JwtSecrets => "jwt_secrets",
+            Coll::HmacauthCredentials => "hmacauth_credentials",
+            Coll::Oauth2Credentials => "oauth2_credentials",
+            Coll::MtlsAuthCredentials => "mtls_auth_credentials",
+            Coll::Acls => "acls",
+            Coll::Partials => "partials",
+            Coll::FilterChains => "filter_chains",
+            Coll::CustomEntities => "custom_entities",
+            Coll::Licenses => "licenses",
+            Coll::RbacRoles => "rbac_roles",
+            Coll::ServicePackages => "service_packages",
+            Coll::CustomPlugins => "custom_plugins",
+            Coll::ClonedPlugins => "cloned_plugins",
+            Coll::AiModels => "ai_models",
+            Coll::PluginConfigs => "_plugin_configs",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Coll> {
+        Coll::ALL.iter().copied().find(|c| c.name() == s)
+    }
+
+    /// What one entity is called in a sentence.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Coll::Services => "service",
+            Coll::Routes => "route",
+            Coll::Upstreams => "upstream",
+            Coll::Targets => "target",
+            Coll::Certificates => "certificate",
+            Coll::Snis => "SNI",
+            Coll::CaCertificates => "CA certificate",
+            Coll::Consumers => "consumer",
+            Coll::ConsumerGroups => "consumer group",
+            Coll::ConsumerGroupConsumers => "consumer-group membership",
+            Coll::Plugins => "plugin",
+            Coll::Keys => "key",
+            Coll::KeySets => "key set",
+            Coll::Vaults => "vault",
+            Coll::DegraphqlRoutes => "deGraphQL route",
+            Coll::GraphqlCostDecorations => "GraphQL cost decoration",
+            Coll::KeyauthCredentials => "key-auth credential",
+            Coll::BasicauthCredentials => "basic-auth credential",
+            Coll::JwtSecrets => "JWT secret",
+            Coll::HmacauthCredentials => "HMAC-auth credential",
+            Coll::Oauth2Credentials => "OAuth2 credential",
+            Coll::MtlsAuthCredentials => "mTLS-auth credential",
+            Coll::Acls => "ACL",
+            Coll::Partials => "partial",
+            Coll::FilterChains => "filter chain",
+            Coll::CustomEntities => "custom entity",
+            Coll::Licenses => "license",
+            Coll::RbacRoles => "RBAC role",
+            Coll::ServicePackages => "service package",
+            Coll::CustomPlugins => "custom plugin",
+            Coll::ClonedPlugins => "cloned plugin",
+            Coll::AiModels => "AI model",
+            Coll::PluginConfigs => "plugin config",
+        }
+    }
+
+    pub fn is_credential(self) -> bool {
+        matches!(
+            self,
+            Coll::KeyauthCredentials
+                | Coll::BasicauthCredentials
+                | Coll::JwtSecrets
+                | Coll::HmacauthCredentials
+                | Coll::Oauth2Credentials
+                | Coll::MtlsAuthCredentials
+                | Coll::Acls
+        )
+    }
+
+    /// Collections that are only passed through: ids (and names where Kong
+    /// keeps them unique) are checked, nothing else.
+    pub fn is_pass_through(self) -> bool {
+        matches!(
+            self,
+            Coll::Partials
+                | Coll::FilterChains
+                | Coll::CustomEntities
+                | Coll::Licenses
+                | Coll::RbacRoles
+                | Coll::ServicePackages
+                | Coll::CustomPlugins
+                | Coll::ClonedPlugins
+                | Coll::AiModels
+        )
+    }
+
+    /// Fields holding another collection nested under this one.
+    pub fn nested(self) -> &'static [(&'static str, Coll)] {
+        match self {
+            Coll::Services => &[("routes", Coll::Routes), ("plugins", Coll::Plugins)],
+            Coll::Routes => &[("plugins", Coll::Plugins)],
+            Coll::Upstreams => &[("targets", Coll::Targets)],
+            Coll::Certificates => &[("snis", Coll::Snis)],
+            Coll::Consumers => &[
+                ("plugins", Coll::Plugins),
+                ("keyauth_credentials", Coll::KeyauthCredentials),
+                ("basicauth_credentials", Coll::BasicauthCredentials),
+                ("jwt_secrets", Coll::JwtSecrets),
+                ("hmacauth_credentials", Coll::HmacauthCredentials),
+                ("oauth2_credentials", Coll::Oauth2Credentials),
+                ("mtls_auth_credentials", Coll::MtlsAuthCredentials),
+                ("acls", Coll::Acls),
+            ],
+            Coll::ConsumerGroups => &[("plugins", Coll::Plugins)],
+            _ => &[],
+        }
+    }
+
+    /// The unique name-like keys of SPEC §5.1 (besides `id`), as plain fields.
+    pub fn name_keys(self) -> &'static [(&'static str, KeyKind)] {
+        match self {
+            Coll::Services
+            | Coll::Routes
+            | Coll::Upstreams
+            | Coll::ConsumerGroups
+            | Coll::KeySets
+            | Coll::Keys
+            | Coll::Snis
+            | Coll::Partials
+            | Coll::FilterChains
+            | Coll::RbacRoles
+            | Coll::ServicePackages
+            | Coll::CustomPlugins
+            | Coll::ClonedPlugins
+            | Coll::AiModels => &[("name", KeyKind::Name)],
+            Coll::Consumers => &[
+                ("username", KeyKind::Username),
+                ("custom_id", KeyKind::CustomId),
+            ],
+            Coll::Plugins => &[("instance_name", KeyKind::InstanceName)],
+            Coll::Vaults => &[("prefix", KeyKind::Prefix)],
+            Coll::KeyauthCredentials | Coll::JwtSecrets => &[("key", KeyKind::SecretKey)],
+            Coll::BasicauthCredentials | Coll::HmacauthCredentials => {
+                &[("username", KeyKind::SecretUsername)]
+            }
+            Coll::Oauth2Credentials => &[("client_id", KeyKind::SecretClientId)],
+            _ => &[],
+        }
+    }
+
+    /// Field types checked on this collection; every other field passes through.
+    pub fn fields(self) -> &'static [(&'static str, Ty)] {
+        use Ty::*;
+        match self {
+            Coll::Services => &[
+                ("name", Str),
+                ("host", Str),
+                ("url", Str),
+                ("path", Str),
+                ("protocol", Str),
+                ("port", Int),
+                ("retries", Int),
+                ("connect_timeout", Int),
+                ("read_timeout", Int),
+                ("write_timeout", Int),
+                ("enabled", Bool),
+                ("tls_verify", Bool),
+                ("ca_certificates", StrList),
+                ("tags", StrList),
+            ],
+            Coll::Routes => &[
+                ("name", Str),
+                ("paths", StrList),
+                ("hosts", StrList),
+                ("methods", StrList),
+                ("protocols", StrList),
+                ("snis", StrList),
+                ("headers", Obj),
+                ("sources", List),
+                ("destinations", List),
+                ("expression", Str),
+                ("priority", Int),
+                ("regex_priority", Int),
+                ("https_redirect_status_code", Int),
+                ("strip_path", Bool),
+                ("preserve_host", Bool),
+                ("request_buffering", Bool),
+                ("response_buffering", Bool),
+                ("path_handling", Str),
+                ("tags", StrList),
+            ],
+            Coll::Upstreams => &[
+                ("name", Str),
+                ("algorithm", Str),
+                ("slots", Int),
+                ("hash_on", Str),
+                ("hash_fallback", Str),
+                ("host_header", Str),
+                ("healthchecks", Obj),
+                ("tags", StrList),
+            ],
+            Coll::Targets => &[("target", Str), ("weight", Int), ("tags", StrList)],
+            Coll::Certificates => &[
+                ("cert", Str),
+                ("key", Str),
+                ("cert_alt", Str),
+                ("key_alt", Str),
+                ("tags", StrList),
+            ],
+            Coll::Snis => &[("name", Str), ("tags", StrList)],
+            Coll::CaCertificates => &[("cert", Str), ("cert_digest", Str), ("tags", StrList)],
+            Coll::Consumers => &[("username", Str), ("custom_id", Str), ("tags", StrList)],
+            Coll::ConsumerGroups => &[("name", Str), ("tags", StrList)],
+            Coll::Plugins => &[
+                ("name", Str),
+                ("instance_name", Str),
+                ("enabled", Bool),
+                ("config", Obj),
+                ("protocols", StrList),
+                ("ordering", Obj),
+                ("tags", StrList),
+            ],
+            Coll::Keys => &[
+                ("name", Str),
+                ("kid", Str),
+                ("jwk", Str),
+                ("pem", Obj),
+                ("tags", StrList),
+            ],
+            Coll::KeySets => &[("name", Str), ("tags", StrList)],
+            Coll::Vaults => &[
+                ("name", Str),
+                ("prefix", Str),
+                ("description", Str),
+                ("config", Obj),
+                ("tags", StrList),
+            ],
+            Coll::DegraphqlRoutes => &[("uri", Str), ("query", Str), ("methods", StrList)],
+            Coll::GraphqlCostDecorations => &[
+                ("type_path", Str),
+                ("add_constant", Num),
+                ("mul_constant", Num),
+                ("add_arguments", StrList),
+                ("mul_arguments", StrList),
+            ],
+            Coll::KeyauthCredentials => &[("key", Str), ("ttl", Int), ("tags", StrList)],
+            Coll::BasicauthCredentials => {
+                &[("username", Str), ("password", Str), ("tags", StrList)]
+            }
+            Coll::JwtSecrets => &[
+                ("key", Str),
+                ("secret", Str),
+                ("algorithm", Str),
+                ("rsa_public_key", Str),
+                ("tags", StrList),
+            ],
+            Coll::HmacauthCredentials => &[("username", Str), ("secret", Str), ("tags", StrList)],
+            Coll::Oauth2Credentials => &[
+                ("name", Str),
+                ("client_id", Str),
+                ("client_secret", Str),
+                ("redirect_uris", StrList),
+                ("hash_secret", Bool),
+                ("tags", StrList),
+            ],
+            Coll::MtlsAuthCredentials => &[("subject_name", Str), ("tags", StrList)],
+            Coll::Acls => &[("group", Str), ("tags", StrList)],
+            _ => &[("name", Str)],
+        }
+    }
+
+    /// Fields Kong requires; `Any(a, b)` means at least one of them.
+    pub fn required(self) -> &'static [Req] {
+        use Req::*;
+        match self {
+            Coll::Services => &[Any(&["host", "url"])],
+            Coll::Routes => &[Any(&[
+                "paths",
+                "hosts",
+                "methods",
+                "headers",
+                "snis",
+                "sources",
+                "destinations",
+                "expression",
+            ])],
+            Coll::Upstreams => &[One("name")],
+            Coll::Targets => &[One("target")],
+            Coll::Certificates => &[One("cert"), One("key")],
+            Coll::Snis => &[One("name")],
+            Coll::CaCertificates => &[One("cert")],
+            Coll::Consumers => &[Any(&["username", "custom_id"])],
+            Coll::ConsumerGroups => &[One("name")],
+            Coll::Plugins => &[One("name")],
+            Coll::Keys => &[One("kid"), Any(&["jwk", "pem"])],
+            Coll::Vaults => &[One("name"), One("prefix")],
+            Coll::DegraphqlRoutes => &[One("uri"), One("query")],
+            Coll::GraphqlCostDecorations => &[One("type_path")],
+            Coll::BasicauthCredentials => &[One("username"), One("password")],
+            Coll::HmacauthCredentials => &[One("username")],
+            Coll::Oauth2Credentials => &[One("name")],
+            Coll::MtlsAuthCredentials => &[One("subject_name")],
+            Coll::Acls => &[One("group")],
+            Coll::ConsumerGroupConsumers => &[One("consumer"), One("consumer_group")],
+            _ => &[],
+        }
+    }
+}
+
+/// The JSON type a known field must have. `null` is always accepted: decK
+/// writes unset optional fields as null.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Ty {
+    Str,
+    Int,
+    Num,
+    Bool,
+    Obj,
+    List,
+    StrList,
+}
+
+impl Ty {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Ty::Str => "a string",
+            Ty::Int => "an integer",
+            Ty::Num => "a number",
+            Ty::Bool => "a boolean",
+            Ty::Obj => "an object",
+            Ty::List => "a list",
+            Ty::StrList => "a list of strings",
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug)]
+pub enum Req {
+    One(&'static str),
+    Any(&'static [&'static str]),
+}
+
+/// Top-level keys decK or Kong know that are not entity collections.
+pub const METADATA_KEYS: [&str; 5] = [
+    "_format_version",
+    "_transform",
+    "_info",
+    "_workspace",
+    "_konnect",
+];
+
+/// Vault backends Kong ships; a `{vault://env/...}` needs no vault entity.
+pub const BUILTIN_VAULTS: [&str; 6] = ["env", "aws", "gcp", "hcv", "azure", "conjur"];

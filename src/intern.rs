@@ -1,0 +1,150 @@
+//! String interning: every name, id and key of every member becomes a [`Sym`].
+//!
+//! The key index compares and hashes `Sym`s (a `u32`) instead of strings, and a
+//! string that appears in many members (a shared plugin name, a vault prefix) is
+//! stored once. Strings live in bump arenas that are only ever appended to, so a
+//! `Sym` stays valid for the life of the interner.
+//!
+//! The interner is sharded so rayon workers building members in parallel rarely
+//! contend on one lock.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use ahash::RandomState;
+use bumpalo::Bump;
+use parking_lot::Mutex;
+
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// An interned string. Equal strings of one [`Interner`] get equal `Sym`s.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Sym(u32);
+
+impl Sym {
+    fn new(shard: usize, index: usize) -> Sym {
+        Sym(((index as u32) << SHARD_BITS) | shard as u32)
+    }
+    fn shard(self) -> usize {
+        (self.0 as usize) & (SHARDS - 1)
+    }
+    fn index(self) -> usize {
+        (self.0 >> SHARD_BITS) as usize
+    }
+}
+
+struct Shard {
+    arena: Bump,
+    // SAFETY of the `'static`: these point into `arena`, which is never reset and
+    // lives as long as the shard; they are only handed out tied to `&Interner`.
+    map: std::collections::HashMap<&'static str, u32, RandomState>,
+    strs: Vec<&'static str>,
+}
+
+/// A concurrent, append-only string interner (ahash maps over bumpalo arenas).
+pub struct Interner {
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Interner {
+    pub fn new() -> Interner {
+        // Fixed seeds: shard choice only affects speed, but keeping it stable
+        // makes runs reproducible when profiling.
+        let hasher = RandomState::with_seeds(0x5eed, 0xc0ffee, 0xdead, 0xbeef);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    arena: Bump::new(),
+                    map: std::collections::HashMap::with_hasher(hasher.clone()),
+                    strs: Vec::new(),
+                })
+            })
+            .collect();
+        Interner { hasher, shards }
+    }
+
+    fn shard_of(&self, s: &str) -> usize {
+        let mut h = self.hasher.build_hasher();
+        s.hash(&mut h);
+        (h.finish() as usize) & (SHARDS - 1)
+    }
+
+    /// Returns the symbol for `s`, adding it on first sight.
+    pub fn intern(&self, s: &str) -> Sym {
+        let shard_no = self.shard_of(s);
+        let mut shard = self.shards[shard_no].lock();
+        if let Some(&i) = shard.map.get(s) {
+            return Sym::new(shard_no, i as usize);
+        }
+        let stored: &str = shard.arena.alloc_str(s);
+        // SAFETY: the arena is owned by the shard, never reset or dropped before
+        // the interner, and bump allocations never move.
+        let stored: &'static str = unsafe { std::mem::transmute::<&str, &'static str>(stored) };
+        let index = shard.strs.len();
+        shard.strs.push(stored);
+        shard.map.insert(stored, index as u32);
+        Sym::new(shard_no, index)
+    }
+
+    /// Returns the symbol for `s` if it was ever interned.
+    pub fn get(&self, s: &str) -> Option<Sym> {
+        let shard_no = self.shard_of(s);
+        let shard = self.shards[shard_no].lock();
+        shard.map.get(s).map(|&i| Sym::new(shard_no, i as usize))
+    }
+
+    /// The string behind `sym`.
+    pub fn resolve(&self, sym: Sym) -> &str {
+        let shard = self.shards[sym.shard()].lock();
+        shard.strs[sym.index()]
+    }
+
+    /// Number of distinct strings held.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().strs.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_string_same_sym_and_round_trip() {
+        let i = Interner::new();
+        let a = i.intern("orders");
+        let b = i.intern("payments");
+        assert_eq!(a, i.intern("orders"));
+        assert_ne!(a, b);
+        assert_eq!(i.resolve(a), "orders");
+        assert_eq!(i.resolve(b), "payments");
+        assert_eq!(i.get("payments"), Some(b));
+        assert_eq!(i.get("missing"), None);
+        assert_eq!(i.len(), 2);
+    }
+
+    #[test]
+    fn parallel_interning_agrees() {
+        use rayon::prelude::*;
+        let i = Interner::new();
+        let syms: Vec<Sym> = (0..10_000)
+            .into_par_iter()
+            .map(|n| i.intern(&format!("k{}", n % 500)))
+            .collect();
+        for (n, s) in syms.iter().enumerate() {
+            assert_eq!(i.resolve(*s), format!("k{}", n % 500));
+        }
+        assert_eq!(i.len(), 500);
+    }
+}

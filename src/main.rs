@@ -1,0 +1,181 @@
+//! The `rgmerge` command line: parses arguments and calls the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use rgmerge::batch::{self, BatchError, Bundle};
+use rgmerge::intern::Interner;
+use rgmerge::report::{Report, State, text};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "rgmerge",
+    version,
+    about = "Merge Kong runtime-group configs into composite runtime groups and detect every conflict"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate member configs as one composite (each file is a member named by its stem).
+    Validate {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Validate every composite of a bundle manifest instead.
+        #[arg(long, value_name = "MANIFEST", conflicts_with = "inputs")]
+        bundle: Option<PathBuf>,
+        /// Member config files or directories of them.
+        #[arg(value_name = "FILE_OR_DIR", required_unless_present = "bundle")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Print the merged snapshot (decK 3.0 JSON) of the given members.
+    Merge {
+        #[arg(value_name = "FILE_OR_DIR", required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate {
+            format,
+            bundle: Some(manifest),
+            ..
+        } => validate_bundle(&manifest, format),
+        Command::Validate { format, inputs, .. } => validate(&inputs, format),
+        Command::Merge { inputs } => merge(&inputs),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rgmerge: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn exit_for(state: State) -> ExitCode {
+    if state == State::Ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print(report: &Report, format: OutputFormat) {
+    let out = match format {
+        OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Text => text::render(report),
+    };
+    let _ = std::io::stdout().write_all(out.as_bytes());
+}
+
+fn validate(inputs: &[PathBuf], format: OutputFormat) -> Result<ExitCode, BatchError> {
+    let composite = batch::composite(inputs, Arc::new(Interner::new()))?;
+    let report = composite.report();
+    print(&report, format);
+    Ok(exit_for(report.state))
+}
+
+fn validate_bundle(
+    manifest: &std::path::Path,
+    format: OutputFormat,
+) -> Result<ExitCode, BatchError> {
+    let bundle = Bundle::read(manifest)?;
+    let interner = Arc::new(Interner::new());
+    let bar = ProgressBar::new(bundle.composites.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} validating composites {pos}/{len} {wide_bar} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // Only worth drawing when the run is long enough for a person to wait.
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    let results: Result<Vec<(String, Report)>, BatchError> = bundle
+        .composites
+        .par_iter()
+        .map(|c| {
+            let composite = batch::composite(&c.members, interner.clone())?;
+            bar.inc(1);
+            Ok((c.name.clone(), composite.report()))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let results = results?;
+    let worst = results
+        .iter()
+        .map(|(_, r)| r.state)
+        .max_by_key(|s| match s {
+            State::Ok => 0,
+            State::Conflict => 1,
+            State::Invalid => 2,
+        });
+    match format {
+        OutputFormat::Json => {
+            let composites: Vec<serde_json::Value> = results
+                .iter()
+                .map(|(name, r)| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("name".into(), name.clone().into());
+                    }
+                    v
+                })
+                .collect();
+            let doc =
+                serde_json::json!({"state": worst.unwrap_or(State::Ok), "composites": composites});
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Text => {
+            for (name, r) in &results {
+                println!("== composite '{name}'");
+                print!("{}", text::render(r));
+                println!();
+            }
+        }
+    }
+    Ok(exit_for(worst.unwrap_or(State::Ok)))
+}
+
+fn merge(inputs: &[PathBuf]) -> Result<ExitCode, BatchError> {
+    let composite = batch::composite(inputs, Arc::new(Interner::new()))?;
+    let report = composite.report();
+    if report.state != State::Ok {
+        eprint!("{}", text::render(&report));
+        eprintln!(
+            "rgmerge: no snapshot: the composite is {}",
+            report.state.as_str()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let body = composite.assemble();
+    let mut out = std::io::stdout().lock();
+    for part in body.parts() {
+        out.write_all(part).map_err(|e| BatchError::Io {
+            path: "<stdout>".into(),
+            source: e,
+        })?;
+    }
+    let _ = out.write_all(b"\n");
+    Ok(ExitCode::SUCCESS)
+}

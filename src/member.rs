@@ -1,0 +1,297 @@
+//! One member config, validated alone, interned and indexed, with its
+//! entities pre-serialized once as JSON fragments for snapshots.
+//!
+//! A `Member` is immutable and shared by `Arc`: building one is the expensive
+//! part of an update (parse, check, serialize), and it happens before — and
+//! outside of — the single writer. Knows nothing about other members.
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+
+use crate::config::{self, Coll, Format, KeyKind, Model, RefBy};
+use crate::intern::{Interner, Sym};
+use crate::report::{ErrorKind, MemberError};
+
+/// Who a member is and where it sits.
+#[derive(Clone, Debug)]
+pub struct MemberInfo {
+    /// Fixes the merge order; a group's UUID in the daemon, the file stem in the CLI.
+    pub id: String,
+    /// What findings call the member.
+    pub name: String,
+    /// Only the default group may hold application registration (SPEC §5.4).
+    pub is_default: bool,
+}
+
+/// A key this member holds that must be unique across a composite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyClass {
+    pub coll: Coll,
+    pub kind: KeyKind,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberKey {
+    pub class: KeyClass,
+    pub sym: Sym,
+    /// Path of the entity holding the key.
+    pub path: Arc<str>,
+}
+
+/// An ID association that names nothing in this member. Alone it is an
+/// `unresolved_reference`; in a composite where another member holds the
+/// target it becomes a `cross_member_reference`.
+#[derive(Clone, Debug)]
+pub struct UnresolvedRef {
+    /// Index of the matching `unresolved_reference` in `Member::errors`.
+    pub error: usize,
+    /// The keys of the target that would have matched.
+    pub candidates: Vec<(KeyClass, Sym)>,
+    pub source_label: String,
+    pub target_noun: &'static str,
+    pub value: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberVaultRef {
+    pub prefix: Sym,
+    pub coll: Coll,
+    pub path: Arc<str>,
+    pub reference: String,
+}
+
+/// One collection's top-level entities of this member, serialized and
+/// comma-joined, ready to be spliced into a snapshot.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub coll: Coll,
+    pub bytes: Bytes,
+    pub hash: blake3::Hash,
+    pub count: usize,
+}
+
+#[derive(Debug)]
+pub struct Member {
+    pub info: MemberInfo,
+    pub entities: usize,
+    pub keys: Vec<MemberKey>,
+    pub vault_refs: Vec<MemberVaultRef>,
+    pub errors: Vec<MemberError>,
+    pub unresolved: Vec<UnresolvedRef>,
+    /// In `Coll::ALL` order, only non-empty collections.
+    pub chunks: Vec<Chunk>,
+    pub hash: blake3::Hash,
+}
+
+impl Member {
+    /// Parses, validates and indexes one member config.
+    pub fn build(info: MemberInfo, bytes: &[u8], format: Format, interner: &Interner) -> Member {
+        Member::from_model(info, config::read_member(bytes, format), interner)
+    }
+
+    pub fn from_model(info: MemberInfo, model: Model, interner: &Interner) -> Member {
+        let mut errors = model.errors;
+        let mut keys = Vec::new();
+        // Every key of this member: (class, sym) → path of its first holder.
+        let mut seen: AHashMap<(KeyClass, Sym), Arc<str>> = AHashMap::new();
+        let mut entities = 0;
+
+        for e in &model.entities {
+            if e.coll != Coll::PluginConfigs {
+                entities += 1;
+            }
+            let path: Arc<str> = Arc::from(e.path.as_str());
+            for k in &e.keys {
+                let class = KeyClass {
+                    coll: e.coll,
+                    kind: k.kind,
+                };
+                let sym = interner.intern(&k.value);
+                match seen.get(&(class, sym)) {
+                    Some(first) => errors.push(MemberError::new(
+                        ErrorKind::DuplicateInMember,
+                        e.coll.name(),
+                        e.path.clone(),
+                        duplicate_message(e.coll, k.kind, &k.value, first),
+                    )),
+                    None => {
+                        seen.insert((class, sym), path.clone());
+                        if k.kind.conflict().is_some() {
+                            keys.push(MemberKey {
+                                class,
+                                sym,
+                                path: path.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            if let Some(name) = &e.plugin
+                && name == "konnect-application-auth"
+                && !info.is_default
+            {
+                errors.push(MemberError::new(
+                    ErrorKind::AppRegistrationOutsideDefault,
+                    e.coll.name(),
+                    e.path.clone(),
+                    "application registration is only supported in the default runtime group: move this `konnect-application-auth` plugin to the default group's config",
+                ));
+            }
+        }
+
+        let mut unresolved = Vec::new();
+        for e in &model.entities {
+            for r in &e.refs {
+                let sym = interner.intern(&r.value);
+                let candidates = ref_candidates(r.target, r.by, sym);
+                if candidates.iter().any(|c| seen.contains_key(c)) {
+                    continue;
+                }
+                unresolved.push(UnresolvedRef {
+                    error: errors.len(),
+                    candidates,
+                    source_label: e.label.clone(),
+                    target_noun: r.target.noun(),
+                    value: r.value.clone(),
+                });
+                errors.push(MemberError::new(
+                    ErrorKind::UnresolvedReference,
+                    e.coll.name(),
+                    r.path.clone(),
+                    format!(
+                        "{} names {} '{}', which is not in member '{}'",
+                        e.label,
+                        r.target.noun(),
+                        r.value,
+                        info.name
+                    ),
+                ));
+            }
+        }
+
+        let vault_refs = model
+            .vault_refs
+            .into_iter()
+            .map(|v| MemberVaultRef {
+                prefix: interner.intern(&v.prefix),
+                coll: v.coll,
+                path: Arc::from(v.path.as_str()),
+                reference: v.reference,
+            })
+            .collect();
+
+        for e in &mut errors {
+            e.member.clone_from(&info.name);
+        }
+        let chunks = build_chunks(model.top, model.plugin_configs);
+        let hash = member_hash(&chunks);
+        Member {
+            info,
+            entities,
+            keys,
+            vault_refs,
+            errors,
+            unresolved,
+            chunks,
+            hash,
+        }
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn chunk(&self, coll: Coll) -> Option<&Chunk> {
+        self.chunks.iter().find(|c| c.coll == coll)
+    }
+
+    /// Bytes held by this member's fragments.
+    pub fn fragment_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.bytes.len()).sum()
+    }
+}
+
+/// The keys a reference may match: by id, by name (username for consumers), or either.
+fn ref_candidates(target: Coll, by: RefBy, sym: Sym) -> Vec<(KeyClass, Sym)> {
+    let name_kind = match target {
+        Coll::Consumers => Some(KeyKind::Username),
+        Coll::Certificates | Coll::CaCertificates => None,
+        _ => Some(KeyKind::Name),
+    };
+    let mut out = Vec::with_capacity(2);
+    if matches!(by, RefBy::Id | RefBy::IdOrName) {
+        out.push((
+            KeyClass {
+                coll: target,
+                kind: KeyKind::Id,
+            },
+            sym,
+        ));
+    }
+    if let (Some(kind), RefBy::Name | RefBy::IdOrName) = (name_kind, by) {
+        out.push((KeyClass { coll: target, kind }, sym));
+    }
+    out
+}
+
+fn duplicate_message(coll: Coll, kind: KeyKind, value: &str, first: &str) -> String {
+    let what = match kind {
+        KeyKind::GlobalPlugin => format!("a second global '{value}' plugin"),
+        KeyKind::PluginScope => format!("a second plugin {value}"),
+        _ => format!("{} {} '{}'", coll.noun(), kind.field(), value),
+    };
+    format!("{what} is already defined at {first}; it must be unique in one member config")
+}
+
+fn build_chunks(
+    top: Vec<(Coll, Vec<serde_json::Value>)>,
+    plugin_configs: Vec<(String, serde_json::Value)>,
+) -> Vec<Chunk> {
+    let mut chunks = Vec::with_capacity(top.len() + 1);
+    for (coll, items) in top {
+        let mut buf = Vec::with_capacity(items.len() * 256);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            // Serializing a `Value` cannot fail: keys are strings, numbers finite.
+            let _ = serde_json::to_writer(&mut buf, item);
+        }
+        chunks.push(chunk(coll, buf, items.len()));
+    }
+    if !plugin_configs.is_empty() {
+        let mut buf = Vec::new();
+        for (i, (name, cfg)) in plugin_configs.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut buf, name);
+            buf.push(b':');
+            let _ = serde_json::to_writer(&mut buf, cfg);
+        }
+        chunks.push(chunk(Coll::PluginConfigs, buf, plugin_configs.len()));
+    }
+    chunks.sort_by_key(|c| c.coll);
+    chunks
+}
+
+fn chunk(coll: Coll, buf: Vec<u8>, count: usize) -> Chunk {
+    let hash = blake3::hash(&buf);
+    Chunk {
+        coll,
+        bytes: Bytes::from(buf),
+        hash,
+        count,
+    }
+}
+
+fn member_hash(chunks: &[Chunk]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    for c in chunks {
+        h.update(c.coll.name().as_bytes());
+        h.update(c.hash.as_bytes());
+    }
+    h.finalize()
+}
