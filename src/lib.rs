@@ -7,8 +7,10 @@
 //! registry, store and server. See ARCHITECTURE.md.
 
 pub mod batch;
+pub mod bench;
 pub mod compose;
 pub mod config;
+pub mod gen;
 pub mod intern;
 pub mod member;
 pub mod report;

@@ -45,6 +45,10 @@ enum Command {
         #[arg(value_name = "FILE_OR_DIR", required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Write synthetic member configs for benchmarks and tests.
+    Gen(rgmerge::gen::GenArgs),
+    /// Measure the engine's key figures in one process and print them.
+    Bench(rgmerge::bench::BenchArgs),
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
         } => validate_bundle(&manifest, format),
         Command::Validate { format, inputs, .. } => validate(&inputs, format),
         Command::Merge { inputs } => merge(&inputs),
+        Command::Gen(args) => rgmerge::gen::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => rgmerge::bench::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

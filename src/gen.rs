@@ -1,0 +1,10 @@
+//! `rgmerge gen`: synthetic member configs. (Being written: see issue 6.)
+
+use crate::batch::BatchError;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GenArgs {}
+
+pub fn run(_args: &GenArgs) -> Result<(), BatchError> {
+    Err(BatchError::Usage("gen is not implemented yet".into()))
+}
