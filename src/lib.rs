@@ -10,7 +10,7 @@ pub mod batch;
 pub mod bench;
 pub mod compose;
 pub mod config;
-pub mod gen;
+pub mod synth;
 pub mod intern;
 pub mod member;
 pub mod report;

@@ -46,7 +46,7 @@ enum Command {
         inputs: Vec<PathBuf>,
     },
     /// Write synthetic member configs for benchmarks and tests.
-    Gen(rgmerge::gen::GenArgs),
+    Gen(rgmerge::synth::GenArgs),
     /// Measure the engine's key figures in one process and print them.
     Bench(rgmerge::bench::BenchArgs),
 }
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         } => validate_bundle(&manifest, format),
         Command::Validate { format, inputs, .. } => validate(&inputs, format),
         Command::Merge { inputs } => merge(&inputs),
-        Command::Gen(args) => rgmerge::gen::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Gen(args) => rgmerge::synth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => rgmerge::bench::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {

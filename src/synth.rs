@@ -1,4 +1,4 @@
-//! `rgmerge gen`: synthetic member configs. (Being written: see issue 6.)
+//! `rgmerge gen` (module `synth`: `gen` is a reserved word in Rust 2024): synthetic member configs. (Being written: see issue 6.)
 
 use crate::batch::BatchError;
 
