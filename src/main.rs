@@ -45,10 +45,37 @@ enum Command {
         #[arg(value_name = "FILE_OR_DIR", required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Run the daemon: groups, composites and snapshots over HTTP on a Unix socket.
+    Serve(ServeArgs),
     /// Write synthetic member configs for benchmarks and tests.
     Gen(rgmerge::synth::GenArgs),
     /// Measure the engine's key figures in one process and print them.
     Bench(rgmerge::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where state is kept (an embedded redb store, created on first start).
+    #[arg(long, default_value = "rgmerge-data")]
+    data_dir: PathBuf,
+    /// The Unix socket to serve on [default: DATA_DIR/rgmerge.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Most groups the organisation may hold (3 reproduces Konnect's Enterprise plan).
+    #[arg(long)]
+    max_groups: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// A node seen within this many seconds counts as connected.
+    #[arg(long, default_value_t = 30)]
+    active_window_secs: u64,
+    /// Requests handled at once; more wait their turn.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+    /// Longest long-poll (`?wait=`) in seconds.
+    #[arg(long, default_value_t = 300)]
+    max_wait_secs: u64,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -67,6 +94,7 @@ fn main() -> ExitCode {
         } => validate_bundle(&manifest, format),
         Command::Validate { format, inputs, .. } => validate(&inputs, format),
         Command::Merge { inputs } => merge(&inputs),
+        Command::Serve(args) => return serve(args),
         Command::Gen(args) => rgmerge::synth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => rgmerge::bench::run(&args).map(|()| ExitCode::SUCCESS),
     };
@@ -184,4 +212,49 @@ fn merge(inputs: &[PathBuf]) -> Result<ExitCode, BatchError> {
     }
     let _ = out.write_all(b"\n");
     Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    rgmerge::metrics::install();
+    let fail = |msg: String| {
+        eprintln!("rgmerge serve: {msg}");
+        ExitCode::from(2)
+    };
+    let store = match rgmerge::store::Store::open(&args.data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let settings = rgmerge::registry::Settings {
+        max_groups: args.max_groups,
+        active_window_ms: args.active_window_secs.saturating_mul(1000),
+    };
+    let engine = match rgmerge::engine::Engine::start(Some(store), settings) {
+        Ok(e) => e,
+        Err(e) => return fail(e.to_string()),
+    };
+    let opts = rgmerge::server::ServeOptions {
+        socket: args
+            .socket
+            .unwrap_or_else(|| args.data_dir.join("rgmerge.sock")),
+        max_body_bytes: args.max_body_bytes,
+        max_in_flight: args.max_in_flight.max(1),
+        max_wait: std::time::Duration::from_secs(args.max_wait_secs),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("can't start the async runtime: {e}")),
+    };
+    match runtime.block_on(rgmerge::server::serve(engine, opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.to_string()),
+    }
 }

@@ -128,6 +128,16 @@ impl Composite {
         }
     }
 
+    /// How many conflicts `conflicts()` would list, without building them.
+    pub fn conflict_count(&self) -> usize {
+        self.index.conflict_count()
+            + self
+                .index
+                .unresolved_vaults()
+                .map(<[_]>::len)
+                .sum::<usize>()
+    }
+
     /// Every conflict, in a stable order.
     pub fn conflicts(&self) -> Vec<Conflict> {
         let mut out = Vec::with_capacity(self.index.conflict_count());

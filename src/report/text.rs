@@ -52,7 +52,7 @@ pub fn help_for_conflict(kind: ConflictKind) -> &'static str {
     }
 }
 
-fn describe_conflict(c: &Conflict) -> String {
+pub fn describe_conflict(c: &Conflict) -> String {
     let noun = crate::config::Coll::from_name(&c.entity)
         .map(|c| c.noun())
         .unwrap_or("entity");

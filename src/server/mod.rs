@@ -1,0 +1,199 @@
+//! HTTP/1.1 + JSON on a Unix domain socket (SPEC §7.1): routing, the socket's
+//! life cycle, body limits, metrics, graceful shutdown.
+//!
+//! The only module that knows HTTP. It calls the engine and registry and knows
+//! nothing of how merging works.
+
+mod api;
+mod error;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+use crate::engine::Engine;
+
+/// Daemon settings that concern HTTP.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub socket: PathBuf,
+    pub max_body_bytes: usize,
+    /// Requests served at once; more wait their turn instead of exhausting memory.
+    pub max_in_flight: usize,
+    /// Longest `?wait=` a long-poll may ask for.
+    pub max_wait: Duration,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub opts: Arc<ServeOptions>,
+    /// Flips to true on shutdown so long-polls return at once.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("socket {path}: {detail}")]
+    Socket { path: PathBuf, detail: String },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn router(state: AppState) -> Router {
+    let v2 = "/v2/control-planes";
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route(v2, get(api::list_groups).post(api::create_group))
+        .route(
+            &format!("{v2}/{{id}}"),
+            get(api::get_group)
+                .patch(api::update_group)
+                .delete(api::delete_group),
+        )
+        .route(
+            &format!("{v2}/{{id}}/group-memberships"),
+            get(api::list_memberships),
+        )
+        .route(
+            &format!("{v2}/{{id}}/group-memberships/add"),
+            post(api::add_members),
+        )
+        .route(
+            &format!("{v2}/{{id}}/group-memberships/remove"),
+            post(api::remove_members),
+        )
+        .route(&format!("{v2}/{{id}}/group-status"), get(api::group_status))
+        .route(
+            &format!("{v2}/{{id}}/group-member-status"),
+            get(api::group_member_status),
+        )
+        .route(
+            &format!("{v2}/{{id}}/config"),
+            get(api::get_config).put(api::put_config),
+        )
+        .route(&format!("{v2}/{{id}}/snapshot"), get(api::get_snapshot))
+        .route(
+            &format!("{v2}/{{id}}/snapshot/provenance"),
+            get(api::get_provenance),
+        )
+        .route(
+            &format!("{v2}/{{id}}/nodes"),
+            get(api::list_nodes).post(api::heartbeat),
+        )
+        .route(
+            &format!("{v2}/{{id}}/nodes/{{node_id}}"),
+            delete(api::delete_node),
+        )
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(record_metrics))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            state.opts.max_in_flight,
+        ))
+        .with_state(state)
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    crate::metrics::http_request(&method, &route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// Binds the socket: a stale socket from a crashed run is removed; a live one
+/// (another daemon) or a path that is not a socket is refused.
+pub async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
+    let fail = |detail: String| ServeError::Socket {
+        path: path.to_path_buf(),
+        detail,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(fail(
+                    "another process is serving on this socket; stop it or choose another --socket"
+                        .into(),
+                ));
+            }
+            std::fs::remove_file(path).map_err(|e| {
+                fail(format!(
+                    "can't remove the stale socket left by a crashed run: {e}"
+                ))
+            })?;
+            tracing::info!(socket = %path.display(), "removed a stale socket from a previous run");
+        }
+        Ok(_) => {
+            return Err(fail(
+                "the path exists and is not a socket; refusing to replace it".into(),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e.to_string())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| fail(format!("can't create its directory: {e}")))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| fail(format!("can't bind: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| fail(format!("can't set mode 0660: {e}")))?;
+    Ok(listener)
+}
+
+/// Serves until SIGINT or SIGTERM, lets in-flight requests finish, then
+/// removes the socket file.
+pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError> {
+    let listener = bind(&opts.socket).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let socket = opts.socket.clone();
+    let state = AppState {
+        engine,
+        opts: Arc::new(opts),
+        shutdown: stop_rx,
+    };
+    let app = router(state);
+    tracing::info!(socket = %socket.display(), "serving");
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = std::fs::remove_file(&socket);
+    result.map_err(ServeError::Io)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,253 @@
+//! Durable state in an embedded, crash-safe redb database in the data directory.
+//!
+//! Two tables: `groups` (group id → JSON record: fields, memberships, the hash
+//! of its config, its published snapshot, its nodes) and `blobs` (content hash →
+//! member config bytes, shared by every record that names them). A write is
+//! one redb transaction, durable when `commit` returns. Knows nothing of HTTP.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::config::Format;
+use crate::registry::GroupRecord;
+
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SCHEMA_VERSION: u64 = 1;
+pub const FILE_NAME: &str = "rgmerge.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the store {path} is damaged or not an rgmerge store ({detail}); refusing to start so no data is overwritten. Restore it from a backup or `rgmerge export`, or move it away to start empty"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("the store {path} is in use by another process ({detail})")]
+    Locked { path: PathBuf, detail: String },
+    #[error("store write failed: {0}")]
+    Write(String),
+    #[error("store read failed: {0}")]
+    Read(String),
+}
+
+/// A member config as stored: its bytes and the syntax they are in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blob {
+    pub format: Format,
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    /// The content address: blake3 of format tag and bytes, lowercase hex.
+    pub fn hash(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(&[self.tag()]);
+        h.update(&self.bytes);
+        h.finalize().to_hex().to_string()
+    }
+    fn tag(&self) -> u8 {
+        match self.format {
+            Format::Json => b'j',
+            Format::Yaml => b'y',
+        }
+    }
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.bytes.len() + 1);
+        v.push(self.tag());
+        v.extend_from_slice(&self.bytes);
+        v
+    }
+    fn decode(v: &[u8]) -> Option<Blob> {
+        let (&tag, bytes) = v.split_first()?;
+        let format = match tag {
+            b'j' => Format::Json,
+            b'y' => Format::Yaml,
+            _ => return None,
+        };
+        Some(Blob {
+            format,
+            bytes: bytes.to_vec(),
+        })
+    }
+}
+
+/// One step of a write.
+#[derive(Debug)]
+pub enum Change {
+    PutGroup(Box<GroupRecord>),
+    DeleteGroup(uuid::Uuid),
+    PutBlob(String, Blob),
+    DeleteBlob(String),
+}
+
+/// Everything the store holds.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub groups: Vec<GroupRecord>,
+    pub blobs: HashMap<String, Blob>,
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating both on first start. An existing
+    /// file that is not a healthy redb store is refused, never re-initialised.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: path.clone(),
+            detail,
+        };
+        let db = match std::fs::metadata(&path) {
+            Ok(m) if m.len() == 0 => return Err(corrupt("the file is empty".into())),
+            Ok(_) => Database::open(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Database::create(&path),
+            Err(source) => {
+                return Err(StoreError::Dir {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.clone(),
+                detail: e.to_string(),
+            },
+            other => corrupt(other.to_string()),
+        })?;
+        let store = Store { db, path };
+        store.init()?;
+        Ok(store)
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
+        let tx = self.db.begin_write().map_err(|e| w(&e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| w(&e))?;
+            let existing = meta
+                .get("schema_version")
+                .map_err(|e| w(&e))?
+                .map(|v| v.value());
+            match existing {
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(|e| w(&e))?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(v) => {
+                    return Err(StoreError::Corrupt {
+                        path: self.path.clone(),
+                        detail: format!("schema version {v}, this rgmerge reads {SCHEMA_VERSION}"),
+                    });
+                }
+            }
+            tx.open_table(GROUPS).map_err(|e| w(&e))?;
+            tx.open_table(BLOBS).map_err(|e| w(&e))?;
+        }
+        tx.commit().map_err(|e| w(&e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads everything; a record that does not decode is corruption.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let tx = self.db.begin_read().map_err(|e| r(&e))?;
+        let mut loaded = Loaded::default();
+        let groups = tx.open_table(GROUPS).map_err(|e| r(&e))?;
+        for row in groups.iter().map_err(|e| r(&e))? {
+            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+            let rec: GroupRecord = serde_json::from_slice(v.value())
+                .map_err(|e| corrupt(format!("group record {}: {e}", k.value())))?;
+            loaded.groups.push(rec);
+        }
+        let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
+        for row in blobs.iter().map_err(|e| r(&e))? {
+            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+            let blob = Blob::decode(v.value())
+                .ok_or_else(|| corrupt(format!("config blob {} has no format tag", k.value())))?;
+            loaded.blobs.insert(k.value().to_string(), blob);
+        }
+        Ok(loaded)
+    }
+
+    /// Applies `changes` in one durable transaction: all or nothing.
+    pub fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
+        let tx = self.db.begin_write().map_err(|e| w(&e))?;
+        {
+            let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
+            let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
+            for c in changes {
+                match c {
+                    Change::PutGroup(rec) => {
+                        let bytes = serde_json::to_vec(rec).map_err(|e| w(&e))?;
+                        groups
+                            .insert(rec.meta.id.to_string().as_str(), bytes.as_slice())
+                            .map_err(|e| w(&e))?;
+                    }
+                    Change::DeleteGroup(id) => {
+                        groups.remove(id.to_string().as_str()).map_err(|e| w(&e))?;
+                    }
+                    Change::PutBlob(hash, blob) => {
+                        if blobs.get(hash.as_str()).map_err(|e| w(&e))?.is_none() {
+                            blobs
+                                .insert(hash.as_str(), blob.encode().as_slice())
+                                .map_err(|e| w(&e))?;
+                        }
+                    }
+                    Change::DeleteBlob(hash) => {
+                        blobs.remove(hash.as_str()).map_err(|e| w(&e))?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| w(&e))
+    }
+
+    /// Removes blobs no record names any more.
+    pub fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, StoreError> {
+        let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
+        let dead: Vec<String> = {
+            let tx = self.db.begin_read().map_err(|e| r(&e))?;
+            let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
+            let mut dead = Vec::new();
+            for row in blobs.iter().map_err(|e| r(&e))? {
+                let (k, _) = row.map_err(|e| r(&e))?;
+                if !live.contains(k.value()) {
+                    dead.push(k.value().to_string());
+                }
+            }
+            dead
+        };
+        let n = dead.len();
+        self.commit(&dead.into_iter().map(Change::DeleteBlob).collect::<Vec<_>>())?;
+        Ok(n)
+    }
+}
