@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod registry;
 pub mod report;
 pub mod server;
+pub mod sidecar;
 pub mod store;
 pub mod synth;

@@ -47,6 +47,8 @@ enum Command {
     },
     /// Run the daemon: groups, composites and snapshots over HTTP on a Unix socket.
     Serve(ServeArgs),
+    /// Follow a group's snapshot beside a Kong data plane: write it for Kong, heartbeat its hash.
+    Sidecar(rgmerge::sidecar::SidecarArgs),
     /// Write synthetic member configs for benchmarks and tests.
     Gen(rgmerge::synth::GenArgs),
     /// Measure the engine's key figures in one process and print them.
@@ -95,6 +97,12 @@ fn main() -> ExitCode {
         Command::Validate { format, inputs, .. } => validate(&inputs, format),
         Command::Merge { inputs } => merge(&inputs),
         Command::Serve(args) => return serve(args),
+        Command::Sidecar(args) => {
+            init_tracing();
+            rgmerge::sidecar::run(args)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| BatchError::Usage(e.to_string()))
+        }
         Command::Gen(args) => rgmerge::synth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => rgmerge::bench::run(&args).map(|()| ExitCode::SUCCESS),
     };
@@ -214,13 +222,17 @@ fn merge(inputs: &[PathBuf]) -> Result<ExitCode, BatchError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_tracing();
     rgmerge::metrics::install();
     let fail = |msg: String| {
         eprintln!("rgmerge serve: {msg}");
