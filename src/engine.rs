@@ -54,9 +54,9 @@ pub enum StartError {
 
 impl Engine {
     /// Restores state from `store` (or starts empty without one) and starts the writer.
-    pub fn start(store: Option<Store>, settings: Settings) -> Result<Engine, StartError> {
+    pub fn start(mut store: Option<Store>, settings: Settings) -> Result<Engine, StartError> {
         let interner = Arc::new(Interner::new());
-        let reg = match &store {
+        let reg = match &mut store {
             Some(s) => {
                 let loaded = s.load()?;
                 let fresh = loaded.groups.is_empty();
@@ -229,7 +229,7 @@ impl Writer {
             }
             Ok(r) => {
                 let effects = tx.effects();
-                let stored = match &self.store {
+                let stored = match &mut self.store {
                     Some(s) => s.commit(&effects.changes),
                     None => Ok(()),
                 };

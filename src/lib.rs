@@ -20,3 +20,4 @@ pub mod server;
 pub mod sidecar;
 pub mod store;
 pub mod synth;
+pub mod transfer;

@@ -49,6 +49,20 @@ enum Command {
     Serve(ServeArgs),
     /// Follow a group's snapshot beside a Kong data plane: write it for Kong, heartbeat its hash.
     Sidecar(rgmerge::sidecar::SidecarArgs),
+    /// Write the whole state of a (stopped) daemon's data directory as decK files and a bundle manifest.
+    Export {
+        #[arg(long, default_value = "rgmerge-data")]
+        data_dir: PathBuf,
+        /// A new, empty directory.
+        out: PathBuf,
+    },
+    /// Load an export into an empty data directory.
+    Import {
+        #[arg(long, default_value = "rgmerge-data")]
+        data_dir: PathBuf,
+        /// A directory written by `rgmerge export`.
+        dir: PathBuf,
+    },
     /// Write synthetic member configs for benchmarks and tests.
     Gen(rgmerge::synth::GenArgs),
     /// Measure the engine's key figures in one process and print them.
@@ -103,6 +117,18 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| BatchError::Usage(e.to_string()))
         }
+        Command::Export { data_dir, out } => rgmerge::transfer::export(&data_dir, &out)
+            .map(|n| {
+                eprintln!("exported {n} control plane(s) to {}", out.display());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| BatchError::Usage(e.to_string())),
+        Command::Import { data_dir, dir } => rgmerge::transfer::import(&dir, &data_dir)
+            .map(|n| {
+                eprintln!("imported {n} control plane(s) into {}", data_dir.display());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| BatchError::Usage(e.to_string())),
         Command::Gen(args) => rgmerge::synth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => rgmerge::bench::run(&args).map(|()| ExitCode::SUCCESS),
     };

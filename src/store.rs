@@ -38,6 +38,37 @@ pub enum StoreError {
     Read(String),
 }
 
+/// Opens an existing store. After a crash redb repairs the file on open, which
+/// writes to it; if the file is damaged beyond repair, that attempt must not
+/// leave it changed. So a store that does not open cleanly read-only is copied
+/// aside first, and put back if the repair fails.
+fn open_existing(path: &Path) -> Result<Database, redb::DatabaseError> {
+    match redb::ReadOnlyDatabase::open(path) {
+        Ok(ro) => {
+            drop(ro);
+            return Database::open(path);
+        }
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(redb::DatabaseError::DatabaseAlreadyOpen);
+        }
+        Err(_) => {}
+    }
+    let mut backup = path.as_os_str().to_owned();
+    backup.push(".pre-repair");
+    let backup = PathBuf::from(backup);
+    std::fs::copy(path, &backup)?;
+    match Database::open(path) {
+        Ok(db) => {
+            let _ = std::fs::remove_file(&backup);
+            Ok(db)
+        }
+        Err(e) => {
+            let _ = std::fs::rename(&backup, path);
+            Err(e)
+        }
+    }
+}
+
 /// A member config as stored: its bytes and the syntax they are in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blob {
@@ -96,7 +127,9 @@ pub struct Loaded {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` after an I/O error until a reopen succeeds: redb asks to be
+    /// closed and reopened before it is used again.
+    db: Option<Database>,
     path: PathBuf,
 }
 
@@ -113,32 +146,34 @@ impl Store {
             path: path.clone(),
             detail,
         };
+        let locked_or_corrupt = |e: redb::DatabaseError| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.clone(),
+                detail: e.to_string(),
+            },
+            other => corrupt(other.to_string()),
+        };
         let db = match std::fs::metadata(&path) {
             Ok(m) if m.len() == 0 => return Err(corrupt("the file is empty".into())),
-            Ok(_) => Database::open(&path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Database::create(&path),
+            Ok(_) => open_existing(&path).map_err(locked_or_corrupt)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Database::create(&path).map_err(locked_or_corrupt)?
+            }
             Err(source) => {
                 return Err(StoreError::Dir {
                     path: path.clone(),
                     source,
                 });
             }
-        }
-        .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: path.clone(),
-                detail: e.to_string(),
-            },
-            other => corrupt(other.to_string()),
-        })?;
-        let store = Store { db, path };
+        };
+        let store = Store { db: Some(db), path };
         store.init()?;
         Ok(store)
     }
 
     fn init(&self) -> Result<(), StoreError> {
         let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
-        let tx = self.db.begin_write().map_err(|e| w(&e))?;
+        let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| w(&e))?;
             let existing = meta
@@ -164,6 +199,25 @@ impl Store {
         tx.commit().map_err(|e| w(&e))
     }
 
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| {
+            StoreError::Write(
+                "the store is closed after an I/O error and could not be reopened yet".into(),
+            )
+        })
+    }
+
+    /// Closes and reopens the database after a failed write.
+    fn reopen(&mut self) {
+        self.db = None;
+        match open_existing(&self.path) {
+            Ok(db) => self.db = Some(db),
+            Err(e) => {
+                tracing::error!(error = %e, "store reopen failed; will retry on the next write")
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -175,7 +229,7 @@ impl Store {
             path: self.path.clone(),
             detail,
         };
-        let tx = self.db.begin_read().map_err(|e| r(&e))?;
+        let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
         let mut loaded = Loaded::default();
         let groups = tx.open_table(GROUPS).map_err(|e| r(&e))?;
         for row in groups.iter().map_err(|e| r(&e))? {
@@ -194,13 +248,26 @@ impl Store {
         Ok(loaded)
     }
 
-    /// Applies `changes` in one durable transaction: all or nothing.
-    pub fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+    /// Applies `changes` in one durable transaction: all or nothing. After a
+    /// failure (a full disk, say) the store is reopened so later writes can
+    /// succeed once there is room again.
+    pub fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
+        if self.db.is_none() {
+            self.reopen();
+        }
+        let result = self.write(changes);
+        if result.is_err() {
+            self.reopen();
+        }
+        result
+    }
+
+    fn write(&self, changes: &[Change]) -> Result<(), StoreError> {
         let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
-        let tx = self.db.begin_write().map_err(|e| w(&e))?;
+        let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
         {
             let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
@@ -232,10 +299,10 @@ impl Store {
     }
 
     /// Removes blobs no record names any more.
-    pub fn collect_garbage(&self, live: &HashSet<String>) -> Result<usize, StoreError> {
+    pub fn collect_garbage(&mut self, live: &HashSet<String>) -> Result<usize, StoreError> {
         let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
         let dead: Vec<String> = {
-            let tx = self.db.begin_read().map_err(|e| r(&e))?;
+            let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
             let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
             let mut dead = Vec::new();
             for row in blobs.iter().map_err(|e| r(&e))? {

@@ -659,6 +659,50 @@ impl<'a> Tx<'a> {
 
     // ---- groups ----
 
+    /// Recreates an exported group with its id and fields. The exported default
+    /// group takes the place of this registry's (empty) default group.
+    pub fn import_group(&mut self, meta: GroupMeta) -> Result<()> {
+        group::check_name(&meta.name)?;
+        group::check_labels(&meta.labels)?;
+        if self.reg.groups.contains_key(&meta.id) {
+            return Err(RegistryError::conflict(format!(
+                "a control plane with id {} already exists",
+                meta.id
+            )));
+        }
+        if meta.is_default {
+            let old = self
+                .reg
+                .groups
+                .values()
+                .find(|g| g.meta.is_default)
+                .map(|g| g.meta.id);
+            if let Some(old) = old {
+                if let Some(g) = self.reg.groups.remove(&old) {
+                    self.reg.names.remove(&g.meta.name);
+                    self.undo.push(Undo::Deleted(Box::new(g)));
+                    self.deleted.insert(old);
+                }
+            }
+        }
+        if self.reg.names.contains_key(&meta.name) {
+            return Err(RegistryError::conflict(format!(
+                "a control plane named '{}' already exists",
+                meta.name
+            )));
+        }
+        let group = self.reg.new_group(meta.clone());
+        if let Kind::Standard { config, .. } = &group.kind {
+            self.blobs.push((config.hash.clone(), config.blob.clone()));
+        }
+        self.reg.names.insert(meta.name.clone(), meta.id);
+        self.reg.groups.insert(meta.id, group);
+        self.undo.push(Undo::Created(meta.id));
+        self.touch(meta.id);
+        self.published.insert(meta.id);
+        Ok(())
+    }
+
     pub fn create_group(&mut self, req: CreateGroup) -> Result<GroupMeta> {
         group::check_name(&req.name)?;
         if let Some(d) = &req.description {

@@ -13,6 +13,8 @@ pub struct Daemon {
     pub data: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// RLIMIT_FSIZE for the daemon: writes past it fail as on a full disk.
+    pub file_size_limit: Option<u64>,
 }
 
 impl Daemon {
@@ -26,6 +28,7 @@ impl Daemon {
             data,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            file_size_limit: None,
         };
         d.spawn();
         d
@@ -38,7 +41,25 @@ impl Daemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgmerge"));
+        if let Some(limit) = self.file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data)
@@ -152,6 +173,19 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Resp {
+        self.try_send(method, path, headers, body)
+            .await
+            .expect("request")
+    }
+
+    /// Like `send`, but a dropped connection is an `Err`, not a panic.
+    pub async fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, reqwest::Error> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, format!("http://localhost{path}"));
         for (k, v) in headers {
@@ -160,15 +194,15 @@ impl Client {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.expect("request");
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.expect("body").to_vec();
-        Resp {
+        let body = resp.bytes().await?.to_vec();
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Resp {
