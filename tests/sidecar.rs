@@ -1,0 +1,228 @@
+//! The sidecar beside a data plane: it follows its group's snapshot, writes it
+//! atomically, heartbeats the hash it applied, and rides out daemon restarts.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, service};
+
+const V2: &str = "/v2/control-planes";
+
+struct Sidecar(Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_applies_snapshots_and_sync_status_follows() {
+    let mut d = Daemon::start(&[]);
+    let c = d.client();
+    let comp = c.composite("edge").await;
+    let blue = c.standard("blue").await;
+    c.add(&comp, &[&blue]).await.expect(200);
+    c.put_config(&blue, &service("first", "first.internal"))
+        .await
+        .expect(200);
+
+    let out = d.dir.path().join("kong.json");
+    let log = std::fs::File::create(d.dir.path().join("sidecar.log")).unwrap();
+    let _sidecar = Sidecar(
+        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+            .args([
+                "sidecar",
+                "--group",
+                "edge",
+                "--node-id",
+                "dp-1",
+                "--hostname",
+                "dp-1.local",
+                "--interval",
+                "1",
+                "--socket",
+            ])
+            .arg(&d.socket)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+
+    let node_status = |c: common::Client, comp: String| async move {
+        let r = c.get(&format!("{V2}/{comp}/nodes")).await;
+        if r.status != 200 {
+            return None;
+        }
+        let v = r.json();
+        v["items"].as_array().and_then(|a| a.first()).map(|n| {
+            (
+                n["sync_status"].as_str().unwrap_or("").to_string(),
+                n["config_hash"].as_str().unwrap_or("").to_string(),
+            )
+        })
+    };
+    // It fetches, writes the file Kong loads, and reports the hash: IN_SYNC.
+    wait_for("first snapshot applied", || {
+        let (c, comp) = (c.clone(), comp.clone());
+        async move {
+            node_status(c, comp)
+                .await
+                .is_some_and(|(s, _)| s == "IN_SYNC")
+        }
+    })
+    .await;
+    let snap = c.snapshot(&comp).await;
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        snap.body,
+        "the file holds the snapshot bytes"
+    );
+
+    // A new snapshot: the node is OUT_OF_SYNC until the sidecar applies it, then IN_SYNC again.
+    c.put_config(&blue, &service("second", "second.internal"))
+        .await
+        .expect(200);
+    let new_hash = c
+        .snapshot(&comp)
+        .await
+        .header("etag")
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    wait_for("second snapshot applied", || {
+        let (c, comp, h) = (c.clone(), comp.clone(), new_hash.clone());
+        async move {
+            node_status(c, comp)
+                .await
+                .is_some_and(|(s, hash)| s == "IN_SYNC" && hash == h)
+        }
+    })
+    .await;
+    assert!(
+        String::from_utf8(std::fs::read(&out).unwrap())
+            .unwrap()
+            .contains("second")
+    );
+
+    // The daemon restarts; the sidecar carries on and applies what comes next.
+    d.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.spawn();
+    let c = d.client();
+    c.put_config(&blue, &service("third", "third.internal"))
+        .await
+        .expect(200);
+    let third = c
+        .snapshot(&comp)
+        .await
+        .header("etag")
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    wait_for("third snapshot applied after a daemon restart", || {
+        let (c, comp, h) = (c.clone(), comp.clone(), third.clone());
+        async move {
+            node_status(c, comp)
+                .await
+                .is_some_and(|(s, hash)| s == "IN_SYNC" && hash == h)
+        }
+    })
+    .await;
+    assert!(
+        String::from_utf8(std::fs::read(&out).unwrap())
+            .unwrap()
+            .contains("third")
+    );
+}
+
+/// With `--kong-admin`, each snapshot is POSTed to Kong's `/config`; the node
+/// reports the hash only once Kong took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_posts_to_a_kong_admin_config_endpoint() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let app = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/config",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let received = received.clone();
+                async move {
+                    received.lock().unwrap().push(body.to_vec());
+                    (axum::http::StatusCode::CREATED, "{}")
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+
+    let d = Daemon::start(&[]);
+    let c = d.client();
+    let blue = c.standard("blue").await;
+    c.put_config(&blue, &service("svc", "svc.internal"))
+        .await
+        .expect(200);
+    let out = d.dir.path().join("kong.json");
+    let _sidecar = Sidecar(
+        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+            .args([
+                "sidecar",
+                "--group",
+                &blue,
+                "--node-id",
+                "dp-k",
+                "--interval",
+                "1",
+                "--kong-admin",
+                &admin,
+                "--socket",
+            ])
+            .arg(&d.socket)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let snap = c.snapshot(&blue).await;
+    wait_for("Kong received the snapshot", || {
+        let received = received.clone();
+        async move { !received.lock().unwrap().is_empty() }
+    })
+    .await;
+    assert_eq!(received.lock().unwrap()[0], snap.body);
+    wait_for("node in sync", || {
+        let c = c.clone();
+        let blue = blue.clone();
+        async move {
+            c.get(&format!("{V2}/{blue}/nodes")).await.json()["items"][0]["sync_status"]
+                == "IN_SYNC"
+        }
+    })
+    .await;
+}
