@@ -152,7 +152,11 @@ fn yaml_message(msg: &str) -> String {
         },
         None => rest,
     };
-    if rest.contains("recursion limit") || rest.contains("Depth {") {
+    if let Some(key) = rest.strip_prefix("duplicate mapping key: ") {
+        // serde-saphyr adds advice about its own options, which means nothing to a user.
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        format!("duplicate key `{key}` in one mapping")
+    } else if rest.contains("recursion limit") || rest.contains("Depth {") {
         format!(
             "nesting deeper than {} levels is not accepted",
             super::value::MAX_DEPTH
