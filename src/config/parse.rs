@@ -56,6 +56,9 @@ pub struct ParseFailure {
 
 /// Parses `bytes` as one document of `format`.
 pub fn parse(bytes: &[u8], format: Format) -> Result<Value, ParseFailure> {
+    // Editors on Windows write a UTF-8 byte order mark; the YAML parser skips
+    // it, the JSON parsers refuse it ("expected value" at 1:1).
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseFailure {
             message:
@@ -152,7 +155,10 @@ fn yaml_message(msg: &str) -> String {
         },
         None => rest,
     };
-    if let Some(key) = rest.strip_prefix("duplicate mapping key: ") {
+    if rest.starts_with("multiple YAML documents detected") {
+        "a member config is one YAML document, but this file holds several (separated by `---`)"
+            .to_string()
+    } else if let Some(key) = rest.strip_prefix("duplicate mapping key: ") {
         // serde-saphyr adds advice about its own options, which means nothing to a user.
         let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
         format!("duplicate key `{key}` in one mapping")
