@@ -188,13 +188,17 @@ impl Composite {
             let m = self.member(slot);
             let mut errs = m.errors.clone();
             for u in &m.unresolved {
+                // The first holder in merge order, so the message does not
+                // depend on the order members entered the index.
                 let holder = u
                     .candidates
                     .iter()
                     .flat_map(|&(class, sym)| self.index.owners(class, sym))
-                    .find(|(s, _)| *s != slot);
-                if let Some(&(other, _)) = holder {
-                    let owner = &self.member(other).info.name;
+                    .filter(|(s, _)| *s != slot)
+                    .map(|&(s, _)| self.member(s))
+                    .min_by(|a, b| a.info.id.cmp(&b.info.id));
+                if let Some(other) = holder {
+                    let owner = &other.info.name;
                     let e = &mut errs[u.error];
                     e.kind = ErrorKind::CrossMemberReference;
                     e.message = format!(

@@ -56,6 +56,9 @@ pub struct ParseFailure {
 
 /// Parses `bytes` as one document of `format`.
 pub fn parse(bytes: &[u8], format: Format) -> Result<Value, ParseFailure> {
+    // Editors on Windows write a UTF-8 byte order mark; the YAML parser skips
+    // it, the JSON parsers refuse it ("expected value" at 1:1).
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseFailure {
             message:
@@ -114,16 +117,59 @@ fn parse_yaml(bytes: &[u8]) -> Result<Value, ParseFailure> {
         line: None,
         column: None,
     })?;
-    serde_saphyr::from_str::<StrictDoc>(text)
+    // serde-saphyr's default budget (250,000 nodes, 1,000,000 events, depth 64)
+    // rejects a few MB of ordinary YAML that the same config in JSON passes. Its
+    // limits guard against alias expansion; without aliases, nodes and scalar
+    // bytes can't exceed the input, so they scale with it. Depth matches JSON's.
+    let scaled = |default: usize| default.max(text.len().saturating_mul(2));
+    let defaults = serde_saphyr::Budget::default();
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: super::value::MAX_DEPTH + 1,
+            max_nodes: scaled(defaults.max_nodes),
+            max_events: scaled(defaults.max_events),
+            max_total_scalar_bytes: scaled(defaults.max_total_scalar_bytes),
+        },
+    };
+    serde_saphyr::from_str_with_options::<StrictDoc>(text, options)
         .map(|d| d.0)
         .map_err(|e| {
             let loc = e.location();
             ParseFailure {
-                message: first_line(&e.to_string()),
+                message: yaml_message(&e.to_string()),
                 line: loc.as_ref().map(|l| l.line()),
                 column: loc.as_ref().map(|l| l.column()),
             }
         })
+}
+
+/// serde-saphyr's first line, without the "error: line L column C: " prefix
+/// (we report those as fields), and with nesting limits said the way JSON says them.
+fn yaml_message(msg: &str) -> String {
+    let line = first_line(msg);
+    let rest = line.strip_prefix("error: ").unwrap_or(&line);
+    let rest = match rest.strip_prefix("line ") {
+        Some(r) => match r.find(": ") {
+            Some(i) if r[..i].contains(" column ") => &r[i + 2..],
+            _ => rest,
+        },
+        None => rest,
+    };
+    if rest.starts_with("multiple YAML documents detected") {
+        "a member config is one YAML document, but this file holds several (separated by `---`)"
+            .to_string()
+    } else if let Some(key) = rest.strip_prefix("duplicate mapping key: ") {
+        // serde-saphyr adds advice about its own options, which means nothing to a user.
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        format!("duplicate key `{key}` in one mapping")
+    } else if rest.contains("recursion limit") || rest.contains("Depth {") {
+        format!(
+            "nesting deeper than {} levels is not accepted",
+            super::value::MAX_DEPTH
+        )
+    } else {
+        rest.to_string()
+    }
 }
 
 /// serde_json appends " at line L column C"; we report those as fields.

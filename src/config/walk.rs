@@ -382,7 +382,9 @@ impl Walker {
             plugin,
         });
 
-        let me = ident.unwrap_or_default();
+        // An unnamed parent is told apart by its path: two unnamed routes each
+        // with a nested `key-auth` are two scopes, not a duplicate.
+        let me = ident.unwrap_or_else(|| path.to_string());
         for &(field, child) in coll.nested() {
             let Some(v) = obj.get(field) else { continue };
             match v {
