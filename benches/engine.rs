@@ -1,1 +1,188 @@
-fn main() {}
+//! Criterion benches of the engine: parsing, building one member, full and
+//! incremental merges of composites of 8, 64 and 256 members × 1,000
+//! entities, and snapshot assembly.
+//!
+//! `cargo bench -- --test` runs each bench once (CI's smoke test);
+//! `cargo bench -- --profile-time 10 incremental/256` runs one without
+//! analysis, for `perf record`. Member configs come from `rgmerge::synth`, so
+//! the inputs are the same on every machine and every run.
+//!
+//! Not here yet: restoring composites from the store at start-up; that bench
+//! comes with the store.
+
+use std::hint::black_box;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rayon::prelude::*;
+use serde::de::DeserializeSeed;
+
+use rgmerge::compose::Composite;
+use rgmerge::config::value::StrictValue;
+use rgmerge::config::{self, Format};
+use rgmerge::intern::Interner;
+use rgmerge::member::{Member, MemberInfo};
+use rgmerge::synth::{self, Spec};
+
+const ENTITIES: usize = 1000;
+const SIZES: [usize; 3] = [8, 64, 256];
+const SPEC: Spec = Spec {
+    entities: ENTITIES,
+    conflicts: 0.0,
+    seed: 1,
+};
+
+fn info(i: usize) -> MemberInfo {
+    let name = synth::member_name(i, 256);
+    MemberInfo {
+        id: name.clone(),
+        name,
+        is_default: i == 0,
+    }
+}
+
+/// The largest composite's members, built once and shared: the smaller
+/// composites are its first 8 and 64 members.
+struct Fixture {
+    interner: Arc<Interner>,
+    members: Vec<Arc<Member>>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let interner = Arc::new(Interner::new());
+        let members = (0..SIZES[SIZES.len() - 1])
+            .into_par_iter()
+            .map(|i| {
+                let bytes = synth::to_json(&synth::member_document(i, &SPEC, 0));
+                Arc::new(Member::build(info(i), &bytes, Format::Json, &interner))
+            })
+            .collect();
+        Fixture { interner, members }
+    })
+}
+
+fn parse(c: &mut Criterion) {
+    let json = synth::to_json(&synth::member_document(0, &SPEC, 0));
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(json.len() as u64));
+    g.bench_function("json/simd_json_strict", |b| {
+        b.iter(|| config::parse(black_box(&json), Format::Json))
+    });
+    g.bench_function("json/serde_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&json)))
+    });
+    // The same strict seed (duplicate keys, depth) driven by serde_json instead.
+    g.bench_function("json/serde_json_strict", |b| {
+        b.iter(|| {
+            let mut de = serde_json::Deserializer::from_slice(black_box(&json));
+            StrictValue::root().deserialize(&mut de)
+        })
+    });
+    let yaml = synth::to_yaml(&synth::member_document(0, &SPEC, 0)).unwrap_or_default();
+    g.throughput(Throughput::Bytes(yaml.len() as u64));
+    g.sample_size(20);
+    g.bench_function("yaml/serde_saphyr_strict", |b| {
+        b.iter(|| config::parse(black_box(&yaml), Format::Yaml))
+    });
+    g.finish();
+}
+
+fn member(c: &mut Criterion) {
+    let interner = Interner::new();
+    let json = synth::to_json(&synth::member_document(0, &SPEC, 0));
+    let mut g = c.benchmark_group("member");
+    g.throughput(Throughput::Bytes(json.len() as u64));
+    g.bench_function("build_1000_entities/json", |b| {
+        b.iter(|| Member::build(info(0), black_box(&json), Format::Json, &interner))
+    });
+    g.finish();
+}
+
+/// Index, conflicts, report and snapshot of a composite merged from scratch
+/// out of pre-built members (parsing excluded).
+fn full_merge(c: &mut Criterion) {
+    let f = fixture();
+    let mut g = c.benchmark_group("full_merge");
+    g.sample_size(10);
+    for n in SIZES {
+        g.throughput(Throughput::Elements((n * ENTITIES) as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            // One composite alive at a time: the output is dropped untimed.
+            b.iter_batched(
+                || (),
+                |()| {
+                    let c = Composite::from_members(f.interner.clone(), f.members[..n].to_vec());
+                    let report = c.report();
+                    let body = c.assemble();
+                    (c, report, body)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+/// One member replaced by a new revision of itself (and back), conflicts and
+/// state updated, a new snapshot assembled and hashed. Should not grow with n.
+fn incremental(c: &mut Criterion) {
+    let f = fixture();
+    let mut g = c.benchmark_group("incremental_update");
+    for n in SIZES {
+        let target = n / 2;
+        let bytes = synth::to_json(&synth::member_document(target, &SPEC, 1));
+        let revised = Arc::new(Member::build(
+            info(target),
+            &bytes,
+            Format::Json,
+            &f.interner,
+        ));
+        let versions = [revised, f.members[target].clone()];
+        let mut composite = Composite::from_members(f.interner.clone(), f.members[..n].to_vec());
+        let mut flip = 0usize;
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_batched(
+                || {
+                    flip += 1;
+                    versions[flip % 2].clone()
+                },
+                |next| {
+                    let old = composite.upsert(next);
+                    let state = composite.state();
+                    let conflicts = composite.conflicts();
+                    let body = composite.assemble();
+                    (old, state, conflicts, body)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn snapshot(c: &mut Criterion) {
+    let f = fixture();
+    let composite = Composite::from_members(f.interner.clone(), f.members.clone());
+    let body = composite.assemble();
+    let mut g = c.benchmark_group("snapshot_256");
+    g.bench_function("assemble_and_hash", |b| b.iter(|| composite.assemble()));
+    // What a snapshot would cost if it were one buffer hashed whole.
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.sample_size(10);
+    g.bench_function("copy_and_hash_whole_body", |b| {
+        b.iter(|| blake3::hash(&body.to_vec()))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = parse, member, full_merge, incremental, snapshot
+}
+criterion_main!(benches);
