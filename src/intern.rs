@@ -8,8 +8,6 @@
 //! The interner is sharded so rayon workers building members in parallel rarely
 //! contend on one lock.
 
-use std::hash::{BuildHasher, Hash, Hasher};
-
 use ahash::RandomState;
 use bumpalo::Bump;
 use parking_lot::Mutex;
@@ -71,9 +69,7 @@ impl Interner {
     }
 
     fn shard_of(&self, s: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        s.hash(&mut h);
-        (h.finish() as usize) & (SHARDS - 1)
+        (self.hasher.hash_one(s) as usize) & (SHARDS - 1)
     }
 
     /// Returns the symbol for `s`, adding it on first sight.

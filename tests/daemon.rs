@@ -815,7 +815,8 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("keep", "k")).await.expect(200);
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             V2.to_string(),

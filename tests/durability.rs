@@ -185,10 +185,8 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
         d.kill9();
         for t in tasks {
             // Requests in flight at the kill fail: that is expected; they were not acknowledged.
-            if let Ok((g, ok, _)) = t.await {
-                if let Some(ok) = ok {
-                    acked.insert(g, ok);
-                }
+            if let Ok((g, Some(ok), _)) = t.await {
+                acked.insert(g, ok);
             }
         }
         counter += 1000;

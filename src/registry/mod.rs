@@ -38,7 +38,7 @@ pub struct RegistryError {
     pub title: &'static str,
     pub detail: String,
     /// For a rejected config: every member error, in the report shape.
-    pub report: Option<Report>,
+    pub report: Option<Box<Report>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +135,7 @@ pub enum Kind {
     },
     Composite {
         members: BTreeSet<Uuid>,
-        composite: Composite,
+        composite: Box<Composite>,
     },
 }
 
@@ -258,7 +258,7 @@ impl Registry {
         let kind = if meta.cluster_type.is_composite() {
             Kind::Composite {
                 members: BTreeSet::new(),
-                composite: Composite::new(self.interner.clone()),
+                composite: Box::new(Composite::new(self.interner.clone())),
             }
         } else {
             Kind::Standard {
@@ -427,7 +427,7 @@ impl Registry {
                 }
                 Kind::Composite {
                     members: r.members.iter().copied().collect(),
-                    composite,
+                    composite: Box::new(composite),
                 }
             } else {
                 let config = configs
@@ -677,12 +677,12 @@ impl<'a> Tx<'a> {
                 .values()
                 .find(|g| g.meta.is_default)
                 .map(|g| g.meta.id);
-            if let Some(old) = old {
-                if let Some(g) = self.reg.groups.remove(&old) {
-                    self.reg.names.remove(&g.meta.name);
-                    self.undo.push(Undo::Deleted(Box::new(g)));
-                    self.deleted.insert(old);
-                }
+            if let Some(old) = old
+                && let Some(g) = self.reg.groups.remove(&old)
+            {
+                self.reg.names.remove(&g.meta.name);
+                self.undo.push(Undo::Deleted(Box::new(g)));
+                self.deleted.insert(old);
             }
         }
         if self.reg.names.contains_key(&meta.name) {
@@ -923,7 +923,7 @@ impl<'a> Tx<'a> {
                     "the config has {} member error(s); nothing was changed",
                     report.errors.len()
                 ),
-                report: Some(report),
+                report: Some(Box::new(report)),
             });
         }
         Ok(outcome)

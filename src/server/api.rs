@@ -579,7 +579,7 @@ pub async fn put_config(
         Err(e) if dry_run && e.report.is_some() => {
             let report = e
                 .report
-                .unwrap_or_else(|| Report::new(Vec::new(), Vec::new(), Vec::new()));
+                .map_or_else(|| Report::new(Vec::new(), Vec::new(), Vec::new()), |r| *r);
             Ok(ok_json(
                 StatusCode::OK,
                 json!({"dry_run": true, "state": report.state, "errors": report.errors, "composites": []}),

@@ -10,16 +10,16 @@ use crate::registry::{ErrorKind, RegistryError};
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub title: String,
+    pub title: &'static str,
     pub detail: String,
-    pub extra: Option<serde_json::Value>,
+    pub extra: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            title: status.canonical_reason().unwrap_or("Error"),
             detail: detail.into(),
             extra: None,
         }
@@ -43,11 +43,11 @@ impl From<RegistryError> for ApiError {
         };
         ApiError {
             status,
-            title: e.title.to_string(),
+            title: e.title,
             detail: e.detail,
             extra: e
                 .report
-                .map(|r| json!({"state": r.state, "errors": r.errors})),
+                .map(|r| Box::new(json!({"state": r.state, "errors": r.errors}))),
         }
     }
 }
@@ -57,7 +57,7 @@ impl IntoResponse for ApiError {
         let mut body =
             json!({"status": self.status.as_u16(), "title": self.title, "detail": self.detail});
         if let (Some(obj), Some(serde_json::Value::Object(extra))) =
-            (body.as_object_mut(), self.extra)
+            (body.as_object_mut(), self.extra.map(|e| *e))
         {
             obj.extend(extra);
         }
