@@ -114,8 +114,17 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), RegistryErr
     Ok(())
 }
 
+/// RFC 3339 in UTC with a fixed six-digit fraction, so timestamps sort as strings.
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
 }
