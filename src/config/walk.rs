@@ -277,13 +277,13 @@ impl Walker {
             }
         }
         for &(field, kind) in coll.name_keys() {
-            if let Some(Value::String(s)) = obj.get(field) {
-                if self.check_name(coll, &format!("{path}.{field}"), field, s) {
-                    keys.push(Key {
-                        kind,
-                        value: s.clone(),
-                    });
-                }
+            if let Some(Value::String(s)) = obj.get(field)
+                && self.check_name(coll, &format!("{path}.{field}"), field, s)
+            {
+                keys.push(Key {
+                    kind,
+                    value: s.clone(),
+                });
             }
         }
 
@@ -605,18 +605,12 @@ impl Walker {
             if nested.iter().any(|(f, _)| f == k) {
                 continue;
             }
-            scan_value(
-                coll,
-                v,
-                &format!("{path}.{k}"),
-                &mut self.model.vault_refs,
-                0,
-            );
+            scan_value(coll, v, &format!("{path}.{k}"), &mut self.model.vault_refs);
         }
     }
 }
 
-fn scan_value(coll: Coll, v: &Value, path: &str, out: &mut Vec<VaultRef>, depth: usize) {
+fn scan_value(coll: Coll, v: &Value, path: &str, out: &mut Vec<VaultRef>) {
     match v {
         Value::String(s) => {
             let mut rest = s.as_str();
@@ -636,12 +630,12 @@ fn scan_value(coll: Coll, v: &Value, path: &str, out: &mut Vec<VaultRef>, depth:
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                scan_value(coll, item, &format!("{path}[{i}]"), out, depth + 1);
+                scan_value(coll, item, &format!("{path}[{i}]"), out);
             }
         }
         Value::Object(o) => {
             for (k, item) in o {
-                scan_value(coll, item, &format!("{path}.{k}"), out, depth + 1);
+                scan_value(coll, item, &format!("{path}.{k}"), out);
             }
         }
         _ => {}
