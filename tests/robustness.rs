@@ -448,3 +448,26 @@ proptest! {
         }
     }
 }
+
+/// "Billion laughs": aliases that expand exponentially, or repeat a big anchor,
+/// are refused quickly with a position instead of exhausting memory.
+#[test]
+fn yaml_alias_bombs_are_refused() {
+    let mut lol = String::from(
+        "_format_version: \"3.0\"\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        lol.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let big = format!(
+        "_format_version: \"3.0\"\nx: &x \"{}\"\ny: [{}]\n",
+        "x".repeat(1_000_000),
+        vec!["*x"; 200].join(",")
+    );
+    for (what, text) in [("exponential", lol), ("repeated big anchor", big)] {
+        let r = report(text.as_bytes(), Format::Yaml);
+        let msg = assert_parse_error(&r, what);
+        assert!(msg.contains("aliases"), "{what}: {msg}");
+    }
+}

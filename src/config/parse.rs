@@ -195,6 +195,10 @@ fn yaml_message(msg: &str) -> String {
             "nesting deeper than {} levels is not accepted",
             super::value::MAX_DEPTH
         )
+    } else if let Some(what) = rest.strip_prefix("budget breached: ") {
+        format!(
+            "the document expands beyond what a member config may hold ({what}); YAML aliases (`*name`) repeating large anchors are the usual cause"
+        )
     } else {
         rest.to_string()
     }
