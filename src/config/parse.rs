@@ -76,10 +76,38 @@ pub fn parse(bytes: &[u8], format: Format) -> Result<Value, ParseFailure> {
             column: Some(column),
         });
     }
-    match format {
+    on_parser_stack(|| match format {
         Format::Json => parse_json(bytes),
         Format::Yaml => parse_yaml(bytes),
-    }
+    })
+}
+
+/// Stack for the deserializers, which recurse once per nesting level.
+/// serde-saphyr's frames are large (tens of KB per level in a debug build), so
+/// the 128 levels we accept overflow the 2 MB stacks of rayon, tokio and test
+/// threads, and a stack overflow aborts the whole process. The memory is only
+/// reserved, not committed, until a deep document needs it.
+const PARSER_STACK: usize = 64 << 20;
+
+fn on_parser_stack(
+    parse: impl FnOnce() -> Result<Value, ParseFailure> + Send,
+) -> Result<Value, ParseFailure> {
+    std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name("rgmerge-parse".into())
+            .stack_size(PARSER_STACK)
+            .spawn_scoped(s, parse);
+        match spawned {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => Err(ParseFailure {
+                message: format!("could not start a parser thread: {e}"),
+                line: None,
+                column: None,
+            }),
+        }
+    })
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ParseFailure> {
@@ -166,6 +194,10 @@ fn yaml_message(msg: &str) -> String {
         format!(
             "nesting deeper than {} levels is not accepted",
             super::value::MAX_DEPTH
+        )
+    } else if let Some(what) = rest.strip_prefix("budget breached: ") {
+        format!(
+            "the document expands beyond what a member config may hold ({what}); YAML aliases (`*name`) repeating large anchors are the usual cause"
         )
     } else {
         rest.to_string()

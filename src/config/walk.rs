@@ -185,6 +185,9 @@ impl Walker {
                 continue;
             }
             self.check_name(coll, &path, "name", &name);
+            // Plugins take these configs by reference (`_config`), so their
+            // vault references must resolve like a plugin's own.
+            scan_value(coll, &config, &path, &mut self.model.vault_refs);
             self.model.entities.push(Entity {
                 coll,
                 path,
