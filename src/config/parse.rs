@@ -151,7 +151,10 @@ fn parse_yaml(bytes: &[u8]) -> Result<Value, ParseFailure> {
     // bytes can't exceed the input, so they scale with it. Depth matches JSON's.
     let scaled = |default: usize| default.max(text.len().saturating_mul(2));
     let defaults = serde_saphyr::Budget::default();
+    // YAML 1.2 booleans only (`true`/`false`), as decK's YAML reader does for
+    // untyped values: a host named `y` or a country code `no` stays a string.
     let options = serde_saphyr::options! {
+        strict_booleans: true,
         budget: serde_saphyr::budget! {
             max_depth: super::value::MAX_DEPTH + 1,
             max_nodes: scaled(defaults.max_nodes),

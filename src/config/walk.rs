@@ -457,10 +457,11 @@ impl Walker {
                     coll.name(),
                     &format!("{path}.{field}"),
                     format!(
-                        "{} field `{field}` must be {}, found {}",
+                        "{} field `{field}` must be {}, found {}{}",
                         coll.noun(),
                         ty.describe(),
-                        describe(v)
+                        describe(v),
+                        yaml11_hint(v, ty)
                     ),
                 );
             }
@@ -666,6 +667,17 @@ fn ident_of(coll: Coll, obj: &Map<String, Value>) -> Option<String> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     })
+}
+
+/// YAML 1.1 spelled booleans `yes`/`no`/`on`/`off`; YAML 1.2 (and decK) reads them as text.
+fn yaml11_hint(v: &Value, ty: Ty) -> &'static str {
+    let yaml11 = ["yes", "no", "on", "off", "y", "n"];
+    match v {
+        Value::String(s) if ty == Ty::Bool && yaml11.contains(&s.to_ascii_lowercase().as_str()) => {
+            "; YAML 1.2 reads it as text, so write `true` or `false`"
+        }
+        _ => "",
+    }
 }
 
 fn has_type(v: &Value, ty: Ty) -> bool {

@@ -12,7 +12,7 @@ pub fn help_for_error(kind: ErrorKind) -> &'static str {
             "fix the syntax at the line and column shown; the file must be one JSON or YAML document"
         }
         ErrorKind::SchemaError => {
-            "make the field match decK 3.0's schema (type, required fields, UUID ids); `deck file validate` gives the same verdict"
+            "make the field match decK 3.0's schema: its type, the required fields, UUID ids"
         }
         ErrorKind::DuplicateInMember => {
             "keep one of the two entities or give one of them a different key"
