@@ -38,12 +38,14 @@ pub enum Coll {
     CustomPlugins,
     ClonedPlugins,
     AiModels,
+    /// Kong's DB-less form of plugins scoped to a consumer group (`kong config db_export`).
+    ConsumerGroupPlugins,
     /// `_plugin_configs`: a map of name to plugin config, not a list.
     PluginConfigs,
 }
 
 impl Coll {
-    pub const ALL: [Coll; 33] = [
+    pub const ALL: [Coll; 34] = [
         Coll::Services,
         Coll::Routes,
         Coll::Upstreams,
@@ -76,6 +78,7 @@ impl Coll {
         Coll::CustomPlugins,
         Coll::ClonedPlugins,
         Coll::AiModels,
+        Coll::ConsumerGroupPlugins,
         Coll::PluginConfigs,
     ];
 
@@ -114,6 +117,7 @@ impl Coll {
             Coll::CustomPlugins => "custom_plugins",
             Coll::ClonedPlugins => "cloned_plugins",
             Coll::AiModels => "ai_models",
+            Coll::ConsumerGroupPlugins => "consumer_group_plugins",
             Coll::PluginConfigs => "_plugin_configs",
         }
     }
@@ -157,6 +161,7 @@ impl Coll {
             Coll::CustomPlugins => "custom plugin",
             Coll::ClonedPlugins => "cloned plugin",
             Coll::AiModels => "AI model",
+            Coll::ConsumerGroupPlugins => "consumer-group plugin",
             Coll::PluginConfigs => "plugin config",
         }
     }
@@ -188,6 +193,7 @@ impl Coll {
                 | Coll::CustomPlugins
                 | Coll::ClonedPlugins
                 | Coll::AiModels
+                | Coll::ConsumerGroupPlugins
         )
     }
 
