@@ -659,6 +659,19 @@ impl<'a> Tx<'a> {
 
     // ---- groups ----
 
+    /// Adds a new group with its empty config and first snapshot.
+    fn insert_group(&mut self, meta: GroupMeta) {
+        let group = self.reg.new_group(meta.clone());
+        if let Kind::Standard { config, .. } = &group.kind {
+            self.blobs.push((config.hash.clone(), config.blob.clone()));
+        }
+        self.reg.names.insert(meta.name.clone(), meta.id);
+        self.reg.groups.insert(meta.id, group);
+        self.undo.push(Undo::Created(meta.id));
+        self.touch(meta.id);
+        self.published.insert(meta.id);
+    }
+
     /// Recreates an exported group with its id and fields. The exported default
     /// group takes the place of this registry's (empty) default group.
     pub fn import_group(&mut self, meta: GroupMeta) -> Result<()> {
@@ -691,15 +704,7 @@ impl<'a> Tx<'a> {
                 meta.name
             )));
         }
-        let group = self.reg.new_group(meta.clone());
-        if let Kind::Standard { config, .. } = &group.kind {
-            self.blobs.push((config.hash.clone(), config.blob.clone()));
-        }
-        self.reg.names.insert(meta.name.clone(), meta.id);
-        self.reg.groups.insert(meta.id, group);
-        self.undo.push(Undo::Created(meta.id));
-        self.touch(meta.id);
-        self.published.insert(meta.id);
+        self.insert_group(meta);
         Ok(())
     }
 
@@ -742,15 +747,7 @@ impl<'a> Tx<'a> {
             created_at: t.clone(),
             updated_at: t,
         };
-        let group = self.reg.new_group(meta.clone());
-        if let Kind::Standard { config, .. } = &group.kind {
-            self.blobs.push((config.hash.clone(), config.blob.clone()));
-        }
-        self.reg.names.insert(meta.name.clone(), meta.id);
-        self.reg.groups.insert(meta.id, group);
-        self.undo.push(Undo::Created(meta.id));
-        self.touch(meta.id);
-        self.published.insert(meta.id);
+        self.insert_group(meta.clone());
         Ok(meta)
     }
 
