@@ -133,9 +133,9 @@ impl Engine {
         });
         self.jobs
             .send(job)
-            .map_err(|_| RegistryError::storage("the writer has stopped"))?;
+            .map_err(|_| RegistryError::internal("the writer has stopped"))?;
         rx.await
-            .map_err(|_| RegistryError::storage("the writer dropped the request"))
+            .map_err(|_| RegistryError::internal("the writer dropped the request"))
     }
 
     /// Runs `f` against the registry, in order with the writes.
@@ -179,7 +179,7 @@ impl Engine {
             (m, bytes)
         })
         .await
-        .map_err(|e| RegistryError::storage(format!("config validation failed to run: {e}")))?;
+        .map_err(|e| RegistryError::internal(format!("config validation failed to run: {e}")))?;
         let blob = Blob { format, bytes };
         self.write(dry_run, move |tx| tx.put_config(id, blob, member))
             .await
@@ -217,7 +217,15 @@ impl Writer {
     ) -> Result<R, RegistryError> {
         let started = Instant::now();
         let mut tx = self.reg.begin();
-        let result = f(&mut tx);
+        // A bug that panics mid-write must not leave half of it applied: undo
+        // what was recorded and report the request as failed.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)))
+            .unwrap_or_else(|_| {
+                tracing::error!("a write panicked; undoing it");
+                Err(RegistryError::internal(
+                    "internal error while applying the write; nothing was changed",
+                ))
+            });
         let out = match result {
             Err(e) => {
                 tx.rollback();

@@ -48,6 +48,7 @@ pub enum ErrorKind {
     Conflict,
     ReadOnly,
     Storage,
+    Internal,
 }
 
 impl RegistryError {
@@ -79,6 +80,14 @@ impl RegistryError {
         RegistryError {
             kind: ErrorKind::ReadOnly,
             title: "Read-only group",
+            detail: detail.into(),
+            report: None,
+        }
+    }
+    pub fn internal(detail: impl Into<String>) -> RegistryError {
+        RegistryError {
+            kind: ErrorKind::Internal,
+            title: "Internal error",
             detail: detail.into(),
             report: None,
         }

@@ -40,6 +40,7 @@ impl From<RegistryError> for ApiError {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::ReadOnly => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Storage => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError {
             status,
