@@ -25,6 +25,10 @@ use rgmerge::intern::Interner;
 use rgmerge::member::{Member, MemberInfo};
 use rgmerge::synth::{self, Spec};
 
+// The allocator the `rgmerge` binary ships with, so figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ENTITIES: usize = 1000;
 const SIZES: [usize; 3] = [8, 64, 256];
 const SPEC: Spec = Spec {
