@@ -181,6 +181,8 @@ pub fn measure(args: &BenchArgs) -> Value {
         "input_bytes": input_bytes,
         "fragment_bytes": fragment_bytes,
         "snapshot_bytes": snapshot.len(),
+        // The same arguments give the same hash on any machine.
+        "snapshot_hash": snapshot.hash(),
         "state": report.state.as_str(),
         "conflicts": report.conflicts.len(),
         "member_errors": member_errors,
@@ -355,4 +357,118 @@ fn table(f: &Value) -> String {
         m["cpu_model"].as_str().unwrap_or("unknown")
     ));
     out
+}
+
+/// Optimisations made for these figures must not change results: these
+/// tests hold the optimised code to the straightforward version it replaced.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::Body;
+    use crate::config::Coll;
+
+    /// The snapshot as first written: every collection looked up in every
+    /// member, the hash fed piece by piece.
+    fn reference_assemble(members: &[&Member]) -> (Vec<u8>, String) {
+        let mut out = Vec::new();
+        let mut h = blake3::Hasher::new();
+        let mut punct = |out: &mut Vec<u8>, h: &mut blake3::Hasher, b: &[u8]| {
+            h.update(&(b.len() as u64).to_le_bytes()).update(b);
+            out.extend_from_slice(b);
+        };
+        punct(&mut out, &mut h, b"{\"_format_version\":\"3.0\"");
+        for coll in Coll::ALL {
+            let (open, close) = if coll == Coll::PluginConfigs {
+                ("{", "}")
+            } else {
+                ("[", "]")
+            };
+            let mut first = true;
+            for m in members {
+                let Some(c) = m.chunks.iter().find(|c| c.coll == coll) else {
+                    continue;
+                };
+                let sep = if first {
+                    format!(",\"{}\":{open}", coll.name())
+                } else {
+                    ",".to_string()
+                };
+                punct(&mut out, &mut h, sep.as_bytes());
+                h.update(c.hash.as_bytes());
+                out.extend_from_slice(&c.bytes);
+                first = false;
+            }
+            if !first {
+                punct(&mut out, &mut h, close.as_bytes());
+            }
+        }
+        punct(&mut out, &mut h, b"}");
+        (out, h.finalize().to_hex().to_string())
+    }
+
+    fn member(i: usize, bytes: &[u8], interner: &Interner) -> Member {
+        let info = MemberInfo {
+            id: format!("m{i}"),
+            name: format!("m{i}"),
+            is_default: false,
+        };
+        Member::build(info, bytes, Format::Json, interner)
+    }
+
+    #[test]
+    fn assembled_snapshots_are_unchanged_by_the_optimisations() {
+        let interner = Interner::new();
+        let spec = Spec {
+            entities: 150,
+            conflicts: 0.0,
+            seed: 11,
+        };
+        let plugin_configs = br#"{"_format_version":"3.0",
+            "_plugin_configs":{"shared-rl":{"minute":5},"cors-open":{"origins":["*"]}},
+            "services":[{"name":"pc","host":"pc.local"}]}"#;
+        let mut members: Vec<Member> = (0..3)
+            .map(|i| {
+                let doc = synth::to_json(&synth::member_document(i, &spec, 0));
+                member(i, &doc, &interner)
+            })
+            .collect();
+        members.push(member(3, plugin_configs, &interner));
+        assert!(members.iter().all(|m| m.errors.is_empty()));
+        assert!(members[3].chunk(Coll::PluginConfigs).is_some());
+        for take in [0, 1, 4] {
+            let refs: Vec<&Member> = members.iter().take(take).collect();
+            let body = Body::assemble(refs.iter().copied());
+            let (bytes, hash) = reference_assemble(&refs);
+            assert_eq!(body.to_vec(), bytes);
+            assert_eq!(body.hash(), hash);
+            assert_eq!(body.len(), bytes.len());
+            assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
+        }
+    }
+
+    #[test]
+    fn chunks_are_exact_slices_of_the_member_serialization() {
+        let interner = Interner::new();
+        let doc = synth::to_json(&synth::member_document(
+            0,
+            &Spec {
+                entities: 80,
+                conflicts: 0.0,
+                seed: 2,
+            },
+            0,
+        ));
+        let m = member(0, &doc, &interner);
+        let parsed = config::parse(&doc, Format::Json).expect("parses");
+        for c in &m.chunks {
+            let items = parsed[c.coll.name()].as_array().expect("a list");
+            let expected: Vec<String> = items
+                .iter()
+                .map(|v| serde_json::to_string(v).unwrap_or_default())
+                .collect();
+            assert_eq!(&c.bytes[..], expected.join(",").as_bytes());
+            assert_eq!(c.hash, blake3::hash(&c.bytes));
+            assert_eq!(c.count, items.len());
+        }
+    }
 }
