@@ -101,6 +101,8 @@ pub fn measure(args: &BenchArgs) -> Value {
     let members: Vec<Arc<Member>> = built.into_iter().map(|(_, m)| m).collect();
     let member_errors: usize = members.iter().map(|m| m.errors.len()).sum();
     let fragment_bytes: usize = members.iter().map(|m| m.fragment_bytes()).sum();
+    let rss_members = rss_bytes();
+    let peak_build = peak_rss_bytes();
 
     // Full merge from pre-built members: index, conflicts, report, snapshot.
     let runs = if args.members >= 128 { 7 } else { 15 };
@@ -122,6 +124,7 @@ pub fn measure(args: &BenchArgs) -> Value {
         Arc::new(Member::build(info(target), &bytes, Format::Json, &interner))
     };
     let versions = [revised, members[target].clone()];
+    let rss_composite = rss_bytes();
     let mut flip = 0;
     let incremental = time_with(
         201,
@@ -198,6 +201,9 @@ pub fn measure(args: &BenchArgs) -> Value {
         "snapshot_assemble_ms": ms(assemble.wall),
         "peak_rss_bytes": peak,
         "peak_rss_per_input_byte": peak.map(|p| round(p as f64 / input_bytes as f64, 2)),
+        "rss_members_built_bytes": rss_members,
+        "peak_rss_after_build_bytes": peak_build,
+        "rss_with_composite_bytes": rss_composite,
         // The same medians in this thread's CPU time: steadier than wall
         // time when other work shares the cores.
         "thread_cpu": {
@@ -282,8 +288,17 @@ fn round(x: f64, digits: i32) -> f64 {
 
 /// The process's peak resident set (`VmHWM`), Linux only.
 pub fn peak_rss_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// The process's resident set now (`VmRSS`), Linux only.
+pub fn rss_bytes() -> Option<u64> {
+    status_bytes("VmRSS:")
+}
+
+fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
