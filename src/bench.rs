@@ -387,7 +387,7 @@ mod tests {
     fn reference_assemble(members: &[&Member]) -> (Vec<u8>, String) {
         let mut out = Vec::new();
         let mut h = blake3::Hasher::new();
-        let mut punct = |out: &mut Vec<u8>, h: &mut blake3::Hasher, b: &[u8]| {
+        let punct = |out: &mut Vec<u8>, h: &mut blake3::Hasher, b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes()).update(b);
             out.extend_from_slice(b);
         };
