@@ -114,7 +114,8 @@ pub fn measure(args: &BenchArgs) -> Value {
     });
 
     // Incremental: replace the middle member by a new revision of itself (and
-    // back), then update conflicts and assemble and hash a new snapshot.
+    // back), then read the state, list the conflicts, and assemble and hash a
+    // new snapshot.
     let mut composite = Composite::from_members(interner.clone(), members.iter().cloned());
     let report = composite.report();
     let snapshot = composite.assemble();
@@ -143,6 +144,9 @@ pub fn measure(args: &BenchArgs) -> Value {
         },
     );
     let assemble = time(101, || composite.assemble());
+    // Listing every conflict is O(conflicts), whatever changed: part of the
+    // incremental figure above, shown alone here.
+    let conflict_list = time(101, || composite.conflicts());
 
     // Parse throughput on a sample of members (all members are alike).
     let sample: Vec<Vec<u8>> = (0..args.members.min(4))
@@ -199,6 +203,7 @@ pub fn measure(args: &BenchArgs) -> Value {
         "incremental_update_ms": ms(incremental.wall),
         "incremental_speedup": round(full.wall.as_secs_f64() / incremental.wall.as_secs_f64(), 1),
         "snapshot_assemble_ms": ms(assemble.wall),
+        "conflict_list_ms": ms(conflict_list.wall),
         "peak_rss_bytes": peak,
         "peak_rss_per_input_byte": peak.map(|p| round(p as f64 / input_bytes as f64, 2)),
         "rss_members_built_bytes": rss_members,
@@ -215,6 +220,7 @@ pub fn measure(args: &BenchArgs) -> Value {
             "incremental_update_ms": ms(incremental.cpu),
             "incremental_speedup": round(full.cpu.as_secs_f64() / incremental.cpu.as_secs_f64(), 1),
             "snapshot_assemble_ms": ms(assemble.cpu),
+            "conflict_list_ms": ms(conflict_list.cpu),
         },
         "machine": {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -317,7 +323,7 @@ fn cpu_model() -> String {
 
 /// The figures for people: one line each.
 fn table(f: &Value) -> String {
-    let rows: [(&str, &str, &str); 17] = [
+    let rows: [(&str, &str, &str); 18] = [
         ("members", "members", ""),
         ("entities_per_member", "entities per member", ""),
         ("input_bytes", "input", "bytes"),
@@ -352,6 +358,7 @@ fn table(f: &Value) -> String {
         ),
         ("incremental_speedup", "  speedup vs full merge", "x"),
         ("snapshot_assemble_ms", "snapshot assemble + hash", "ms"),
+        ("conflict_list_ms", "list every conflict", "ms"),
         ("snapshot_bytes", "snapshot", "bytes"),
         ("peak_rss_bytes", "peak RSS", "bytes"),
         ("peak_rss_per_input_byte", "  peak RSS / input", "x"),
