@@ -160,7 +160,7 @@ pub fn measure(args: &BenchArgs) -> Value {
             }
         })
     };
-    let passes = (8_000_000 / sample_bytes.max(1)).clamp(5, 200);
+    let passes = (40_000_000 / sample_bytes.max(1)).clamp(11, 400);
     let simd = per_pass(passes, &|s| drop(black_box(config::parse(s, Format::Json))));
     let serde = per_pass(passes, &|s| {
         drop(black_box(serde_json::from_slice::<Value>(s)))
