@@ -33,6 +33,7 @@ pub struct BenchArgs {
     /// Share of planted conflicts (see `rgmerge gen`).
     #[arg(long, default_value_t = 0.0)]
     pub conflicts: f64,
+    /// Seed of the generated members (see `rgmerge gen`).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Print one JSON object instead of a table.
