@@ -245,13 +245,18 @@ fn duplicate_message(coll: Coll, kind: KeyKind, value: &str, first: &str) -> Str
     format!("{what} is already defined at {first}; it must be unique in one member config")
 }
 
+/// Serializes the top-level entities, one chunk per collection. All chunks
+/// live in one exactly sized buffer and are slices of it: a snapshot then
+/// shares one reference count per member rather than one per chunk (fewer
+/// cache misses when assembling), and no chunk keeps spare capacity.
 fn build_chunks(
     top: Vec<(Coll, Vec<serde_json::Value>)>,
     plugin_configs: Vec<(String, serde_json::Value)>,
 ) -> Vec<Chunk> {
-    let mut chunks = Vec::with_capacity(top.len() + 1);
+    let mut buf = Vec::new();
+    let mut spans = Vec::with_capacity(top.len() + 1);
     for (coll, items) in top {
-        let mut buf = Vec::with_capacity(items.len() * 256);
+        let start = buf.len();
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 buf.push(b',');
@@ -259,10 +264,10 @@ fn build_chunks(
             // Serializing a `Value` cannot fail: keys are strings, numbers finite.
             let _ = serde_json::to_writer(&mut buf, item);
         }
-        chunks.push(chunk(coll, buf, items.len()));
+        spans.push((coll, start..buf.len(), items.len()));
     }
     if !plugin_configs.is_empty() {
-        let mut buf = Vec::new();
+        let start = buf.len();
         for (i, (name, cfg)) in plugin_configs.iter().enumerate() {
             if i > 0 {
                 buf.push(b',');
@@ -271,20 +276,24 @@ fn build_chunks(
             buf.push(b':');
             let _ = serde_json::to_writer(&mut buf, cfg);
         }
-        chunks.push(chunk(Coll::PluginConfigs, buf, plugin_configs.len()));
+        spans.push((Coll::PluginConfigs, start..buf.len(), plugin_configs.len()));
     }
+    buf.shrink_to_fit();
+    let whole = Bytes::from(buf);
+    let mut chunks: Vec<Chunk> = spans
+        .into_iter()
+        .map(|(coll, range, count)| {
+            let bytes = whole.slice(range);
+            Chunk {
+                coll,
+                hash: blake3::hash(&bytes),
+                bytes,
+                count,
+            }
+        })
+        .collect();
     chunks.sort_by_key(|c| c.coll);
     chunks
-}
-
-fn chunk(coll: Coll, buf: Vec<u8>, count: usize) -> Chunk {
-    let hash = blake3::hash(&buf);
-    Chunk {
-        coll,
-        bytes: Bytes::from(buf),
-        hash,
-        count,
-    }
 }
 
 fn member_hash(chunks: &[Chunk]) -> blake3::Hash {

@@ -1,8 +1,8 @@
 //! `rgmerge gen` (module `synth`: `gen` is a reserved word in Rust 2024):
 //! synthetic, realistic decK 3.0 member configs for benchmarks and tests.
 //!
-//! A member of `entities` entities (nested ones counted, exactly that many for
-//! `entities >= 4`) holds services with routes and plugins, consumers with
+//! A member of `entities` entities (nested ones counted, exactly that many)
+//! holds services with routes and plugins, consumers with
 //! credentials, ACLs and consumer-group memberships, consumer groups with
 //! plugins, upstreams with targets, certificates with SNIs, key sets with
 //! keys, vaults and `{vault://…}` references to them. Member 0 also holds the
@@ -51,8 +51,10 @@ pub struct GenArgs {
     /// member 2k and member 2k+1.
     #[arg(long, default_value_t = 0.0)]
     pub conflicts: f64,
+    /// The same seed and sizes give byte-identical files.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Written as decK writes them: pretty JSON, or YAML.
     #[arg(long, value_enum, default_value_t = GenFormat::Json)]
     pub format: GenFormat,
 }

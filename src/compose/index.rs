@@ -42,6 +42,11 @@ impl KeyIndex {
         }
     }
 
+    /// Makes room for `keys` more keys without growing.
+    pub fn reserve(&mut self, keys: usize) {
+        self.owners.reserve(keys);
+    }
+
     pub fn insert(&mut self, slot: Slot, m: &Member) {
         for (i, k) in m.keys.iter().enumerate() {
             let key = (k.class, k.sym);

@@ -48,7 +48,12 @@ impl Composite {
         interner: Arc<Interner>,
         members: impl IntoIterator<Item = Arc<Member>>,
     ) -> Composite {
+        let members: Vec<Arc<Member>> = members.into_iter().collect();
         let mut c = Composite::new(interner);
+        // Sized once: growing the key index by doubling rehashes every key
+        // several times and leaves the outgrown tables to the allocator.
+        c.index.reserve(members.iter().map(|m| m.keys.len()).sum());
+        c.slots.reserve(members.len());
         for m in members {
             c.upsert(m);
         }

@@ -113,10 +113,10 @@ fn on_parser_stack(
 fn parse_json(bytes: &[u8]) -> Result<Value, ParseFailure> {
     // simd-json parses in place, so it gets its own copy.
     let mut buf = bytes.to_vec();
-    let fast = simd_json::Deserializer::from_slice(&mut buf)
+    if let Some(v) = simd_json::to_tape(&mut buf)
         .ok()
-        .and_then(|mut de| StrictValue::root().deserialize(&mut de).ok());
-    if let Some(v) = fast {
+        .and_then(|tape| strict_from_tape(&mut tape.0.iter(), 0))
+    {
         return Ok(v);
     }
     // The slow path exists for its diagnostics: serde_json reports line and column.
@@ -136,6 +136,56 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ParseFailure> {
         },
         line: Some(e.line() as u64),
         column: Some(e.column() as u64),
+    })
+}
+
+/// The value of the next node of a simd-json tape, under the rules of
+/// [`StrictValue`]: refused (`None`) on a duplicate key, nesting deeper than
+/// `MAX_DEPTH` or a non-finite number. Walking the tape directly skips serde's
+/// visitor calls and sizes each map once from the tape's key count, hashing
+/// each key once; anything refused here is re-parsed by the serde_json path,
+/// which words the error.
+fn strict_from_tape(
+    nodes: &mut std::slice::Iter<'_, simd_json::Node<'_>>,
+    depth: usize,
+) -> Option<Value> {
+    use simd_json::{Node, StaticNode};
+    Some(match *nodes.next()? {
+        Node::String(s) => Value::String(s.to_owned()),
+        Node::Static(StaticNode::Null) => Value::Null,
+        Node::Static(StaticNode::Bool(b)) => Value::Bool(b),
+        Node::Static(StaticNode::I64(n)) => Value::Number(n.into()),
+        Node::Static(StaticNode::U64(n)) => Value::Number(n.into()),
+        Node::Static(StaticNode::F64(f)) => Value::Number(serde_json::Number::from_f64(f)?),
+        Node::Array { len, .. } => {
+            if depth + 1 > super::value::MAX_DEPTH {
+                return None;
+            }
+            let mut out = Vec::with_capacity(len.min(4096));
+            for _ in 0..len {
+                out.push(strict_from_tape(nodes, depth + 1)?);
+            }
+            Value::Array(out)
+        }
+        Node::Object { len, .. } => {
+            if depth + 1 > super::value::MAX_DEPTH {
+                return None;
+            }
+            let mut out = serde_json::Map::with_capacity(len.min(4096));
+            for _ in 0..len {
+                let Node::String(key) = *nodes.next()? else {
+                    return None;
+                };
+                let v = strict_from_tape(nodes, depth + 1)?;
+                if out.insert(key.to_owned(), v).is_some() {
+                    return None;
+                }
+            }
+            Value::Object(out)
+        }
+        // 128-bit integers, when simd-json has them: left to the serde path.
+        #[allow(unreachable_patterns)]
+        _ => return None,
     })
 }
 
@@ -274,6 +324,40 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         let e = parse(deep.as_bytes(), Format::Yaml).unwrap_err();
         assert!(e.line.is_some(), "{e:?}");
+    }
+
+    /// The tape walk must accept and refuse exactly what simd-json driving
+    /// `StrictValue` through serde does, and give the same values.
+    #[test]
+    fn tape_walk_agrees_with_the_serde_seed() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let mut docs: Vec<String> = [
+            r#"{"a":1,"b":-2,"c":18446744073709551615,"d":-9223372036854775808,"e":1.5e300,"f":0.1}"#,
+            r#"{"s":"\u00e9\n\"x\"","t":true,"n":null,"l":[],"o":{},"m":[{"k":[1,{"z":[]}]}]}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":1,"c":{"b":2}},"d":[{"b":1},{"b":1}]}"#,
+            r#"{"x":1e400}"#,
+            r#"[1,2,"3"]"#,
+            r#""just a string""#,
+            r#"{"a":1} {"b":2}"#,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        docs.push(deep(super::super::value::MAX_DEPTH));
+        docs.push(deep(super::super::value::MAX_DEPTH + 1));
+        docs.push(String::from_utf8(crate::synth::member_config(1, 300, 0.1, 4)).unwrap());
+        for doc in docs {
+            let mut a = doc.clone().into_bytes();
+            let via_serde = simd_json::Deserializer::from_slice(&mut a)
+                .ok()
+                .and_then(|mut de| StrictValue::root().deserialize(&mut de).ok());
+            let mut b = doc.clone().into_bytes();
+            let via_tape = simd_json::to_tape(&mut b)
+                .ok()
+                .and_then(|t| strict_from_tape(&mut t.0.iter(), 0));
+            assert_eq!(via_serde, via_tape, "{}", &doc[..doc.len().min(80)]);
+        }
     }
 
     #[test]

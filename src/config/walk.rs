@@ -187,7 +187,13 @@ impl Walker {
             self.check_name(coll, &path, "name", &name);
             // Plugins take these configs by reference (`_config`), so their
             // vault references must resolve like a plugin's own.
-            scan_value(coll, &config, &path, &mut self.model.vault_refs);
+            scan_value(
+                coll,
+                &config,
+                &path,
+                &mut Vec::new(),
+                &mut self.model.vault_refs,
+            );
             self.model.entities.push(Entity {
                 coll,
                 path,
@@ -605,16 +611,34 @@ impl Walker {
     /// Finds `{vault://PREFIX/…}` in every string of the entity's own fields.
     fn scan_vault_refs(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str) {
         let nested = coll.nested();
+        let mut at = Vec::new();
         for (k, v) in obj {
             if nested.iter().any(|(f, _)| f == k) {
                 continue;
             }
-            scan_value(coll, v, &format!("{path}.{k}"), &mut self.model.vault_refs);
+            at.push(Seg::Key(k));
+            scan_value(coll, v, path, &mut at, &mut self.model.vault_refs);
+            at.pop();
         }
     }
 }
 
-fn scan_value(coll: Coll, v: &Value, path: &str, out: &mut Vec<VaultRef>) {
+/// One step of a path below an entity: `.key` or `[index]`.
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Finds vault references in `v`, which sits at `base` followed by `at`. A
+/// path is spelled out only for a string that holds a reference: formatting
+/// one for every value visited took a fifth of building a member.
+fn scan_value<'a>(
+    coll: Coll,
+    v: &'a Value,
+    base: &str,
+    at: &mut Vec<Seg<'a>>,
+    out: &mut Vec<VaultRef>,
+) {
     match v {
         Value::String(s) => {
             let mut rest = s.as_str();
@@ -625,7 +649,7 @@ fn scan_value(coll: Coll, v: &Value, path: &str, out: &mut Vec<VaultRef>) {
                 let prefix = body.split('/').next().unwrap_or("");
                 out.push(VaultRef {
                     coll,
-                    path: path.to_string(),
+                    path: spell(base, at),
                     prefix: prefix.to_string(),
                     reference: format!("{{vault://{body}}}"),
                 });
@@ -634,16 +658,38 @@ fn scan_value(coll: Coll, v: &Value, path: &str, out: &mut Vec<VaultRef>) {
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                scan_value(coll, item, &format!("{path}[{i}]"), out);
+                at.push(Seg::Index(i));
+                scan_value(coll, item, base, at, out);
+                at.pop();
             }
         }
         Value::Object(o) => {
             for (k, item) in o {
-                scan_value(coll, item, &format!("{path}.{k}"), out);
+                at.push(Seg::Key(k));
+                scan_value(coll, item, base, at, out);
+                at.pop();
             }
         }
         _ => {}
     }
+}
+
+/// `services[0].plugins[1].config.redis.password` from its parts.
+fn spell(base: &str, at: &[Seg<'_>]) -> String {
+    use std::fmt::Write;
+    let mut path = base.to_string();
+    for seg in at {
+        match seg {
+            Seg::Key(k) => {
+                path.push('.');
+                path.push_str(k);
+            }
+            Seg::Index(i) => {
+                let _ = write!(path, "[{i}]");
+            }
+        }
+    }
+    path
 }
 
 /// The name a reference to this entity would use: its name-like key, else its id.
