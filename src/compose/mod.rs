@@ -188,13 +188,18 @@ impl Composite {
             let m = self.member(slot);
             let mut errs = m.errors.clone();
             for u in &m.unresolved {
+                // Several members may hold the target (a conflict of its own):
+                // name the first in merge order, not the first indexed, so the
+                // report doesn't depend on the order members arrived in.
                 let holder = u
                     .candidates
                     .iter()
                     .flat_map(|&(class, sym)| self.index.owners(class, sym))
-                    .find(|(s, _)| *s != slot);
-                if let Some(&(other, _)) = holder {
-                    let owner = &self.member(other).info.name;
+                    .filter(|(s, _)| *s != slot)
+                    .map(|&(s, _)| self.member(s))
+                    .min_by(|a, b| a.info.id.cmp(&b.info.id));
+                if let Some(other) = holder {
+                    let owner = &other.info.name;
                     let e = &mut errs[u.error];
                     e.kind = ErrorKind::CrossMemberReference;
                     e.message = format!(
