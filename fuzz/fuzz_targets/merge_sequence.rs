@@ -67,7 +67,7 @@ impl Rd<'_> {
 }
 
 fn maybe_id(r: &mut Rd, v: &mut Value) {
-    if r.byte() % 3 == 0 {
+    if r.byte().is_multiple_of(3) {
         v["id"] = json!(r.pick(&IDS));
     }
 }
@@ -85,7 +85,7 @@ fn gen_config(r: &mut Rd) -> Value {
                 if r.bit() {
                     s["routes"] = json!([{"name": r.pick(&ROUTE), "paths": ["/x"]}]);
                 }
-                if r.byte() % 4 == 0 {
+                if r.byte().is_multiple_of(4) {
                     s["host"] = json!(format!("{{vault://{}/host}}", r.pick(&PREFIXES)));
                 }
                 ("services", s)
@@ -124,7 +124,10 @@ fn gen_config(r: &mut Rd) -> Value {
                 match r.byte() % 4 {
                     0 => p["service"] = json!(r.pick(&SVC)),
                     1 => p["instance_name"] = json!(r.pick(&ROUTE)),
-                    2 => p["config"] = json!({"secret": format!("{{vault://{}/s}}", r.pick(&PREFIXES))}),
+                    2 => {
+                        p["config"] =
+                            json!({"secret": format!("{{vault://{}/s}}", r.pick(&PREFIXES))})
+                    }
                     _ => {}
                 }
                 maybe_id(r, &mut p);
@@ -140,7 +143,8 @@ fn gen_config(r: &mut Rd) -> Value {
                 ("consumer_groups", g)
             }
             9 => {
-                let mut c = json!({"cert": "-----BEGIN CERTIFICATE-----", "key": "-----BEGIN KEY-----"});
+                let mut c =
+                    json!({"cert": "-----BEGIN CERTIFICATE-----", "key": "-----BEGIN KEY-----"});
                 maybe_id(r, &mut c);
                 if r.bit() {
                     c["snis"] = json!([{"name": r.pick(&SNIS)}]);
@@ -169,7 +173,9 @@ fn to_bytes(doc: &Value, yaml: bool) -> (Vec<u8>, Format) {
     if yaml {
         // JSON is YAML: exercises the YAML path on the same content.
         (
-            serde_json::to_string_pretty(doc).unwrap_or_default().into_bytes(),
+            serde_json::to_string_pretty(doc)
+                .unwrap_or_default()
+                .into_bytes(),
             Format::Yaml,
         )
     } else {
@@ -254,7 +260,11 @@ fuzz_target!(|data: &[u8]| {
                     let before = observe(&inc);
                     let prev = inc.upsert(m.clone());
                     assert!(prev.is_some_and(|p| Arc::ptr_eq(&p, &m)));
-                    assert_eq!(before, observe(&inc), "re-upserting a member changed the composite");
+                    assert_eq!(
+                        before,
+                        observe(&inc),
+                        "re-upserting a member changed the composite"
+                    );
                 }
             }
         }
@@ -281,7 +291,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(report.state, expected);
     assert_eq!(inc.state(), expected);
     for c in &report.conflicts {
-        assert!(c.members.windows(2).all(|w| w[0] < w[1]), "members unsorted: {c:?}");
+        assert!(
+            c.members.windows(2).all(|w| w[0] < w[1]),
+            "members unsorted: {c:?}"
+        );
         assert_eq!(c.paths.len(), c.members.len(), "{c:?}");
     }
 
@@ -308,6 +321,9 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&bytes)
         );
         let total: usize = finals.iter().map(|m| m.entities).sum();
-        assert_eq!(merged.entities, total, "entities lost or invented in the merge");
+        assert_eq!(
+            merged.entities, total,
+            "entities lost or invented in the merge"
+        );
     }
 });
