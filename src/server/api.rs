@@ -648,7 +648,9 @@ pub async fn get_snapshot(
                 .ok()
                 .filter(|x: &f64| x.is_finite() && *x >= 0.0)
                 .ok_or_else(|| ApiError::bad_request("`wait` must be a number of seconds"))?;
-            Some(Duration::from_secs_f64(secs).min(s.opts.max_wait))
+            // `from_secs_f64` panics past u64::MAX seconds; such a wait is just "the longest".
+            let asked = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+            Some(asked.min(s.opts.max_wait))
         }
     };
     let known_version = match param(&q, &["version"]) {

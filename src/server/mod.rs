@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(tower::limit::ConcurrencyLimitLayer::new(
             state.opts.max_in_flight,
@@ -117,6 +118,26 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     crate::metrics::http_request(&method, &route, resp.status().as_u16(), started.elapsed());
     resp
+}
+
+/// axum's own extractor rejections (a path segment that isn't UTF-8, …) are
+/// plain text; SPEC §7.1 says every error is JSON, so rewrap them.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let detail = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    axum::response::IntoResponse::into_response(ApiError::new(status, detail))
 }
 
 /// Binds the socket: a stale socket from a crashed run is removed; a live one

@@ -1,0 +1,70 @@
+//! Arbitrary bytes as a member config, read as JSON and as YAML.
+//!
+//! Invariants:
+//! - `Member::build` never panics, whatever the bytes;
+//! - every `parse_error` carries a line (and a column), so a person can find it;
+//! - every finding names its member;
+//! - a member's snapshot is valid JSON, and a valid member's snapshot read
+//!   back as a member config is valid and has the same hash (a snapshot is a
+//!   fixed point: what instances receive can be fed back in unchanged).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rgmerge::compose::Body;
+use rgmerge::config::Format;
+use rgmerge::intern::Interner;
+use rgmerge::member::{Member, MemberInfo};
+use rgmerge::report::ErrorKind;
+
+fn info(is_default: bool) -> MemberInfo {
+    MemberInfo {
+        id: "fuzz".into(),
+        name: "fuzz".into(),
+        is_default,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let interner = Interner::new();
+    for (format, is_default) in [(Format::Json, true), (Format::Yaml, false)] {
+        let m = Member::build(info(is_default), data, format, &interner);
+        for e in &m.errors {
+            assert_eq!(e.member, "fuzz", "{e:?}");
+            if e.kind == ErrorKind::ParseError {
+                assert!(
+                    e.line.is_some() && e.column.is_some(),
+                    "{format:?} parse_error without a line/column: {e:?}"
+                );
+                assert!(!e.message.is_empty(), "{e:?}");
+            }
+        }
+        let body = Body::assemble(std::iter::once(&m));
+        let bytes = body.to_vec();
+        assert_eq!(bytes.len(), body.len());
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{format:?} snapshot is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert_eq!(doc["_format_version"], "3.0");
+        if m.is_valid() {
+            let again = Member::build(info(true), &bytes, Format::Json, &interner);
+            assert!(
+                again.errors.is_empty(),
+                "{format:?} snapshot of a valid member is invalid: {:?}\n{}",
+                again.errors,
+                String::from_utf8_lossy(&bytes)
+            );
+            assert_eq!(again.entities, m.entities, "entity count changed");
+            let body2 = Body::assemble(std::iter::once(&again));
+            assert_eq!(
+                body2.hash(),
+                body.hash(),
+                "{format:?} snapshot is not a fixed point:\n{}\n{}",
+                String::from_utf8_lossy(&bytes),
+                String::from_utf8_lossy(&body2.to_vec())
+            );
+        }
+    }
+});
