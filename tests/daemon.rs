@@ -940,3 +940,44 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         Some("2")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_do_not_hold_the_in_flight_limit() {
+    let d = Daemon::start(&["--max-in-flight", "2"]);
+    let c = d.client();
+    let blue = c.standard("blue").await;
+    let etag = c.snapshot(&blue).await.header("etag").unwrap();
+    // More waiting pollers than the in-flight limit...
+    let mut polls = Vec::new();
+    for _ in 0..6 {
+        let (c, blue, etag) = (c.clone(), blue.clone(), etag.clone());
+        polls.push(tokio::spawn(async move {
+            c.send(
+                "GET",
+                &format!("{V2}/{blue}/snapshot?wait=20"),
+                &[("if-none-match", etag.as_str())],
+                None,
+            )
+            .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...and a write still goes through at once, and wakes them all.
+    let t = std::time::Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        c.put_config(&blue, &service("go", "g")),
+    )
+    .await
+    .expect("the write was not blocked by waiting long-polls")
+    .expect(200);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    for p in polls {
+        let r = tokio::time::timeout(Duration::from_secs(10), p)
+            .await
+            .unwrap()
+            .unwrap()
+            .expect(200);
+        assert!(r.text().contains("go"));
+    }
+}

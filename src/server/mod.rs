@@ -53,7 +53,10 @@ pub enum ServeError {
 
 pub fn router(state: AppState) -> Router {
     let v2 = "/v2/control-planes";
-    Router::new()
+    // Everything but the snapshot counts against the in-flight limit: a
+    // long-poll only waits, and thousands of sidecars waiting must not lock
+    // writers and readers out.
+    let limited = Router::new()
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .route(v2, get(api::list_groups).post(api::create_group))
@@ -84,7 +87,6 @@ pub fn router(state: AppState) -> Router {
             &format!("{v2}/{{id}}/config"),
             get(api::get_config).put(api::put_config),
         )
-        .route(&format!("{v2}/{{id}}/snapshot"), get(api::get_snapshot))
         .route(
             &format!("{v2}/{{id}}/snapshot/provenance"),
             get(api::get_provenance),
@@ -97,13 +99,16 @@ pub fn router(state: AppState) -> Router {
             &format!("{v2}/{{id}}/nodes/{{node_id}}"),
             delete(api::delete_node),
         )
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            state.opts.max_in_flight,
+        ));
+    Router::new()
+        .route(&format!("{v2}/{{id}}/snapshot"), get(api::get_snapshot))
+        .merge(limited)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(record_metrics))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            state.opts.max_in_flight,
-        ))
         .with_state(state)
 }
 
