@@ -99,7 +99,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{v2}/{{id}}/nodes/{{node_id}}"),
             delete(api::delete_node),
         )
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             state.opts.max_in_flight,
         ));
     Router::new()
