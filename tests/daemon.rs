@@ -727,13 +727,7 @@ async fn nodes_heartbeat_list_sort_and_sync_status() {
     let blue = c.standard("blue").await;
     c.add(&comp, &[&blue]).await.expect(200);
     c.put_config(&blue, &service("svc", "b")).await.expect(200);
-    let hash = c
-        .snapshot(&comp)
-        .await
-        .header("etag")
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let hash = c.etag(&comp).await;
     let n = c.heartbeat(&comp, "dp-a", &hash).await.expect(200).json();
     assert_eq!(n["sync_status"], "IN_SYNC");
     tokio::time::sleep(Duration::from_millis(20)).await;

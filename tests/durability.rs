@@ -79,13 +79,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     c.put_config(&yellow, &service("svc", "yellow.internal"))
         .await
         .expect(200);
-    let hash = c
-        .snapshot(&comp)
-        .await
-        .header("etag")
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let hash = c.etag(&comp).await;
     c.heartbeat(&comp, "dp-1", &hash).await.expect(200);
     let before = state_of(&c).await;
     assert_eq!(before[&comp]["status"], "CONFLICT");

@@ -104,13 +104,7 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
     c.put_config(&blue, &service("second", "second.internal"))
         .await
         .expect(200);
-    let new_hash = c
-        .snapshot(&comp)
-        .await
-        .header("etag")
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let new_hash = c.etag(&comp).await;
     wait_for("second snapshot applied", || {
         let (c, comp, h) = (c.clone(), comp.clone(), new_hash.clone());
         async move {
@@ -134,13 +128,7 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
     c.put_config(&blue, &service("third", "third.internal"))
         .await
         .expect(200);
-    let third = c
-        .snapshot(&comp)
-        .await
-        .header("etag")
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let third = c.etag(&comp).await;
     wait_for("third snapshot applied after a daemon restart", || {
         let (c, comp, h) = (c.clone(), comp.clone(), third.clone());
         async move {

@@ -293,6 +293,16 @@ impl Client {
             .expect(200)
     }
 
+    /// The current snapshot's hash (its ETag without quotes).
+    pub async fn etag(&self, id: &str) -> String {
+        self.snapshot(id)
+            .await
+            .header("etag")
+            .expect("etag")
+            .trim_matches('"')
+            .to_string()
+    }
+
     pub async fn heartbeat(&self, group: &str, node: &str, hash: &str) -> Resp {
         self.post_json(
             &format!("/v2/control-planes/{group}/nodes"),
