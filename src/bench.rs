@@ -678,6 +678,8 @@ mod tests {
             let body = Body::assemble(refs.iter().copied());
             let (bytes, hash) = reference_assemble(&refs);
             assert_eq!(body.to_vec(), bytes);
+            let wire: Vec<u8> = body.wire_parts().iter().flat_map(|p| p.to_vec()).collect();
+            assert_eq!(wire, bytes);
             assert_eq!(body.hash(), hash);
             assert_eq!(body.len(), bytes.len());
             assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
