@@ -7,8 +7,10 @@
 //! analysis, for `perf record`. Member configs come from `rgmerge::synth`, so
 //! the inputs are the same on every machine and every run.
 //!
-//! Not here yet: restoring composites from the store at start-up; that bench
-//! comes with the store.
+//! `startup/restore/256` opens a data directory holding a composite of 256
+//! members × 1,000 entities (written once, through the daemon's write path)
+//! and restores it as `rgmerge serve` does; under `--test` it uses 16 members
+//! so CI's smoke test stays fast.
 
 use std::hint::black_box;
 use std::sync::{Arc, OnceLock};
@@ -18,6 +20,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use rayon::prelude::*;
 use serde::de::DeserializeSeed;
 
+use rgmerge::bench;
 use rgmerge::compose::{Body, Composite};
 use rgmerge::config::value::StrictValue;
 use rgmerge::config::{self, Format};
@@ -207,11 +210,50 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
+/// Start-up: `Store::open` + `Engine::start` on a data directory holding one
+/// composite of `n` members (members rebuilt in parallel, the composite
+/// merged, every published snapshot's hash checked). Each start-up takes
+/// about 1–2.5 s at 256 members, so few samples.
+fn startup(c: &mut Criterion) {
+    // `cargo bench -- --test` (CI) runs each bench once: a small store will do.
+    let n = if std::env::args().any(|a| a == "--test") {
+        16
+    } else {
+        SIZES[SIZES.len() - 1]
+    };
+    let mut dir: Option<tempfile::TempDir> = None;
+    let mut g = c.benchmark_group("startup");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_millis(1));
+    g.measurement_time(Duration::from_secs(25));
+    g.throughput(Throughput::Elements((n * ENTITIES) as u64));
+    g.bench_with_input(BenchmarkId::new("restore", n), &n, |b, &n| {
+        let d = dir.get_or_insert_with(|| {
+            let d = tempfile::tempdir().expect("a temporary directory");
+            bench::write_startup_fixture(d.path(), n, &SPEC).expect("the fixture is written");
+            d
+        });
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // The previous engine's writer thread closes the store.
+                bench::wait_until_closed(d.path());
+                let t = std::time::Instant::now();
+                let engine = bench::start_up(d.path()).expect("the store restores");
+                total += t.elapsed();
+                drop(black_box(engine));
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = parse, member, full_merge, incremental, snapshot
+    targets = parse, member, full_merge, incremental, snapshot, startup
 }
 criterion_main!(benches);

@@ -7,6 +7,15 @@
 #   QUICK=1 scripts/bench.sh          # shorter criterion runs while iterating
 #   scripts/bench.sh -- full_merge    # extra arguments go to criterion (a filter here)
 #   MEMBERS=64 ENTITIES=500 scripts/bench.sh
+#   scripts/bench.sh --load           # HTTP load test of the daemon instead (see below)
+#
+# --load: installs oha if missing (`cargo install oha --locked`, about 6
+# minutes on 2 cores), builds the release binary, then runs
+# scripts/loadtest.py in three configurations: 8 members x 10 entities (an
+# 18 KB snapshot), 16 x 100 (334 KB), and 8 x 10 with If-None-Match
+# (sidecar-style polling, 304s). Each: oha GETs /snapshot from 32
+# connections for LOAD_SECONDS (default 15) while a writer replaces a member
+# every 10 ms. Results: target/bench-results/load.json (one object per line).
 #
 # Inputs are generated from a fixed seed (rgmerge::synth), dependencies come
 # from Cargo.lock (--locked), and the toolchain, commit and machine are
@@ -20,6 +29,8 @@ OUT=${OUT:-target/bench-results}
 MEMBERS=${MEMBERS:-256}
 ENTITIES=${ENTITIES:-1000}
 SEED=${SEED:-1}
+LOAD=
+if [[ "${1:-}" == "--load" ]]; then LOAD=1; shift; fi
 if [[ "${1:-}" == "--" ]]; then shift; fi
 
 mkdir -p "$OUT"
@@ -37,6 +48,21 @@ mkdir -p "$OUT"
 } | tee "$OUT/environment.txt"
 
 cargo build --release --locked
+
+if [[ -n "$LOAD" ]]; then
+    if ! command -v oha >/dev/null && [[ ! -x "$HOME/.cargo/bin/oha" ]]; then
+        cargo install oha --locked
+    fi
+    SECONDS_PER_RUN=${LOAD_SECONDS:-15}
+    : > "$OUT/load.json"
+    for args in "--members 8 --entities 10" "--members 16 --entities 100" "--members 8 --entities 10 --conditional"; do
+        # shellcheck disable=SC2086 # word splitting of $args is intended
+        python3 scripts/loadtest.py $args --seconds "$SECONDS_PER_RUN" --connections 32 \
+            | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)))' | tee -a "$OUT/load.json"
+    done
+    echo "results in $OUT/load.json"
+    exit 0
+fi
 ./target/release/rgmerge bench --members "$MEMBERS" --entities "$ENTITIES" --seed "$SEED" --json \
     | tee "$OUT/figures.json"
 

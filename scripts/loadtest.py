@@ -4,7 +4,9 @@
 Starts `rgmerge serve` (release build) on a temporary data directory, builds a
 composite of synthetic members (`rgmerge gen`), then for a fixed time:
   - oha hammers GET /snapshot from many connections (reads), while
-  - a writer replaces one member's config every 10 ms (writes),
+  - a writer replaces one member's config every 10 ms (writes; each is a
+    durable commit, so writes/s is 1 / (10 ms + fsync-bound write latency) at
+    most; with --conditional it writes a group outside the composite),
 and prints one JSON object: requests/s, p50/p99 latency, writes/s, write p50/p99,
 the snapshot size, and the machine. Loopback/Unix socket only.
 
@@ -15,6 +17,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -50,6 +53,17 @@ def percentile(xs, p):
         return None
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def main():
@@ -100,22 +114,38 @@ def main():
         assert st == 200
         etag = headers["ETag"]
 
-        # The writer: replace the last member every 10 ms, alternating two configs.
+        # The writer: replace the last member every 10 ms, alternating two
+        # configs that differ in one upstream host, so every write publishes a
+        # new composite snapshot. With --conditional the readers send the
+        # start's ETag, as a sidecar that already holds the snapshot does: the
+        # writes then go to a group outside the composite, so its snapshot
+        # stays current and the reads measure the 304 path under write load.
         with open(os.path.join(gen, files[-1]), "rb") as fh:
             base = fh.read()
-        variants = [base, base.replace(b'"name":"', b'"name":"x', 1)]
-        write_lat, stop = [], threading.Event()
+        variants = [base, re.sub(rb'"host": ?"', b'"host": "x', base, count=1)]
+        assert variants[0] != variants[1], "the two write variants must differ"
+        target = ids[-1]
+        if args.conditional:
+            _, _, body = request(conn, "POST", "/v2/control-planes", json.dumps({"name": "loadtest-writes"}), js)
+            target = json.loads(body)["id"]
+        write_lat, write_failed, stop = [], [], threading.Event()
+        write_span = [0.0, 0.0]
 
         def writer():
             c = UnixConnection(sock)
             n = 0
+            write_span[0] = time.perf_counter()
             while not stop.is_set():
                 t0 = time.perf_counter()
-                st, _, _ = request(c, "PUT", f"/v2/control-planes/{ids[-1]}/config", variants[n % 2], js)
+                st, _, _ = request(c, "PUT", f"/v2/control-planes/{target}/config", variants[n % 2], js)
                 write_lat.append(time.perf_counter() - t0)
+                if st != 200:
+                    write_failed.append(st)
                 n += 1
                 time.sleep(max(0.0, 0.010 - (time.perf_counter() - t0)))
+            write_span[1] = time.perf_counter()
 
+        load_before = os.getloadavg()
         wt = threading.Thread(target=writer)
         wt.start()
         cmd = [oha, "--no-tui", "--output-format", "json", "-z", f"{args.seconds}s", "-c", str(args.connections),
@@ -125,6 +155,11 @@ def main():
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         stop.set()
         wt.join()
+        load_after = os.getloadavg()
+        # The snapshot after the writes still assembles and parses.
+        st, _, last = request(conn, "GET", f"/v2/control-planes/{composite}/snapshot")
+        assert st == 200 and json.loads(last)["_format_version"] == "3.0"
+        write_secs = max(write_span[1] - write_span[0], 1e-9)
         o = json.loads(out)
         summary = o.get("summary", {})
         lat = o.get("latencyPercentiles", {})
@@ -140,11 +175,16 @@ def main():
             "read_p50_ms": lat.get("p50", 0) * 1000 if lat.get("p50") is not None else None,
             "read_p99_ms": lat.get("p99", 0) * 1000 if lat.get("p99") is not None else None,
             "status_codes": o.get("statusCodeDistribution"),
+            "read_errors": o.get("errorDistribution"),
             "writes": len(write_lat),
-            "writes_per_s": len(write_lat) / args.seconds,
+            "write_failures": len(write_failed),
+            "writes_per_s": len(write_lat) / write_secs,
             "write_p50_ms": percentile(write_lat, 50) * 1000 if write_lat else None,
             "write_p99_ms": percentile(write_lat, 99) * 1000 if write_lat else None,
             "cores": os.cpu_count(),
+            "cpu": cpu_model(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
         }
         print(json.dumps(result, indent=2))
     finally:

@@ -9,6 +9,7 @@
 //! single writer.
 
 use std::hint::black_box;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,11 @@ use serde_json::{Value, json};
 use crate::batch::BatchError;
 use crate::compose::Composite;
 use crate::config::{self, Format};
+use crate::engine::Engine;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
+use crate::registry::{CreateGroup, Kind, Registry, Settings};
+use crate::store::{Blob, Change, Store};
 use crate::synth::{self, Spec};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -39,6 +43,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Start-ups to time (store written once, then opened and restored this
+    /// many times; the median is reported). 0 skips the start-up figures.
+    #[arg(long, default_value_t = 3)]
+    pub startup_runs: usize,
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), BatchError> {
@@ -181,16 +189,26 @@ pub fn measure(args: &BenchArgs) -> Value {
     let simd_mb_s = mb_s(sample_bytes, simd);
     let serde_mb_s = mb_s(sample_bytes, serde);
     let peak = peak_rss_bytes();
-    json!({
+    let snapshot_bytes = snapshot.len();
+    let snapshot_hash = snapshot.hash().to_string();
+    // Start-up last, with this run's members and composite gone, so its
+    // memory doesn't count in the peak above.
+    drop((composite, snapshot, versions, members));
+    let startup = if args.startup_runs > 0 {
+        measure_startup(args.members, &spec, args.startup_runs)
+    } else {
+        json!({})
+    };
+    let mut figures = json!({
         "members": args.members,
         "entities_per_member": args.entities,
         "conflict_fraction": args.conflicts,
         "seed": args.seed,
         "input_bytes": input_bytes,
         "fragment_bytes": fragment_bytes,
-        "snapshot_bytes": snapshot.len(),
+        "snapshot_bytes": snapshot_bytes,
         // The same arguments give the same hash on any machine.
-        "snapshot_hash": snapshot.hash(),
+        "snapshot_hash": snapshot_hash,
         "state": report.state.as_str(),
         "conflicts": report.conflicts.len(),
         "member_errors": member_errors,
@@ -234,7 +252,183 @@ pub fn measure(args: &BenchArgs) -> Value {
             "rgmerge": env!("CARGO_PKG_VERSION"),
             "profile": if cfg!(debug_assertions) { "debug (figures are not representative)" } else { "release" },
         },
+    });
+    if let (Some(f), Value::Object(s)) = (figures.as_object_mut(), startup) {
+        f.extend(s);
+    }
+    figures
+}
+
+/// What [`write_startup_fixture`] wrote.
+#[derive(Clone, Copy, Debug)]
+pub struct StartupFixture {
+    /// Sum of the member configs stored (pretty JSON).
+    pub input_bytes: usize,
+    /// Size of the store file.
+    pub store_bytes: u64,
+}
+
+/// Writes a data directory holding one composite of `members` generated
+/// members (plus the default group) through the daemon's write path:
+/// `create_group`, `put_config` and `add_members` in a registry transaction,
+/// then its effects committed to the store, as `rgmerge import` does. Members
+/// are built in parallel beforehand, as the daemon builds them off the writer.
+pub fn write_startup_fixture(
+    dir: &Path,
+    members: usize,
+    spec: &Spec,
+) -> Result<StartupFixture, String> {
+    let mut store = Store::open(dir).map_err(|e| e.to_string())?;
+    let loaded = store.load().map_err(|e| e.to_string())?;
+    if !loaded.groups.is_empty() {
+        return Err(format!("{} already holds a store", dir.display()));
+    }
+    let mut reg = Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded)?;
+    // The default group, as `Engine::start` makes it durable on a fresh store.
+    let mut changes: Vec<Change> = Vec::new();
+    for g in reg.groups() {
+        changes.push(Change::PutGroup(Box::new(reg.record(g))));
+        if let Kind::Standard { config, .. } = &g.kind {
+            changes.push(Change::PutBlob(config.hash.clone(), config.blob.clone()));
+        }
+    }
+    let interner = reg.interner().clone();
+    let mut tx = reg.begin();
+    let err = |e: crate::registry::RegistryError| e.detail;
+    let composite = tx
+        .create_group(CreateGroup {
+            name: "shared".into(),
+            cluster_type: Some("CLUSTER_TYPE_CONTROL_PLANE_GROUP".into()),
+            ..CreateGroup::default()
+        })
+        .map_err(err)?;
+    let mut metas = Vec::with_capacity(members);
+    for i in 0..members {
+        metas.push(
+            tx.create_group(CreateGroup {
+                name: synth::member_name(i, members),
+                ..CreateGroup::default()
+            })
+            .map_err(err)?,
+        );
+    }
+    let built: Vec<(Vec<u8>, Member)> = metas
+        .par_iter()
+        .enumerate()
+        .map(|(i, meta)| {
+            let bytes = synth::to_json(&synth::member_document(i, spec, 0));
+            let info = MemberInfo {
+                id: meta.id.to_string(),
+                name: meta.name.clone(),
+                is_default: false,
+            };
+            let m = Member::build(info, &bytes, Format::Json, &interner);
+            (bytes, m)
+        })
+        .collect();
+    let mut input_bytes = 0;
+    for (meta, (bytes, member)) in metas.iter().zip(built) {
+        input_bytes += bytes.len();
+        let blob = Blob {
+            format: Format::Json,
+            bytes,
+        };
+        tx.put_config(meta.id, blob, member).map_err(err)?;
+    }
+    let ids: Vec<_> = metas.iter().map(|m| m.id).collect();
+    for chunk in ids.chunks(crate::registry::MAX_PER_REQUEST) {
+        tx.add_members(composite.id, chunk).map_err(err)?;
+    }
+    let effects = tx.effects();
+    changes.extend(effects.changes);
+    store.commit(&changes).map_err(|e| e.to_string())?;
+    drop(store);
+    let store_bytes = std::fs::metadata(dir.join(crate::store::FILE_NAME))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok(StartupFixture {
+        input_bytes,
+        store_bytes,
     })
+}
+
+/// Start-up as `rgmerge serve` does it: open the store, then restore every
+/// group (members rebuilt in parallel, composites merged, each published
+/// snapshot's hash checked) and start the writer.
+pub fn start_up(dir: &Path) -> Result<Engine, String> {
+    let store = Store::open(dir).map_err(|e| e.to_string())?;
+    Engine::start(Some(store), Settings::default()).map_err(|e| e.to_string())
+}
+
+/// Waits until no engine holds the store in `dir` any more: a dropped
+/// engine's writer thread closes it shortly after.
+pub fn wait_until_closed(dir: &Path) {
+    for _ in 0..1000 {
+        if Store::open(dir).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fresh, empty directory under the system's temporary directory.
+fn scratch_dir(tag: &str) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "rgmerge-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Start-up figures: the fixture written once, then `runs` start-ups timed.
+fn measure_startup(members: usize, spec: &Spec, runs: usize) -> Value {
+    let dir = match scratch_dir("startup") {
+        Ok(d) => d,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let result = (|| -> Result<Value, String> {
+        let t = Instant::now();
+        let fixture = write_startup_fixture(&dir, members, spec)?;
+        let write_s = t.elapsed().as_secs_f64();
+        let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+        let mut error = None;
+        for _ in 0..runs.max(1) {
+            wait_until_closed(&dir);
+            let (t, c) = (Instant::now(), process_cpu());
+            match start_up(&dir) {
+                Ok(engine) => {
+                    wall.push(t.elapsed());
+                    cpu.push(process_cpu().saturating_sub(c));
+                    drop(engine);
+                }
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        wait_until_closed(&dir);
+        if let Some(e) = error {
+            return Err(e);
+        }
+        wall.sort();
+        cpu.sort();
+        Ok(json!({
+            "startup_restore_ms": ms(wall[wall.len() / 2]),
+            // All threads' CPU time (the member rebuild runs on rayon's pool).
+            "startup_restore_process_cpu_ms": ms(cpu[cpu.len() / 2]),
+            "startup_restore_runs": wall.len(),
+            "startup_store_bytes": fixture.store_bytes,
+            "startup_fixture_write_s": round(write_s, 3),
+        }))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.unwrap_or_else(|e| json!({ "startup_error": e }))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -272,6 +466,20 @@ fn time_with<I, T>(runs: usize, mut setup: impl FnMut() -> I, mut f: impl FnMut(
         wall: wall[wall.len() / 2],
         cpu: cpu[cpu.len() / 2],
     }
+}
+
+/// CPU time consumed by the whole process, every thread.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// CPU time consumed by the calling thread.
@@ -324,7 +532,7 @@ fn cpu_model() -> String {
 
 /// The figures for people: one line each.
 fn table(f: &Value) -> String {
-    let rows: [(&str, &str, &str); 18] = [
+    let rows: [(&str, &str, &str); 21] = [
         ("members", "members", ""),
         ("entities_per_member", "entities per member", ""),
         ("input_bytes", "input", "bytes"),
@@ -363,6 +571,13 @@ fn table(f: &Value) -> String {
         ("snapshot_bytes", "snapshot", "bytes"),
         ("peak_rss_bytes", "peak RSS", "bytes"),
         ("peak_rss_per_input_byte", "  peak RSS / input", "x"),
+        ("startup_restore_ms", "start-up: open store + restore", "ms"),
+        (
+            "startup_restore_process_cpu_ms",
+            "  CPU time, all threads",
+            "ms",
+        ),
+        ("startup_store_bytes", "  store file", "bytes"),
     ];
     let mut out = String::new();
     for (key, label, unit) in rows {
@@ -463,6 +678,8 @@ mod tests {
             let body = Body::assemble(refs.iter().copied());
             let (bytes, hash) = reference_assemble(&refs);
             assert_eq!(body.to_vec(), bytes);
+            let wire: Vec<u8> = body.wire_parts().iter().flat_map(|p| p.to_vec()).collect();
+            assert_eq!(wire, bytes);
             assert_eq!(body.hash(), hash);
             assert_eq!(body.len(), bytes.len());
             assert!(serde_json::from_slice::<Value>(&bytes).is_ok());

@@ -6,7 +6,7 @@
 //! derived from the chunk hashes, so publishing after one member changed costs
 //! O(members × collections), not O(config size).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -30,7 +30,34 @@ pub struct Body {
     parts: Vec<Bytes>,
     len: usize,
     hash: String,
+    wire: WireCache,
 }
+
+/// [`Body::wire_parts`], computed on first use and shared by clones. Not
+/// part of the value: two bodies with the same parts are equal whether or
+/// not either has been sent yet.
+#[derive(Clone, Default)]
+struct WireCache(Arc<OnceLock<Arc<[Bytes]>>>);
+
+impl PartialEq for WireCache {
+    fn eq(&self, _: &WireCache) -> bool {
+        true
+    }
+}
+
+impl Eq for WireCache {}
+
+impl std::fmt::Debug for WireCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WireCache")
+    }
+}
+
+/// Parts shorter than this are copied together for the wire; longer ones
+/// are sent as they are, without copying.
+const WIRE_SMALL_PART: usize = 4 * 1024;
+/// The most bytes of small parts copied into one wire buffer.
+const WIRE_BUFFER: usize = 64 * 1024;
 
 impl Body {
     /// `{"_format_version":"3.0"}`.
@@ -102,6 +129,7 @@ impl Body {
             parts,
             len,
             hash: hash.to_hex().to_string(),
+            wire: WireCache::default(),
         }
     }
 
@@ -121,6 +149,39 @@ impl Body {
     /// The pieces, to stream without copying.
     pub fn parts(&self) -> &[Bytes] {
         &self.parts
+    }
+
+    /// The same bytes as [`Body::parts`], in fewer pieces, for sending:
+    /// runs of small parts (punctuation, small members' chunks) are copied
+    /// into buffers of up to 64 KiB, large parts are shared as they are. A
+    /// small snapshot becomes one buffer, so a response is one write instead
+    /// of one per piece. Computed once per body, on first use; the copy costs
+    /// at most the bytes of the small parts.
+    pub fn wire_parts(&self) -> Arc<[Bytes]> {
+        self.wire
+            .0
+            .get_or_init(|| {
+                let mut out: Vec<Bytes> = Vec::new();
+                let mut buf: Vec<u8> = Vec::new();
+                for p in &self.parts {
+                    if p.len() >= WIRE_SMALL_PART {
+                        if !buf.is_empty() {
+                            out.push(Bytes::from(std::mem::take(&mut buf)));
+                        }
+                        out.push(p.clone());
+                        continue;
+                    }
+                    if !buf.is_empty() && buf.len() + p.len() > WIRE_BUFFER {
+                        out.push(Bytes::from(std::mem::take(&mut buf)));
+                    }
+                    buf.extend_from_slice(p);
+                }
+                if !buf.is_empty() {
+                    out.push(Bytes::from(buf));
+                }
+                out.into()
+            })
+            .clone()
     }
 
     /// The whole document in one buffer.

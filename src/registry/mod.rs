@@ -424,7 +424,7 @@ impl Registry {
         }
         for r in &loaded.groups {
             let kind = if r.meta.cluster_type.is_composite() {
-                let mut composite = Composite::new(reg.interner.clone());
+                let mut members = Vec::with_capacity(r.members.len());
                 for m in &r.members {
                     let c = configs.get(m).ok_or_else(|| {
                         format!(
@@ -432,8 +432,10 @@ impl Registry {
                             r.meta.id
                         )
                     })?;
-                    composite.upsert(c.member.clone());
+                    members.push(c.member.clone());
                 }
+                // Merged in one go: the key index is sized once for every member.
+                let composite = Composite::from_members(reg.interner.clone(), members);
                 Kind::Composite {
                     members: r.members.iter().copied().collect(),
                     composite: Box::new(composite),

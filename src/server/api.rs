@@ -606,9 +606,18 @@ fn matches_etag(headers: &HeaderMap, hash: &str) -> bool {
 }
 
 fn snapshot_response(p: &Published) -> Response {
-    let parts: Vec<Bytes> = p.body.parts().to_vec();
-    let stream = futures_util::stream::iter(parts.into_iter().map(Ok::<_, Infallible>));
-    let mut resp = Response::new(Body::from_stream(stream));
+    // Fewer, larger pieces than the rope (see `Body::wire_parts`); one piece
+    // goes out as a plain body, in one write with the headers.
+    let parts = p.body.wire_parts();
+    let body = if parts.len() == 1 {
+        Body::from(parts[0].clone())
+    } else {
+        let stream = futures_util::stream::iter(
+            (0..parts.len()).map(move |i| Ok::<_, Infallible>(parts[i].clone())),
+        );
+        Body::from_stream(stream)
+    };
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

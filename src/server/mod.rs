@@ -114,14 +114,17 @@ pub fn router(state: AppState) -> Router {
 
 async fn record_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    // Both are cheap clones (no allocation): this runs on every request.
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    crate::metrics::http_request(&method, &route, resp.status().as_u16(), started.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::http_request(
+        method.as_str(),
+        route,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     resp
 }
 
