@@ -86,7 +86,7 @@ struct ServeArgs {
     /// A node seen within this many seconds counts as connected.
     #[arg(long, default_value_t = 30)]
     active_window_secs: u64,
-    /// Requests handled at once; more wait their turn.
+    /// Requests handled at once (snapshot reads excepted); more wait their turn.
     #[arg(long, default_value_t = 1024)]
     max_in_flight: usize,
     /// Longest long-poll (`?wait=`) in seconds.

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use tokio::net::UnixListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 pub use error::ApiError;
 
@@ -29,7 +30,8 @@ use crate::engine::Engine;
 pub struct ServeOptions {
     pub socket: PathBuf,
     pub max_body_bytes: usize,
-    /// Requests served at once; more wait their turn instead of exhausting memory.
+    /// Requests served at once across the whole API (snapshot reads, which
+    /// may long-poll, excepted); more wait their turn instead of exhausting memory.
     pub max_in_flight: usize,
     /// Longest `?wait=` a long-poll may ask for.
     pub max_wait: Duration,
@@ -101,8 +103,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(record_metrics))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            state.opts.max_in_flight,
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(state.opts.max_in_flight.max(1))),
+            limit_in_flight,
         ))
         .with_state(state)
 }
@@ -118,6 +121,29 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     crate::metrics::http_request(&method, &route, resp.status().as_u16(), started.elapsed());
     resp
+}
+
+/// `--max-in-flight`, for the whole router. (A `ConcurrencyLimitLayer` given to
+/// `Router::layer` is instantiated per route and method, so it allowed that
+/// many requests on *each* of ~20 endpoints at once.) Snapshot reads are not
+/// counted: they cost nothing while they long-poll, and a fleet of nodes
+/// waiting on `?wait=` must not lock writers out; open connections bound them.
+async fn limit_in_flight(
+    State(permits): State<Arc<Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let snapshot_read = req.method() == Method::GET
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| p.as_str().ends_with("/snapshot"));
+    if snapshot_read {
+        return next.run(req).await;
+    }
+    // The semaphore is never closed, so this always gets a permit.
+    let _permit = permits.acquire().await.ok();
+    next.run(req).await
 }
 
 /// axum's own extractor rejections (a path segment that isn't UTF-8, …) are
