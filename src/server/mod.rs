@@ -18,8 +18,12 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, watch};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use error::ApiError;
 
@@ -35,6 +39,9 @@ pub struct ServeOptions {
     pub max_in_flight: usize,
     /// Longest `?wait=` a long-poll may ask for.
     pub max_wait: Duration,
+    /// Connections open at once; past it new ones wait in the socket's
+    /// backlog until one closes, instead of exhausting file descriptors.
+    pub max_connections: usize,
 }
 
 #[derive(Clone)]
@@ -209,7 +216,7 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
 /// Serves until SIGINT or SIGTERM, lets in-flight requests finish, then
 /// removes the socket file.
 pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError> {
-    let listener = bind(&opts.socket).await?;
+    let listener = LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let socket = opts.socket.clone();
     let state = AppState {
@@ -228,6 +235,88 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         .await;
     let _ = std::fs::remove_file(&socket);
     result.map_err(ServeError::Io)
+}
+
+/// A listener that holds one permit per open connection: at the limit,
+/// `accept` waits for a connection to close, so a flood of clients queues in
+/// the kernel's backlog (and is served in turn) rather than costing a file
+/// descriptor, a task and buffers each. Idle keep-alive connections count.
+pub struct LimitedListener<L> {
+    inner: L,
+    permits: Arc<Semaphore>,
+}
+
+impl<L> LimitedListener<L> {
+    pub fn new(inner: L, max_connections: usize) -> LimitedListener<L> {
+        LimitedListener {
+            inner,
+            permits: Arc::new(Semaphore::new(max_connections.max(1))),
+        }
+    }
+}
+
+impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
+    type Io = Limited<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // Never closed, so `acquire_owned` always succeeds.
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        let (io, addr) = self.inner.accept().await;
+        (
+            Limited {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection and its permit, released when the connection is dropped.
+pub struct Limited<T> {
+    io: T,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Limited<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Limited<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 async fn shutdown_signal() {
