@@ -19,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use tokio::net::UnixListener;
 
@@ -224,7 +225,10 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         opts: Arc::new(opts),
         shutdown: stop_rx,
     };
-    let app = router(state);
+    let app = router(state).layer(axum::middleware::from_fn_with_state(
+        listener.waiting(),
+        close_when_waited_for,
+    ));
     tracing::info!(socket = %socket.display(), "serving");
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -237,13 +241,14 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
     result.map_err(ServeError::Io)
 }
 
-/// A listener that holds one permit per open connection: at the limit,
-/// `accept` waits for a connection to close, so a flood of clients queues in
-/// the kernel's backlog (and is served in turn) rather than costing a file
-/// descriptor, a task and buffers each. Idle keep-alive connections count.
+/// A listener that holds one permit per open connection: at the limit, an
+/// accepted connection waits for one to close (and the rest queue in the
+/// kernel's backlog), so a flood of clients is served in turn rather than
+/// costing a file descriptor, a task and buffers each.
 pub struct LimitedListener<L> {
     inner: L,
     permits: Arc<Semaphore>,
+    waiting: Arc<AtomicBool>,
 }
 
 impl<L> LimitedListener<L> {
@@ -251,8 +256,32 @@ impl<L> LimitedListener<L> {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            waiting: Arc::new(AtomicBool::new(false)),
         }
     }
+
+    /// True while a connection waits for a permit; see [`close_when_waited_for`].
+    pub fn waiting(&self) -> Arc<AtomicBool> {
+        self.waiting.clone()
+    }
+}
+
+/// While a connection waits to be served, every answer says `Connection:
+/// close`: keep-alive connections then serve one more request each and make
+/// room, instead of idling on their permits while others starve.
+pub async fn close_when_waited_for(
+    State(waiting): State<Arc<AtomicBool>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if waiting.load(Ordering::Relaxed) {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
 }
 
 impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
@@ -260,9 +289,17 @@ impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
     type Addr = L::Addr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // Never closed, so `acquire_owned` always succeeds.
-        let permit = self.permits.clone().acquire_owned().await.ok();
         let (io, addr) = self.inner.accept().await;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.waiting.store(true, Ordering::Relaxed);
+                // Never closed, so `acquire_owned` always succeeds.
+                let p = self.permits.clone().acquire_owned().await.ok();
+                self.waiting.store(false, Ordering::Relaxed);
+                p
+            }
+        };
         (
             Limited {
                 io,
