@@ -86,9 +86,13 @@ struct ServeArgs {
     /// A node seen within this many seconds counts as connected.
     #[arg(long, default_value_t = 30)]
     active_window_secs: u64,
-    /// Requests handled at once; more wait their turn.
+    /// Requests handled at once (snapshot reads excepted); more wait their turn.
     #[arg(long, default_value_t = 1024)]
     max_in_flight: usize,
+    /// Connections open at once (idle keep-alive ones included); more wait
+    /// in the socket's backlog until one closes.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
     /// Longest long-poll (`?wait=`) in seconds.
     #[arg(long, default_value_t = 300)]
     max_wait_secs: u64,
@@ -283,6 +287,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight.max(1),
         max_wait: std::time::Duration::from_secs(args.max_wait_secs),
+        max_connections: args.max_connections.max(1),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::config::{self, Coll, Format, KeyKind, Model, RefBy};
 use crate::intern::{Interner, Sym};
-use crate::report::{ErrorKind, MemberError};
+use crate::report::{ErrorKind, MAX_MEMBER_ERRORS, MemberError, more_errors};
 
 /// Who a member is and where it sits.
 #[derive(Clone, Debug)]
@@ -93,6 +93,11 @@ impl Member {
 
     pub fn from_model(info: MemberInfo, model: Model, interner: &Interner) -> Member {
         let mut errors = model.errors;
+        // Errors past `MAX_MEMBER_ERRORS`: how many, and the kind of the first.
+        let mut more = Capped {
+            count: model.more_errors,
+            kind: (model.more_errors > 0).then_some(ErrorKind::SchemaError),
+        };
         let mut keys = Vec::new();
         // Every key of this member: (class, sym) → path of its first holder.
         let mut seen: AHashMap<(KeyClass, Sym), Arc<str>> = AHashMap::new();
@@ -110,12 +115,14 @@ impl Member {
                 };
                 let sym = interner.intern(&k.value);
                 match seen.get(&(class, sym)) {
-                    Some(first) => errors.push(MemberError::new(
-                        ErrorKind::DuplicateInMember,
-                        e.coll.name(),
-                        e.path.clone(),
-                        duplicate_message(e.coll, k.kind, &k.value, first),
-                    )),
+                    Some(first) => more.push(&mut errors, ErrorKind::DuplicateInMember, || {
+                        MemberError::new(
+                            ErrorKind::DuplicateInMember,
+                            e.coll.name(),
+                            e.path.clone(),
+                            duplicate_message(e.coll, k.kind, &k.value, first),
+                        )
+                    }),
                     None => {
                         seen.insert((class, sym), path.clone());
                         if k.kind.conflict().is_some() {
@@ -132,12 +139,14 @@ impl Member {
                 && name == "konnect-application-auth"
                 && !info.is_default
             {
-                errors.push(MemberError::new(
-                    ErrorKind::AppRegistrationOutsideDefault,
-                    e.coll.name(),
-                    e.path.clone(),
-                    "application registration is only supported in the default runtime group: move this `konnect-application-auth` plugin to the default group's config",
-                ));
+                more.push(&mut errors, ErrorKind::AppRegistrationOutsideDefault, || {
+                    MemberError::new(
+                        ErrorKind::AppRegistrationOutsideDefault,
+                        e.coll.name(),
+                        e.path.clone(),
+                        "application registration is only supported in the default runtime group: move this `konnect-application-auth` plugin to the default group's config",
+                    )
+                });
             }
         }
 
@@ -147,6 +156,11 @@ impl Member {
                 let sym = interner.intern(&r.value);
                 let candidates = ref_candidates(r.target, r.by, sym);
                 if candidates.iter().any(|c| seen.contains_key(c)) {
+                    continue;
+                }
+                if errors.len() >= MAX_MEMBER_ERRORS {
+                    more.count += 1;
+                    more.kind.get_or_insert(ErrorKind::UnresolvedReference);
                     continue;
                 }
                 unresolved.push(UnresolvedRef {
@@ -182,6 +196,9 @@ impl Member {
             })
             .collect();
 
+        if let Some(kind) = more.kind {
+            errors.push(more_errors(kind, more.count));
+        }
         for e in &mut errors {
             e.member.clone_from(&info.name);
         }
@@ -210,6 +227,28 @@ impl Member {
     /// Bytes held by this member's fragments.
     pub fn fragment_bytes(&self) -> usize {
         self.chunks.iter().map(|c| c.bytes.len()).sum()
+    }
+}
+
+/// Member errors past [`MAX_MEMBER_ERRORS`] are counted, not built.
+struct Capped {
+    count: usize,
+    kind: Option<ErrorKind>,
+}
+
+impl Capped {
+    fn push(
+        &mut self,
+        errors: &mut Vec<MemberError>,
+        kind: ErrorKind,
+        e: impl FnOnce() -> MemberError,
+    ) {
+        if errors.len() < MAX_MEMBER_ERRORS {
+            errors.push(e());
+        } else {
+            self.count += 1;
+            self.kind.get_or_insert(kind);
+        }
     }
 }
 

@@ -308,6 +308,7 @@ fuzz_target!(|data: &[u8]| {
                 max_body_bytes: 64 * 1024,
                 max_in_flight: 4,
                 max_wait: Duration::ZERO,
+                max_connections: 16,
             }),
             shutdown,
         });

@@ -118,8 +118,11 @@ pub struct Entity {
 pub struct Model {
     pub entities: Vec<Entity>,
     pub vault_refs: Vec<VaultRef>,
-    /// Schema errors (the member name is filled in later).
+    /// Schema errors (the member name is filled in later), at most
+    /// `report::MAX_MEMBER_ERRORS` of them.
     pub errors: Vec<MemberError>,
+    /// Schema errors found past that limit, only counted.
+    pub more_errors: usize,
     /// Top-level entities, per collection, in file order: the snapshot's material.
     pub top: Vec<(Coll, Vec<Value>)>,
     /// `_plugin_configs` entries in file order.

@@ -104,6 +104,10 @@ struct Walker {
 
 impl Walker {
     fn error(&mut self, entity: &str, path: &str, message: String) {
+        if self.model.errors.len() >= crate::report::MAX_MEMBER_ERRORS {
+            self.model.more_errors += 1;
+            return;
+        }
         self.model.errors.push(MemberError::new(
             ErrorKind::SchemaError,
             entity,

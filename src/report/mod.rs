@@ -7,6 +7,23 @@ pub use finding::{Conflict, ConflictKind, ErrorKind, MemberError};
 
 use serde::{Deserialize, Serialize};
 
+/// Most member errors one member config reports. Past it the rest are only
+/// counted: a 3 MB body of a million `{}` services would otherwise answer
+/// with 130 MB of errors (and a 64 MB body exhaust memory building them).
+pub const MAX_MEMBER_ERRORS: usize = 1000;
+
+/// The error that stands for the `more` errors past [`MAX_MEMBER_ERRORS`].
+pub fn more_errors(kind: ErrorKind, more: usize) -> MemberError {
+    MemberError::new(
+        kind,
+        "",
+        "",
+        format!(
+            "{more} more member error(s) not listed: only the first {MAX_MEMBER_ERRORS} are reported; fix those and submit again"
+        ),
+    )
+}
+
 /// `OK`: no findings; `CONFLICT`: conflicts only; `INVALID`: member errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -13,12 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use tokio::net::UnixListener;
-use tokio::sync::watch;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use error::ApiError;
 
@@ -29,10 +34,14 @@ use crate::engine::Engine;
 pub struct ServeOptions {
     pub socket: PathBuf,
     pub max_body_bytes: usize,
-    /// Requests served at once; more wait their turn instead of exhausting memory.
+    /// Requests served at once across the whole API (snapshot reads, which
+    /// may long-poll, excepted); more wait their turn instead of exhausting memory.
     pub max_in_flight: usize,
     /// Longest `?wait=` a long-poll may ask for.
     pub max_wait: Duration,
+    /// Connections open at once; past it new ones wait in the socket's
+    /// backlog until one closes, instead of exhausting file descriptors.
+    pub max_connections: usize,
 }
 
 #[derive(Clone)]
@@ -128,6 +137,11 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
+/// `--max-in-flight`, for the whole router. (A `ConcurrencyLimitLayer` given to
+/// `Router::layer` is instantiated per route and method, so it allowed that
+/// many requests on *each* of ~20 endpoints at once.) Snapshot reads are not
+/// counted: they cost nothing while they long-poll, and a fleet of nodes
+/// waiting on `?wait=` must not lock writers out; open connections bound them.
 /// axum's own extractor rejections (a path segment that isn't UTF-8, …) are
 /// plain text; SPEC §7.1 says every error is JSON, so rewrap them.
 async fn json_errors(req: Request, next: Next) -> Response {
@@ -191,7 +205,7 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
 /// Serves until SIGINT or SIGTERM, lets in-flight requests finish, then
 /// removes the socket file.
 pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError> {
-    let listener = bind(&opts.socket).await?;
+    let listener = LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let socket = opts.socket.clone();
     let state = AppState {
@@ -199,7 +213,10 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         opts: Arc::new(opts),
         shutdown: stop_rx,
     };
-    let app = router(state);
+    let app = router(state).layer(axum::middleware::from_fn_with_state(
+        listener.waiting(),
+        close_when_waited_for,
+    ));
     tracing::info!(socket = %socket.display(), "serving");
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -210,6 +227,121 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         .await;
     let _ = std::fs::remove_file(&socket);
     result.map_err(ServeError::Io)
+}
+
+/// A listener that holds one permit per open connection: at the limit, an
+/// accepted connection waits for one to close (and the rest queue in the
+/// kernel's backlog), so a flood of clients is served in turn rather than
+/// costing a file descriptor, a task and buffers each.
+pub struct LimitedListener<L> {
+    inner: L,
+    permits: Arc<Semaphore>,
+    waiting: Arc<AtomicBool>,
+}
+
+impl<L> LimitedListener<L> {
+    pub fn new(inner: L, max_connections: usize) -> LimitedListener<L> {
+        LimitedListener {
+            inner,
+            permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            waiting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// True while a connection waits for a permit; see [`close_when_waited_for`].
+    pub fn waiting(&self) -> Arc<AtomicBool> {
+        self.waiting.clone()
+    }
+}
+
+/// While a connection waits to be served, every answer says `Connection:
+/// close`: keep-alive connections then serve one more request each and make
+/// room, instead of idling on their permits while others starve.
+pub async fn close_when_waited_for(
+    State(waiting): State<Arc<AtomicBool>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if waiting.load(Ordering::Relaxed) {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
+    type Io = Limited<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.inner.accept().await;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.waiting.store(true, Ordering::Relaxed);
+                // Never closed, so `acquire_owned` always succeeds.
+                let p = self.permits.clone().acquire_owned().await.ok();
+                self.waiting.store(false, Ordering::Relaxed);
+                p
+            }
+        };
+        (
+            Limited {
+                io,
+                _permit: permit,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection and its permit, released when the connection is dropped.
+pub struct Limited<T> {
+    io: T,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Limited<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Limited<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 async fn shutdown_signal() {
