@@ -7,9 +7,11 @@
 #   scripts/fuzz.sh repro TARGET FILE  run one input (a crash artifact) once
 #
 # Each run first replays the committed seeds in fuzz/corpus/TARGET (fixtures and
-# every input that once crashed), then mutates; new corpus entries go to
-# fuzz/target/work/TARGET so the committed corpus stays small. A crash leaves
-# its input in fuzz/artifacts/TARGET and fails the script.
+# every input that once crashed), then mutates. New corpus entries go to
+# fuzz/target/work/TARGET (kept between `long` and `run` runs, so they build on
+# each other; `smoke` uses a fresh directory so it stays short), never into the
+# committed corpus. A crash leaves its input in fuzz/artifacts/TARGET and fails
+# the script.
 # Needs nightly (for -Zsanitizer); without one the script says SKIPPED and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,7 @@ skip() {
 }
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -68,12 +70,17 @@ for t in "${targets[@]}"; do
   echo "==> fuzzing $t for ${secs}s"
   mkdir -p "fuzz/target/work/$t"
   log="fuzz/target/work/$t.log"
+  work="fuzz/target/work/$t"
+  if [ "$mode" = smoke ]; then
+    work=$(mktemp -d "fuzz/target/work/smoke-$t.XXXXXX")
+  fi
   status=0
   # -rss_limit_mb: a runaway allocation is a finding, not a swap storm.
-  cargo +nightly fuzz run "$t" "fuzz/target/work/$t" "fuzz/corpus/$t" -- \
+  cargo +nightly fuzz run "$t" "$work" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \
     >"$log" 2>&1 || status=$?
   grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
+  if [ "$mode" = smoke ]; then rm -rf "$work"; fi
   if [ "$status" -ne 0 ]; then
     grep -E -A12 'panicked|ERROR: libFuzzer|SUMMARY' "$log" | head -n 60 >&2 || tail -n 60 "$log" >&2
     echo "FUZZ FAILURE in $t (log: $log); the input is in fuzz/artifacts/$t/;" >&2

@@ -591,7 +591,8 @@ fn run(ops: &[Op]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 128,
+        // PROPTEST_CASES=5000 for a longer run.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]
