@@ -675,8 +675,14 @@ async fn a_million_tiny_entities_are_answered_and_the_daemon_stays_responsive() 
         )
         .await;
     let yaml_took = t.elapsed();
-    let j = expect_error(&r, 400);
-    assert_eq!(j["errors"][0]["type"], "parse_error", "{j}");
+    // The YAML reader's limits scale with the input, so YAML is read like JSON:
+    // the same million entities, accepted, and (same content) no new version.
+    assert_eq!(
+        r.status,
+        200,
+        "{}",
+        r.text().chars().take(300).collect::<String>()
+    );
 
     // 200,000 invalid ones are enough to show the cap (a million took 19.5 s
     // in debug and answered 133 MB before it).
@@ -704,7 +710,7 @@ async fn a_million_tiny_entities_are_answered_and_the_daemon_stays_responsive() 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let worst = prober.await.expect("prober");
     eprintln!(
-        "a million entities: JSON accepted in {json_took:?}, YAML refused in {yaml_took:?}, \
+        "a million entities: JSON accepted in {json_took:?}, YAML accepted in {yaml_took:?}, \
          invalid refused in {bad_took:?}; slowest /healthz meanwhile {worst:?}"
     );
     assert!(
