@@ -22,6 +22,9 @@ use crate::store::{Blob, Store, StoreError};
 
 type Job = Box<dyn FnOnce(&mut Writer) + Send>;
 
+/// Below this many interned strings the interner is never compacted.
+const COMPACT_MIN_STRINGS: usize = 100_000;
+
 struct Writer {
     reg: Registry,
     store: Option<Store>,
@@ -39,7 +42,6 @@ struct Shared {
 pub struct Engine {
     jobs: Sender<Job>,
     shared: Arc<Shared>,
-    interner: Arc<Interner>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,15 +114,7 @@ impl Engine {
                 path: String::new(),
                 detail: format!("can't start the writer thread: {e}"),
             })?;
-        Ok(Engine {
-            jobs,
-            shared,
-            interner,
-        })
-    }
-
-    pub fn interner(&self) -> &Arc<Interner> {
-        &self.interner
+        Ok(Engine { jobs, shared })
     }
 
     async fn submit<R: Send + 'static>(
@@ -164,16 +158,20 @@ impl Engine {
         format: Format,
         dry_run: bool,
     ) -> Result<crate::registry::ConfigOutcome, RegistryError> {
-        let info = self
+        // The registry's interner: it is replaced when compacted, and a member
+        // built with an older one is rebuilt by the writer.
+        let (info, interner) = self
             .read(move |r| {
-                r.group(id).map(|g| MemberInfo {
-                    id: g.meta.id.to_string(),
-                    name: g.meta.name.clone(),
-                    is_default: g.meta.is_default,
+                r.group(id).map(|g| {
+                    let info = MemberInfo {
+                        id: g.meta.id.to_string(),
+                        name: g.meta.name.clone(),
+                        is_default: g.meta.is_default,
+                    };
+                    (info, r.interner().clone())
                 })
             })
             .await??;
-        let interner = self.interner.clone();
         let (member, bytes) = tokio::task::spawn_blocking(move || {
             let m = Member::build(info, &bytes, format, &interner);
             (m, bytes)
@@ -256,6 +254,10 @@ impl Writer {
             }
         };
         crate::metrics::write_finished(started.elapsed());
+        // Outside any transaction: the registry is consistent here.
+        if let Some((before, after)) = self.reg.compact_interner(COMPACT_MIN_STRINGS) {
+            tracing::info!(before, after, "compacted the string interner");
+        }
         out
     }
 

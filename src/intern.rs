@@ -43,7 +43,12 @@ struct Shard {
 pub struct Interner {
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
+    id: u64,
 }
+
+/// Each interner gets its own id, so a `Sym` minted by one is never mixed up
+/// with another's (see `Member::interner_id`).
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Default for Interner {
     fn default() -> Self {
@@ -65,7 +70,13 @@ impl Interner {
                 })
             })
             .collect();
-        Interner { hasher, shards }
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Interner { hasher, shards, id }
+    }
+
+    /// Which interner this is; `Sym`s of different interners don't compare.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     fn shard_of(&self, s: &str) -> usize {

@@ -83,6 +83,8 @@ pub struct Member {
     /// In `Coll::ALL` order, only non-empty collections.
     pub chunks: Vec<Chunk>,
     pub hash: blake3::Hash,
+    /// The interner its `Sym`s come from (`Interner::id`).
+    pub interner_id: u64,
 }
 
 impl Member {
@@ -213,7 +215,19 @@ impl Member {
             unresolved,
             chunks,
             hash,
+            interner_id: interner.id(),
         }
+    }
+
+    /// How many distinct `Sym`s this member holds at most.
+    pub fn symbol_count(&self) -> usize {
+        self.keys.len()
+            + self.vault_refs.len()
+            + self
+                .unresolved
+                .iter()
+                .map(|u| u.candidates.len())
+                .sum::<usize>()
     }
 
     pub fn is_valid(&self) -> bool {

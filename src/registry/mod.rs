@@ -26,6 +26,9 @@ use crate::member::{Member, MemberInfo};
 use crate::report::{Report, State};
 use crate::store::{Blob, Change, Loaded};
 
+/// `env`, `aws`, … are interned by every key index.
+const BUILTIN_VAULT_COUNT: usize = crate::config::BUILTIN_VAULTS.len();
+
 /// SPEC §3's numbers.
 pub const MAX_MEMBERS: usize = 256;
 pub const MAX_PER_REQUEST: usize = 50;
@@ -244,6 +247,70 @@ impl Registry {
 
     pub fn interner(&self) -> &Arc<Interner> {
         &self.interner
+    }
+
+    /// The interner only ever grows: every distinct name, id or key it has
+    /// seen stays, even from refused configs and dry runs. When what it holds
+    /// is mostly garbage (over twice what the current members use, and more
+    /// than `min` strings), re-intern every member into a fresh one, as a
+    /// restart would. Returns (strings before, strings after).
+    pub fn compact_interner(&mut self, min: usize) -> Option<(usize, usize)> {
+        let before = self.interner.len();
+        let live: usize = self
+            .groups
+            .values()
+            .filter_map(|g| match &g.kind {
+                Kind::Standard { config, .. } => Some(config.member.symbol_count()),
+                Kind::Composite { .. } => None,
+            })
+            .sum::<usize>()
+            + BUILTIN_VAULT_COUNT;
+        if before <= min || before <= 2 * live {
+            return None;
+        }
+        let fresh = Arc::new(Interner::new());
+        let standard: Vec<(Uuid, MemberInfo, Arc<Config>)> = self
+            .groups
+            .values()
+            .filter_map(|g| match &g.kind {
+                Kind::Standard { config, .. } => {
+                    Some((g.meta.id, member_info(&g.meta), config.clone()))
+                }
+                Kind::Composite { .. } => None,
+            })
+            .collect();
+        let rebuilt: HashMap<Uuid, Arc<Config>> = standard
+            .into_par_iter()
+            .map(|(id, info, c)| {
+                let member = Member::build(info, &c.blob.bytes, c.blob.format, &fresh);
+                (
+                    id,
+                    Arc::new(Config {
+                        hash: c.hash.clone(),
+                        blob: c.blob.clone(),
+                        member: Arc::new(member),
+                    }),
+                )
+            })
+            .collect();
+        for g in self.groups.values_mut() {
+            match &mut g.kind {
+                Kind::Standard { config, .. } => {
+                    if let Some(c) = rebuilt.get(&g.meta.id) {
+                        *config = c.clone();
+                    }
+                }
+                Kind::Composite { members, composite } => {
+                    let ms = members
+                        .iter()
+                        .filter_map(|m| rebuilt.get(m))
+                        .map(|c| c.member.clone());
+                    **composite = Composite::from_members(fresh.clone(), ms);
+                }
+            }
+        }
+        self.interner = fresh;
+        Some((before, self.interner.len()))
     }
 
     pub fn settings(&self) -> &Settings {
@@ -891,7 +958,10 @@ impl<'a> Tx<'a> {
             )));
         }
         let info = member_info(&g.meta);
-        let member = if member.info.name == info.name && member.info.is_default == info.is_default {
+        let member = if member.info.name == info.name
+            && member.info.is_default == info.is_default
+            && member.interner_id == self.reg.interner.id()
+        {
             member
         } else {
             Member::build(info, &blob.bytes, blob.format, &self.reg.interner)
@@ -1319,5 +1389,95 @@ impl Registry {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(names: &[&str]) -> Blob {
+        let mut s = String::from("_format_version: \"3.0\"\nservices:\n");
+        for n in names {
+            s.push_str(&format!("- name: {n}\n  host: {n}.internal\n"));
+        }
+        Blob {
+            format: Format::Yaml,
+            bytes: s.into_bytes(),
+        }
+    }
+
+    fn put(reg: &mut Registry, id: Uuid, blob: Blob, interner: &Interner) {
+        let info = member_info(&reg.group(id).unwrap().meta);
+        let member = Member::build(info, &blob.bytes, blob.format, interner);
+        let mut tx = reg.begin();
+        tx.put_config(id, blob, member).unwrap();
+        drop(tx);
+    }
+
+    #[test]
+    fn compaction_keeps_every_answer_and_old_members_are_rebuilt() {
+        let mut reg = Registry::new(Arc::new(Interner::new()), Settings::default());
+        let mut tx = reg.begin();
+        let comp = tx
+            .create_group(CreateGroup {
+                name: "shared".into(),
+                cluster_type: Some("CLUSTER_TYPE_CONTROL_PLANE_GROUP".into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .id;
+        let blue = tx
+            .create_group(CreateGroup {
+                name: "blue".into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .id;
+        let yellow = tx
+            .create_group(CreateGroup {
+                name: "yellow".into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .id;
+        tx.add_members(comp, &[blue, yellow]).unwrap();
+        drop(tx);
+        let old = reg.interner().clone();
+        // Churn: many names that no config keeps.
+        for round in 0..20 {
+            let names: Vec<String> = (0..50).map(|i| format!("churn-{round}-{i}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            put(&mut reg, blue, yaml(&refs), &old);
+        }
+        put(&mut reg, blue, yaml(&["shared-svc", "blue-only"]), &old);
+        put(&mut reg, yellow, yaml(&["shared-svc"]), &old);
+        let report = reg.composite_report(comp).unwrap();
+        assert_eq!(report.conflicts.len(), 1);
+        let snapshot = reg.group(comp).unwrap().snapshot.body.hash().to_string();
+
+        let (before, after) = reg.compact_interner(0).expect("mostly garbage: compacted");
+        assert!(after < before / 4, "{before} -> {after}");
+        assert_ne!(reg.interner().id(), old.id());
+        assert_eq!(reg.composite_report(comp).unwrap(), report);
+        assert_eq!(reg.group(comp).unwrap().snapshot.body.hash(), snapshot);
+        // The incrementally kept composite still equals a fresh merge.
+        let Kind::Composite { composite, .. } = &reg.group(comp).unwrap().kind else {
+            unreachable!()
+        };
+        let fresh = Composite::from_members(
+            reg.interner().clone(),
+            composite.members().cloned().collect::<Vec<_>>(),
+        );
+        assert_eq!(composite.report(), fresh.report());
+        assert_eq!(composite.assemble().to_vec(), fresh.assemble().to_vec());
+
+        // A member built with the old interner (in flight during compaction)
+        // is rebuilt, so its keys still meet the others'.
+        put(&mut reg, yellow, yaml(&["blue-only"]), &old);
+        let r = reg.composite_report(comp).unwrap();
+        assert_eq!(r.conflicts.len(), 1, "{r:?}");
+        assert_eq!(r.conflicts[0].value, "blue-only");
+        assert!(reg.compact_interner(0).is_none(), "nothing left to drop");
     }
 }
