@@ -42,6 +42,9 @@ struct Shared {
 pub struct Engine {
     jobs: Sender<Job>,
     shared: Arc<Shared>,
+    /// Config builds (parse + validate) running at once: a flood of large
+    /// uploads queues here instead of filling memory on the blocking pool.
+    builds: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +117,12 @@ impl Engine {
                 path: String::new(),
                 detail: format!("can't start the writer thread: {e}"),
             })?;
-        Ok(Engine { jobs, shared })
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Engine {
+            jobs,
+            shared,
+            builds: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
+        })
     }
 
     async fn submit<R: Send + 'static>(
@@ -172,6 +180,8 @@ impl Engine {
                 })
             })
             .await??;
+        // The semaphore is never closed, so this always gets a permit.
+        let _permit = self.builds.acquire().await.ok();
         let (member, bytes) = tokio::task::spawn_blocking(move || {
             let m = Member::build(info, &bytes, format, &interner);
             (m, bytes)
