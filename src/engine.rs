@@ -74,20 +74,7 @@ impl Engine {
                     })?;
                 if fresh {
                     // Make the default group durable before anything is served.
-                    let changes: Vec<_> = reg
-                        .groups()
-                        .map(|g| crate::store::Change::PutGroup(Box::new(reg.record(g))))
-                        .chain(reg.groups().filter_map(|g| match &g.kind {
-                            crate::registry::Kind::Standard { config, .. } => {
-                                Some(crate::store::Change::PutBlob(
-                                    config.hash.clone(),
-                                    config.blob.clone(),
-                                ))
-                            }
-                            _ => None,
-                        }))
-                        .collect();
-                    s.commit(&changes)?;
+                    s.commit(&reg.all_changes())?;
                 }
                 let removed = s.collect_garbage(&reg.live_blobs())?;
                 if removed > 0 {

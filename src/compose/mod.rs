@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use index::Slot;
-pub use snapshot::{Body, EMPTY_CONFIG, ProvenanceRun, Snapshot};
+pub use snapshot::{Body, EMPTY_CONFIG, ProvenanceRun};
 
 use crate::intern::Interner;
 use crate::member::Member;

@@ -17,13 +17,6 @@ use crate::member::{Chunk, Member};
 /// The document a group serves before its first conflict-free merge.
 pub const EMPTY_CONFIG: &[u8] = br#"{"_format_version":"3.0"}"#;
 
-/// A version of a group's effective config.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    pub version: u64,
-    pub body: Body,
-}
-
 /// The bytes of a snapshot and their content hash, independent of version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Body {

@@ -179,24 +179,6 @@ impl Coll {
         )
     }
 
-    /// Collections that are only passed through: ids (and names where Kong
-    /// keeps them unique) are checked, nothing else.
-    pub fn is_pass_through(self) -> bool {
-        matches!(
-            self,
-            Coll::Partials
-                | Coll::FilterChains
-                | Coll::CustomEntities
-                | Coll::Licenses
-                | Coll::RbacRoles
-                | Coll::ServicePackages
-                | Coll::CustomPlugins
-                | Coll::ClonedPlugins
-                | Coll::AiModels
-                | Coll::ConsumerGroupPlugins
-        )
-    }
-
     /// Fields holding another collection nested under this one.
     pub fn nested(self) -> &'static [(&'static str, Coll)] {
         match self {

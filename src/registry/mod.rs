@@ -401,11 +401,20 @@ impl Registry {
         }
     }
 
-    pub fn composite_state(&self, g: &Group) -> Option<State> {
-        match &g.kind {
-            Kind::Composite { composite, .. } => Some(composite.state()),
-            Kind::Standard { .. } => None,
+    /// Everything the store must hold to restore this registry: every
+    /// group's record and every config it names.
+    pub fn all_changes(&self) -> Vec<Change> {
+        let mut changes: Vec<Change> = self
+            .groups
+            .values()
+            .map(|g| Change::PutGroup(Box::new(self.record(g))))
+            .collect();
+        for g in self.groups.values() {
+            if let Kind::Standard { config, .. } = &g.kind {
+                changes.push(Change::PutBlob(config.hash.clone(), config.blob.clone()));
+            }
         }
+        changes
     }
 
     pub fn record(&self, g: &Group) -> GroupRecord {
@@ -1251,7 +1260,7 @@ impl<'a> Tx<'a> {
 
     // ---- nodes ----
 
-    pub fn heartbeat(&mut self, gid: Uuid, hb: Heartbeat) -> Result<(Node, bool)> {
+    pub fn heartbeat(&mut self, gid: Uuid, hb: Heartbeat) -> Result<Node> {
         let g = self.reg.group(gid)?;
         if let Kind::Standard { composites, .. } = &g.kind
             && !composites.is_empty()
@@ -1298,7 +1307,7 @@ impl<'a> Tx<'a> {
         if durable {
             self.touch(gid);
         }
-        Ok((node, durable))
+        Ok(node)
     }
 
     pub fn delete_node(&mut self, gid: Uuid, node_id: &str) -> Result<()> {

@@ -727,7 +727,7 @@ pub async fn heartbeat(
     let v = s
         .engine
         .write(false, move |tx| {
-            let (node, _) = tx.heartbeat(id, hb)?;
+            let node = tx.heartbeat(id, hb)?;
             let g = tx.registry().group(id)?;
             Ok(node_view(&node, g.snapshot.body.hash(), true))
         })
