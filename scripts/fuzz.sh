@@ -6,8 +6,9 @@
 #   scripts/fuzz.sh run TARGET [SECS]  one target (default 60 s)
 #   scripts/fuzz.sh repro TARGET FILE  run one input (a crash artifact) once
 #
-# Each run first replays the committed seeds in fuzz/corpus/TARGET (fixtures and
-# every input that once crashed), then mutates. New corpus entries go to
+# Each run first replays the committed seeds in fuzz/corpus/TARGET (the project's
+# own inputs and every input that once crashed; parse_member also replays the real
+# decK/Kong files of ../shared/fixtures/real), then mutates. New corpus entries go to
 # fuzz/target/work/TARGET (kept between `long` and `run` runs, so they build on
 # each other; `smoke` uses a fresh directory so it stays short), never into the
 # committed corpus. A crash leaves its input in fuzz/artifacts/TARGET and fails
@@ -76,7 +77,16 @@ for t in "${targets[@]}"; do
   fi
   status=0
   # -rss_limit_mb: a runaway allocation is a finding, not a swap storm.
-  cargo +nightly fuzz run "$t" "$work" "fuzz/corpus/$t" -- \
+  seeds=("fuzz/corpus/$t")
+  [ -d "fuzz/corpus/$t" ] || seeds=()
+  # Real decK/Kong files seed the parser from ../shared (never committed here).
+  if [ "$t" = parse_member ] && [ -d ../shared/fixtures/real ]; then
+    real=$(mktemp -d "fuzz/target/work/real-seeds.XXXXXX")
+    find ../shared/fixtures/real -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) \
+      -exec cp {} "$real/" \;
+    seeds+=("$real")
+  fi
+  cargo +nightly fuzz run "$t" "$work" "${seeds[@]}" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \
     >"$log" 2>&1 || status=$?
   grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true

@@ -1,4 +1,8 @@
-//! The engine against real decK/Kong files (`fixtures/real/`, see its PROVENANCE.md).
+//! The engine against real decK/Kong files (`../shared/fixtures/real/`, see its
+//! PROVENANCE.md). They are other projects' files, so they are never committed
+//! here: every development and CI checkout has them beside the repository. When
+//! the folder is missing these tests fail under `CI=true` and are skipped
+//! elsewhere with a printed reason.
 //!
 //! - Every file Kong accepts validates clean as a single member (no false
 //!   positives); every file Kong would refuse is listed with the exact finding
@@ -20,7 +24,21 @@ use rgmerge::report::{Report, State};
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real")
+}
+
+/// Whether the real files are here; under `CI=true` their absence fails the test.
+fn real_files_present(test: &str) -> bool {
+    if root().is_dir() {
+        return true;
+    }
+    let reason = format!("{} is missing", root().display());
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {reason}; CI must have ../shared/fixtures/real"
+    );
+    eprintln!("SKIPPED {test}: {reason}");
+    false
 }
 
 /// Every fixture file, as `owner__repo/file`.
@@ -128,6 +146,9 @@ const REFUSED: &[(&str, &[(&str, usize)])] = &[
 
 #[test]
 fn every_real_file_gives_exactly_its_expected_findings() {
+    if !real_files_present("every_real_file_gives_exactly_its_expected_findings") {
+        return;
+    }
     let files = fixture_files();
     assert!(files.len() >= 60, "{} fixture files", files.len());
     let interner = Arc::new(Interner::new());
@@ -173,6 +194,9 @@ fn every_real_file_gives_exactly_its_expected_findings() {
 /// The refused files say *where*: every finding has a path or a position.
 #[test]
 fn findings_on_real_files_point_at_the_entity() {
+    if !real_files_present("findings_on_real_files_point_at_the_entity") {
+        return;
+    }
     let interner = Arc::new(Interner::new());
     let m = build(REFUSED[5].0, &interner);
     let report = Composite::from_members(interner.clone(), [m]).report();
@@ -405,6 +429,9 @@ fn merge(fx: &Fixtures, files: &[&str]) -> Report {
 
 #[test]
 fn every_pair_of_clean_files_conflicts_exactly_on_shared_keys() {
+    if !real_files_present("every_pair_of_clean_files_conflicts_exactly_on_shared_keys") {
+        return;
+    }
     let fx = clean_fixtures();
     let files: Vec<&str> = fx.members.keys().map(String::as_str).collect();
     let (mut pairs, mut conflicting) = (0, 0);
@@ -452,6 +479,9 @@ fn full(parts: &[&str]) -> Vec<String> {
 /// Groups a platform team would merge, with the conflict *kinds* each must show.
 #[test]
 fn realistic_composites_conflict_as_their_overlap_implies() {
+    if !real_files_present("realistic_composites_conflict_as_their_overlap_implies") {
+        return;
+    }
     let fx = clean_fixtures();
     let groups: Vec<(Vec<String>, &[&str])> = vec![
         // The same Konnect workspace before and after an update.
@@ -559,6 +589,9 @@ fn realistic_composites_conflict_as_their_overlap_implies() {
 /// `cross_member_reference` naming that member.
 #[test]
 fn real_unresolved_references_become_cross_member_next_to_the_owner() {
+    if !real_files_present("real_unresolved_references_become_cross_member_next_to_the_owner") {
+        return;
+    }
     let interner = Arc::new(Interner::new());
     let apiops = build(REFUSED[7].0, &interner);
     let consumers = b"_format_version: \"3.0\"\nconsumers:\n- username: johndoe1\n- username: johndoe2\n- username: johndoe3\n";
