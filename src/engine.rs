@@ -3,8 +3,11 @@
 //! made durable, and only then published to readers; if the store refuses it,
 //! the write is undone and nothing is visible.
 //!
-//! Snapshot readers never queue behind the writer: published snapshots sit in
-//! a `DashMap` of `Arc`s, and long-pollers wait on a `watch` channel per group.
+//! Readers never queue behind the writer: after each commit the writer
+//! publishes each changed group's snapshot and its [`GroupView`] (groups,
+//! status, memberships, nodes) as `Arc`s in `DashMap`s, and long-pollers wait
+//! on a `watch` channel per group. Writes are typed commands; the server
+//! never sees the registry's insides.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,8 +20,13 @@ use uuid::Uuid;
 use crate::config::Format;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
-use crate::registry::{Effects, Published, Registry, RegistryError, Settings, Tx};
-use crate::store::{Blob, Store, StoreError};
+use crate::registry::record::Blob;
+use crate::registry::{
+    ConfigWrite, Effects, GroupMeta, GroupUpdate, GroupView, Mode, NewGroup, Node, NodeReport,
+    Published, Refusal, Registry, Settings, Tx, transact,
+};
+use crate::report::Report;
+use crate::store::{Store, StoreError};
 
 type Job = Box<dyn FnOnce(&mut Writer) + Send>;
 
@@ -32,10 +40,13 @@ struct Writer {
 }
 
 /// What readers see without going through the writer.
-#[derive(Default)]
 struct Shared {
     snapshots: DashMap<Uuid, Arc<Published>, ahash::RandomState>,
+    views: DashMap<Uuid, Arc<GroupView>, ahash::RandomState>,
     watchers: DashMap<Uuid, watch::Sender<u64>, ahash::RandomState>,
+    settings: Settings,
+    /// The registry's current interner, for builds off the writer.
+    interner: parking_lot::RwLock<Arc<Interner>>,
 }
 
 #[derive(Clone)]
@@ -84,9 +95,18 @@ impl Engine {
             }
             None => Registry::new(interner.clone(), settings),
         };
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            snapshots: DashMap::default(),
+            views: DashMap::default(),
+            watchers: DashMap::default(),
+            settings: reg.settings().clone(),
+            interner: parking_lot::RwLock::new(reg.interner().clone()),
+        });
         for g in reg.groups() {
             shared.snapshots.insert(g.meta.id, g.snapshot.clone());
+            if let Some(view) = reg.view_of(g.meta.id) {
+                shared.views.insert(g.meta.id, view);
+            }
             let (tx, _) = watch::channel(g.snapshot.version);
             shared.watchers.insert(g.meta.id, tx);
             crate::metrics::snapshot_published(&g.meta.id, g.snapshot.version);
@@ -115,58 +135,107 @@ impl Engine {
     async fn submit<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Writer) -> R + Send + 'static,
-    ) -> Result<R, RegistryError> {
+    ) -> Result<R, Refusal> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |w| {
             let _ = tx.send(f(w));
         });
         self.jobs
             .send(job)
-            .map_err(|_| RegistryError::internal("the writer has stopped"))?;
+            .map_err(|_| Refusal::internal("the writer has stopped"))?;
         rx.await
-            .map_err(|_| RegistryError::internal("the writer dropped the request"))
-    }
-
-    /// Runs `f` against the registry, in order with the writes.
-    pub async fn read<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Registry) -> R + Send + 'static,
-    ) -> Result<R, RegistryError> {
-        self.submit(move |w| f(&w.reg)).await
+            .map_err(|_| Refusal::internal("the writer dropped the request"))
     }
 
     /// Runs `f` as one transaction: kept, persisted and published if it
-    /// succeeds (and `dry_run` is false), undone otherwise.
-    pub async fn write<R: Send + 'static>(
+    /// succeeds (and `mode` is `Apply`), undone otherwise.
+    async fn write<R: Send + 'static>(
         &self,
-        dry_run: bool,
-        f: impl FnOnce(&mut Tx) -> Result<R, RegistryError> + Send + 'static,
-    ) -> Result<R, RegistryError> {
-        self.submit(move |w| w.transact(dry_run, f)).await?
+        mode: Mode,
+        f: impl FnOnce(&mut Tx) -> Result<R, Refusal> + Send + 'static,
+    ) -> Result<R, Refusal> {
+        self.submit(move |w| w.transact(mode, f)).await?
     }
 
-    /// Parses and validates a member config off the writer, then applies it.
+    /// The view of a group that a write just changed (published before the
+    /// write's answer).
+    fn written(&self, id: Uuid) -> Result<Arc<GroupView>, Refusal> {
+        self.view(id)
+            .ok_or_else(|| Refusal::not_found(format!("no control plane with id {id}")))
+    }
+
+    pub async fn create_group(&self, req: NewGroup) -> Result<Arc<GroupView>, Refusal> {
+        let meta: GroupMeta = self
+            .write(Mode::Apply, move |tx| tx.create_group(req))
+            .await?;
+        self.written(meta.id)
+    }
+
+    pub async fn update_group(
+        &self,
+        id: Uuid,
+        req: GroupUpdate,
+    ) -> Result<Arc<GroupView>, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.update_group(id, req))
+            .await?;
+        self.written(id)
+    }
+
+    pub async fn delete_group(&self, id: Uuid) -> Result<(), Refusal> {
+        self.write(Mode::Apply, move |tx| tx.delete_group(id)).await
+    }
+
+    /// Adds members to a composite; the composite's report after the change.
+    pub async fn add_members(
+        &self,
+        composite: Uuid,
+        members: Vec<Uuid>,
+        mode: Mode,
+    ) -> Result<Report, Refusal> {
+        self.write(mode, move |tx| tx.add_members(composite, &members))
+            .await
+    }
+
+    pub async fn remove_members(
+        &self,
+        composite: Uuid,
+        members: Vec<Uuid>,
+        mode: Mode,
+    ) -> Result<Report, Refusal> {
+        self.write(mode, move |tx| tx.remove_members(composite, &members))
+            .await
+    }
+
+    pub async fn heartbeat(&self, id: Uuid, report: NodeReport) -> Result<Node, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.heartbeat(id, report))
+            .await
+    }
+
+    pub async fn delete_node(&self, id: Uuid, node: String) -> Result<(), Refusal> {
+        self.write(Mode::Apply, move |tx| tx.delete_node(id, &node))
+            .await
+    }
+
+    /// Parses and validates a member config off the writer, then applies it
+    /// (or, for an invalid one, answers its errors and changes nothing).
+    /// `content_type` picks the syntax; without one the bytes are sniffed.
     pub async fn put_config(
         &self,
         id: Uuid,
         bytes: Vec<u8>,
-        format: Format,
-        dry_run: bool,
-    ) -> Result<crate::registry::ConfigOutcome, RegistryError> {
+        content_type: Option<&str>,
+        mode: Mode,
+    ) -> Result<ConfigWrite, Refusal> {
+        let format = Format::from_content_type(content_type, &bytes);
+        let view = self.written(id)?;
+        let info = MemberInfo {
+            id: view.meta.id.to_string(),
+            name: view.meta.name.clone(),
+            is_default: view.meta.is_default,
+        };
         // The registry's interner: it is replaced when compacted, and a member
-        // built with an older one is rebuilt by the writer.
-        let (info, interner) = self
-            .read(move |r| {
-                r.group(id).map(|g| {
-                    let info = MemberInfo {
-                        id: g.meta.id.to_string(),
-                        name: g.meta.name.clone(),
-                        is_default: g.meta.is_default,
-                    };
-                    (info, r.interner().clone())
-                })
-            })
-            .await??;
+        // built with an older one (or under an old name) is rebuilt by the writer.
+        let interner = self.shared_interner();
         // The semaphore is never closed, so this always gets a permit.
         let _permit = self.builds.acquire().await.ok();
         let (member, bytes) = tokio::task::spawn_blocking(move || {
@@ -174,10 +243,29 @@ impl Engine {
             (m, bytes)
         })
         .await
-        .map_err(|e| RegistryError::internal(format!("config validation failed to run: {e}")))?;
+        .map_err(|e| Refusal::internal(format!("config validation failed to run: {e}")))?;
         let blob = Blob { format, bytes };
-        self.write(dry_run, move |tx| tx.put_config(id, blob, member))
+        self.write(mode, move |tx| tx.put_config(id, blob, member))
             .await
+    }
+
+    fn shared_interner(&self) -> Arc<Interner> {
+        self.shared.interner.read().clone()
+    }
+
+    /// One group as readers see it, without touching the writer.
+    pub fn view(&self, id: Uuid) -> Option<Arc<GroupView>> {
+        self.shared.views.get(&id).map(|v| v.clone())
+    }
+
+    /// Every group, in no particular order.
+    pub fn views(&self) -> Vec<Arc<GroupView>> {
+        self.shared.views.iter().map(|v| v.clone()).collect()
+    }
+
+    /// How recently a node must have been seen to count as active.
+    pub fn active_window_ms(&self) -> u64 {
+        self.shared.settings.active_window_ms
     }
 
     /// The group's current snapshot, without touching the writer.
@@ -207,53 +295,31 @@ fn run(mut w: Writer, rx: Receiver<Job>) {
 impl Writer {
     fn transact<R>(
         &mut self,
-        dry_run: bool,
-        f: impl FnOnce(&mut Tx) -> Result<R, RegistryError>,
-    ) -> Result<R, RegistryError> {
+        mode: Mode,
+        f: impl FnOnce(&mut Tx) -> Result<R, Refusal>,
+    ) -> Result<R, Refusal> {
         let started = Instant::now();
-        let mut tx = self.reg.begin();
-        // A bug that panics mid-write must not leave half of it applied: undo
-        // what was recorded and report the request as failed.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)))
-            .unwrap_or_else(|_| {
-                tracing::error!("a write panicked; undoing it");
-                Err(RegistryError::internal(
-                    "internal error while applying the write; nothing was changed",
-                ))
-            });
-        let out = match result {
-            Err(e) => {
-                tx.rollback();
-                Err(e)
-            }
-            Ok(r) if dry_run => {
-                tx.rollback();
-                Ok(r)
-            }
-            Ok(r) => {
-                let effects = tx.effects();
-                let stored = match &mut self.store {
-                    Some(s) => s.commit(&effects.changes),
-                    None => Ok(()),
-                };
-                match stored {
-                    Err(e) => {
-                        tx.rollback();
-                        tracing::error!(error = %e, "write not made durable; undone");
-                        Err(RegistryError::storage(format!("{e}; nothing was changed")))
-                    }
-                    Ok(()) => {
-                        drop(tx);
-                        self.publish(effects);
-                        Ok(r)
-                    }
+        let store = &mut self.store;
+        let out = transact(
+            &mut self.reg,
+            mode,
+            |effects| match store {
+                Some(s) if !effects.changes.is_empty() => {
+                    s.commit(&effects.changes).map_err(|e| e.to_string())
                 }
-            }
-        };
+                _ => Ok(()),
+            },
+            f,
+        );
+        let out = out.map(|(r, effects)| {
+            self.publish(effects);
+            r
+        });
         crate::metrics::write_finished(started.elapsed());
         // Outside any transaction: the registry is consistent here.
         if let Some((before, after)) = self.reg.compact_interner(COMPACT_MIN_STRINGS) {
             tracing::info!(before, after, "compacted the string interner");
+            *self.shared.interner.write() = self.reg.interner().clone();
         }
         out
     }
@@ -274,15 +340,15 @@ impl Writer {
         }
         for id in effects.deleted {
             self.shared.snapshots.remove(&id);
+            self.shared.views.remove(&id);
             self.shared.watchers.remove(&id);
             crate::metrics::group_deleted(&id);
         }
-        for id in effects.touched {
-            if let Ok(g) = self.reg.group(id)
-                && let crate::registry::Kind::Composite { composite, .. } = &g.kind
-            {
-                crate::metrics::composite_conflicts(&id, composite.conflict_count());
+        for (id, view) in effects.views {
+            if let Some(c) = view.composite() {
+                crate::metrics::composite_conflicts(&id, c.report.conflicts.len());
             }
+            self.shared.views.insert(id, view);
         }
     }
 }

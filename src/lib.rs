@@ -2,12 +2,19 @@
 //! runtime groups, detect every conflict between them, and serve immutable,
 //! versioned snapshots of the result.
 //!
-//! Layers, each knowing only the ones above it in this list: [`intern`],
-//! [`report`], [`config`], [`member`], [`compose`], then the daemon's
-//! registry, store and server. See ARCHITECTURE.md.
+//! The layers, lowest first (ARCHITECTURE.md has the table a test checks):
+//! - the engine's pure core: [`intern`], [`report`], [`config`], [`member`],
+//!   [`compose`];
+//! - the daemon: [`registry`] (state, rules, transactions, published views),
+//!   [`store`] (durability), [`engine`] (the single writer), [`server`]
+//!   (HTTP), with [`metrics`] beside them;
+//! - the batch tools in [`commands`]: validate/merge, gen, bench,
+//!   export/import, the sidecar.
+//!
+//! The public API is what the binary, the tests, the benches and the fuzz
+//! targets use; everything else is `pub(crate)`.
 
-pub mod batch;
-pub mod bench;
+pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod engine;
@@ -17,7 +24,6 @@ pub mod metrics;
 pub mod registry;
 pub mod report;
 pub mod server;
-pub mod sidecar;
 pub mod store;
-pub mod synth;
-pub mod transfer;
+
+pub use commands::{batch, bench, sidecar, synth, transfer};

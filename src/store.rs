@@ -5,13 +5,12 @@
 //! member config bytes, shared by every record that names them). A write is
 //! one redb transaction, durable when `commit` returns. Knows nothing of HTTP.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::config::Format;
-use crate::registry::GroupRecord;
+use crate::registry::record::{Blob, Change, GroupRecord, Loaded};
 
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
@@ -67,63 +66,6 @@ fn open_existing(path: &Path) -> Result<Database, redb::DatabaseError> {
             Err(e)
         }
     }
-}
-
-/// A member config as stored: its bytes and the syntax they are in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Blob {
-    pub format: Format,
-    pub bytes: Vec<u8>,
-}
-
-impl Blob {
-    /// The content address: blake3 of format tag and bytes, lowercase hex.
-    pub fn hash(&self) -> String {
-        let mut h = blake3::Hasher::new();
-        h.update(&[self.tag()]);
-        h.update(&self.bytes);
-        h.finalize().to_hex().to_string()
-    }
-    fn tag(&self) -> u8 {
-        match self.format {
-            Format::Json => b'j',
-            Format::Yaml => b'y',
-        }
-    }
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.bytes.len() + 1);
-        v.push(self.tag());
-        v.extend_from_slice(&self.bytes);
-        v
-    }
-    fn decode(v: &[u8]) -> Option<Blob> {
-        let (&tag, bytes) = v.split_first()?;
-        let format = match tag {
-            b'j' => Format::Json,
-            b'y' => Format::Yaml,
-            _ => return None,
-        };
-        Some(Blob {
-            format,
-            bytes: bytes.to_vec(),
-        })
-    }
-}
-
-/// One step of a write.
-#[derive(Debug)]
-pub enum Change {
-    PutGroup(Box<GroupRecord>),
-    DeleteGroup(uuid::Uuid),
-    PutBlob(String, Blob),
-    DeleteBlob(String),
-}
-
-/// Everything the store holds.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub groups: Vec<GroupRecord>,
-    pub blobs: HashMap<String, Blob>,
 }
 
 pub struct Store {

@@ -151,7 +151,7 @@ fn every_case() {
     );
 }
 
-/// Every finding code of SPEC §5.3 appears in some case's expectation, so
+/// Every finding code of the README appears in some case's expectation, so
 /// deleting the last case of a kind is noticed.
 #[test]
 fn cases_cover_every_finding_code() {

@@ -1,4 +1,4 @@
-//! Property tests of the composite (DESIGN.md, "Invariants worth a property test").
+//! Property tests of the composite (ARCHITECTURE.md, "Invariants").
 //!
 //! Small member configs are drawn from tiny pools of names, ids, keys and
 //! vault prefixes, so members collide, reference each other and break often.

@@ -10,7 +10,7 @@
 //! - Merged in pairs (every pair of clean files) and in the groups a platform
 //!   team would form, the conflicts are exactly the keys the files share. The
 //!   expectation is computed here, independently of the engine, by reading the
-//!   files with serde and collecting SPEC §5.1's unique keys.
+//!   files with serde and collecting the unique keys the README lists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -220,7 +220,7 @@ fn findings_on_real_files_point_at_the_entity() {
     }
 }
 
-// ---------- an independent reading of SPEC §5.1 ----------
+// ---------- an independent reading of the unique keys ----------
 
 /// (conflict type, collection, field, value)
 type KeyOf = (&'static str, String, &'static str, String);

@@ -23,11 +23,12 @@ use rgmerge::compose::{Body, Composite};
 use rgmerge::config::Format;
 use rgmerge::intern::Interner;
 use rgmerge::member::{Member, MemberInfo};
+use rgmerge::registry::record::Blob;
 use rgmerge::registry::{
-    CreateGroup, Heartbeat, Kind, Registry, RegistryError, Settings, UpdateGroup,
+    ConfigWrite, GroupUpdate, Kind, Mode, NewGroup, NodeReport, Refusal, Registry, Settings,
+    transact,
 };
 use rgmerge::report::State;
-use rgmerge::store::Blob;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -291,121 +292,127 @@ fn apply(w: &mut World, op: &Op) -> (bool, String) {
     let pick_in =
         |wild: bool, set: &[Uuid], i: usize| if wild { pick(i) } else { set[i % set.len()] };
     let mut created = None;
-    let mut tx = w.reg.begin();
-    let (result, dry_run): (Result<(), RegistryError>, bool) = match op {
-        Op::Create { name, composite } => {
-            let r = tx.create_group(CreateGroup {
-                name: NAMES[*name].into(),
-                cluster_type: composite.then(|| "CLUSTER_TYPE_CONTROL_PLANE_GROUP".into()),
-                ..CreateGroup::default()
-            });
-            created = r.as_ref().ok().map(|m| m.id);
-            (r.map(|_| ()), false)
+    let dry_run = match op {
+        Op::PutConfig { dry_run, .. } | Op::Add { dry_run, .. } | Op::Remove { dry_run, .. } => {
+            *dry_run
         }
-        Op::PutConfig {
-            group,
-            cfg,
-            dry_run,
-            wild,
-        } => {
-            let id = if *wild || in_composites.is_empty() {
-                pick(*group)
-            } else {
-                in_composites[group % in_composites.len()]
-            };
-            let (bytes, format) = render(cfg);
-            // As `Engine::put_config`: built outside the writer under the group's current name.
-            let info = tx.registry().group(id).map(|g| MemberInfo {
-                id: g.meta.id.to_string(),
-                name: g.meta.name.clone(),
-                is_default: g.meta.is_default,
-            });
-            let r = info.and_then(|info| {
-                let member = Member::build(info, &bytes, format, &interner);
-                tx.put_config(id, Blob { format, bytes }, member)
-                    .map(|_| ())
-            });
-            (r, *dry_run)
-        }
-        Op::Add {
-            comp,
-            members,
-            dry_run,
-            wild,
-        } => {
-            let mut m: Vec<Uuid> = members.iter().map(|&i| pick_in(*wild, &stds, i)).collect();
-            if !wild {
-                dedup(&mut m);
-            }
-            let c = pick_in(*wild, &comps, *comp);
-            (tx.add_members(c, &m).map(|_| ()), *dry_run)
-        }
-        Op::Remove {
-            comp,
-            members,
-            dry_run,
-            wild,
-        } => {
-            let c = pick_in(*wild, &comps, *comp);
-            // Mostly current members, so removals happen.
-            let current: Vec<Uuid> = match tx.registry().group(c).map(|g| &g.kind) {
-                Ok(Kind::Composite { members, .. }) if !*wild && !members.is_empty() => {
-                    members.iter().copied().collect()
-                }
-                _ => stds.clone(),
-            };
-            let mut m: Vec<Uuid> = members
-                .iter()
-                .map(|&i| current[i % current.len()])
-                .collect();
-            if !wild {
-                dedup(&mut m);
-            }
-            (tx.remove_members(c, &m).map(|_| ()), *dry_run)
-        }
-        Op::Rename { group, name } => (
-            tx.update_group(
-                pick(*group),
-                UpdateGroup {
-                    name: Some(NAMES[*name].into()),
-                    ..UpdateGroup::default()
-                },
-            )
-            .map(|_| ()),
-            false,
-        ),
-        Op::Delete { group } => (tx.delete_group(pick(*group)), false),
-        Op::Heartbeat { group } => (
-            tx.heartbeat(
-                pick(*group),
-                Heartbeat {
-                    id: Some("dp-1".into()),
-                    hostname: "dp-1".into(),
-                    config_hash: "abc".into(),
-                    ..Heartbeat::default()
-                },
-            )
-            .map(|_| ()),
-            false,
-        ),
-        Op::DeleteNode { group } => (tx.delete_node(pick(*group), "dp-1"), false),
-        Op::UnknownId => (tx.delete_group(Uuid::new_v4()), false),
+        _ => false,
     };
+    let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    // As the engine runs a write; effects must be computable for every kept one.
+    let result = transact(
+        &mut w.reg,
+        mode,
+        |_effects| Ok(()),
+        |tx| match op {
+            Op::Create { name, composite } => {
+                let r = tx.create_group(NewGroup {
+                    name: NAMES[*name].into(),
+                    cluster_type: composite.then(|| "CLUSTER_TYPE_CONTROL_PLANE_GROUP".into()),
+                    ..NewGroup::default()
+                });
+                created = r.as_ref().ok().map(|m| m.id);
+                r.map(|_| ())
+            }
+            Op::PutConfig {
+                group,
+                cfg,
+                dry_run: _,
+                wild,
+            } => {
+                let id = if *wild || in_composites.is_empty() {
+                    pick(*group)
+                } else {
+                    in_composites[group % in_composites.len()]
+                };
+                let (bytes, format) = render(cfg);
+                // As `Engine::put_config`: built outside the writer under the group's current name.
+                let info = tx.registry().group(id).map(|g| MemberInfo {
+                    id: g.meta.id.to_string(),
+                    name: g.meta.name.clone(),
+                    is_default: g.meta.is_default,
+                });
+                info.and_then(|info| {
+                    let member = Member::build(info, &bytes, format, &interner);
+                    match tx.put_config(id, Blob { format, bytes }, member)? {
+                        ConfigWrite::Applied(_) => Ok(()),
+                        ConfigWrite::Invalid(errors) => Err(Refusal::invalid(format!(
+                            "{} member error(s)",
+                            errors.len()
+                        ))),
+                    }
+                })
+            }
+            Op::Add {
+                comp,
+                members,
+                dry_run: _,
+                wild,
+            } => {
+                let mut m: Vec<Uuid> = members.iter().map(|&i| pick_in(*wild, &stds, i)).collect();
+                if !wild {
+                    dedup(&mut m);
+                }
+                let c = pick_in(*wild, &comps, *comp);
+                tx.add_members(c, &m).map(|_| ())
+            }
+            Op::Remove {
+                comp,
+                members,
+                dry_run: _,
+                wild,
+            } => {
+                let c = pick_in(*wild, &comps, *comp);
+                // Mostly current members, so removals happen.
+                let current: Vec<Uuid> = match tx.registry().group(c).map(|g| &g.kind) {
+                    Ok(Kind::Composite { members, .. }) if !*wild && !members.is_empty() => {
+                        members.iter().copied().collect()
+                    }
+                    _ => stds.clone(),
+                };
+                let mut m: Vec<Uuid> = members
+                    .iter()
+                    .map(|&i| current[i % current.len()])
+                    .collect();
+                if !wild {
+                    dedup(&mut m);
+                }
+                tx.remove_members(c, &m).map(|_| ())
+            }
+            Op::Rename { group, name } => tx
+                .update_group(
+                    pick(*group),
+                    GroupUpdate {
+                        name: Some(NAMES[*name].into()),
+                        ..GroupUpdate::default()
+                    },
+                )
+                .map(|_| ()),
+            Op::Delete { group } => tx.delete_group(pick(*group)),
+            Op::Heartbeat { group } => tx
+                .heartbeat(
+                    pick(*group),
+                    NodeReport {
+                        id: Some("dp-1".into()),
+                        hostname: "dp-1".into(),
+                        config_hash: "abc".into(),
+                        ..NodeReport::default()
+                    },
+                )
+                .map(|_| ()),
+            Op::DeleteNode { group } => tx.delete_node(pick(*group), "dp-1"),
+            Op::UnknownId => tx.delete_group(Uuid::new_v4()),
+        },
+    )
+    .map(|(r, _effects)| r);
     let outcome = match &result {
         Ok(()) if dry_run => "dry run".to_string(),
         Ok(()) => "ok".to_string(),
         Err(e) => format!("refused: {}", e.detail),
     };
     let unchanged = result.is_err() || dry_run;
-    if unchanged {
-        tx.rollback();
-    } else {
-        // Effects must be computable for every kept write (the engine persists them).
-        let _ = tx.effects();
-        drop(tx);
-        if let Some(id) = created {
-            w.ids.push(id);
-        }
+    if !unchanged && let Some(id) = created {
+        w.ids.push(id);
     }
     (unchanged, outcome)
 }

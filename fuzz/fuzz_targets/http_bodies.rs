@@ -27,7 +27,7 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use rgmerge::engine::Engine;
-use rgmerge::registry::{CreateGroup, Kind, Settings};
+use rgmerge::registry::{Mode, NewGroup, NodeReport, Settings};
 use rgmerge::server::{AppState, ServeOptions, router};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -55,49 +55,39 @@ struct Ids {
 /// A registry with a default group, two standard groups (blue holds a
 /// config and is a member of comp; green has a node) and a composite.
 async fn setup(engine: &Engine) -> Ids {
-    let mk = |name: &str, ct: &str| CreateGroup {
+    let mk = |name: &str, ct: &str| NewGroup {
         name: name.into(),
         cluster_type: Some(ct.into()),
-        ..CreateGroup::default()
+        ..NewGroup::default()
     };
-    let (blue, green, comp) = (
-        mk("blue", "CLUSTER_TYPE_CONTROL_PLANE"),
-        mk("green", "CLUSTER_TYPE_CONTROL_PLANE"),
-        mk("comp", "CLUSTER_TYPE_CONTROL_PLANE_GROUP"),
-    );
-    let (default, blue, green, comp) = engine
-        .write(false, move |tx| {
-            let default = tx
-                .registry()
-                .groups()
-                .find(|g| g.meta.is_default)
-                .map(|g| g.meta.id)
-                .expect("default group");
-            let b = tx.create_group(blue)?.id;
-            let g = tx.create_group(green)?.id;
-            let c = tx.create_group(comp)?.id;
-            tx.add_members(c, &[b])?;
-            Ok((default, b, g, c))
-        })
+    let default = engine
+        .views()
+        .iter()
+        .find(|g| g.meta.is_default)
+        .map(|g| g.meta.id)
+        .expect("default group");
+    let id = |v: std::sync::Arc<rgmerge::registry::GroupView>| v.meta.id;
+    let blue = id(engine.create_group(mk("blue", "CLUSTER_TYPE_CONTROL_PLANE")).await.expect("blue"));
+    let green = id(engine.create_group(mk("green", "CLUSTER_TYPE_CONTROL_PLANE")).await.expect("green"));
+    let comp = id(engine
+        .create_group(mk("comp", "CLUSTER_TYPE_CONTROL_PLANE_GROUP"))
         .await
-        .expect("setup");
+        .expect("comp"));
+    engine.add_members(comp, vec![blue], Mode::Apply).await.expect("add");
     let cfg = b"_format_version: \"3.0\"\nservices:\n- name: keep\n  host: k\n  routes:\n  - name: keep-r\n    paths: [/k]\n";
     engine
-        .put_config(blue, cfg.to_vec(), rgmerge::config::Format::Yaml, false)
+        .put_config(blue, cfg.to_vec(), Some("application/yaml"), Mode::Apply)
         .await
         .expect("config");
     engine
-        .write(false, move |tx| {
-            tx.heartbeat(
-                green,
-                rgmerge::registry::Heartbeat {
-                    id: Some("node-1".into()),
-                    hostname: "dp1".into(),
-                    ..Default::default()
-                },
-            )
-            .map(|_| ())
-        })
+        .heartbeat(
+            green,
+            NodeReport {
+                id: Some("node-1".into()),
+                hostname: "dp1".into(),
+                ..Default::default()
+            },
+        )
         .await
         .expect("node");
     Ids {
@@ -111,34 +101,32 @@ async fn setup(engine: &Engine) -> Ids {
 /// Everything a refused request must leave as it was (node `last_seen`
 /// excluded: it is not state a refusal could touch, but time moves).
 async fn dump(engine: &Engine) -> String {
-    engine
-        .read(|reg| {
-            let mut out = String::new();
-            for g in reg.groups() {
-                out.push_str(&format!(
-                    "{:?} v{} {} nodes={:?}",
-                    g.meta,
-                    g.snapshot.version,
-                    g.snapshot.body.hash(),
-                    g.nodes
-                        .values()
-                        .map(|n| (&n.id, &n.hostname, &n.config_hash))
-                        .collect::<Vec<_>>()
-                ));
-                match &g.kind {
-                    Kind::Standard { config, composites } => {
-                        out.push_str(&format!(" config={} in={composites:?}\n", config.hash))
-                    }
-                    Kind::Composite { members, composite } => out.push_str(&format!(
-                        " members={members:?} report={:?}\n",
-                        composite.report()
-                    )),
-                }
-            }
-            out
-        })
-        .await
-        .unwrap_or_default()
+    let mut views = engine.views();
+    views.sort_by_key(|v| v.meta.id);
+    let mut out = String::new();
+    for g in views {
+        out.push_str(&format!(
+            "{:?} v{} {} nodes={:?}",
+            g.meta,
+            g.snapshot.version,
+            g.snapshot.body.hash(),
+            g.nodes
+                .values()
+                .map(|n| (&n.id, &n.hostname, &n.config_hash))
+                .collect::<Vec<_>>()
+        ));
+        if let Some(st) = g.standard() {
+            out.push_str(&format!(
+                " config={} in={:?}\n",
+                String::from_utf8_lossy(st.config().bytes),
+                st.composites
+            ));
+        }
+        if let Some(c) = g.composite() {
+            out.push_str(&format!(" members={:?} report={:?}\n", c.members, c.report));
+        }
+    }
+    out
 }
 
 struct Cursor<'a> {

@@ -190,31 +190,42 @@ impl Composite {
     pub fn errors(&self) -> Vec<MemberError> {
         let mut out = Vec::new();
         for &slot in self.order.values() {
-            let m = self.member(slot);
-            let mut errs = m.errors.clone();
-            for u in &m.unresolved {
-                // The first holder in merge order, so the message does not
-                // depend on the order members entered the index.
-                let holder = u
-                    .candidates
-                    .iter()
-                    .flat_map(|&(class, sym)| self.index.owners(class, sym))
-                    .filter(|(s, _)| *s != slot)
-                    .map(|&(s, _)| self.member(s))
-                    .min_by(|a, b| a.info.id.cmp(&b.info.id));
-                if let Some(other) = holder {
-                    let owner = &other.info.name;
-                    let e = &mut errs[u.error];
-                    e.kind = ErrorKind::CrossMemberReference;
-                    e.message = format!(
-                        "{} names {} '{}', which lives in member '{}': ID associations stay inside one group, so define the {} in '{}' as well or point at one of its own",
-                        u.source_label, u.target_noun, u.value, owner, u.target_noun, m.info.name
-                    );
-                }
-            }
-            out.extend(errs);
+            out.extend(self.classified(self.member(slot), Some(slot)));
         }
         out
+    }
+
+    /// `member`'s errors as this composite would report them if `member`
+    /// replaced the member with its id, without changing anything: a config
+    /// is judged before it is applied. Same order as `member.errors`.
+    pub fn errors_of(&self, member: &Member) -> Vec<MemberError> {
+        let own = self.order.get(&member.info.id).copied();
+        self.classified(member, own)
+    }
+
+    fn classified(&self, m: &Member, own: Option<Slot>) -> Vec<MemberError> {
+        let mut errs = m.errors.clone();
+        for u in &m.unresolved {
+            // The first holder in merge order, so the message does not
+            // depend on the order members entered the index.
+            let holder = u
+                .candidates
+                .iter()
+                .flat_map(|&(class, sym)| self.index.owners(class, sym))
+                .filter(|(s, _)| Some(*s) != own)
+                .map(|&(s, _)| self.member(s))
+                .min_by(|a, b| a.info.id.cmp(&b.info.id));
+            if let Some(other) = holder {
+                let owner = &other.info.name;
+                let e = &mut errs[u.error];
+                e.kind = ErrorKind::CrossMemberReference;
+                e.message = format!(
+                    "{} names {} '{}', which lives in member '{}': ID associations stay inside one group, so define the {} in '{}' as well or point at one of its own",
+                    u.source_label, u.target_noun, u.value, owner, u.target_noun, m.info.name
+                );
+            }
+        }
+        errs
     }
 
     pub fn report(&self) -> Report {

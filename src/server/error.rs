@@ -1,11 +1,11 @@
 //! Every error the API returns: JSON `{"status","title","detail"}` with a
-//! proper status code (SPEC §7.1), plus member errors for a rejected config.
+//! proper status code (README, "The daemon"), plus member errors for a rejected config.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::registry::{ErrorKind, RegistryError};
+use crate::registry::{Refusal, RefusalKind};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -32,23 +32,23 @@ impl ApiError {
     }
 }
 
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> ApiError {
-        let status = match e.kind {
-            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::ReadOnly => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorKind::Storage => StatusCode::INSUFFICIENT_STORAGE,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+/// A refusal's status and title: the registry says what went wrong, HTTP
+/// is decided here.
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> ApiError {
+        let (status, title) = match e.kind {
+            RefusalKind::Invalid => (StatusCode::BAD_REQUEST, "Bad Request"),
+            RefusalKind::NotFound => (StatusCode::NOT_FOUND, "Not Found"),
+            RefusalKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
+            RefusalKind::ReadOnly => (StatusCode::METHOD_NOT_ALLOWED, "Read-only group"),
+            RefusalKind::Storage => (StatusCode::INSUFFICIENT_STORAGE, "Storage failure"),
+            RefusalKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
         };
         ApiError {
             status,
-            title: e.title,
+            title,
             detail: e.detail,
-            extra: e
-                .report
-                .map(|r| Box::new(json!({"state": r.state, "errors": r.errors}))),
+            extra: None,
         }
     }
 }

@@ -1,11 +1,18 @@
-//! HTTP/1.1 + JSON on a Unix domain socket (SPEC §7.1): routing, the socket's
+//! HTTP/1.1 + JSON on a Unix domain socket (README, "The daemon"): routing, the socket's
 //! life cycle, body limits, metrics, graceful shutdown.
 //!
-//! The only module that knows HTTP. It calls the engine and registry and knows
-//! nothing of how merging works.
+//! The only module that knows HTTP. One file per resource (`groups`,
+//! `memberships`, `config`, `snapshot`, `nodes`), each with its request and
+//! answer types; `http` holds what they share. Handlers read published views
+//! and call the engine's commands; they know nothing of how merging works.
 
-mod api;
+mod config;
 mod error;
+mod groups;
+mod http;
+mod memberships;
+mod nodes;
+mod snapshot;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -66,56 +73,59 @@ pub fn router(state: AppState) -> Router {
     // long-poll only waits, and thousands of sidecars waiting must not lock
     // writers and readers out.
     let limited = Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .route(v2, get(api::list_groups).post(api::create_group))
+        .route("/healthz", get(http::healthz))
+        .route("/metrics", get(http::metrics))
+        .route(v2, get(groups::list).post(groups::create))
         .route(
             &format!("{v2}/{{id}}"),
-            get(api::get_group)
-                .patch(api::update_group)
-                .delete(api::delete_group),
+            get(groups::get)
+                .patch(groups::update)
+                .delete(groups::delete),
         )
         .route(
             &format!("{v2}/{{id}}/group-memberships"),
-            get(api::list_memberships),
+            get(memberships::list),
         )
         .route(
             &format!("{v2}/{{id}}/group-memberships/add"),
-            post(api::add_members),
+            post(memberships::add),
         )
         .route(
             &format!("{v2}/{{id}}/group-memberships/remove"),
-            post(api::remove_members),
+            post(memberships::remove),
         )
-        .route(&format!("{v2}/{{id}}/group-status"), get(api::group_status))
+        .route(
+            &format!("{v2}/{{id}}/group-status"),
+            get(memberships::status),
+        )
         .route(
             &format!("{v2}/{{id}}/group-member-status"),
-            get(api::group_member_status),
+            get(memberships::member_status),
         )
         .route(
             &format!("{v2}/{{id}}/config"),
-            get(api::get_config).put(api::put_config),
+            get(config::get).put(config::put),
         )
         .route(
             &format!("{v2}/{{id}}/snapshot/provenance"),
-            get(api::get_provenance),
+            get(snapshot::provenance),
         )
         .route(
             &format!("{v2}/{{id}}/nodes"),
-            get(api::list_nodes).post(api::heartbeat),
+            get(nodes::list).post(nodes::heartbeat),
         )
         .route(
             &format!("{v2}/{{id}}/nodes/{{node_id}}"),
-            delete(api::delete_node),
+            delete(nodes::delete),
         )
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             state.opts.max_in_flight,
         ));
     Router::new()
-        .route(&format!("{v2}/{{id}}/snapshot"), get(api::get_snapshot))
+        .route(&format!("{v2}/{{id}}/snapshot"), get(snapshot::get))
         .merge(limited)
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(record_metrics))
         .with_state(state)
@@ -143,7 +153,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 /// counted: they cost nothing while they long-poll, and a fleet of nodes
 /// waiting on `?wait=` must not lock writers out; open connections bound them.
 /// axum's own extractor rejections (a path segment that isn't UTF-8, …) are
-/// plain text; SPEC §7.1 says every error is JSON, so rewrap them.
+/// plain text; the API promises every error is JSON, so rewrap them.
 async fn json_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();

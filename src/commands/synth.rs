@@ -30,32 +30,26 @@ use serde_json::{Map, Value, json};
 use crate::batch::BatchError;
 
 /// Output syntax of `rgmerge gen`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GenFormat {
     Json,
     Yaml,
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct GenArgs {
+#[derive(Debug, Clone)]
+pub struct GenOptions {
     /// Directory to write the member configs to (created if missing).
-    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Number of member configs.
-    #[arg(long, default_value_t = 8)]
     pub members: usize,
     /// Entities per member, nested ones included.
-    #[arg(long, default_value_t = 1000)]
     pub entities: usize,
     /// Share (0..=1) of services and consumers planted as conflicts between
     /// member 2k and member 2k+1.
-    #[arg(long, default_value_t = 0.0)]
     pub conflicts: f64,
     /// The same seed and sizes give byte-identical files.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Written as decK writes them: pretty JSON, or YAML.
-    #[arg(long, value_enum, default_value_t = GenFormat::Json)]
     pub format: GenFormat,
 }
 
@@ -68,7 +62,7 @@ pub struct Spec {
 }
 
 /// Writes `args.members` configs named `member-000.json` (or `.yaml`) …
-pub fn run(args: &GenArgs) -> Result<(), BatchError> {
+pub fn run(args: &GenOptions) -> Result<(), BatchError> {
     if !(0.0..=1.0).contains(&args.conflicts) {
         return Err(BatchError::Usage(format!(
             "--conflicts must be a fraction between 0 and 1, got {}",

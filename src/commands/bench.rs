@@ -22,34 +22,29 @@ use crate::config::{self, Format};
 use crate::engine::Engine;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
-use crate::registry::{CreateGroup, Kind, Registry, Settings};
-use crate::store::{Blob, Change, Store};
+use crate::registry::record::Blob;
+use crate::registry::{ConfigWrite, Mode, NewGroup, Refusal, Registry, Settings, Tx, transact};
+use crate::store::Store;
 use crate::synth::{self, Spec};
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
     /// Members in the composite.
-    #[arg(long, default_value_t = 256)]
     pub members: usize,
     /// Entities per member, nested ones included.
-    #[arg(long, default_value_t = 1000)]
     pub entities: usize,
     /// Share of planted conflicts (see `rgmerge gen`).
-    #[arg(long, default_value_t = 0.0)]
     pub conflicts: f64,
     /// Seed of the generated members (see `rgmerge gen`).
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Print one JSON object instead of a table.
-    #[arg(long)]
     pub json: bool,
     /// Start-ups to time (store written once, then opened and restored this
     /// many times; the median is reported). 0 skips the start-up figures.
-    #[arg(long, default_value_t = 3)]
     pub startup_runs: usize,
 }
 
-pub fn run(args: &BenchArgs) -> Result<(), BatchError> {
+pub fn run(args: &BenchOptions) -> Result<(), BatchError> {
     if args.members == 0 || args.entities == 0 {
         return Err(BatchError::Usage(
             "--members and --entities must be at least 1".into(),
@@ -74,7 +69,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BatchError> {
 }
 
 /// Runs every measurement and returns the figures as one JSON object.
-pub fn measure(args: &BenchArgs) -> Value {
+pub fn measure(args: &BenchOptions) -> Value {
     let spec = Spec {
         entities: args.entities,
         conflicts: args.conflicts,
@@ -285,32 +280,48 @@ pub fn write_startup_fixture(
     }
     let mut reg = Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded)?;
     // The default group, as `Engine::start` makes it durable on a fresh store.
-    let mut changes: Vec<Change> = Vec::new();
-    for g in reg.groups() {
-        changes.push(Change::PutGroup(Box::new(reg.record(g))));
-        if let Kind::Standard { config, .. } = &g.kind {
-            changes.push(Change::PutBlob(config.hash.clone(), config.blob.clone()));
-        }
-    }
+    let mut changes = reg.all_changes();
     let interner = reg.interner().clone();
-    let mut tx = reg.begin();
-    let err = |e: crate::registry::RegistryError| e.detail;
-    let composite = tx
-        .create_group(CreateGroup {
-            name: "shared".into(),
-            cluster_type: Some("CLUSTER_TYPE_CONTROL_PLANE_GROUP".into()),
-            ..CreateGroup::default()
-        })
-        .map_err(err)?;
+    let mut input_bytes = 0;
+    transact(
+        &mut reg,
+        Mode::Apply,
+        |effects| {
+            changes.extend(effects.changes.iter().cloned());
+            store.commit(&changes).map_err(|e| e.to_string())
+        },
+        |tx| fill_startup(tx, &interner, members, spec, &mut input_bytes),
+    )
+    .map_err(|e| e.detail)?;
+    drop(store);
+    let store_bytes = std::fs::metadata(dir.join(crate::store::FILE_NAME))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok(StartupFixture {
+        input_bytes,
+        store_bytes,
+    })
+}
+
+/// One composite of `members` synthetic members, in one transaction.
+fn fill_startup(
+    tx: &mut Tx,
+    interner: &Interner,
+    members: usize,
+    spec: &Spec,
+    input_bytes: &mut usize,
+) -> Result<(), Refusal> {
+    let composite = tx.create_group(NewGroup {
+        name: "shared".into(),
+        cluster_type: Some("CLUSTER_TYPE_CONTROL_PLANE_GROUP".into()),
+        ..NewGroup::default()
+    })?;
     let mut metas = Vec::with_capacity(members);
     for i in 0..members {
-        metas.push(
-            tx.create_group(CreateGroup {
-                name: synth::member_name(i, members),
-                ..CreateGroup::default()
-            })
-            .map_err(err)?,
-        );
+        metas.push(tx.create_group(NewGroup {
+            name: synth::member_name(i, members),
+            ..NewGroup::default()
+        })?);
     }
     let built: Vec<(Vec<u8>, Member)> = metas
         .par_iter()
@@ -326,30 +337,24 @@ pub fn write_startup_fixture(
             (bytes, m)
         })
         .collect();
-    let mut input_bytes = 0;
     for (meta, (bytes, member)) in metas.iter().zip(built) {
-        input_bytes += bytes.len();
+        *input_bytes += bytes.len();
         let blob = Blob {
             format: Format::Json,
             bytes,
         };
-        tx.put_config(meta.id, blob, member).map_err(err)?;
+        if let ConfigWrite::Invalid(errors) = tx.put_config(meta.id, blob, member)? {
+            return Err(Refusal::internal(format!(
+                "a synthetic member has {} member error(s)",
+                errors.len()
+            )));
+        }
     }
     let ids: Vec<_> = metas.iter().map(|m| m.id).collect();
     for chunk in ids.chunks(crate::registry::MAX_PER_REQUEST) {
-        tx.add_members(composite.id, chunk).map_err(err)?;
+        tx.add_members(composite.id, chunk)?;
     }
-    let effects = tx.effects();
-    changes.extend(effects.changes);
-    store.commit(&changes).map_err(|e| e.to_string())?;
-    drop(store);
-    let store_bytes = std::fs::metadata(dir.join(crate::store::FILE_NAME))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    Ok(StartupFixture {
-        input_bytes,
-        store_bytes,
-    })
+    Ok(())
 }
 
 /// Start-up as `rgmerge serve` does it: open the store, then restore every

@@ -20,8 +20,11 @@ use crate::batch::{Bundle, BundleComposite};
 use crate::config::Format;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
-use crate::registry::{GroupMeta, Kind, Registry, Settings};
-use crate::store::{Blob, Store, StoreError};
+use crate::registry::record::Blob;
+use crate::registry::{
+    ConfigWrite, GroupMeta, Kind, Mode, Refusal, Registry, Settings, Tx, transact,
+};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -175,15 +178,44 @@ pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
         )));
     }
     let interner = reg.interner().clone();
-    let mut tx = reg.begin();
-    let result = (|| -> Result<(), TransferError> {
+    // The first failure, as the transaction's refusal can only carry text.
+    let mut failure = None;
+    let result = transact(
+        &mut reg,
+        Mode::Apply,
+        |effects| store.commit(&effects.changes).map_err(|e| e.to_string()),
+        |tx| match import_all(tx, &exported, dir, &interner, &mut defaults) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let detail = e.to_string();
+                failure = Some(e);
+                Err(Refusal::invalid(detail))
+            }
+        },
+    );
+    match result {
+        Ok(_) => Ok(exported.groups.len()),
+        Err(refusal) => Err(failure.unwrap_or(TransferError::Invalid(refusal.detail))),
+    }
+}
+
+/// Every exported group into `tx`: groups first (the default one replacing
+/// the fresh store's), then configs, then memberships.
+fn import_all(
+    tx: &mut Tx,
+    exported: &Exported,
+    dir: &Path,
+    interner: &Interner,
+    defaults: &mut usize,
+) -> Result<(), TransferError> {
+    {
         let mut ordered: Vec<&ExportedGroup> = exported.groups.iter().collect();
         ordered.sort_by_key(|g| !g.meta.is_default);
         for g in &ordered {
             tx.import_group(g.meta.clone()).map_err(|e| {
                 TransferError::Invalid(format!("group '{}': {}", g.meta.name, e.detail))
             })?;
-            defaults -= usize::from(g.meta.is_default);
+            *defaults -= usize::from(g.meta.is_default);
         }
         for g in &ordered {
             let Some(rel) = &g.config else { continue };
@@ -206,17 +238,21 @@ pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
                 name: g.meta.name.clone(),
                 is_default: g.meta.is_default,
             };
-            let member = Member::build(info, &bytes, format, &interner);
-            tx.put_config(g.meta.id, Blob { format, bytes }, member)
-                .map_err(|e| {
-                    let first = e
-                        .report
-                        .as_ref()
-                        .and_then(|r| r.errors.first())
-                        .map(|e| format!(": {} at {}: {}", e.kind.code(), e.path, e.message))
-                        .unwrap_or_default();
-                    TransferError::Invalid(format!("{}: {}{first}", file.display(), e.detail))
-                })?;
+            let member = Member::build(info, &bytes, format, interner);
+            let written = tx
+                .put_config(g.meta.id, Blob { format, bytes }, member)
+                .map_err(|e| TransferError::Invalid(format!("{}: {}", file.display(), e.detail)))?;
+            if let ConfigWrite::Invalid(errors) = written {
+                let first = errors
+                    .first()
+                    .map(|e| format!(": {} at {}: {}", e.kind.code(), e.path, e.message))
+                    .unwrap_or_default();
+                return Err(TransferError::Invalid(format!(
+                    "{}: the config has {} member error(s){first}",
+                    file.display(),
+                    errors.len()
+                )));
+            }
         }
         for g in &ordered {
             for chunk in g.members.chunks(crate::registry::MAX_PER_REQUEST) {
@@ -226,12 +262,5 @@ pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
             }
         }
         Ok(())
-    })();
-    if let Err(e) = result {
-        tx.rollback();
-        return Err(e);
     }
-    let effects = tx.effects();
-    store.commit(&effects.changes)?;
-    Ok(exported.groups.len())
 }

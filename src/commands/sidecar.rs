@@ -9,28 +9,21 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct SidecarArgs {
+#[derive(Debug, Clone)]
+pub struct SidecarOptions {
     /// The daemon's socket.
-    #[arg(long, default_value = "rgmerge-data/rgmerge.sock")]
     pub socket: PathBuf,
     /// The group (control plane) to follow: its id or name.
-    #[arg(long)]
     pub group: String,
     /// Where to write the snapshot (Kong's `declarative_config`).
-    #[arg(long)]
     pub out: PathBuf,
     /// Also POST each snapshot to this Kong admin API (e.g. http://127.0.0.1:8001).
-    #[arg(long)]
     pub kong_admin: Option<String>,
     /// This node's id [default: the hostname].
-    #[arg(long)]
     pub node_id: Option<String>,
     /// Hostname reported in heartbeats [default: this machine's].
-    #[arg(long)]
     pub hostname: Option<String>,
     /// Seconds between heartbeats, and the long-poll length.
-    #[arg(long, default_value_t = 10)]
     pub interval: u64,
 }
 
@@ -48,7 +41,7 @@ pub enum SidecarError {
 }
 
 struct Sidecar {
-    args: SidecarArgs,
+    args: SidecarOptions,
     daemon: reqwest::Client,
     kong: reqwest::Client,
     node_id: String,
@@ -57,7 +50,7 @@ struct Sidecar {
     applied: Option<String>,
 }
 
-pub fn run(args: SidecarArgs) -> Result<(), SidecarError> {
+pub fn run(args: SidecarOptions) -> Result<(), SidecarError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

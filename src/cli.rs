@@ -1,0 +1,423 @@
+//! The `rgmerge` command line: every flag of every command is defined here
+//! (clap), turned into the library's plain option structs, and the answer
+//! printed. No library module knows clap.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use rgmerge::batch::{self, BatchError, Bundle};
+use rgmerge::intern::Interner;
+use rgmerge::report::{Report, State, text};
+
+#[derive(Parser)]
+#[command(
+    name = "rgmerge",
+    version,
+    about = "Merge Kong runtime-group configs into composite runtime groups and detect every conflict"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate member configs as one composite (each file is a member named by its stem).
+    Validate {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Validate every composite of a bundle manifest instead.
+        #[arg(long, value_name = "MANIFEST", conflicts_with = "inputs")]
+        bundle: Option<PathBuf>,
+        /// Member config files or directories of them.
+        #[arg(value_name = "FILE_OR_DIR", required_unless_present = "bundle")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Print the merged snapshot (decK 3.0 JSON) of the given members.
+    Merge {
+        #[arg(value_name = "FILE_OR_DIR", required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Run the daemon: groups, composites and snapshots over HTTP on a Unix socket.
+    Serve(ServeArgs),
+    /// Follow a group's snapshot beside a Kong data plane: write it for Kong, heartbeat its hash.
+    Sidecar(SidecarArgs),
+    /// Write the whole state of a (stopped) daemon's data directory as decK files and a bundle manifest.
+    Export {
+        #[arg(long, default_value = "rgmerge-data")]
+        data_dir: PathBuf,
+        /// A new, empty directory.
+        out: PathBuf,
+    },
+    /// Load an export into an empty data directory.
+    Import {
+        #[arg(long, default_value = "rgmerge-data")]
+        data_dir: PathBuf,
+        /// A directory written by `rgmerge export`.
+        dir: PathBuf,
+    },
+    /// Write synthetic member configs for benchmarks and tests.
+    Gen(GenArgs),
+    /// Measure the engine's key figures in one process and print them.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where state is kept (an embedded redb store, created on first start).
+    #[arg(long, default_value = "rgmerge-data")]
+    data_dir: PathBuf,
+    /// The Unix socket to serve on [default: DATA_DIR/rgmerge.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Most groups the organisation may hold (3 reproduces Konnect's Enterprise plan).
+    #[arg(long)]
+    max_groups: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// A node seen within this many seconds counts as connected.
+    #[arg(long, default_value_t = 30)]
+    active_window_secs: u64,
+    /// Requests handled at once (snapshot reads excepted); more wait their turn.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+    /// Connections open at once (idle keep-alive ones included); more wait
+    /// in the socket's backlog until one closes.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Longest long-poll (`?wait=`) in seconds.
+    #[arg(long, default_value_t = 300)]
+    max_wait_secs: u64,
+}
+
+#[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate {
+            format,
+            bundle: Some(manifest),
+            ..
+        } => validate_bundle(&manifest, format),
+        Command::Validate { format, inputs, .. } => validate(&inputs, format),
+        Command::Merge { inputs } => merge(&inputs),
+        Command::Serve(args) => return serve(args),
+        Command::Sidecar(args) => {
+            init_tracing();
+            rgmerge::sidecar::run(args.into())
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| BatchError::Usage(e.to_string()))
+        }
+        Command::Export { data_dir, out } => rgmerge::transfer::export(&data_dir, &out)
+            .map(|n| {
+                eprintln!("exported {n} control plane(s) to {}", out.display());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| BatchError::Usage(e.to_string())),
+        Command::Import { data_dir, dir } => rgmerge::transfer::import(&dir, &data_dir)
+            .map(|n| {
+                eprintln!("imported {n} control plane(s) into {}", data_dir.display());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| BatchError::Usage(e.to_string())),
+        Command::Gen(args) => rgmerge::synth::run(&args.into()).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => rgmerge::bench::run(&args.into()).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rgmerge: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn exit_for(state: State) -> ExitCode {
+    if state == State::Ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print(report: &Report, format: OutputFormat) {
+    let out = match format {
+        OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Text => text::render(report),
+    };
+    let _ = std::io::stdout().write_all(out.as_bytes());
+}
+
+fn validate(inputs: &[PathBuf], format: OutputFormat) -> Result<ExitCode, BatchError> {
+    let composite = batch::composite(inputs, Arc::new(Interner::new()))?;
+    let report = composite.report();
+    print(&report, format);
+    Ok(exit_for(report.state))
+}
+
+fn validate_bundle(
+    manifest: &std::path::Path,
+    format: OutputFormat,
+) -> Result<ExitCode, BatchError> {
+    let bundle = Bundle::read(manifest)?;
+    let interner = Arc::new(Interner::new());
+    let bar = ProgressBar::new(bundle.composites.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} validating composites {pos}/{len} {wide_bar} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // Only worth drawing when the run is long enough for a person to wait.
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    let results: Result<Vec<(String, Report)>, BatchError> = bundle
+        .composites
+        .par_iter()
+        .map(|c| {
+            let composite = batch::composite(&c.members, interner.clone())?;
+            bar.inc(1);
+            Ok((c.name.clone(), composite.report()))
+        })
+        .collect();
+    bar.finish_and_clear();
+    let results = results?;
+    let worst = results
+        .iter()
+        .map(|(_, r)| r.state)
+        .max_by_key(|s| match s {
+            State::Ok => 0,
+            State::Conflict => 1,
+            State::Invalid => 2,
+        });
+    match format {
+        OutputFormat::Json => {
+            let composites: Vec<serde_json::Value> = results
+                .iter()
+                .map(|(name, r)| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("name".into(), name.clone().into());
+                    }
+                    v
+                })
+                .collect();
+            let doc =
+                serde_json::json!({"state": worst.unwrap_or(State::Ok), "composites": composites});
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Text => {
+            for (name, r) in &results {
+                println!("== composite '{name}'");
+                print!("{}", text::render(r));
+                println!();
+            }
+        }
+    }
+    Ok(exit_for(worst.unwrap_or(State::Ok)))
+}
+
+fn merge(inputs: &[PathBuf]) -> Result<ExitCode, BatchError> {
+    let composite = batch::composite(inputs, Arc::new(Interner::new()))?;
+    let report = composite.report();
+    if report.state != State::Ok {
+        eprint!("{}", text::render(&report));
+        eprintln!(
+            "rgmerge: no snapshot: the composite is {}",
+            report.state.as_str()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let body = composite.assemble();
+    let mut out = std::io::stdout().lock();
+    for part in body.parts() {
+        out.write_all(part).map_err(|e| BatchError::Io {
+            path: "<stdout>".into(),
+            source: e,
+        })?;
+    }
+    let _ = out.write_all(b"\n");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_tracing();
+    rgmerge::metrics::install();
+    let fail = |msg: String| {
+        eprintln!("rgmerge serve: {msg}");
+        ExitCode::from(2)
+    };
+    let store = match rgmerge::store::Store::open(&args.data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let settings = rgmerge::registry::Settings {
+        max_groups: args.max_groups,
+        active_window_ms: args.active_window_secs.saturating_mul(1000),
+    };
+    let engine = match rgmerge::engine::Engine::start(Some(store), settings) {
+        Ok(e) => e,
+        Err(e) => return fail(e.to_string()),
+    };
+    let opts = rgmerge::server::ServeOptions {
+        socket: args
+            .socket
+            .unwrap_or_else(|| args.data_dir.join("rgmerge.sock")),
+        max_body_bytes: args.max_body_bytes,
+        max_in_flight: args.max_in_flight.max(1),
+        max_wait: std::time::Duration::from_secs(args.max_wait_secs),
+        max_connections: args.max_connections.max(1),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("can't start the async runtime: {e}")),
+    };
+    match runtime.block_on(rgmerge::server::serve(engine, opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct GenArgs {
+    /// Directory to write the member configs to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Number of member configs.
+    #[arg(long, default_value_t = 8)]
+    members: usize,
+    /// Entities per member, nested ones included.
+    #[arg(long, default_value_t = 1000)]
+    entities: usize,
+    /// Share (0..=1) of services and consumers planted as conflicts between
+    /// member 2k and member 2k+1.
+    #[arg(long, default_value_t = 0.0)]
+    conflicts: f64,
+    /// The same seed and sizes give byte-identical files.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Written as decK writes them: pretty JSON, or YAML.
+    #[arg(long, value_enum, default_value_t = GenFormatArg::Json)]
+    format: GenFormatArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GenFormatArg {
+    Json,
+    Yaml,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct BenchArgs {
+    /// Members in the composite.
+    #[arg(long, default_value_t = 256)]
+    members: usize,
+    /// Entities per member, nested ones included.
+    #[arg(long, default_value_t = 1000)]
+    entities: usize,
+    /// Share of planted conflicts (see `rgmerge gen`).
+    #[arg(long, default_value_t = 0.0)]
+    conflicts: f64,
+    /// Seed of the generated members (see `rgmerge gen`).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Start-ups to time (store written once, then opened and restored this
+    /// many times; the median is reported). 0 skips the start-up figures.
+    #[arg(long, default_value_t = 3)]
+    startup_runs: usize,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct SidecarArgs {
+    /// The daemon's socket.
+    #[arg(long, default_value = "rgmerge-data/rgmerge.sock")]
+    socket: PathBuf,
+    /// The group (control plane) to follow: its id or name.
+    #[arg(long)]
+    group: String,
+    /// Where to write the snapshot (Kong's `declarative_config`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also POST each snapshot to this Kong admin API (e.g. http://127.0.0.1:8001).
+    #[arg(long)]
+    kong_admin: Option<String>,
+    /// This node's id [default: the hostname].
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Hostname reported in heartbeats [default: this machine's].
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Seconds between heartbeats, and the long-poll length.
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+}
+
+impl From<GenArgs> for rgmerge::synth::GenOptions {
+    fn from(a: GenArgs) -> Self {
+        rgmerge::synth::GenOptions {
+            out: a.out,
+            members: a.members,
+            entities: a.entities,
+            conflicts: a.conflicts,
+            seed: a.seed,
+            format: match a.format {
+                GenFormatArg::Json => rgmerge::synth::GenFormat::Json,
+                GenFormatArg::Yaml => rgmerge::synth::GenFormat::Yaml,
+            },
+        }
+    }
+}
+
+impl From<BenchArgs> for rgmerge::bench::BenchOptions {
+    fn from(a: BenchArgs) -> Self {
+        rgmerge::bench::BenchOptions {
+            members: a.members,
+            entities: a.entities,
+            conflicts: a.conflicts,
+            seed: a.seed,
+            json: a.json,
+            startup_runs: a.startup_runs,
+        }
+    }
+}
+
+impl From<SidecarArgs> for rgmerge::sidecar::SidecarOptions {
+    fn from(a: SidecarArgs) -> Self {
+        rgmerge::sidecar::SidecarOptions {
+            socket: a.socket,
+            group: a.group,
+            out: a.out,
+            kong_admin: a.kong_admin,
+            node_id: a.node_id,
+            hostname: a.hostname,
+            interval: a.interval,
+        }
+    }
+}

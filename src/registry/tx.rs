@@ -1,0 +1,276 @@
+//! A write in progress. Every step records its inverse in an undo log, so a
+//! refused request, a dry run or a write the store could not make durable
+//! leaves no trace. [`transact`] is the one place that runs a write from
+//! begin to commit or rollback: the engine, import, the bench and the tests
+//! all go through it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::record::{Blob, Change};
+use super::{
+    Config, Group, GroupMeta, GroupView, Kind, Node, Published, Refusal, Registry, Result,
+};
+use crate::member::Member;
+
+/// The inverse of one step of a write.
+pub(super) enum Undo {
+    Created(Uuid),
+    Deleted(Box<Group>),
+    Meta(Uuid, GroupMeta),
+    Config(Uuid, Arc<Config>),
+    Composites(Uuid, BTreeSet<Uuid>),
+    Members(Uuid, BTreeSet<Uuid>),
+    /// A member entered composite `.0`, replacing `.2` (if any).
+    Upserted(Uuid, String, Option<Arc<Member>>),
+    Removed(Uuid, Arc<Member>),
+    Snapshot(Uuid, Arc<Published>),
+    Nodes(Uuid, Arc<BTreeMap<String, Node>>),
+}
+
+/// A write in progress: the registry plus how to undo what was done so far.
+pub struct Tx<'a> {
+    pub(super) reg: &'a mut Registry,
+    pub(super) undo: Vec<Undo>,
+    /// Groups whose persisted record changed.
+    pub(super) touched: BTreeSet<Uuid>,
+    /// Groups readers must see anew (a superset of `touched`: a heartbeat's
+    /// `last_seen` changes the view, not the record).
+    pub(super) viewed: BTreeSet<Uuid>,
+    pub(super) deleted: BTreeSet<Uuid>,
+    pub(super) blobs: Vec<(String, Blob)>,
+    pub(super) published: BTreeSet<Uuid>,
+}
+
+/// What a committed write changed, for the store and for readers.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub changes: Vec<Change>,
+    /// Groups whose snapshot changed (or that were created).
+    pub published: Vec<(Uuid, Arc<Published>)>,
+    pub deleted: Vec<Uuid>,
+    /// Fresh views of every group the write changed.
+    pub views: Vec<(Uuid, Arc<GroupView>)>,
+}
+
+/// Whether a write is kept or only previewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    DryRun,
+}
+
+/// Runs `f` as one transaction on `reg`. On success (and `Mode::Apply`) the
+/// effects go to `commit` (the store); if that fails, or `f` refuses, or this
+/// is a dry run, everything is undone. A panic inside `f` is undone too and
+/// reported as an internal refusal. Returns the effects to publish.
+pub fn transact<R>(
+    reg: &mut Registry,
+    mode: Mode,
+    commit: impl FnOnce(&Effects) -> std::result::Result<(), String>,
+    f: impl FnOnce(&mut Tx) -> Result<R>,
+) -> Result<(R, Effects)> {
+    let mut tx = reg.begin();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)))
+        .unwrap_or_else(|_| {
+            tracing::error!("a write panicked; undoing it");
+            Err(Refusal::internal(
+                "internal error while applying the write; nothing was changed",
+            ))
+        });
+    match result {
+        Err(e) => {
+            tx.rollback();
+            Err(e)
+        }
+        Ok(r) if mode == Mode::DryRun => {
+            tx.rollback();
+            Ok((r, Effects::default()))
+        }
+        Ok(r) if tx.undo.is_empty() => Ok((r, Effects::default())),
+        Ok(r) => {
+            let effects = tx.effects();
+            match commit(&effects) {
+                Err(e) => {
+                    tx.rollback();
+                    tracing::error!(error = %e, "write not made durable; undone");
+                    Err(Refusal::storage(format!("{e}; nothing was changed")))
+                }
+                Ok(()) => Ok((r, effects)),
+            }
+        }
+    }
+}
+
+impl Registry {
+    pub fn begin(&mut self) -> Tx<'_> {
+        Tx {
+            reg: self,
+            undo: Vec::new(),
+            touched: BTreeSet::new(),
+            viewed: BTreeSet::new(),
+            deleted: BTreeSet::new(),
+            blobs: Vec::new(),
+            published: BTreeSet::new(),
+        }
+    }
+}
+
+impl<'a> Tx<'a> {
+    pub fn registry(&self) -> &Registry {
+        self.reg
+    }
+
+    pub(super) fn group_mut(&mut self, id: Uuid) -> Result<&mut Group> {
+        self.reg
+            .groups
+            .get_mut(&id)
+            .ok_or_else(|| Refusal::not_found(format!("no control plane with id {id}")))
+    }
+
+    /// Undoes everything this transaction did.
+    pub fn rollback(mut self) {
+        while let Some(u) = self.undo.pop() {
+            self.reg.apply_undo(u);
+        }
+    }
+
+    /// What to persist and publish if this transaction is kept (dropping a
+    /// `Tx` without `rollback` keeps it).
+    pub fn effects(&self) -> Effects {
+        let mut effects = Effects::default();
+        for (h, b) in &self.blobs {
+            if self.reg.names_blob(h) {
+                effects.changes.push(Change::PutBlob(h.clone(), b.clone()));
+            }
+        }
+        // Configs this write replaced, unless a record still names them.
+        let mut dead = BTreeSet::new();
+        for u in &self.undo {
+            match u {
+                Undo::Config(_, old) => {
+                    dead.insert(old.hash.clone());
+                }
+                Undo::Snapshot(_, old) => dead.extend(old.sources.iter().map(|(_, h)| h.clone())),
+                Undo::Deleted(g) => {
+                    if let Kind::Standard { config, .. } = &g.kind {
+                        dead.insert(config.hash.clone());
+                    }
+                    dead.extend(g.snapshot.sources.iter().map(|(_, h)| h.clone()));
+                }
+                _ => {}
+            }
+        }
+        for h in dead {
+            if !self.reg.names_blob(&h) {
+                effects.changes.push(Change::DeleteBlob(h));
+            }
+        }
+        for id in &self.viewed {
+            if let Some(g) = self.reg.groups.get(id) {
+                effects.views.push((*id, Arc::new(self.reg.view(g))));
+            }
+        }
+        for id in &self.touched {
+            if let Some(g) = self.reg.groups.get(id) {
+                effects
+                    .changes
+                    .push(Change::PutGroup(Box::new(self.reg.record(g))));
+            }
+        }
+        for id in &self.deleted {
+            if !self.reg.groups.contains_key(id) {
+                effects.changes.push(Change::DeleteGroup(*id));
+                effects.deleted.push(*id);
+            }
+        }
+        for id in &self.published {
+            if let Some(g) = self.reg.groups.get(id) {
+                effects.published.push((*id, g.snapshot.clone()));
+            }
+        }
+        effects
+    }
+
+    pub(super) fn touch(&mut self, id: Uuid) {
+        self.touched.insert(id);
+        self.viewed.insert(id);
+    }
+}
+
+impl Registry {
+    fn apply_undo(&mut self, u: Undo) {
+        match u {
+            Undo::Created(id) => {
+                if let Some(g) = self.groups.remove(&id) {
+                    self.names.remove(&g.meta.name);
+                }
+            }
+            Undo::Deleted(g) => {
+                self.names.insert(g.meta.name.clone(), g.meta.id);
+                self.groups.insert(g.meta.id, *g);
+            }
+            Undo::Meta(id, meta) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    self.names.remove(&g.meta.name);
+                    self.names.insert(meta.name.clone(), id);
+                    g.meta = meta;
+                }
+            }
+            Undo::Config(id, old) => {
+                if let Some(Kind::Standard { config, .. }) =
+                    self.groups.get_mut(&id).map(|g| &mut g.kind)
+                {
+                    *config = old;
+                }
+            }
+            Undo::Composites(id, old) => {
+                if let Some(Kind::Standard { composites, .. }) =
+                    self.groups.get_mut(&id).map(|g| &mut g.kind)
+                {
+                    *composites = old;
+                }
+            }
+            Undo::Members(id, old) => {
+                if let Some(Kind::Composite { members, .. }) =
+                    self.groups.get_mut(&id).map(|g| &mut g.kind)
+                {
+                    *members = old;
+                }
+            }
+            Undo::Upserted(cid, mid, prev) => {
+                if let Some(Kind::Composite { composite, .. }) =
+                    self.groups.get_mut(&cid).map(|g| &mut g.kind)
+                {
+                    match prev {
+                        Some(p) => {
+                            composite.upsert(p);
+                        }
+                        None => {
+                            composite.remove(&mid);
+                        }
+                    }
+                }
+            }
+            Undo::Removed(cid, m) => {
+                if let Some(Kind::Composite { composite, .. }) =
+                    self.groups.get_mut(&cid).map(|g| &mut g.kind)
+                {
+                    composite.upsert(m);
+                }
+            }
+            Undo::Snapshot(id, old) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    g.snapshot = old;
+                }
+            }
+            Undo::Nodes(id, old) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    g.nodes = old;
+                }
+            }
+        }
+    }
+}
