@@ -541,8 +541,10 @@ async fn dry_runs_answer_and_change_nothing() {
             Some(b"_format_version: \"3.0\"\nservices:\n- name: nohost\n".to_vec()),
         )
         .await
-        .expect(200)
+        .expect(400)
         .json();
+    // The same status as the real request would get, and it says it changed nothing.
+    assert_eq!(r["dry_run"], true);
     assert_eq!(r["state"], "INVALID");
     assert_eq!(r["errors"][0]["type"], "schema_error");
     // Removing in a dry run.

@@ -231,6 +231,9 @@ impl Tx<'_> {
         self.touch(id);
         self.republish(id)?;
         for c in composites {
+            // Its report changes even when its snapshot does not (a conflict
+            // keeps the last good one), so readers must see it anew.
+            self.viewed.insert(c);
             if let Kind::Composite { composite, .. } = &mut self.group_mut(c)?.kind {
                 let prev = composite.upsert(config.member.clone());
                 self.undo
