@@ -333,7 +333,7 @@ fn fill_startup(
                 name: meta.name.clone(),
                 is_default: false,
             };
-            let m = Member::build(info, &bytes, Format::Json, &interner);
+            let m = Member::build(info, &bytes, Format::Json, interner);
             (bytes, m)
         })
         .collect();
