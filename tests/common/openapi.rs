@@ -698,6 +698,71 @@ pub fn validate(schema: &Value, instance: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Like [`validate`], but errors that differ only in an array index (and,
+/// for a scalar, in the offending value) are one line, with a count and an
+/// example: 600 conflicts with a non-UUID id are one finding, not 600.
+pub fn validate_folded(schema: &Value, instance: &Value) -> Vec<String> {
+    let validator = match jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(schema)
+    {
+        Ok(v) => v,
+        Err(e) => return vec![format!("the schema does not compile: {e}")],
+    };
+    // (path: message without the value) → (first full message, count, example)
+    let mut groups: Vec<(String, String, usize, Option<String>)> = Vec::new();
+    for e in validator.iter_errors(instance) {
+        let at = fold_indexes(&e.instance_path().to_string());
+        let at = if at.is_empty() { "/".to_string() } else { at };
+        let message = shorten(&e.to_string(), 300);
+        let value = e.instance();
+        let (generic, example) = if value.is_object() || value.is_array() {
+            (message.clone(), None)
+        } else {
+            let v = value.to_string();
+            match message.strip_prefix(&v) {
+                Some(rest) => (format!("…{rest}"), Some(shorten(&v, 60))),
+                None => (message.clone(), None),
+            }
+        };
+        let key = format!("at {at}: {generic}");
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.2 += 1,
+            None => groups.push((key, format!("at {at}: {message}"), 1, example)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(key, first, n, example)| match (n, example) {
+            (1, _) => first,
+            (n, Some(e)) => format!("{key} ({n}×, e.g. {e})"),
+            (n, None) => format!("{key} ({n}×)"),
+        })
+        .collect()
+}
+
+/// `/data/3/config` → `/data/*/config`: one message for every item.
+pub fn fold_indexes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '/' && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                digits.push(d);
+                chars.next();
+            }
+            if chars.peek().is_none_or(|n| *n == '/' || *n == ':' || *n == ' ') {
+                out.push('*');
+            } else {
+                out.push_str(&digits);
+            }
+        }
+    }
+    out
+}
+
 /// At most `max` characters, marked when cut.
 pub fn shorten(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
