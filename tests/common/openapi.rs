@@ -69,7 +69,9 @@ impl Specs {
     }
 
     pub fn by_id(&self, operation_id: &str) -> Option<Operation<'_>> {
-        self.all.iter().find_map(|s| s.operation_by_id(operation_id))
+        self.all
+            .iter()
+            .find_map(|s| s.operation_by_id(operation_id))
     }
 
     /// The operation a request to `(method, template)` is, in either spec.
@@ -211,11 +213,8 @@ impl Spec {
             c.defs.insert(r, def);
         }
         if !c.defs.is_empty() {
-            let defs: Map<String, Value> = c
-                .defs
-                .into_iter()
-                .map(|(r, d)| (def_name(&r), d))
-                .collect();
+            let defs: Map<String, Value> =
+                c.defs.into_iter().map(|(r, d)| (def_name(&r), d)).collect();
             match &mut root {
                 Value::Object(o) => {
                     o.insert("$defs".into(), Value::Object(defs));
@@ -303,7 +302,8 @@ impl Converter<'_> {
         for (k, v) in o {
             let k = k.as_str();
             match k {
-                "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+                "properties" | "patternProperties" | "$defs" | "definitions"
+                | "dependentSchemas" => {
                     let mut m = Map::new();
                     for (name, sub) in v.as_object().ok_or(format!("`{k}` is not a map"))? {
                         m.insert(name.clone(), self.convert(sub)?);
@@ -314,8 +314,16 @@ impl Converter<'_> {
                     // Draft 4's tuple form.
                     out.insert("prefixItems".into(), self.convert_all(v)?);
                 }
-                "items" | "additionalProperties" | "not" | "contains" | "propertyNames" | "if"
-                | "then" | "else" | "unevaluatedProperties" | "unevaluatedItems"
+                "items"
+                | "additionalProperties"
+                | "not"
+                | "contains"
+                | "propertyNames"
+                | "if"
+                | "then"
+                | "else"
+                | "unevaluatedProperties"
+                | "unevaluatedItems"
                 | "additionalItems" => {
                     out.insert(k.into(), self.convert(v)?);
                 }
@@ -647,11 +655,7 @@ fn coerce(schema: &Value, s: &str) -> Value {
                 _ => {}
             },
             "array" => {
-                return Value::Array(
-                    s.split(',')
-                        .map(|x| coerce(&schema["items"], x))
-                        .collect(),
-                );
+                return Value::Array(s.split(',').map(|x| coerce(&schema["items"], x)).collect());
             }
             _ => {}
         }
@@ -693,7 +697,7 @@ pub fn validate(schema: &Value, instance: &Value) -> Vec<String> {
         .map(|e| {
             let at = e.instance_path().to_string();
             let at = if at.is_empty() { "/".to_string() } else { at };
-            format!("at {at}: {}", shorten(&e.to_string(), 300))
+            format!("at {at}: {}", shorten_middle(&e.to_string(), 300))
         })
         .collect()
 }
@@ -714,7 +718,7 @@ pub fn validate_folded(schema: &Value, instance: &Value) -> Vec<String> {
     for e in validator.iter_errors(instance) {
         let at = fold_indexes(&e.instance_path().to_string());
         let at = if at.is_empty() { "/".to_string() } else { at };
-        let message = shorten(&e.to_string(), 300);
+        let message = shorten_middle(&e.to_string(), 300);
         let value = e.instance();
         let (generic, example) = if value.is_object() || value.is_array() {
             (message.clone(), None)
@@ -753,7 +757,10 @@ pub fn fold_indexes(s: &str) -> String {
                 digits.push(d);
                 chars.next();
             }
-            if chars.peek().is_none_or(|n| *n == '/' || *n == ':' || *n == ' ') {
+            if chars
+                .peek()
+                .is_none_or(|n| *n == '/' || *n == ':' || *n == ' ')
+            {
                 out.push('*');
             } else {
                 out.push_str(&digits);
@@ -770,4 +777,16 @@ pub fn shorten(s: &str, max: usize) -> String {
     }
     let cut: String = s.chars().take(max).collect();
     format!("{cut}…")
+}
+
+/// At most about `max` characters, the middle cut: a validation message
+/// quotes the instance first and says what is wrong at the end.
+pub fn shorten_middle(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max * 2 / 3).collect();
+    let tail: String = s.chars().skip(n - max / 3).collect();
+    format!("{head} … {tail}")
 }
