@@ -1144,11 +1144,13 @@ fn control_plane_steps() -> Vec<Step> {
         call("update-control-plane", "PATCH", format!("{V2}/{{unknown}}"), 404)
             .json(json!({"description": "nobody"})),
         // Delete.
-        call("delete-control-plane", "DELETE", format!("{V2}/{{cloud}}"), 204),
-        call("get-control-plane", "GET", format!("{V2}/{{cloud}}"), 404),
-        call("delete-control-plane", "DELETE", format!("{V2}/{{cloud}}"), 404),
-        call("list-control-planes", "GET", V2, 200)
-            .names("/data", &["default", "blue", "yellow-2", "kic", "shared"]),
+        call("delete-control-plane", "DELETE", format!("{V2}/{{kic}}"), 204),
+        call("get-control-plane", "GET", format!("{V2}/{{kic}}"), 404),
+        call("delete-control-plane", "DELETE", format!("{V2}/{{kic}}"), 404),
+        call("list-control-planes", "GET", V2, 200).names(
+            "/data",
+            &["default", "blue", "yellow-2", "shared", "cloud"],
+        ),
     ]);
     steps
 }
