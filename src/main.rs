@@ -288,6 +288,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_in_flight: args.max_in_flight.max(1),
         max_wait: std::time::Duration::from_secs(args.max_wait_secs),
         max_connections: args.max_connections.max(1),
+        timeouts: Default::default(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

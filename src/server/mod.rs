@@ -6,6 +6,7 @@
 
 mod api;
 mod error;
+mod listen;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use error::ApiError;
+pub use listen::Timeouts;
 
 use crate::engine::Engine;
 
@@ -42,6 +44,9 @@ pub struct ServeOptions {
     /// Connections open at once; past it new ones wait in the socket's
     /// backlog until one closes, instead of exhausting file descriptors.
     pub max_connections: usize,
+    /// Header read, body read and idle keep-alive timeouts, so no client can
+    /// hold a connection by never finishing a request.
+    pub timeouts: Timeouts,
 }
 
 #[derive(Clone)]
@@ -208,6 +213,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
     let listener = LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let socket = opts.socket.clone();
+    let timeouts = opts.timeouts;
     let state = AppState {
         engine,
         opts: Arc::new(opts),
@@ -218,15 +224,14 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         close_when_waited_for,
     ));
     tracing::info!(socket = %socket.display(), "serving");
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    listen::run(listener, app, timeouts, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    })
+    .await;
     let _ = std::fs::remove_file(&socket);
-    result.map_err(ServeError::Io)
+    Ok(())
 }
 
 /// A listener that holds one permit per open connection: at the limit, an
