@@ -312,6 +312,22 @@ impl Client {
     }
 }
 
+/// Whether `rgmerge serve` takes `flag`. The read-timeout flags
+/// (`--header-read-timeout-secs`, `--body-read-timeout-secs`,
+/// `--idle-timeout-secs`) come with a CLI change of their own; until a binary
+/// has them, tests that want short timeouts run against the defaults instead.
+pub fn serve_accepts(flag: &str) -> bool {
+    static HELP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HELP.get_or_init(|| {
+        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+            .args(["serve", "--help"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    })
+    .contains(flag)
+}
+
 pub fn service(name: &str, host: &str) -> String {
     format!(
         "_format_version: \"3.0\"\nservices:\n- name: {name}\n  host: {host}\n  routes:\n  - name: {name}-route\n    paths: [/{name}]\n"
