@@ -16,16 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, serve_accepts, service};
+use common::{Daemon, HANG_GUARD, serve_accepts, service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 const V2: &str = "/v2/control-planes";
-
-/// Guards against a hang only: far above every timeout here, so a loaded
-/// machine never comes near it, while a daemon that never closes a slow
-/// connection (or never serves the normal client) fails instead of hanging.
-const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// The daemon's read timeouts for these tests, and the flags that set them.
 struct Limits {
