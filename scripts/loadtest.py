@@ -12,7 +12,21 @@ the snapshot size, and the machine. Loopback/Unix socket only.
 
 Usage: scripts/loadtest.py [--members 16] [--entities 100] [--seconds 15]
                            [--connections 32] [--conditional]
+
+With --slowloris (issue 15) it measures something else: --slow-headers
+connections that never finish their request line or headers and --slow-bodies
+config uploads dripping a byte a second (each reconnecting when the daemon
+closes it) are held against the daemon for --seconds, while one normal client
+sends GET /healthz and GET /snapshot back to back (5 ms apart) on a kept-alive
+connection. It prints one JSON line: the normal client's p50/p99/max latency
+and failures, how many slow connections the daemon closed and how many bodies
+got 408, and the machine. The daemon runs with short read timeouts
+(--header-timeout, --body-timeout) when it has the flags. No oha needed.
+
+       scripts/loadtest.py --slowloris [--seconds 15] [--slow-headers 300]
+                           [--slow-bodies 100] [--header-timeout 2] [--body-timeout 5]
 """
+import asyncio
 import argparse
 import http.client
 import json
@@ -66,6 +80,167 @@ def cpu_model():
     return "unknown"
 
 
+def daemon_flags(header_timeout, body_timeout):
+    """The read-timeout flags, if this binary has them (else its defaults apply)."""
+    help_text = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True).stdout
+    if "--header-read-timeout-secs" not in help_text:
+        return [], None
+    return (["--header-read-timeout-secs", str(header_timeout),
+             "--body-read-timeout-secs", str(body_timeout)],
+            {"header_read_s": header_timeout, "body_read_s": body_timeout})
+
+
+async def slow_client(sock, head, drip, filler, deadline, stats):
+    """One slow client slot: connect, send `head`, drip `drip` then `filler` a
+    byte a second; when the daemon hangs up, count it and reconnect, until
+    `deadline` (event-loop time)."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock)
+        except OSError:
+            stats["connect_errors"] += 1
+            await asyncio.sleep(0.1)
+            continue
+        stats["opened"] += 1
+
+        async def drip_bytes():
+            try:
+                writer.write(head)
+                await writer.drain()
+                for b in drip:
+                    await asyncio.sleep(1)
+                    writer.write(bytes([b]))
+                    await writer.drain()
+                while filler is not None:
+                    await asyncio.sleep(1)
+                    writer.write(filler)
+                    await writer.drain()
+            except OSError:
+                pass
+            await asyncio.sleep(3600)
+
+        task = asyncio.ensure_future(drip_bytes())
+        try:
+            answer = await asyncio.wait_for(reader.read(), timeout=max(0.0, deadline - loop.time()))
+            stats["closed_by_daemon"] += 1
+            if answer.startswith(b"HTTP/1.1 408"):
+                stats["answered_408"] += 1
+        except (asyncio.TimeoutError, OSError):
+            pass
+        task.cancel()
+        writer.close()
+
+
+async def attack(sock, cfg_path, headers, bodies, seconds, ready):
+    """Runs the slow clients for `seconds`; returns their stats."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    head_stats = {"opened": 0, "closed_by_daemon": 0, "answered_408": 0, "connect_errors": 0}
+    body_stats = dict(head_stats)
+    body_head = (f"PUT {cfg_path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 100000\r\n\r\n").encode()
+    slots = []
+    for i in range(headers):
+        kind = i % 3
+        if kind == 0:    # connects, sends nothing
+            slots.append(slow_client(sock, b"", b"", None, deadline, head_stats))
+        elif kind == 1:  # the request line, a byte a second
+            slots.append(slow_client(sock, b"", b"GET /healthz HTTP/1.1\r\n", b"a", deadline, head_stats))
+        else:            # an endless header
+            slots.append(slow_client(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-Slow: ", b"a",
+                                     deadline, head_stats))
+    for _ in range(bodies):
+        slots.append(slow_client(sock, body_head, b"{", b" ", deadline, body_stats))
+    tasks = [asyncio.ensure_future(s) for s in slots]
+    while head_stats["opened"] + body_stats["opened"] < headers + bodies and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    ready.set()
+    await asyncio.gather(*tasks)
+    return head_stats, body_stats
+
+
+def run_slowloris(args):
+    flags, timeouts = daemon_flags(args.header_timeout, args.body_timeout)
+    tmp = tempfile.mkdtemp(prefix="rgmerge-slowloris-")
+    sock = os.path.join(tmp, "rg.sock")
+    daemon = subprocess.Popen([BIN, "serve", "--data-dir", os.path.join(tmp, "data"), "--socket", sock] + flags,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        conn = UnixConnection(sock)
+        js = {"Content-Type": "application/json"}
+        _, _, body = request(conn, "POST", "/v2/control-planes", json.dumps({"name": "blue"}), js)
+        gid = json.loads(body)["id"]
+        cfg = json.dumps({"_format_version": "3.0", "services": [{"name": "s", "host": "h"}]})
+        st, _, body = request(conn, "PUT", f"/v2/control-planes/{gid}/config", cfg, js)
+        assert st == 200, body
+
+        # The slow clients run on an event loop in a thread of their own.
+        ready = threading.Event()
+        result = {}
+
+        def attacker():
+            result["stats"] = asyncio.run(attack(sock, f"/v2/control-planes/{gid}/config",
+                                                 args.slow_headers, args.slow_bodies, args.seconds + 2, ready))
+
+        at = threading.Thread(target=attacker)
+        load_before = os.getloadavg()
+        at.start()
+        ready.wait(timeout=60)
+
+        lat, failures = [], 0
+        paths = ["/healthz", f"/v2/control-planes/{gid}/snapshot"]
+        end = time.perf_counter() + args.seconds
+        conn = UnixConnection(sock)
+        n = 0
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            try:
+                st, _, _ = request(conn, "GET", paths[n % 2])
+                if st == 200:
+                    lat.append(time.perf_counter() - t0)
+                else:
+                    failures += 1
+            except (OSError, http.client.HTTPException):
+                failures += 1
+                conn = UnixConnection(sock)
+            n += 1
+            time.sleep(0.005)
+        at.join()
+        load_after = os.getloadavg()
+        head_stats, body_stats = result["stats"]
+        st, _, _ = request(UnixConnection(sock), "GET", "/healthz")
+        p99 = percentile(lat, 99) * 1000 if lat else None
+        print(json.dumps({
+            "scenario": "slowloris",
+            "seconds": args.seconds,
+            "slow_header_clients": args.slow_headers,
+            "slow_body_clients": args.slow_bodies,
+            "daemon_timeouts": timeouts or "defaults (no timeout flags in this binary)",
+            "normal_requests": len(lat) + failures,
+            "normal_failures": failures,
+            "normal_p50_ms": percentile(lat, 50) * 1000 if lat else None,
+            "normal_p99_ms": p99,
+            "normal_max_ms": max(lat) * 1000 if lat else None,
+            "p99_under_50ms": p99 is not None and p99 < 50 and failures == 0,
+            "slow_header_connections": head_stats,
+            "slow_body_connections": body_stats,
+            "daemon_alive_after": st == 200,
+            "cores": os.cpu_count(),
+            "cpu": cpu_model(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+        }))
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--members", type=int, default=16)
@@ -74,7 +249,16 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--conditional", action="store_true",
                     help="send If-None-Match with the hash current at start (sidecar-style polling)")
+    ap.add_argument("--slowloris", action="store_true",
+                    help="hold slow clients against the daemon and measure a normal client instead")
+    ap.add_argument("--slow-headers", type=int, default=300)
+    ap.add_argument("--slow-bodies", type=int, default=100)
+    ap.add_argument("--header-timeout", type=int, default=2)
+    ap.add_argument("--body-timeout", type=int, default=5)
     args = ap.parse_args()
+    if args.slowloris:
+        run_slowloris(args)
+        return
 
     oha = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
     if not os.path.exists(oha):

@@ -96,6 +96,16 @@ struct ServeArgs {
     /// Longest long-poll (`?wait=`) in seconds.
     #[arg(long, default_value_t = 300)]
     max_wait_secs: u64,
+    /// A connection that has not sent a whole request head this many seconds
+    /// after connecting (or after the first byte of its next request) is closed.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// A request body not read in full within this many seconds gets 408.
+    #[arg(long, default_value_t = 30)]
+    body_read_timeout_secs: u64,
+    /// A keep-alive connection idle this many seconds between requests is closed.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_secs: u64,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -288,6 +298,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_in_flight: args.max_in_flight.max(1),
         max_wait: std::time::Duration::from_secs(args.max_wait_secs),
         max_connections: args.max_connections.max(1),
+        timeouts: rgmerge::server::Timeouts {
+            header_read: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            body_read: std::time::Duration::from_secs(args.body_read_timeout_secs.max(1)),
+            idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -297,6 +297,7 @@ fuzz_target!(|data: &[u8]| {
                 max_in_flight: 4,
                 max_wait: Duration::ZERO,
                 max_connections: 16,
+                timeouts: Default::default(),
             }),
             shutdown,
         });

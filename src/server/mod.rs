@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod groups;
 mod http;
+mod listen;
 mod memberships;
 mod nodes;
 mod snapshot;
@@ -33,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use error::ApiError;
+pub use listen::Timeouts;
 
 use crate::engine::Engine;
 
@@ -49,6 +51,9 @@ pub struct ServeOptions {
     /// Connections open at once; past it new ones wait in the socket's
     /// backlog until one closes, instead of exhausting file descriptors.
     pub max_connections: usize,
+    /// Header read, body read and idle keep-alive timeouts, so no client can
+    /// hold a connection by never finishing a request.
+    pub timeouts: Timeouts,
 }
 
 #[derive(Clone)]
@@ -218,6 +223,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
     let listener = LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let socket = opts.socket.clone();
+    let timeouts = opts.timeouts;
     let state = AppState {
         engine,
         opts: Arc::new(opts),
@@ -228,15 +234,14 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         close_when_waited_for,
     ));
     tracing::info!(socket = %socket.display(), "serving");
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    listen::run(listener, app, timeouts, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    })
+    .await;
     let _ = std::fs::remove_file(&socket);
-    result.map_err(ServeError::Io)
+    Ok(())
 }
 
 /// A listener that holds one permit per open connection: at the limit, an
