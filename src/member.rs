@@ -50,6 +50,8 @@ pub struct UnresolvedRef {
     /// The keys of the target that would have matched.
     pub candidates: Vec<(KeyClass, Sym)>,
     pub source_label: String,
+    /// What the referencing entity is (`route`).
+    pub source_noun: &'static str,
     pub target_noun: &'static str,
     pub value: String,
 }
@@ -169,6 +171,7 @@ impl Member {
                     error: errors.len(),
                     candidates,
                     source_label: e.label.clone(),
+                    source_noun: e.coll.noun(),
                     target_noun: r.target.noun(),
                     value: r.value.clone(),
                 });
@@ -177,10 +180,10 @@ impl Member {
                     e.coll.name(),
                     r.path.clone(),
                     format!(
-                        "{} names {} '{}', which is not in member '{}'",
+                        "{} names {} {}, which is not in member '{}'",
                         e.label,
                         r.target.noun(),
-                        r.value,
+                        crate::report::quote(&r.value),
                         info.name
                     ),
                 ));

@@ -165,6 +165,7 @@ impl Composite {
                 value: self.interner.resolve(*sym).to_string(),
                 members,
                 paths,
+                noun: class.coll.noun(),
             });
         }
         for users in self.index.unresolved_vaults() {
@@ -178,6 +179,7 @@ impl Composite {
                     value: v.reference.clone(),
                     members: vec![m.info.name.clone()],
                     paths: BTreeMap::from([(m.info.name.clone(), v.path.to_string())]),
+                    noun: v.coll.noun(),
                 });
             }
         }
@@ -207,8 +209,16 @@ impl Composite {
                     let e = &mut errs[u.error];
                     e.kind = ErrorKind::CrossMemberReference;
                     e.message = format!(
-                        "{} names {} '{}', which lives in member '{}': ID associations stay inside one group, so define the {} in '{}' as well or point at one of its own",
-                        u.source_label, u.target_noun, u.value, owner, u.target_noun, m.info.name
+                        "{} names {} {}, which lives in member '{}': ID associations stay inside one group, so move the {} into '{}' (the member that owns the {}), or point it at a {} of '{}'",
+                        u.source_label,
+                        u.target_noun,
+                        crate::report::quote(&u.value),
+                        owner,
+                        u.source_noun,
+                        owner,
+                        u.target_noun,
+                        u.target_noun,
+                        m.info.name
                     );
                 }
             }

@@ -1,7 +1,65 @@
 //! What decK 3.0 says about each collection: its name, its fields' types,
 //! which fields nest other collections, and which keys are unique (SPEC §5, §5.1).
 
-use super::model::KeyKind;
+use crate::report::ConflictKind;
+
+/// Which unique key of SPEC §5.1 a value is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyKind {
+    Id,
+    Name,
+    Username,
+    CustomId,
+    InstanceName,
+    /// `(upstream, target)` of a target.
+    UpstreamTarget,
+    /// `(set, kid)` of a key.
+    SetKid,
+    /// A vault's `prefix`.
+    Prefix,
+    /// A global plugin's `name`.
+    GlobalPlugin,
+    SecretKey,
+    SecretUsername,
+    SecretClientId,
+    /// A scoped plugin's `(name, service, route, consumer, consumer_group)`:
+    /// unique inside one member only.
+    PluginScope,
+}
+
+impl KeyKind {
+    /// The field named in findings.
+    pub fn field(self) -> &'static str {
+        match self {
+            KeyKind::Id => "id",
+            KeyKind::Name | KeyKind::GlobalPlugin => "name",
+            KeyKind::Username | KeyKind::SecretUsername => "username",
+            KeyKind::CustomId => "custom_id",
+            KeyKind::InstanceName => "instance_name",
+            KeyKind::UpstreamTarget => "target",
+            KeyKind::SetKid => "kid",
+            KeyKind::Prefix => "prefix",
+            KeyKind::SecretKey => "key",
+            KeyKind::SecretClientId => "client_id",
+            KeyKind::PluginScope => "scope",
+        }
+    }
+
+    /// The conflict a key shared by two members causes; `None` for keys that
+    /// only need to be unique inside one member.
+    pub fn conflict(self) -> Option<ConflictKind> {
+        Some(match self {
+            KeyKind::Id => ConflictKind::DuplicateId,
+            KeyKind::Prefix => ConflictKind::DuplicateVaultPrefix,
+            KeyKind::GlobalPlugin => ConflictKind::DuplicateGlobalPlugin,
+            KeyKind::SecretKey | KeyKind::SecretUsername | KeyKind::SecretClientId => {
+                ConflictKind::DuplicateCredential
+            }
+            KeyKind::PluginScope => return None,
+            _ => ConflictKind::DuplicateName,
+        })
+    }
+}
 
 /// Every entity collection a member config may hold, in snapshot order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
