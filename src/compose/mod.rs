@@ -7,16 +7,19 @@
 
 mod index;
 pub mod snapshot;
+pub mod warnings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use index::Slot;
-pub use snapshot::{Body, EMPTY_CONFIG, ProvenanceRun};
+pub use snapshot::{Body, EMPTY_CONFIG, Form, ProvenanceRun};
 
 use crate::intern::Interner;
 use crate::member::Member;
-use crate::report::{Conflict, ConflictKind, ErrorKind, MemberError, MemberSummary, Report, State};
+use crate::report::{
+    Conflict, ConflictKind, ErrorKind, MemberError, MemberSummary, Note, Report, State, Warning,
+};
 use index::KeyIndex;
 
 pub struct Composite {
@@ -227,6 +230,20 @@ impl Composite {
         out
     }
 
+    /// Every warning (SPEC §5.3): shared ACL groups, then overlapping
+    /// routes. Advisory: they never change `state()`.
+    pub fn warnings(&self) -> Vec<Warning> {
+        let members: Vec<&Member> = self.members().map(|m| m.as_ref()).collect();
+        let mut out = warnings::shared_acl_groups(&members);
+        out.extend(warnings::overlapping_routes(&members));
+        out
+    }
+
+    /// Every member's notes (what rgmerge did not check), in merge order.
+    pub fn notes(&self) -> Vec<Note> {
+        self.members().flat_map(|m| m.notes.iter().cloned()).collect()
+    }
+
     pub fn report(&self) -> Report {
         let members = self
             .members()
@@ -236,14 +253,34 @@ impl Composite {
             })
             .collect();
         Report::new(members, self.conflicts(), self.errors())
+            .with_advice(self.warnings(), self.notes())
     }
 
-    /// The merged document: members in merge order, entities in their order.
+    /// The merged document in decK form: members in merge order, entities
+    /// in their order. Equal to `Body::assemble` of the members (the
+    /// registry's restore check relies on it); data planes load
+    /// [`Composite::assemble_kong`].
     pub fn assemble(&self) -> Body {
-        Body::assemble(self.members().map(|m| m.as_ref()))
+        self.assemble_form(Form::Deck)
+    }
+
+    /// The merged document in Kong's declarative form (SPEC §6): decK-only
+    /// keys expanded or left out. Equal to `Body::assemble_kong` of the members.
+    pub fn assemble_kong(&self) -> Body {
+        self.assemble_form(Form::Kong)
+    }
+
+    /// The merged document of `form` (`?format=deck` → `Form::Deck`).
+    pub fn assemble_form(&self, form: Form) -> Body {
+        Body::assemble_form(self.members().map(|m| m.as_ref()), form)
     }
 
     pub fn provenance(&self) -> Vec<(crate::config::Coll, Vec<ProvenanceRun>)> {
         snapshot::provenance(self.members().map(|m| m.as_ref()))
+    }
+
+    /// Provenance of the snapshot of `form`.
+    pub fn provenance_form(&self, form: Form) -> Vec<(crate::config::Coll, Vec<ProvenanceRun>)> {
+        snapshot::provenance_form(self.members().map(|m| m.as_ref()), form)
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 pub use super::schema::KeyKind;
 use super::schema::Coll;
-use crate::report::MemberError;
+use crate::report::{MemberError, Note};
 
 /// One unique key of one entity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,4 +70,97 @@ pub struct Model {
     pub top: Vec<(Coll, Vec<Value>)>,
     /// `_plugin_configs` entries in file order.
     pub plugin_configs: Vec<(String, Value)>,
+    /// ACL group names of this member's consumers, with the ACL's path.
+    pub acl_groups: Vec<(String, String)>,
+    /// What each route matches, for `overlapping_route` warnings.
+    pub routes: Vec<RouteMatch>,
+    /// What was not checked (the member name is filled in later).
+    pub notes: Vec<Note>,
+}
+
+/// What requests a route matches, normalized for comparing routes of
+/// different members. Routes that match on an `expression`, `sources` or
+/// `destinations` are not compared (`RouteMatch::read` gives `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub path: String,
+    pub label: String,
+    /// The service it routes to (name or id), if known.
+    pub service: Option<String>,
+    /// Sorted, deduplicated; `http`+`https` when unset.
+    pub protocols: Vec<String>,
+    /// Lower-case; empty: any host.
+    pub hosts: Vec<String>,
+    /// Empty: any path. Regex paths start with `~`.
+    pub paths: Vec<String>,
+    /// Empty: any method.
+    pub methods: Vec<String>,
+    /// Lower-case header names, each with its values (lower-case).
+    pub headers: Vec<(String, Vec<String>)>,
+}
+
+impl RouteMatch {
+    pub fn read(
+        obj: &serde_json::Map<String, Value>,
+        path: &str,
+        service: Option<String>,
+    ) -> Option<RouteMatch> {
+        let strings = |f: &str| -> Option<Vec<String>> {
+            match obj.get(f) {
+                None | Some(Value::Null) => Some(Vec::new()),
+                Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+                Some(_) => None,
+            }
+        };
+        for f in ["expression", "sources", "destinations"] {
+            if super::kong::rules::set(obj, f) {
+                return None;
+            }
+        }
+        let mut protocols = strings("protocols")?;
+        if protocols.is_empty() {
+            protocols = vec!["http".into(), "https".into()];
+        }
+        protocols.sort();
+        protocols.dedup();
+        let hosts: Vec<String> = strings("hosts")?
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let paths = strings("paths")?;
+        let methods = strings("methods")?;
+        let mut headers = Vec::new();
+        if let Some(Value::Object(h)) = obj.get("headers") {
+            for (k, v) in h {
+                let values = match v {
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_ascii_lowercase)
+                        .collect(),
+                    Value::String(s) => vec![s.to_ascii_lowercase()],
+                    _ => Vec::new(),
+                };
+                headers.push((k.to_ascii_lowercase(), values));
+            }
+        }
+        headers.sort();
+        if hosts.is_empty() && paths.is_empty() && methods.is_empty() && headers.is_empty() {
+            return None;
+        }
+        let label = match obj.get("name").and_then(Value::as_str) {
+            Some(n) => format!("route {}", crate::report::quote(n)),
+            None => format!("route at {path}"),
+        };
+        Some(RouteMatch {
+            path: path.to_string(),
+            label,
+            service,
+            protocols,
+            hosts,
+            paths,
+            methods,
+            headers,
+        })
+    }
 }
