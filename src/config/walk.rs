@@ -101,6 +101,8 @@ struct Parent<'a> {
     coll: Coll,
     /// The parent's name (or id when it has none), as references name it.
     ident: &'a str,
+    /// The parent itself, so a nested foreign key can be compared with it.
+    obj: &'a Map<String, Value>,
 }
 
 #[derive(Default)]
@@ -291,7 +293,7 @@ impl Walker {
         self.check_types(coll, obj, path);
         self.check_required(coll, obj, path);
         self.check_extras(coll, obj, path);
-        self.kong_rules(coll, obj, path, parent.as_ref().map(|p| p.coll));
+        self.kong_rules(coll, obj, path, parent.as_ref());
 
         let mut keys = Vec::new();
         if let Some(id) = obj.get("id").filter(|v| !v.is_null()) {
@@ -456,7 +458,11 @@ impl Walker {
                         let cpath = format!("{path}.{field}[{i}]");
                         match item {
                             Value::Object(o) => {
-                                self.entity(child, o, &cpath, Some(Parent { coll, ident: &me }))
+                                self.entity(child, o, &cpath, Some(Parent {
+                                    coll,
+                                    ident: &me,
+                                    obj,
+                                }))
                             }
                             other => self.error(
                                 child.name(),
@@ -502,7 +508,13 @@ impl Walker {
 
     /// Kong Gateway's own rules for this entity (`kong::rules`), and the
     /// foreign keys Kong requires or forbids.
-    fn kong_rules(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str, parent: Option<Coll>) {
+    fn kong_rules(
+        &mut self,
+        coll: Coll,
+        obj: &Map<String, Value>,
+        path: &str,
+        parent: Option<&Parent<'_>>,
+    ) {
         for rule in rules::field_rules(coll) {
             let Some(v) = obj.get(rule.field) else {
                 continue;
@@ -552,19 +564,25 @@ impl Walker {
             self.error(coll.name(), &at, format!("{} {why}", coll.noun()));
         }
 
-        // A nested entity belongs to its parent: it may not name a parent
-        // of the same kind itself (Kong nulls that foreign key when nesting).
+        // A nested entity belongs to its parent: the foreign key of its
+        // parent's kind is filled in by Kong, so it may only name the parent.
         if let Some(p) = parent
-            && let Some(fk) = coll.parent_key(p)
-            && obj.get(fk).is_some_and(|v| !v.is_null())
+            && let Some(fk) = coll.parent_key(p.coll)
+            && let Some(v) = obj.get(fk).filter(|v| !v.is_null())
+            && !names_parent(v, p.obj)
         {
+            let what = match v {
+                Value::String(s) => quote(s),
+                other => describe(other),
+            };
             self.error(
                 coll.name(),
                 &format!("{path}.{fk}"),
                 format!(
-                    "a {} nested in a {} belongs to it and may not set `{fk}`: remove the field, or move the {} to the top level",
+                    "a {} nested in a {} belongs to it, but its `{fk}` names {what}, not that {}: remove the field, or move the {} to the top level",
                     coll.noun(),
-                    p.noun(),
+                    p.coll.noun(),
+                    p.coll.noun(),
                     coll.noun()
                 ),
             );
@@ -1158,6 +1176,20 @@ fn spell(base: &str, at: &[Seg<'_>]) -> String {
         }
     }
     path
+}
+
+/// Whether a nested entity's foreign key (`"id"`, `{id}`, `{name}`,
+/// `{username}`) names its parent.
+fn names_parent(v: &Value, parent: &Map<String, Value>) -> bool {
+    let own = |f: &str| parent.get(f).and_then(Value::as_str);
+    let matches = |s: &str| ["id", "name", "username"].iter().any(|f| own(f) == Some(s));
+    match v {
+        Value::String(s) => matches(s),
+        Value::Object(o) => o
+            .iter()
+            .all(|(k, x)| x.as_str().is_some_and(|s| own(k) == Some(s))),
+        _ => false,
+    }
 }
 
 /// The collection a decK custom entity of this type stands for.
