@@ -212,7 +212,7 @@ impl Composite {
                     let e = &mut errs[u.error];
                     e.kind = ErrorKind::CrossMemberReference;
                     e.message = format!(
-                        "{} names {} {}, which lives in member '{}': ID associations stay inside one group, so move the {} into '{}' (the member that owns the {}), or point it at a {} of '{}'",
+                        "{} names {} {}, which lives in member '{}': ID associations stay inside one group, so move the {} into '{}' (the member that owns the {}), or point it at {} of '{}'",
                         u.source_label,
                         u.target_noun,
                         crate::report::quote(&u.value),
@@ -220,7 +220,7 @@ impl Composite {
                         u.source_noun,
                         owner,
                         u.target_noun,
-                        u.target_noun,
+                        a_or_an(u.target_noun),
                         m.info.name
                     );
                 }
@@ -283,4 +283,13 @@ impl Composite {
     pub fn provenance_form(&self, form: Form) -> Vec<(crate::config::Coll, Vec<ProvenanceRun>)> {
         snapshot::provenance_form(self.members().map(|m| m.as_ref()), form)
     }
+}
+
+/// `a service`, `an upstream`, `an SNI`.
+fn a_or_an(noun: &str) -> String {
+    let vowel = noun
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c) || noun.starts_with("SNI"));
+    format!("{} {noun}", if vowel { "an" } else { "a" })
 }

@@ -31,7 +31,43 @@ pub fn kong_form(
         .collect();
     let mut out: Vec<(Coll, Vec<Value>)> = Vec::with_capacity(top.len() + 2);
     let mut memberships: Vec<Value> = Vec::new();
+    // Memberships already stated, in one spelling: consumer by username,
+    // group by name (ids mapped to them where the member defines both).
+    let mut names: ahash::AHashMap<&str, &str> = ahash::AHashMap::new();
+    for (coll, items) in top {
+        let name_field = match coll {
+            Coll::Consumers => "username",
+            Coll::ConsumerGroups => "name",
+            _ => continue,
+        };
+        for i in items {
+            if let (Some(id), Some(n)) = (
+                i.get("id").and_then(Value::as_str),
+                i.get(name_field).and_then(Value::as_str),
+            ) {
+                names.insert(id, n);
+            }
+        }
+    }
+    let canon = |s: &str| names.get(s).map_or_else(|| s.to_string(), |n| n.to_string());
     let mut seen: AHashSet<(String, String)> = AHashSet::new();
+    for (coll, items) in top {
+        if *coll == Coll::ConsumerGroupConsumers {
+            for i in items {
+                let key = |f: &str| match i.get(f) {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Object(o)) => ["id", "name", "username"]
+                        .iter()
+                        .find_map(|k| o.get(*k).and_then(Value::as_str))
+                        .map(str::to_string),
+                    _ => None,
+                };
+                if let (Some(c), Some(g)) = (key("consumer"), key("consumer_group")) {
+                    seen.insert((canon(&c), canon(&g)));
+                }
+            }
+        }
+    }
     let mut extra: Vec<(Coll, Value)> = Vec::new();
     for (coll, items) in top {
         let mut kept = Vec::with_capacity(items.len());
@@ -55,7 +91,7 @@ pub fn kong_form(
                         let consumer = consumer_key(o);
                         for g in groups.as_array().into_iter().flatten() {
                             if let (Some(c), Some(g)) = (&consumer, group_key(g)) {
-                                membership(&mut memberships, &mut seen, c, &g);
+                                membership(&mut memberships, &mut seen, c, &g, &canon);
                             }
                         }
                     }
@@ -76,7 +112,7 @@ pub fn kong_form(
                                 _ => None,
                             };
                             if let (Some(c), Some(g)) = (c, &group) {
-                                membership(&mut memberships, &mut seen, &c, g);
+                                membership(&mut memberships, &mut seen, &c, g, &canon);
                             }
                         }
                     }
@@ -191,8 +227,9 @@ fn membership(
     seen: &mut AHashSet<(String, String)>,
     consumer: &str,
     group: &str,
+    canon: &dyn Fn(&str) -> String,
 ) {
-    if seen.insert((consumer.to_string(), group.to_string())) {
+    if seen.insert((canon(consumer), canon(group))) {
         let mut m = Map::new();
         m.insert("consumer".into(), Value::from(consumer));
         m.insert("consumer_group".into(), Value::from(group));

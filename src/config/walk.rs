@@ -515,11 +515,14 @@ impl Walker {
         path: &str,
         parent: Option<&Parent<'_>>,
     ) {
+        let mut problems = Vec::new();
         for rule in rules::field_rules(coll) {
             let Some(v) = obj.get(rule.field) else {
                 continue;
             };
-            if let Err((i, why)) = rules::check(&rule.check, v) {
+            problems.clear();
+            rules::check_all(&rule.check, v, &mut problems);
+            for (i, why) in problems.drain(..) {
                 let at = match i {
                     Some(i) => format!("{path}.{}[{i}]", rule.field),
                     None => format!("{path}.{}", rule.field),
@@ -556,12 +559,12 @@ impl Walker {
             }
         }
         for (field, why) in found {
-            let at = if field.is_empty() {
-                path.to_string()
+            let (at, message) = if field.is_empty() {
+                (path.to_string(), format!("{}: {why}", coll.noun()))
             } else {
-                format!("{path}.{field}")
+                (format!("{path}.{field}"), format!("{} `{field}`: {why}", coll.noun()))
             };
-            self.error(coll.name(), &at, format!("{} {why}", coll.noun()));
+            self.error(coll.name(), &at, message);
         }
 
         // A nested entity belongs to its parent: the foreign key of its
@@ -1061,6 +1064,11 @@ impl Walker {
         };
         let (by, value) = match v {
             Value::Null => return,
+            // Not a UUID: the rule table reports it (Kong checks the format,
+            // not the reference).
+            Value::String(s) if target == Coll::CaCertificates && uuid::Uuid::try_parse(s).is_err() => {
+                return;
+            }
             Value::String(s) if target == Coll::CaCertificates => (RefBy::Id, s.clone()),
             Value::String(s) => (RefBy::IdOrName, s.clone()),
             Value::Object(o) => {

@@ -303,9 +303,15 @@ pub struct Url<'a> {
 
 /// `typedefs.utf8_name` (service, route, plugin `instance_name`, key and
 /// key-set names): ASCII letters, digits, `.`, `-`, `_`, `~`, or non-ASCII.
+/// Control characters are left to the name check (SPEC §5.1), which
+/// reports them on its own.
 pub fn utf8_name(s: &str) -> Result<(), String> {
-    if s.chars()
-        .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'))
+    if s.chars().all(|c| {
+        !c.is_ascii()
+            || c.is_ascii_control()
+            || c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '-' | '_' | '~')
+    })
     {
         Ok(())
     } else {

@@ -206,37 +206,62 @@ pub fn field_rules(coll: Coll) -> &'static [&'static FieldRule] {
     &table[coll as usize]
 }
 
-/// Checks one value against one rule. `Err((index, reason))`: `index` is
-/// the failing list element, if any.
-pub fn check(rule: &Check, v: &Value) -> Result<(), (Option<usize>, String)> {
-    let one = |s: &str| -> Result<(), String> {
-        if formats::is_vault_ref(s) {
-            return Ok(());
+/// Checks one string against a string rule (a `{vault://…}` always passes).
+fn check_str(rule: &Check, s: &str) -> Result<(), String> {
+    if formats::is_vault_ref(s) {
+        return Ok(());
+    }
+    match rule {
+        OneOf(allowed) | EachOneOf(allowed) => {
+            if allowed.contains(&s) {
+                Ok(())
+            } else {
+                Err(format!("expected one of: {}", allowed.join(", ")))
+            }
         }
-        match rule {
-            OneOf(allowed) | EachOneOf(allowed) => {
-                if allowed.contains(&s) {
-                    Ok(())
-                } else {
-                    Err(format!("expected one of: {}", allowed.join(", ")))
+        Fmt(f) | EachFmt(f) => f(s),
+        _ => Ok(()),
+    }
+}
+
+/// Checks one value against one rule: every problem, as `(index, reason)`
+/// where `index` is the failing list element, if any.
+pub fn check_all(rule: &Check, v: &Value, out: &mut Vec<(Option<usize>, String)>) {
+    match (rule, v) {
+        (EachOneOf(_) | EachFmt(_), Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Value::String(s) = item
+                    && let Err(e) = check_str(rule, s)
+                {
+                    out.push((Some(i), e));
                 }
             }
-            Fmt(f) | EachFmt(f) => f(s),
-            _ => Ok(()),
         }
-    };
+        _ => {
+            if let Err(e) = check(rule, v) {
+                out.push(e);
+            }
+        }
+    }
+}
+
+/// Checks one value against one rule. `Err((index, reason))`: `index` is
+/// the first failing list element, if any.
+pub fn check(rule: &Check, v: &Value) -> Result<(), (Option<usize>, String)> {
     match (rule, v) {
-        (OneOf(_) | Fmt(_), Value::String(s)) => one(s).map_err(|e| (None, e)),
+        (OneOf(_) | Fmt(_), Value::String(s)) => check_str(rule, s).map_err(|e| (None, e)),
         (EachOneOf(_) | EachFmt(_), Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 if let Value::String(s) = item {
-                    one(s).map_err(|e| (Some(i), e))?;
+                    check_str(rule, s).map_err(|e| (Some(i), e))?;
                 }
             }
             Ok(())
         }
         (Between(lo, hi), Value::Number(n)) => match n.as_i64() {
             Some(x) if (*lo..=*hi).contains(&x) => Ok(()),
+            // Not an integer: the type check said so.
+            None if !n.is_u64() => Ok(()),
             _ => Err((None, format!("value should be between {lo} and {hi}"))),
         },
         (IntOneOf(allowed), Value::Number(n)) => match n.as_i64() {
@@ -368,7 +393,7 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
             err(
                 "",
                 format!(
-                    "a route with protocols {family} needs at least one of: {} (Kong matches requests on them)",
+                    "with protocols {family}, needs at least one of: {} (Kong matches requests on them)",
                     fields
                         .iter()
                         .map(|f| format!("`{f}`"))
