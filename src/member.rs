@@ -114,7 +114,11 @@ impl Member {
         interner: &Interner,
         target: &KongTarget,
     ) -> Member {
-        Member::from_model(info, config::read_member_for(bytes, format, target), interner)
+        Member::from_model(
+            info,
+            config::read_member_for(bytes, format, target),
+            interner,
+        )
     }
 
     pub fn from_model(info: MemberInfo, model: Model, interner: &Interner) -> Member {

@@ -710,10 +710,18 @@ fn no_deck_only_key_reaches_a_kong_snapshot() {
             .filter_map(|c| c["groups"].as_array())
             .map(Vec::len)
             .sum::<usize>();
-        let members = kong["consumer_group_consumers"].as_array().map_or(0, Vec::len);
-        assert!(members >= groups.min(1), "{rel}: {groups} groups, {members} memberships");
+        let members = kong["consumer_group_consumers"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert!(
+            members >= groups.min(1),
+            "{rel}: {groups} groups, {members} memberships"
+        );
     }
-    assert!(with_deck_keys >= 9, "only {with_deck_keys} files use decK-only keys");
+    assert!(
+        with_deck_keys >= 9,
+        "only {with_deck_keys} files use decK-only keys"
+    );
     let fx = clean_fixtures();
     let all = Composite::from_members(fx.interner.clone(), fx.members.values().cloned());
     let kong: Value = serde_json::from_slice(&all.assemble_kong().to_vec()).unwrap();

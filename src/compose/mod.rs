@@ -241,7 +241,9 @@ impl Composite {
 
     /// Every member's notes (what rgmerge did not check), in merge order.
     pub fn notes(&self) -> Vec<Note> {
-        self.members().flat_map(|m| m.notes.iter().cloned()).collect()
+        self.members()
+            .flat_map(|m| m.notes.iter().cloned())
+            .collect()
     }
 
     pub fn report(&self) -> Report {

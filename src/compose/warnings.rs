@@ -172,7 +172,13 @@ fn bucket_keys(r: &RouteMatch) -> Vec<(&str, &str)> {
 
 fn host_only(h: &str) -> &str {
     match h.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(']') && !name.contains(':') => name,
+        Some((name, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && !name.ends_with(']')
+                && !name.contains(':') =>
+        {
+            name
+        }
         _ => h,
     }
 }
@@ -195,10 +201,14 @@ pub fn overlap(a: &RouteMatch, b: &RouteMatch) -> bool {
     }
     let hosts = a.hosts.is_empty()
         || b.hosts.is_empty()
-        || a.hosts.iter().any(|x| b.hosts.iter().any(|y| hosts_meet(x, y)));
+        || a.hosts
+            .iter()
+            .any(|x| b.hosts.iter().any(|y| hosts_meet(x, y)));
     let paths = a.paths.is_empty()
         || b.paths.is_empty()
-        || a.paths.iter().any(|x| b.paths.iter().any(|y| paths_meet(x, y)));
+        || a.paths
+            .iter()
+            .any(|x| b.paths.iter().any(|y| paths_meet(x, y)));
     let methods = a.methods.is_empty()
         || b.methods.is_empty()
         || a.methods.iter().any(|m| b.methods.contains(m));

@@ -49,7 +49,11 @@ pub fn kong_form(
             }
         }
     }
-    let canon = |s: &str| names.get(s).map_or_else(|| s.to_string(), |n| n.to_string());
+    let canon = |s: &str| {
+        names
+            .get(s)
+            .map_or_else(|| s.to_string(), |n| n.to_string())
+    };
     let mut seen: AHashSet<(String, String)> = AHashSet::new();
     for (coll, items) in top {
         if *coll == Coll::ConsumerGroupConsumers {
@@ -144,7 +148,9 @@ pub fn kong_form(
 fn needs_change(coll: Coll, items: &[Value]) -> bool {
     match coll {
         Coll::CustomEntities => !items.is_empty(),
-        Coll::Consumers => items.iter().any(|i| i.get("groups").is_some() || has_config_ref(i)),
+        Coll::Consumers => items
+            .iter()
+            .any(|i| i.get("groups").is_some() || has_config_ref(i)),
         Coll::ConsumerGroups => items
             .iter()
             .any(|i| i.get("consumers").is_some() || has_config_ref(i)),
@@ -251,11 +257,15 @@ mod tests {
             ),
             (
                 Coll::ConsumerGroups,
-                vec![json!({"name": "gold", "consumers": [{"username": "jeff"}], "plugins": [{"name": "rate-limiting-advanced", "_config": "rl"}]})],
+                vec![
+                    json!({"name": "gold", "consumers": [{"username": "jeff"}], "plugins": [{"name": "rate-limiting-advanced", "_config": "rl"}]}),
+                ],
             ),
             (
                 Coll::Services,
-                vec![json!({"name": "s", "host": "h", "plugins": [{"name": "jwt", "_config": "jwt", "config": {"a": 1}}]})],
+                vec![
+                    json!({"name": "s", "host": "h", "plugins": [{"name": "jwt", "_config": "jwt", "config": {"a": 1}}]}),
+                ],
             ),
         ];
         let configs = vec![
@@ -263,10 +273,15 @@ mod tests {
             ("jwt".to_string(), json!({"a": 2, "b": 3})),
         ];
         let out = kong_form(&top, &configs).unwrap();
-        let text = serde_json::to_string(&out.iter().map(|(c, v)| (c.name(), v)).collect::<Vec<_>>()).unwrap();
+        let text =
+            serde_json::to_string(&out.iter().map(|(c, v)| (c.name(), v)).collect::<Vec<_>>())
+                .unwrap();
         assert!(!text.contains("_config"), "{text}");
         assert!(!text.contains("\"groups\""), "{text}");
-        assert!(text.contains(r#"{"consumer":"jeff","consumer_group":"gold"}"#), "{text}");
+        assert!(
+            text.contains(r#"{"consumer":"jeff","consumer_group":"gold"}"#),
+            "{text}"
+        );
         assert_eq!(text.matches("consumer_group\":\"gold").count(), 1, "{text}");
         assert!(text.contains(r#""config":{"a":1,"b":3}"#), "{text}");
         assert!(text.contains(r#""config":{"limit":[1]}"#), "{text}");

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-pub use super::schema::KeyKind;
 use super::schema::Coll;
+pub use super::schema::KeyKind;
 use crate::report::{MemberError, Note};
 
 /// One unique key of one entity.

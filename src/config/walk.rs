@@ -457,13 +457,16 @@ impl Walker {
                     for (i, item) in items.iter().enumerate() {
                         let cpath = format!("{path}.{field}[{i}]");
                         match item {
-                            Value::Object(o) => {
-                                self.entity(child, o, &cpath, Some(Parent {
+                            Value::Object(o) => self.entity(
+                                child,
+                                o,
+                                &cpath,
+                                Some(Parent {
                                     coll,
                                     ident: &me,
                                     obj,
-                                }))
-                            }
+                                }),
+                            ),
                             other => self.error(
                                 child.name(),
                                 &cpath,
@@ -492,8 +495,16 @@ impl Walker {
     /// Kong's `_comment` (a string) and `_ignore` (a list), allowed on every entity.
     fn check_extras(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str) {
         for (f, ok, want) in [
-            ("_comment", obj.get("_comment").is_none_or(Value::is_string), "a string"),
-            ("_ignore", obj.get("_ignore").is_none_or(Value::is_array), "a list"),
+            (
+                "_comment",
+                obj.get("_comment").is_none_or(Value::is_string),
+                "a string",
+            ),
+            (
+                "_ignore",
+                obj.get("_ignore").is_none_or(Value::is_array),
+                "a list",
+            ),
         ] {
             if !ok {
                 let v = &obj[f];
@@ -562,7 +573,10 @@ impl Walker {
             let (at, message) = if field.is_empty() {
                 (path.to_string(), format!("{}: {why}", coll.noun()))
             } else {
-                (format!("{path}.{field}"), format!("{} `{field}`: {why}", coll.noun()))
+                (
+                    format!("{path}.{field}"),
+                    format!("{} `{field}`: {why}", coll.noun()),
+                )
             };
             self.error(coll.name(), &at, message);
         }
@@ -677,7 +691,8 @@ impl Walker {
             }
         };
         let scoped = |f: &str| {
-            obj.get(f).is_some_and(|v| !v.is_null()) || parent.and_then(|p| Coll::Plugins.parent_key(p)) == Some(f)
+            obj.get(f).is_some_and(|v| !v.is_null())
+                || parent.and_then(|p| Coll::Plugins.parent_key(p)) == Some(f)
         };
         if self.target.is_oss() && scoped("consumer_group") {
             self.error(
@@ -696,7 +711,8 @@ impl Walker {
                     let why = if f == "consumer" && p.no_route {
                         "it only runs globally".to_string()
                     } else if f == "consumer" {
-                        "it runs before a consumer is known (or identifies the consumer itself)".to_string()
+                        "it runs before a consumer is known (or identifies the consumer itself)"
+                            .to_string()
                     } else {
                         "it only runs globally".to_string()
                     };
@@ -842,7 +858,11 @@ impl Walker {
                 self.error(
                     coll.name(),
                     &format!("{at}.{}", field.name),
-                    format!("plugin {} config needs `{}` (required field missing)", quote(name), field.name),
+                    format!(
+                        "plugin {} config needs `{}` (required field missing)",
+                        quote(name),
+                        field.name
+                    ),
                 );
             }
         }
@@ -854,7 +874,12 @@ impl Walker {
                 format!(
                     "plugin {} config: at least one of these fields must be non-empty: {}",
                     quote(name),
-                    schema.at_least_one_of.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+                    schema
+                        .at_least_one_of
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }
@@ -865,7 +890,12 @@ impl Walker {
                 format!(
                     "plugin {} config: only one of these fields must be non-empty: {}",
                     quote(name),
-                    schema.only_one_of.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+                    schema
+                        .only_one_of
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
         }
@@ -900,11 +930,20 @@ impl Walker {
                 self.error(
                     coll.name(),
                     &format!("{at}.service"),
-                    format!("a {} needs `service` (required field missing)", as_coll.noun()),
+                    format!(
+                        "a {} needs `service` (required field missing)",
+                        as_coll.noun()
+                    ),
                 );
             }
         } else {
-            self.one_ref(coll, &fields["service"], format!("{at}.service"), Coll::Services, refs);
+            self.one_ref(
+                coll,
+                &fields["service"],
+                format!("{at}.service"),
+                Coll::Services,
+                refs,
+            );
         }
     }
     /// Names and keys: non-empty, no control characters (SPEC §5.1).
@@ -1066,7 +1105,9 @@ impl Walker {
             Value::Null => return,
             // Not a UUID: the rule table reports it (Kong checks the format,
             // not the reference).
-            Value::String(s) if target == Coll::CaCertificates && uuid::Uuid::try_parse(s).is_err() => {
+            Value::String(s)
+                if target == Coll::CaCertificates && uuid::Uuid::try_parse(s).is_err() =>
+            {
                 return;
             }
             Value::String(s) if target == Coll::CaCertificates => (RefBy::Id, s.clone()),
@@ -1222,9 +1263,27 @@ fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, Stri
     let want = |w: &str| Err((None, format!("expected {w}, found {}", describe(v))));
     match ty {
         Any => Ok(()),
-        Str => if v.is_string() { Ok(()) } else { want("a string") },
-        Bool => if v.is_boolean() { Ok(()) } else { want("a boolean") },
-        Record => if v.is_object() { Ok(()) } else { want("a mapping") },
+        Str => {
+            if v.is_string() {
+                Ok(())
+            } else {
+                want("a string")
+            }
+        }
+        Bool => {
+            if v.is_boolean() {
+                Ok(())
+            } else {
+                want("a boolean")
+            }
+        }
+        Record => {
+            if v.is_object() {
+                Ok(())
+            } else {
+                want("a mapping")
+            }
+        }
         OneOf(allowed) => match v.as_str() {
             Some(s) if allowed.contains(&s) => Ok(()),
             Some(_) => Err((None, format!("expected one of: {}", allowed.join(", ")))),
@@ -1251,7 +1310,10 @@ fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, Stri
             };
             for (i, item) in items.iter().enumerate() {
                 let Some(s) = item.as_str() else {
-                    return Err((Some(i), format!("expected a string, found {}", describe(item))));
+                    return Err((
+                        Some(i),
+                        format!("expected a string, found {}", describe(item)),
+                    ));
                 };
                 match ty {
                     ListOneOf(allowed) if !allowed.contains(&s) => {

@@ -64,11 +64,7 @@ pub fn help_for_warning(kind: WarningKind) -> &'static str {
 }
 
 pub fn describe_conflict(c: &Conflict) -> String {
-    let noun = if c.noun.is_empty() {
-        "entity"
-    } else {
-        c.noun
-    };
+    let noun = if c.noun.is_empty() { "entity" } else { c.noun };
     match c.kind {
         ConflictKind::UnresolvedVaultReference => format!(
             "{noun} field `{}` references `{}`, but no member of the composite defines that vault prefix",

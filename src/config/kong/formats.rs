@@ -159,7 +159,9 @@ pub fn ip_or_cidr(s: &str) -> Result<(), String> {
         None => Ok(()),
         Some(b) => match b.parse::<u32>() {
             Ok(n) if n <= max && !b.starts_with('+') => Ok(()),
-            _ => Err(format!("invalid cidr range: the prefix length must be 0–{max}")),
+            _ => Err(format!(
+                "invalid cidr range: the prefix length must be 0–{max}"
+            )),
         },
     }
 }
@@ -311,8 +313,7 @@ pub fn utf8_name(s: &str) -> Result<(), String> {
             || c.is_ascii_control()
             || c.is_ascii_alphanumeric()
             || matches!(c, '.' | '-' | '_' | '~')
-    })
-    {
+    }) {
         Ok(())
     } else {
         Err("the only accepted ascii characters are alphanumerics or ., -, _, and ~".into())
@@ -329,7 +330,10 @@ pub fn tag(s: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err("invalid tag: expected printable ascii (except `,` and `/`) or valid utf-8 sequences".into())
+        Err(
+            "invalid tag: expected printable ascii (except `,` and `/`) or valid utf-8 sequences"
+                .into(),
+        )
     }
 }
 
@@ -382,8 +386,9 @@ pub fn is_vault_ref(s: &str) -> bool {
 /// `typedefs.certificate`: a PEM certificate that parses.
 pub fn certificate(s: &str) -> Result<CertInfo, String> {
     use x509_parser::prelude::*;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(s.as_bytes())
-        .map_err(|_| "invalid certificate: not a PEM block (`-----BEGIN CERTIFICATE-----`)".to_string())?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(s.as_bytes()).map_err(|_| {
+        "invalid certificate: not a PEM block (`-----BEGIN CERTIFICATE-----`)".to_string()
+    })?;
     if pem.label != "CERTIFICATE" && pem.label != "TRUSTED CERTIFICATE" {
         return Err(format!(
             "invalid certificate: a PEM `{}` block, not a CERTIFICATE",
@@ -464,7 +469,10 @@ fn der_tlv(der: &[u8], at: usize, depth: usize) -> Result<usize, String> {
         (len, 2 + n)
     };
     let start = at + head;
-    let end = start.checked_add(len).filter(|&e| e <= der.len()).ok_or_else(bad)?;
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= der.len())
+        .ok_or_else(bad)?;
     if tag & 0x20 != 0 {
         let mut i = start;
         while i < end {

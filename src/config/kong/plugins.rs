@@ -406,7 +406,10 @@ pub static BUNDLED: &[Plugin] = &[
     p("rate-limiting-advanced", EE, Http),
     p("redirect", OSS, Http),
     p("request-callout", EE, Http),
-    with(p("request-size-limiting", OSS, Http), &REQUEST_SIZE_LIMITING),
+    with(
+        p("request-size-limiting", OSS, Http),
+        &REQUEST_SIZE_LIMITING,
+    ),
     with(p("request-termination", OSS, Http), &REQUEST_TERMINATION),
     p("request-transformer", OSS, Http),
     p("request-transformer-advanced", EE, Http),

@@ -94,67 +94,424 @@ use Coll as C;
 /// The table. Rows of one collection are together, in Kong's field order.
 pub static FIELD_RULES: &[FieldRule] = &[
     // services
-    row(C::Services, "name", Fmt(formats::utf8_name), "typedefs.utf8_name", r#""orders-v1""#, r#""my orders""#),
-    row(C::Services, "protocol", OneOf(SERVICE_PROTOCOLS), "typedefs.protocol", r#""https""#, r#""ftp""#),
-    row(C::Services, "host", Fmt(formats::host), "typedefs.host", r#""orders.internal""#, r#""orders.internal:80""#),
-    row(C::Services, "port", Between(0, 65535), "typedefs.port", "8080", "70000"),
-    row(C::Services, "path", Fmt(formats::service_path), "typedefs.path", r#""/v1""#, r#""v1""#),
-    row(C::Services, "retries", Between(0, 32767), "between 0 32767", "5", "-1"),
-    row(C::Services, "connect_timeout", Between(1, TIMEOUT_MAX), "nonzero timeout", "60000", "0"),
-    row(C::Services, "read_timeout", Between(1, TIMEOUT_MAX), "nonzero timeout", "60000", "0"),
-    row(C::Services, "write_timeout", Between(1, TIMEOUT_MAX), "nonzero timeout", "60000", "2147483647"),
-    row(C::Services, "tls_verify_depth", Between(0, 64), "between 0 64", "4", "65"),
-    row(C::Services, "ca_certificates", EachFmt(uuid), "array of uuid", r#"["00000000-0000-4000-8000-000000000001"]"#, r#"["my-ca"]"#),
-    row(C::Services, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Services,
+        "name",
+        Fmt(formats::utf8_name),
+        "typedefs.utf8_name",
+        r#""orders-v1""#,
+        r#""my orders""#,
+    ),
+    row(
+        C::Services,
+        "protocol",
+        OneOf(SERVICE_PROTOCOLS),
+        "typedefs.protocol",
+        r#""https""#,
+        r#""ftp""#,
+    ),
+    row(
+        C::Services,
+        "host",
+        Fmt(formats::host),
+        "typedefs.host",
+        r#""orders.internal""#,
+        r#""orders.internal:80""#,
+    ),
+    row(
+        C::Services,
+        "port",
+        Between(0, 65535),
+        "typedefs.port",
+        "8080",
+        "70000",
+    ),
+    row(
+        C::Services,
+        "path",
+        Fmt(formats::service_path),
+        "typedefs.path",
+        r#""/v1""#,
+        r#""v1""#,
+    ),
+    row(
+        C::Services,
+        "retries",
+        Between(0, 32767),
+        "between 0 32767",
+        "5",
+        "-1",
+    ),
+    row(
+        C::Services,
+        "connect_timeout",
+        Between(1, TIMEOUT_MAX),
+        "nonzero timeout",
+        "60000",
+        "0",
+    ),
+    row(
+        C::Services,
+        "read_timeout",
+        Between(1, TIMEOUT_MAX),
+        "nonzero timeout",
+        "60000",
+        "0",
+    ),
+    row(
+        C::Services,
+        "write_timeout",
+        Between(1, TIMEOUT_MAX),
+        "nonzero timeout",
+        "60000",
+        "2147483647",
+    ),
+    row(
+        C::Services,
+        "tls_verify_depth",
+        Between(0, 64),
+        "between 0 64",
+        "4",
+        "65",
+    ),
+    row(
+        C::Services,
+        "ca_certificates",
+        EachFmt(uuid),
+        "array of uuid",
+        r#"["00000000-0000-4000-8000-000000000001"]"#,
+        r#"["my-ca"]"#,
+    ),
+    row(
+        C::Services,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // routes
-    row(C::Routes, "name", Fmt(formats::utf8_name), "typedefs.utf8_name", r#""orders""#, r#""my orders""#),
-    row(C::Routes, "protocols", EachOneOf(ALL_PROTOCOLS), "typedefs.protocol", r#"["http","https"]"#, r#"["ftp"]"#),
-    row(C::Routes, "methods", EachFmt(formats::http_method), "typedefs.http_method", r#"["GET"]"#, r#"["get"]"#),
-    row(C::Routes, "hosts", EachFmt(formats::route_host), "typedefs.hosts", r#"["*.example.com"]"#, r#"["a.*.com"]"#),
-    row(C::Routes, "paths", EachFmt(formats::route_path), "typedefs.router_path", r#"["/orders","~/v\\d+/orders$"]"#, r#"["orders"]"#),
-    row(C::Routes, "snis", EachFmt(formats::wildcard_host), "typedefs.wildcard_host", r#"["*.example.com"]"#, r#"["10.0.0.1"]"#),
-    row(C::Routes, "https_redirect_status_code", IntOneOf(&[426, 301, 302, 307, 308]), "one_of", "301", "303"),
-    row(C::Routes, "path_handling", OneOf(&["v0", "v1"]), "one_of", r#""v0""#, r#""v2""#),
-    row(C::Routes, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a/b"]"#),
+    row(
+        C::Routes,
+        "name",
+        Fmt(formats::utf8_name),
+        "typedefs.utf8_name",
+        r#""orders""#,
+        r#""my orders""#,
+    ),
+    row(
+        C::Routes,
+        "protocols",
+        EachOneOf(ALL_PROTOCOLS),
+        "typedefs.protocol",
+        r#"["http","https"]"#,
+        r#"["ftp"]"#,
+    ),
+    row(
+        C::Routes,
+        "methods",
+        EachFmt(formats::http_method),
+        "typedefs.http_method",
+        r#"["GET"]"#,
+        r#"["get"]"#,
+    ),
+    row(
+        C::Routes,
+        "hosts",
+        EachFmt(formats::route_host),
+        "typedefs.hosts",
+        r#"["*.example.com"]"#,
+        r#"["a.*.com"]"#,
+    ),
+    row(
+        C::Routes,
+        "paths",
+        EachFmt(formats::route_path),
+        "typedefs.router_path",
+        r#"["/orders","~/v\\d+/orders$"]"#,
+        r#"["orders"]"#,
+    ),
+    row(
+        C::Routes,
+        "snis",
+        EachFmt(formats::wildcard_host),
+        "typedefs.wildcard_host",
+        r#"["*.example.com"]"#,
+        r#"["10.0.0.1"]"#,
+    ),
+    row(
+        C::Routes,
+        "https_redirect_status_code",
+        IntOneOf(&[426, 301, 302, 307, 308]),
+        "one_of",
+        "301",
+        "303",
+    ),
+    row(
+        C::Routes,
+        "path_handling",
+        OneOf(&["v0", "v1"]),
+        "one_of",
+        r#""v0""#,
+        r#""v2""#,
+    ),
+    row(
+        C::Routes,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a/b"]"#,
+    ),
     // upstreams
-    row(C::Upstreams, "algorithm", OneOf(ALGORITHMS), "one_of", r#""least-connections""#, r#""random""#),
-    row(C::Upstreams, "hash_on", OneOf(HASH_ON), "one_of", r#""header""#, r#""body""#),
-    row(C::Upstreams, "hash_fallback", OneOf(HASH_ON), "one_of", r#""ip""#, r#""body""#),
-    row(C::Upstreams, "hash_on_header", Fmt(formats::header_name), "typedefs.header_name", r#""x-user""#, r#""x user""#),
-    row(C::Upstreams, "hash_fallback_header", Fmt(formats::header_name), "typedefs.header_name", r#""x-user""#, r#""x:user""#),
-    row(C::Upstreams, "hash_on_cookie_path", Fmt(formats::service_path), "typedefs.path", r#""/""#, r#""cookie""#),
-    row(C::Upstreams, "slots", Between(10, 65536), "between 10 2^16", "10000", "5"),
-    row(C::Upstreams, "host_header", Fmt(formats::host), "typedefs.host", r#""api.example.com""#, r#""api example""#),
-    row(C::Upstreams, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Upstreams,
+        "algorithm",
+        OneOf(ALGORITHMS),
+        "one_of",
+        r#""least-connections""#,
+        r#""random""#,
+    ),
+    row(
+        C::Upstreams,
+        "hash_on",
+        OneOf(HASH_ON),
+        "one_of",
+        r#""header""#,
+        r#""body""#,
+    ),
+    row(
+        C::Upstreams,
+        "hash_fallback",
+        OneOf(HASH_ON),
+        "one_of",
+        r#""ip""#,
+        r#""body""#,
+    ),
+    row(
+        C::Upstreams,
+        "hash_on_header",
+        Fmt(formats::header_name),
+        "typedefs.header_name",
+        r#""x-user""#,
+        r#""x user""#,
+    ),
+    row(
+        C::Upstreams,
+        "hash_fallback_header",
+        Fmt(formats::header_name),
+        "typedefs.header_name",
+        r#""x-user""#,
+        r#""x:user""#,
+    ),
+    row(
+        C::Upstreams,
+        "hash_on_cookie_path",
+        Fmt(formats::service_path),
+        "typedefs.path",
+        r#""/""#,
+        r#""cookie""#,
+    ),
+    row(
+        C::Upstreams,
+        "slots",
+        Between(10, 65536),
+        "between 10 2^16",
+        "10000",
+        "5",
+    ),
+    row(
+        C::Upstreams,
+        "host_header",
+        Fmt(formats::host),
+        "typedefs.host",
+        r#""api.example.com""#,
+        r#""api example""#,
+    ),
+    row(
+        C::Upstreams,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // targets
-    row(C::Targets, "target", Fmt(formats::target), "validate_target", r#""10.0.0.1:8080""#, r#""10.0.0.1:99999""#),
-    row(C::Targets, "weight", Between(0, 65535), "between 0 65535", "100", "70000"),
-    row(C::Targets, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Targets,
+        "target",
+        Fmt(formats::target),
+        "validate_target",
+        r#""10.0.0.1:8080""#,
+        r#""10.0.0.1:99999""#,
+    ),
+    row(
+        C::Targets,
+        "weight",
+        Between(0, 65535),
+        "between 0 65535",
+        "100",
+        "70000",
+    ),
+    row(
+        C::Targets,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // certificates (PEM parsing is in `check_entity`, which also sees the key type)
-    row(C::Certificates, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Certificates,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // SNIs
-    row(C::Snis, "name", Fmt(formats::wildcard_host), "typedefs.wildcard_host", r#""*.example.com""#, r#""example.com:443""#),
-    row(C::Snis, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
-    row(C::CaCertificates, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Snis,
+        "name",
+        Fmt(formats::wildcard_host),
+        "typedefs.wildcard_host",
+        r#""*.example.com""#,
+        r#""example.com:443""#,
+    ),
+    row(
+        C::Snis,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
+    row(
+        C::CaCertificates,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // consumers and consumer groups
-    row(C::Consumers, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
-    row(C::ConsumerGroups, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Consumers,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
+    row(
+        C::ConsumerGroups,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // plugins (names, scopes and configs: `plugins`)
-    row(C::Plugins, "instance_name", Fmt(formats::utf8_name), "typedefs.utf8_name", r#""rl-orders""#, r#""rl orders""#),
-    row(C::Plugins, "protocols", EachOneOf(ALL_PROTOCOLS), "typedefs.protocols", r#"["grpc","http"]"#, r#"["ftp"]"#),
-    row(C::Plugins, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Plugins,
+        "instance_name",
+        Fmt(formats::utf8_name),
+        "typedefs.utf8_name",
+        r#""rl-orders""#,
+        r#""rl orders""#,
+    ),
+    row(
+        C::Plugins,
+        "protocols",
+        EachOneOf(ALL_PROTOCOLS),
+        "typedefs.protocols",
+        r#"["grpc","http"]"#,
+        r#"["ftp"]"#,
+    ),
+    row(
+        C::Plugins,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // keys and key sets
-    row(C::Keys, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
-    row(C::KeySets, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Keys,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
+    row(
+        C::KeySets,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // vaults (the backend `name` depends on the edition: `check_entity`)
-    row(C::Vaults, "prefix", Fmt(vault_prefix), "match ^[a-z][a-z%d-]-[a-z%d]+$", r#""corp-secrets""#, r#""Corp_Secrets""#),
-    row(C::Vaults, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::Vaults,
+        "prefix",
+        Fmt(vault_prefix),
+        "match ^[a-z][a-z%d-]-[a-z%d]+$",
+        r#""corp-secrets""#,
+        r#""Corp_Secrets""#,
+    ),
+    row(
+        C::Vaults,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
     // credentials
-    row(C::JwtSecrets, "algorithm", OneOf(JWT_ALGORITHMS), "one_of", r#""RS256""#, r#""none""#),
-    row(C::Oauth2Credentials, "redirect_uris", EachFmt(url), "typedefs.url", r#"["https://app.example.com/cb"]"#, r#"["app.example.com/cb"]"#),
-    row(C::Oauth2Credentials, "client_type", OneOf(&["confidential", "public"]), "one_of", r#""public""#, r#""secret""#),
-    row(C::KeyauthCredentials, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
-    row(C::Acls, "tags", EachFmt(formats::tag), "typedefs.tags", r#"["team-a"]"#, r#"["a,b"]"#),
+    row(
+        C::JwtSecrets,
+        "algorithm",
+        OneOf(JWT_ALGORITHMS),
+        "one_of",
+        r#""RS256""#,
+        r#""none""#,
+    ),
+    row(
+        C::Oauth2Credentials,
+        "redirect_uris",
+        EachFmt(url),
+        "typedefs.url",
+        r#"["https://app.example.com/cb"]"#,
+        r#"["app.example.com/cb"]"#,
+    ),
+    row(
+        C::Oauth2Credentials,
+        "client_type",
+        OneOf(&["confidential", "public"]),
+        "one_of",
+        r#""public""#,
+        r#""secret""#,
+    ),
+    row(
+        C::KeyauthCredentials,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
+    row(
+        C::Acls,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
 ];
 
 fn uuid(s: &str) -> Result<(), String> {
@@ -403,7 +760,11 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
             );
         }
     };
-    if set(obj, "snis") && !["https", "grpcs", "tls", "tls_passthrough", "wss"].iter().any(|p| has(p)) {
+    if set(obj, "snis")
+        && !["https", "grpcs", "tls", "tls_passthrough", "wss"]
+            .iter()
+            .any(|p| has(p))
+    {
         err(
             "snis",
             "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls', 'tls_passthrough' or 'wss'".into(),
@@ -429,7 +790,17 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
             need(&["sources", "destinations", "snis"], err);
         }
         RouteKind::Passthrough => {
-            forbid(&["methods", "hosts", "paths", "headers", "sources", "destinations"], err);
+            forbid(
+                &[
+                    "methods",
+                    "hosts",
+                    "paths",
+                    "headers",
+                    "sources",
+                    "destinations",
+                ],
+                err,
+            );
             need(&["snis"], err);
         }
     }
@@ -467,7 +838,10 @@ fn check_endpoints(obj: &Map<String, Value>, f: &str, err: &mut Sink<'_>) {
             continue;
         };
         if !set(o, "ip") && !set(o, "port") {
-            err(&at, "at least one of these fields must be non-empty: 'ip', 'port'".into());
+            err(
+                &at,
+                "at least one of these fields must be non-empty: 'ip', 'port'".into(),
+            );
         }
         match o.get("ip") {
             Some(Value::String(ip)) => {
@@ -481,7 +855,10 @@ fn check_endpoints(obj: &Map<String, Value>, f: &str, err: &mut Sink<'_>) {
         match o.get("port") {
             Some(Value::Number(n)) if n.as_i64().is_some_and(|p| (0..=65535).contains(&p)) => {}
             None | Some(Value::Null) => {}
-            Some(_) => err(&format!("{at}.port"), "value should be between 0 and 65535".into()),
+            Some(_) => err(
+                &format!("{at}.port"),
+                "value should be between 0 and 65535".into(),
+            ),
         }
         for k in o.keys() {
             if k != "ip" && k != "port" {
@@ -561,11 +938,18 @@ pub fn check_upstream(obj: &Map<String, Value>, err: &mut Sink<'_>) {
         ("header", "hash_on_header", "hash_fallback_header"),
         ("cookie", "hash_on_cookie", "hash_on_cookie"),
         ("query_arg", "hash_on_query_arg", "hash_fallback_query_arg"),
-        ("uri_capture", "hash_on_uri_capture", "hash_fallback_uri_capture"),
+        (
+            "uri_capture",
+            "hash_on_uri_capture",
+            "hash_fallback_uri_capture",
+        ),
     ];
     for (what, on_field, fb_field) in needs {
         if on == what && !set(obj, on_field) {
-            err(on_field, format!("required field missing: `hash_on: {what}` needs `{on_field}`"));
+            err(
+                on_field,
+                format!("required field missing: `hash_on: {what}` needs `{on_field}`"),
+            );
         }
         if fallback == what && !set(obj, fb_field) {
             err(
@@ -609,7 +993,10 @@ fn check_healthchecks(hc: &Map<String, Value>, err: &mut Sink<'_>) {
     if let Some(t) = hc.get("threshold").and_then(Value::as_f64)
         && !(0.0..=100.0).contains(&t)
     {
-        err("healthchecks.threshold", "value should be between 0 and 100".into());
+        err(
+            "healthchecks.threshold",
+            "value should be between 0 and 100".into(),
+        );
     }
     for mode in ["active", "passive"] {
         let Some(Value::Object(m)) = hc.get(mode) else {
@@ -619,12 +1006,18 @@ fn check_healthchecks(hc: &Map<String, Value>, err: &mut Sink<'_>) {
         if let Some(t) = s(m, "type")
             && !["tcp", "http", "https", "grpc", "grpcs"].contains(&t)
         {
-            err(&format!("{at}.type"), "expected one of: tcp, http, https, grpc, grpcs".into());
+            err(
+                &format!("{at}.type"),
+                "expected one of: tcp, http, https, grpc, grpcs".into(),
+            );
         }
         if let Some(c) = m.get("concurrency").and_then(Value::as_i64)
             && !(1..=2_147_483_647).contains(&c)
         {
-            err(&format!("{at}.concurrency"), "value should be between 1 and 2147483647".into());
+            err(
+                &format!("{at}.concurrency"),
+                "value should be between 1 and 2147483647".into(),
+            );
         }
         if let Some(p) = s(m, "http_path")
             && let Err(e) = formats::service_path(p)
@@ -659,7 +1052,10 @@ fn check_healthchecks(hc: &Map<String, Value>, err: &mut Sink<'_>) {
             if let Some(n) = h.get("interval")
                 && !n.as_f64().is_some_and(|n| (0.0..=65535.0).contains(&n))
             {
-                err(&format!("{at}.{side}.interval"), "value should be between 0 and 65535".into());
+                err(
+                    &format!("{at}.{side}.interval"),
+                    "value should be between 0 and 65535".into(),
+                );
             }
         }
     }
@@ -729,7 +1125,11 @@ pub fn check_key(obj: &Map<String, Value>, err: &mut Sink<'_>) {
     }
     if let Some(Value::Object(pem)) = obj.get("pem") {
         if !set(pem, "private_key") && !set(pem, "public_key") {
-            err("pem", "at least one of these fields must be non-empty: 'private_key', 'public_key'".into());
+            err(
+                "pem",
+                "at least one of these fields must be non-empty: 'private_key', 'public_key'"
+                    .into(),
+            );
         }
         for f in ["private_key", "public_key"] {
             if let Some(v) = s(pem, f).filter(|v| !v.is_empty() && !formats::is_vault_ref(v))
@@ -751,7 +1151,9 @@ pub fn check_vault(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
     };
     if !known.contains(&name) {
         let why = if oss && VAULT_BACKENDS_EE.contains(&name) {
-            format!("the `{name}` vault needs Kong Gateway Enterprise; the target is OSS, which ships `env` only")
+            format!(
+                "the `{name}` vault needs Kong Gateway Enterprise; the target is OSS, which ships `env` only"
+            )
         } else {
             format!(
                 "vault backend `{}` is not one Kong ships (expected one of: {})",
