@@ -107,7 +107,11 @@ fn consumer() -> impl Strategy<Value = Value> {
             );
             insert(&mut o, "groups", group.map(|g| json!([{"name": g}])));
             // ACL groups shared across members give `shared_acl_group` warnings.
-            insert(&mut o, "acls", key.map(|k| json!([{"group": format!("acl-{k}")}])));
+            insert(
+                &mut o,
+                "acls",
+                key.map(|k| json!([{"group": format!("acl-{k}")}])),
+            );
             Value::Object(o)
         })
 }
@@ -238,7 +242,10 @@ fn same(inc: &Composite, scratch: &Composite) -> Result<(), TestCaseError> {
     let (a, b) = (inc.assemble_kong(), scratch.assemble_kong());
     prop_assert_eq!(a.to_vec(), b.to_vec());
     prop_assert_eq!(a.hash(), b.hash());
-    prop_assert_eq!(inc.provenance_form(Form::Kong), scratch.provenance_form(Form::Kong));
+    prop_assert_eq!(
+        inc.provenance_form(Form::Kong),
+        scratch.provenance_form(Form::Kong)
+    );
     Ok(())
 }
 

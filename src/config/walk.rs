@@ -867,7 +867,7 @@ impl Walker {
             }
         }
         let set = |f: &&str| rules::set(cfg, f);
-        if !schema.at_least_one_of.is_empty() && !schema.at_least_one_of.iter().any(|f| set(&f)) {
+        if !schema.at_least_one_of.is_empty() && !schema.at_least_one_of.iter().any(set) {
             self.error(
                 coll.name(),
                 at,

@@ -871,31 +871,31 @@ fn check_endpoints(obj: &Map<String, Value>, f: &str, err: &mut Sink<'_>) {
 /// Services: the `url` shorthand, and `path` only on HTTP protocols.
 pub fn check_service(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
     let mut protocol = s(obj, "protocol").map(str::to_string);
-    if let Some(u) = s(obj, "url") {
-        if !formats::is_vault_ref(u) {
-            match formats::url(u) {
-                Err(e) => err("url", e),
-                Ok(parsed) => {
-                    if !SERVICE_PROTOCOLS.contains(&parsed.scheme) {
-                        err(
-                            "url",
-                            format!(
-                                "the url's scheme `{}` is not a protocol Kong proxies to (expected one of: {})",
-                                parsed.scheme,
-                                SERVICE_PROTOCOLS.join(", ")
-                            ),
-                        );
-                    }
-                    if let Err(e) = formats::host_port(parsed.host_port) {
-                        err("url", format!("the url's host: {e}"));
-                    }
-                    if !parsed.path.is_empty()
-                        && let Err(e) = formats::service_path(parsed.path)
-                    {
-                        err("url", format!("the url's path: {e}"));
-                    }
-                    protocol = Some(parsed.scheme.to_string());
+    if let Some(u) = s(obj, "url")
+        && !formats::is_vault_ref(u)
+    {
+        match formats::url(u) {
+            Err(e) => err("url", e),
+            Ok(parsed) => {
+                if !SERVICE_PROTOCOLS.contains(&parsed.scheme) {
+                    err(
+                        "url",
+                        format!(
+                            "the url's scheme `{}` is not a protocol Kong proxies to (expected one of: {})",
+                            parsed.scheme,
+                            SERVICE_PROTOCOLS.join(", ")
+                        ),
+                    );
                 }
+                if let Err(e) = formats::host_port(parsed.host_port) {
+                    err("url", format!("the url's host: {e}"));
+                }
+                if !parsed.path.is_empty()
+                    && let Err(e) = formats::service_path(parsed.path)
+                {
+                    err("url", format!("the url's path: {e}"));
+                }
+                protocol = Some(parsed.scheme.to_string());
             }
         }
     }
