@@ -233,9 +233,22 @@ impl Member {
         for e in &mut errors {
             e.member.clone_from(&info.name);
         }
-        let kong = config::declarative::kong_form(&model.top, &model.plugin_configs);
+        let kong =
+            config::declarative::kong_form(&model.top, &model.plugin_configs, model.deck_only);
         let chunks = build_chunks(model.top, model.plugin_configs);
-        let kong_chunks = kong.map(|top| build_chunks(top, Vec::new()));
+        let kong_chunks = kong.map(|k| {
+            // Unchanged collections share the decK chunks' bytes.
+            let mut out: Vec<Chunk> = chunks
+                .iter()
+                .filter(|c| {
+                    !k.dropped.contains(&c.coll) && !k.changed.iter().any(|(x, _)| *x == c.coll)
+                })
+                .cloned()
+                .collect();
+            out.extend(build_chunks(k.changed, Vec::new()));
+            out.sort_by_key(|c| c.coll);
+            out
+        });
         let mut hash = member_hash(&chunks);
         if let Some(k) = &kong_chunks {
             let mut h = blake3::Hasher::new();

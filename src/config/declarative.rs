@@ -17,12 +17,29 @@ use serde_json::{Map, Value};
 use super::schema::Coll;
 use super::walk::custom_entity_coll;
 
-/// The Kong form of `top`, or `None` when it is the same as the decK form.
+/// How Kong's form differs from the decK form of a member.
+#[derive(Debug, Default)]
+pub struct KongForm {
+    /// Collections whose Kong form differs, in full (new ones included).
+    pub changed: Vec<(Coll, Vec<Value>)>,
+    /// Collections Kong's form leaves out.
+    pub dropped: Vec<Coll>,
+}
+
+/// How the Kong form of `top` differs, or `None` when it is the decK form.
+/// Collections that do not change are not copied: their decK chunks serve
+/// both forms.
+///
+/// `deck_only` marks the collections that hold decK-only keys, as bits by
+/// `Coll` index (`Model::deck_only`); `u64::MAX` when not known.
 pub fn kong_form(
     top: &[(Coll, Vec<Value>)],
     plugin_configs: &[(String, Value)],
-) -> Option<Vec<(Coll, Vec<Value>)>> {
-    if plugin_configs.is_empty() && !top.iter().any(|(c, items)| needs_change(*c, items)) {
+    deck_only: u64,
+) -> Option<KongForm> {
+    let marked = |c: Coll| deck_only & (1 << (c as u64)) != 0;
+    let changes = |c: Coll, items: &[Value]| marked(c) && needs_change(c, items);
+    if plugin_configs.is_empty() && !top.iter().any(|(c, items)| changes(*c, items)) {
         return None;
     }
     let configs: ahash::AHashMap<&str, &Map<String, Value>> = plugin_configs
@@ -73,7 +90,14 @@ pub fn kong_form(
         }
     }
     let mut extra: Vec<(Coll, Value)> = Vec::new();
+    let mut dropped = Vec::new();
+    if !plugin_configs.is_empty() {
+        dropped.push(Coll::PluginConfigs);
+    }
     for (coll, items) in top {
+        if !changes(*coll, items) {
+            continue;
+        }
         let mut kept = Vec::with_capacity(items.len());
         for item in items {
             let mut item = item.clone();
@@ -136,13 +160,29 @@ pub fn kong_form(
         );
     }
     for (coll, v) in extra {
-        match out.iter_mut().find(|(c, _)| *c == coll) {
-            Some((_, items)) => items.push(v),
-            None => out.push((coll, vec![v])),
+        if !out.iter().any(|(c, _)| *c == coll) {
+            // The member's own entities of this collection come first.
+            let own = top
+                .iter()
+                .find(|(c, _)| *c == coll)
+                .map(|(_, items)| items.clone())
+                .unwrap_or_default();
+            out.push((coll, own));
+        }
+        if let Some((_, items)) = out.iter_mut().find(|(c, _)| *c == coll) {
+            items.push(v);
+        }
+    }
+    for (coll, items) in &out {
+        if items.is_empty() {
+            dropped.push(*coll);
         }
     }
     out.retain(|(_, items)| !items.is_empty());
-    Some(out)
+    Some(KongForm {
+        changed: out,
+        dropped,
+    })
 }
 
 fn needs_change(coll: Coll, items: &[Value]) -> bool {
@@ -272,10 +312,15 @@ mod tests {
             ("rl".to_string(), json!({"limit": [1]})),
             ("jwt".to_string(), json!({"a": 2, "b": 3})),
         ];
-        let out = kong_form(&top, &configs).unwrap();
-        let text =
-            serde_json::to_string(&out.iter().map(|(c, v)| (c.name(), v)).collect::<Vec<_>>())
-                .unwrap();
+        let out = kong_form(&top, &configs, u64::MAX).unwrap();
+        assert_eq!(out.dropped, vec![Coll::PluginConfigs]);
+        let text = serde_json::to_string(
+            &out.changed
+                .iter()
+                .map(|(c, v)| (c.name(), v))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         assert!(!text.contains("_config"), "{text}");
         assert!(!text.contains("\"groups\""), "{text}");
         assert!(
@@ -285,6 +330,13 @@ mod tests {
         assert_eq!(text.matches("consumer_group\":\"gold").count(), 1, "{text}");
         assert!(text.contains(r#""config":{"a":1,"b":3}"#), "{text}");
         assert!(text.contains(r#""config":{"limit":[1]}"#), "{text}");
-        assert!(kong_form(&[(Coll::Services, vec![json!({"host": "h"})])], &[]).is_none());
+        assert!(
+            kong_form(
+                &[(Coll::Services, vec![json!({"host": "h"})])],
+                &[],
+                u64::MAX
+            )
+            .is_none()
+        );
     }
 }

@@ -76,6 +76,10 @@ pub struct Model {
     pub routes: Vec<RouteMatch>,
     /// What was not checked (the member name is filled in later).
     pub notes: Vec<Note>,
+    /// Top-level collections holding something only decK reads (a plugin's
+    /// `_config`, consumers' `groups`, …), as bits by `Coll` index: only
+    /// those are rewritten for Kong's declarative form.
+    pub deck_only: u64,
 }
 
 /// What requests a route matches, normalized for comparing routes of

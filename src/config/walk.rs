@@ -111,6 +111,8 @@ struct Walker {
     target: KongTarget,
     /// Plugin names whose config is not modelled, already noted.
     noted: ahash::AHashSet<String>,
+    /// The top-level collection being walked.
+    top: Option<Coll>,
     /// Upstream and key-set ids mapped to their names, so `(upstream, target)`
     /// and `(set, kid)` keys compare equal whether written by id or by name.
     canonical: AHashMap<(Coll, String), String>,
@@ -258,6 +260,10 @@ impl Walker {
                 ),
             );
         }
+        self.top = Some(coll);
+        if coll == Coll::CustomEntities {
+            self.deck_only(coll);
+        }
         let mut kept = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let path = format!("{}[{i}]", coll.name());
@@ -293,6 +299,15 @@ impl Walker {
         self.check_types(coll, obj, path);
         self.check_required(coll, obj, path);
         self.check_extras(coll, obj, path);
+        let deck_key = match coll {
+            Coll::Plugins => "_config",
+            Coll::Consumers => "groups",
+            Coll::ConsumerGroups => "consumers",
+            _ => "",
+        };
+        if !deck_key.is_empty() && obj.contains_key(deck_key) {
+            self.deck_only(coll);
+        }
         self.kong_rules(coll, obj, path, parent.as_ref());
 
         let mut keys = Vec::new();
@@ -489,6 +504,13 @@ impl Walker {
                     ),
                 ),
             }
+        }
+    }
+
+    /// Marks the top-level collection being walked as holding decK-only keys.
+    fn deck_only(&mut self, coll: Coll) {
+        if let Some(top) = self.top.or(Some(coll)) {
+            self.model.deck_only |= 1 << (top as u64);
         }
     }
 

@@ -31,6 +31,18 @@ pub const QUOTE_CHARS: usize = 40;
 /// [`QUOTE_CHARS`] characters and its length (`'aaaa…' (1048576 bytes)`),
 /// so a 1 MB key never makes a 1 MB message. Control characters are escaped.
 pub fn quote(s: &str) -> String {
+    // Short, plain ASCII: nothing to escape or clip (the common case, and
+    // every entity's label goes through here).
+    if s.len() <= QUOTE_CHARS
+        && s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'\'' | b'"' | b'\\'))
+    {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('\'');
+        out.push_str(s);
+        out.push('\'');
+        return out;
+    }
     let mut out = String::with_capacity(s.len().min(QUOTE_CHARS * 2) + 24);
     out.push('\'');
     let mut taken = 0;
