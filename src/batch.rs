@@ -224,3 +224,31 @@ impl Bundle {
         Ok(bundle)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Warning, WarningKind};
+
+    #[test]
+    fn fail_on_warning_fails_only_with_warnings() {
+        let ok = Report::new(Vec::new(), Vec::new(), Vec::new());
+        let warned = ok.clone().with_advice(
+            vec![Warning {
+                kind: WarningKind::OverlappingRoute,
+                entity: "routes".into(),
+                value: String::new(),
+                members: vec!["a".into(), "b".into()],
+                paths: Default::default(),
+                message: String::new(),
+            }],
+            Vec::new(),
+        );
+        assert_eq!(FailOn::parse("warning"), Ok(FailOn::Warning));
+        assert_eq!(FailOn::parse("conflict"), Ok(FailOn::Conflict));
+        assert!(FailOn::parse("never").is_err());
+        assert_eq!(FailOn::default().exit_code(&warned), 0);
+        assert_eq!(FailOn::Warning.exit_code(&warned), 1);
+        assert_eq!(FailOn::Warning.exit_code(&ok), 0);
+    }
+}

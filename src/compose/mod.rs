@@ -239,10 +239,14 @@ impl Composite {
         out
     }
 
-    /// Every member's notes (what rgmerge did not check), in merge order.
+    /// What rgmerge did not check, each said once: a plugin whose config
+    /// is not modelled is noted at its first use in merge order.
     pub fn notes(&self) -> Vec<Note> {
+        let mut seen = ahash::AHashSet::new();
         self.members()
-            .flat_map(|m| m.notes.iter().cloned())
+            .flat_map(|m| m.notes.iter())
+            .filter(|n| seen.insert((n.kind.as_str(), n.message.as_str())))
+            .cloned()
             .collect()
     }
 
