@@ -217,31 +217,31 @@ fn is_path_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "._-~/%:@!$&'()*+,;=".contains(c)
 }
 
-/// A route's `paths` element: `/…` (a prefix, in normalized form) or `~…`
-/// (a regex; the regex itself is only compiled by Kong).
+/// A route's `paths` element (`typedefs.router_path`): `/…`, a prefix in
+/// normalized form, or `~/…`, a regex (the regex itself is only compiled by
+/// Kong); no empty segment; well-formed percent-escapes.
 pub fn route_path(s: &str) -> Result<(), String> {
-    if s.starts_with('~') {
-        return if s.len() > 1 {
-            Ok(())
-        } else {
-            Err("a regex path needs a pattern after `~`".into())
-        };
-    }
-    if !s.starts_with('/') {
-        return Err("should start with: / (fixed path) or ~ (regex path)".into());
+    let regex = s.starts_with("~/");
+    if !s.starts_with('/') && !regex {
+        return Err("should start with: / (fixed path) or ~/ (regex path)".into());
     }
     if s.contains("//") {
         return Err("must not have empty segments".into());
     }
-    percent_ok(s)?;
+    // Kong checks the escapes only of paths made of RFC 3986 characters.
+    if s.chars().all(is_path_char) {
+        percent_ok(s)?;
+    }
+    if regex {
+        return Ok(());
+    }
     for seg in s.split('/') {
         if seg == "." || seg == ".." {
             return Err("non-normalized path: `.` and `..` segments are not allowed".into());
         }
     }
-    // Percent-escapes of unreserved characters, or in lower case, are not
-    // the normalized form Kong compares with (the escapes are well formed:
-    // `percent_ok` passed).
+    // Kong's normal form decodes every escape but those of reserved
+    // characters (and `%`), which it writes in upper case.
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -249,20 +249,23 @@ pub fn route_path(s: &str) -> Result<(), String> {
             i += 1;
             continue;
         }
-        let h = &s[i + 1..i + 3];
-        if let Ok(v) = u8::from_str_radix(h, 16) {
-            let c = v as char;
-            if c.is_ascii_alphanumeric() || "-._~".contains(c) {
-                return Err(format!(
-                    "non-normalized path: `%{h}` is `{c}`, write it as is"
-                ));
-            }
-            if h.bytes().any(|x| x.is_ascii_lowercase()) {
-                return Err(format!(
-                    "non-normalized path: write `%{h}` in upper case (`%{}`)",
-                    h.to_ascii_uppercase()
-                ));
-            }
+        let Some(h) = s.get(i + 1..i + 3) else { break };
+        let Ok(v) = u8::from_str_radix(h, 16) else {
+            i += 1;
+            continue;
+        };
+        let c = v as char;
+        let keep = v == b'%' || (c.is_ascii() && ":/?#[]@!$&'()*+,;=".contains(c));
+        if !keep {
+            return Err(format!(
+                "non-normalized path: `%{h}` must be written decoded (Kong compares paths in normalized form)"
+            ));
+        }
+        if h.bytes().any(|x| x.is_ascii_lowercase()) {
+            return Err(format!(
+                "non-normalized path: write `%{h}` in upper case (`%{}`)",
+                h.to_ascii_uppercase()
+            ));
         }
         i += 3;
     }
@@ -525,6 +528,9 @@ mod tests {
     fn paths() {
         assert!(route_path("/orders").is_ok());
         assert!(route_path("~/orders/\\d+$").is_ok());
+        assert!(route_path("~orders").is_err());
+        assert!(route_path("/%20").is_err());
+        assert!(route_path("/%25").is_ok());
         assert!(route_path("orders").is_err());
         assert!(route_path("/a//b").is_err());
         assert!(route_path("/a/../b").is_err());

@@ -773,7 +773,11 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
     match kind {
         RouteKind::Http | RouteKind::Ws => {
             forbid(&["sources", "destinations"], err);
-            need(&["methods", "hosts", "headers", "paths", "snis"], err);
+            if has("https") || has("wss") {
+                need(&["methods", "hosts", "headers", "paths", "snis"], err);
+            } else {
+                need(&["methods", "hosts", "headers", "paths"], err);
+            }
         }
         RouteKind::Grpc => {
             forbid(&["methods", "sources", "destinations"], err);
@@ -783,24 +787,18 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
                     "`strip_path` cannot be true on a route whose protocols are grpc, grpcs".into(),
                 );
             }
-            need(&["hosts", "headers", "paths", "snis"], err);
+            if has("grpcs") {
+                need(&["hosts", "headers", "paths", "snis"], err);
+            } else {
+                need(&["hosts", "headers", "paths"], err);
+            }
         }
         RouteKind::Stream => {
             forbid(&["methods", "hosts", "paths", "headers"], err);
             need(&["sources", "destinations", "snis"], err);
         }
         RouteKind::Passthrough => {
-            forbid(
-                &[
-                    "methods",
-                    "hosts",
-                    "paths",
-                    "headers",
-                    "sources",
-                    "destinations",
-                ],
-                err,
-            );
+            forbid(&["methods", "hosts", "paths", "headers"], err);
             need(&["snis"], err);
         }
     }
@@ -812,7 +810,9 @@ fn check_headers(obj: &Map<String, Value>, err: &mut Sink<'_>) {
     };
     for (name, values) in h {
         let at = format!("headers.{}", clip_key(name));
-        if name.eq_ignore_ascii_case("host") {
+        if let Err(e) = formats::header_name(name) {
+            err(&at, e);
+        } else if name.eq_ignore_ascii_case("host") {
             err(
                 &at,
                 "cannot contain 'host' header, which must be specified in the 'hosts' attribute"
@@ -1111,13 +1111,17 @@ fn pem_key(obj: &Map<String, Value>, f: &str, err: &mut Sink<'_>) {
 
 /// Keys: a JWK that parses (its `kid` equal to the key's), or PEM keys.
 pub fn check_key(obj: &Map<String, Value>, err: &mut Sink<'_>) {
+    if set(obj, "jwk") && set(obj, "pem") {
+        err(
+            "",
+            "only one of these fields must be non-empty: 'jwk', 'pem'".into(),
+        );
+    }
     if let Some(j) = s(obj, "jwk").filter(|v| !formats::is_vault_ref(v)) {
         match formats::jwk(j) {
             Err(e) => err("jwk", e),
             Ok(jwk) => {
-                if let (Some(Value::String(a)), Some(b)) = (jwk.get("kid"), s(obj, "kid"))
-                    && a != b
-                {
+                if jwk.get("kid").and_then(Value::as_str) != s(obj, "kid") {
                     err("jwk", "kid in jwk.kid must be equal to keys.kid".into());
                 }
             }
