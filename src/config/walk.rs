@@ -1323,6 +1323,10 @@ fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, Stri
         },
         Num(lo, hi) => match v.as_f64() {
             Some(n) if n >= *lo && n <= *hi => Ok(()),
+            Some(_) if *lo == f64::MIN_POSITIVE => {
+                Err((None, "value must be greater than 0".into()))
+            }
+            Some(_) if *hi == f64::MAX => Err((None, format!("value must be at least {lo}"))),
             Some(_) => Err((None, format!("value should be between {lo} and {hi}"))),
             None => want("a number"),
         },

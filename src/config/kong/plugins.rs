@@ -173,12 +173,12 @@ static CORS: Config = Config {
 
 static RATE_LIMITING: Config = Config {
     fields: &[
-        f("second", Num(0.0, f64::MAX)),
-        f("minute", Num(0.0, f64::MAX)),
-        f("hour", Num(0.0, f64::MAX)),
-        f("day", Num(0.0, f64::MAX)),
-        f("month", Num(0.0, f64::MAX)),
-        f("year", Num(0.0, f64::MAX)),
+        f("second", Num(f64::MIN_POSITIVE, f64::MAX)),
+        f("minute", Num(f64::MIN_POSITIVE, f64::MAX)),
+        f("hour", Num(f64::MIN_POSITIVE, f64::MAX)),
+        f("day", Num(f64::MIN_POSITIVE, f64::MAX)),
+        f("month", Num(f64::MIN_POSITIVE, f64::MAX)),
+        f("year", Num(f64::MIN_POSITIVE, f64::MAX)),
         f(
             "limit_by",
             OneOf(&[
