@@ -60,9 +60,14 @@ pub fn shared_acl_groups(members: &[&Member]) -> Vec<Warning> {
     out
 }
 
+/// Most pairs of routes compared for one composite: past it the list of
+/// `overlapping_route` warnings may be incomplete (it is advisory).
+pub const MAX_ROUTE_COMPARISONS: usize = 2_000_000;
+
 /// `overlapping_route`: routes of two members that match the same requests.
-/// Routes are bucketed by host and first path segment, so only routes
-/// that could overlap are compared.
+/// Only routes that could overlap are compared: prefix paths sorted, so
+/// the paths a prefix contains follow it; regex paths by their text; a
+/// route without paths against the routes of its hosts.
 pub fn overlapping_routes(members: &[&Member]) -> Vec<Warning> {
     let mut routes: Vec<(usize, &RouteMatch)> = Vec::new();
     for (i, m) in members.iter().enumerate() {
@@ -71,60 +76,107 @@ pub fn overlapping_routes(members: &[&Member]) -> Vec<Warning> {
     if members.len() < 2 || routes.is_empty() {
         return Vec::new();
     }
-    // Bucket key: (host or "" for any/wildcard, first segment or "" for any).
-    let mut buckets: AHashMap<(&str, &str), Vec<usize>> = AHashMap::new();
-    let keys: Vec<Vec<(&str, &str)>> = routes.iter().map(|(_, r)| bucket_keys(r)).collect();
-    for (ri, ks) in keys.iter().enumerate() {
-        for k in ks {
-            let b = buckets.entry(*k).or_default();
-            if b.last() != Some(&ri) {
-                b.push(ri);
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    let mut seen = ahash::AHashSet::new();
+    let mut budget = MAX_ROUTE_COMPARISONS;
+    let mut consider = |x: usize, y: usize, found: &mut Vec<(usize, usize)>| -> bool {
+        if budget == 0 || found.len() >= MAX_WARNINGS {
+            return false;
+        }
+        let (x, y) = (x.min(y), x.max(y));
+        if routes[x].0 != routes[y].0 && seen.insert((x, y)) {
+            budget -= 1;
+            if overlap(routes[x].1, routes[y].1) {
+                found.push((x, y));
+            }
+        }
+        true
+    };
+
+    // Prefix paths: sorted, every path a prefix contains comes right after it.
+    let mut prefixes: Vec<(&str, usize)> = Vec::new();
+    let mut regexes: AHashMap<&str, Vec<usize>> = AHashMap::new();
+    let mut pathless: Vec<usize> = Vec::new();
+    for (ri, (_, r)) in routes.iter().enumerate() {
+        if r.paths.is_empty() {
+            pathless.push(ri);
+        }
+        for p in &r.paths {
+            if p.starts_with('~') {
+                regexes.entry(p.as_str()).or_default().push(ri);
+            } else {
+                prefixes.push((p.as_str(), ri));
             }
         }
     }
-    let mut segs_by_host: AHashMap<&str, Vec<&str>> = AHashMap::new();
-    for (h, seg) in buckets.keys() {
-        segs_by_host.entry(h).or_default().push(seg);
+    prefixes.sort_unstable();
+    'outer: for i in 0..prefixes.len() {
+        let (p, a) = prefixes[i];
+        for &(q, b) in &prefixes[i + 1..] {
+            if !q.starts_with(p) {
+                break;
+            }
+            if !consider(a, b, &mut found) {
+                break 'outer;
+            }
+        }
     }
-    let any_host: Vec<&str> = segs_by_host.keys().copied().collect();
-    let mut pairs: Vec<(usize, usize)> = Vec::new();
-    let mut seen = ahash::AHashSet::new();
-    for (a, ks) in keys.iter().enumerate() {
-        for &(h, seg) in ks {
-            let hosts: Vec<&str> = if h.is_empty() {
-                any_host.clone()
+    let mut regex_lists: Vec<&Vec<usize>> = regexes.values().collect();
+    regex_lists.sort_unstable();
+    for list in regex_lists {
+        for (k, &a) in list.iter().enumerate() {
+            for &b in &list[k + 1..] {
+                consider(a, b, &mut found);
+            }
+        }
+    }
+
+    // Routes without paths match any path: compare them with the routes
+    // that could share a host.
+    if !pathless.is_empty() {
+        let mut by_host: AHashMap<&str, Vec<usize>> = AHashMap::new();
+        let mut any_host: Vec<usize> = Vec::new();
+        for (ri, (_, r)) in routes.iter().enumerate() {
+            if r.hosts.is_empty() || r.hosts.iter().any(|h| h.contains('*')) {
+                any_host.push(ri);
+            }
+            for h in &r.hosts {
+                let list = by_host.entry(host_only(h)).or_default();
+                if list.last() != Some(&ri) {
+                    list.push(ri);
+                }
+            }
+        }
+        'pathless: for &a in &pathless {
+            let r = routes[a].1;
+            let everyone = r.hosts.is_empty() || r.hosts.iter().any(|h| h.contains('*'));
+            let mut lists: Vec<&[usize]> = vec![&any_host];
+            if everyone {
+                lists.clear();
             } else {
-                vec![h, ""]
-            };
-            for hh in hosts {
-                let segs: Vec<&str> = if seg.is_empty() {
-                    segs_by_host.get(hh).cloned().unwrap_or_default()
-                } else {
-                    vec![seg, ""]
-                };
-                for ss in segs {
-                    let Some(b) = buckets.get(&(hh, ss)) else {
-                        continue;
-                    };
-                    for &other in b {
-                        let (x, y) = (a.min(other), a.max(other));
-                        if routes[x].0 == routes[y].0 || !seen.insert((x, y)) {
-                            continue;
-                        }
-                        if overlap(routes[x].1, routes[y].1) {
-                            pairs.push((x, y));
-                        }
+                for h in &r.hosts {
+                    if let Some(l) = by_host.get(host_only(h)) {
+                        lists.push(l);
+                    }
+                }
+            }
+            let all: Vec<usize>;
+            if everyone {
+                all = (0..routes.len()).collect();
+                lists.push(&all);
+            }
+            for l in lists {
+                for &b in l {
+                    if !consider(a, b, &mut found) {
+                        break 'pathless;
                     }
                 }
             }
         }
-        if pairs.len() >= MAX_WARNINGS {
-            break;
-        }
     }
-    pairs.sort_unstable();
-    pairs.truncate(MAX_WARNINGS);
-    pairs
+
+    found.sort_unstable();
+    found
         .into_iter()
         .map(|(x, y)| {
             let (mx, rx) = routes[x];
@@ -132,7 +184,10 @@ pub fn overlapping_routes(members: &[&Member]) -> Vec<Warning> {
             let (nx, ny) = (&members[mx].info.name, &members[my].info.name);
             let mut names = vec![nx.clone(), ny.clone()];
             names.sort();
-            let paths = BTreeMap::from([(nx.clone(), rx.path.clone()), (ny.clone(), ry.path.clone())]);
+            let paths = BTreeMap::from([
+                (nx.clone(), rx.path.clone()),
+                (ny.clone(), ry.path.clone()),
+            ]);
             Warning {
                 kind: WarningKind::OverlappingRoute,
                 entity: "routes".into(),
@@ -150,26 +205,6 @@ pub fn overlapping_routes(members: &[&Member]) -> Vec<Warning> {
         .collect()
 }
 
-fn bucket_keys(r: &RouteMatch) -> Vec<(&str, &str)> {
-    let hosts: Vec<&str> = if r.hosts.is_empty() || r.hosts.iter().any(|h| h.contains('*')) {
-        vec![""]
-    } else {
-        r.hosts.iter().map(|h| host_only(h)).collect()
-    };
-    let segs: Vec<&str> = if r.paths.is_empty() || r.paths.iter().any(|p| !p.starts_with('/')) {
-        vec![""]
-    } else {
-        r.paths.iter().map(|p| first_segment(p)).collect()
-    };
-    let mut out = Vec::with_capacity(hosts.len() * segs.len());
-    for h in &hosts {
-        for s in &segs {
-            out.push((*h, *s));
-        }
-    }
-    out
-}
-
 fn host_only(h: &str) -> &str {
     match h.rsplit_once(':') {
         Some((name, port))
@@ -180,17 +215,6 @@ fn host_only(h: &str) -> &str {
             name
         }
         _ => h,
-    }
-}
-
-/// The bucket of a prefix path: its first character after `/` (`/` alone:
-/// any). Of two prefix paths where one starts with the other, both longer
-/// than `/`, the first characters agree, so no overlap is missed.
-fn first_segment(p: &str) -> &str {
-    let rest = &p[1..];
-    match rest.chars().next() {
-        Some(c) => &rest[..c.len_utf8()],
-        None => "",
     }
 }
 
