@@ -107,6 +107,19 @@ pub struct KongTarget {
 }
 
 impl KongTarget {
+    /// The target from the CLI's and daemon's flags: `--kong-edition
+    /// enterprise|oss` and `--plugins bundled,my-plugin` (Kong's own
+    /// `plugins` setting); `None` keeps the default.
+    pub fn from_flags(edition: Option<&str>, plugins: Option<&str>) -> Result<KongTarget, String> {
+        Ok(KongTarget {
+            edition: edition.map(Edition::parse).transpose()?.unwrap_or_default(),
+            plugins: plugins
+                .map(PluginSet::parse)
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+
     pub fn is_oss(&self) -> bool {
         self.edition == Edition::Oss
     }
@@ -132,4 +145,33 @@ pub enum PluginStatus {
     /// Bundled, but `bundled` is not in the target's plugin set.
     NotEnabled(&'static plugins::Plugin),
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        let t = KongTarget::from_flags(Some("oss"), Some("bundled, my-plugin")).unwrap();
+        assert!(t.is_oss());
+        assert!(t.plugins.bundled);
+        assert_eq!(t.plugins.custom, vec!["my-plugin".to_string()]);
+        assert!(matches!(t.plugin_status("my-plugin"), PluginStatus::Custom));
+        assert!(matches!(
+            t.plugin_status("rate-limiting-advanced"),
+            PluginStatus::EnterpriseOnly(_)
+        ));
+        let off = KongTarget::from_flags(None, Some("off")).unwrap();
+        assert!(matches!(
+            off.plugin_status("key-auth"),
+            PluginStatus::NotEnabled(_)
+        ));
+        assert_eq!(
+            KongTarget::from_flags(None, None).unwrap(),
+            KongTarget::default()
+        );
+        assert!(KongTarget::from_flags(Some("free"), None).is_err());
+        assert!(KongTarget::from_flags(None, Some("bundled,off")).is_err());
+    }
 }
