@@ -406,7 +406,109 @@ pub fn certificate(s: &str) -> Result<CertInfo, String> {
         .flatten()
         .is_some_and(|bc| bc.value.ca);
     let key_kind = cert.public_key().algorithm.algorithm.to_id_string();
-    Ok(CertInfo { is_ca, key_kind })
+    let public = match cert.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(k)) => Some(strip_zeros(k.modulus).to_vec()),
+        Ok(x509_parser::public_key::PublicKey::EC(p)) => Some(p.data().to_vec()),
+        _ => None,
+    };
+    Ok(CertInfo {
+        is_ca,
+        key_kind,
+        public,
+    })
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|&&x| x == 0).count();
+    &b[n..]
+}
+
+/// One DER TLV at the start of `der`: (tag, content, rest).
+fn tlv(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *der.first()?;
+    let first = *der.get(1)? as usize;
+    let (len, head) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *der.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = head.checked_add(len)?;
+    Some((tag, der.get(head..end)?, der.get(end..)?))
+}
+
+/// What a private key says of its public half: the RSA modulus, or the EC
+/// public point when the key carries it. `None` when it cannot tell.
+fn private_key_public(label: &str, der: &[u8]) -> Option<Vec<u8>> {
+    let (tag, body, _) = tlv(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    match label {
+        "RSA PRIVATE KEY" => rsa_modulus(body),
+        "EC PRIVATE KEY" => ec_point(body),
+        "PRIVATE KEY" => {
+            // PKCS#8: version, algorithm, OCTET STRING with the inner key.
+            let (_, _, rest) = tlv(body)?;
+            let (alg_tag, alg, rest) = tlv(rest)?;
+            let (key_tag, inner, _) = tlv(rest)?;
+            if alg_tag != 0x30 || key_tag != 0x04 {
+                return None;
+            }
+            let (_, oid, _) = tlv(alg)?;
+            let (inner_tag, inner_body, _) = tlv(inner)?;
+            if inner_tag != 0x30 {
+                return None;
+            }
+            match oid {
+                // 1.2.840.113549.1.1.1 rsaEncryption
+                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01] => rsa_modulus(inner_body),
+                // 1.2.840.10045.2.1 id-ecPublicKey
+                [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01] => ec_point(inner_body),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// RSAPrivateKey: version, modulus, …
+fn rsa_modulus(body: &[u8]) -> Option<Vec<u8>> {
+    let (_, _, rest) = tlv(body)?;
+    let (tag, n, _) = tlv(rest)?;
+    (tag == 0x02).then(|| strip_zeros(n).to_vec())
+}
+
+/// ECPrivateKey: version, privateKey, [0] parameters, [1] publicKey.
+fn ec_point(body: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (tag, content, next) = tlv(rest)?;
+        if tag == 0xa1 {
+            let (bit_tag, bits, _) = tlv(content)?;
+            // A BIT STRING: its first byte counts unused bits.
+            return (bit_tag == 0x03).then(|| bits.get(1..).unwrap_or_default().to_vec());
+        }
+        rest = next;
+    }
+    None
+}
+
+/// Whether a certificate's public key and a PEM private key are halves of
+/// one pair. `None` when that cannot be told (an encrypted key, another
+/// algorithm, an EC key without its public point).
+pub fn key_matches(cert: &CertInfo, key_pem: &str) -> Option<bool> {
+    let public = cert.public.as_ref()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(key_pem.as_bytes()).ok()?;
+    let from_key = private_key_public(&pem.label, &pem.contents)?;
+    Some(&from_key == public)
 }
 
 /// What the checks of other fields need to know about a certificate.
@@ -415,6 +517,8 @@ pub struct CertInfo {
     pub is_ca: bool,
     /// The OID of its public key's algorithm (RSA, EC, Ed25519, …).
     pub key_kind: String,
+    /// Its RSA modulus or EC point, to compare with a private key.
+    pub public: Option<Vec<u8>>,
 }
 
 /// `typedefs.key`: a PEM private or public key whose DER is well formed.

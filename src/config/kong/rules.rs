@@ -1068,6 +1068,16 @@ pub fn check_certificate(obj: &Map<String, Value>, err: &mut Sink<'_>) {
     pem_key(obj, "key", err);
     let alt = pem_cert(obj, "cert_alt", err);
     pem_key(obj, "key_alt", err);
+    for (c, k, kf) in [(&cert, "key", "cert"), (&alt, "key_alt", "cert_alt")] {
+        if let (Some(info), Some(key)) = (c, s(obj, k))
+            && formats::key_matches(info, key) == Some(false)
+        {
+            err(
+                k,
+                format!("certificate does not match key: `{k}` is not the private key of `{kf}`"),
+            );
+        }
+    }
     if set(obj, "cert_alt") != set(obj, "key_alt") {
         err(
             "",
