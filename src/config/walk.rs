@@ -31,6 +31,13 @@ pub fn read(doc: Value, target: &KongTarget) -> Model {
     };
     check_format_version(&mut w, top.get("_format_version"));
     w.index_canonical_names(&top);
+    if let Some(Value::Object(configs)) = top.get("_plugin_configs") {
+        // Plugins may name them (`_config`) before the file defines them.
+        w.plugin_config_map = configs
+            .iter()
+            .filter_map(|(k, v)| v.as_object().map(|o| (k.clone(), o.clone())))
+            .collect();
+    }
     for (key, value) in top {
         if key == "_format_version" {
             continue;
@@ -113,6 +120,8 @@ struct Walker {
     noted: ahash::AHashSet<String>,
     /// The top-level collection being walked.
     top: Option<Coll>,
+    /// `_plugin_configs`, by name: a plugin's `_config` fills its config.
+    plugin_config_map: AHashMap<String, Map<String, Value>>,
     /// Upstream and key-set ids mapped to their names, so `(upstream, target)`
     /// and `(set, kid)` keys compare equal whether written by id or by name.
     canonical: AHashMap<(Coll, String), String>,
@@ -767,18 +776,34 @@ impl Walker {
                     }
                 }
             }
+            // decK's `_config`: the named `_plugin_configs` entry fills the
+            // keys the plugin's own config does not set (as in the Kong form).
+            let base = obj
+                .get("_config")
+                .and_then(Value::as_str)
+                .and_then(|n| self.plugin_config_map.get(n))
+                .cloned();
+            let unresolved_base = obj.contains_key("_config") && base.is_none();
             match (p.config, obj.get("config")) {
-                (Some(schema), Some(Value::Object(cfg))) => {
-                    let at = format!("{path}.config");
-                    self.plugin_config(name, schema, cfg, &at, obj.contains_key("_config"));
-                }
-                (Some(schema), None | Some(Value::Null)) if !obj.contains_key("_config") => {
-                    let empty = Map::new();
-                    let at = format!("{path}.config");
-                    self.plugin_config(name, schema, &empty, &at, false);
-                }
                 (None, _) => self.note_unmodelled(name, path),
-                _ => {}
+                (Some(_), Some(other)) if !other.is_object() && !other.is_null() => {}
+                (Some(schema), own) => {
+                    let at = format!("{path}.config");
+                    let empty = Map::new();
+                    let own = match own {
+                        Some(Value::Object(o)) => o,
+                        _ => &empty,
+                    };
+                    match base {
+                        Some(mut cfg) => {
+                            for (k, v) in own {
+                                cfg.insert(k.clone(), v.clone());
+                            }
+                            self.plugin_config(name, schema, &cfg, &at, false);
+                        }
+                        None => self.plugin_config(name, schema, own, &at, unresolved_base),
+                    }
+                }
             }
         } else {
             self.note_unmodelled(name, path);
