@@ -63,6 +63,28 @@ pub fn read(doc: Value, target: &KongTarget) -> Model {
             }
         }
     }
+    if w.target.is_oss() {
+        // Kong Gateway OSS ships the `env` vault only.
+        let refs: Vec<(Coll, String, String)> = w
+            .model
+            .vault_refs
+            .iter()
+            .filter(|v| {
+                rules::VAULT_BACKENDS_EE.contains(&v.prefix.as_str())
+                    && !rules::VAULT_BACKENDS_OSS.contains(&v.prefix.as_str())
+            })
+            .map(|v| (v.coll, v.path.clone(), v.prefix.clone()))
+            .collect();
+        for (coll, path, prefix) in refs {
+            w.error(
+                coll.name(),
+                &path,
+                format!(
+                    "`{{vault://{prefix}/…}}` needs Kong Gateway Enterprise (the `{prefix}` vault); the target data planes run Kong Gateway OSS, which ships `env` only"
+                ),
+            );
+        }
+    }
     w.model
 }
 
