@@ -10,9 +10,9 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use bytes::Bytes;
 
-use crate::config::{self, Coll, Format, KeyKind, Model, RefBy};
+use crate::config::{self, Coll, Format, KeyKind, KongTarget, Model, RefBy, RouteMatch};
 use crate::intern::{Interner, Sym};
-use crate::report::{ErrorKind, MAX_MEMBER_ERRORS, MemberError, more_errors};
+use crate::report::{ErrorKind, MAX_MEMBER_ERRORS, MemberError, Note, more_errors};
 
 /// Who a member is and where it sits.
 #[derive(Clone, Debug)]
@@ -50,6 +50,8 @@ pub struct UnresolvedRef {
     /// The keys of the target that would have matched.
     pub candidates: Vec<(KeyClass, Sym)>,
     pub source_label: String,
+    /// What the referencing entity is (`route`).
+    pub source_noun: &'static str,
     pub target_noun: &'static str,
     pub value: String,
 }
@@ -80,17 +82,43 @@ pub struct Member {
     pub vault_refs: Vec<MemberVaultRef>,
     pub errors: Vec<MemberError>,
     pub unresolved: Vec<UnresolvedRef>,
-    /// In `Coll::ALL` order, only non-empty collections.
+    /// The decK form of its top-level entities, in `Coll::ALL` order, only
+    /// non-empty collections.
     pub chunks: Vec<Chunk>,
+    /// Kong's declarative form (`config::declarative`), when it differs
+    /// from the decK form; otherwise `chunks` is both.
+    pub kong_chunks: Option<Vec<Chunk>>,
+    /// ACL group names of its consumers, with the ACL's path.
+    pub acl_groups: Vec<(String, Arc<str>)>,
+    /// What its routes match (for `overlapping_route` warnings).
+    pub routes: Vec<RouteMatch>,
+    /// What was not checked (a plugin config not modelled).
+    pub notes: Vec<Note>,
     pub hash: blake3::Hash,
     /// The interner its `Sym`s come from (`Interner::id`).
     pub interner_id: u64,
 }
 
 impl Member {
-    /// Parses, validates and indexes one member config.
+    /// Parses, validates and indexes one member config, for the default
+    /// data planes (Kong Gateway Enterprise with its bundled plugins).
     pub fn build(info: MemberInfo, bytes: &[u8], format: Format, interner: &Interner) -> Member {
-        Member::from_model(info, config::read_member(bytes, format), interner)
+        Member::build_for(info, bytes, format, interner, &KongTarget::default())
+    }
+
+    /// [`Member::build`] for the given data planes (`--kong-edition`, `--plugins`).
+    pub fn build_for(
+        info: MemberInfo,
+        bytes: &[u8],
+        format: Format,
+        interner: &Interner,
+        target: &KongTarget,
+    ) -> Member {
+        Member::from_model(
+            info,
+            config::read_member_for(bytes, format, target),
+            interner,
+        )
     }
 
     pub fn from_model(info: MemberInfo, model: Model, interner: &Interner) -> Member {
@@ -169,6 +197,7 @@ impl Member {
                     error: errors.len(),
                     candidates,
                     source_label: e.label.clone(),
+                    source_noun: e.coll.noun(),
                     target_noun: r.target.noun(),
                     value: r.value.clone(),
                 });
@@ -177,10 +206,10 @@ impl Member {
                     e.coll.name(),
                     r.path.clone(),
                     format!(
-                        "{} names {} '{}', which is not in member '{}'",
+                        "{} names {} {}, which is not in member '{}'",
                         e.label,
                         r.target.noun(),
-                        r.value,
+                        crate::report::quote(&r.value),
                         info.name
                     ),
                 ));
@@ -204,8 +233,37 @@ impl Member {
         for e in &mut errors {
             e.member.clone_from(&info.name);
         }
+        let kong =
+            config::declarative::kong_form(&model.top, &model.plugin_configs, model.deck_only);
         let chunks = build_chunks(model.top, model.plugin_configs);
-        let hash = member_hash(&chunks);
+        let kong_chunks = kong.map(|k| {
+            // Unchanged collections share the decK chunks' bytes.
+            let mut out: Vec<Chunk> = chunks
+                .iter()
+                .filter(|c| {
+                    !k.dropped.contains(&c.coll) && !k.changed.iter().any(|(x, _)| *x == c.coll)
+                })
+                .cloned()
+                .collect();
+            out.extend(build_chunks(k.changed, Vec::new()));
+            out.sort_by_key(|c| c.coll);
+            out
+        });
+        let mut hash = member_hash(&chunks);
+        if let Some(k) = &kong_chunks {
+            let mut h = blake3::Hasher::new();
+            h.update(hash.as_bytes()).update(member_hash(k).as_bytes());
+            hash = h.finalize();
+        }
+        let acl_groups = model
+            .acl_groups
+            .into_iter()
+            .map(|(g, p)| (g, Arc::from(p.as_str())))
+            .collect();
+        let mut notes = model.notes;
+        for n in &mut notes {
+            n.member.clone_from(&info.name);
+        }
         Member {
             info,
             entities,
@@ -214,6 +272,10 @@ impl Member {
             errors,
             unresolved,
             chunks,
+            kong_chunks,
+            acl_groups,
+            routes: model.routes,
+            notes,
             hash,
             interner_id: interner.id(),
         }
@@ -234,8 +296,14 @@ impl Member {
         self.errors.is_empty()
     }
 
+    /// The decK-form chunk of a collection.
     pub fn chunk(&self, coll: Coll) -> Option<&Chunk> {
         self.chunks.iter().find(|c| c.coll == coll)
+    }
+
+    /// The chunks of Kong's declarative form.
+    pub fn kong(&self) -> &[Chunk] {
+        self.kong_chunks.as_deref().unwrap_or(&self.chunks)
     }
 
     /// Bytes held by this member's fragments.

@@ -3,7 +3,9 @@
 //! is the file stem, `default` is the default group) are merged through the
 //! library, and the JSON report must equal `expected.json` byte for byte.
 //! When the report's state is OK, the merged snapshot must be valid JSON and,
-//! if the case has an `expected-snapshot.json`, equal it byte for byte.
+//! if the case has an `expected-snapshot.json`, equal it byte for byte: that
+//! file is Kong's declarative form (what data planes load); a case may also
+//! pin the decK form (`?format=deck`) in `expected-snapshot-deck.json`.
 //!
 //! `UPDATE_EXPECT=1 cargo test --test cases` rewrites the expectations
 //! (`expected-snapshot.json` only where it already exists): review the diff.
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rgmerge::batch;
+use rgmerge::compose::Form;
+use rgmerge::config::{Edition, KongTarget, PluginSet};
 use rgmerge::intern::Interner;
 use rgmerge::report::State;
 
@@ -76,13 +80,31 @@ fn first_difference(expected: &str, actual: &str) -> String {
     )
 }
 
+/// The data planes a case is checked for: `target.txt` (`edition=oss`,
+/// `plugins=bundled,my-plugin`, one a line), else the default (Enterprise,
+/// bundled plugins).
+fn target(dir: &Path) -> KongTarget {
+    let mut t = KongTarget::default();
+    let Ok(text) = std::fs::read_to_string(dir.join("target.txt")) else {
+        return t;
+    };
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("edition", v)) => t.edition = Edition::parse(v).unwrap(),
+            Some(("plugins", v)) => t.plugins = PluginSet::parse(v).unwrap(),
+            _ => {}
+        }
+    }
+    t
+}
+
 /// One case: build the composite, compare report and (when OK) snapshot.
 fn check(dir: &Path) -> Result<(), String> {
     let files = member_files(dir);
     if files.is_empty() {
         return Err(format!("{}: no member files", dir.display()));
     }
-    let composite = batch::composite(&files, Arc::new(Interner::new()))
+    let composite = batch::composite_for(&files, Arc::new(Interner::new()), &target(dir))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let report = composite.report();
     let mut failures = Vec::new();
@@ -98,7 +120,18 @@ fn check(dir: &Path) -> Result<(), String> {
         ));
     }
     if report.state == State::Ok {
-        let body = composite.assemble();
+        let deck = composite.assemble_form(Form::Deck).to_vec();
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&deck) {
+            failures.push(format!("{}: decK snapshot is not JSON: {e}", dir.display()));
+        }
+        let snap = dir.join("expected-snapshot-deck.json");
+        if snap.exists() {
+            let text = String::from_utf8(deck).unwrap() + "\n";
+            if let Err(e) = expect_file(&snap, &text) {
+                failures.push(e);
+            }
+        }
+        let body = composite.assemble_kong();
         let bytes = body.to_vec();
         assert_eq!(bytes.len(), body.len());
         match serde_json::from_slice::<serde_json::Value>(&bytes) {
@@ -161,11 +194,13 @@ fn cases_cover_every_finding_code() {
             continue;
         };
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let none = Vec::new();
         for f in report["conflicts"]
             .as_array()
             .unwrap()
             .iter()
             .chain(report["errors"].as_array().unwrap())
+            .chain(report["warnings"].as_array().unwrap_or(&none))
         {
             seen.insert(f["type"].as_str().unwrap().to_string());
         }
@@ -183,6 +218,8 @@ fn cases_cover_every_finding_code() {
         "unresolved_reference",
         "cross_member_reference",
         "app_registration_outside_default",
+        "shared_acl_group",
+        "overlapping_route",
     ] {
         assert!(seen.contains(code), "no case expects `{code}`");
     }
@@ -197,7 +234,8 @@ fn yaml_and_json_give_the_same_report_and_snapshot() {
     let mut compared = 0;
     for dir in case_dirs() {
         let files = member_files(&dir);
-        let Ok(original) = batch::composite(&files, Arc::new(Interner::new())) else {
+        let target = target(&dir);
+        let Ok(original) = batch::composite_for(&files, Arc::new(Interner::new()), &target) else {
             continue;
         };
         let report = original.report();
@@ -236,7 +274,7 @@ fn yaml_and_json_give_the_same_report_and_snapshot() {
             std::fs::write(&path, text).unwrap();
             converted.push(path);
         }
-        let other = batch::composite(&converted, Arc::new(Interner::new())).unwrap();
+        let other = batch::composite_for(&converted, Arc::new(Interner::new()), &target).unwrap();
         assert_eq!(
             other.report(),
             report,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use rgmerge::compose::Composite;
+use rgmerge::compose::{Composite, Form};
 use rgmerge::config::Format;
 use rgmerge::intern::Interner;
 use rgmerge::member::{Member, MemberInfo};
@@ -103,9 +103,15 @@ fn consumer() -> impl Strategy<Value = Value> {
             insert(
                 &mut o,
                 "keyauth_credentials",
-                key.map(|k| json!([{"key": k}])),
+                key.as_ref().map(|k| json!([{"key": k}])),
             );
             insert(&mut o, "groups", group.map(|g| json!([{"name": g}])));
+            // ACL groups shared across members give `shared_acl_group` warnings.
+            insert(
+                &mut o,
+                "acls",
+                key.map(|k| json!([{"group": format!("acl-{k}")}])),
+            );
             Value::Object(o)
         })
 }
@@ -226,10 +232,20 @@ fn same(inc: &Composite, scratch: &Composite) -> Result<(), TestCaseError> {
     prop_assert_eq!(inc.conflicts(), scratch.conflicts());
     prop_assert_eq!(inc.errors(), scratch.errors());
     prop_assert_eq!(inc.report(), scratch.report());
+    prop_assert_eq!(inc.warnings(), scratch.warnings());
+    prop_assert_eq!(inc.notes(), scratch.notes());
     let (a, b) = (inc.assemble(), scratch.assemble());
     prop_assert_eq!(a.to_vec(), b.to_vec());
     prop_assert_eq!(a.hash(), b.hash());
     prop_assert_eq!(inc.provenance(), scratch.provenance());
+    // Kong's declarative form (what data planes load) too.
+    let (a, b) = (inc.assemble_kong(), scratch.assemble_kong());
+    prop_assert_eq!(a.to_vec(), b.to_vec());
+    prop_assert_eq!(a.hash(), b.hash());
+    prop_assert_eq!(
+        inc.provenance_form(Form::Kong),
+        scratch.provenance_form(Form::Kong)
+    );
     Ok(())
 }
 
@@ -292,6 +308,9 @@ proptest! {
             docs.iter().enumerate().rev().map(|(i, (d, y))| build(MEMBERS[i], d, *y, &fresh)),
         );
         let (a, b) = (forward.assemble(), rebuilt.assemble());
+        prop_assert_eq!(a.to_vec(), b.to_vec());
+        prop_assert_eq!(a.hash(), b.hash());
+        let (a, b) = (forward.assemble_kong(), rebuilt.assemble_kong());
         prop_assert_eq!(a.to_vec(), b.to_vec());
         prop_assert_eq!(a.hash(), b.hash());
         prop_assert_eq!(forward.report(), rebuilt.report());

@@ -4,7 +4,8 @@
 //! - `Member::build` never panics, whatever the bytes;
 //! - every `parse_error` carries a line (and a column), so a person can find it;
 //! - every finding names its member;
-//! - a member's snapshot is valid JSON, and a valid member's snapshot read
+//! - a member's snapshot is valid JSON in both forms, the Kong form without
+//!   decK-only keys, and a valid member's snapshot read
 //!   back as a member config is valid and has the same hash (a snapshot is a
 //!   fixed point: what instances receive can be fed back in unchanged).
 #![no_main]
@@ -48,6 +49,21 @@ fuzz_target!(|data: &[u8]| {
             )
         });
         assert_eq!(doc["_format_version"], "3.0");
+        // Kong's declarative form (what data planes load): JSON, and nothing
+        // only decK reads.
+        let kong = Body::assemble_kong(std::iter::once(&m)).to_vec();
+        let kong_doc: serde_json::Value = serde_json::from_slice(&kong).unwrap_or_else(|e| {
+            panic!(
+                "{format:?} Kong-form snapshot is not JSON ({e}): {}",
+                String::from_utf8_lossy(&kong)
+            )
+        });
+        for key in ["_plugin_configs", "custom_entities"] {
+            assert!(kong_doc.get(key).is_none(), "{format:?} Kong form has `{key}`");
+        }
+        for c in kong_doc["consumers"].as_array().into_iter().flatten() {
+            assert!(c.get("groups").is_none(), "{format:?} Kong form has consumer groups");
+        }
         if m.is_valid() {
             let again = Member::build(info(true), &bytes, Format::Json, &interner);
             assert!(

@@ -12,9 +12,43 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::compose::Composite;
-use crate::config::Format;
+use crate::config::{Format, KongTarget};
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
+use crate::report::{Report, State};
+
+/// What makes `validate` fail (exit 1): `--fail-on conflict` (the default:
+/// conflicts or member errors) or `--fail-on warning` (also warnings, such
+/// as `overlapping_route`, which never block a composite).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum FailOn {
+    #[default]
+    Conflict,
+    Warning,
+}
+
+impl FailOn {
+    /// `conflict` (or `error`) and `warning`, as `--fail-on` spells them.
+    pub fn parse(s: &str) -> Result<FailOn, String> {
+        match s {
+            "conflict" | "error" => Ok(FailOn::Conflict),
+            "warning" => Ok(FailOn::Warning),
+            other => Err(format!(
+                "unknown --fail-on value `{other}`: expected `conflict` or `warning`"
+            )),
+        }
+    }
+
+    /// Whether a report fails validation.
+    pub fn fails(self, report: &Report) -> bool {
+        report.state != State::Ok || (self == FailOn::Warning && !report.warnings.is_empty())
+    }
+
+    /// `validate`'s exit code for a report: 0 or 1 (2 is for usage and I/O).
+    pub fn exit_code(self, report: &Report) -> i32 {
+        i32::from(self.fails(report))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -94,8 +128,17 @@ pub fn collect(inputs: &[PathBuf]) -> Result<Vec<MemberFile>, BatchError> {
     Ok(out)
 }
 
-/// Reads and builds every member, in parallel.
+/// Reads and builds every member, in parallel, for the default data planes.
 pub fn load(files: &[MemberFile], interner: &Interner) -> Result<Vec<Arc<Member>>, BatchError> {
+    load_for(files, interner, &KongTarget::default())
+}
+
+/// [`load`] for the given data planes (`--kong-edition`, `--plugins`).
+pub fn load_for(
+    files: &[MemberFile],
+    interner: &Interner,
+    target: &KongTarget,
+) -> Result<Vec<Arc<Member>>, BatchError> {
     files
         .par_iter()
         .map(|f| {
@@ -105,11 +148,12 @@ pub fn load(files: &[MemberFile], interner: &Interner) -> Result<Vec<Arc<Member>
                 name: f.name.clone(),
                 is_default: f.name == "default",
             };
-            Ok(Arc::new(Member::build(
+            Ok(Arc::new(Member::build_for(
                 info,
                 &bytes,
                 Format::from_path(&f.path, &bytes),
                 interner,
+                target,
             )))
         })
         .collect()
@@ -117,8 +161,17 @@ pub fn load(files: &[MemberFile], interner: &Interner) -> Result<Vec<Arc<Member>
 
 /// Builds one composite of the given files and directories.
 pub fn composite(inputs: &[PathBuf], interner: Arc<Interner>) -> Result<Composite, BatchError> {
+    composite_for(inputs, interner, &KongTarget::default())
+}
+
+/// [`composite`] for the given data planes.
+pub fn composite_for(
+    inputs: &[PathBuf],
+    interner: Arc<Interner>,
+    target: &KongTarget,
+) -> Result<Composite, BatchError> {
     let files = collect(inputs)?;
-    let members = load(&files, &interner)?;
+    let members = load_for(&files, &interner, target)?;
     Ok(Composite::from_members(interner, members))
 }
 
@@ -169,5 +222,33 @@ impl Bundle {
             }
         }
         Ok(bundle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Warning, WarningKind};
+
+    #[test]
+    fn fail_on_warning_fails_only_with_warnings() {
+        let ok = Report::new(Vec::new(), Vec::new(), Vec::new());
+        let warned = ok.clone().with_advice(
+            vec![Warning {
+                kind: WarningKind::OverlappingRoute,
+                entity: "routes".into(),
+                value: String::new(),
+                members: vec!["a".into(), "b".into()],
+                paths: Default::default(),
+                message: String::new(),
+            }],
+            Vec::new(),
+        );
+        assert_eq!(FailOn::parse("warning"), Ok(FailOn::Warning));
+        assert_eq!(FailOn::parse("conflict"), Ok(FailOn::Conflict));
+        assert!(FailOn::parse("never").is_err());
+        assert_eq!(FailOn::default().exit_code(&warned), 0);
+        assert_eq!(FailOn::Warning.exit_code(&warned), 1);
+        assert_eq!(FailOn::Warning.exit_code(&ok), 0);
     }
 }

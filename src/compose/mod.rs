@@ -7,16 +7,19 @@
 
 mod index;
 pub mod snapshot;
+pub mod warnings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use index::Slot;
-pub use snapshot::{Body, EMPTY_CONFIG, ProvenanceRun};
+pub use snapshot::{Body, EMPTY_CONFIG, Form, ProvenanceRun};
 
 use crate::intern::Interner;
 use crate::member::Member;
-use crate::report::{Conflict, ConflictKind, ErrorKind, MemberError, MemberSummary, Report, State};
+use crate::report::{
+    Conflict, ConflictKind, ErrorKind, MemberError, MemberSummary, Note, Report, State, Warning,
+};
 use index::KeyIndex;
 
 pub struct Composite {
@@ -165,6 +168,7 @@ impl Composite {
                 value: self.interner.resolve(*sym).to_string(),
                 members,
                 paths,
+                noun: class.coll.noun(),
             });
         }
         for users in self.index.unresolved_vaults() {
@@ -178,6 +182,7 @@ impl Composite {
                     value: v.reference.clone(),
                     members: vec![m.info.name.clone()],
                     paths: BTreeMap::from([(m.info.name.clone(), v.path.to_string())]),
+                    noun: v.coll.noun(),
                 });
             }
         }
@@ -220,12 +225,40 @@ impl Composite {
                 let e = &mut errs[u.error];
                 e.kind = ErrorKind::CrossMemberReference;
                 e.message = format!(
-                    "{} names {} '{}', which lives in member '{}': ID associations stay inside one group, so define the {} in '{}' as well or point at one of its own",
-                    u.source_label, u.target_noun, u.value, owner, u.target_noun, m.info.name
+                    "{} names {} {}, which lives in member '{}': ID associations stay inside one group, so move the {} into '{}' (the member that owns the {}), or point it at {} of '{}'",
+                    u.source_label,
+                    u.target_noun,
+                    crate::report::quote(&u.value),
+                    owner,
+                    u.source_noun,
+                    owner,
+                    u.target_noun,
+                    a_or_an(u.target_noun),
+                    m.info.name
                 );
             }
         }
         errs
+    }
+
+    /// Every warning: shared ACL groups, then overlapping routes. Advisory:
+    /// they never change `state()`.
+    pub fn warnings(&self) -> Vec<Warning> {
+        let members: Vec<&Member> = self.members().map(|m| m.as_ref()).collect();
+        let mut out = warnings::shared_acl_groups(&members);
+        out.extend(warnings::overlapping_routes(&members));
+        out
+    }
+
+    /// What rgmerge did not check, each said once: a plugin whose config
+    /// is not modelled is noted at its first use in merge order.
+    pub fn notes(&self) -> Vec<Note> {
+        let mut seen = ahash::AHashSet::new();
+        self.members()
+            .flat_map(|m| m.notes.iter())
+            .filter(|n| seen.insert((n.kind.as_str(), n.message.as_str())))
+            .cloned()
+            .collect()
     }
 
     pub fn report(&self) -> Report {
@@ -237,14 +270,43 @@ impl Composite {
             })
             .collect();
         Report::new(members, self.conflicts(), self.errors())
+            .with_advice(self.warnings(), self.notes())
     }
 
-    /// The merged document: members in merge order, entities in their order.
+    /// The merged document in decK form: members in merge order, entities
+    /// in their order. Equal to `Body::assemble` of the members (the
+    /// registry's restore check relies on it); data planes load
+    /// [`Composite::assemble_kong`].
     pub fn assemble(&self) -> Body {
-        Body::assemble(self.members().map(|m| m.as_ref()))
+        self.assemble_form(Form::Deck)
+    }
+
+    /// The merged document in Kong's declarative form (SPEC §6): decK-only
+    /// keys expanded or left out. Equal to `Body::assemble_kong` of the members.
+    pub fn assemble_kong(&self) -> Body {
+        self.assemble_form(Form::Kong)
+    }
+
+    /// The merged document of `form` (`?format=deck` → `Form::Deck`).
+    pub fn assemble_form(&self, form: Form) -> Body {
+        Body::assemble_form(self.members().map(|m| m.as_ref()), form)
     }
 
     pub fn provenance(&self) -> Vec<(crate::config::Coll, Vec<ProvenanceRun>)> {
         snapshot::provenance(self.members().map(|m| m.as_ref()))
     }
+
+    /// Provenance of the snapshot of `form`.
+    pub fn provenance_form(&self, form: Form) -> Vec<(crate::config::Coll, Vec<ProvenanceRun>)> {
+        snapshot::provenance_form(self.members().map(|m| m.as_ref()), form)
+    }
+}
+
+/// `a service`, `an upstream`, `an SNI`.
+fn a_or_an(noun: &str) -> String {
+    let vowel = noun
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c) || noun.starts_with("SNI"));
+    format!("{} {noun}", if vowel { "an" } else { "a" })
 }

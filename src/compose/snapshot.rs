@@ -14,6 +14,36 @@ use serde::Serialize;
 use crate::config::Coll;
 use crate::member::{Chunk, Member};
 
+/// Which form of the effective config a snapshot is.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// Kong's declarative format (`declarative_config`, `POST /config`):
+    /// what data planes load (SPEC §6). decK-only keys are expanded or left out.
+    #[default]
+    Kong,
+    /// The decK 3.0 file form, as members wrote it (`?format=deck`).
+    Deck,
+}
+
+impl Form {
+    /// `kong` or `deck`, as `?format=` and `--format` spell it.
+    pub fn parse(s: &str) -> Option<Form> {
+        match s {
+            "kong" | "declarative" => Some(Form::Kong),
+            "deck" => Some(Form::Deck),
+            _ => None,
+        }
+    }
+
+    /// The chunks of this form of one member.
+    pub fn chunks(self, m: &Member) -> &[Chunk] {
+        match self {
+            Form::Kong => m.kong(),
+            Form::Deck => &m.chunks,
+        }
+    }
+}
+
 /// The document a group serves before its first conflict-free merge.
 pub const EMPTY_CONFIG: &[u8] = br#"{"_format_version":"3.0"}"#;
 
@@ -58,20 +88,35 @@ impl Body {
         Body::assemble(std::iter::empty::<&Member>())
     }
 
-    /// Splices the members' chunks, in the given order, into one document.
+    /// The decK form of the members, spliced in the given order (see
+    /// [`Body::assemble_form`]). Kept as the registry's and the benches'
+    /// entry point; the form data planes load is [`Body::assemble_kong`].
+    pub fn assemble<'a>(members: impl Iterator<Item = &'a Member> + Clone) -> Body {
+        Body::assemble_form(members, Form::Deck)
+    }
+
+    /// Kong's declarative form of the members: what data planes load.
+    pub fn assemble_kong<'a>(members: impl Iterator<Item = &'a Member> + Clone) -> Body {
+        Body::assemble_form(members, Form::Kong)
+    }
+
+    /// Splices the members' chunks of `form`, in the given order, into one document.
     ///
     /// The hash is blake3 over, in document order, each chunk's hash and each
     /// piece of punctuation (its length, then its bytes). That input is
     /// gathered in one buffer and hashed in one call: blake3 then hashes many
     /// 1 KiB blocks at once, where thousands of small `update`s went one
     /// block at a time.
-    pub fn assemble<'a>(members: impl Iterator<Item = &'a Member> + Clone) -> Body {
+    pub fn assemble_form<'a>(
+        members: impl Iterator<Item = &'a Member> + Clone,
+        form: Form,
+    ) -> Body {
         // Bucket the chunks by collection in one pass (a counting sort that
         // keeps member order), instead of looking up every collection in
         // every member.
         let mut counts = [0usize; Coll::ALL.len()];
         for m in members.clone() {
-            for c in &m.chunks {
+            for c in form.chunks(m) {
                 counts[c.coll as usize] += 1;
             }
         }
@@ -84,7 +129,7 @@ impl Body {
         let mut fill = starts;
         let mut sorted: Vec<Option<&Chunk>> = vec![None; total];
         for m in members {
-            for c in &m.chunks {
+            for c in form.chunks(m) {
                 sorted[fill[c.coll as usize]] = Some(c);
                 fill[c.coll as usize] += 1;
             }
@@ -224,12 +269,21 @@ pub struct ProvenanceRun {
 pub fn provenance<'a>(
     members: impl Iterator<Item = &'a Member> + Clone,
 ) -> Vec<(Coll, Vec<ProvenanceRun>)> {
+    provenance_form(members, Form::Deck)
+}
+
+/// Provenance of the snapshot of `form`.
+pub fn provenance_form<'a>(
+    members: impl Iterator<Item = &'a Member> + Clone,
+    form: Form,
+) -> Vec<(Coll, Vec<ProvenanceRun>)> {
     let mut out = Vec::new();
     for coll in Coll::ALL {
         let mut runs = Vec::new();
         let mut start = 0;
         for m in members.clone() {
-            if let Some(c) = m.chunk(coll).filter(|c| c.count > 0) {
+            let chunk = form.chunks(m).iter().find(|c| c.coll == coll);
+            if let Some(c) = chunk.filter(|c| c.count > 0) {
                 runs.push(ProvenanceRun {
                     member: m.info.name.clone(),
                     member_id: m.info.id.clone(),

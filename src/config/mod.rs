@@ -3,24 +3,33 @@
 //!
 //! Knows nothing about groups, composites, HTTP or storage.
 
+pub mod declarative;
+pub mod kong;
 pub mod model;
 pub mod parse;
 pub mod schema;
 pub mod value;
 mod walk;
 
-pub use model::{Entity, Key, KeyKind, Model, Ref, RefBy, VaultRef};
+pub use kong::{Edition, KONG_VERSION, KongTarget, PluginSet};
+pub use model::{Entity, Key, Model, Ref, RefBy, RouteMatch, VaultRef};
 pub use parse::{Format, ParseFailure, parse};
-pub use schema::{BUILTIN_VAULTS, Coll};
-pub use walk::describe;
+pub use schema::{BUILTIN_VAULTS, Coll, KeyKind};
+pub use walk::{custom_entity_coll, describe};
 
 use crate::report::{ErrorKind, MemberError};
 
-/// Parses and checks one member config. Never fails: a document that does not
-/// parse gives a `Model` whose only finding is the `parse_error`.
+/// Parses and checks one member config for the default data planes (Kong
+/// Gateway Enterprise, bundled plugins). Never fails: a document that does
+/// not parse gives a `Model` whose only finding is the `parse_error`.
 pub fn read_member(bytes: &[u8], format: Format) -> Model {
+    read_member_for(bytes, format, &KongTarget::default())
+}
+
+/// [`read_member`] for the given data planes (edition and plugin set).
+pub fn read_member_for(bytes: &[u8], format: Format, target: &KongTarget) -> Model {
     match parse(bytes, format) {
-        Ok(doc) => walk::read(doc),
+        Ok(doc) => walk::read(doc, target),
         Err(f) => {
             let mut e = MemberError::new(ErrorKind::ParseError, "", "", f.message);
             e.line = f.line;
@@ -35,5 +44,10 @@ pub fn read_member(bytes: &[u8], format: Format) -> Model {
 
 /// Reads an already parsed document (used where the bytes were parsed earlier).
 pub fn read_value(doc: serde_json::Value) -> Model {
-    walk::read(doc)
+    walk::read(doc, &KongTarget::default())
+}
+
+/// [`read_value`] for the given data planes.
+pub fn read_value_for(doc: serde_json::Value, target: &KongTarget) -> Model {
+    walk::read(doc, target)
 }

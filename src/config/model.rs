@@ -5,65 +5,8 @@
 use serde_json::Value;
 
 use super::schema::Coll;
-use crate::report::{ConflictKind, MemberError};
-
-/// Which unique key of SPEC §5.1 a value is.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyKind {
-    Id,
-    Name,
-    Username,
-    CustomId,
-    InstanceName,
-    /// `(upstream, target)` of a target.
-    UpstreamTarget,
-    /// `(set, kid)` of a key.
-    SetKid,
-    /// A vault's `prefix`.
-    Prefix,
-    /// A global plugin's `name`.
-    GlobalPlugin,
-    SecretKey,
-    SecretUsername,
-    SecretClientId,
-    /// A scoped plugin's `(name, service, route, consumer, consumer_group)`:
-    /// unique inside one member only.
-    PluginScope,
-}
-
-impl KeyKind {
-    /// The field named in findings.
-    pub fn field(self) -> &'static str {
-        match self {
-            KeyKind::Id => "id",
-            KeyKind::Name | KeyKind::GlobalPlugin => "name",
-            KeyKind::Username | KeyKind::SecretUsername => "username",
-            KeyKind::CustomId => "custom_id",
-            KeyKind::InstanceName => "instance_name",
-            KeyKind::UpstreamTarget => "target",
-            KeyKind::SetKid => "kid",
-            KeyKind::Prefix => "prefix",
-            KeyKind::SecretKey => "key",
-            KeyKind::SecretClientId => "client_id",
-            KeyKind::PluginScope => "scope",
-        }
-    }
-
-    /// The conflict a key shared by two members causes; `None` for keys that
-    /// only need to be unique inside one member.
-    pub fn conflict(self) -> Option<ConflictKind> {
-        Some(match self {
-            KeyKind::Id => ConflictKind::DuplicateId,
-            KeyKind::Prefix => ConflictKind::DuplicateVaultPrefix,
-            KeyKind::GlobalPlugin => ConflictKind::DuplicateGlobalPlugin,
-            KeyKind::SecretKey | KeyKind::SecretUsername | KeyKind::SecretClientId => {
-                ConflictKind::DuplicateCredential
-            }
-            KeyKind::PluginScope => return None,
-            _ => ConflictKind::DuplicateName,
-        })
-    }
-}
+pub use super::schema::KeyKind;
+use crate::report::{MemberError, Note};
 
 /// One unique key of one entity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,4 +70,101 @@ pub struct Model {
     pub top: Vec<(Coll, Vec<Value>)>,
     /// `_plugin_configs` entries in file order.
     pub plugin_configs: Vec<(String, Value)>,
+    /// ACL group names of this member's consumers, with the ACL's path.
+    pub acl_groups: Vec<(String, String)>,
+    /// What each route matches, for `overlapping_route` warnings.
+    pub routes: Vec<RouteMatch>,
+    /// What was not checked (the member name is filled in later).
+    pub notes: Vec<Note>,
+    /// Top-level collections holding something only decK reads (a plugin's
+    /// `_config`, consumers' `groups`, …), as bits by `Coll` index: only
+    /// those are rewritten for Kong's declarative form.
+    pub deck_only: u64,
+}
+
+/// What requests a route matches, normalized for comparing routes of
+/// different members. Routes that match on an `expression`, `sources` or
+/// `destinations` are not compared (`RouteMatch::read` gives `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub path: String,
+    pub label: String,
+    /// The service it routes to (name or id), if known.
+    pub service: Option<String>,
+    /// Sorted, deduplicated; `http`+`https` when unset.
+    pub protocols: Vec<String>,
+    /// Lower-case; empty: any host.
+    pub hosts: Vec<String>,
+    /// Empty: any path. Regex paths start with `~`.
+    pub paths: Vec<String>,
+    /// Empty: any method.
+    pub methods: Vec<String>,
+    /// Lower-case header names, each with its values (lower-case).
+    pub headers: Vec<(String, Vec<String>)>,
+}
+
+impl RouteMatch {
+    pub fn read(
+        obj: &serde_json::Map<String, Value>,
+        path: &str,
+        service: Option<String>,
+    ) -> Option<RouteMatch> {
+        let strings = |f: &str| -> Option<Vec<String>> {
+            match obj.get(f) {
+                None | Some(Value::Null) => Some(Vec::new()),
+                Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+                Some(_) => None,
+            }
+        };
+        for f in ["expression", "sources", "destinations"] {
+            if super::kong::rules::set(obj, f) {
+                return None;
+            }
+        }
+        let mut protocols = strings("protocols")?;
+        if protocols.is_empty() {
+            protocols = vec!["http".into(), "https".into()];
+        }
+        protocols.sort();
+        protocols.dedup();
+        let hosts: Vec<String> = strings("hosts")?
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let paths = strings("paths")?;
+        let methods = strings("methods")?;
+        let mut headers = Vec::new();
+        if let Some(Value::Object(h)) = obj.get("headers") {
+            for (k, v) in h {
+                let values = match v {
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_ascii_lowercase)
+                        .collect(),
+                    Value::String(s) => vec![s.to_ascii_lowercase()],
+                    _ => Vec::new(),
+                };
+                headers.push((k.to_ascii_lowercase(), values));
+            }
+        }
+        headers.sort();
+        if hosts.is_empty() && paths.is_empty() && methods.is_empty() && headers.is_empty() {
+            return None;
+        }
+        let label = match obj.get("name").and_then(Value::as_str) {
+            Some(n) => format!("route {}", crate::report::quote(n)),
+            None => format!("route at {path}"),
+        };
+        Some(RouteMatch {
+            path: path.to_string(),
+            label,
+            service,
+            protocols,
+            hosts,
+            paths,
+            methods,
+            headers,
+        })
+    }
 }

@@ -1,7 +1,65 @@
 //! What decK 3.0 says about each collection: its name, its fields' types,
 //! which fields nest other collections, and which keys are unique (SPEC §5, §5.1).
 
-use super::model::KeyKind;
+use crate::report::ConflictKind;
+
+/// Which unique key of SPEC §5.1 a value is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyKind {
+    Id,
+    Name,
+    Username,
+    CustomId,
+    InstanceName,
+    /// `(upstream, target)` of a target.
+    UpstreamTarget,
+    /// `(set, kid)` of a key.
+    SetKid,
+    /// A vault's `prefix`.
+    Prefix,
+    /// A global plugin's `name`.
+    GlobalPlugin,
+    SecretKey,
+    SecretUsername,
+    SecretClientId,
+    /// A scoped plugin's `(name, service, route, consumer, consumer_group)`:
+    /// unique inside one member only.
+    PluginScope,
+}
+
+impl KeyKind {
+    /// The field named in findings.
+    pub fn field(self) -> &'static str {
+        match self {
+            KeyKind::Id => "id",
+            KeyKind::Name | KeyKind::GlobalPlugin => "name",
+            KeyKind::Username | KeyKind::SecretUsername => "username",
+            KeyKind::CustomId => "custom_id",
+            KeyKind::InstanceName => "instance_name",
+            KeyKind::UpstreamTarget => "target",
+            KeyKind::SetKid => "kid",
+            KeyKind::Prefix => "prefix",
+            KeyKind::SecretKey => "key",
+            KeyKind::SecretClientId => "client_id",
+            KeyKind::PluginScope => "scope",
+        }
+    }
+
+    /// The conflict a key shared by two members causes; `None` for keys that
+    /// only need to be unique inside one member.
+    pub fn conflict(self) -> Option<ConflictKind> {
+        Some(match self {
+            KeyKind::Id => ConflictKind::DuplicateId,
+            KeyKind::Prefix => ConflictKind::DuplicateVaultPrefix,
+            KeyKind::GlobalPlugin => ConflictKind::DuplicateGlobalPlugin,
+            KeyKind::SecretKey | KeyKind::SecretUsername | KeyKind::SecretClientId => {
+                ConflictKind::DuplicateCredential
+            }
+            KeyKind::PluginScope => return None,
+            _ => ConflictKind::DuplicateName,
+        })
+    }
+}
 
 /// Every entity collection a member config may hold, in snapshot order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -240,6 +298,7 @@ impl Coll {
             Coll::Services => &[
                 ("name", Str),
                 ("host", Str),
+                ("tls_verify_depth", Int),
                 ("url", Str),
                 ("path", Str),
                 ("protocol", Str),
@@ -303,6 +362,8 @@ impl Coll {
                 ("config", Obj),
                 ("protocols", StrList),
                 ("ordering", Obj),
+                ("partials", List),
+                ("_config", Str),
                 ("tags", StrList),
             ],
             Coll::Keys => &[
@@ -350,6 +411,13 @@ impl Coll {
             ],
             Coll::MtlsAuthCredentials => &[("subject_name", Str), ("tags", StrList)],
             Coll::Acls => &[("group", Str), ("tags", StrList)],
+            Coll::Partials => &[
+                ("name", Str),
+                ("type", Str),
+                ("config", Obj),
+                ("tags", StrList),
+            ],
+            Coll::CustomEntities => &[("type", Str), ("fields", Obj)],
             _ => &[("name", Str)],
         }
     }
@@ -359,16 +427,6 @@ impl Coll {
         use Req::*;
         match self {
             Coll::Services => &[Any(&["host", "url"])],
-            Coll::Routes => &[Any(&[
-                "paths",
-                "hosts",
-                "methods",
-                "headers",
-                "snis",
-                "sources",
-                "destinations",
-                "expression",
-            ])],
             Coll::Upstreams => &[One("name")],
             Coll::Targets => &[One("target")],
             Coll::Certificates => &[One("cert"), One("key")],
@@ -387,6 +445,8 @@ impl Coll {
             Coll::MtlsAuthCredentials => &[One("subject_name")],
             Coll::Acls => &[One("group")],
             Coll::ConsumerGroupConsumers => &[One("consumer"), One("consumer_group")],
+            Coll::Partials => &[One("type")],
+            Coll::CustomEntities => &[One("type"), One("fields")],
             _ => &[],
         }
     }
@@ -426,13 +486,52 @@ pub enum Req {
 }
 
 /// Top-level keys decK or Kong know that are not entity collections.
-pub const METADATA_KEYS: [&str; 5] = [
+/// `_comment` (a string) and `_ignore` (a list) are Kong's own, allowed at
+/// the top and in every entity.
+pub const METADATA_KEYS: [&str; 7] = [
     "_format_version",
     "_transform",
     "_info",
     "_workspace",
     "_konnect",
+    "_comment",
+    "_ignore",
 ];
+
+impl Coll {
+    /// Collections only Kong Gateway Enterprise has (refused for an OSS target).
+    pub fn enterprise_only(self) -> bool {
+        matches!(
+            self,
+            Coll::ConsumerGroups
+                | Coll::ConsumerGroupConsumers
+                | Coll::ConsumerGroupPlugins
+                | Coll::Partials
+                | Coll::DegraphqlRoutes
+                | Coll::GraphqlCostDecorations
+                | Coll::CustomEntities
+                | Coll::Licenses
+                | Coll::RbacRoles
+                | Coll::ServicePackages
+                | Coll::CustomPlugins
+                | Coll::MtlsAuthCredentials
+        )
+    }
+
+    /// The foreign key a nested entity of this collection would name its
+    /// parent of collection `parent` by (`service` for a route in a service).
+    pub fn parent_key(self, parent: Coll) -> Option<&'static str> {
+        Some(match parent {
+            Coll::Services => "service",
+            Coll::Routes => "route",
+            Coll::Consumers => "consumer",
+            Coll::ConsumerGroups => "consumer_group",
+            Coll::Upstreams => "upstream",
+            Coll::Certificates => "certificate",
+            _ => return None,
+        })
+    }
+}
 
 /// Vault backends Kong ships; a `{vault://env/...}` needs no vault entity.
 pub const BUILTIN_VAULTS: [&str; 6] = ["env", "aws", "gcp", "hcv", "azure", "conjur"];

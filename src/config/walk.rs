@@ -6,13 +6,18 @@
 use ahash::AHashMap;
 use serde_json::{Map, Value};
 
-use super::model::{Entity, Key, KeyKind, Model, Ref, RefBy, VaultRef};
+use super::kong::{self, KongTarget, PluginStatus, plugins, rules};
+use super::model::{Entity, Key, KeyKind, Model, Ref, RefBy, RouteMatch, VaultRef};
 use super::schema::{Coll, METADATA_KEYS, Req, Ty};
-use crate::report::{ErrorKind, MemberError};
+use crate::report::{ErrorKind, MemberError, Note, quote};
 
-/// Reads a whole member document. Never fails: problems are in `Model::errors`.
-pub fn read(doc: Value) -> Model {
-    let mut w = Walker::default();
+/// Reads a whole member document for the given data planes. Never fails:
+/// problems are in `Model::errors`.
+pub fn read(doc: Value, target: &KongTarget) -> Model {
+    let mut w = Walker {
+        target: target.clone(),
+        ..Walker::default()
+    };
     let Value::Object(top) = doc else {
         w.error(
             "",
@@ -26,6 +31,13 @@ pub fn read(doc: Value) -> Model {
     };
     check_format_version(&mut w, top.get("_format_version"));
     w.index_canonical_names(&top);
+    if let Some(Value::Object(configs)) = top.get("_plugin_configs") {
+        // Plugins may name them (`_config`) before the file defines them.
+        w.plugin_config_map = configs
+            .iter()
+            .filter_map(|(k, v)| v.as_object().map(|o| (k.clone(), o.clone())))
+            .collect();
+    }
     for (key, value) in top {
         if key == "_format_version" {
             continue;
@@ -37,14 +49,40 @@ pub fn read(doc: Value) -> Model {
         match Coll::from_name(&key) {
             Some(Coll::PluginConfigs) => w.plugin_configs(value),
             Some(coll) => w.top_collection(coll, value),
-            None => w.error(
-                &key,
-                &key,
+            None => {
+                let short = rules::clip_key(&key);
+                w.error(
+                    "",
+                    &short,
+                    format!(
+                        "unknown top-level key {}: neither decK 3.0 nor Kong's declarative format has it{}",
+                        quote(&key),
+                        suggestion(&key)
+                    ),
+                )
+            }
+        }
+    }
+    if w.target.is_oss() {
+        // Kong Gateway OSS ships the `env` vault only.
+        let refs: Vec<(Coll, String, String)> = w
+            .model
+            .vault_refs
+            .iter()
+            .filter(|v| {
+                rules::VAULT_BACKENDS_EE.contains(&v.prefix.as_str())
+                    && !rules::VAULT_BACKENDS_OSS.contains(&v.prefix.as_str())
+            })
+            .map(|v| (v.coll, v.path.clone(), v.prefix.clone()))
+            .collect();
+        for (coll, path, prefix) in refs {
+            w.error(
+                coll.name(),
+                &path,
                 format!(
-                    "unknown top-level key `{key}`: neither decK 3.0 nor Kong's declarative format has it{}",
-                    suggestion(&key)
+                    "`{{vault://{prefix}/…}}` needs Kong Gateway Enterprise (the `{prefix}` vault); the target data planes run Kong Gateway OSS, which ships `env` only"
                 ),
-            ),
+            );
         }
     }
     w.model
@@ -92,11 +130,20 @@ struct Parent<'a> {
     coll: Coll,
     /// The parent's name (or id when it has none), as references name it.
     ident: &'a str,
+    /// The parent itself, so a nested foreign key can be compared with it.
+    obj: &'a Map<String, Value>,
 }
 
 #[derive(Default)]
 struct Walker {
     model: Model,
+    target: KongTarget,
+    /// Plugin names whose config is not modelled, already noted.
+    noted: ahash::AHashSet<String>,
+    /// The top-level collection being walked.
+    top: Option<Coll>,
+    /// `_plugin_configs`, by name: a plugin's `_config` fills its config.
+    plugin_config_map: AHashMap<String, Map<String, Value>>,
     /// Upstream and key-set ids mapped to their names, so `(upstream, target)`
     /// and `(set, kid)` keys compare equal whether written by id or by name.
     canonical: AHashMap<(Coll, String), String>,
@@ -141,13 +188,15 @@ impl Walker {
     fn check_metadata(&mut self, key: &str, value: &Value) {
         let ok = match key {
             "_transform" => value.is_boolean(),
-            "_workspace" => value.is_string(),
+            "_workspace" | "_comment" => value.is_string(),
+            "_ignore" => value.is_array(),
             _ => value.is_object(),
         };
         if !ok && !value.is_null() {
             let want = match key {
                 "_transform" => "a boolean",
-                "_workspace" => "a string",
+                "_workspace" | "_comment" => "a string",
+                "_ignore" => "a list",
                 _ => "a mapping",
             };
             self.error(
@@ -231,6 +280,21 @@ impl Walker {
                 return;
             }
         };
+        if self.target.is_oss() && coll.enterprise_only() && !items.is_empty() {
+            self.error(
+                coll.name(),
+                coll.name(),
+                format!(
+                    "`{}` needs Kong Gateway Enterprise ({}s are an Enterprise feature); the target data planes run Kong Gateway OSS",
+                    coll.name(),
+                    coll.noun()
+                ),
+            );
+        }
+        self.top = Some(coll);
+        if coll == Coll::CustomEntities {
+            self.deck_only(coll);
+        }
         let mut kept = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let path = format!("{}[{i}]", coll.name());
@@ -265,6 +329,17 @@ impl Walker {
     ) {
         self.check_types(coll, obj, path);
         self.check_required(coll, obj, path);
+        self.check_extras(coll, obj, path);
+        let deck_key = match coll {
+            Coll::Plugins => "_config",
+            Coll::Consumers => "groups",
+            Coll::ConsumerGroups => "consumers",
+            _ => "",
+        };
+        if !deck_key.is_empty() && obj.contains_key(deck_key) {
+            self.deck_only(coll);
+        }
+        self.kong_rules(coll, obj, path, parent.as_ref());
 
         let mut keys = Vec::new();
         if let Some(id) = obj.get("id").filter(|v| !v.is_null()) {
@@ -276,7 +351,7 @@ impl Walker {
                 Some(s) => self.error(
                     coll.name(),
                     &format!("{path}.id"),
-                    format!("{} `id` \"{}\" is not a valid UUID", coll.noun(), clip(s)),
+                    format!("{} `id` {} is not a valid UUID", coll.noun(), quote(s)),
                 ),
                 None => self.error(
                     coll.name(),
@@ -302,6 +377,28 @@ impl Walker {
 
         let mut refs = Vec::new();
         self.collect_refs(coll, obj, path, parent.is_some(), &mut refs);
+        match coll {
+            Coll::Plugins => self.plugin(obj, path, parent.as_ref().map(|p| p.coll), &mut refs),
+            Coll::CustomEntities => self.custom_entity(obj, path, &mut refs),
+            Coll::Acls => {
+                if let Some(Value::String(g)) = obj.get("group") {
+                    self.model.acl_groups.push((g.clone(), path.to_string()));
+                }
+            }
+            Coll::Routes => {
+                let service = match &parent {
+                    Some(p) => Some(p.ident.to_string()),
+                    None => refs
+                        .iter()
+                        .find(|r| r.target == Coll::Services)
+                        .map(|r| r.value.clone()),
+                };
+                if let Some(m) = RouteMatch::read(obj, path, service) {
+                    self.model.routes.push(m);
+                }
+            }
+            _ => {}
+        }
 
         let ident = ident_of(coll, obj);
         match coll {
@@ -383,7 +480,7 @@ impl Walker {
             None
         };
         let label = match &ident {
-            Some(i) => format!("{} '{}'", coll.noun(), i),
+            Some(i) => format!("{} {}", coll.noun(), quote(i)),
             None => format!("{} at {path}", coll.noun()),
         };
         self.model.entities.push(Entity {
@@ -406,9 +503,16 @@ impl Walker {
                     for (i, item) in items.iter().enumerate() {
                         let cpath = format!("{path}.{field}[{i}]");
                         match item {
-                            Value::Object(o) => {
-                                self.entity(child, o, &cpath, Some(Parent { coll, ident: &me }))
-                            }
+                            Value::Object(o) => self.entity(
+                                child,
+                                o,
+                                &cpath,
+                                Some(Parent {
+                                    coll,
+                                    ident: &me,
+                                    obj,
+                                }),
+                            ),
                             other => self.error(
                                 child.name(),
                                 &cpath,
@@ -434,6 +538,483 @@ impl Walker {
         }
     }
 
+    /// Marks the top-level collection being walked as holding decK-only keys.
+    fn deck_only(&mut self, coll: Coll) {
+        if let Some(top) = self.top.or(Some(coll)) {
+            self.model.deck_only |= 1 << (top as u64);
+        }
+    }
+
+    /// Kong's `_comment` (a string) and `_ignore` (a list), allowed on every entity.
+    fn check_extras(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str) {
+        for (f, ok, want) in [
+            (
+                "_comment",
+                obj.get("_comment").is_none_or(Value::is_string),
+                "a string",
+            ),
+            (
+                "_ignore",
+                obj.get("_ignore").is_none_or(Value::is_array),
+                "a list",
+            ),
+        ] {
+            if !ok {
+                let v = &obj[f];
+                self.error(
+                    coll.name(),
+                    &format!("{path}.{f}"),
+                    format!("`{f}` must be {want}, found {}", describe(v)),
+                );
+            }
+        }
+    }
+
+    /// Kong Gateway's own rules for this entity (`kong::rules`), and the
+    /// foreign keys Kong requires or forbids.
+    fn kong_rules(
+        &mut self,
+        coll: Coll,
+        obj: &Map<String, Value>,
+        path: &str,
+        parent: Option<&Parent<'_>>,
+    ) {
+        let mut problems = Vec::new();
+        for rule in rules::field_rules(coll) {
+            let Some(v) = obj.get(rule.field) else {
+                continue;
+            };
+            problems.clear();
+            rules::check_all(&rule.check, v, &mut problems);
+            for (i, why) in problems.drain(..) {
+                let at = match i {
+                    Some(i) => format!("{path}.{}[{i}]", rule.field),
+                    None => format!("{path}.{}", rule.field),
+                };
+                let shown = match i {
+                    Some(i) => &v[i],
+                    None => v,
+                };
+                let shown = match shown {
+                    Value::String(s) => quote(s),
+                    other => describe(other),
+                };
+                self.error(
+                    coll.name(),
+                    &at,
+                    format!("{} `{}` {shown}: {why}", coll.noun(), rule.field),
+                );
+            }
+        }
+        let oss = self.target.is_oss();
+        let mut found: Vec<(String, String)> = Vec::new();
+        {
+            let mut sink = |field: &str, why: String| found.push((field.to_string(), why));
+            match coll {
+                Coll::Routes => rules::check_route(obj, oss, &mut sink),
+                Coll::Services => rules::check_service(obj, oss, &mut sink),
+                Coll::Upstreams => rules::check_upstream(obj, &mut sink),
+                Coll::Certificates => rules::check_certificate(obj, &mut sink),
+                Coll::CaCertificates => rules::check_ca_certificate(obj, &mut sink),
+                Coll::Keys => rules::check_key(obj, &mut sink),
+                Coll::Vaults => rules::check_vault(obj, oss, &mut sink),
+                Coll::JwtSecrets => rules::check_jwt_secret(obj, &mut sink),
+                _ => {}
+            }
+        }
+        for (field, why) in found {
+            let (at, message) = if field.is_empty() {
+                (path.to_string(), format!("{}: {why}", coll.noun()))
+            } else {
+                (
+                    format!("{path}.{field}"),
+                    format!("{} `{field}`: {why}", coll.noun()),
+                )
+            };
+            self.error(coll.name(), &at, message);
+        }
+
+        // A nested entity belongs to its parent: the foreign key of its
+        // parent's kind is filled in by Kong, so it may only name the parent.
+        if let Some(p) = parent
+            && let Some(fk) = coll.parent_key(p.coll)
+            && let Some(v) = obj.get(fk).filter(|v| !v.is_null())
+            && !names_parent(v, p.obj)
+        {
+            let what = match v {
+                Value::String(s) => quote(s),
+                other => describe(other),
+            };
+            self.error(
+                coll.name(),
+                &format!("{path}.{fk}"),
+                format!(
+                    "a {} nested in a {} belongs to it, but its `{fk}` names {what}, not that {}: remove the field, or move the {} to the top level",
+                    coll.noun(),
+                    p.coll.noun(),
+                    p.coll.noun(),
+                    coll.noun()
+                ),
+            );
+        }
+        // Top-level entities whose parent is required.
+        if parent.is_none() {
+            let fk = match coll {
+                c if c.is_credential() => Some("consumer"),
+                Coll::Targets => Some("upstream"),
+                Coll::Snis => Some("certificate"),
+                Coll::DegraphqlRoutes => Some("service"),
+                _ => None,
+            };
+            if let Some(fk) = fk
+                && obj.get(fk).is_none_or(Value::is_null)
+            {
+                self.error(
+                    coll.name(),
+                    &format!("{path}.{fk}"),
+                    format!(
+                        "a top-level {} needs `{fk}` (required field missing), or nest it in its {}",
+                        coll.noun(),
+                        fk.replace('_', " ")
+                    ),
+                );
+            }
+        }
+        if oss && coll == Coll::Consumers && obj.get("groups").is_some_and(|g| !g.is_null()) {
+            self.error(
+                coll.name(),
+                &format!("{path}.groups"),
+                "consumer `groups` need Kong Gateway Enterprise (consumer groups are an Enterprise feature); the target data planes run Kong Gateway OSS".into(),
+            );
+        }
+    }
+
+    /// A plugin: its name must be one the data planes run, its scopes and
+    /// protocols ones it allows, its config what its schema says, and its
+    /// partials defined in this member.
+    fn plugin(
+        &mut self,
+        obj: &Map<String, Value>,
+        path: &str,
+        parent: Option<Coll>,
+        refs: &mut Vec<Ref>,
+    ) {
+        let coll = Coll::Plugins;
+        let Some(Value::String(name)) = obj.get("name") else {
+            return;
+        };
+        let plugin = match self.target.plugin_status(name) {
+            PluginStatus::Bundled(p) => Some(p),
+            PluginStatus::Custom => None,
+            PluginStatus::EnterpriseOnly(_) => {
+                self.error(
+                    coll.name(),
+                    &format!("{path}.name"),
+                    format!(
+                        "plugin {} needs Kong Gateway Enterprise; the target data planes run Kong Gateway OSS",
+                        quote(name)
+                    ),
+                );
+                return;
+            }
+            PluginStatus::NotEnabled(_) => {
+                self.error(
+                    coll.name(),
+                    &format!("{path}.name"),
+                    format!(
+                        "plugin {} is bundled with Kong but not enabled on the target data planes (their plugin set leaves out `bundled`)",
+                        quote(name)
+                    ),
+                );
+                return;
+            }
+            PluginStatus::Unknown => {
+                self.error(
+                    coll.name(),
+                    &format!("{path}.name"),
+                    format!(
+                        "plugin {} is not enabled on the target data planes: it is not one Kong Gateway {} ({}) bundles; a custom plugin must be listed in the plugin set (`--plugins bundled,{}`)",
+                        quote(name),
+                        kong::KONG_VERSION,
+                        self.target.edition.name(),
+                        rules::clip_key(name)
+                    ),
+                );
+                return;
+            }
+        };
+        let scoped = |f: &str| {
+            obj.get(f).is_some_and(|v| !v.is_null())
+                || parent.and_then(|p| Coll::Plugins.parent_key(p)) == Some(f)
+        };
+        if self.target.is_oss() && scoped("consumer_group") {
+            self.error(
+                coll.name(),
+                &format!("{path}.consumer_group"),
+                "plugins scoped to a consumer group need Kong Gateway Enterprise; the target data planes run Kong Gateway OSS".into(),
+            );
+        }
+        if let Some(p) = plugin {
+            for (forbidden, f) in [
+                (p.no_consumer, "consumer"),
+                (p.no_route, "route"),
+                (p.no_service, "service"),
+            ] {
+                if forbidden && scoped(f) {
+                    let why = if f == "consumer" && p.no_route {
+                        "it only runs globally".to_string()
+                    } else if f == "consumer" {
+                        "it runs before a consumer is known (or identifies the consumer itself)"
+                            .to_string()
+                    } else {
+                        "it only runs globally".to_string()
+                    };
+                    self.error(
+                        coll.name(),
+                        &format!("{path}.{f}"),
+                        format!("plugin {} cannot be scoped to a {f}: {why}", quote(name)),
+                    );
+                }
+            }
+            if let Some(Value::Array(ps)) = obj.get("protocols") {
+                let allowed = match p.protocols {
+                    plugins::Protos::Http => plugins::HTTP_PROTOCOLS,
+                    plugins::Protos::All => plugins::ALL_PROTOCOLS,
+                };
+                for (i, v) in ps.iter().enumerate() {
+                    if let Some(s) = v.as_str()
+                        && plugins::ALL_PROTOCOLS.contains(&s)
+                        && !allowed.contains(&s)
+                    {
+                        self.error(
+                            coll.name(),
+                            &format!("{path}.protocols[{i}]"),
+                            format!(
+                                "plugin {} does not run on `{s}`: expected one of: {}",
+                                quote(name),
+                                allowed.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            // decK's `_config`: the named `_plugin_configs` entry fills the
+            // keys the plugin's own config does not set (as in the Kong form).
+            let base = obj
+                .get("_config")
+                .and_then(Value::as_str)
+                .and_then(|n| self.plugin_config_map.get(n))
+                .cloned();
+            let unresolved_base = obj.contains_key("_config") && base.is_none();
+            match (p.config, obj.get("config")) {
+                (None, _) => self.note_unmodelled(name, path),
+                (Some(_), Some(other)) if !other.is_object() && !other.is_null() => {}
+                (Some(schema), own) => {
+                    let at = format!("{path}.config");
+                    let empty = Map::new();
+                    let own = match own {
+                        Some(Value::Object(o)) => o,
+                        _ => &empty,
+                    };
+                    match base {
+                        Some(mut cfg) => {
+                            for (k, v) in own {
+                                cfg.insert(k.clone(), v.clone());
+                            }
+                            self.plugin_config(name, schema, &cfg, &at, false);
+                        }
+                        None => self.plugin_config(name, schema, own, &at, unresolved_base),
+                    }
+                }
+            }
+        } else {
+            self.note_unmodelled(name, path);
+        }
+        match obj.get("partials") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{path}.partials[{i}]");
+                    let r = match item {
+                        Value::Object(o) => match (o.get("id"), o.get("name")) {
+                            (Some(Value::String(id)), _) => Some((RefBy::Id, id.clone())),
+                            (_, Some(Value::String(n))) => Some((RefBy::Name, n.clone())),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    match r {
+                        Some((by, value)) if !value.is_empty() => refs.push(Ref {
+                            path: at,
+                            target: Coll::Partials,
+                            by,
+                            value,
+                        }),
+                        _ => self.error(
+                            coll.name(),
+                            &at,
+                            "a plugin's partial must give the `id` or `name` of a partial defined in this config".into(),
+                        ),
+                    }
+                }
+            }
+            Some(other) => {
+                let why = format!("`partials` must be a list, found {}", describe(other));
+                self.error(coll.name(), &format!("{path}.partials"), why);
+            }
+        }
+    }
+
+    fn note_unmodelled(&mut self, name: &str, path: &str) {
+        if self.noted.insert(name.to_string()) {
+            self.model.notes.push(Note {
+                kind: "plugin_config_not_modelled".into(),
+                member: String::new(),
+                path: format!("{path}.config"),
+                message: format!(
+                    "the config of plugin {} is not checked by rgmerge (its schema is not modelled): Kong checks it when it loads the snapshot",
+                    quote(name)
+                ),
+            });
+        }
+    }
+
+    /// A plugin's config against its modelled schema. `partial`: fields may
+    /// come from `_plugin_configs` (decK's `_config`), so none is required.
+    fn plugin_config(
+        &mut self,
+        name: &str,
+        schema: &plugins::Config,
+        cfg: &Map<String, Value>,
+        at: &str,
+        partial: bool,
+    ) {
+        let coll = Coll::Plugins;
+        for (k, v) in cfg {
+            let Some(field) = schema.fields.iter().find(|f| f.name == k) else {
+                self.error(
+                    coll.name(),
+                    &format!("{at}.{}", rules::clip_key(k)),
+                    format!(
+                        "plugin {} has no config field {}: unknown field (Kong Gateway {})",
+                        quote(name),
+                        quote(k),
+                        kong::KONG_VERSION
+                    ),
+                );
+                continue;
+            };
+            if v.is_null() {
+                continue;
+            }
+            if let Err((i, why)) = config_value(&field.ty, v) {
+                let p = match i {
+                    Some(i) => format!("{at}.{k}[{i}]"),
+                    None => format!("{at}.{k}"),
+                };
+                self.error(
+                    coll.name(),
+                    &p,
+                    format!("plugin {} config `{k}`: {why}", quote(name)),
+                );
+            }
+        }
+        if partial {
+            return;
+        }
+        for field in schema.fields.iter().filter(|f| f.required) {
+            if cfg.get(field.name).is_none_or(Value::is_null) && !has_default(&field.ty) {
+                self.error(
+                    coll.name(),
+                    &format!("{at}.{}", field.name),
+                    format!(
+                        "plugin {} config needs `{}` (required field missing)",
+                        quote(name),
+                        field.name
+                    ),
+                );
+            }
+        }
+        let set = |f: &&str| rules::set(cfg, f);
+        if !schema.at_least_one_of.is_empty() && !schema.at_least_one_of.iter().any(set) {
+            self.error(
+                coll.name(),
+                at,
+                format!(
+                    "plugin {} config: at least one of these fields must be non-empty: {}",
+                    quote(name),
+                    schema
+                        .at_least_one_of
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if schema.only_one_of.iter().filter(|f| set(f)).count() > 1 {
+            self.error(
+                coll.name(),
+                at,
+                format!(
+                    "plugin {} config: only one of these fields must be non-empty: {}",
+                    quote(name),
+                    schema
+                        .only_one_of
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+
+    /// decK's `custom_entities`: a known type, the fields it requires, and
+    /// its `service` reference (by id or name, inside this member).
+    fn custom_entity(&mut self, obj: &Map<String, Value>, path: &str, refs: &mut Vec<Ref>) {
+        let coll = Coll::CustomEntities;
+        let Some(Value::String(ty)) = obj.get("type") else {
+            return;
+        };
+        let Some(as_coll) = custom_entity_coll(ty) else {
+            self.error(
+                coll.name(),
+                &format!("{path}.type"),
+                format!(
+                    "custom entity type {} is not one decK and Kong know: expected `degraphql_routes` or `graphql_ratelimiting_cost_decorations`",
+                    quote(ty)
+                ),
+            );
+            return;
+        };
+        let Some(Value::Object(fields)) = obj.get("fields") else {
+            return;
+        };
+        let at = format!("{path}.fields");
+        self.check_types(as_coll, fields, &at);
+        self.check_required(as_coll, fields, &at);
+        if fields.get("service").is_none_or(Value::is_null) {
+            if as_coll == Coll::DegraphqlRoutes {
+                self.error(
+                    coll.name(),
+                    &format!("{at}.service"),
+                    format!(
+                        "a {} needs `service` (required field missing)",
+                        as_coll.noun()
+                    ),
+                );
+            }
+        } else {
+            self.one_ref(
+                coll,
+                &fields["service"],
+                format!("{at}.service"),
+                Coll::Services,
+                refs,
+            );
+        }
+    }
     /// Names and keys: non-empty, no control characters (SPEC §5.1).
     fn check_name(&mut self, coll: Coll, path: &str, field: &str, s: &str) -> bool {
         if s.is_empty() {
@@ -448,9 +1029,9 @@ impl Walker {
                 coll.name(),
                 path,
                 format!(
-                    "{} `{field}` \"{}\" contains a control character",
+                    "{} `{field}` {} contains a control character",
                     coll.noun(),
-                    s.escape_debug()
+                    quote(s)
                 ),
             );
             false
@@ -548,6 +1129,17 @@ impl Walker {
                 self.one_ref(coll, v, format!("{path}.{field}"), target, out);
             }
         }
+        if coll == Coll::Plugins
+            && let Some(Value::String(name)) = obj.get("_config")
+        {
+            // decK's `_config`: a `_plugin_configs` entry of this member.
+            out.push(Ref {
+                path: format!("{path}._config"),
+                target: Coll::PluginConfigs,
+                by: RefBy::Name,
+                value: name.clone(),
+            });
+        }
         let lists: &[(&str, Coll)] = match coll {
             Coll::Services => &[("ca_certificates", Coll::CaCertificates)],
             Coll::Consumers => &[("groups", Coll::ConsumerGroups)],
@@ -580,6 +1172,14 @@ impl Walker {
         };
         let (by, value) = match v {
             Value::Null => return,
+            // Not a UUID: the rule table reports it (Kong checks the format,
+            // not the reference).
+            Value::String(s)
+                if target == Coll::CaCertificates && uuid::Uuid::try_parse(s).is_err() =>
+            {
+                return;
+            }
+            Value::String(s) if target == Coll::CaCertificates => (RefBy::Id, s.clone()),
             Value::String(s) => (RefBy::IdOrName, s.clone()),
             Value::Object(o) => {
                 match (o.get("id"), o.get(name_field)) {
@@ -694,6 +1294,113 @@ fn spell(base: &str, at: &[Seg<'_>]) -> String {
         }
     }
     path
+}
+
+/// Whether a nested entity's foreign key (`"id"`, `{id}`, `{name}`,
+/// `{username}`) names its parent.
+fn names_parent(v: &Value, parent: &Map<String, Value>) -> bool {
+    let own = |f: &str| parent.get(f).and_then(Value::as_str);
+    let matches = |s: &str| ["id", "name", "username"].iter().any(|f| own(f) == Some(s));
+    match v {
+        Value::String(s) => matches(s),
+        Value::Object(o) => o
+            .iter()
+            .all(|(k, x)| x.as_str().is_some_and(|s| own(k) == Some(s))),
+        _ => false,
+    }
+}
+
+/// The collection a decK custom entity of this type stands for.
+pub fn custom_entity_coll(ty: &str) -> Option<Coll> {
+    match ty {
+        "degraphql_routes" => Some(Coll::DegraphqlRoutes),
+        "graphql_ratelimiting_cost_decorations" => Some(Coll::GraphqlCostDecorations),
+        _ => None,
+    }
+}
+
+/// A required config field Kong fills with a default when it is missing.
+fn has_default(ty: &plugins::FTy) -> bool {
+    // Every required field modelled so far has a default in Kong except
+    // plain strings (`file-log`'s `path`).
+    !matches!(ty, plugins::FTy::Str)
+}
+
+/// Checks one config value against its modelled type.
+fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, String)> {
+    use plugins::FTy::*;
+    let want = |w: &str| Err((None, format!("expected {w}, found {}", describe(v))));
+    match ty {
+        Any => Ok(()),
+        Str => {
+            if v.is_string() {
+                Ok(())
+            } else {
+                want("a string")
+            }
+        }
+        Bool => {
+            if v.is_boolean() {
+                Ok(())
+            } else {
+                want("a boolean")
+            }
+        }
+        Record => {
+            if v.is_object() {
+                Ok(())
+            } else {
+                want("a mapping")
+            }
+        }
+        OneOf(allowed) => match v.as_str() {
+            Some(s) if allowed.contains(&s) => Ok(()),
+            Some(_) => Err((None, format!("expected one of: {}", allowed.join(", ")))),
+            None => want("a string"),
+        },
+        Fmt(f) => match v.as_str() {
+            Some(s) if kong::formats::is_vault_ref(s) => Ok(()),
+            Some(s) => f(s).map_err(|e| (None, e)),
+            None => want("a string"),
+        },
+        Int(lo, hi) => match v.as_i64() {
+            Some(n) if (*lo..=*hi).contains(&n) => Ok(()),
+            Some(_) => Err((None, format!("value should be between {lo} and {hi}"))),
+            None => want("an integer"),
+        },
+        Num(lo, hi) => match v.as_f64() {
+            Some(n) if n >= *lo && n <= *hi => Ok(()),
+            Some(_) if *lo == f64::MIN_POSITIVE => {
+                Err((None, "value must be greater than 0".into()))
+            }
+            Some(_) if *hi == f64::MAX => Err((None, format!("value must be at least {lo}"))),
+            Some(_) => Err((None, format!("value should be between {lo} and {hi}"))),
+            None => want("a number"),
+        },
+        StrList | ListOneOf(_) | ListFmt(_) => {
+            let Value::Array(items) = v else {
+                return want("a list of strings");
+            };
+            for (i, item) in items.iter().enumerate() {
+                let Some(s) = item.as_str() else {
+                    return Err((
+                        Some(i),
+                        format!("expected a string, found {}", describe(item)),
+                    ));
+                };
+                match ty {
+                    ListOneOf(allowed) if !allowed.contains(&s) => {
+                        return Err((Some(i), format!("expected one of: {}", allowed.join(", "))));
+                    }
+                    ListFmt(f) if !kong::formats::is_vault_ref(s) => {
+                        f(s).map_err(|e| (Some(i), e))?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The name a reference to this entity would use: its name-like key, else its id.

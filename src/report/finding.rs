@@ -103,4 +103,51 @@ pub struct Conflict {
     pub value: String,
     pub members: Vec<String>,
     pub paths: BTreeMap<String, String>,
+    /// What one entity of `entity` is called in a sentence (`service`), for
+    /// the text printer; not part of the JSON report.
+    #[serde(skip)]
+    pub noun: &'static str,
+}
+
+/// Advisory findings (SPEC §5.3): they never change a composite's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// The same ACL group name used by consumers of two or more members.
+    SharedAclGroup,
+    /// Routes of two or more members that match the same requests.
+    OverlappingRoute,
+}
+
+impl WarningKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            WarningKind::SharedAclGroup => "shared_acl_group",
+            WarningKind::OverlappingRoute => "overlapping_route",
+        }
+    }
+}
+
+/// A warning between members: like a conflict, it names every member and
+/// where each one's entity sits, and says in words what overlaps.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Warning {
+    #[serde(rename = "type")]
+    pub kind: WarningKind,
+    pub entity: String,
+    pub value: String,
+    pub members: Vec<String>,
+    pub paths: BTreeMap<String, String>,
+    pub message: String,
+}
+
+/// Something rgmerge did not check, said once so that it never passes
+/// silently (a plugin whose config schema is not modelled).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Note {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub member: String,
+    pub path: String,
+    pub message: String,
 }

@@ -3,7 +3,7 @@
 mod finding;
 pub mod text;
 
-pub use finding::{Conflict, ConflictKind, ErrorKind, MemberError};
+pub use finding::{Conflict, ConflictKind, ErrorKind, MemberError, Note, Warning, WarningKind};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,45 @@ pub fn more_errors(kind: ErrorKind, more: usize) -> MemberError {
             "{more} more member error(s) not listed: only the first {MAX_MEMBER_ERRORS} are reported; fix those and submit again"
         ),
     )
+}
+
+/// Most characters of a value quoted in a finding.
+pub const QUOTE_CHARS: usize = 40;
+
+/// A value as findings quote it: whole when short, else its first
+/// [`QUOTE_CHARS`] characters and its length (`'aaaa…' (1048576 bytes)`),
+/// so a 1 MB key never makes a 1 MB message. Control characters are escaped.
+pub fn quote(s: &str) -> String {
+    // Short, plain ASCII: nothing to escape or clip (the common case, and
+    // every entity's label goes through here).
+    if s.len() <= QUOTE_CHARS
+        && s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'\'' | b'"' | b'\\'))
+    {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('\'');
+        out.push_str(s);
+        out.push('\'');
+        return out;
+    }
+    let mut out = String::with_capacity(s.len().min(QUOTE_CHARS * 2) + 24);
+    out.push('\'');
+    let mut taken = 0;
+    for (n, c) in s.chars().enumerate() {
+        if n == QUOTE_CHARS {
+            break;
+        }
+        taken += c.len_utf8();
+        out.extend(c.escape_debug());
+    }
+    if taken < s.len() {
+        out.push('…');
+        out.push('\'');
+        out.push_str(&format!(" ({} bytes)", s.len()));
+    } else {
+        out.push('\'');
+    }
+    out
 }
 
 /// `OK`: no findings; `CONFLICT`: conflicts only; `INVALID`: member errors.
@@ -56,6 +95,12 @@ pub struct Report {
     pub members: Vec<MemberSummary>,
     pub conflicts: Vec<Conflict>,
     pub errors: Vec<MemberError>,
+    /// Advisory: never part of `state` (SPEC §5.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    /// What was not checked (a plugin config rgmerge does not model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
 }
 
 impl Report {
@@ -76,7 +121,16 @@ impl Report {
             members,
             conflicts,
             errors,
+            warnings: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// The same report with its warnings and notes.
+    pub fn with_advice(mut self, warnings: Vec<Warning>, notes: Vec<Note>) -> Report {
+        self.warnings = warnings;
+        self.notes = notes;
+        self
     }
 
     pub fn to_json(&self) -> String {

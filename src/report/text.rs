@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Conflict, ConflictKind, ErrorKind, MemberError, Report, State};
+use super::{Conflict, ConflictKind, ErrorKind, MemberError, Report, State, WarningKind};
 
 /// How to resolve each finding code; the README's catalogue says the same.
 pub fn help_for_error(kind: ErrorKind) -> &'static str {
@@ -12,7 +12,7 @@ pub fn help_for_error(kind: ErrorKind) -> &'static str {
             "fix the syntax at the line and column shown; the file must be one JSON or YAML document"
         }
         ErrorKind::SchemaError => {
-            "make the field match decK 3.0's schema: its type, the required fields, UUID ids"
+            "make the field match what Kong Gateway accepts (its entity and plugin schemas): the type, the allowed values, the required fields, UUID ids"
         }
         ErrorKind::DuplicateInMember => {
             "keep one of the two entities or give one of them a different key"
@@ -21,7 +21,7 @@ pub fn help_for_error(kind: ErrorKind) -> &'static str {
             "define the referenced entity in this member, or correct the reference (by id or name)"
         }
         ErrorKind::CrossMemberReference => {
-            "ID associations stay inside one group: move the referencing entity to the member that owns the target, or define the target in this member"
+            "ID associations stay inside one group: move the referencing entity into the member that owns the target, or point it at an entity of its own member"
         }
         ErrorKind::AppRegistrationOutsideDefault => {
             "move the `konnect-application-auth` plugin to the default group's config"
@@ -52,25 +52,34 @@ pub fn help_for_conflict(kind: ConflictKind) -> &'static str {
     }
 }
 
+pub fn help_for_warning(kind: WarningKind) -> &'static str {
+    match kind {
+        WarningKind::SharedAclGroup => {
+            "consumers of several members share this ACL group, so an `acl` plugin allowing it lets all of them in: prefix group names per team if teams must stay isolated"
+        }
+        WarningKind::OverlappingRoute => {
+            "Kong sends a request both routes match to one of them: narrow one route (a host, a path prefix or a header of its own) so each team's traffic reaches its own service"
+        }
+    }
+}
+
 pub fn describe_conflict(c: &Conflict) -> String {
-    let noun = crate::config::Coll::from_name(&c.entity)
-        .map(|c| c.noun())
-        .unwrap_or("entity");
+    let noun = if c.noun.is_empty() { "entity" } else { c.noun };
     match c.kind {
         ConflictKind::UnresolvedVaultReference => format!(
             "{noun} field `{}` references `{}`, but no member of the composite defines that vault prefix",
             c.field, c.value
         ),
         ConflictKind::DuplicateGlobalPlugin => format!(
-            "global plugin '{}' is defined by {} members: {}",
-            c.value,
+            "global plugin {} is defined by {} members: {}",
+            super::quote(&c.value),
             c.members.len(),
             c.members.join(", ")
         ),
         _ => format!(
-            "{noun} {} '{}' is defined by {} members: {}",
+            "{noun} {} {} is defined by {} members: {}",
             c.field,
-            c.value,
+            super::quote(&c.value),
             c.members.len(),
             c.members.join(", ")
         ),
@@ -94,10 +103,25 @@ pub fn render(report: &Report) -> String {
         }
         let _ = writeln!(out, "   = help: {}\n", help_for_conflict(c.kind));
     }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning[{}]: {}", w.kind.code(), w.message);
+        for m in &w.members {
+            let _ = writeln!(
+                out,
+                "  --> {m}: {}",
+                w.paths.get(m).map(String::as_str).unwrap_or("?")
+            );
+        }
+        let _ = writeln!(out, "   = help: {}\n", help_for_warning(w.kind));
+    }
+    for n in &report.notes {
+        let _ = writeln!(out, "note[{}]: {}", n.kind, n.message);
+        let _ = writeln!(out, "  --> {}: {}\n", n.member, n.path);
+    }
     let entities: usize = report.members.iter().map(|m| m.entities).sum();
     let _ = writeln!(
         out,
-        "{}: {} member(s), {} entities, {} conflict(s), {} member error(s)",
+        "{}: {} member(s), {} entities, {} conflict(s), {} member error(s){}",
         match report.state {
             State::Ok => "OK",
             State::Conflict => "CONFLICT",
@@ -106,7 +130,12 @@ pub fn render(report: &Report) -> String {
         report.members.len(),
         entities,
         report.conflicts.len(),
-        report.errors.len()
+        report.errors.len(),
+        if report.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} warning(s)", report.warnings.len())
+        }
     );
     out
 }
