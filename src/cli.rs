@@ -33,6 +33,11 @@ enum Command {
     Validate {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Exit 1 on conflicts and member errors (`conflict`), or on warnings too (`warning`).
+        #[arg(long, default_value = "conflict", value_name = "conflict|warning")]
+        fail_on: String,
+        #[command(flatten)]
+        kong: KongArgs,
         /// Validate every composite of a bundle manifest instead.
         #[arg(long, value_name = "MANIFEST", conflicts_with = "inputs")]
         bundle: Option<PathBuf>,
@@ -42,6 +47,11 @@ enum Command {
     },
     /// Print the merged snapshot (decK 3.0 JSON) of the given members.
     Merge {
+        /// `kong`: Kong's declarative form, what data planes load; `deck`: decK's form.
+        #[arg(long, default_value = "kong", value_name = "kong|deck")]
+        format: String,
+        #[command(flatten)]
+        kong: KongArgs,
         #[arg(value_name = "FILE_OR_DIR", required = true)]
         inputs: Vec<PathBuf>,
     },
@@ -69,6 +79,28 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// What the target data planes run; configs are judged against it.
+#[derive(clap::Args)]
+struct KongArgs {
+    /// Kong Gateway edition of the data planes (Konnect runs Enterprise).
+    #[arg(long, value_name = "enterprise|oss")]
+    kong_edition: Option<String>,
+    /// Plugins the data planes run, as Kong's own `plugins` setting:
+    /// `bundled` and/or custom plugin names, comma-separated.
+    #[arg(long, value_name = "bundled,NAME,…")]
+    plugins: Option<String>,
+}
+
+impl KongArgs {
+    fn target(&self) -> Result<rgmerge::config::KongTarget, BatchError> {
+        rgmerge::config::KongTarget::from_flags(
+            self.kong_edition.as_deref(),
+            self.plugins.as_deref(),
+        )
+        .map_err(BatchError::Usage)
+    }
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Where state is kept (an embedded redb store, created on first start).
@@ -93,6 +125,8 @@ struct ServeArgs {
     /// in the socket's backlog until one closes.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    #[command(flatten)]
+    kong: KongArgs,
     /// Longest long-poll (`?wait=`) in seconds.
     #[arg(long, default_value_t = 300)]
     max_wait_secs: u64,
@@ -119,11 +153,28 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate {
             format,
-            bundle: Some(manifest),
-            ..
-        } => validate_bundle(&manifest, format),
-        Command::Validate { format, inputs, .. } => validate(&inputs, format),
-        Command::Merge { inputs } => merge(&inputs),
+            fail_on,
+            kong,
+            bundle,
+            inputs,
+        } => (|| {
+            let fail_on = batch::FailOn::parse(&fail_on).map_err(BatchError::Usage)?;
+            let target = kong.target()?;
+            match bundle {
+                Some(manifest) => validate_bundle(&manifest, format, fail_on, &target),
+                None => validate(&inputs, format, fail_on, &target),
+            }
+        })(),
+        Command::Merge {
+            format,
+            kong,
+            inputs,
+        } => (|| {
+            let form = rgmerge::compose::Form::parse(&format).ok_or_else(|| {
+                BatchError::Usage(format!("--format must be kong or deck, not '{format}'"))
+            })?;
+            merge(&inputs, form, &kong.target()?)
+        })(),
         Command::Serve(args) => return serve(args),
         Command::Sidecar(args) => {
             init_tracing();
@@ -155,11 +206,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn exit_for(state: State) -> ExitCode {
-    if state == State::Ok {
-        ExitCode::SUCCESS
-    } else {
+fn exit_for(fail_on: batch::FailOn, report: &Report) -> ExitCode {
+    if fail_on.fails(report) {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -171,16 +222,23 @@ fn print(report: &Report, format: OutputFormat) {
     let _ = std::io::stdout().write_all(out.as_bytes());
 }
 
-fn validate(inputs: &[PathBuf], format: OutputFormat) -> Result<ExitCode, BatchError> {
-    let composite = batch::composite(inputs, Arc::new(Interner::new()))?;
+fn validate(
+    inputs: &[PathBuf],
+    format: OutputFormat,
+    fail_on: batch::FailOn,
+    target: &rgmerge::config::KongTarget,
+) -> Result<ExitCode, BatchError> {
+    let composite = batch::composite_for(inputs, Arc::new(Interner::new()), target)?;
     let report = composite.report();
     print(&report, format);
-    Ok(exit_for(report.state))
+    Ok(exit_for(fail_on, &report))
 }
 
 fn validate_bundle(
     manifest: &std::path::Path,
     format: OutputFormat,
+    fail_on: batch::FailOn,
+    target: &rgmerge::config::KongTarget,
 ) -> Result<ExitCode, BatchError> {
     let bundle = Bundle::read(manifest)?;
     let interner = Arc::new(Interner::new());
@@ -197,7 +255,7 @@ fn validate_bundle(
         .composites
         .par_iter()
         .map(|c| {
-            let composite = batch::composite(&c.members, interner.clone())?;
+            let composite = batch::composite_for(&c.members, interner.clone(), target)?;
             bar.inc(1);
             Ok((c.name.clone(), composite.report()))
         })
@@ -236,11 +294,20 @@ fn validate_bundle(
             }
         }
     }
-    Ok(exit_for(worst.unwrap_or(State::Ok)))
+    let failed = results.iter().any(|(_, r)| fail_on.fails(r));
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn merge(inputs: &[PathBuf]) -> Result<ExitCode, BatchError> {
-    let composite = batch::composite(inputs, Arc::new(Interner::new()))?;
+fn merge(
+    inputs: &[PathBuf],
+    form: rgmerge::compose::Form,
+    target: &rgmerge::config::KongTarget,
+) -> Result<ExitCode, BatchError> {
+    let composite = batch::composite_for(inputs, Arc::new(Interner::new()), target)?;
     let report = composite.report();
     if report.state != State::Ok {
         eprint!("{}", text::render(&report));
@@ -250,7 +317,7 @@ fn merge(inputs: &[PathBuf]) -> Result<ExitCode, BatchError> {
         );
         return Ok(ExitCode::from(1));
     }
-    let body = composite.assemble();
+    let body = composite.assemble_form(form);
     let mut out = std::io::stdout().lock();
     for part in body.parts() {
         out.write_all(part).map_err(|e| BatchError::Io {
@@ -282,7 +349,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
+    let kong = match args.kong.target() {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
     let settings = rgmerge::registry::Settings {
+        kong,
         max_groups: args.max_groups,
         active_window_ms: args.active_window_secs.saturating_mul(1000),
     };

@@ -236,10 +236,11 @@ impl Engine {
         // The registry's interner: it is replaced when compacted, and a member
         // built with an older one (or under an old name) is rebuilt by the writer.
         let interner = self.shared_interner();
+        let target = self.shared.settings.kong.clone();
         // The semaphore is never closed, so this always gets a permit.
         let _permit = self.builds.acquire().await.ok();
         let (member, bytes) = tokio::task::spawn_blocking(move || {
-            let m = Member::build(info, &bytes, format, &interner);
+            let m = Member::build_for(info, &bytes, format, &interner, &target);
             (m, bytes)
         })
         .await

@@ -682,7 +682,7 @@ async fn a_million_tiny_entities_are_answered_and_the_daemon_stays_responsive() 
     let started = Instant::now();
     let json_doc = format!(
         "{{\"_format_version\":\"3.0\",\"partials\":[{}]}}",
-        vec!["{}"; n].join(",")
+        vec!["{\"type\":\"redis-ce\"}"; n].join(",")
     );
     let r = c
         .send(
@@ -703,7 +703,7 @@ async fn a_million_tiny_entities_are_answered_and_the_daemon_stays_responsive() 
     let t = Instant::now();
     let yaml_doc = format!(
         "_format_version: \"3.0\"\npartials:\n{}",
-        "- {}\n".repeat(n)
+        "- {type: redis-ce}\n".repeat(n)
     );
     let r = c
         .send(

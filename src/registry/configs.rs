@@ -104,7 +104,13 @@ impl Registry {
         let rebuilt: HashMap<Uuid, Arc<Config>> = standard
             .into_par_iter()
             .map(|(id, info, c)| {
-                let member = Member::build(info, &c.blob.bytes, c.blob.format, &fresh);
+                let member = Member::build_for(
+                    info,
+                    &c.blob.bytes,
+                    c.blob.format,
+                    &fresh,
+                    &self.settings.kong,
+                );
                 (
                     id,
                     Arc::new(Config {
@@ -140,7 +146,13 @@ impl Registry {
             format: Format::Json,
             bytes: EMPTY_CONFIG.to_vec(),
         };
-        let member = Member::build(member_info(meta), &blob.bytes, blob.format, &self.interner);
+        let member = Member::build_for(
+            member_info(meta),
+            &blob.bytes,
+            blob.format,
+            &self.interner,
+            &self.settings.kong,
+        );
         Arc::new(Config {
             hash: blob.hash(),
             blob,
@@ -173,7 +185,13 @@ impl Tx<'_> {
         {
             member
         } else {
-            Member::build(info, &blob.bytes, blob.format, &self.reg.interner)
+            Member::build_for(
+                info,
+                &blob.bytes,
+                blob.format,
+                &self.reg.interner,
+                &self.reg.settings.kong,
+            )
         };
         if !member.is_valid() {
             return Ok(ConfigWrite::Invalid(
@@ -251,7 +269,7 @@ impl Tx<'_> {
         let (body, sources, members): (Body, Vec<(Uuid, String)>, Vec<Arc<Member>>) = match &g.kind
         {
             Kind::Standard { config, .. } => (
-                Body::assemble(std::iter::once(config.member.as_ref())),
+                Body::assemble_kong(std::iter::once(config.member.as_ref())),
                 vec![(id, config.hash.clone())],
                 vec![config.member.clone()],
             ),
@@ -270,7 +288,7 @@ impl Tx<'_> {
                         }
                     })
                     .collect();
-                (composite.assemble(), sources, members)
+                (composite.assemble_kong(), sources, members)
             }
         };
         if body.hash() == g.snapshot.body.hash() && sources == g.snapshot.sources {
@@ -287,6 +305,7 @@ impl Tx<'_> {
         let new = Arc::new(Published {
             version,
             body,
+            deck: Body::assemble(members.iter().map(|m| m.as_ref())),
             sources,
             provenance,
         });

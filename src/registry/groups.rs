@@ -298,11 +298,12 @@ impl Tx<'_> {
             // Findings name members by group name: re-enter the member under its new name.
             if let Kind::Standard { config, .. } = &self.reg.group(id)?.kind {
                 let config = config.clone();
-                let member = Member::build(
+                let member = Member::build_for(
                     member_info(&meta),
                     &config.blob.bytes,
                     config.blob.format,
                     &self.reg.interner,
+                    &self.reg.settings.kong,
                 );
                 self.set_config(
                     id,

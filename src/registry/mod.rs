@@ -33,6 +33,7 @@ pub use tx::{Effects, Mode, Tx, transact};
 pub use views::*;
 
 use crate::compose::{Body, Composite, ProvenanceRun};
+use crate::config::KongTarget;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::report::Report;
@@ -42,6 +43,9 @@ use record::Blob;
 pub struct Settings {
     pub max_groups: Option<usize>,
     pub active_window_ms: u64,
+    /// What the data planes run (`--kong-edition`, `--plugins`): configs are
+    /// judged against it.
+    pub kong: KongTarget,
 }
 
 impl Default for Settings {
@@ -49,6 +53,7 @@ impl Default for Settings {
         Settings {
             max_groups: None,
             active_window_ms: 30_000,
+            kong: KongTarget::default(),
         }
     }
 }
@@ -57,7 +62,11 @@ impl Default for Settings {
 #[derive(Debug)]
 pub struct Published {
     pub version: u64,
+    /// Kong's declarative form: what data planes load. Its hash is the ETag.
     pub body: Body,
+    /// The same snapshot in decK's form (`?format=deck`); unchanged
+    /// collections share their bytes with `body`.
+    pub deck: Body,
     /// (member group id, config blob hash), in merge order.
     pub sources: Vec<(Uuid, String)>,
     /// Which member each run of entities came from, by collection name.
@@ -145,6 +154,7 @@ impl Registry {
         let snapshot = Arc::new(Published {
             version: 1,
             body: Body::empty(),
+            deck: Body::empty(),
             sources: Vec::new(),
             provenance: Vec::new(),
         });

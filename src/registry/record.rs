@@ -178,7 +178,13 @@ impl Registry {
             .filter_map(|r| r.config.as_ref().map(|h| (r, h)))
             .map(|(r, h)| {
                 let b = blob(h)?.clone();
-                let member = Member::build(member_info(&r.meta), &b.bytes, b.format, &reg.interner);
+                let member = Member::build_for(
+                    member_info(&r.meta),
+                    &b.bytes,
+                    b.format,
+                    &reg.interner,
+                    &reg.settings.kong,
+                );
                 Ok((
                     r.meta.id,
                     Arc::new(Config {
@@ -244,22 +250,37 @@ impl Registry {
                             name: mid.to_string(),
                             is_default: false,
                         };
-                        Arc::new(Member::build(info, &b.bytes, b.format, &reg.interner))
+                        Arc::new(Member::build_for(
+                            info,
+                            &b.bytes,
+                            b.format,
+                            &reg.interner,
+                            &reg.settings.kong,
+                        ))
                     }
                 };
                 members.push(m);
             }
-            let body = Body::assemble(members.iter().map(|m| m.as_ref()));
-            if body.hash() != r.snapshot.hash {
+            let body = Body::assemble_kong(members.iter().map(|m| m.as_ref()));
+            let deck = Body::assemble(members.iter().map(|m| m.as_ref()));
+            // A store written before snapshots were served in Kong's form
+            // recorded the decK form's hash: the same snapshot, served now in
+            // Kong's form as the next version so data planes move to it.
+            let version = if body.hash() == r.snapshot.hash {
+                r.snapshot.version
+            } else if deck.hash() == r.snapshot.hash {
+                r.snapshot.version + 1
+            } else {
                 return Err(format!(
                     "the snapshot of control plane '{}' (version {}) no longer assembles to its recorded hash {}",
                     r.meta.name, r.snapshot.version, r.snapshot.hash
                 ));
-            }
+            };
             let provenance = named_provenance(&members, &loaded.groups);
             let snapshot = Arc::new(Published {
-                version: r.snapshot.version,
+                version,
                 body,
+                deck,
                 sources: r.snapshot.sources.clone(),
                 provenance,
             });

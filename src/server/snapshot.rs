@@ -33,10 +33,41 @@ fn matches_etag(headers: &HeaderMap, hash: &str) -> bool {
         })
 }
 
-fn snapshot_response(p: &Published) -> Response {
+/// Which form of a snapshot a request wants: Kong's (what data planes load)
+/// or decK's (`?format=deck`, an extension).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Kong,
+    Deck,
+}
+
+fn form_of(q: &[(String, String)]) -> ApiResult<Form> {
+    match param(q, &["format"]) {
+        None | Some("kong") => Ok(Form::Kong),
+        Some("deck") => Ok(Form::Deck),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`format` must be kong or deck, not '{}'",
+            other.chars().take(32).collect::<String>()
+        ))),
+    }
+}
+
+/// The hash of the form asked for: each form has its own ETag.
+fn hash_of(p: &Published, form: Form) -> &str {
+    match form {
+        Form::Kong => p.body.hash(),
+        Form::Deck => p.deck.hash(),
+    }
+}
+
+fn snapshot_response(p: &Published, form: Form) -> Response {
+    let snapshot = match form {
+        Form::Kong => &p.body,
+        Form::Deck => &p.deck,
+    };
     // Fewer, larger pieces than the rope (see `Body::wire_parts`); one piece
     // goes out as a plain body, in one write with the headers.
-    let parts = p.body.wire_parts();
+    let parts = snapshot.wire_parts();
     let body = if parts.len() == 1 {
         Body::from(parts[0].clone())
     } else {
@@ -51,17 +82,17 @@ fn snapshot_response(p: &Published) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(p.body.len()));
-    if let Ok(v) = HeaderValue::from_str(&etag(p.body.hash())) {
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(snapshot.len()));
+    if let Ok(v) = HeaderValue::from_str(&etag(snapshot.hash())) {
         h.insert(header::ETAG, v);
     }
     h.insert("x-snapshot-version", HeaderValue::from(p.version));
     resp
 }
 
-fn not_modified(p: &Published) -> Response {
+fn not_modified(p: &Published, form: Form) -> Response {
     let mut resp = StatusCode::NOT_MODIFIED.into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(p.body.hash())) {
+    if let Ok(v) = HeaderValue::from_str(&etag(hash_of(p, form))) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp.headers_mut()
@@ -98,15 +129,16 @@ pub async fn get(
         ),
     };
     let missing = || ApiError::not_found(format!("no control plane with id {id}"));
+    let form = form_of(&q)?;
     let current = s.engine.snapshot(id).ok_or_else(missing)?;
     let is_known = |p: &Published| {
-        matches_etag(&headers, p.body.hash()) || known_version.is_some_and(|v| v >= p.version)
+        matches_etag(&headers, hash_of(p, form)) || known_version.is_some_and(|v| v >= p.version)
     };
     if !is_known(&current) {
-        return Ok(snapshot_response(&current));
+        return Ok(snapshot_response(&current, form));
     }
     let Some(wait) = wait else {
-        return Ok(not_modified(&current));
+        return Ok(not_modified(&current, form));
     };
     let mut rx = s.engine.subscribe(id).ok_or_else(missing)?;
     let mut shutdown = s.shutdown.clone();
@@ -114,12 +146,12 @@ pub async fn get(
     loop {
         let latest = s.engine.snapshot(id).ok_or_else(missing)?;
         if !is_known(&latest) {
-            return Ok(snapshot_response(&latest));
+            return Ok(snapshot_response(&latest, form));
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return Err(missing()) },
-            _ = tokio::time::sleep_until(deadline) => return Ok(not_modified(&latest)),
-            _ = shutdown.changed() => return Ok(not_modified(&latest)),
+            _ = tokio::time::sleep_until(deadline) => return Ok(not_modified(&latest, form)),
+            _ = shutdown.changed() => return Ok(not_modified(&latest, form)),
         }
     }
 }
