@@ -106,6 +106,10 @@ struct ServeArgs {
     /// A keep-alive connection idle this many seconds between requests is closed.
     #[arg(long, default_value_t = 60)]
     idle_timeout_secs: u64,
+    /// Snapshot versions kept per group (served by `?version=`, pinnable).
+    #[arg(long, default_value_t = rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    snapshot_history: u64,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -285,6 +289,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     let settings = rgmerge::registry::Settings {
         max_groups: args.max_groups,
         active_window_ms: args.active_window_secs.saturating_mul(1000),
+        snapshot_history: usize::try_from(args.snapshot_history)
+            .unwrap_or(rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY),
     };
     let engine = match rgmerge::engine::Engine::start(Some(store), settings) {
         Ok(e) => e,

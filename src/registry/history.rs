@@ -1,0 +1,369 @@
+//! Kept versions and pins (issue 15).
+//!
+//! Every group keeps its last `snapshot_history` published versions: version,
+//! hash, sources (member id, config blob hash), when, the group's state, and
+//! the change that made it. The served version is always the last one kept.
+//! A kept version is re-assembled from its sources' blobs on demand
+//! ([`assemble_version`]); the blobs a kept version names stay in the store.
+//!
+//! **Pins.** Pinning a group to a kept version V serves V's content until it
+//! is unpinned, whatever its members do meanwhile. Versions only ever grow,
+//! so a data plane that long-polls with the version it has moves to the pin:
+//! unless V's content is what is served already, the pin publishes it again
+//! as the next version (its history entry says `pin_of: V`). While pinned
+//! nothing else is published; the current merge goes on being computed and
+//! the view shows what the pin hides. Unpinning publishes the current merge
+//! as the next version if it differs from the pinned content (a composite in
+//! conflict goes on serving the pinned content, its last conflict-free one,
+//! until its first conflict-free merge).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::record::{Blob, HistoryEntry, Pin, named_collections};
+use super::tx::Undo;
+use super::{Group, History, Kind, Published, Refusal, Registry, Result, Tx, now};
+use crate::compose::Body;
+use crate::intern::Interner;
+use crate::member::{Member, MemberInfo};
+use crate::report::State;
+
+/// Versions kept per group unless `--snapshot-history` says otherwise.
+pub const DEFAULT_SNAPSHOT_HISTORY: usize = 20;
+
+/// A pin's effect: the pin, and the version now served.
+#[derive(Clone, Debug)]
+pub struct PinOutcome {
+    pub pin: Option<Pin>,
+    pub served_version: u64,
+    pub served_hash: String,
+    /// Whether the write published a new version.
+    pub published: bool,
+}
+
+/// Assembles a kept version from its sources' config blobs, checking that
+/// the bytes hash to what was published. Builds its members with a throwaway
+/// interner: nothing of it enters the registry. Pure, so it runs off the
+/// writer.
+pub fn assemble_version<'b>(
+    version: u64,
+    hash: &str,
+    sources: &[(Uuid, String)],
+    blob: impl Fn(&str) -> Option<&'b Blob>,
+    info: impl Fn(Uuid) -> MemberInfo,
+) -> std::result::Result<Published, String> {
+    let interner = Interner::new();
+    let mut members = Vec::with_capacity(sources.len());
+    for (mid, h) in sources {
+        let b = blob(h).ok_or_else(|| {
+            format!("version {version}: the config blob {h} of member {mid} is missing")
+        })?;
+        members.push(Arc::new(Member::build(
+            info(*mid),
+            &b.bytes,
+            b.format,
+            &interner,
+        )));
+    }
+    let body = Body::assemble(members.iter().map(|m| m.as_ref()));
+    if body.hash() != hash {
+        return Err(format!(
+            "version {version} no longer assembles to its recorded hash {hash} (got {})",
+            body.hash()
+        ));
+    }
+    let provenance = named_collections(crate::compose::snapshot::provenance(
+        members.iter().map(|m| m.as_ref()),
+    ));
+    Ok(Published {
+        version,
+        body,
+        sources: sources.to_vec(),
+        provenance,
+    })
+}
+
+/// The refusal for a version the group does not keep.
+pub(super) fn not_kept(g: &Group, version: u64) -> Refusal {
+    let (oldest, newest) = kept_range(&g.history);
+    Refusal::not_found(format!(
+        "version {version} of '{}' is not kept: the kept versions are {oldest} to {newest}",
+        g.meta.name
+    ))
+}
+
+/// The oldest and newest kept versions.
+pub fn kept_range(h: &History) -> (u64, u64) {
+    (
+        h.front().map_or(0, |e| e.version),
+        h.back().map_or(0, |e| e.version),
+    )
+}
+
+impl Registry {
+    /// A current config's blob by its hash, if some standard group has it.
+    pub fn config_blob(&self, hash: &str) -> Option<Blob> {
+        self.groups.values().find_map(|g| match &g.kind {
+            Kind::Standard { config, .. } if config.hash == hash => Some(config.blob.clone()),
+            _ => None,
+        })
+    }
+
+    /// A group's state now: a composite's, or `OK` for a standard group
+    /// (its config is valid, or it was refused).
+    pub(super) fn state_of(&self, g: &Group) -> State {
+        match &g.kind {
+            Kind::Composite { composite, .. } => composite.state(),
+            Kind::Standard { .. } => State::Ok,
+        }
+    }
+
+    /// What the group would publish now without a pin: its sources, and the
+    /// hash (none for a composite in conflict, which publishes nothing).
+    pub(super) fn current_merge(&self, g: &Group) -> (Vec<(Uuid, String)>, Option<String>) {
+        match &g.kind {
+            Kind::Standard { config, .. } => (
+                vec![(g.meta.id, config.hash.clone())],
+                Some(
+                    Body::assemble(std::iter::once(config.member.as_ref()))
+                        .hash()
+                        .to_string(),
+                ),
+            ),
+            Kind::Composite { members, composite } => {
+                let sources = members
+                    .iter()
+                    .filter_map(|m| match &self.groups.get(m)?.kind {
+                        Kind::Standard { config, .. } => Some((*m, config.hash.clone())),
+                        Kind::Composite { .. } => None,
+                    })
+                    .collect();
+                let hash = (composite.state() == State::Ok)
+                    .then(|| composite.assemble().hash().to_string());
+                (sources, hash)
+            }
+        }
+    }
+
+    /// The members whose configs the served snapshot does not carry as
+    /// they are now: `changed`, `added` (since the served version) or
+    /// `removed`, by member id.
+    pub(super) fn hidden_members(
+        &self,
+        g: &Group,
+        now: &[(Uuid, String)],
+    ) -> Vec<(Uuid, &'static str)> {
+        let served: BTreeMap<Uuid, &str> = g
+            .snapshot
+            .sources
+            .iter()
+            .map(|(m, h)| (*m, h.as_str()))
+            .collect();
+        let current: BTreeMap<Uuid, &str> = now.iter().map(|(m, h)| (*m, h.as_str())).collect();
+        let mut out = Vec::new();
+        for (m, h) in &current {
+            match served.get(m) {
+                None => out.push((*m, "added")),
+                Some(s) if s != h => out.push((*m, "changed")),
+                Some(_) => {}
+            }
+        }
+        out.extend(
+            served
+                .keys()
+                .filter(|m| !current.contains_key(m))
+                .map(|m| (*m, "removed")),
+        );
+        out.sort();
+        out
+    }
+}
+
+impl Tx<'_> {
+    /// Serves `new`: it becomes the group's snapshot and its newest kept
+    /// version (the oldest past `snapshot_history` is dropped). The same
+    /// version published again with other sources (the same bytes from
+    /// other blobs) replaces its entry's sources only.
+    pub(super) fn serve(
+        &mut self,
+        id: Uuid,
+        new: Arc<Published>,
+        pin_of: Option<u64>,
+    ) -> Result<()> {
+        let keep = self.reg.settings.history_len();
+        let g = self.reg.group(id)?;
+        let mut entry = HistoryEntry {
+            version: new.version,
+            hash: new.body.hash().to_string(),
+            sources: new.sources.clone(),
+            published_at: now(),
+            state: self.reg.state_of(g),
+            change: self.change.clone(),
+            actor: self.actor.clone(),
+            pin_of,
+        };
+        if let Some(prev) = g.history.back().filter(|e| e.version == entry.version) {
+            entry = HistoryEntry {
+                sources: entry.sources,
+                ..(**prev).clone()
+            };
+        }
+        let g = self.group_mut(id)?;
+        let old_snapshot = std::mem::replace(&mut g.snapshot, new);
+        let old_history = g.history.clone();
+        let h = Arc::make_mut(&mut g.history);
+        if h.back().is_some_and(|e| e.version == entry.version) {
+            h.pop_back();
+        }
+        h.push_back(Arc::new(entry));
+        while h.len() > keep {
+            h.pop_front();
+        }
+        self.undo.push(Undo::Snapshot(id, old_snapshot));
+        self.history_before
+            .entry(id)
+            .or_insert_with(|| old_history.clone());
+        self.undo.push(Undo::History(id, old_history));
+        self.touch(id);
+        self.published.insert(id);
+        Ok(())
+    }
+
+    /// Pins group `id` to its kept `version`, whose content `pinned` is
+    /// (assembled off the writer by [`assemble_version`]). Unless that
+    /// content is served already, it is published again as the next version.
+    pub fn pin(&mut self, id: Uuid, version: u64, pinned: &Published) -> Result<PinOutcome> {
+        let g = self.reg.group(id)?;
+        let entry = g
+            .history
+            .iter()
+            .find(|e| e.version == version)
+            .cloned()
+            .ok_or_else(|| not_kept(g, version))?;
+        if entry.hash != pinned.body.hash() || entry.sources != pinned.sources {
+            return Err(Refusal::conflict(format!(
+                "version {version} of '{}' is not the content that was assembled for it; try again",
+                g.meta.name
+            )));
+        }
+        let same = g.snapshot.body.hash() == entry.hash && g.snapshot.sources == entry.sources;
+        let served_as = if same {
+            g.snapshot.version
+        } else {
+            g.snapshot.version + 1
+        };
+        let pin = Pin {
+            version,
+            hash: entry.hash.clone(),
+            served_as,
+            pinned_at: now(),
+            actor: self.actor.clone(),
+        };
+        let old = g.pin.clone();
+        self.undo.push(Undo::Pin(id, old));
+        self.group_mut(id)?.pin = Some(pin.clone());
+        self.touch(id);
+        if !same {
+            self.because(format!("pin to version {version}"));
+            let new = Arc::new(Published {
+                version: served_as,
+                body: pinned.body.clone(),
+                sources: entry.sources.clone(),
+                provenance: pinned.provenance.clone(),
+            });
+            self.serve(id, new, Some(version))?;
+        }
+        Ok(PinOutcome {
+            pin: Some(pin),
+            served_version: served_as,
+            served_hash: entry.hash.clone(),
+            published: !same,
+        })
+    }
+
+    /// Unpins group `id`: the current merge is published as the next version
+    /// if it differs from the pinned content (see the module's notes).
+    pub fn unpin(&mut self, id: Uuid) -> Result<PinOutcome> {
+        let g = self.reg.group(id)?;
+        let Some(old) = g.pin.clone() else {
+            return Err(Refusal::not_found(format!(
+                "control plane '{}' is not pinned",
+                g.meta.name
+            )));
+        };
+        let before = g.snapshot.version;
+        self.undo.push(Undo::Pin(id, Some(old)));
+        self.group_mut(id)?.pin = None;
+        self.touch(id);
+        self.because("unpin");
+        self.republish(id)?;
+        let g = self.reg.group(id)?;
+        Ok(PinOutcome {
+            pin: None,
+            served_version: g.snapshot.version,
+            served_hash: g.snapshot.body.hash().to_string(),
+            published: g.snapshot.version != before,
+        })
+    }
+
+    /// Restores what an export says group `id` served: `served` exactly (its
+    /// version, bytes and sources, assembled and checked by the caller), its
+    /// kept entries (trimmed; ending with the served one) and its pin. The
+    /// blobs its sources name are kept in the store.
+    pub fn restore_served(
+        &mut self,
+        id: Uuid,
+        served: Arc<Published>,
+        entries: Vec<HistoryEntry>,
+        pin: Option<Pin>,
+        blobs: Vec<(String, Blob)>,
+    ) -> Result<()> {
+        let keep = self.reg.settings.history_len();
+        let g = self.reg.group(id)?;
+        let hash = served.body.hash().to_string();
+        let mut kept: Vec<HistoryEntry> = entries
+            .into_iter()
+            .filter(|e| e.version <= served.version)
+            .collect();
+        kept.sort_by_key(|e| e.version);
+        kept.dedup_by_key(|e| e.version);
+        // The exported entry of the served version, if it is that content;
+        // otherwise one that says it came from an import.
+        let head_ok = kept.last().is_some_and(|e| {
+            e.version == served.version && e.hash == hash && e.sources == served.sources
+        });
+        if !head_ok {
+            if kept.last().is_some_and(|e| e.version == served.version) {
+                kept.pop();
+            }
+            kept.push(HistoryEntry {
+                version: served.version,
+                hash: hash.clone(),
+                sources: served.sources.clone(),
+                published_at: now(),
+                state: self.reg.state_of(g),
+                change: "import".into(),
+                actor: self.actor.clone(),
+                pin_of: pin.as_ref().map(|p| p.version),
+            });
+        }
+        let excess = kept.len().saturating_sub(keep);
+        let history: History = kept.into_iter().skip(excess).map(Arc::new).collect();
+        self.blobs.extend(blobs);
+        let g = self.group_mut(id)?;
+        let old_snapshot = std::mem::replace(&mut g.snapshot, served);
+        let old_history = std::mem::replace(&mut g.history, Arc::new(history));
+        let old_pin = std::mem::replace(&mut g.pin, pin);
+        self.undo.push(Undo::Snapshot(id, old_snapshot));
+        self.undo.push(Undo::Pin(id, old_pin));
+        self.history_before
+            .entry(id)
+            .or_insert_with(|| old_history.clone());
+        self.undo.push(Undo::History(id, old_history));
+        self.touch(id);
+        self.published.insert(id);
+        Ok(())
+    }
+}
