@@ -201,7 +201,11 @@ fn validate_bundle(
         .composites
         .par_iter()
         .map(|c| {
-            let composite = batch::composite(&c.members, interner.clone())?;
+            let composite = batch::composite_with_default(
+                &c.members,
+                bundle.default_member.as_deref(),
+                interner.clone(),
+            )?;
             bar.inc(1);
             Ok((c.name.clone(), composite.report()))
         })
