@@ -24,8 +24,7 @@ use crate::member::{Member, MemberInfo};
 use crate::registry::record::Blob;
 use crate::registry::{
     ConfigWrite, Effects, GroupMeta, GroupUpdate, GroupView, Mode, NewGroup, Node, NodeReport,
-    PinOutcome, Published, Refusal, Registry, Settings, Tx, assemble_version, kept_range,
-    transact,
+    PinOutcome, Published, Refusal, Registry, Settings, Tx, assemble_version, kept_range, transact,
 };
 use crate::report::Report;
 use crate::store::{Store, StoreError};
@@ -283,6 +282,16 @@ impl Engine {
                     view.meta.name
                 ))
             })?;
+        // The served content under another number (a pin, or a version whose
+        // bytes came back): no need to assemble it.
+        if served.body.hash() == entry.hash && served.sources == entry.sources {
+            return Ok(Arc::new(Published {
+                version,
+                body: served.body.clone(),
+                sources: entry.sources.clone(),
+                provenance: served.provenance.clone(),
+            }));
+        }
         let cached = self
             .shared
             .assembled

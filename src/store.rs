@@ -9,8 +9,8 @@
 
 use std::collections::HashSet;
 
-use uuid::Uuid;
 use std::path::{Path, PathBuf};
+use uuid::Uuid;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -228,10 +228,12 @@ impl Store {
         let Some(v) = blobs.get(hash).map_err(|e| r(&e))? else {
             return Ok(None);
         };
-        Blob::decode(v.value()).map(Some).ok_or_else(|| StoreError::Corrupt {
-            path: self.path.clone(),
-            detail: format!("config blob {hash} has no format tag"),
-        })
+        Blob::decode(v.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("config blob {hash} has no format tag"),
+            })
     }
 
     /// Applies `changes` in one durable transaction: all or nothing. After a
@@ -276,10 +278,7 @@ impl Store {
                     Change::PutHistory(id, entry) => {
                         let bytes = serde_json::to_vec(entry).map_err(|e| w(&e))?;
                         history
-                            .insert(
-                                history_key(id, entry.version).as_str(),
-                                bytes.as_slice(),
-                            )
+                            .insert(history_key(id, entry.version).as_str(), bytes.as_slice())
                             .map_err(|e| w(&e))?;
                     }
                     Change::DeleteHistory(id, version) => {

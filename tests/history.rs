@@ -25,7 +25,10 @@ fn version(r: &Resp) -> u64 {
 }
 
 fn etag(r: &Resp) -> String {
-    r.header("etag").expect("etag").trim_matches('"').to_string()
+    r.header("etag")
+        .expect("etag")
+        .trim_matches('"')
+        .to_string()
 }
 
 /// What a group serves: (version, hash, bytes).
@@ -52,7 +55,11 @@ async fn pin(c: &Client, id: &str, v: u64) -> Resp {
 }
 
 async fn default_id(c: &Client) -> String {
-    let groups = c.get(&format!("{V2}?page[size]=1000")).await.expect(200).json();
+    let groups = c
+        .get(&format!("{V2}?page[size]=1000"))
+        .await
+        .expect(200)
+        .json();
     groups["data"]
         .as_array()
         .unwrap()
@@ -106,7 +113,10 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
             .expect(200);
         assert_eq!(version(&r), v);
         assert_eq!(etag(&r), seen[&v].0);
-        assert_eq!(r.body, seen[&v].1, "version {v}: the bytes it was served with");
+        assert_eq!(
+            r.body, seen[&v].1,
+            "version {v}: the bytes it was served with"
+        );
     }
     // ...with If-None-Match against that version's hash.
     let tag = format!("\"{}\"", seen[&5].0);
@@ -165,7 +175,9 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     let blue = c.standard("blue").await;
     let yellow = c.standard("yellow").await;
     c.add(&comp, &[&blue, &yellow]).await.expect(200);
-    c.put_config(&blue, &service("blue-svc", "b")).await.expect(200);
+    c.put_config(&blue, &service("blue-svc", "b"))
+        .await
+        .expect(200);
     c.put_config(&yellow, &service("yellow-svc", "y"))
         .await
         .expect(200);
@@ -209,7 +221,10 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     c.put_config(&yellow, &service("yellow-fixed", "y"))
         .await
         .expect(200);
-    assert_eq!(served(&c, &comp).await, (pinned_v, good_hash.clone(), good_body.clone()));
+    assert_eq!(
+        served(&c, &comp).await,
+        (pinned_v, good_hash.clone(), good_body.clone())
+    );
     let h = history(&c, &comp).await;
     assert_eq!(h["data"][0]["version"], pinned_v);
     assert_eq!(h["data"][0]["pin_of"], good_v);
@@ -223,7 +238,10 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     );
     assert_ne!(h["pin"]["hides"]["current_hash"], json!(good_hash));
     let status = c.status(&comp).await;
-    assert_eq!(status["item"]["snapshot"]["pin"]["version"], good_v, "{status}");
+    assert_eq!(
+        status["item"]["snapshot"]["pin"]["version"], good_v,
+        "{status}"
+    );
     let g = c.get(&format!("{V2}/{comp}")).await.expect(200).json();
     assert_eq!(g["snapshot"]["pin"]["version"], good_v, "{g}");
     let m = c.get("/metrics").await.expect(200).text();
@@ -244,7 +262,10 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     d.kill9();
     d.spawn();
     let c = d.client();
-    assert_eq!(served(&c, &comp).await, (pinned_v, good_hash.clone(), good_body.clone()));
+    assert_eq!(
+        served(&c, &comp).await,
+        (pinned_v, good_hash.clone(), good_body.clone())
+    );
     assert_eq!(history(&c, &comp).await["pin"]["version"], good_v);
 
     // Refusals change nothing.
@@ -283,7 +304,12 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
         .expect(200);
     assert_eq!(version(&woke), pinned_v + 1);
     assert!(woke.text().contains("yellow-fixed"));
-    assert!(c.snapshot(&comp).await.header("x-snapshot-pinned").is_none());
+    assert!(
+        c.snapshot(&comp)
+            .await
+            .header("x-snapshot-pinned")
+            .is_none()
+    );
     c.delete(&format!("{V2}/{comp}/snapshot/pin"))
         .await
         .expect(404);
@@ -313,13 +339,10 @@ async fn wait_without_a_known_version_answers_at_once() {
     let blue = c.standard("blue").await;
     // No If-None-Match and no version: nothing to wait against, so the
     // served snapshot comes back (a poll that waited would end in 304).
-    let r = tokio::time::timeout(
-        HANG_GUARD,
-        c.get(&format!("{V2}/{blue}/snapshot?wait=300")),
-    )
-    .await
-    .expect("answered")
-    .expect(200);
+    let r = tokio::time::timeout(HANG_GUARD, c.get(&format!("{V2}/{blue}/snapshot?wait=300")))
+        .await
+        .expect("answered")
+        .expect(200);
     assert_eq!(version(&r), 1);
     // With the version the caller has, it waits (and times out with 304).
     c.get(&format!("{V2}/{blue}/snapshot?wait=0.2&version=1"))
@@ -350,7 +373,10 @@ async fn metrics_name_groups_and_forget_deleted_ones() {
     c.delete(&format!("{V2}/{comp}")).await.expect(204);
     c.delete(&format!("{V2}/{blue}")).await.expect(204);
     let m = c.get("/metrics").await.expect(200).text();
-    assert!(!m.contains(&comp), "a deleted composite's series are gone: {m}");
+    assert!(
+        !m.contains(&comp),
+        "a deleted composite's series are gone: {m}"
+    );
     assert!(!m.contains(&blue), "a deleted group's series are gone: {m}");
     assert!(m.contains("rgmerge_snapshot_version{"), "{m}");
 }
@@ -371,7 +397,11 @@ fn conflict_keys(list: &Value) -> Vec<Value> {
 
 /// Every group's (version, hash, bytes), status and pin, by id.
 async fn everything(c: &Client) -> BTreeMap<String, Value> {
-    let groups = c.get(&format!("{V2}?page[size]=1000")).await.expect(200).json();
+    let groups = c
+        .get(&format!("{V2}?page[size]=1000"))
+        .await
+        .expect(200)
+        .json();
     let mut out = BTreeMap::new();
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap().to_string();
@@ -404,23 +434,37 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     let blue = c.standard("blue").await;
     let yellow = c.standard("yellow").await;
     c.add(&shared, &[&blue, &yellow]).await.expect(200);
-    c.put_config(&blue, &service("blue-svc", "b")).await.expect(200);
+    c.put_config(&blue, &service("blue-svc", "b"))
+        .await
+        .expect(200);
     c.put_config(&yellow, &service("yellow-svc", "y"))
         .await
         .expect(200);
     let good = served(&c, &shared).await;
-    c.put_config(&yellow, &service("blue-svc", "y")).await.expect(200);
+    c.put_config(&yellow, &service("blue-svc", "y"))
+        .await
+        .expect(200);
     assert_eq!(c.status(&shared).await["item"]["state"], "CONFLICT");
-    assert_eq!(served(&c, &shared).await, good, "in conflict: the last good one");
+    assert_eq!(
+        served(&c, &shared).await,
+        good,
+        "in conflict: the last good one"
+    );
     // A composite pinned to an older version.
     let edge = c.composite("edge").await;
     let green = c.standard("green").await;
     c.add(&edge, &[&green]).await.expect(200);
-    c.put_config(&green, &service("green-v1", "g")).await.expect(200);
+    c.put_config(&green, &service("green-v1", "g"))
+        .await
+        .expect(200);
     let (gv1, _, _) = served(&c, &edge).await;
-    c.put_config(&green, &service("green-v2", "g")).await.expect(200);
+    c.put_config(&green, &service("green-v2", "g"))
+        .await
+        .expect(200);
     pin(&c, &edge, gv1).await.expect(200);
-    c.put_config(&green, &service("green-v3", "g")).await.expect(200);
+    c.put_config(&green, &service("green-v3", "g"))
+        .await
+        .expect(200);
     // The default group, renamed, holds application registration and is a
     // member of a composite: only the manifest can say it is the default.
     let def = default_id(&c).await;
@@ -445,7 +489,9 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     )
     .await
     .expect(200);
-    c.put_config(&teal_lower, &service("teal-b", "t")).await.expect(200);
+    c.put_config(&teal_lower, &service("teal-b", "t"))
+        .await
+        .expect(200);
     assert_eq!(c.status(&apps).await["item"]["state"], "OK");
 
     let before = everything(&c).await;
@@ -457,7 +503,11 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
         d.data.to_str().unwrap(),
         out_dir.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // File names are unique ignoring case, and `Teal`/`teal` both kept.
     let names: Vec<String> = std::fs::read_dir(out_dir.join("members"))
@@ -486,7 +536,12 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
         "--bundle",
         out_dir.join("bundle.yaml").to_str().unwrap(),
     ]);
-    assert_eq!(v.status.code(), Some(1), "{}", String::from_utf8_lossy(&v.stderr));
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
     let report: Value = serde_json::from_slice(&v.stdout).unwrap();
     for r in report["composites"].as_array().unwrap() {
         let (_, daemon) = before
@@ -513,7 +568,11 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
         d2.data.to_str().unwrap(),
         out_dir.to_str().unwrap(),
     ]);
-    assert!(imp.status.success(), "{}", String::from_utf8_lossy(&imp.stderr));
+    assert!(
+        imp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imp.stderr)
+    );
     d2.spawn();
     let c2 = d2.client();
     let after = everything(&c2).await;
@@ -538,5 +597,12 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
         .await
         .expect(200)
         .json();
-    assert!(served(&c2, &edge).await.2.windows(8).any(|w| w == b"green-v3"), "{r}");
+    assert!(
+        served(&c2, &edge)
+            .await
+            .2
+            .windows(8)
+            .any(|w| w == b"green-v3"),
+        "{r}"
+    );
 }

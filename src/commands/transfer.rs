@@ -33,8 +33,7 @@ use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::registry::record::{Blob, HistoryEntry, Pin};
 use crate::registry::{
-    ConfigWrite, GroupMeta, Kind, Mode, Refusal, Registry, Settings, Tx, assemble_version,
-    transact,
+    ConfigWrite, GroupMeta, Kind, Mode, Refusal, Registry, Settings, Tx, assemble_version, transact,
 };
 use crate::store::{Store, StoreError};
 
@@ -124,10 +123,7 @@ pub fn file_stem(name: &str) -> String {
 /// another's when case is ignored (so `blue` and `Blue` both get one, and
 /// neither depends on the order groups are read in).
 fn unique_stems(groups: &[&GroupMeta]) -> Result<HashMap<Uuid, String>, TransferError> {
-    let plain: Vec<(Uuid, String)> = groups
-        .iter()
-        .map(|g| (g.id, file_stem(&g.name)))
-        .collect();
+    let plain: Vec<(Uuid, String)> = groups.iter().map(|g| (g.id, file_stem(&g.name))).collect();
     let mut count: HashMap<String, usize> = HashMap::new();
     for (_, s) in &plain {
         *count.entry(s.to_lowercase()).or_default() += 1;
@@ -297,8 +293,12 @@ pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
     let exported: Exported = serde_json::from_slice(&bytes)
         .map_err(|e| TransferError::Invalid(format!("{}: {e}", path.display())))?;
     let mut store = Store::open(data_dir)?;
-    let mut reg = Registry::restore(Arc::new(Interner::new()), Settings::default(), store.load()?)
-        .map_err(TransferError::Invalid)?;
+    let mut reg = Registry::restore(
+        Arc::new(Interner::new()),
+        Settings::default(),
+        store.load()?,
+    )
+    .map_err(TransferError::Invalid)?;
     let fresh = reg.groups().all(|g| {
         g.meta.is_default && matches!(&g.kind, Kind::Standard { config, .. } if config.blob.bytes == crate::compose::EMPTY_CONFIG)
     });

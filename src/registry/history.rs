@@ -367,3 +367,245 @@ impl Tx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Format;
+    use crate::registry::record::{Change, Loaded};
+    use crate::registry::{Mode, NewGroup, Settings, member_info, transact};
+
+    /// What a store would hold after `changes`.
+    fn apply(loaded: &mut Loaded, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::PutGroup(r) => {
+                    loaded.groups.retain(|g| g.meta.id != r.meta.id);
+                    loaded.groups.push((**r).clone());
+                }
+                Change::DeleteGroup(id) => {
+                    loaded.groups.retain(|g| g.meta.id != *id);
+                    loaded.history.remove(id);
+                }
+                Change::PutBlob(h, b) => {
+                    loaded.blobs.insert(h.clone(), b.clone());
+                }
+                Change::DeleteBlob(h) => {
+                    loaded.blobs.remove(h);
+                }
+                Change::PutHistory(id, e) => {
+                    let h = loaded.history.entry(*id).or_default();
+                    h.retain(|x| x.version != e.version);
+                    h.push((**e).clone());
+                }
+                Change::DeleteHistory(id, v) => {
+                    if let Some(h) = loaded.history.get_mut(id) {
+                        h.retain(|x| x.version != *v);
+                    }
+                }
+            }
+        }
+    }
+
+    fn yaml(name: &str) -> Blob {
+        Blob {
+            format: Format::Yaml,
+            bytes: format!("_format_version: \"3.0\"\nservices:\n- name: {name}\n  host: h\n")
+                .into_bytes(),
+        }
+    }
+
+    struct World {
+        reg: Registry,
+        store: Loaded,
+    }
+
+    impl World {
+        fn new(keep: usize) -> World {
+            let settings = Settings {
+                snapshot_history: keep,
+                ..Settings::default()
+            };
+            let reg = Registry::new(Arc::new(Interner::new()), settings);
+            let mut store = Loaded::default();
+            apply(&mut store, &reg.all_changes());
+            World { reg, store }
+        }
+
+        fn write<R>(&mut self, f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+            let store = &mut self.store;
+            transact(
+                &mut self.reg,
+                Mode::Apply,
+                |e| {
+                    apply(store, &e.changes);
+                    Ok(())
+                },
+                f,
+            )
+            .map(|(r, _)| r)
+        }
+
+        fn put(&mut self, id: Uuid, name: &str) {
+            let blob = yaml(name);
+            let info = member_info(&self.reg.group(id).unwrap().meta);
+            let member = Member::build(info, &blob.bytes, blob.format, self.reg.interner());
+            self.write(|tx| tx.put_config(id, blob, member)).unwrap();
+        }
+
+        fn assembled(&self, id: Uuid, version: u64) -> Published {
+            let e = self
+                .reg
+                .group(id)
+                .unwrap()
+                .history
+                .iter()
+                .find(|e| e.version == version)
+                .cloned()
+                .unwrap();
+            assemble_version(
+                version,
+                &e.hash,
+                &e.sources,
+                |h| self.store.blobs.get(h),
+                |m| MemberInfo {
+                    id: m.to_string(),
+                    name: m.to_string(),
+                    is_default: false,
+                },
+            )
+            .unwrap()
+        }
+
+        fn restart(&mut self, keep: usize) {
+            let settings = Settings {
+                snapshot_history: keep,
+                ..Settings::default()
+            };
+            let loaded = Loaded {
+                groups: self.store.groups.clone(),
+                blobs: self.store.blobs.clone(),
+                history: self.store.history.clone(),
+            };
+            self.reg = Registry::restore(Arc::new(Interner::new()), settings, loaded).unwrap();
+            let tidy = self.reg.take_restore_changes();
+            apply(&mut self.store, &tidy);
+        }
+
+        fn versions(&self, id: Uuid) -> Vec<u64> {
+            let g = self.reg.group(id).unwrap();
+            g.history.iter().map(|e| e.version).collect()
+        }
+    }
+
+    fn standard(w: &mut World, name: &str) -> Uuid {
+        w.write(|tx| {
+            tx.create_group(NewGroup {
+                name: name.into(),
+                ..Default::default()
+            })
+        })
+        .unwrap()
+        .id
+    }
+
+    #[test]
+    fn history_is_trimmed_durable_and_its_blobs_stay_until_dropped() {
+        let mut w = World::new(3);
+        let blue = standard(&mut w, "blue");
+        for i in 0..5 {
+            w.put(blue, &format!("svc-{i}"));
+        }
+        assert_eq!(w.versions(blue), vec![4, 5, 6]);
+        let stored: Vec<u64> = {
+            let mut v: Vec<u64> = w.store.history[&blue].iter().map(|e| e.version).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            stored,
+            vec![4, 5, 6],
+            "the store keeps what the registry keeps"
+        );
+        // Every kept version's blobs are stored; dropped ones' are gone.
+        assert_eq!(w.store.blobs.len(), 3 + 1, "3 kept configs + the default's");
+        for v in [4, 5, 6] {
+            let p = w.assembled(blue, v);
+            assert_eq!(p.version, v);
+        }
+        assert!(!w.store.blobs.contains_key(&yaml("svc-0").hash()));
+
+        w.restart(3);
+        assert_eq!(w.versions(blue), vec![4, 5, 6]);
+        assert!(w.reg.take_restore_changes().is_empty());
+        w.restart(2);
+        assert_eq!(w.versions(blue), vec![5, 6]);
+        let mut stored: Vec<u64> = w.store.history[&blue].iter().map(|e| e.version).collect();
+        stored.sort();
+        assert_eq!(stored, vec![5, 6], "trimmed at start-up, for good");
+    }
+
+    #[test]
+    fn a_store_without_history_gets_its_served_version_as_the_first_entry() {
+        let mut w = World::new(20);
+        let blue = standard(&mut w, "blue");
+        w.put(blue, "svc");
+        w.store.history.clear();
+        w.restart(20);
+        assert_eq!(w.versions(blue), vec![2]);
+        let e = w.reg.group(blue).unwrap().history[0].clone();
+        assert_eq!(e.change, "restored");
+        assert_eq!(w.store.history[&blue].len(), 1, "and it is stored");
+    }
+
+    #[test]
+    fn pin_serves_the_kept_version_undo_leaves_no_trace_and_unpin_moves_on() {
+        let mut w = World::new(20);
+        let blue = standard(&mut w, "blue");
+        w.put(blue, "one");
+        w.put(blue, "two");
+        let v2 = w.assembled(blue, 2);
+        // A pin whose commit fails changes nothing.
+        let before = (
+            w.versions(blue),
+            w.reg.group(blue).unwrap().snapshot.version,
+        );
+        let failed = transact(
+            &mut w.reg,
+            Mode::Apply,
+            |_| Err("disk full".into()),
+            |tx| tx.pin(blue, 2, &v2),
+        );
+        assert!(failed.is_err());
+        let g = w.reg.group(blue).unwrap();
+        assert_eq!((w.versions(blue), g.snapshot.version), before);
+        assert!(g.pin.is_none());
+
+        let out = w.write(|tx| tx.pin(blue, 2, &v2)).unwrap();
+        assert!(out.published);
+        assert_eq!(out.served_version, 4);
+        let g = w.reg.group(blue).unwrap();
+        assert_eq!(g.snapshot.version, 4);
+        assert_eq!(g.snapshot.body.hash(), v2.body.hash());
+        assert_eq!(g.history.back().unwrap().pin_of, Some(2));
+        // Members change: nothing is published.
+        w.put(blue, "three");
+        let g = w.reg.group(blue).unwrap();
+        assert_eq!(g.snapshot.version, 4);
+        let view = w.reg.view(g);
+        let pin = view.pin.as_ref().unwrap();
+        assert_eq!(pin.hidden, vec![(blue, "changed")]);
+        assert_ne!(pin.current_hash.as_deref(), Some(v2.body.hash()));
+        // Durable.
+        w.restart(20);
+        let g = w.reg.group(blue).unwrap();
+        assert_eq!(g.pin.as_ref().map(|p| p.version), Some(2));
+        assert_eq!(g.snapshot.version, 4);
+        // Unpin: the current config, as version 5.
+        let out = w.write(|tx| tx.unpin(blue)).unwrap();
+        assert!(out.published);
+        assert_eq!(out.served_version, 5);
+        assert_eq!(w.versions(blue), vec![1, 2, 3, 4, 5]);
+        assert!(w.write(|tx| tx.unpin(blue)).is_err(), "not pinned any more");
+    }
+}

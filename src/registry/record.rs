@@ -186,8 +186,7 @@ impl Registry {
         self.groups.values().any(|g| {
             matches!(&g.kind, Kind::Standard { config, .. } if config.hash == hash)
                 || g.snapshot.sources.iter().any(|(_, h)| h == hash)
-                || g
-                    .history
+                || g.history
                     .iter()
                     .any(|e| e.sources.iter().any(|(_, h)| h == hash))
         })

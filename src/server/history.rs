@@ -52,9 +52,10 @@ pub fn pin_json(v: &GroupView, name_of: impl Fn(Uuid) -> Option<String>) -> Valu
 /// The pinned version and the version it is served as, or `null`: for
 /// answers that show a group in brief.
 pub fn pin_brief(v: &GroupView) -> Value {
-    v.pin.as_ref().map_or(Value::Null, |p| {
-        json!({"version": p.pin.version, "served_as": p.pin.served_as})
-    })
+    v.pin.as_ref().map_or(
+        Value::Null,
+        |p| json!({"version": p.pin.version, "served_as": p.pin.served_as}),
+    )
 }
 
 fn names(s: &AppState) -> impl Fn(Uuid) -> Option<String> + '_ {

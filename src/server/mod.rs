@@ -116,10 +116,7 @@ pub fn router(state: AppState) -> Router {
             &format!("{v2}/{{id}}/snapshot/provenance"),
             get(snapshot::provenance),
         )
-        .route(
-            &format!("{v2}/{{id}}/snapshot/history"),
-            get(history::list),
-        )
+        .route(&format!("{v2}/{{id}}/snapshot/history"), get(history::list))
         .route(
             &format!("{v2}/{{id}}/snapshot/pin"),
             axum::routing::put(history::pin).delete(history::unpin),
