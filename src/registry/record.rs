@@ -202,8 +202,16 @@ impl Registry {
     }
 
     pub(super) fn live_blob_refs(&self) -> HashSet<&str> {
+        self.live_blob_refs_of(self.groups.keys())
+    }
+
+    /// The blobs the given groups' records name.
+    pub(super) fn live_blob_refs_of<'a>(
+        &'a self,
+        ids: impl Iterator<Item = &'a Uuid>,
+    ) -> HashSet<&'a str> {
         let mut live = HashSet::new();
-        for g in self.groups.values() {
+        for g in ids.filter_map(|id| self.groups.get(id)) {
             if let Kind::Standard { config, .. } = &g.kind {
                 live.insert(config.hash.as_str());
             }

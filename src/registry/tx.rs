@@ -164,15 +164,7 @@ impl<'a> Tx<'a> {
     /// `Tx` without `rollback` keeps it).
     pub fn effects(&self) -> Effects {
         let mut effects = Effects::default();
-        // Computed once, and only if some blob's fate is in question.
         let reg: &Registry = self.reg;
-        let mut live = None;
-        let mut is_live = |h: &str| live.get_or_insert_with(|| reg.live_blob_refs()).contains(h);
-        for (h, b) in &self.blobs {
-            if is_live(h) {
-                effects.changes.push(Change::PutBlob(h.clone(), b.clone()));
-            }
-        }
         // Configs this write replaced, unless a record still names them.
         let mut dead = BTreeSet::new();
         for u in &self.undo {
@@ -214,6 +206,25 @@ impl<'a> Tx<'a> {
                 }
             }
         }
+        // Whether a record names a blob: most candidates are named by a group
+        // this write touched (the previous config is in its own history), so
+        // those are asked first; the few left are looked up everywhere.
+        let near = if self.blobs.is_empty() && dead.is_empty() {
+            Default::default()
+        } else {
+            reg.live_blob_refs_of(self.touched.iter())
+        };
+        for (h, b) in &self.blobs {
+            if near.contains(h.as_str()) || reg.names_blob(h) {
+                effects.changes.push(Change::PutBlob(h.clone(), b.clone()));
+            }
+        }
+        dead.retain(|h| !near.contains(h.as_str()));
+        let far = (dead.len() > 16).then(|| reg.live_blob_refs());
+        let is_live = |h: &str| match &far {
+            Some(all) => all.contains(h),
+            None => reg.names_blob(h),
+        };
         for h in dead {
             if !is_live(&h) {
                 effects.changes.push(Change::DeleteBlob(h));
