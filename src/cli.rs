@@ -140,6 +140,10 @@ struct ServeArgs {
     /// A keep-alive connection idle this many seconds between requests is closed.
     #[arg(long, default_value_t = 60)]
     idle_timeout_secs: u64,
+    /// Snapshot versions kept per group (served by `?version=`, pinnable).
+    #[arg(long, default_value_t = rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    snapshot_history: u64,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -228,7 +232,7 @@ fn validate(
     fail_on: batch::FailOn,
     target: &rgmerge::config::KongTarget,
 ) -> Result<ExitCode, BatchError> {
-    let composite = batch::composite_for(inputs, Arc::new(Interner::new()), target)?;
+    let composite = batch::composite_for(inputs, None, Arc::new(Interner::new()), target)?;
     let report = composite.report();
     print(&report, format);
     Ok(exit_for(fail_on, &report))
@@ -255,7 +259,12 @@ fn validate_bundle(
         .composites
         .par_iter()
         .map(|c| {
-            let composite = batch::composite_for(&c.members, interner.clone(), target)?;
+            let composite = batch::composite_for(
+                &c.members,
+                bundle.default_member.as_deref(),
+                interner.clone(),
+                target,
+            )?;
             bar.inc(1);
             Ok((c.name.clone(), composite.report()))
         })
@@ -307,7 +316,7 @@ fn merge(
     form: rgmerge::compose::Form,
     target: &rgmerge::config::KongTarget,
 ) -> Result<ExitCode, BatchError> {
-    let composite = batch::composite_for(inputs, Arc::new(Interner::new()), target)?;
+    let composite = batch::composite_for(inputs, None, Arc::new(Interner::new()), target)?;
     let report = composite.report();
     if report.state != State::Ok {
         eprint!("{}", text::render(&report));
@@ -357,6 +366,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         kong,
         max_groups: args.max_groups,
         active_window_ms: args.active_window_secs.saturating_mul(1000),
+        snapshot_history: usize::try_from(args.snapshot_history)
+            .unwrap_or(rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY),
     };
     let engine = match rgmerge::engine::Engine::start(Some(store), settings) {
         Ok(e) => e,

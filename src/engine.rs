@@ -9,6 +9,7 @@
 //! on a `watch` channel per group. Writes are typed commands; the server
 //! never sees the registry's insides.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use crate::member::{Member, MemberInfo};
 use crate::registry::record::Blob;
 use crate::registry::{
     ConfigWrite, Effects, GroupMeta, GroupUpdate, GroupView, Mode, NewGroup, Node, NodeReport,
-    Published, Refusal, Registry, Settings, Tx, transact,
+    PinOutcome, Published, Refusal, Registry, Settings, Tx, assemble_version, kept_range, transact,
 };
 use crate::report::Report;
 use crate::store::{Store, StoreError};
@@ -32,6 +33,9 @@ type Job = Box<dyn FnOnce(&mut Writer) + Send>;
 
 /// Below this many interned strings the interner is never compacted.
 const COMPACT_MIN_STRINGS: usize = 100_000;
+
+/// Old versions kept assembled for `?version=` reads and pins.
+const ASSEMBLED_CACHE: usize = 8;
 
 struct Writer {
     reg: Registry,
@@ -47,6 +51,9 @@ struct Shared {
     settings: Settings,
     /// The registry's current interner, for builds off the writer.
     interner: parking_lot::RwLock<Arc<Interner>>,
+    /// The last few kept versions assembled from their blobs, newest last:
+    /// (group, version, the snapshot as it was published).
+    assembled: parking_lot::Mutex<VecDeque<(Uuid, u64, Arc<Published>)>>,
 }
 
 #[derive(Clone)]
@@ -83,10 +90,14 @@ impl Engine {
                             detail,
                         }
                     })?;
+                let mut reg = reg;
                 if fresh {
                     // Make the default group durable before anything is served.
                     s.commit(&reg.all_changes())?;
                 }
+                // History entries past --snapshot-history, or the served
+                // version of a store written before history was kept.
+                s.commit(&reg.take_restore_changes())?;
                 let removed = s.collect_garbage(&reg.live_blobs())?;
                 if removed > 0 {
                     tracing::info!(removed, "removed config blobs no record names");
@@ -101,6 +112,7 @@ impl Engine {
             watchers: DashMap::default(),
             settings: reg.settings().clone(),
             interner: parking_lot::RwLock::new(reg.interner().clone()),
+            assembled: parking_lot::Mutex::new(VecDeque::new()),
         });
         for g in reg.groups() {
             shared.snapshots.insert(g.meta.id, g.snapshot.clone());
@@ -109,7 +121,6 @@ impl Engine {
             }
             let (tx, _) = watch::channel(g.snapshot.version);
             shared.watchers.insert(g.meta.id, tx);
-            crate::metrics::snapshot_published(&g.meta.id, g.snapshot.version);
         }
         let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
         let writer = Writer {
@@ -250,6 +261,110 @@ impl Engine {
             .await
     }
 
+    /// Kept version `version` of group `id`, exactly as it was published:
+    /// the served snapshot if it is that version, else assembled from its
+    /// sources' blobs off the writer (hash checked) and cached. Not kept: a
+    /// not-found refusal naming the kept range.
+    pub async fn snapshot_at(&self, id: Uuid, version: u64) -> Result<Arc<Published>, Refusal> {
+        let view = self.written(id)?;
+        let served = self.snapshot(id).unwrap_or_else(|| view.snapshot.clone());
+        if served.version == version {
+            return Ok(served);
+        }
+        let entry = view
+            .history
+            .iter()
+            .find(|e| e.version == version)
+            .cloned()
+            .ok_or_else(|| {
+                let (oldest, newest) = kept_range(&view.history);
+                Refusal::not_found(format!(
+                    "version {version} of '{}' is not kept: the kept versions are {oldest} to {newest}",
+                    view.meta.name
+                ))
+            })?;
+        // The served content under another number (a pin, or a version whose
+        // bytes came back): no need to assemble it.
+        if served.body.hash() == entry.hash && served.sources == entry.sources {
+            return Ok(Arc::new(Published {
+                version,
+                body: served.body.clone(),
+                deck: served.deck.clone(),
+                sources: entry.sources.clone(),
+                provenance: served.provenance.clone(),
+            }));
+        }
+        let cached = self
+            .shared
+            .assembled
+            .lock()
+            .iter()
+            .find(|(g, v, p)| *g == id && *v == version && p.body.hash() == entry.hash)
+            .map(|(_, _, p)| p.clone());
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        let hashes: Vec<String> = entry.sources.iter().map(|(_, h)| h.clone()).collect();
+        let blobs = self.submit(move |w| w.blobs(&hashes)).await??;
+        let infos: HashMap<Uuid, MemberInfo> = entry
+            .sources
+            .iter()
+            .filter_map(|(m, _)| self.view(*m))
+            .map(|v| {
+                (
+                    v.meta.id,
+                    MemberInfo {
+                        id: v.meta.id.to_string(),
+                        name: v.meta.name.clone(),
+                        is_default: v.meta.is_default,
+                    },
+                )
+            })
+            .collect();
+        let _permit = self.builds.acquire().await.ok();
+        let published = tokio::task::spawn_blocking(move || {
+            assemble_version(
+                entry.version,
+                &entry.hash,
+                &entry.sources,
+                |h| blobs.get(h),
+                |m| {
+                    infos.get(&m).cloned().unwrap_or_else(|| MemberInfo {
+                        id: m.to_string(),
+                        name: m.to_string(),
+                        is_default: false,
+                    })
+                },
+            )
+        })
+        .await
+        .map_err(|e| Refusal::internal(format!("assembling the version failed to run: {e}")))?
+        .map_err(|e| {
+            tracing::error!(group = %id, version, error = %e, "a kept version can't be assembled");
+            Refusal::internal(e)
+        })?;
+        let published = Arc::new(published);
+        let mut cache = self.shared.assembled.lock();
+        cache.retain(|(g, v, _)| !(*g == id && *v == version));
+        cache.push_back((id, version, published.clone()));
+        while cache.len() > ASSEMBLED_CACHE {
+            cache.pop_front();
+        }
+        Ok(published)
+    }
+
+    /// Pins group `id` to its kept `version` (see `registry::history`).
+    pub async fn pin(&self, id: Uuid, version: u64) -> Result<PinOutcome, Refusal> {
+        let pinned = self.snapshot_at(id, version).await?;
+        self.write(Mode::Apply, move |tx| tx.pin(id, version, &pinned))
+            .await
+    }
+
+    /// Unpins group `id`: its current merge is served again.
+    pub async fn unpin(&self, id: Uuid) -> Result<PinOutcome, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.unpin(id)).await
+    }
+
     fn shared_interner(&self) -> Arc<Interner> {
         self.shared.interner.read().clone()
     }
@@ -325,11 +440,34 @@ impl Writer {
         out
     }
 
+    /// Config blobs by hash: the registry's current configs, else the store.
+    fn blobs(&self, hashes: &[String]) -> Result<HashMap<String, Blob>, Refusal> {
+        let mut out = HashMap::new();
+        for h in hashes {
+            if out.contains_key(h) {
+                continue;
+            }
+            let blob = match self.reg.config_blob(h) {
+                Some(b) => Some(b),
+                None => match &self.store {
+                    Some(s) => s
+                        .blob(h)
+                        .map_err(|e| Refusal::storage(format!("reading config blob {h}: {e}")))?,
+                    None => None,
+                },
+            };
+            let blob = blob.ok_or_else(|| {
+                Refusal::internal(format!("config blob {h} of a kept version is missing"))
+            })?;
+            out.insert(h.clone(), blob);
+        }
+        Ok(out)
+    }
+
     fn publish(&self, effects: Effects) {
         for (id, snap) in effects.published {
             let version = snap.version;
             self.shared.snapshots.insert(id, snap);
-            crate::metrics::snapshot_published(&id, version);
             match self.shared.watchers.get(&id) {
                 Some(w) => {
                     w.send_replace(version);
@@ -343,12 +481,9 @@ impl Writer {
             self.shared.snapshots.remove(&id);
             self.shared.views.remove(&id);
             self.shared.watchers.remove(&id);
-            crate::metrics::group_deleted(&id);
+            self.shared.assembled.lock().retain(|(g, _, _)| *g != id);
         }
         for (id, view) in effects.views {
-            if let Some(c) = view.composite() {
-                crate::metrics::composite_conflicts(&id, c.report.conflicts.len());
-            }
             self.shared.views.insert(id, view);
         }
     }

@@ -1,6 +1,10 @@
 //! Prometheus metrics: request counts and latencies, write (merge) durations,
-//! conflicts per composite, snapshot versions. Recorded through the `metrics`
-//! facade; rendered by `metrics-exporter-prometheus` for `GET /metrics`.
+//! conflicts per composite, snapshot versions. Process-wide series are
+//! recorded through the `metrics` facade and rendered by
+//! `metrics-exporter-prometheus`; per-group series are rendered at scrape
+//! time from what the caller passes (the published views), so a deleted
+//! group's series are gone with it instead of lingering at zero, and each is
+//! labelled with the group's id and its current name.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -26,12 +30,81 @@ pub fn install() {
     });
 }
 
-/// The Prometheus text exposition of every metric.
-pub fn render() -> String {
-    match HANDLE.get() {
+/// One group's per-group series.
+#[derive(Clone, Debug)]
+pub struct GroupSeries<'a> {
+    pub id: &'a Uuid,
+    pub name: &'a str,
+    /// The served snapshot's version.
+    pub version: u64,
+    /// A composite's conflicts now; `None` for a standard group.
+    pub conflicts: Option<usize>,
+    pub pinned: bool,
+}
+
+/// The Prometheus text exposition of every metric, the given groups' own
+/// series included.
+pub fn render(groups: &[GroupSeries]) -> String {
+    let mut out = match HANDLE.get() {
         Some(Some(h)) => h.render(),
         _ => String::new(),
+    };
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
     }
+    let mut groups = groups.to_vec();
+    groups.sort_by(|a, b| a.id.cmp(b.id));
+    let mut family = |name: &str, help: &str, value: &dyn Fn(&GroupSeries) -> Option<f64>| {
+        let rows: Vec<(String, f64)> = groups
+            .iter()
+            .filter_map(|g| value(g).map(|v| (labels(g), v)))
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (l, v) in rows {
+            out.push_str(&format!("{name}{{{l}}} {v}\n"));
+        }
+    };
+    family(
+        "rgmerge_snapshot_version",
+        "The version of the snapshot a group serves.",
+        &|g| Some(g.version as f64),
+    );
+    family(
+        "rgmerge_composite_conflicts",
+        "The conflicts a composite has now.",
+        &|g| g.conflicts.map(|c| c as f64),
+    );
+    family(
+        "rgmerge_snapshot_pinned",
+        "1 while a group is pinned to a kept version.",
+        &|g| Some(if g.pinned { 1.0 } else { 0.0 }),
+    );
+    out
+}
+
+fn labels(g: &GroupSeries) -> String {
+    format!(
+        "group_id=\"{}\",group_name=\"{}\"",
+        g.id,
+        escape_label(g.name)
+    )
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
@@ -47,18 +120,4 @@ pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
 
 pub fn write_finished(took: Duration) {
     metrics::histogram!("rgmerge_write_duration_seconds").record(took.as_secs_f64());
-}
-
-pub fn snapshot_published(group: &Uuid, version: u64) {
-    metrics::gauge!("rgmerge_snapshot_version", "group" => group.to_string()).set(version as f64);
-}
-
-pub fn composite_conflicts(group: &Uuid, conflicts: usize) {
-    metrics::gauge!("rgmerge_composite_conflicts", "group" => group.to_string())
-        .set(conflicts as f64);
-}
-
-pub fn group_deleted(group: &Uuid) {
-    metrics::gauge!("rgmerge_snapshot_version", "group" => group.to_string()).set(0.0);
-    metrics::gauge!("rgmerge_composite_conflicts", "group" => group.to_string()).set(0.0);
 }

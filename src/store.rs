@@ -1,19 +1,36 @@
 //! Durable state in an embedded, crash-safe redb database in the data directory.
 //!
-//! Two tables: `groups` (group id → JSON record: fields, memberships, the hash
-//! of its config, its published snapshot, its nodes) and `blobs` (content hash →
-//! member config bytes, shared by every record that names them). A write is
-//! one redb transaction, durable when `commit` returns. Knows nothing of HTTP.
+//! Three tables: `groups` (group id → JSON record: fields, memberships, the
+//! hash of its config, its published snapshot, its nodes, its pin), `history`
+//! (`<group id>/<version, 20 digits>` → JSON entry of a kept version) and
+//! `blobs` (content hash → member config bytes, shared by every record and
+//! kept version that names them). A write is one redb transaction, durable
+//! when `commit` returns. Knows nothing of HTTP.
 
 use std::collections::HashSet;
+
 use std::path::{Path, PathBuf};
+use uuid::Uuid;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::registry::record::{Blob, Change, GroupRecord, Loaded};
+use crate::registry::record::{Blob, Change, GroupRecord, HistoryEntry, Loaded};
 
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// Added with snapshot history; a store without it gets it on open (no
+/// schema change: older stores simply kept no history).
+const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+
+/// A history row's key: ordered by group, then version.
+fn history_key(group: &Uuid, version: u64) -> String {
+    format!("{group}/{version:020}")
+}
+
+/// The key range of every history row of `group`.
+fn history_range(group: &Uuid) -> (String, String) {
+    (format!("{group}/"), format!("{group}0"))
+}
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SCHEMA_VERSION: u64 = 1;
 pub const FILE_NAME: &str = "rgmerge.redb";
@@ -137,6 +154,7 @@ impl Store {
             }
             tx.open_table(GROUPS).map_err(|e| w(&e))?;
             tx.open_table(BLOBS).map_err(|e| w(&e))?;
+            tx.open_table(HISTORY).map_err(|e| w(&e))?;
         }
         tx.commit().map_err(|e| w(&e))
     }
@@ -187,7 +205,35 @@ impl Store {
                 .ok_or_else(|| corrupt(format!("config blob {} has no format tag", k.value())))?;
             loaded.blobs.insert(k.value().to_string(), blob);
         }
+        let history = tx.open_table(HISTORY).map_err(|e| r(&e))?;
+        for row in history.iter().map_err(|e| r(&e))? {
+            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+            let key = k.value();
+            let group = key
+                .split_once('/')
+                .and_then(|(g, _)| Uuid::parse_str(g).ok())
+                .ok_or_else(|| corrupt(format!("history key {key} names no group")))?;
+            let entry: HistoryEntry = serde_json::from_slice(v.value())
+                .map_err(|e| corrupt(format!("history entry {key}: {e}")))?;
+            loaded.history.entry(group).or_default().push(entry);
+        }
         Ok(loaded)
+    }
+
+    /// One config blob, if the store has it.
+    pub fn blob(&self, hash: &str) -> Result<Option<Blob>, StoreError> {
+        let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
+        let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
+        let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
+        let Some(v) = blobs.get(hash).map_err(|e| r(&e))? else {
+            return Ok(None);
+        };
+        Blob::decode(v.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("config blob {hash} has no format tag"),
+            })
     }
 
     /// Applies `changes` in one durable transaction: all or nothing. After a
@@ -213,6 +259,7 @@ impl Store {
         {
             let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
+            let mut history = tx.open_table(HISTORY).map_err(|e| w(&e))?;
             for c in changes {
                 match c {
                     Change::PutGroup(rec) => {
@@ -223,6 +270,21 @@ impl Store {
                     }
                     Change::DeleteGroup(id) => {
                         groups.remove(id.to_string().as_str()).map_err(|e| w(&e))?;
+                        let (lo, hi) = history_range(id);
+                        history
+                            .retain_in::<&str, _>(lo.as_str()..hi.as_str(), |_, _| false)
+                            .map_err(|e| w(&e))?;
+                    }
+                    Change::PutHistory(id, entry) => {
+                        let bytes = serde_json::to_vec(entry).map_err(|e| w(&e))?;
+                        history
+                            .insert(history_key(id, entry.version).as_str(), bytes.as_slice())
+                            .map_err(|e| w(&e))?;
+                    }
+                    Change::DeleteHistory(id, version) => {
+                        history
+                            .remove(history_key(id, *version).as_str())
+                            .map_err(|e| w(&e))?;
                     }
                     Change::PutBlob(hash, blob) => {
                         if blobs.get(hash.as_str()).map_err(|e| w(&e))?.is_none() {

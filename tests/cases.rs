@@ -104,7 +104,7 @@ fn check(dir: &Path) -> Result<(), String> {
     if files.is_empty() {
         return Err(format!("{}: no member files", dir.display()));
     }
-    let composite = batch::composite_for(&files, Arc::new(Interner::new()), &target(dir))
+    let composite = batch::composite_for(&files, None, Arc::new(Interner::new()), &target(dir))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let report = composite.report();
     let mut failures = Vec::new();
@@ -235,7 +235,8 @@ fn yaml_and_json_give_the_same_report_and_snapshot() {
     for dir in case_dirs() {
         let files = member_files(&dir);
         let target = target(&dir);
-        let Ok(original) = batch::composite_for(&files, Arc::new(Interner::new()), &target) else {
+        let Ok(original) = batch::composite_for(&files, None, Arc::new(Interner::new()), &target)
+        else {
             continue;
         };
         let report = original.report();
@@ -274,7 +275,8 @@ fn yaml_and_json_give_the_same_report_and_snapshot() {
             std::fs::write(&path, text).unwrap();
             converted.push(path);
         }
-        let other = batch::composite_for(&converted, Arc::new(Interner::new()), &target).unwrap();
+        let other =
+            batch::composite_for(&converted, None, Arc::new(Interner::new()), &target).unwrap();
         assert_eq!(
             other.report(),
             report,

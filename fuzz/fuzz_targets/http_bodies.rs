@@ -284,6 +284,7 @@ fuzz_target!(|data: &[u8]| {
         let settings = Settings {
             max_groups: Some(8),
             active_window_ms: 30_000,
+            ..Settings::default()
         };
         let engine = Engine::start(None, settings).expect("engine");
         let ids = setup(&engine).await;

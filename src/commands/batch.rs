@@ -130,12 +130,24 @@ pub fn collect(inputs: &[PathBuf]) -> Result<Vec<MemberFile>, BatchError> {
 
 /// Reads and builds every member, in parallel, for the default data planes.
 pub fn load(files: &[MemberFile], interner: &Interner) -> Result<Vec<Arc<Member>>, BatchError> {
-    load_for(files, interner, &KongTarget::default())
+    load_for(files, None, interner, &KongTarget::default())
 }
 
-/// [`load`] for the given data planes (`--kong-edition`, `--plugins`).
+/// Whether two paths name the same file (compared as given when either
+/// can't be resolved).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// [`load`] for the given data planes (`--kong-edition`, `--plugins`). The
+/// default group is the file `default` names when given (a bundle
+/// manifest's `default_member`), else the member named `default`.
 pub fn load_for(
     files: &[MemberFile],
+    default: Option<&Path>,
     interner: &Interner,
     target: &KongTarget,
 ) -> Result<Vec<Arc<Member>>, BatchError> {
@@ -146,7 +158,10 @@ pub fn load_for(
             let info = MemberInfo {
                 id: f.name.clone(),
                 name: f.name.clone(),
-                is_default: f.name == "default",
+                is_default: match default {
+                    Some(d) => same_file(&f.path, d),
+                    None => f.name == "default",
+                },
             };
             Ok(Arc::new(Member::build_for(
                 info,
@@ -161,25 +176,31 @@ pub fn load_for(
 
 /// Builds one composite of the given files and directories.
 pub fn composite(inputs: &[PathBuf], interner: Arc<Interner>) -> Result<Composite, BatchError> {
-    composite_for(inputs, interner, &KongTarget::default())
+    composite_for(inputs, None, interner, &KongTarget::default())
 }
 
-/// [`composite`] for the given data planes.
+/// [`composite`] for the given data planes, with the default group given
+/// by its file (see [`load_for`]).
 pub fn composite_for(
     inputs: &[PathBuf],
+    default: Option<&Path>,
     interner: Arc<Interner>,
     target: &KongTarget,
 ) -> Result<Composite, BatchError> {
     let files = collect(inputs)?;
-    let members = load_for(&files, &interner, target)?;
+    let members = load_for(&files, default, &interner, target)?;
     Ok(Composite::from_members(interner, members))
 }
 
 /// A bundle manifest: many composites, each a list of member files or
 /// directories relative to the manifest. `rgmerge export` writes one.
+/// `default_member` names the default group's file; without it, a member
+/// named `default` (by its file stem) is the default group.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_member: Option<PathBuf>,
     pub composites: Vec<BundleComposite>,
 }
 
@@ -207,6 +228,11 @@ impl Bundle {
         let mut bundle: Bundle = serde_json::from_value(value)
             .map_err(|e| BatchError::Usage(format!("{}: not a bundle manifest: {e} (expected `composites: [{{name, members: [paths]}}]`)", manifest.display())))?;
         let base = manifest.parent().unwrap_or(Path::new("."));
+        if let Some(d) = &mut bundle.default_member
+            && d.is_relative()
+        {
+            *d = base.join(&*d);
+        }
         for c in &mut bundle.composites {
             if c.members.is_empty() {
                 return Err(BatchError::Usage(format!(

@@ -2,14 +2,25 @@
 //! it can live in git and be restored.
 //!
 //! Layout of an export directory:
-//! - `groups.json`: every group's fields, composites' member ids, and the file
-//!   holding each standard group's config;
-//! - `members/<name>.yaml|json`: each standard group's config, byte for byte;
-//! - `bundle.yaml`: a manifest `rgmerge validate --bundle` reads.
+//! - `groups.json`: every group's fields, composites' member ids, the file
+//!   holding each standard group's config, and what each group served: its
+//!   snapshot (version, hash, and the file of each source config), its pin and
+//!   the history entries of the served (and pinned) version;
+//! - `members/<name>.yaml|json`: each standard group's config, byte for byte.
+//!   File names are unique even on a case-insensitive filesystem: names that
+//!   differ only in case (or escape to the same name) get `-<id8>`;
+//! - `blobs/<hash>.yaml|json`: source configs a served snapshot needs that are
+//!   no longer any group's config (a composite in conflict serves its last
+//!   conflict-free merge; a pin serves an older version);
+//! - `bundle.yaml`: a manifest `rgmerge validate --bundle` reads, which names
+//!   the default group's file (`default_member`), whatever its name.
 //!
-//! Both work on a data directory the daemon is not running on (the store is
-//! locked while it runs).
+//! Import restores every group's served snapshot exactly (version, hash and
+//! bytes, re-assembled and checked), so a restore never serves less than was
+//! served before. Both work on a data directory the daemon is not running on
+//! (the store is locked while it runs).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,9 +31,9 @@ use crate::batch::{Bundle, BundleComposite};
 use crate::config::Format;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
-use crate::registry::record::Blob;
+use crate::registry::record::{Blob, HistoryEntry, Pin};
 use crate::registry::{
-    ConfigWrite, GroupMeta, Kind, Mode, Refusal, Registry, Settings, Tx, transact,
+    ConfigWrite, GroupMeta, Kind, Mode, Refusal, Registry, Settings, Tx, assemble_version, transact,
 };
 use crate::store::{Store, StoreError};
 
@@ -55,6 +66,35 @@ struct ExportedGroup {
     config: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     members: Vec<Uuid>,
+    /// What the group served at export time. (Absent in exports made before
+    /// snapshots were carried: the group then starts again at version 1.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<ExportedSnapshot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pin: Option<Pin>,
+    /// The history entries of the served version and of the pinned one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    history: Vec<HistoryEntry>,
+}
+
+/// A served snapshot: its version, its hash, and each source config's file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportedSnapshot {
+    version: u64,
+    hash: String,
+    sources: Vec<ExportedSource>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportedSource {
+    /// The member group the config belonged to.
+    member: Uuid,
+    /// The config's content address (see `Blob::hash`).
+    blob: String,
+    /// The file holding its bytes, relative to the export directory.
+    file: PathBuf,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,10 +118,49 @@ pub fn file_stem(name: &str) -> String {
     out
 }
 
-fn load_registry(store: &Store) -> Result<Registry, TransferError> {
-    let loaded = store.load()?;
-    Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded)
-        .map_err(TransferError::Invalid)
+/// A file stem per group, unique ignoring case: `file_stem(name)`, or with
+/// `-<first 8 hex of the id>` for every group whose stem collides with
+/// another's when case is ignored (so `blue` and `Blue` both get one, and
+/// neither depends on the order groups are read in).
+fn unique_stems(groups: &[&GroupMeta]) -> Result<HashMap<Uuid, String>, TransferError> {
+    let plain: Vec<(Uuid, String)> = groups.iter().map(|g| (g.id, file_stem(&g.name))).collect();
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for (_, s) in &plain {
+        *count.entry(s.to_lowercase()).or_default() += 1;
+    }
+    let mut out = HashMap::new();
+    let mut taken: HashMap<String, Uuid> = HashMap::new();
+    for (id, stem) in plain {
+        let simple = id.simple().to_string();
+        let mut candidates = Vec::new();
+        if count.get(&stem.to_lowercase()) == Some(&1) {
+            candidates.push(stem.clone());
+        }
+        candidates.push(format!("{stem}-{}", &simple[..8]));
+        candidates.push(format!("{stem}-{simple}"));
+        // A suffixed name must not be some other group's plain one either.
+        let chosen = candidates
+            .into_iter()
+            .find(|c| {
+                let lower = c.to_lowercase();
+                !taken.contains_key(&lower) && (*c == stem || !count.contains_key(&lower))
+            })
+            .ok_or_else(|| {
+                TransferError::Invalid(format!(
+                    "can't give control plane {id} a file name that differs from every other one"
+                ))
+            })?;
+        taken.insert(chosen.to_lowercase(), id);
+        out.insert(id, chosen);
+    }
+    Ok(out)
+}
+
+fn ext(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Yaml => "yaml",
+    }
 }
 
 /// Writes the state of `data_dir` into `out` (which must be empty or absent).
@@ -93,7 +172,10 @@ pub fn export(data_dir: &Path, out: &Path) -> Result<usize, TransferError> {
         )));
     }
     let store = Store::open(data_dir)?;
-    let reg = load_registry(&store)?;
+    let loaded = store.load()?;
+    let blobs = loaded.blobs.clone();
+    let reg = Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded)
+        .map_err(TransferError::Invalid)?;
     if out.exists() && std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
         return Err(TransferError::Invalid(format!(
             "{} is not empty; export into a new directory",
@@ -102,27 +184,71 @@ pub fn export(data_dir: &Path, out: &Path) -> Result<usize, TransferError> {
     }
     let members_dir = out.join("members");
     std::fs::create_dir_all(&members_dir).map_err(io(&members_dir))?;
-    let mut groups = Vec::new();
-    let mut files = std::collections::HashMap::new();
+    let metas: Vec<&GroupMeta> = reg.groups().map(|g| &g.meta).collect();
+    let stems = unique_stems(&metas)?;
+    // Every standard group's config file, by group and by blob.
+    let mut files: HashMap<Uuid, PathBuf> = HashMap::new();
+    let mut by_blob: HashMap<String, PathBuf> = HashMap::new();
     for g in reg.groups() {
+        if let Kind::Standard { config, .. } = &g.kind {
+            let stem = stems.get(&g.meta.id).cloned().unwrap_or_default();
+            let rel = PathBuf::from("members").join(format!("{stem}.{}", ext(config.blob.format)));
+            let path = out.join(&rel);
+            std::fs::write(&path, &config.blob.bytes).map_err(io(&path))?;
+            files.insert(g.meta.id, rel.clone());
+            by_blob.entry(config.hash.clone()).or_insert(rel);
+        }
+    }
+    let mut groups = Vec::new();
+    for g in reg.groups() {
+        let mut sources = Vec::with_capacity(g.snapshot.sources.len());
+        for (member, h) in &g.snapshot.sources {
+            let file = match by_blob.get(h) {
+                Some(f) => f.clone(),
+                None => {
+                    let b = blobs.get(h).ok_or_else(|| {
+                        TransferError::Invalid(format!(
+                            "the snapshot of '{}' names config blob {h}, which the store lacks",
+                            g.meta.name
+                        ))
+                    })?;
+                    let rel = PathBuf::from("blobs").join(format!("{h}.{}", ext(b.format)));
+                    let path = out.join(&rel);
+                    let dir = out.join("blobs");
+                    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                    std::fs::write(&path, &b.bytes).map_err(io(&path))?;
+                    by_blob.insert(h.clone(), rel.clone());
+                    rel
+                }
+            };
+            sources.push(ExportedSource {
+                member: *member,
+                blob: h.clone(),
+                file,
+            });
+        }
+        let pinned = g.pin.as_ref().map(|p| p.version);
+        let history = g
+            .history
+            .iter()
+            .filter(|e| e.version == g.snapshot.version || Some(e.version) == pinned)
+            .filter(|e| e.sources == g.snapshot.sources)
+            .map(|e| (**e).clone())
+            .collect();
         let mut eg = ExportedGroup {
             meta: g.meta.clone(),
             config: None,
             members: Vec::new(),
+            snapshot: Some(ExportedSnapshot {
+                version: g.snapshot.version,
+                hash: g.snapshot.body.hash().to_string(),
+                sources,
+            }),
+            pin: g.pin.clone(),
+            history,
         };
         match &g.kind {
-            Kind::Standard { config, .. } => {
-                let ext = match config.blob.format {
-                    Format::Json => "json",
-                    Format::Yaml => "yaml",
-                };
-                let rel =
-                    PathBuf::from("members").join(format!("{}.{ext}", file_stem(&g.meta.name)));
-                let path = out.join(&rel);
-                std::fs::write(&path, &config.blob.bytes).map_err(io(&path))?;
-                files.insert(g.meta.id, rel.clone());
-                eg.config = Some(rel);
-            }
+            Kind::Standard { .. } => eg.config = files.get(&g.meta.id).cloned(),
             Kind::Composite { members, .. } => eg.members = members.iter().copied().collect(),
         }
         groups.push(eg);
@@ -139,7 +265,14 @@ pub fn export(data_dir: &Path, out: &Path) -> Result<usize, TransferError> {
                 .collect(),
         })
         .collect();
-    let bundle = Bundle { composites };
+    let default_member = groups
+        .iter()
+        .find(|g| g.meta.is_default)
+        .and_then(|g| files.get(&g.meta.id).cloned());
+    let bundle = Bundle {
+        default_member,
+        composites,
+    };
     let n = groups.len();
     let mut json = serde_json::to_vec_pretty(&Exported { groups })
         .map_err(|e| TransferError::Invalid(e.to_string()))?;
@@ -160,7 +293,12 @@ pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
     let exported: Exported = serde_json::from_slice(&bytes)
         .map_err(|e| TransferError::Invalid(format!("{}: {e}", path.display())))?;
     let mut store = Store::open(data_dir)?;
-    let mut reg = load_registry(&store)?;
+    let mut reg = Registry::restore(
+        Arc::new(Interner::new()),
+        Settings::default(),
+        store.load()?,
+    )
+    .map_err(TransferError::Invalid)?;
     let fresh = reg.groups().all(|g| {
         g.meta.is_default && matches!(&g.kind, Kind::Standard { config, .. } if config.blob.bytes == crate::compose::EMPTY_CONFIG)
     });
@@ -199,8 +337,97 @@ pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
     }
 }
 
+/// A relative path inside the export directory, or an error.
+fn inside(dir: &Path, rel: &Path, what: &str) -> Result<PathBuf, TransferError> {
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(TransferError::Invalid(format!(
+            "{what}: path {} leaves the export directory",
+            rel.display()
+        )));
+    }
+    Ok(dir.join(rel))
+}
+
+/// The exported snapshot of `g`, assembled from its source files and checked
+/// against its hash, then restored as what `g` serves (version included).
+fn restore_served(
+    tx: &mut Tx,
+    g: &ExportedGroup,
+    snap: &ExportedSnapshot,
+    dir: &Path,
+    infos: &HashMap<Uuid, MemberInfo>,
+) -> Result<(), TransferError> {
+    let what = format!("group '{}'", g.meta.name);
+    let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
+    for src in &snap.sources {
+        if blobs.contains_key(&src.blob) {
+            continue;
+        }
+        let file = inside(dir, &src.file, &what)?;
+        let bytes = std::fs::read(&file).map_err(io(&file))?;
+        let blob = Blob {
+            format: Format::from_path(&file, &bytes),
+            bytes,
+        };
+        if blob.hash() != src.blob {
+            return Err(TransferError::Invalid(format!(
+                "{what}: {} is not the config {} its snapshot was assembled from",
+                file.display(),
+                src.blob
+            )));
+        }
+        blobs.insert(src.blob.clone(), blob);
+    }
+    let sources: Vec<(Uuid, String)> = snap
+        .sources
+        .iter()
+        .map(|s| (s.member, s.blob.clone()))
+        .collect();
+    let published = assemble_version(
+        snap.version,
+        &snap.hash,
+        &sources,
+        |h| blobs.get(h),
+        |m| {
+            infos.get(&m).cloned().unwrap_or_else(|| MemberInfo {
+                id: m.to_string(),
+                name: m.to_string(),
+                is_default: false,
+            })
+        },
+    )
+    .map_err(|e| TransferError::Invalid(format!("{what}: the exported snapshot {e}")))?;
+    if let Some(p) = &g.pin
+        && (p.served_as != snap.version || p.hash != snap.hash)
+    {
+        return Err(TransferError::Invalid(format!(
+            "{what}: its pin (version {} served as {}) is not the exported snapshot (version {})",
+            p.version, p.served_as, snap.version
+        )));
+    }
+    // Only entries whose configs came along can be served again.
+    let history = g
+        .history
+        .iter()
+        .filter(|e| e.sources == sources)
+        .cloned()
+        .collect();
+    tx.restore_served(
+        g.meta.id,
+        Arc::new(published),
+        history,
+        g.pin.clone(),
+        blobs.into_iter().collect(),
+    )
+    .map_err(|e| TransferError::Invalid(format!("{what}: {}", e.detail)))
+}
+
 /// Every exported group into `tx`: groups first (the default one replacing
-/// the fresh store's), then configs, then memberships.
+/// the fresh store's), then configs, then memberships, then what each served.
 fn import_all(
     tx: &mut Tx,
     exported: &Exported,
@@ -219,18 +446,7 @@ fn import_all(
         }
         for g in &ordered {
             let Some(rel) = &g.config else { continue };
-            if rel.is_absolute()
-                || rel
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(TransferError::Invalid(format!(
-                    "group '{}': config path {} leaves the export directory",
-                    g.meta.name,
-                    rel.display()
-                )));
-            }
-            let file = dir.join(rel);
+            let file = inside(dir, rel, &format!("group '{}': config", g.meta.name))?;
             let bytes = std::fs::read(&file).map_err(io(&file))?;
             let format = Format::from_path(&file, &bytes);
             let info = MemberInfo {
@@ -259,6 +475,25 @@ fn import_all(
                 tx.add_members(g.meta.id, chunk).map_err(|e| {
                     TransferError::Invalid(format!("composite '{}': {}", g.meta.name, e.detail))
                 })?;
+            }
+        }
+        let infos: HashMap<Uuid, MemberInfo> = exported
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.meta.id,
+                    MemberInfo {
+                        id: g.meta.id.to_string(),
+                        name: g.meta.name.clone(),
+                        is_default: g.meta.is_default,
+                    },
+                )
+            })
+            .collect();
+        for g in &ordered {
+            if let Some(snap) = &g.snapshot {
+                restore_served(tx, g, snap, dir, &infos)?;
             }
         }
         Ok(())

@@ -234,6 +234,8 @@ impl Tx<'_> {
 
     /// Installs `config` on a standard group and re-merges every composite it is in.
     pub(super) fn set_config(&mut self, id: Uuid, config: Arc<Config>) -> Result<()> {
+        let name = self.reg.group(id)?.meta.name.clone();
+        self.because(format!("config of '{name}'"));
         let composites: Vec<Uuid> = match &mut self.group_mut(id)?.kind {
             Kind::Standard {
                 config: slot,
@@ -263,9 +265,15 @@ impl Tx<'_> {
     }
 
     /// Publishes a new snapshot version if the group's effective config changed
-    /// (for a composite: only while it is conflict-free).
+    /// (for a composite: only while it is conflict-free; never while pinned:
+    /// the pin is served, and the view shows what it hides). Each new version
+    /// is kept in the group's history.
     pub(super) fn republish(&mut self, id: Uuid) -> Result<()> {
         let g = self.reg.group(id)?;
+        if g.pin.is_some() {
+            self.viewed.insert(id);
+            return Ok(());
+        }
         let (body, sources, members): (Body, Vec<(Uuid, String)>, Vec<Arc<Member>>) = match &g.kind
         {
             Kind::Standard { config, .. } => (
@@ -309,11 +317,7 @@ impl Tx<'_> {
             sources,
             provenance,
         });
-        let old = std::mem::replace(&mut self.group_mut(id)?.snapshot, new);
-        self.undo.push(Undo::Snapshot(id, old));
-        self.touch(id);
-        self.published.insert(id);
-        Ok(())
+        self.serve(id, new, None)
     }
 }
 

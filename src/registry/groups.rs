@@ -162,6 +162,7 @@ impl Tx<'_> {
         }
         self.reg.names.insert(meta.name.clone(), meta.id);
         self.reg.groups.insert(meta.id, group);
+        self.history_before.insert(meta.id, Default::default());
         self.undo.push(Undo::Created(meta.id));
         self.touch(meta.id);
         self.published.insert(meta.id);

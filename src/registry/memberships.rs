@@ -114,6 +114,7 @@ impl Tx<'_> {
             }
         }
         self.touch(cid);
+        self.because(format!("members added: {}", self.names_of(ids)));
         self.republish(cid)?;
         self.reg.composite_report(cid)
     }
@@ -152,7 +153,21 @@ impl Tx<'_> {
             }
         }
         self.touch(cid);
+        self.because(format!("members removed: {}", self.names_of(ids)));
         self.republish(cid)?;
         self.reg.composite_report(cid)
+    }
+
+    /// `'blue', 'yellow'`, for history entries.
+    fn names_of(&self, ids: &[Uuid]) -> String {
+        ids.iter()
+            .map(|id| {
+                self.reg
+                    .groups
+                    .get(id)
+                    .map_or_else(|| id.to_string(), |g| format!("'{}'", g.meta.name))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

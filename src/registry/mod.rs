@@ -5,11 +5,13 @@
 //! `engine`). Every write runs inside a [`Tx`] (see `tx`), which records how
 //! to undo it. Files by noun: `groups`, `memberships`, `configs`, `nodes`,
 //! `tx` (the transaction and its undo log), `record` (the persisted form and
-//! restore), `views` (what readers see), `refusal` (why a write was refused).
+//! restore), `history` (kept versions, pins, and restoring an exported
+//! snapshot), `views` (what readers see), `refusal` (why a write was refused).
 //! Knows nothing of HTTP or storage.
 
 mod configs;
 mod groups;
+mod history;
 mod memberships;
 mod nodes;
 pub mod record;
@@ -17,7 +19,7 @@ mod refusal;
 mod tx;
 mod views;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -26,6 +28,7 @@ pub use configs::{CompositeOutcome, ConfigOutcome, ConfigWrite};
 pub use groups::{
     ClusterType, GroupMeta, GroupUpdate, MAX_DESCRIPTION, MAX_LABELS, MAX_NAME, NewGroup, now,
 };
+pub use history::{DEFAULT_SNAPSHOT_HISTORY, PinOutcome, assemble_version, kept_range};
 pub use memberships::{MAX_COMPOSITES_PER_GROUP, MAX_MEMBERS, MAX_PER_REQUEST};
 pub use nodes::{Node, NodeReport, SyncStatus, now_ms, rfc3339_ms};
 pub use refusal::{Refusal, RefusalKind, Result};
@@ -37,7 +40,7 @@ use crate::config::KongTarget;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::report::Report;
-use record::Blob;
+use record::{Blob, Change, HistoryEntry, Pin};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -46,6 +49,8 @@ pub struct Settings {
     /// What the data planes run (`--kong-edition`, `--plugins`): configs are
     /// judged against it.
     pub kong: KongTarget,
+    /// Snapshots kept per group (`--snapshot-history`); at least 1.
+    pub snapshot_history: usize,
 }
 
 impl Default for Settings {
@@ -54,9 +59,20 @@ impl Default for Settings {
             max_groups: None,
             active_window_ms: 30_000,
             kong: KongTarget::default(),
+            snapshot_history: DEFAULT_SNAPSHOT_HISTORY,
         }
     }
 }
+
+impl Settings {
+    /// How many versions each group keeps: never fewer than one, the served one.
+    pub fn history_len(&self) -> usize {
+        self.snapshot_history.max(1)
+    }
+}
+
+/// A group's kept versions, oldest first; the last is the served one.
+pub type History = VecDeque<Arc<HistoryEntry>>;
 
 /// A published snapshot and what it was assembled from.
 #[derive(Debug)]
@@ -95,8 +111,12 @@ pub enum Kind {
 pub struct Group {
     pub meta: GroupMeta,
     pub kind: Kind,
+    /// The served snapshot: the current merge, or the pinned version.
     pub snapshot: Arc<Published>,
     pub nodes: Arc<BTreeMap<String, Node>>,
+    /// The last `snapshot_history` published versions; the served one last.
+    pub history: Arc<History>,
+    pub pin: Option<Pin>,
 }
 
 pub struct Registry {
@@ -104,6 +124,8 @@ pub struct Registry {
     groups: BTreeMap<Uuid, Group>,
     names: HashMap<String, Uuid>,
     settings: Settings,
+    /// Store changes a restore found necessary (see `take_restore_changes`).
+    restore_changes: Vec<Change>,
 }
 
 impl Registry {
@@ -114,6 +136,7 @@ impl Registry {
             groups: BTreeMap::new(),
             names: HashMap::new(),
             settings,
+            restore_changes: Vec::new(),
         };
         let meta = GroupMeta {
             id: Uuid::new_v4(),
@@ -158,11 +181,23 @@ impl Registry {
             sources: Vec::new(),
             provenance: Vec::new(),
         });
+        let first = HistoryEntry {
+            version: 1,
+            hash: snapshot.body.hash().to_string(),
+            sources: Vec::new(),
+            published_at: meta.created_at.clone(),
+            state: crate::report::State::Ok,
+            change: "created".into(),
+            actor: None,
+            pin_of: None,
+        };
         Group {
             meta,
             kind,
             snapshot,
             nodes: Arc::new(BTreeMap::new()),
+            history: Arc::new(VecDeque::from([Arc::new(first)])),
+            pin: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! registry is rebuilt from them. `store` depends on this module; the
 //! registry never calls the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -15,6 +15,7 @@ use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
+use crate::report::State;
 
 /// What the store keeps of a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,46 @@ pub struct GroupRecord {
     pub snapshot: SnapshotRecord,
     #[serde(default)]
     pub nodes: Vec<Node>,
+    /// The kept version the group is pinned to, if any (issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Pin>,
+}
+
+/// One kept snapshot of a group: what it was assembled from, when and why it
+/// was published. The store keeps each in its `history` table, apart from the
+/// group's record, so a publish writes one entry, not the whole history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub version: u64,
+    pub hash: String,
+    /// (member group id, config blob hash), in merge order.
+    pub sources: Vec<(Uuid, String)>,
+    pub published_at: String,
+    /// The group's state when this version was published (a composite is
+    /// `OK` unless a pin published it while in conflict).
+    pub state: State,
+    /// What made it: `created`, `config of 'blue'`, `members added: …`,
+    /// `pin to version 3`, `unpin`, `import`, …
+    pub change: String,
+    /// Who made the change, once requests carry an identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// This version re-serves kept version `pin_of` (a pin published it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_of: Option<u64>,
+}
+
+/// A pin: the group serves kept version `version` (re-published as
+/// `served_as`) until it is unpinned, whatever its members do meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub version: u64,
+    pub hash: String,
+    /// The version number the pinned content is served under.
+    pub served_as: u64,
+    pub pinned_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +125,10 @@ pub enum Change {
     DeleteGroup(uuid::Uuid),
     PutBlob(String, Blob),
     DeleteBlob(String),
+    /// Keeps (or replaces) one history entry of a group.
+    PutHistory(Uuid, Box<HistoryEntry>),
+    /// Drops one history entry of a group. (`DeleteGroup` drops them all.)
+    DeleteHistory(Uuid, u64),
 }
 
 /// Everything the store holds.
@@ -91,11 +136,13 @@ pub enum Change {
 pub struct Loaded {
     pub groups: Vec<GroupRecord>,
     pub blobs: HashMap<String, Blob>,
+    /// Each group's kept history entries, in any order.
+    pub history: HashMap<Uuid, Vec<HistoryEntry>>,
 }
 
 impl Registry {
     /// Everything the store must hold to restore this registry: every
-    /// group's record and every config it names.
+    /// group's record, its history and every config it names.
     pub fn all_changes(&self) -> Vec<Change> {
         let mut changes: Vec<Change> = self
             .groups
@@ -105,6 +152,9 @@ impl Registry {
         for g in self.groups.values() {
             if let Kind::Standard { config, .. } = &g.kind {
                 changes.push(Change::PutBlob(config.hash.clone(), config.blob.clone()));
+            }
+            for e in g.history.iter() {
+                changes.push(Change::PutHistory(g.meta.id, Box::new((**e).clone())));
             }
         }
         changes
@@ -125,28 +175,59 @@ impl Registry {
                 sources: g.snapshot.sources.clone(),
             },
             nodes: g.nodes.values().cloned().collect(),
+            pin: g.pin.clone(),
         }
     }
 
-    /// Whether some record names blob `hash` (a config or a snapshot's
-    /// source). Asked of a write's few candidate blobs; allocates nothing.
+    /// Whether some record names blob `hash`: a config, a published
+    /// snapshot's source or a kept version's source. Asked of a write's few
+    /// candidate blobs; allocates nothing.
     pub fn names_blob(&self, hash: &str) -> bool {
         self.groups.values().any(|g| {
             matches!(&g.kind, Kind::Standard { config, .. } if config.hash == hash)
                 || g.snapshot.sources.iter().any(|(_, h)| h == hash)
+                || g.history
+                    .iter()
+                    .any(|e| e.sources.iter().any(|(_, h)| h == hash))
         })
     }
 
-    /// Every blob a record names: configs and the sources of published snapshots.
+    /// Every blob a record names: configs, the sources of published
+    /// snapshots and of every kept version.
     pub fn live_blobs(&self) -> HashSet<String> {
+        self.live_blob_refs()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub(super) fn live_blob_refs(&self) -> HashSet<&str> {
+        self.live_blob_refs_of(self.groups.keys())
+    }
+
+    /// The blobs the given groups' records name.
+    pub(super) fn live_blob_refs_of<'a>(
+        &'a self,
+        ids: impl Iterator<Item = &'a Uuid>,
+    ) -> HashSet<&'a str> {
         let mut live = HashSet::new();
-        for g in self.groups.values() {
+        for g in ids.filter_map(|id| self.groups.get(id)) {
             if let Kind::Standard { config, .. } = &g.kind {
-                live.insert(config.hash.clone());
+                live.insert(config.hash.as_str());
             }
-            live.extend(g.snapshot.sources.iter().map(|(_, h)| h.clone()));
+            live.extend(g.snapshot.sources.iter().map(|(_, h)| h.as_str()));
+            for e in g.history.iter() {
+                live.extend(e.sources.iter().map(|(_, h)| h.as_str()));
+            }
         }
         live
+    }
+
+    /// What restoring found to tidy in the store (history entries past
+    /// `--snapshot-history`, the served version of a store written before
+    /// history was kept). The engine commits them once at start-up.
+    pub fn take_restore_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.restore_changes)
     }
 
     /// Rebuilds the registry from the store's contents, checking that every
@@ -164,7 +245,9 @@ impl Registry {
             groups: BTreeMap::new(),
             names: HashMap::new(),
             settings,
+            restore_changes: Vec::new(),
         };
+        let mut kept = loaded.history;
         let blob = |h: &str| {
             loaded
                 .blobs
@@ -285,6 +368,9 @@ impl Registry {
                 provenance,
             });
             let nodes = Arc::new(r.nodes.iter().map(|n| (n.id.clone(), n.clone())).collect());
+            let entries = kept.remove(&r.meta.id).unwrap_or_default();
+            let (history, tidy) = restored_history(r, entries, reg.settings.history_len());
+            reg.restore_changes.extend(tidy);
             reg.names.insert(r.meta.name.clone(), r.meta.id);
             reg.groups.insert(
                 r.meta.id,
@@ -293,6 +379,8 @@ impl Registry {
                     kind,
                     snapshot,
                     nodes,
+                    history: Arc::new(history),
+                    pin: r.pin.clone(),
                 },
             );
         }
@@ -301,6 +389,60 @@ impl Registry {
         }
         Ok(reg)
     }
+}
+
+/// A group's kept history as the store had it, trimmed to `keep` entries and
+/// ending with the served version (a store written before history was kept
+/// has none: the served version becomes its first entry). Returns the
+/// changes that make the store agree.
+fn restored_history(
+    r: &GroupRecord,
+    mut entries: Vec<HistoryEntry>,
+    keep: usize,
+) -> (VecDeque<Arc<HistoryEntry>>, Vec<Change>) {
+    let id = r.meta.id;
+    let mut tidy = Vec::new();
+    entries.sort_by_key(|e| e.version);
+    // Entries past the served version can't exist (they are written with
+    // it); drop any, as the served snapshot is the truth.
+    while entries
+        .last()
+        .is_some_and(|e| e.version > r.snapshot.version)
+    {
+        if let Some(e) = entries.pop() {
+            tidy.push(Change::DeleteHistory(id, e.version));
+        }
+    }
+    let head_ok = entries.last().is_some_and(|e| {
+        e.version == r.snapshot.version
+            && e.hash == r.snapshot.hash
+            && e.sources == r.snapshot.sources
+    });
+    if !head_ok {
+        if entries
+            .last()
+            .is_some_and(|e| e.version == r.snapshot.version)
+        {
+            entries.pop();
+        }
+        let e = HistoryEntry {
+            version: r.snapshot.version,
+            hash: r.snapshot.hash.clone(),
+            sources: r.snapshot.sources.clone(),
+            published_at: r.meta.updated_at.clone(),
+            state: State::Ok,
+            change: "restored".into(),
+            actor: None,
+            pin_of: r.pin.as_ref().map(|p| p.version),
+        };
+        tidy.push(Change::PutHistory(id, Box::new(e.clone())));
+        entries.push(e);
+    }
+    let excess = entries.len().saturating_sub(keep.max(1));
+    for e in entries.drain(..excess) {
+        tidy.push(Change::DeleteHistory(id, e.version));
+    }
+    (entries.into_iter().map(Arc::new).collect(), tidy)
 }
 
 /// Provenance keyed by collection name, as readers see it.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::record::{Blob, Change};
+use super::record::{Blob, Change, Pin};
 use super::{
-    Config, Group, GroupMeta, GroupView, Kind, Node, Published, Refusal, Registry, Result,
+    Config, Group, GroupMeta, GroupView, History, Kind, Node, Published, Refusal, Registry, Result,
 };
 use crate::member::Member;
 
@@ -28,6 +28,8 @@ pub(super) enum Undo {
     Removed(Uuid, Arc<Member>),
     Snapshot(Uuid, Arc<Published>),
     Nodes(Uuid, Arc<BTreeMap<String, Node>>),
+    History(Uuid, Arc<History>),
+    Pin(Uuid, Option<Pin>),
 }
 
 /// A write in progress: the registry plus how to undo what was done so far.
@@ -42,6 +44,13 @@ pub struct Tx<'a> {
     pub(super) deleted: BTreeSet<Uuid>,
     pub(super) blobs: Vec<(String, Blob)>,
     pub(super) published: BTreeSet<Uuid>,
+    /// Each group's history as it was before this write first changed it
+    /// (empty for a group it created): the store gets the difference.
+    pub(super) history_before: BTreeMap<Uuid, Arc<History>>,
+    /// What this write is, for the history entries it publishes.
+    pub(super) change: String,
+    /// Who asked for it, once requests carry an identity.
+    pub(super) actor: Option<String>,
 }
 
 /// What a committed write changed, for the store and for readers.
@@ -114,6 +123,9 @@ impl Registry {
             deleted: BTreeSet::new(),
             blobs: Vec::new(),
             published: BTreeSet::new(),
+            history_before: BTreeMap::new(),
+            change: "change".into(),
+            actor: None,
         }
     }
 }
@@ -121,6 +133,17 @@ impl Registry {
 impl<'a> Tx<'a> {
     pub fn registry(&self) -> &Registry {
         self.reg
+    }
+
+    /// Names what this write does, for the history entries it publishes
+    /// (`config of 'blue'`, `members added: …`).
+    pub fn because(&mut self, change: impl Into<String>) {
+        self.change = change.into();
+    }
+
+    /// Who is writing: recorded with every version this write publishes.
+    pub fn set_actor(&mut self, actor: Option<String>) {
+        self.actor = actor;
     }
 
     pub(super) fn group_mut(&mut self, id: Uuid) -> Result<&mut Group> {
@@ -141,11 +164,7 @@ impl<'a> Tx<'a> {
     /// `Tx` without `rollback` keeps it).
     pub fn effects(&self) -> Effects {
         let mut effects = Effects::default();
-        for (h, b) in &self.blobs {
-            if self.reg.names_blob(h) {
-                effects.changes.push(Change::PutBlob(h.clone(), b.clone()));
-            }
-        }
+        let reg: &Registry = self.reg;
         // Configs this write replaced, unless a record still names them.
         let mut dead = BTreeSet::new();
         for u in &self.undo {
@@ -159,12 +178,55 @@ impl<'a> Tx<'a> {
                         dead.insert(config.hash.clone());
                     }
                     dead.extend(g.snapshot.sources.iter().map(|(_, h)| h.clone()));
+                    for e in g.history.iter() {
+                        dead.extend(e.sources.iter().map(|(_, h)| h.clone()));
+                    }
                 }
                 _ => {}
             }
         }
+        // Kept versions: new ones written, dropped ones deleted (a deleted
+        // group's go with its record).
+        let mut history = Vec::new();
+        for (id, before) in &self.history_before {
+            let Some(g) = self.reg.groups.get(id) else {
+                continue;
+            };
+            for e in g.history.iter() {
+                if !before.iter().any(|b| Arc::ptr_eq(b, e)) {
+                    history.push(Change::PutHistory(*id, Box::new((**e).clone())));
+                }
+            }
+            for b in before.iter() {
+                if !g.history.iter().any(|e| Arc::ptr_eq(b, e)) {
+                    dead.extend(b.sources.iter().map(|(_, h)| h.clone()));
+                    if !g.history.iter().any(|e| e.version == b.version) {
+                        history.push(Change::DeleteHistory(*id, b.version));
+                    }
+                }
+            }
+        }
+        // Whether a record names a blob: most candidates are named by a group
+        // this write touched (the previous config is in its own history), so
+        // those are asked first; the few left are looked up everywhere.
+        let near = if self.blobs.is_empty() && dead.is_empty() {
+            Default::default()
+        } else {
+            reg.live_blob_refs_of(self.touched.iter())
+        };
+        for (h, b) in &self.blobs {
+            if near.contains(h.as_str()) || reg.names_blob(h) {
+                effects.changes.push(Change::PutBlob(h.clone(), b.clone()));
+            }
+        }
+        dead.retain(|h| !near.contains(h.as_str()));
+        let far = (dead.len() > 16).then(|| reg.live_blob_refs());
+        let is_live = |h: &str| match &far {
+            Some(all) => all.contains(h),
+            None => reg.names_blob(h),
+        };
         for h in dead {
-            if !self.reg.names_blob(&h) {
+            if !is_live(&h) {
                 effects.changes.push(Change::DeleteBlob(h));
             }
         }
@@ -180,6 +242,7 @@ impl<'a> Tx<'a> {
                     .push(Change::PutGroup(Box::new(self.reg.record(g))));
             }
         }
+        effects.changes.extend(history);
         for id in &self.deleted {
             if !self.reg.groups.contains_key(id) {
                 effects.changes.push(Change::DeleteGroup(*id));
@@ -269,6 +332,16 @@ impl Registry {
             Undo::Nodes(id, old) => {
                 if let Some(g) = self.groups.get_mut(&id) {
                     g.nodes = old;
+                }
+            }
+            Undo::History(id, old) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    g.history = old;
+                }
+            }
+            Undo::Pin(id, old) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    g.pin = old;
                 }
             }
         }

@@ -9,17 +9,36 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{Config, Group, GroupMeta, Kind, Node, Published, Registry};
+use super::record::Pin;
+use super::{Config, Group, GroupMeta, History, Kind, Node, Published, Registry};
 use crate::config::Format;
-use crate::report::Report;
+use crate::report::{Report, State};
 
 /// One group as readers see it.
 #[derive(Debug)]
 pub struct GroupView {
     pub meta: GroupMeta,
+    /// The served snapshot (the pinned content while pinned).
     pub snapshot: Arc<Published>,
     pub nodes: Arc<BTreeMap<String, Node>>,
     pub role: Role,
+    /// The kept versions, oldest first; the served one last.
+    pub history: Arc<History>,
+    pub pin: Option<PinView>,
+}
+
+/// A pin, and what it hides.
+#[derive(Debug)]
+pub struct PinView {
+    pub pin: Pin,
+    /// The group's state now.
+    pub state: State,
+    /// The hash the group would serve now without the pin; `None` for a
+    /// composite in conflict (it would publish nothing).
+    pub current_hash: Option<String>,
+    /// Members whose current config the served snapshot does not carry:
+    /// (member id, `changed` | `added` | `removed`).
+    pub hidden: Vec<(Uuid, &'static str)>,
 }
 
 /// What a group is in the composite model, with what readers need of it.
@@ -99,11 +118,22 @@ impl Registry {
                 report: Arc::new(composite.report()),
             }),
         };
+        let pin = g.pin.as_ref().map(|p| {
+            let (sources, current_hash) = self.current_merge(g);
+            PinView {
+                pin: p.clone(),
+                state: self.state_of(g),
+                current_hash,
+                hidden: self.hidden_members(g, &sources),
+            }
+        });
         GroupView {
             meta: g.meta.clone(),
             snapshot: g.snapshot.clone(),
             nodes: g.nodes.clone(),
             role,
+            history: g.history.clone(),
+            pin,
         }
     }
 }

@@ -57,7 +57,7 @@ pub fn group_json(v: &GroupView, now_ms: u64, window_ms: u64) -> Value {
         "created_at": v.meta.created_at,
         "updated_at": v.meta.updated_at,
         "active_instances": v.active_instances(now_ms, window_ms),
-        "snapshot": {"version": v.snapshot.version, "hash": v.snapshot.body.hash()},
+        "snapshot": {"version": v.snapshot.version, "hash": v.snapshot.body.hash(), "pin": super::history::pin_brief(v)},
     });
     if let (Some(obj), Some(c)) = (out.as_object_mut(), v.composite()) {
         obj.insert("members".into(), json!(c.members.len()));

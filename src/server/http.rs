@@ -150,10 +150,22 @@ pub async fn healthz() -> Response {
     ok_json(StatusCode::OK, json!({"status": "ok"}))
 }
 
-pub async fn metrics() -> Response {
+/// Per-group series come from the published views: a deleted group's go with it.
+pub async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> Response {
+    let views = s.engine.views();
+    let series: Vec<crate::metrics::GroupSeries> = views
+        .iter()
+        .map(|v| crate::metrics::GroupSeries {
+            id: &v.meta.id,
+            name: &v.meta.name,
+            version: v.snapshot.version,
+            conflicts: v.composite().map(|c| c.report.conflicts.len()),
+            pinned: v.pin.is_some(),
+        })
+        .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
+        crate::metrics::render(&series),
     )
         .into_response()
 }

@@ -145,7 +145,8 @@ fn status_json(s: &AppState, v: &GroupView, members: &[Uuid], report: &Report) -
         "conflicts": conflicts,
         "errors": report.errors,
         "members": report.members,
-        "snapshot": {"version": v.snapshot.version, "hash": v.snapshot.body.hash()},
+        "snapshot": {"version": v.snapshot.version, "hash": v.snapshot.body.hash(),
+            "pin": super::history::pin_json(v, |m| s.engine.view(m).map(|g| g.meta.name.clone()))},
     }})
 }
 

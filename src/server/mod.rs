@@ -2,13 +2,14 @@
 //! life cycle, body limits, metrics, graceful shutdown.
 //!
 //! The only module that knows HTTP. One file per resource (`groups`,
-//! `memberships`, `config`, `snapshot`, `nodes`), each with its request and
+//! `memberships`, `config`, `snapshot`, `history`, `nodes`), each with its request and
 //! answer types; `http` holds what they share. Handlers read published views
 //! and call the engine's commands; they know nothing of how merging works.
 
 mod config;
 mod error;
 mod groups;
+mod history;
 mod http;
 mod listen;
 mod memberships;
@@ -114,6 +115,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{v2}/{{id}}/snapshot/provenance"),
             get(snapshot::provenance),
+        )
+        .route(&format!("{v2}/{{id}}/snapshot/history"), get(history::list))
+        .route(
+            &format!("{v2}/{{id}}/snapshot/pin"),
+            axum::routing::put(history::pin).delete(history::unpin),
         )
         .route(
             &format!("{v2}/{{id}}/nodes"),

@@ -1,6 +1,13 @@
 //! `/v2/control-planes/{id}/snapshot`: the served config, with `ETag`, `304`
-//! and long-polls, and its provenance (extensions). Answered from published
-//! snapshots; never waits for the writer.
+//! and long-polls, a kept version (`?version=V`), and its provenance
+//! (extensions). The served snapshot is answered from published snapshots and
+//! never waits for the writer; an older kept version is assembled from its
+//! blobs (see `Engine::snapshot_at`).
+//!
+//! When a request blocks: `?wait=S` long-polls only against a version the
+//! caller already has, named by `If-None-Match` (its hash) or `version=V`.
+//! Without either the caller has nothing to compare, and the served snapshot
+//! is answered at once. `?version=V` without `wait` answers exactly version V.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -15,7 +22,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::http::{ok_json, param, parse_id, query};
-use crate::registry::Published;
+use crate::registry::{Published, RefusalKind, kept_range};
 
 fn etag(hash: &str) -> String {
     format!("\"{hash}\"")
@@ -31,6 +38,54 @@ fn matches_etag(headers: &HeaderMap, hash: &str) -> bool {
                 .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
                 .any(|t| t == hash || t == "*")
         })
+}
+
+/// The served snapshot, saying which kept version it re-serves while pinned.
+fn served_response(s: &AppState, id: uuid::Uuid, p: &Published, form: Form) -> Response {
+    let mut resp = snapshot_response(p, form);
+    let pinned = s
+        .engine
+        .view(id)
+        .and_then(|v| v.pin.as_ref().map(|p| (p.pin.version, p.pin.served_as)));
+    if let Some((version, served_as)) = pinned
+        && served_as == p.version
+    {
+        resp.headers_mut()
+            .insert("x-snapshot-pinned", HeaderValue::from(version));
+    }
+    resp
+}
+
+/// Exactly kept version `version`, or a 404 naming the kept range.
+async fn exact(
+    s: &AppState,
+    id: uuid::Uuid,
+    version: u64,
+    form: Form,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let view = s
+        .engine
+        .view(id)
+        .ok_or_else(|| ApiError::not_found(format!("no control plane with id {id}")))?;
+    let p = match s.engine.snapshot_at(id, version).await {
+        Ok(p) => p,
+        Err(e) if e.kind == RefusalKind::NotFound => {
+            let (oldest, newest) = kept_range(&view.history);
+            let mut err = ApiError::not_found(e.detail);
+            err.extra = Some(Box::new(json!({
+                "version": version,
+                "oldest_kept": oldest,
+                "newest_kept": newest,
+            })));
+            return Err(err);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if matches_etag(headers, hash_of(&p, form)) {
+        return Ok(not_modified(&p, form));
+    }
+    Ok(snapshot_response(&p, form))
 }
 
 /// Which form of a snapshot a request wants: Kong's (what data planes load)
@@ -128,14 +183,18 @@ pub async fn get(
                 .map_err(|_| ApiError::bad_request("`version` must be a whole number"))?,
         ),
     };
-    let missing = || ApiError::not_found(format!("no control plane with id {id}"));
     let form = form_of(&q)?;
+    if let (Some(v), None) = (known_version, wait) {
+        return exact(&s, id, v, form, &headers).await;
+    }
+    let missing = || ApiError::not_found(format!("no control plane with id {id}"));
     let current = s.engine.snapshot(id).ok_or_else(missing)?;
+    // With `wait`, `version=V` is the version the caller has.
     let is_known = |p: &Published| {
         matches_etag(&headers, hash_of(p, form)) || known_version.is_some_and(|v| v >= p.version)
     };
     if !is_known(&current) {
-        return Ok(snapshot_response(&current, form));
+        return Ok(served_response(&s, id, &current, form));
     }
     let Some(wait) = wait else {
         return Ok(not_modified(&current, form));
@@ -146,7 +205,7 @@ pub async fn get(
     loop {
         let latest = s.engine.snapshot(id).ok_or_else(missing)?;
         if !is_known(&latest) {
-            return Ok(snapshot_response(&latest, form));
+            return Ok(served_response(&s, id, &latest, form));
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return Err(missing()) },

@@ -92,6 +92,11 @@ impl Daemon {
         panic!("daemon did not open its socket: {}", self.log());
     }
 
+    /// The extra `serve` flags of the next `spawn` (replacing the ones given to `start`).
+    pub fn extra_args(&mut self, args: &[&str]) {
+        self.extra = args.iter().map(|s| s.to_string()).collect();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
