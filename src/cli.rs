@@ -109,6 +109,11 @@ struct ServeArgs {
     /// The Unix socket to serve on [default: DATA_DIR/rgmerge.sock].
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Also serve the Runtime Manager page (only `/ui/…`) on this loopback
+    /// address, e.g. 127.0.0.1:8080 (port 0 picks a free one). The page is
+    /// always on the socket too.
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    http: Option<std::net::SocketAddr>,
     /// Most groups the organisation may hold (3 reproduces Konnect's Enterprise plan).
     #[arg(long)]
     max_groups: Option<usize>,
@@ -386,6 +391,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             body_read: std::time::Duration::from_secs(args.body_read_timeout_secs.max(1)),
             idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
         },
+        http: args.http,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

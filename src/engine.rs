@@ -48,6 +48,9 @@ struct Shared {
     snapshots: DashMap<Uuid, Arc<Published>, ahash::RandomState>,
     views: DashMap<Uuid, Arc<GroupView>, ahash::RandomState>,
     watchers: DashMap<Uuid, watch::Sender<u64>, ahash::RandomState>,
+    /// Bumped after every publish that changed anything readers see (any
+    /// group's snapshot or view, or a deletion): for pages that follow all groups.
+    changes: watch::Sender<u64>,
     settings: Settings,
     /// The registry's current interner, for builds off the writer.
     interner: parking_lot::RwLock<Arc<Interner>>,
@@ -110,6 +113,7 @@ impl Engine {
             snapshots: DashMap::default(),
             views: DashMap::default(),
             watchers: DashMap::default(),
+            changes: watch::channel(0).0,
             settings: reg.settings().clone(),
             interner: parking_lot::RwLock::new(reg.interner().clone()),
             assembled: parking_lot::Mutex::new(VecDeque::new()),
@@ -393,6 +397,12 @@ impl Engine {
     pub fn subscribe(&self, id: Uuid) -> Option<watch::Receiver<u64>> {
         self.shared.watchers.get(&id).map(|w| w.subscribe())
     }
+
+    /// Wakes after any publish that changed what readers see (a snapshot, a
+    /// view — nodes included — or a deleted group); the value counts them.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
 }
 
 fn run(mut w: Writer, rx: Receiver<Job>) {
@@ -465,6 +475,9 @@ impl Writer {
     }
 
     fn publish(&self, effects: Effects) {
+        let changed = !effects.published.is_empty()
+            || !effects.deleted.is_empty()
+            || !effects.views.is_empty();
         for (id, snap) in effects.published {
             let version = snap.version;
             self.shared.snapshots.insert(id, snap);
@@ -485,6 +498,9 @@ impl Writer {
         }
         for (id, view) in effects.views {
             self.shared.views.insert(id, view);
+        }
+        if changed {
+            self.shared.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }

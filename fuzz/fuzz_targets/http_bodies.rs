@@ -299,6 +299,7 @@ fuzz_target!(|data: &[u8]| {
                 max_wait: Duration::ZERO,
                 max_connections: 16,
                 timeouts: Default::default(),
+                http: None,
             }),
             shutdown,
         });

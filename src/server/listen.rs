@@ -40,11 +40,50 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::UnixListener;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
-use super::{ApiError, LimitedListener};
+use super::{ApiError, Limited, LimitedListener};
+
+/// How a connection reached the daemon; the accept loop attaches it to every
+/// request of the connection, so handlers (the pages, access checks) know
+/// whether it came through the Unix socket or the `--http` loopback port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Unix,
+    Tcp { peer: std::net::SocketAddr },
+}
+
+/// A connection the accept loop can serve: any stream that says how it came.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn transport(&self) -> Transport;
+}
+
+impl Connection for UnixStream {
+    fn transport(&self) -> Transport {
+        Transport::Unix
+    }
+}
+
+impl Connection for TcpStream {
+    fn transport(&self) -> Transport {
+        match self.peer_addr() {
+            Ok(peer) => Transport::Tcp { peer },
+            // A connection whose peer is already gone: any address will do,
+            // it is TCP either way.
+            Err(_) => Transport::Tcp {
+                peer: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+        }
+    }
+}
+
+impl<T: Connection> Connection for Limited<T> {
+    fn transport(&self) -> Transport {
+        self.io.transport()
+    }
+}
 
 /// How long the daemon waits for a client; see the module docs. Values are
 /// kept within [1 ms, 1 year].
@@ -90,12 +129,16 @@ impl Timeouts {
 
 /// Accepts connections from `listener` (one permit each) and serves `app` on
 /// them until `shutdown` resolves; then finishes in-flight requests and returns.
-pub(super) async fn run(
-    mut listener: LimitedListener<UnixListener>,
+/// The same loop (and timeouts) for the Unix socket and the `--http` port.
+pub(super) async fn run<L>(
+    mut listener: LimitedListener<L>,
     app: Router,
     timeouts: Timeouts,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    L: axum::serve::Listener,
+    L::Io: Connection,
+{
     let timeouts = timeouts.clamped();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -114,6 +157,7 @@ pub(super) async fn run(
             app: app.clone(),
             watch: watch.clone(),
             body_read: timeouts.body_read,
+            transport: io.transport(),
         };
         let io = TokioIo::new(Tracked {
             io,
@@ -308,6 +352,8 @@ struct ConnService {
     app: Router,
     watch: Arc<Watch>,
     body_read: Duration,
+    /// How the connection came, attached to each request.
+    transport: Transport,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -317,8 +363,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = BoxFuture<Result<Response<Body>, Infallible>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let busy = BusyGuard::enter(&self.watch);
+        req.extensions_mut().insert(self.transport);
         let timed_out = Arc::new(AtomicBool::new(false));
         let limit = self.body_read;
         let req = req.map(|body| {

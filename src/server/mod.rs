@@ -14,6 +14,7 @@ mod http;
 mod listen;
 mod memberships;
 mod nodes;
+pub mod pages;
 mod snapshot;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -29,13 +30,13 @@ use axum::routing::{delete, get, post};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use error::ApiError;
-pub use listen::Timeouts;
+pub use listen::{Timeouts, Transport};
 
 use crate::engine::Engine;
 
@@ -55,6 +56,9 @@ pub struct ServeOptions {
     /// Header read, body read and idle keep-alive timeouts, so no client can
     /// hold a connection by never finishing a request.
     pub timeouts: Timeouts,
+    /// `--http`: also serve the Runtime Manager page on this loopback TCP
+    /// address (port 0 picks a free one). Only `/ui/…` is served there.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -71,6 +75,11 @@ pub enum ServeError {
     Socket { path: PathBuf, detail: String },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("--http {addr}: {detail}")]
+    Http {
+        addr: std::net::SocketAddr,
+        detail: String,
+    },
 }
 
 pub fn router(state: AppState) -> Router {
@@ -129,14 +138,19 @@ pub fn router(state: AppState) -> Router {
             &format!("{v2}/{{id}}/nodes/{{node_id}}"),
             delete(nodes::delete),
         )
+        .merge(pages::routes(state.opts.max_body_bytes))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             state.opts.max_in_flight,
         ));
     Router::new()
         .route(&format!("{v2}/{{id}}/snapshot"), get(snapshot::get))
+        // Live page updates only wait, like long-polls.
+        .merge(pages::live_routes())
         .merge(limited)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(axum::middleware::from_fn(pages::guard_tcp))
+        .layer(axum::Extension(pages::PageState::new()))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(record_metrics))
         .with_state(state)
@@ -172,7 +186,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
+        .is_some_and(|ct| {
+            // The Runtime Manager page's errors are pages.
+            ct.starts_with("application/json") || ct.starts_with("text/html")
+        });
     if status.as_u16() < 400 || is_json {
         return resp;
     }
@@ -223,29 +240,72 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ServeError> {
     Ok(listener)
 }
 
+/// Binds `--http`: loopback addresses only, since the port is open to every
+/// user of this machine and not to others (no TLS).
+pub async fn bind_http(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    let fail = |detail: String| ServeError::Http { addr, detail };
+    if !addr.ip().is_loopback() {
+        return Err(fail(
+            "the page is served on loopback addresses only (127.0.0.1 or [::1]); \
+             put a TLS proxy in front of it to reach it from elsewhere"
+                .into(),
+        ));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| fail(format!("can't bind: {e}")))
+}
+
 /// Serves until SIGINT or SIGTERM, lets in-flight requests finish, then
-/// removes the socket file.
+/// removes the socket file. With `--http`, the page is also served on that
+/// loopback port, by the same accept loop and router.
 pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError> {
+    // Both bound before anything is served: a bad --http fails the start.
+    let tcp = match opts.http {
+        Some(addr) => Some(bind_http(addr).await?),
+        None => None,
+    };
     let listener = LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let socket = opts.socket.clone();
     let timeouts = opts.timeouts;
+    let max_connections = opts.max_connections;
     let state = AppState {
         engine,
         opts: Arc::new(opts),
-        shutdown: stop_rx,
+        shutdown: stop_rx.clone(),
     };
-    let app = router(state).layer(axum::middleware::from_fn_with_state(
+    let app = router(state);
+    let unix_app = app.clone().layer(axum::middleware::from_fn_with_state(
         listener.waiting(),
         close_when_waited_for,
     ));
     tracing::info!(socket = %socket.display(), "serving");
-    listen::run(listener, app, timeouts, async move {
+    let unix = listen::run(listener, unix_app, timeouts, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
-    })
-    .await;
+    });
+    let http = async move {
+        let Some(tcp) = tcp else { return };
+        let tcp = axum::serve::ListenerExt::tap_io(tcp, |s| {
+            let _ = s.set_nodelay(true);
+        });
+        if let Ok(addr) = axum::serve::Listener::local_addr(&tcp) {
+            tracing::info!("serving the Runtime Manager page on http://{addr}/ui/");
+        }
+        let tcp = LimitedListener::new(tcp, max_connections);
+        let tcp_app = app.layer(axum::middleware::from_fn_with_state(
+            tcp.waiting(),
+            close_when_waited_for,
+        ));
+        let mut stop = stop_rx;
+        listen::run(tcp, tcp_app, timeouts, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    };
+    tokio::join!(unix, http);
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }
