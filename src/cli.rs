@@ -475,6 +475,9 @@ struct SidecarArgs {
     /// Seconds between heartbeats, and the long-poll length.
     #[arg(long, default_value_t = 10)]
     interval: u64,
+    /// Longest wait for Kong's admin API to answer, in seconds.
+    #[arg(long, default_value_t = 30)]
+    kong_timeout_secs: u64,
 }
 
 impl From<GenArgs> for rgmerge::synth::GenOptions {
@@ -516,6 +519,7 @@ impl From<SidecarArgs> for rgmerge::sidecar::SidecarOptions {
             node_id: a.node_id,
             hostname: a.hostname,
             interval: a.interval,
+            kong_timeout: a.kong_timeout_secs,
         }
     }
 }
