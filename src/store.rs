@@ -1,18 +1,28 @@
 //! Durable state in an embedded, crash-safe redb database in the data directory.
 //!
-//! Two tables: `groups` (group id → JSON record: fields, memberships, the hash
-//! of its config, its published snapshot, its nodes) and `blobs` (content hash →
-//! member config bytes, shared by every record that names them). A write is
-//! one redb transaction, durable when `commit` returns. Knows nothing of HTTP.
+//! Tables: `groups` (group id → JSON record: fields, memberships, the hash
+//! of its config, its published snapshot, its nodes), `blobs` (content hash →
+//! member config bytes, shared by every record that names them), `teams`
+//! (team name → JSON record: credentials, token hashes, grants), `access`
+//! (the token-hash key) and `audit` (sequence → JSON entry, append-only,
+//! the newest N kept). A write is one redb transaction, durable when
+//! `commit` returns. A store from before access control has no `access` key:
+//! it loads as "not set up yet" and the engine bootstraps it. Knows nothing
+//! of HTTP.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::registry::record::{Blob, Change, GroupRecord, Loaded};
+use crate::registry::record::{
+    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, Loaded, TeamRecord,
+};
 
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams");
+const ACCESS: TableDefinition<&str, &str> = TableDefinition::new("access");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SCHEMA_VERSION: u64 = 1;
@@ -137,6 +147,9 @@ impl Store {
             }
             tx.open_table(GROUPS).map_err(|e| w(&e))?;
             tx.open_table(BLOBS).map_err(|e| w(&e))?;
+            tx.open_table(TEAMS).map_err(|e| w(&e))?;
+            tx.open_table(ACCESS).map_err(|e| w(&e))?;
+            tx.open_table(AUDIT).map_err(|e| w(&e))?;
         }
         tx.commit().map_err(|e| w(&e))
     }
@@ -187,6 +200,25 @@ impl Store {
                 .ok_or_else(|| corrupt(format!("config blob {} has no format tag", k.value())))?;
             loaded.blobs.insert(k.value().to_string(), blob);
         }
+        let access = tx.open_table(ACCESS).map_err(|e| r(&e))?;
+        let key = access
+            .get("key")
+            .map_err(|e| corrupt(e.to_string()))?
+            .map(|v| v.value().to_string());
+        if let Some(key) = key {
+            let mut rec = AccessRecord {
+                key,
+                teams: Vec::new(),
+            };
+            let teams = tx.open_table(TEAMS).map_err(|e| r(&e))?;
+            for row in teams.iter().map_err(|e| r(&e))? {
+                let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+                let team: TeamRecord = serde_json::from_slice(v.value())
+                    .map_err(|e| corrupt(format!("team record {}: {e}", k.value())))?;
+                rec.teams.push(team);
+            }
+            loaded.access = Some(rec);
+        }
         Ok(loaded)
     }
 
@@ -213,6 +245,8 @@ impl Store {
         {
             let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
+            let mut teams = tx.open_table(TEAMS).map_err(|e| w(&e))?;
+            let mut access = tx.open_table(ACCESS).map_err(|e| w(&e))?;
             for c in changes {
                 match c {
                     Change::PutGroup(rec) => {
@@ -234,10 +268,94 @@ impl Store {
                     Change::DeleteBlob(hash) => {
                         blobs.remove(hash.as_str()).map_err(|e| w(&e))?;
                     }
+                    Change::PutTeam(t) => {
+                        let bytes = serde_json::to_vec(t).map_err(|e| w(&e))?;
+                        teams
+                            .insert(t.name.as_str(), bytes.as_slice())
+                            .map_err(|e| w(&e))?;
+                    }
+                    Change::DeleteTeam(name) => {
+                        teams.remove(name.as_str()).map_err(|e| w(&e))?;
+                    }
+                    Change::PutAccessKey(key) => {
+                        access.insert("key", key.as_str()).map_err(|e| w(&e))?;
+                    }
                 }
             }
         }
         tx.commit().map_err(|e| w(&e))
+    }
+
+    /// Appends audit entries in one durable transaction, numbering them after
+    /// the last one stored, and drops the oldest past `keep` entries.
+    pub fn append_audit(
+        &mut self,
+        entries: &mut [AuditEntry],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if self.db.is_none() {
+            self.reopen();
+        }
+        let result = self.write_audit(entries, keep.max(1));
+        if result.is_err() {
+            self.reopen();
+        }
+        result
+    }
+
+    fn write_audit(&self, entries: &mut [AuditEntry], keep: u64) -> Result<(), StoreError> {
+        let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
+        let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
+        {
+            let mut audit = tx.open_table(AUDIT).map_err(|e| w(&e))?;
+            let mut next = audit
+                .last()
+                .map_err(|e| w(&e))?
+                .map_or(1, |(k, _)| k.value() + 1);
+            for e in entries.iter_mut() {
+                e.seq = next;
+                next += 1;
+                let bytes = serde_json::to_vec(e).map_err(|e| w(&e))?;
+                audit.insert(e.seq, bytes.as_slice()).map_err(|e| w(&e))?;
+            }
+            let mut excess = audit.len().map_err(|e| w(&e))?.saturating_sub(keep);
+            while excess > 0 {
+                if audit.pop_first().map_err(|e| w(&e))?.is_none() {
+                    break;
+                }
+                excess -= 1;
+            }
+        }
+        tx.commit().map_err(|e| w(&e))
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
+        let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
+        let audit = tx.open_table(AUDIT).map_err(|e| r(&e))?;
+        let end = filter.before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        for row in audit.range(..end).map_err(|e| r(&e))?.rev() {
+            if out.len() >= filter.limit {
+                break;
+            }
+            let (_, v) = row.map_err(|e| r(&e))?;
+            let Ok(entry) = serde_json::from_slice::<AuditEntry>(v.value()) else {
+                continue;
+            };
+            // Entries are appended in time order: past `since`, stop.
+            if filter.since.as_ref().is_some_and(|s| entry.time.as_str() < s.as_str()) {
+                break;
+            }
+            if filter.matches(&entry) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
     }
 
     /// Removes blobs no record names any more.
