@@ -62,3 +62,17 @@ pub fn group_deleted(group: &Uuid) {
     metrics::gauge!("rgmerge_snapshot_version", "group" => group.to_string()).set(0.0);
     metrics::gauge!("rgmerge_composite_conflicts", "group" => group.to_string()).set(0.0);
 }
+
+/// A request refused for its identity (401) or rights (403).
+pub fn auth_failure(reason: &'static str) {
+    metrics::counter!("rgmerge_auth_failures_total", "reason" => reason).increment(1);
+}
+
+/// An audit entry of a refused request dropped because too many were queued.
+pub fn audit_dropped() {
+    metrics::counter!("rgmerge_audit_dropped_total").increment(1);
+}
+
+pub fn audit_write_failed() {
+    metrics::counter!("rgmerge_audit_write_failures_total").increment(1);
+}
