@@ -153,7 +153,9 @@ impl AuditFile {
         for e in entries {
             let mut line = serde_json::to_vec(e).map_err(std::io::Error::other)?;
             line.push(b'\n');
-            if self.size + (buf.len() + line.len()) as u64 > self.max && self.size + buf.len() as u64 > 0 {
+            if self.size + (buf.len() + line.len()) as u64 > self.max
+                && self.size + buf.len() as u64 > 0
+            {
                 if !buf.is_empty() {
                     self.open()?.write_all(&buf)?;
                     buf.clear();
@@ -489,7 +491,12 @@ impl Engine {
             .await
     }
 
-    pub async fn set_grant(&self, team: String, group: Uuid, role: GroupRole) -> Result<(), Refusal> {
+    pub async fn set_grant(
+        &self,
+        team: String,
+        group: Uuid,
+        role: GroupRole,
+    ) -> Result<(), Refusal> {
         self.write(Mode::Apply, move |tx| tx.set_grant(&team, group, role))
             .await
     }
@@ -578,8 +585,7 @@ fn run(mut w: Writer, rx: Receiver<Job>) {
             Ok(job) => {
                 // A panic in one job must not take the daemon down with it; the job's
                 // caller sees its reply channel dropped.
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
                 if result.is_err() {
                     tracing::error!(
                         "a writer job panicked; its request failed and nothing it did was published"
@@ -651,7 +657,10 @@ impl Writer {
             )
         };
         if dropped > 0 {
-            tracing::warn!(dropped, "audit entries of refused requests were dropped: too many at once");
+            tracing::warn!(
+                dropped,
+                "audit entries of refused requests were dropped: too many at once"
+            );
         }
         let a = &mut self.audit;
         match &mut self.store {

@@ -348,7 +348,11 @@ impl Store {
                 continue;
             };
             // Entries are appended in time order: past `since`, stop.
-            if filter.since.as_ref().is_some_and(|s| entry.time.as_str() < s.as_str()) {
+            if filter
+                .since
+                .as_ref()
+                .is_some_and(|s| entry.time.as_str() < s.as_str())
+            {
                 break;
             }
             if filter.matches(&entry) {

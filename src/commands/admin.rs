@@ -121,7 +121,9 @@ fn request(action: &AdminAction) -> (&'static str, String, Option<Value>) {
         } => (
             "POST",
             "/v2/teams".into(),
-            Some(json!({"name": name, "description": description, "org_admin": org_admin, "uids": uids, "gids": gids})),
+            Some(
+                json!({"name": name, "description": description, "org_admin": org_admin, "uids": uids, "gids": gids}),
+            ),
         ),
         ShowTeam { team: t } => ("GET", team(t), None),
         DeleteTeam { team: t } => ("DELETE", team(t), None),
@@ -135,8 +137,12 @@ fn request(action: &AdminAction) -> (&'static str, String, Option<Value>) {
             format!("{}/credentials", team(t)),
             Some(json!({"gid": gid})),
         ),
-        RemoveUid { team: t, uid } => ("DELETE", format!("{}/credentials/uid:{uid}", team(t)), None),
-        RemoveGid { team: t, gid } => ("DELETE", format!("{}/credentials/gid:{gid}", team(t)), None),
+        RemoveUid { team: t, uid } => {
+            ("DELETE", format!("{}/credentials/uid:{uid}", team(t)), None)
+        }
+        RemoveGid { team: t, gid } => {
+            ("DELETE", format!("{}/credentials/gid:{gid}", team(t)), None)
+        }
         IssueToken {
             team: t,
             name,
@@ -163,11 +169,9 @@ fn request(action: &AdminAction) -> (&'static str, String, Option<Value>) {
             format!("{}/grants", team(t)),
             Some(json!({"group": group, "role": role})),
         ),
-        RemoveGrant { team: t, group } => (
-            "DELETE",
-            format!("{}/grants/{}", team(t), seg(group)),
-            None,
-        ),
+        RemoveGrant { team: t, group } => {
+            ("DELETE", format!("{}/grants/{}", team(t), seg(group)), None)
+        }
         Audit {
             group,
             team,
@@ -177,7 +181,12 @@ fn request(action: &AdminAction) -> (&'static str, String, Option<Value>) {
             limit,
         } => {
             let mut q: Vec<(&str, String)> = Vec::new();
-            for (k, v) in [("group", group), ("team", team), ("since", since), ("until", until)] {
+            for (k, v) in [
+                ("group", group),
+                ("team", team),
+                ("since", since),
+                ("until", until),
+            ] {
                 if let Some(v) = v {
                     q.push((k, v.clone()));
                 }
@@ -261,7 +270,10 @@ mod tests {
             team: "blue".into(),
             group: "my group".into(),
         });
-        assert_eq!((m, p.as_str(), b), ("DELETE", "/v2/teams/blue/grants/my%20group", None));
+        assert_eq!(
+            (m, p.as_str(), b),
+            ("DELETE", "/v2/teams/blue/grants/my%20group", None)
+        );
         let (_, p, _) = request(&AdminAction::Audit {
             group: None,
             team: Some("blue".into()),

@@ -93,7 +93,9 @@ fn token_hash(key: &[u8; 32], token: &str) -> blake3::Hash {
 pub fn check_team_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_TEAM_NAME
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if ok {
         Ok(())
@@ -248,10 +250,7 @@ impl Tx<'_> {
                 Credential::Gid(n) => t.gids.remove(&n),
             };
             if !had {
-                return Err(Refusal::not_found(format!(
-                    "team '{}' has no {c}",
-                    t.name
-                )));
+                return Err(Refusal::not_found(format!("team '{}' has no {c}", t.name)));
             }
             Ok(t.clone())
         })?;
@@ -320,11 +319,10 @@ impl Tx<'_> {
     pub fn revoke_token(&mut self, team: &str, id: Uuid) -> Result<TokenRecord> {
         self.change_team(team, |t| {
             let name = t.name.clone();
-            let k = t
-                .tokens
-                .iter_mut()
-                .find(|k| k.id == id)
-                .ok_or_else(|| Refusal::not_found(format!("team '{name}' has no token {id}")))?;
+            let k =
+                t.tokens.iter_mut().find(|k| k.id == id).ok_or_else(|| {
+                    Refusal::not_found(format!("team '{name}' has no token {id}"))
+                })?;
             if k.revoked_at.is_none() {
                 k.revoked_at = Some(now());
             }
@@ -344,7 +342,10 @@ impl Tx<'_> {
     pub fn remove_grant(&mut self, team: &str, group: Uuid) -> Result<()> {
         self.change_team(team, |t| {
             t.grants.remove(&group).map(|_| ()).ok_or_else(|| {
-                Refusal::not_found(format!("team '{}' has no role on control plane {group}", t.name))
+                Refusal::not_found(format!(
+                    "team '{}' has no role on control plane {group}",
+                    t.name
+                ))
             })
         })
     }
@@ -371,11 +372,20 @@ impl Tx<'_> {
 /// What a presented token turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenCheck<'a> {
-    Valid { team: &'a str, id: Uuid },
+    Valid {
+        team: &'a str,
+        id: Uuid,
+    },
     /// Not one of ours (or its team was deleted).
     Unknown,
-    Revoked { team: &'a str, id: Uuid },
-    Expired { team: &'a str, id: Uuid },
+    Revoked {
+        team: &'a str,
+        id: Uuid,
+    },
+    Expired {
+        team: &'a str,
+        id: Uuid,
+    },
 }
 
 #[derive(Debug)]
@@ -531,9 +541,12 @@ mod tests {
 
     fn reg() -> Registry {
         let mut reg = Registry::new(Arc::new(Interner::new()), Settings::default());
-        transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| {
-            tx.bootstrap_access(1000, [7; 32])
-        })
+        transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.bootstrap_access(1000, [7; 32]),
+        )
         .expect("bootstrap");
         reg
     }
@@ -563,13 +576,18 @@ mod tests {
         let mut reg = reg();
         let secret = new_token_secret().expect("random");
         let far = now_ms() + 3_600_000;
-        let (tok, _) = transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| {
-            tx.create_team(NewTeam {
-                name: "blue".into(),
-                ..NewTeam::default()
-            })?;
-            tx.issue_token("blue", "ci".into(), far, &secret)
-        })
+        let (tok, _) = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| {
+                tx.create_team(NewTeam {
+                    name: "blue".into(),
+                    ..NewTeam::default()
+                })?;
+                tx.issue_token("blue", "ci".into(), far, &secret)
+            },
+        )
         .expect("issue");
         assert!(!tok.hash.contains(&secret[7..]));
         let v = reg.access_view();
@@ -590,15 +608,24 @@ mod tests {
         let other = new_token_secret().expect("random");
         assert_eq!(v.check_token(&other, now_ms()), TokenCheck::Unknown);
         assert_eq!(v.check_token("rgmpat_zz", now_ms()), TokenCheck::Unknown);
-        transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| {
-            tx.revoke_token("blue", tok.id)
-        })
+        transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.revoke_token("blue", tok.id),
+        )
         .expect("revoke");
         assert!(matches!(
             reg.access_view().check_token(&secret, now_ms()),
             TokenCheck::Revoked { .. }
         ));
-        transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| tx.delete_team("blue")).expect("delete");
+        transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.delete_team("blue"),
+        )
+        .expect("delete");
         assert_eq!(
             reg.access_view().check_token(&secret, now_ms()),
             TokenCheck::Unknown
@@ -608,45 +635,67 @@ mod tests {
     #[test]
     fn the_last_org_admin_credential_stays() {
         let mut reg = reg();
-        let r = transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| {
-            tx.remove_credential(BOOTSTRAP_TEAM, Credential::Uid(1000))
-        });
+        let r = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.remove_credential(BOOTSTRAP_TEAM, Credential::Uid(1000)),
+        );
         assert!(r.is_err());
-        let r = transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| {
-            tx.delete_team(BOOTSTRAP_TEAM)
-        });
+        let r = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.delete_team(BOOTSTRAP_TEAM),
+        );
         assert!(r.is_err());
-        assert!(reg.access_view().is_org_admin(&[BOOTSTRAP_TEAM.to_string()]));
-        assert_eq!(reg.access_view().teams_of_peer(1000, 5), vec![BOOTSTRAP_TEAM]);
+        assert!(
+            reg.access_view()
+                .is_org_admin(&[BOOTSTRAP_TEAM.to_string()])
+        );
+        assert_eq!(
+            reg.access_view().teams_of_peer(1000, 5),
+            vec![BOOTSTRAP_TEAM]
+        );
     }
 
     #[test]
     fn deleting_a_group_drops_its_grants_and_a_refused_write_keeps_them() {
         let mut reg = reg();
-        let (id, _) = transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| {
-            let g = tx.create_group(crate::registry::NewGroup {
-                name: "g".into(),
-                ..Default::default()
-            })?;
-            tx.create_team(NewTeam {
-                name: "blue".into(),
-                ..NewTeam::default()
-            })?;
-            tx.set_grant("blue", g.id, GroupRole::Editor)?;
-            Ok(g.id)
-        })
+        let (id, _) = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| {
+                let g = tx.create_group(crate::registry::NewGroup {
+                    name: "g".into(),
+                    ..Default::default()
+                })?;
+                tx.create_team(NewTeam {
+                    name: "blue".into(),
+                    ..NewTeam::default()
+                })?;
+                tx.set_grant("blue", g.id, GroupRole::Editor)?;
+                Ok(g.id)
+            },
+        )
         .expect("setup");
         let blue = ["blue".to_string()];
         assert!(reg.access_view().allows(&blue, Right::Edit, id));
         // Refused in the same transaction: the grant survives.
-        let r = transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| {
-            tx.delete_group(id)?;
-            Err::<(), _>(Refusal::invalid("no"))
-        });
+        let r = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| {
+                tx.delete_group(id)?;
+                Err::<(), _>(Refusal::invalid("no"))
+            },
+        );
         assert!(r.is_err());
         assert!(reg.access_view().allows(&blue, Right::Edit, id));
-        let (_, effects) = transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| tx.delete_group(id))
-            .expect("delete");
+        let (_, effects) =
+            transact(&mut reg, Mode::Apply, |_| Ok(()), |tx| tx.delete_group(id)).expect("delete");
         assert!(effects.access_changed);
         assert!(!reg.access_view().allows(&blue, Right::View, id));
     }

@@ -274,8 +274,14 @@ impl AuditFilter {
     pub fn matches(&self, e: &AuditEntry) -> bool {
         self.group.is_none_or(|g| e.group == Some(g))
             && self.team.as_ref().is_none_or(|t| e.teams.contains(t))
-            && self.since.as_ref().is_none_or(|s| e.time.as_str() >= s.as_str())
-            && self.until.as_ref().is_none_or(|u| e.time.as_str() <= u.as_str())
+            && self
+                .since
+                .as_ref()
+                .is_none_or(|s| e.time.as_str() >= s.as_str())
+            && self
+                .until
+                .as_ref()
+                .is_none_or(|u| e.time.as_str() <= u.as_str())
             && self.before.is_none_or(|b| e.seq < b)
     }
 }
@@ -362,7 +368,11 @@ impl Registry {
         let access = match &loaded.access {
             Some(a) => Access {
                 key: Some(decode_key(&a.key)?),
-                teams: a.teams.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+                teams: a
+                    .teams
+                    .iter()
+                    .map(|t| (t.name.clone(), t.clone()))
+                    .collect(),
             },
             None => Access::default(),
         };

@@ -175,9 +175,7 @@ pub async fn add_credential(
         (Some(u), None) => Credential::Uid(u),
         (None, Some(g)) => Credential::Gid(g),
         _ => {
-            return Err(ApiError::bad_request(
-                "send exactly one of `uid` and `gid`",
-            ));
+            return Err(ApiError::bad_request("send exactly one of `uid` and `gid`"));
         }
     };
     let t = s.engine.add_credential(name, c).await?;
@@ -248,8 +246,11 @@ pub async fn issue_token(
             ));
         }
         (Some(at), None) => {
-            let t = time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| ApiError::bad_request(format!("`expires_at` is not RFC 3339: {e}")))?;
+            let t =
+                time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                        ApiError::bad_request(format!("`expires_at` is not RFC 3339: {e}"))
+                    })?;
             u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
         }
         (None, secs) => now.saturating_add(
@@ -257,7 +258,10 @@ pub async fn issue_token(
                 .saturating_mul(1000),
         ),
     };
-    let (rec, secret) = s.engine.issue_token(name.clone(), b.name, expires_at_ms).await?;
+    let (rec, secret) = s
+        .engine
+        .issue_token(name.clone(), b.name, expires_at_ms)
+        .await?;
     let mut v = token_json(&rec, now);
     if let Some(o) = v.as_object_mut() {
         o.insert("team".into(), json!(name));
@@ -274,8 +278,7 @@ pub async fn revoke_token(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let id = Uuid::parse_str(&id)
-        .map_err(|_| ApiError::bad_request("a token id is a UUID"))?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("a token id is a UUID"))?;
     s.engine.revoke_token(name, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -285,7 +288,10 @@ pub async fn list_grants(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let t = team_or_404(&s, &name)?;
-    Ok(ok_json(StatusCode::OK, json!({"data": grants_json(&s, &t)})))
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({"data": grants_json(&s, &t)}),
+    ))
 }
 
 pub async fn set_grant(
@@ -352,8 +358,12 @@ pub async fn audit_log(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Ap
             .map(|g| resolve_group(&s, g))
             .transpose()?,
         team: param(&q, &["team", "filter[team]"]).map(str::to_string),
-        since: param(&q, &["since"]).map(|v| audit_time("since", v)).transpose()?,
-        until: param(&q, &["until"]).map(|v| audit_time("until", v)).transpose()?,
+        since: param(&q, &["since"])
+            .map(|v| audit_time("since", v))
+            .transpose()?,
+        until: param(&q, &["until"])
+            .map(|v| audit_time("until", v))
+            .transpose()?,
         before: param(&q, &["before"])
             .map(|v| {
                 v.parse::<u64>()

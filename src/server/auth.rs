@@ -45,8 +45,14 @@ pub struct Peer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Proof {
     /// Unix peer credentials; `by_uid` when a team names the uid (else the gid).
-    Peer { uid: u32, gid: u32, by_uid: bool },
-    Token { id: Uuid },
+    Peer {
+        uid: u32,
+        gid: u32,
+        by_uid: bool,
+    },
+    Token {
+        id: Uuid,
+    },
 }
 
 /// An identified caller, attached to the request for handlers.
@@ -105,7 +111,9 @@ pub fn identify(access: &Arc<AccessView>, req: &Request) -> Result<Caller, Unide
         let malformed = |why: &str| {
             fail(
                 "malformed_header",
-                format!("malformed Authorization header: {why}; send `Authorization: Bearer rgmpat_…`"),
+                format!(
+                    "malformed Authorization header: {why}; send `Authorization: Bearer rgmpat_…`"
+                ),
             )
         };
         if auth.next().is_some() {
@@ -212,38 +220,138 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", CP, Need::Known),
     ("POST", CP, Need::OrgAdmin),
     ("GET", "/v2/control-planes/{id}", Need::On(Right::View)),
-    ("PATCH", "/v2/control-planes/{id}", Need::On(Right::Administer)),
-    ("DELETE", "/v2/control-planes/{id}", Need::On(Right::Administer)),
-    ("GET", "/v2/control-planes/{id}/group-memberships", Need::On(Right::View)),
-    ("PUT", "/v2/control-planes/{id}/group-memberships", Need::Members),
-    ("POST", "/v2/control-planes/{id}/group-memberships/add", Need::Members),
-    ("POST", "/v2/control-planes/{id}/group-memberships/remove", Need::On(Right::Administer)),
-    ("GET", "/v2/control-planes/{id}/group-status", Need::On(Right::View)),
-    ("GET", "/v2/control-planes/{id}/group-member-status", Need::On(Right::View)),
-    ("GET", "/v2/control-planes/{id}/details", Need::On(Right::View)),
-    ("GET", "/v2/control-planes/{id}/config", Need::On(Right::View)),
-    ("PUT", "/v2/control-planes/{id}/config", Need::On(Right::Edit)),
-    ("GET", "/v2/control-planes/{id}/snapshot", Need::On(Right::ReadSnapshot)),
-    ("GET", "/v2/control-planes/{id}/snapshot/provenance", Need::On(Right::View)),
-    ("GET", "/v2/control-planes/{id}/nodes", Need::On(Right::View)),
-    ("POST", "/v2/control-planes/{id}/nodes", Need::On(Right::Heartbeat)),
-    ("GET", "/v2/control-planes/{id}/nodes/eol", Need::On(Right::View)),
-    ("GET", "/v2/control-planes/{id}/nodes/{node_id}", Need::On(Right::View)),
-    ("DELETE", "/v2/control-planes/{id}/nodes/{node_id}", Need::On(Right::Administer)),
-    ("GET", "/v2/control-planes/{id}/expected-config-hash", Need::On(Right::View)),
-    ("GET", "/v2/control-planes/{id}/dp-client-certificates", Need::On(Right::View)),
-    ("POST", "/v2/control-planes/{id}/dp-client-certificates", Need::On(Right::Administer)),
-    ("GET", "/v2/control-planes/{id}/dp-client-certificates/{certificate_id}", Need::On(Right::View)),
-    ("DELETE", "/v2/control-planes/{id}/dp-client-certificates/{certificate_id}", Need::On(Right::Administer)),
+    (
+        "PATCH",
+        "/v2/control-planes/{id}",
+        Need::On(Right::Administer),
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{id}",
+        Need::On(Right::Administer),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/group-memberships",
+        Need::On(Right::View),
+    ),
+    (
+        "PUT",
+        "/v2/control-planes/{id}/group-memberships",
+        Need::Members,
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{id}/group-memberships/add",
+        Need::Members,
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{id}/group-memberships/remove",
+        Need::On(Right::Administer),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/group-status",
+        Need::On(Right::View),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/group-member-status",
+        Need::On(Right::View),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/details",
+        Need::On(Right::View),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/config",
+        Need::On(Right::View),
+    ),
+    (
+        "PUT",
+        "/v2/control-planes/{id}/config",
+        Need::On(Right::Edit),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/snapshot",
+        Need::On(Right::ReadSnapshot),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/snapshot/provenance",
+        Need::On(Right::View),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/nodes",
+        Need::On(Right::View),
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{id}/nodes",
+        Need::On(Right::Heartbeat),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/nodes/eol",
+        Need::On(Right::View),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/nodes/{node_id}",
+        Need::On(Right::View),
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{id}/nodes/{node_id}",
+        Need::On(Right::Administer),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/expected-config-hash",
+        Need::On(Right::View),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/dp-client-certificates",
+        Need::On(Right::View),
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{id}/dp-client-certificates",
+        Need::On(Right::Administer),
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{id}/dp-client-certificates/{certificate_id}",
+        Need::On(Right::View),
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{id}/dp-client-certificates/{certificate_id}",
+        Need::On(Right::Administer),
+    ),
     ("GET", "/v2/teams", Need::OrgAdmin),
     ("POST", "/v2/teams", Need::OrgAdmin),
     ("GET", "/v2/teams/{team}", Need::OrgAdmin),
     ("DELETE", "/v2/teams/{team}", Need::OrgAdmin),
     ("POST", "/v2/teams/{team}/credentials", Need::OrgAdmin),
-    ("DELETE", "/v2/teams/{team}/credentials/{credential}", Need::OrgAdmin),
+    (
+        "DELETE",
+        "/v2/teams/{team}/credentials/{credential}",
+        Need::OrgAdmin,
+    ),
     ("GET", "/v2/teams/{team}/tokens", Need::OrgAdmin),
     ("POST", "/v2/teams/{team}/tokens", Need::OrgAdmin),
-    ("DELETE", "/v2/teams/{team}/tokens/{token_id}", Need::OrgAdmin),
+    (
+        "DELETE",
+        "/v2/teams/{team}/tokens/{token_id}",
+        Need::OrgAdmin,
+    ),
     ("GET", "/v2/teams/{team}/grants", Need::OrgAdmin),
     ("PUT", "/v2/teams/{team}/grants", Need::OrgAdmin),
     ("DELETE", "/v2/teams/{team}/grants/{group}", Need::OrgAdmin),
@@ -420,7 +528,10 @@ pub fn problem(status: StatusCode, detail: &str, instance: &str) -> Response {
 }
 
 fn is_write(m: &Method) -> bool {
-    matches!(*m, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 /// Who and what, for the audit log.
@@ -435,9 +546,12 @@ struct Subject {
 impl Subject {
     fn of(caller: &Caller) -> Subject {
         let (credential, uid, gid, token_id) = match caller.proof {
-            Proof::Peer { uid, gid, by_uid } => {
-                (if by_uid { "uid" } else { "gid" }, Some(uid), Some(gid), None)
-            }
+            Proof::Peer { uid, gid, by_uid } => (
+                if by_uid { "uid" } else { "gid" },
+                Some(uid),
+                Some(gid),
+                None,
+            ),
             Proof::Token { id } => ("token", None, None, Some(id)),
         };
         Subject {
@@ -536,7 +650,14 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
                 req = Request::new(Body::empty());
             }
             Err(Denial::Body(status, why)) => {
-                let e = audit_entry(Subject::of(&caller), &method, &path, group, status, Some(why.clone()));
+                let e = audit_entry(
+                    Subject::of(&caller),
+                    &method,
+                    &path,
+                    group,
+                    status,
+                    Some(why.clone()),
+                );
                 s.engine.audit(e, false).await;
                 return problem(status, &why, &path);
             }
@@ -545,7 +666,14 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
     if let Some(why) = denied {
         crate::metrics::auth_failure("forbidden");
         let status = StatusCode::FORBIDDEN;
-        let e = audit_entry(Subject::of(&caller), &method, &path, group, status, Some(why.clone()));
+        let e = audit_entry(
+            Subject::of(&caller),
+            &method,
+            &path,
+            group,
+            status,
+            Some(why.clone()),
+        );
         s.engine.audit(e, false).await;
         return problem(status, &why, &path);
     }
@@ -590,10 +718,15 @@ async fn members_check(
         if too_large {
             Denial::Body(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than the limit of {limit} bytes (--max-body-bytes)"),
+                format!(
+                    "the request body is larger than the limit of {limit} bytes (--max-body-bytes)"
+                ),
             )
         } else {
-            Denial::Body(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))
+            Denial::Body(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
+            )
         }
     })?;
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
@@ -605,7 +738,10 @@ async fn members_check(
                 let has = if held.is_empty() {
                     "no role there".to_string()
                 } else {
-                    held.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                    held.iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 return Err(Denial::Forbidden(format!(
                     "{} needs viewer on control plane {id} to make it a member of a composite; it has {has}",
@@ -662,7 +798,10 @@ mod tests {
         assert_eq!(route_of(&Method::PUT, &enc).group, Uuid::parse_str(id).ok());
         assert_eq!(route_of(&Method::GET, "/healthz").need, Need::Open);
         let g = route_of(&Method::DELETE, &format!("/v2/teams/blue/grants/{id}"));
-        assert_eq!((g.need, g.group), (Need::OrgAdmin, Uuid::parse_str(id).ok()));
+        assert_eq!(
+            (g.need, g.group),
+            (Need::OrgAdmin, Uuid::parse_str(id).ok())
+        );
     }
 
     #[test]
