@@ -311,13 +311,12 @@ impl Store {
         let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
         {
             let mut audit = tx.open_table(AUDIT).map_err(|e| w(&e))?;
-            let mut next = audit
+            let first = audit
                 .last()
                 .map_err(|e| w(&e))?
                 .map_or(1, |(k, _)| k.value() + 1);
-            for e in entries.iter_mut() {
-                e.seq = next;
-                next += 1;
+            for (seq, e) in (first..).zip(entries.iter_mut()) {
+                e.seq = seq;
                 let bytes = serde_json::to_vec(e).map_err(|e| w(&e))?;
                 audit.insert(e.seq, bytes.as_slice()).map_err(|e| w(&e))?;
             }
@@ -380,5 +379,67 @@ impl Store {
         let n = dead.len();
         self.commit(&dead.into_iter().map(Change::DeleteBlob).collect::<Vec<_>>())?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before access control (no `teams`, `access` or
+    /// `audit` tables) opens, and loads as "access not set up yet".
+    #[test]
+    fn a_store_from_before_access_control_loads_without_access() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).expect("create");
+            let tx = db.begin_write().expect("write");
+            {
+                let mut meta = tx.open_table(META).expect("meta");
+                meta.insert("schema_version", SCHEMA_VERSION)
+                    .expect("insert");
+                tx.open_table(GROUPS).expect("groups");
+                tx.open_table(BLOBS).expect("blobs");
+            }
+            tx.commit().expect("commit");
+        }
+        let mut store = Store::open(dir.path()).expect("old store opens");
+        let loaded = store.load().expect("load");
+        assert!(loaded.access.is_none());
+        store
+            .commit(&[Change::PutAccessKey("ab".repeat(32))])
+            .expect("commit");
+        let mut entries = vec![
+            AuditEntry {
+                seq: 0,
+                time: "2026-01-01T00:00:00.000000Z".into(),
+                teams: vec!["a".into()],
+                credential: "uid".into(),
+                uid: Some(1),
+                gid: Some(1),
+                token_id: None,
+                method: "POST".into(),
+                path: "/v2/teams".into(),
+                group: None,
+                status: 201,
+                result: "ok".into(),
+                reason: None,
+            };
+            5
+        ];
+        store.append_audit(&mut entries, 3).expect("append");
+        assert_eq!(
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        let all = store
+            .read_audit(&AuditFilter {
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .expect("read");
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 4, 3]);
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded.access.map(|a| a.key), Some("ab".repeat(32)));
     }
 }

@@ -771,37 +771,40 @@ fn uuids_in(v: &Value, out: &mut Vec<Uuid>) {
 mod tests {
     use super::*;
 
+    /// (template, need, group) of a request.
+    fn of(m: Method, path: String) -> (Option<&'static str>, Need, Option<Uuid>) {
+        let r = route_of(&m, &path);
+        (r.template, r.need, r.group)
+    }
+
     #[test]
     fn routes_match_as_the_router_does() {
         let id = "0b7c7e58-6f8a-4d36-9c1e-1b1a4d0c2f10";
-        let r = route_of(&Method::GET, &format!("/v2/control-planes/{id}/nodes/eol"));
-        assert_eq!(r.template, Some("/v2/control-planes/{id}/nodes/eol"));
-        assert_eq!(r.group, Uuid::parse_str(id).ok());
-        let r = route_of(&Method::GET, &format!("/v2/control-planes/{id}/nodes/n1"));
-        assert_eq!(r.template, Some("/v2/control-planes/{id}/nodes/{node_id}"));
-        let r = route_of(&Method::HEAD, &format!("/v2/control-planes/{id}/snapshot"));
-        assert_eq!(r.need, Need::On(Right::ReadSnapshot));
+        let gid = Uuid::parse_str(id).ok();
+        let (t, _, g) = of(Method::GET, format!("/v2/control-planes/{id}/nodes/eol"));
+        assert_eq!((t, g), (Some("/v2/control-planes/{id}/nodes/eol"), gid));
+        let (t, ..) = of(Method::GET, format!("/v2/control-planes/{id}/nodes/n1"));
+        assert_eq!(t, Some("/v2/control-planes/{id}/nodes/{node_id}"));
+        let (_, need, _) = of(Method::HEAD, format!("/v2/control-planes/{id}/snapshot"));
+        assert_eq!(need, Need::On(Right::ReadSnapshot));
         // Another method on a known path: only an identity (the router says 405).
-        let r = route_of(&Method::PUT, &format!("/v2/control-planes/{id}/snapshot"));
-        assert_eq!(r.need, Need::Known);
+        let (_, need, _) = of(Method::PUT, format!("/v2/control-planes/{id}/snapshot"));
+        assert_eq!(need, Need::Known);
         // Unknown paths, doubled slashes, trailing slashes: org admin only.
         for p in [
-            "/v2/nothing",
-            &format!("/v2/control-planes//{id}"),
-            &format!("/v2/control-planes/{id}/"),
-            "/v2/control-planes/",
+            "/v2/nothing".to_string(),
+            format!("/v2/control-planes//{id}"),
+            format!("/v2/control-planes/{id}/"),
+            "/v2/control-planes/".to_string(),
         ] {
-            assert_eq!(route_of(&Method::GET, p).need, Need::OrgAdmin, "{p}");
+            assert_eq!(of(Method::GET, p.clone()).1, Need::OrgAdmin, "{p}");
         }
         // A percent-encoded id names the same group as the router decodes it.
         let enc = format!("/v2/control-planes/%30{}/config", &id[1..]);
-        assert_eq!(route_of(&Method::PUT, &enc).group, Uuid::parse_str(id).ok());
-        assert_eq!(route_of(&Method::GET, "/healthz").need, Need::Open);
-        let g = route_of(&Method::DELETE, &format!("/v2/teams/blue/grants/{id}"));
-        assert_eq!(
-            (g.need, g.group),
-            (Need::OrgAdmin, Uuid::parse_str(id).ok())
-        );
+        assert_eq!(of(Method::PUT, enc).2, gid);
+        assert_eq!(of(Method::GET, "/healthz".into()).1, Need::Open);
+        let (_, need, g) = of(Method::DELETE, format!("/v2/teams/blue/grants/{id}"));
+        assert_eq!((need, g), (Need::OrgAdmin, gid));
     }
 
     #[test]
