@@ -41,6 +41,21 @@ pub struct Peer {
     pub pid: Option<i32>,
 }
 
+impl Peer {
+    /// This process's own user and group: what the accept loop would attach
+    /// to a connection from it (for in-process callers of the router, such
+    /// as the fuzz target; the daemon's own user is org admin at first start).
+    pub fn of_this_process() -> Peer {
+        // SAFETY: neither call has preconditions or can fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        Peer {
+            uid,
+            gid,
+            pid: Some(std::process::id() as i32),
+        }
+    }
+}
+
 /// How a caller proved who it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Proof {
@@ -375,6 +390,13 @@ pub struct Route<'a> {
 /// template has, with another method, needs only an identity (the router
 /// answers 405); a path no template has needs org admin.
 pub fn route_of<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    /// Each template split into segments, once.
+    static SPLIT: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+        ROUTES
+            .iter()
+            .map(|(_, t, _)| t.split('/').collect())
+            .collect()
+    });
     let method = if method == Method::HEAD {
         "GET"
     } else {
@@ -382,8 +404,7 @@ pub fn route_of<'a>(method: &Method, path: &'a str) -> Route<'a> {
     };
     let segs: Vec<&str> = path.split('/').collect();
     let mut best: Option<(usize, &'static str, &'static str, Need)> = None;
-    for (m, template, need) in ROUTES {
-        let tsegs: Vec<&str> = template.split('/').collect();
+    for ((m, template, need), tsegs) in ROUTES.iter().zip(SPLIT.iter()) {
         if tsegs.len() != segs.len() {
             continue;
         }
@@ -805,6 +826,49 @@ mod tests {
         assert_eq!(of(Method::GET, "/healthz".into()).1, Need::Open);
         let (_, need, g) = of(Method::DELETE, format!("/v2/teams/blue/grants/{id}"));
         assert_eq!((need, g), (Need::OrgAdmin, gid));
+    }
+
+    /// In process, without the accept loop: no peer is 401; this process's
+    /// own user (who started the engine) is org admin.
+    #[tokio::test]
+    async fn the_router_needs_an_identity_in_process_too() {
+        use tower::ServiceExt;
+        let engine = crate::engine::Engine::start(None, Default::default()).expect("engine");
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let app = super::super::router(AppState {
+            engine,
+            opts: Arc::new(super::super::ServeOptions {
+                socket: "/nonexistent.sock".into(),
+                max_body_bytes: 1024,
+                max_in_flight: 4,
+                max_wait: std::time::Duration::ZERO,
+                max_connections: 4,
+                timeouts: Default::default(),
+            }),
+            shutdown,
+        });
+        let get = |peer: Option<Peer>| {
+            let mut req = Request::get("/v2/control-planes")
+                .body(Body::empty())
+                .expect("request");
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
+            app.clone().oneshot(req)
+        };
+        let r = get(None).await.expect("infallible");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let r = get(Some(Peer::of_this_process()))
+            .await
+            .expect("infallible");
+        assert_eq!(r.status(), StatusCode::OK);
+        let stranger = Peer {
+            uid: 4_000_000_000,
+            gid: 4_000_000_000,
+            pid: None,
+        };
+        let r = get(Some(stranger)).await.expect("infallible");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]
