@@ -34,6 +34,9 @@ pub struct SidecarOptions {
     pub interval: u64,
     /// Longest wait for Kong's admin API to answer, in seconds.
     pub kong_timeout: u64,
+    /// A bearer token of a team with the `node` role on the group (else the
+    /// daemon knows the sidecar by its Unix uid). Never logged.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +83,16 @@ pub fn run(args: SidecarOptions) -> Result<(), SidecarError> {
         .map_err(|e| SidecarError::Daemon(e.to_string()))?;
     runtime.block_on(async move {
         let hostname = args.hostname.clone().unwrap_or_else(machine_hostname);
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &args.token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| SidecarError::Daemon("the token is not printable ASCII".into()))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let daemon = reqwest::Client::builder()
             .unix_socket(args.socket.clone())
+            .default_headers(headers)
             .build()
             .map_err(|e| SidecarError::Daemon(e.to_string()))?;
         let mut s = Sidecar {
@@ -185,7 +196,10 @@ impl Sidecar {
                 .as_str()
                 .map(str::to_string)
                 .ok_or_else(|| {
-                    SidecarError::Daemon(format!("no control plane named '{}'", self.args.group))
+                    SidecarError::Daemon(format!(
+                        "no control plane named '{}' that this identity may view (a `node` token can't list groups: pass the group's id)",
+                        self.args.group
+                    ))
                 })?
         };
         self.group_id = Some(id.clone());
@@ -243,6 +257,13 @@ impl Sidecar {
                     .map_err(|e| SidecarError::Daemon(e.to_string()))?;
                 self.apply(&hash, &body).await?;
                 self.heartbeat(&id).await
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                Err(SidecarError::Daemon(format!(
+                    "snapshot request answered {status}: {text}"
+                )))
             }
             StatusCode::NOT_FOUND => {
                 self.group_id = None;

@@ -44,6 +44,7 @@ use tokio::net::UnixListener;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use super::auth::Peer;
 use super::{ApiError, LimitedListener};
 
 /// How long the daemon waits for a client; see the module docs. Values are
@@ -110,10 +111,17 @@ pub(super) async fn run(
             () = &mut shutdown => break,
         };
         let watch = Arc::new(Watch::new(timeouts));
+        // Who is on the other end (SO_PEERCRED), for every request of this connection.
+        let peer = io.get_ref().peer_cred().ok().map(|c| Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+        });
         let service = ConnService {
             app: app.clone(),
             watch: watch.clone(),
             body_read: timeouts.body_read,
+            peer,
         };
         let io = TokioIo::new(Tracked {
             io,
@@ -308,6 +316,8 @@ struct ConnService {
     app: Router,
     watch: Arc<Watch>,
     body_read: Duration,
+    /// The connection's Unix peer, attached to each request (see `auth`).
+    peer: Option<Peer>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -317,8 +327,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = BoxFuture<Result<Response<Body>, Infallible>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let busy = BusyGuard::enter(&self.watch);
+        if let Some(p) = self.peer {
+            req.extensions_mut().insert(p);
+        }
         let timed_out = Arc::new(AtomicBool::new(false));
         let limit = self.body_read;
         let req = req.map(|body| {
