@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::http::{json_body, ok_json, page, paged, param, parse_id, query};
+use super::http::{json_body, ok_json, page, paged, param, parse_id, query, view_or_404};
 use crate::registry::{ClusterType, GroupUpdate, GroupView, NewGroup, Right, now_ms};
 
 /// The body of `POST /v2/control-planes`.
@@ -65,13 +65,6 @@ pub fn group_json(v: &GroupView, now_ms: u64, window_ms: u64) -> Value {
         obj.insert("state".into(), json!(c.report.state.as_str()));
     }
     out
-}
-
-/// The published view of group `id`, or a 404.
-pub fn view_or_404(s: &AppState, id: uuid::Uuid) -> ApiResult<std::sync::Arc<GroupView>> {
-    s.engine
-        .view(id)
-        .ok_or_else(|| ApiError::not_found(format!("no control plane with id {id}")))
 }
 
 fn to_json(s: &AppState, v: &GroupView) -> Value {
