@@ -77,6 +77,228 @@ enum Command {
     Gen(GenArgs),
     /// Measure the engine's key figures in one process and print them.
     Bench(BenchArgs),
+    /// Manage access (teams, tokens, grants) and read the audit log, over the daemon's socket (org admins only).
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The daemon's socket.
+    #[arg(long, default_value = "rgmerge-data/rgmerge.sock", global = true)]
+    socket: PathBuf,
+    /// A bearer token (else the daemon knows you by your Unix user).
+    #[arg(long, env = "RGMERGE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Who the daemon takes you for: teams, credential, grants.
+    Whoami,
+    /// Teams and their Unix credentials.
+    #[command(subcommand)]
+    Teams(TeamsCommand),
+    /// Bearer tokens of a team.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// A team's roles on control planes.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
+    /// Read the audit log, newest first.
+    Audit {
+        /// Only entries about this control plane (id or name).
+        #[arg(long)]
+        group: Option<String>,
+        /// Only entries of this team.
+        #[arg(long)]
+        team: Option<String>,
+        /// RFC 3339; entries at or after it.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339; entries at or before it.
+        #[arg(long)]
+        until: Option<String>,
+        /// Entries older than this sequence number (the next page).
+        #[arg(long)]
+        before: Option<u64>,
+        /// At most this many (1 to 1000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TeamsCommand {
+    List,
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Every right on every group, and this admin API.
+        #[arg(long)]
+        org_admin: bool,
+        /// A Unix user id whose processes act as this team (repeatable).
+        #[arg(long = "uid")]
+        uids: Vec<u32>,
+        /// A Unix group id whose members (by primary group) act as this team (repeatable).
+        #[arg(long = "gid")]
+        gids: Vec<u32>,
+    },
+    Show {
+        team: String,
+    },
+    Delete {
+        team: String,
+    },
+    AddUid {
+        team: String,
+        uid: u32,
+    },
+    AddGid {
+        team: String,
+        gid: u32,
+    },
+    RemoveUid {
+        team: String,
+        uid: u32,
+    },
+    RemoveGid {
+        team: String,
+        gid: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// A new token, printed once.
+    Issue {
+        team: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Lifetime in days [default: 90; at most 730].
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    List {
+        team: String,
+    },
+    Revoke {
+        team: String,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantsCommand {
+    List {
+        team: String,
+    },
+    /// Give a team a role on a control plane (viewer, editor, admin, node).
+    Set {
+        team: String,
+        /// Control plane id or name.
+        group: String,
+        role: String,
+    },
+    Remove {
+        team: String,
+        group: String,
+    },
+}
+
+impl From<AdminArgs> for rgmerge::commands::admin::AdminOptions {
+    fn from(a: AdminArgs) -> Self {
+        use rgmerge::commands::admin::AdminAction as A;
+        let action = match a.command {
+            AdminCommand::Whoami => A::Whoami,
+            AdminCommand::Teams(t) => match t {
+                TeamsCommand::List => A::ListTeams,
+                TeamsCommand::Create {
+                    name,
+                    description,
+                    org_admin,
+                    uids,
+                    gids,
+                } => A::CreateTeam {
+                    name,
+                    description,
+                    org_admin,
+                    uids,
+                    gids,
+                },
+                TeamsCommand::Show { team } => A::ShowTeam { team },
+                TeamsCommand::Delete { team } => A::DeleteTeam { team },
+                TeamsCommand::AddUid { team, uid } => A::AddUid { team, uid },
+                TeamsCommand::AddGid { team, gid } => A::AddGid { team, gid },
+                TeamsCommand::RemoveUid { team, uid } => A::RemoveUid { team, uid },
+                TeamsCommand::RemoveGid { team, gid } => A::RemoveGid { team, gid },
+            },
+            AdminCommand::Tokens(t) => match t {
+                TokensCommand::Issue {
+                    team,
+                    name,
+                    expires_in_days,
+                } => A::IssueToken {
+                    team,
+                    name,
+                    expires_in_days,
+                },
+                TokensCommand::List { team } => A::ListTokens { team },
+                TokensCommand::Revoke { team, id } => A::RevokeToken { team, id },
+            },
+            AdminCommand::Grants(g) => match g {
+                GrantsCommand::List { team } => A::ListGrants { team },
+                GrantsCommand::Set { team, group, role } => A::SetGrant { team, group, role },
+                GrantsCommand::Remove { team, group } => A::RemoveGrant { team, group },
+            },
+            AdminCommand::Audit {
+                group,
+                team,
+                since,
+                until,
+                before,
+                limit,
+            } => A::Audit {
+                group,
+                team,
+                since,
+                until,
+                before,
+                limit,
+            },
+        };
+        rgmerge::commands::admin::AdminOptions {
+            socket: a.socket,
+            token: a.token,
+            action,
+        }
+    }
+}
+
+/// `rgmerge admin …`: the answer as JSON on stdout; a refusal exits 1, a
+/// daemon that can't be reached 2.
+fn admin(args: AdminArgs) -> ExitCode {
+    use rgmerge::commands::admin::{AdminError, run};
+    match run(args.into()) {
+        Ok(serde_json::Value::Null) => ExitCode::SUCCESS,
+        Ok(v) => {
+            if v.get("token").is_some() {
+                eprintln!("rgmerge: the token below is shown only this once: store it now");
+            }
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e @ AdminError::Refused { .. }) => {
+            eprintln!("rgmerge admin: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("rgmerge admin: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// What the target data planes run; configs are judged against it.
@@ -149,6 +371,12 @@ struct ServeArgs {
     #[arg(long, default_value_t = rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY as u64,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     snapshot_history: u64,
+    /// DATA_DIR/audit.log is rotated to audit.log.1 before it passes this many bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    audit_max_bytes: u64,
+    /// The store keeps the newest this many audit entries.
+    #[arg(long, default_value_t = 1_000_000)]
+    audit_max_entries: u64,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -185,6 +413,7 @@ pub fn main() -> ExitCode {
             merge(&inputs, form, &kong.target()?)
         })(),
         Command::Serve(args) => return serve(args),
+        Command::Admin(args) => return admin(args),
         Command::Sidecar(args) => {
             init_tracing();
             rgmerge::sidecar::run(args.into())
@@ -374,7 +603,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         snapshot_history: usize::try_from(args.snapshot_history)
             .unwrap_or(rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY),
     };
-    let engine = match rgmerge::engine::Engine::start(Some(store), settings) {
+    let audit = rgmerge::engine::AuditOptions {
+        max_file_bytes: args.audit_max_bytes,
+        max_entries: args.audit_max_entries.max(1),
+    };
+    let engine = match rgmerge::engine::Engine::start_with(Some(store), settings, audit) {
         Ok(e) => e,
         Err(e) => return fail(e.to_string()),
     };
@@ -481,6 +714,12 @@ struct SidecarArgs {
     /// Seconds between heartbeats, and the long-poll length.
     #[arg(long, default_value_t = 10)]
     interval: u64,
+    /// Longest wait for Kong's admin API to answer, in seconds.
+    #[arg(long, default_value_t = 30)]
+    kong_timeout_secs: u64,
+    /// A bearer token of a team with the `node` role on the group.
+    #[arg(long, env = "RGMERGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 impl From<GenArgs> for rgmerge::synth::GenOptions {
@@ -522,6 +761,8 @@ impl From<SidecarArgs> for rgmerge::sidecar::SidecarOptions {
             node_id: a.node_id,
             hostname: a.hostname,
             interval: a.interval,
+            kong_timeout: a.kong_timeout_secs,
+            token: a.token,
         }
     }
 }

@@ -8,10 +8,20 @@
 //! status, memberships, nodes) as `Arc`s in `DashMap`s, and long-pollers wait
 //! on a `watch` channel per group. Writes are typed commands; the server
 //! never sees the registry's insides.
+//!
+//! Access control: the writer also publishes an immutable [`AccessView`]
+//! (teams, tokens, grants) that request checks read, and keeps the audit
+//! log: entries queue here and the writer appends them to the store in
+//! batches (one durable transaction each) and to `DATA_DIR/audit.log` as JSON
+//! lines. A write's entry is flushed at once and its caller waits for it; a
+//! refusal's waits for the next batch (at most a second), so a flood of
+//! failed attempts costs no fsync each.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use dashmap::DashMap;
@@ -23,8 +33,10 @@ use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::registry::record::Blob;
 use crate::registry::{
-    ConfigWrite, Effects, GroupMeta, GroupUpdate, GroupView, Mode, NewGroup, Node, NodeReport,
-    PinOutcome, Published, Refusal, Registry, Settings, Tx, assemble_version, kept_range, transact,
+    AccessView, AuditEntry, AuditFilter, ConfigWrite, Credential, Effects, GroupMeta, GroupRole,
+    GroupUpdate, GroupView, Mode, NewGroup, NewTeam, Node, NodeReport, PinOutcome, Published,
+    Refusal, Registry, Settings, TeamRecord, TokenRecord, Tx, assemble_version, kept_range,
+    new_key, new_token_secret, transact,
 };
 use crate::report::Report;
 use crate::store::{Store, StoreError};
@@ -41,6 +53,126 @@ struct Writer {
     reg: Registry,
     store: Option<Store>,
     shared: Arc<Shared>,
+    audit: AuditSink,
+}
+
+/// Where the audit log goes and how big it may grow.
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// `audit.log` is rotated to `audit.log.1` before it passes this size.
+    pub max_file_bytes: u64,
+    /// The store keeps the newest this many entries.
+    pub max_entries: u64,
+}
+
+impl Default for AuditOptions {
+    fn default() -> AuditOptions {
+        AuditOptions {
+            max_file_bytes: 64 * 1024 * 1024,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// Refusal entries waiting for a batch; past this many, more are counted and dropped.
+const MAX_PENDING_AUDIT: usize = 65_536;
+/// A batch this big is flushed without waiting for the interval.
+const AUDIT_BATCH: usize = 512;
+/// Refusal entries wait at most this long to become durable.
+const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Entries on their way to the writer.
+struct AuditQueue {
+    pending: parking_lot::Mutex<Pending>,
+    /// The last ticket made durable (or attempted), for callers that wait.
+    flushed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Pending {
+    entries: Vec<AuditEntry>,
+    /// Tickets handed out so far.
+    ticket: u64,
+    since: Option<Instant>,
+    urgent: bool,
+    dropped: u64,
+}
+
+/// The writer's side of the audit log.
+struct AuditSink {
+    opts: AuditOptions,
+    file: Option<AuditFile>,
+    /// Without a store: the newest entries, in memory.
+    ring: VecDeque<AuditEntry>,
+    next_seq: u64,
+}
+
+/// `audit.log`: JSON lines, rotated by size (one old file kept).
+struct AuditFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    size: u64,
+    max: u64,
+}
+
+impl AuditFile {
+    fn new(path: PathBuf, max: u64) -> AuditFile {
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        AuditFile {
+            path,
+            file: None,
+            size,
+            max: max.max(1024),
+        }
+    }
+
+    fn open(&mut self) -> std::io::Result<&mut std::fs::File> {
+        if self.file.is_none() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.path)?;
+            self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.file = Some(f);
+        }
+        // Just set, so present.
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("audit file not open"))
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        let mut old = self.path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(&self.path, PathBuf::from(old))?;
+        self.size = 0;
+        Ok(())
+    }
+
+    fn append(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for e in entries {
+            let mut line = serde_json::to_vec(e).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            if self.size + (buf.len() + line.len()) as u64 > self.max
+                && self.size + buf.len() as u64 > 0
+            {
+                if !buf.is_empty() {
+                    self.open()?.write_all(&buf)?;
+                    buf.clear();
+                }
+                self.rotate()?;
+            }
+            buf.extend_from_slice(&line);
+        }
+        let n = buf.len() as u64;
+        self.open()?.write_all(&buf)?;
+        self.size += n;
+        Ok(())
+    }
 }
 
 /// What readers see without going through the writer.
@@ -57,6 +189,8 @@ struct Shared {
     /// The last few kept versions assembled from their blobs, newest last:
     /// (group, version, the snapshot as it was published).
     assembled: parking_lot::Mutex<VecDeque<(Uuid, u64, Arc<Published>)>>,
+    access: parking_lot::RwLock<Arc<AccessView>>,
+    audit: AuditQueue,
 }
 
 #[derive(Clone)]
@@ -80,7 +214,18 @@ pub enum StartError {
 
 impl Engine {
     /// Restores state from `store` (or starts empty without one) and starts the writer.
-    pub fn start(mut store: Option<Store>, settings: Settings) -> Result<Engine, StartError> {
+    pub fn start(store: Option<Store>, settings: Settings) -> Result<Engine, StartError> {
+        Engine::start_with(store, settings, AuditOptions::default())
+    }
+
+    /// [`Engine::start`] with audit log limits. On first start (or on a store
+    /// from before access control) the `org-admins` team is made with the
+    /// effective uid of this process.
+    pub fn start_with(
+        mut store: Option<Store>,
+        settings: Settings,
+        audit: AuditOptions,
+    ) -> Result<Engine, StartError> {
         let interner = Arc::new(Interner::new());
         let reg = match &mut store {
             Some(s) => {
@@ -109,6 +254,41 @@ impl Engine {
             }
             None => Registry::new(interner.clone(), settings),
         };
+        let mut reg = reg;
+        if reg.access_needs_bootstrap() {
+            let path = store
+                .as_ref()
+                .map(|s| s.path().display().to_string())
+                .unwrap_or_default();
+            let restore_err = |detail: String| StartError::Restore {
+                path: path.clone(),
+                detail,
+            };
+            let key = new_key().map_err(|e| restore_err(e.detail))?;
+            // SAFETY: geteuid has no preconditions and can't fail.
+            let uid = unsafe { libc::geteuid() };
+            let store_ref = &mut store;
+            transact(
+                &mut reg,
+                Mode::Apply,
+                |effects| match store_ref {
+                    Some(s) => s.commit(&effects.changes).map_err(|e| e.to_string()),
+                    None => Ok(()),
+                },
+                |tx| tx.bootstrap_access(uid, key),
+            )
+            .map_err(|e| restore_err(format!("can't set up access control: {e}")))?;
+            tracing::info!(
+                uid,
+                team = crate::registry::BOOTSTRAP_TEAM,
+                "access control set up: the user running the daemon is org admin"
+            );
+        }
+        let audit_file = store.as_ref().and_then(|s| {
+            s.path()
+                .parent()
+                .map(|d| AuditFile::new(d.join("audit.log"), audit.max_file_bytes))
+        });
         let shared = Arc::new(Shared {
             snapshots: DashMap::default(),
             views: DashMap::default(),
@@ -117,6 +297,11 @@ impl Engine {
             settings: reg.settings().clone(),
             interner: parking_lot::RwLock::new(reg.interner().clone()),
             assembled: parking_lot::Mutex::new(VecDeque::new()),
+            access: parking_lot::RwLock::new(Arc::new(reg.access_view())),
+            audit: AuditQueue {
+                pending: parking_lot::Mutex::new(Pending::default()),
+                flushed: watch::channel(0).0,
+            },
         });
         for g in reg.groups() {
             shared.snapshots.insert(g.meta.id, g.snapshot.clone());
@@ -131,6 +316,12 @@ impl Engine {
             reg,
             store,
             shared: shared.clone(),
+            audit: AuditSink {
+                opts: audit,
+                file: audit_file,
+                ring: VecDeque::new(),
+                next_seq: 1,
+            },
         };
         std::thread::Builder::new()
             .name("rgmerge-writer".into())
@@ -369,6 +560,115 @@ impl Engine {
         self.write(Mode::Apply, move |tx| tx.unpin(id)).await
     }
 
+    // ---- access control ----
+
+    /// The access state request checks read, without touching the writer.
+    pub fn access(&self) -> Arc<AccessView> {
+        self.shared.access.read().clone()
+    }
+
+    pub async fn create_team(&self, req: NewTeam) -> Result<TeamRecord, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.create_team(req)).await
+    }
+
+    pub async fn delete_team(&self, name: String) -> Result<(), Refusal> {
+        self.write(Mode::Apply, move |tx| tx.delete_team(&name))
+            .await
+    }
+
+    pub async fn add_credential(&self, team: String, c: Credential) -> Result<TeamRecord, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.add_credential(&team, c))
+            .await
+    }
+
+    pub async fn remove_credential(
+        &self,
+        team: String,
+        c: Credential,
+    ) -> Result<TeamRecord, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.remove_credential(&team, c))
+            .await
+    }
+
+    /// A new token for `team`: its record, and the token itself, which is
+    /// never stored and must be shown to the caller once.
+    pub async fn issue_token(
+        &self,
+        team: String,
+        name: String,
+        expires_at_ms: u64,
+    ) -> Result<(TokenRecord, String), Refusal> {
+        let secret = new_token_secret()?;
+        self.write(Mode::Apply, move |tx| {
+            let rec = tx.issue_token(&team, name, expires_at_ms, &secret)?;
+            Ok((rec, secret))
+        })
+        .await
+    }
+
+    pub async fn revoke_token(&self, team: String, id: Uuid) -> Result<TokenRecord, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.revoke_token(&team, id))
+            .await
+    }
+
+    pub async fn set_grant(
+        &self,
+        team: String,
+        group: Uuid,
+        role: GroupRole,
+    ) -> Result<(), Refusal> {
+        self.write(Mode::Apply, move |tx| tx.set_grant(&team, group, role))
+            .await
+    }
+
+    pub async fn remove_grant(&self, team: String, group: Uuid) -> Result<(), Refusal> {
+        self.write(Mode::Apply, move |tx| tx.remove_grant(&team, group))
+            .await
+    }
+
+    /// Queues an audit entry. With `durable`, the writer flushes at once and
+    /// this returns when the entry is in the store; otherwise it joins the
+    /// next batch (at most [`AUDIT_INTERVAL`] later).
+    pub async fn audit(&self, entry: AuditEntry, durable: bool) {
+        let q = &self.shared.audit;
+        let (ticket, wake) = {
+            let mut p = q.pending.lock();
+            if p.entries.len() >= MAX_PENDING_AUDIT && !durable {
+                p.dropped += 1;
+                crate::metrics::audit_dropped();
+                return;
+            }
+            p.ticket += 1;
+            p.entries.push(entry);
+            p.since.get_or_insert_with(Instant::now);
+            p.urgent |= durable;
+            (p.ticket, durable || p.entries.len() == AUDIT_BATCH)
+        };
+        if wake {
+            // An empty job wakes the writer, which flushes after each job.
+            let _ = self.jobs.send(Box::new(|_| {}));
+        }
+        if durable {
+            let mut rx = q.flushed.subscribe();
+            let _ = rx.wait_for(|f| *f >= ticket).await;
+        }
+    }
+
+    /// Makes every queued audit entry durable now (at shutdown).
+    pub async fn flush_audit(&self) {
+        let _ = self
+            .submit(|w| {
+                w.shared.audit.pending.lock().urgent = true;
+                w.flush_audit(true);
+            })
+            .await;
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, Refusal> {
+        self.submit(move |w| w.read_audit(&filter)).await?
+    }
+
     fn shared_interner(&self) -> Arc<Interner> {
         self.shared.interner.read().clone()
     }
@@ -406,15 +706,25 @@ impl Engine {
 }
 
 fn run(mut w: Writer, rx: Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
-        // A panic in one job must not take the daemon down with it; the job's
-        // caller sees its reply channel dropped.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
-        if result.is_err() {
-            tracing::error!(
-                "a writer job panicked; its request failed and nothing it did was published"
-            );
+    loop {
+        match rx.recv_timeout(AUDIT_INTERVAL / 4) {
+            Ok(job) => {
+                // A panic in one job must not take the daemon down with it; the job's
+                // caller sees its reply channel dropped.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
+                if result.is_err() {
+                    tracing::error!(
+                        "a writer job panicked; its request failed and nothing it did was published"
+                    );
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                w.flush_audit(true);
+                return;
+            }
         }
+        w.flush_audit(false);
     }
 }
 
@@ -438,6 +748,9 @@ impl Writer {
             f,
         );
         let out = out.map(|(r, effects)| {
+            if effects.access_changed {
+                *self.shared.access.write() = Arc::new(self.reg.access_view());
+            }
             self.publish(effects);
             r
         });
@@ -472,6 +785,80 @@ impl Writer {
             out.insert(h.clone(), blob);
         }
         Ok(out)
+    }
+
+    /// Appends queued audit entries if one waits for them, the batch is
+    /// full or the oldest has waited long enough (or `force`).
+    fn flush_audit(&mut self, force: bool) {
+        let (mut entries, ticket, dropped) = {
+            let mut p = self.shared.audit.pending.lock();
+            let due = p.urgent
+                || p.entries.len() >= AUDIT_BATCH
+                || p.since.is_some_and(|t| t.elapsed() >= AUDIT_INTERVAL);
+            if p.entries.is_empty() || !(due || force) {
+                return;
+            }
+            p.since = None;
+            p.urgent = false;
+            (
+                std::mem::take(&mut p.entries),
+                p.ticket,
+                std::mem::take(&mut p.dropped),
+            )
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "audit entries of refused requests were dropped: too many at once"
+            );
+        }
+        let a = &mut self.audit;
+        match &mut self.store {
+            Some(s) => {
+                if let Err(e) = s.append_audit(&mut entries, a.opts.max_entries) {
+                    tracing::error!(error = %e, n = entries.len(), "audit entries not stored (still written to audit.log)");
+                    crate::metrics::audit_write_failed();
+                }
+            }
+            None => {
+                let keep = a.opts.max_entries.min(100_000) as usize;
+                for e in &mut entries {
+                    e.seq = a.next_seq;
+                    a.next_seq += 1;
+                    a.ring.push_back(e.clone());
+                }
+                while a.ring.len() > keep.max(1) {
+                    a.ring.pop_front();
+                }
+            }
+        }
+        if let Some(f) = &mut a.file
+            && let Err(e) = f.append(&entries)
+        {
+            tracing::error!(error = %e, "can't write the audit log file");
+            crate::metrics::audit_write_failed();
+        }
+        self.shared.audit.flushed.send_replace(ticket);
+    }
+
+    fn read_audit(&mut self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, Refusal> {
+        // What is queued becomes readable first.
+        self.shared.audit.pending.lock().urgent = true;
+        self.flush_audit(true);
+        match &self.store {
+            Some(s) => s
+                .read_audit(filter)
+                .map_err(|e| Refusal::storage(e.to_string())),
+            None => Ok(self
+                .audit
+                .ring
+                .iter()
+                .rev()
+                .filter(|e| filter.matches(e))
+                .take(filter.limit)
+                .cloned()
+                .collect()),
+        }
     }
 
     fn publish(&self, effects: Effects) {

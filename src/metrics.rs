@@ -121,3 +121,17 @@ pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
 pub fn write_finished(took: Duration) {
     metrics::histogram!("rgmerge_write_duration_seconds").record(took.as_secs_f64());
 }
+
+/// A request refused for its identity (401) or rights (403).
+pub fn auth_failure(reason: &'static str) {
+    metrics::counter!("rgmerge_auth_failures_total", "reason" => reason).increment(1);
+}
+
+/// An audit entry of a refused request dropped because too many were queued.
+pub fn audit_dropped() {
+    metrics::counter!("rgmerge_audit_dropped_total").increment(1);
+}
+
+pub fn audit_write_failed() {
+    metrics::counter!("rgmerge_audit_write_failures_total").increment(1);
+}

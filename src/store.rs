@@ -1,22 +1,32 @@
 //! Durable state in an embedded, crash-safe redb database in the data directory.
 //!
-//! Three tables: `groups` (group id → JSON record: fields, memberships, the
-//! hash of its config, its published snapshot, its nodes, its pin), `history`
-//! (`<group id>/<version, 20 digits>` → JSON entry of a kept version) and
+//! Tables: `groups` (group id → JSON record: fields, memberships, the hash
+//! of its config, its published snapshot, its nodes, its pin), `history`
+//! (`<group id>/<version, 20 digits>` → JSON entry of a kept version),
 //! `blobs` (content hash → member config bytes, shared by every record and
-//! kept version that names them). A write is one redb transaction, durable
-//! when `commit` returns. Knows nothing of HTTP.
+//! kept version that names them), `teams` (team name → JSON record:
+//! credentials, token hashes, grants), `access` (the token-hash key) and
+//! `audit` (sequence → JSON entry, append-only, the newest N kept). A write
+//! is one redb transaction, durable when `commit` returns. A store from
+//! before access control has no `access` key: it loads as "not set up yet"
+//! and the engine bootstraps it. Knows nothing of HTTP.
 
 use std::collections::HashSet;
 
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::registry::record::{Blob, Change, GroupRecord, HistoryEntry, Loaded};
+use crate::registry::record::{
+    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded,
+    TeamRecord,
+};
 
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams");
+const ACCESS: TableDefinition<&str, &str> = TableDefinition::new("access");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 /// Added with snapshot history; a store without it gets it on open (no
 /// schema change: older stores simply kept no history).
@@ -155,6 +165,9 @@ impl Store {
             tx.open_table(GROUPS).map_err(|e| w(&e))?;
             tx.open_table(BLOBS).map_err(|e| w(&e))?;
             tx.open_table(HISTORY).map_err(|e| w(&e))?;
+            tx.open_table(TEAMS).map_err(|e| w(&e))?;
+            tx.open_table(ACCESS).map_err(|e| w(&e))?;
+            tx.open_table(AUDIT).map_err(|e| w(&e))?;
         }
         tx.commit().map_err(|e| w(&e))
     }
@@ -217,6 +230,25 @@ impl Store {
                 .map_err(|e| corrupt(format!("history entry {key}: {e}")))?;
             loaded.history.entry(group).or_default().push(entry);
         }
+        let access = tx.open_table(ACCESS).map_err(|e| r(&e))?;
+        let key = access
+            .get("key")
+            .map_err(|e| corrupt(e.to_string()))?
+            .map(|v| v.value().to_string());
+        if let Some(key) = key {
+            let mut rec = AccessRecord {
+                key,
+                teams: Vec::new(),
+            };
+            let teams = tx.open_table(TEAMS).map_err(|e| r(&e))?;
+            for row in teams.iter().map_err(|e| r(&e))? {
+                let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+                let team: TeamRecord = serde_json::from_slice(v.value())
+                    .map_err(|e| corrupt(format!("team record {}: {e}", k.value())))?;
+                rec.teams.push(team);
+            }
+            loaded.access = Some(rec);
+        }
         Ok(loaded)
     }
 
@@ -260,6 +292,8 @@ impl Store {
             let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
             let mut history = tx.open_table(HISTORY).map_err(|e| w(&e))?;
+            let mut teams = tx.open_table(TEAMS).map_err(|e| w(&e))?;
+            let mut access = tx.open_table(ACCESS).map_err(|e| w(&e))?;
             for c in changes {
                 match c {
                     Change::PutGroup(rec) => {
@@ -296,10 +330,97 @@ impl Store {
                     Change::DeleteBlob(hash) => {
                         blobs.remove(hash.as_str()).map_err(|e| w(&e))?;
                     }
+                    Change::PutTeam(t) => {
+                        let bytes = serde_json::to_vec(t).map_err(|e| w(&e))?;
+                        teams
+                            .insert(t.name.as_str(), bytes.as_slice())
+                            .map_err(|e| w(&e))?;
+                    }
+                    Change::DeleteTeam(name) => {
+                        teams.remove(name.as_str()).map_err(|e| w(&e))?;
+                    }
+                    Change::PutAccessKey(key) => {
+                        access.insert("key", key.as_str()).map_err(|e| w(&e))?;
+                    }
                 }
             }
         }
         tx.commit().map_err(|e| w(&e))
+    }
+
+    /// Appends audit entries in one durable transaction, numbering them after
+    /// the last one stored, and drops the oldest past `keep` entries.
+    pub fn append_audit(
+        &mut self,
+        entries: &mut [AuditEntry],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if self.db.is_none() {
+            self.reopen();
+        }
+        let result = self.write_audit(entries, keep.max(1));
+        if result.is_err() {
+            self.reopen();
+        }
+        result
+    }
+
+    fn write_audit(&self, entries: &mut [AuditEntry], keep: u64) -> Result<(), StoreError> {
+        let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
+        let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
+        {
+            let mut audit = tx.open_table(AUDIT).map_err(|e| w(&e))?;
+            let first = audit
+                .last()
+                .map_err(|e| w(&e))?
+                .map_or(1, |(k, _)| k.value() + 1);
+            for (seq, e) in (first..).zip(entries.iter_mut()) {
+                e.seq = seq;
+                let bytes = serde_json::to_vec(e).map_err(|e| w(&e))?;
+                audit.insert(e.seq, bytes.as_slice()).map_err(|e| w(&e))?;
+            }
+            let mut excess = audit.len().map_err(|e| w(&e))?.saturating_sub(keep);
+            while excess > 0 {
+                if audit.pop_first().map_err(|e| w(&e))?.is_none() {
+                    break;
+                }
+                excess -= 1;
+            }
+        }
+        tx.commit().map_err(|e| w(&e))
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
+        let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
+        let audit = tx.open_table(AUDIT).map_err(|e| r(&e))?;
+        let end = filter.before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        for row in audit.range(..end).map_err(|e| r(&e))?.rev() {
+            if out.len() >= filter.limit {
+                break;
+            }
+            let (_, v) = row.map_err(|e| r(&e))?;
+            let Ok(entry) = serde_json::from_slice::<AuditEntry>(v.value()) else {
+                continue;
+            };
+            // Entries are appended in time order: past `since`, stop.
+            if filter
+                .since
+                .as_ref()
+                .is_some_and(|s| entry.time.as_str() < s.as_str())
+            {
+                break;
+            }
+            if filter.matches(&entry) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
     }
 
     /// Removes blobs no record names any more.
@@ -320,5 +441,67 @@ impl Store {
         let n = dead.len();
         self.commit(&dead.into_iter().map(Change::DeleteBlob).collect::<Vec<_>>())?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before access control (no `teams`, `access` or
+    /// `audit` tables) opens, and loads as "access not set up yet".
+    #[test]
+    fn a_store_from_before_access_control_loads_without_access() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).expect("create");
+            let tx = db.begin_write().expect("write");
+            {
+                let mut meta = tx.open_table(META).expect("meta");
+                meta.insert("schema_version", SCHEMA_VERSION)
+                    .expect("insert");
+                tx.open_table(GROUPS).expect("groups");
+                tx.open_table(BLOBS).expect("blobs");
+            }
+            tx.commit().expect("commit");
+        }
+        let mut store = Store::open(dir.path()).expect("old store opens");
+        let loaded = store.load().expect("load");
+        assert!(loaded.access.is_none());
+        store
+            .commit(&[Change::PutAccessKey("ab".repeat(32))])
+            .expect("commit");
+        let mut entries = vec![
+            AuditEntry {
+                seq: 0,
+                time: "2026-01-01T00:00:00.000000Z".into(),
+                teams: vec!["a".into()],
+                credential: "uid".into(),
+                uid: Some(1),
+                gid: Some(1),
+                token_id: None,
+                method: "POST".into(),
+                path: "/v2/teams".into(),
+                group: None,
+                status: 201,
+                result: "ok".into(),
+                reason: None,
+            };
+            5
+        ];
+        store.append_audit(&mut entries, 3).expect("append");
+        assert_eq!(
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        let all = store
+            .read_audit(&AuditFilter {
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .expect("read");
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 4, 3]);
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded.access.map(|a| a.key), Some("ab".repeat(32)));
     }
 }

@@ -215,3 +215,191 @@ async fn sidecar_posts_to_a_kong_admin_config_endpoint() {
     })
     .await;
 }
+
+/// What the stand-in Kong admin API does with `POST /config`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum KongAnswer {
+    Accept,
+    /// 400 with Kong's flattened errors (`?flatten_errors=1`).
+    Refuse,
+    /// Never answers within the sidecar's `--kong-timeout-secs`.
+    Stall,
+}
+
+/// A stand-in Kong admin API on loopback: `GET /` says its version, `POST
+/// /config` answers as `answer` says (changeable while it runs).
+async fn stand_in_kong(
+    answer: std::sync::Arc<std::sync::Mutex<KongAnswer>>,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async { r#"{"version":"3.10.0.2","tagline":"Welcome to kong"}"# }),
+        )
+        .route(
+            "/config",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let (answer, received) = (answer.clone(), received.clone());
+                async move {
+                    let now = *answer.lock().unwrap();
+                    match now {
+                        KongAnswer::Accept => {
+                            received.lock().unwrap().push(body.to_vec());
+                            (axum::http::StatusCode::CREATED, "{}".to_string())
+                        }
+                        KongAnswer::Refuse => (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            serde_json::json!({
+                                "code": 14,
+                                "name": "invalid declarative configuration",
+                                "message": "declarative config is invalid: {}",
+                                "flattened_errors": [{
+                                    "entity_type": "service",
+                                    "entity_name": "bad",
+                                    "entity_id": "9e1d7a5c-0000-4000-8000-000000000001",
+                                    "errors": [{"field": "host", "message": "invalid value: bad host", "type": "field"}],
+                                }],
+                            })
+                            .to_string(),
+                        ),
+                        KongAnswer::Stall => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            (axum::http::StatusCode::CREATED, "{}".to_string())
+                        }
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    admin
+}
+
+/// Kong decides before the file is written: a refused snapshot never reaches
+/// the file Kong restarts from, the last accepted one stays, Kong's errors
+/// show in the node list as its compatibility status, and the node reports
+/// Kong's own version. A Kong that doesn't answer keeps the file too. One
+/// table of what Kong answers and what must follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_ships_only_what_kong_accepted() {
+    use std::sync::{Arc, Mutex};
+    let answer = Arc::new(Mutex::new(KongAnswer::Accept));
+    let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let admin = stand_in_kong(answer.clone(), received.clone()).await;
+
+    let d = Daemon::start(&[]);
+    let c = d.client();
+    let blue = c.standard("blue").await;
+    c.put_config(&blue, &service("good", "good.internal"))
+        .await
+        .expect(200);
+    let out = d.dir.path().join("kong.json");
+    let _sidecar = Sidecar(
+        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+            .args([
+                "sidecar",
+                "--group",
+                &blue,
+                "--node-id",
+                "dp-k",
+                "--interval",
+                "1",
+                "--kong-timeout-secs",
+                "1",
+                "--kong-admin",
+                &admin,
+                "--socket",
+            ])
+            .arg(&d.socket)
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let node = |c: common::Client, blue: String| async move {
+        let r = c.get(&format!("{V2}/{blue}/nodes")).await;
+        r.json()["items"][0].clone()
+    };
+    // (what Kong answers, the service the next config names, whether Kong takes it)
+    let steps = [
+        (KongAnswer::Accept, "good", true),
+        (KongAnswer::Refuse, "refused", false),
+        (KongAnswer::Stall, "stalled", false),
+        (KongAnswer::Accept, "later", true),
+    ];
+    let mut accepted_bytes: Option<Vec<u8>> = None;
+    for (i, (kong, svc, takes)) in steps.into_iter().enumerate() {
+        *answer.lock().unwrap() = kong;
+        if i > 0 {
+            c.put_config(&blue, &service(svc, &format!("{svc}.internal")))
+                .await
+                .expect(200);
+        }
+        let hash = c.etag(&blue).await;
+        let what = format!("step {i}: Kong answers {kong:?}");
+        match (kong, takes) {
+            (_, true) => {
+                wait_for(&format!("{what}: node in sync"), || {
+                    let (c, blue, h) = (c.clone(), blue.clone(), hash.clone());
+                    async move {
+                        let n = node(c, blue).await;
+                        n["config_hash"] == h.as_str() && n["sync_status"] == "IN_SYNC"
+                    }
+                })
+                .await;
+                let file = std::fs::read(&out).unwrap();
+                assert!(String::from_utf8_lossy(&file).contains(svc), "{what}: file");
+                assert_eq!(received.lock().unwrap().last(), Some(&file), "{what}");
+                let n = node(c.clone(), blue.clone()).await;
+                assert_eq!(n["version"], "3.10.0.2", "{what}: Kong's own version");
+                assert_ne!(
+                    n["compatibility_status"]["state"], "COMPATIBILITY_STATE_INCOMPATIBLE",
+                    "{what}: {n}"
+                );
+                accepted_bytes = Some(file);
+            }
+            (KongAnswer::Refuse, false) => {
+                wait_for(
+                    &format!("{what}: Kong's errors reach the node list"),
+                    || {
+                        let (c, blue) = (c.clone(), blue.clone());
+                        async move {
+                            node(c, blue).await["compatibility_status"]["state"]
+                                == "COMPATIBILITY_STATE_INCOMPATIBLE"
+                        }
+                    },
+                )
+                .await;
+                let n = node(c.clone(), blue.clone()).await;
+                let issue = n["compatibility_status"]["issues"][0].to_string();
+                assert!(
+                    issue.contains("bad host") && issue.contains("service"),
+                    "{what}: {n}"
+                );
+                assert_eq!(n["sync_status"], "OUT_OF_SYNC", "{what}");
+                assert_eq!(
+                    Some(std::fs::read(&out).unwrap()),
+                    accepted_bytes,
+                    "{what}: file kept"
+                );
+            }
+            (_, false) => {
+                // Kong can't answer: the sidecar retries, the file stays.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                assert_eq!(
+                    Some(std::fs::read(&out).unwrap()),
+                    accepted_bytes,
+                    "{what}: file kept"
+                );
+                assert_eq!(
+                    node(c.clone(), blue.clone()).await["sync_status"],
+                    "OUT_OF_SYNC"
+                );
+            }
+        }
+    }
+}

@@ -242,7 +242,10 @@ fn build(chunk: &[u8], ids: &Ids) -> Option<Built> {
     if hdr & 2 == 2 {
         req = req.header(header::CONTENT_LENGTH, c.body.len());
     }
-    let req = req.body(Body::from(with_ids(c.body, ids))).ok()?;
+    let mut req = req.body(Body::from(with_ids(c.body, ids))).ok()?;
+    // As this process's user: the daemon's owner, org admin.
+    req.extensions_mut()
+        .insert(rgmerge::server::Peer::of_this_process());
     Some(Built {
         req,
         // `dry_run` means something only on membership changes and config writes.
@@ -324,7 +327,8 @@ fuzz_target!(|data: &[u8]| {
             // HEAD answers carry no body (axum drops it, as HTTP says).
             if (status.is_client_error() || status.is_server_error()) && !b.head {
                 assert!(
-                    ct.starts_with("application/json"),
+                    ct.starts_with("application/json")
+                        || ct.starts_with("application/problem+json"),
                     "{desc}: {status} with content-type '{ct}': {}",
                     String::from_utf8_lossy(&body)
                 );

@@ -1,8 +1,9 @@
 //! The batch tools, apart from the daemon's layers: validate and merge
-//! (`batch`), `gen` (`synth`), `bench`, `export`/`import` (`transfer`) and the
-//! data-plane `sidecar`. Each takes a plain options struct; the flags that
+//! (`batch`), `gen` (`synth`), `bench`, `export`/`import` (`transfer`), the
+//! data-plane `sidecar` and the access-control client `admin`. Each takes a plain options struct; the flags that
 //! fill it live in the binary's `cli` module.
 
+pub mod admin;
 pub mod batch;
 pub mod bench;
 pub mod sidecar;

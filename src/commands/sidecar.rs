@@ -1,8 +1,15 @@
 //! `rgmerge sidecar`: runs beside a Kong data plane. It long-polls its group's
-//! snapshot, writes each new one atomically to a file Kong can load
-//! (`declarative_config`), optionally POSTs it to a Kong admin `/config`, and
-//! heartbeats with the hash it actually applied, so the daemon's sync status
-//! is the truth. It rides out daemon restarts by retrying with backoff.
+//! snapshot and heartbeats with the hash it actually applied, so the daemon's
+//! sync status is the truth. It rides out daemon restarts by retrying with
+//! backoff.
+//!
+//! Without a Kong admin URL it writes each snapshot atomically to the file
+//! Kong loads (`declarative_config`). With one, Kong decides first: the
+//! snapshot is POSTed to `/config`, and only what Kong accepted is written to
+//! the file, so a Kong restarted from it never loads a refused config. A
+//! refusal keeps the last accepted file, and Kong's flattened errors go to
+//! the daemon in the heartbeat as the node's compatibility status. The
+//! heartbeat reports Kong's own version, read from the admin API.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +32,11 @@ pub struct SidecarOptions {
     pub hostname: Option<String>,
     /// Seconds between heartbeats, and the long-poll length.
     pub interval: u64,
+    /// Longest wait for Kong's admin API to answer, in seconds.
+    pub kong_timeout: u64,
+    /// A bearer token of a team with the `node` role on the group (else the
+    /// daemon knows the sidecar by its Unix uid). Never logged.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +60,21 @@ struct Sidecar {
     hostname: String,
     group_id: Option<String>,
     applied: Option<String>,
+    /// The last snapshot Kong refused, and why: not retried until a newer one
+    /// comes, and reported in heartbeats.
+    refused: Option<Refused>,
+    /// Kong's version as its admin API reports it.
+    kong_version: Option<String>,
 }
+
+struct Refused {
+    hash: String,
+    /// Konnect's `NodeCompatibilityIssue`s, one per flattened Kong error.
+    issues: Vec<serde_json::Value>,
+}
+
+/// Most issues a heartbeat carries (the daemon refuses more).
+const MAX_ISSUES: usize = 100;
 
 pub fn run(args: SidecarOptions) -> Result<(), SidecarError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -57,17 +83,30 @@ pub fn run(args: SidecarOptions) -> Result<(), SidecarError> {
         .map_err(|e| SidecarError::Daemon(e.to_string()))?;
     runtime.block_on(async move {
         let hostname = args.hostname.clone().unwrap_or_else(machine_hostname);
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &args.token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+                .map_err(|_| SidecarError::Daemon("the token is not printable ASCII".into()))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let daemon = reqwest::Client::builder()
             .unix_socket(args.socket.clone())
+            .default_headers(headers)
             .build()
             .map_err(|e| SidecarError::Daemon(e.to_string()))?;
         let mut s = Sidecar {
             node_id: args.node_id.clone().unwrap_or_else(|| hostname.clone()),
             hostname,
             daemon,
-            kong: reqwest::Client::new(),
+            kong: reqwest::Client::builder()
+                .timeout(Duration::from_secs(args.kong_timeout.max(1)))
+                .build()
+                .map_err(|e| SidecarError::Kong(e.to_string()))?,
             group_id: None,
             applied: existing_hash(&args.out),
+            refused: None,
+            kong_version: None,
             args,
         };
         s.run().await
@@ -157,7 +196,10 @@ impl Sidecar {
                 .as_str()
                 .map(str::to_string)
                 .ok_or_else(|| {
-                    SidecarError::Daemon(format!("no control plane named '{}'", self.args.group))
+                    SidecarError::Daemon(format!(
+                        "no control plane named '{}' that this identity may view (a `node` token can't list groups: pass the group's id)",
+                        self.args.group
+                    ))
                 })?
         };
         self.group_id = Some(id.clone());
@@ -186,8 +228,15 @@ impl Sidecar {
             "/v2/control-planes/{id}/snapshot?wait={}",
             self.args.interval
         )));
-        if let Some(h) = &self.applied {
-            req = req.header("if-none-match", format!("\"{h}\""));
+        // A refused snapshot counts as known: wait for a newer one.
+        let known: Vec<String> = self
+            .applied
+            .iter()
+            .chain(self.refused.as_ref().map(|r| &r.hash))
+            .map(|h| format!("\"{h}\""))
+            .collect();
+        if !known.is_empty() {
+            req = req.header("if-none-match", known.join(", "));
         }
         let resp = req
             .send()
@@ -209,6 +258,13 @@ impl Sidecar {
                 self.apply(&hash, &body).await?;
                 self.heartbeat(&id).await
             }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                Err(SidecarError::Daemon(format!(
+                    "snapshot request answered {status}: {text}"
+                )))
+            }
             StatusCode::NOT_FOUND => {
                 self.group_id = None;
                 Err(SidecarError::Daemon(format!(
@@ -223,13 +279,8 @@ impl Sidecar {
     }
 
     async fn apply(&mut self, hash: &str, body: &[u8]) -> Result<(), SidecarError> {
-        let out = self.args.out.clone();
-        write_atomically(&out, body).map_err(|source| SidecarError::Write {
-            path: out.clone(),
-            source,
-        })?;
-        if let Some(admin) = &self.args.kong_admin {
-            let url = format!("{}/config", admin.trim_end_matches('/'));
+        if let Some(admin) = self.args.kong_admin.clone() {
+            let url = format!("{}/config?flatten_errors=1", admin.trim_end_matches('/'));
             let resp = self
                 .kong
                 .post(&url)
@@ -237,16 +288,38 @@ impl Sidecar {
                 .body(body.to_vec())
                 .send()
                 .await
-                .map_err(|e| SidecarError::Kong(e.to_string()))?;
-            if !resp.status().is_success() {
-                let status = resp.status();
+                .map_err(|e| SidecarError::Kong(format!("{url}: {e}")))?;
+            let status = resp.status();
+            if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();
-                return Err(SidecarError::Kong(format!(
-                    "{url} answered {status}: {}",
-                    text.chars().take(500).collect::<String>()
-                )));
+                if status.is_server_error() {
+                    // Kong could not judge it: try again, keep the last file.
+                    return Err(SidecarError::Kong(format!(
+                        "{url} answered {status}: {}",
+                        text.chars().take(500).collect::<String>()
+                    )));
+                }
+                let issues = kong_issues(status, &text);
+                tracing::warn!(hash, %status, issues = issues.len(), "Kong refused the snapshot; keeping the last accepted config");
+                self.refused = Some(Refused {
+                    hash: hash.to_string(),
+                    issues,
+                });
+                return Ok(());
             }
         }
+        self.write(hash, body)?;
+        self.refused = None;
+        Ok(())
+    }
+
+    /// Writes what Kong runs (or, without an admin URL, will load) and its hash.
+    fn write(&mut self, hash: &str, body: &[u8]) -> Result<(), SidecarError> {
+        let out = self.args.out.clone();
+        write_atomically(&out, body).map_err(|source| SidecarError::Write {
+            path: out.clone(),
+            source,
+        })?;
         let hf = hash_file(&out);
         write_atomically(&hf, hash.as_bytes())
             .map_err(|source| SidecarError::Write { path: hf, source })?;
@@ -255,13 +328,43 @@ impl Sidecar {
         Ok(())
     }
 
-    async fn heartbeat(&self, id: &str) -> Result<(), SidecarError> {
-        let body = serde_json::json!({
+    /// Kong's version from its admin API (`GET /`), once it answers.
+    async fn kong_version(&mut self) -> Option<String> {
+        if self.kong_version.is_none()
+            && let Some(admin) = &self.args.kong_admin
+        {
+            let url = format!("{}/", admin.trim_end_matches('/'));
+            if let Ok(resp) = self.kong.get(&url).send().await
+                && resp.status().is_success()
+                && let Ok(bytes) = resp.bytes().await
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            {
+                self.kong_version = v["version"].as_str().map(str::to_string);
+            }
+        }
+        self.kong_version.clone()
+    }
+
+    async fn heartbeat(&mut self, id: &str) -> Result<(), SidecarError> {
+        let version = self
+            .kong_version()
+            .await
+            .unwrap_or_else(|| concat!("rgmerge-sidecar/", env!("CARGO_PKG_VERSION")).to_string());
+        let mut body = serde_json::json!({
             "id": self.node_id,
             "hostname": self.hostname,
-            "version": concat!("rgmerge-sidecar/", env!("CARGO_PKG_VERSION")),
+            "version": version,
             "config_hash": self.applied.clone().unwrap_or_default(),
         });
+        if let (Some(r), Some(o)) = (&self.refused, body.as_object_mut()) {
+            o.insert(
+                "compatibility_status".into(),
+                serde_json::json!({
+                    "state": "COMPATIBILITY_STATE_INCOMPATIBLE",
+                    "issues": r.issues,
+                }),
+            );
+        }
         let resp = self
             .daemon
             .post(self.url(&format!("/v2/control-planes/{id}/nodes")))
@@ -280,4 +383,61 @@ impl Sidecar {
             )))
         }
     }
+}
+
+/// Kong's refusal of a declarative config as Konnect's compatibility issues:
+/// one per entity error of Kong's `flattened_errors` (`?flatten_errors=1`),
+/// else one carrying Kong's message.
+fn kong_issues(status: StatusCode, text: &str) -> Vec<serde_json::Value> {
+    let clip = |s: &str| s.chars().take(500).collect::<String>();
+    let parsed: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let mut issues = Vec::new();
+    for e in parsed["flattened_errors"].as_array().into_iter().flatten() {
+        let details: Vec<String> = e["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let field = d["field"].as_str().unwrap_or("");
+                let message = d["message"].as_str().unwrap_or("invalid");
+                clip(&if field.is_empty() {
+                    message.to_string()
+                } else {
+                    format!("{field}: {message}")
+                })
+            })
+            .collect();
+        let entity_type = e["entity_type"].as_str().unwrap_or("entity");
+        let entity = e["entity_name"]
+            .as_str()
+            .or(e["entity_id"].as_str())
+            .unwrap_or("");
+        issues.push(serde_json::json!({
+            "code": "KONG_REFUSED_CONFIG",
+            "severity": "error",
+            "description": clip(&format!("Kong refused {entity_type} '{entity}': {}", details.join("; "))),
+            "resolution": "fix the member config that holds this entity; the data plane keeps its last accepted config",
+            "affected_resources": [{
+                "id": e["entity_id"].as_str().or(e["entity_name"].as_str()).unwrap_or(""),
+                "type": entity_type,
+                "details": details,
+            }],
+        }));
+        if issues.len() == MAX_ISSUES {
+            break;
+        }
+    }
+    if issues.is_empty() {
+        let message = parsed["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| clip(text));
+        issues.push(serde_json::json!({
+            "code": "KONG_REFUSED_CONFIG",
+            "severity": "error",
+            "description": clip(&format!("Kong answered {status}: {message}")),
+            "resolution": "fix the member configs; the data plane keeps its last accepted config",
+        }));
+    }
+    issues
 }

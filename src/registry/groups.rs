@@ -186,6 +186,9 @@ impl Tx<'_> {
                 .values()
                 .find(|g| g.meta.is_default)
                 .map(|g| g.meta.id);
+            if let Some(old) = old {
+                self.drop_grants_on(old);
+            }
             if let Some(old) = old
                 && let Some(g) = self.reg.groups.remove(&old)
             {
@@ -351,6 +354,7 @@ impl Tx<'_> {
             }
             self.touch(m);
         }
+        self.drop_grants_on(id);
         let Some(g) = self.reg.groups.remove(&id) else {
             return Ok(());
         };

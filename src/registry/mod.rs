@@ -4,11 +4,13 @@
 //! The registry is plain state with methods; it is driven by one writer (see
 //! `engine`). Every write runs inside a [`Tx`] (see `tx`), which records how
 //! to undo it. Files by noun: `groups`, `memberships`, `configs`, `nodes`,
-//! `tx` (the transaction and its undo log), `record` (the persisted form and
-//! restore), `history` (kept versions, pins, and restoring an exported
-//! snapshot), `views` (what readers see), `refusal` (why a write was refused).
+//! `access` (teams, tokens, grants), `tx` (the transaction and its undo
+//! log), `record` (the persisted form and restore), `history` (kept
+//! versions, pins, and restoring an exported snapshot), `views` (what
+//! readers see), `refusal` (why a write was refused).
 //! Knows nothing of HTTP or storage.
 
+mod access;
 mod configs;
 mod groups;
 mod history;
@@ -24,6 +26,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+pub use access::{
+    AccessView, BOOTSTRAP_TEAM, Credential, NewTeam, TOKEN_PREFIX, TokenCheck, new_key,
+    new_token_secret,
+};
 pub use configs::{CompositeOutcome, ConfigOutcome, ConfigWrite};
 pub use groups::{
     ClusterType, GroupMeta, GroupUpdate, MAX_DESCRIPTION, MAX_LABELS, MAX_NAME, NewGroup, now,
@@ -34,6 +40,8 @@ pub use nodes::{Node, NodeReport, SyncStatus, now_ms, rfc3339_ms};
 pub use refusal::{Refusal, RefusalKind, Result};
 pub use tx::{Effects, Mode, Tx, transact};
 pub use views::*;
+
+pub use record::{AuditEntry, AuditFilter, GroupRole, Right, TeamRecord, TokenRecord};
 
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::KongTarget;
@@ -119,6 +127,14 @@ pub struct Group {
     pub pin: Option<Pin>,
 }
 
+/// Teams, their credentials, tokens and grants (see `access`).
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Keys token hashes; `None` until bootstrapped.
+    pub(crate) key: Option<[u8; 32]>,
+    pub(crate) teams: BTreeMap<String, record::TeamRecord>,
+}
+
 pub struct Registry {
     interner: Arc<Interner>,
     groups: BTreeMap<Uuid, Group>,
@@ -126,6 +142,7 @@ pub struct Registry {
     settings: Settings,
     /// Store changes a restore found necessary (see `take_restore_changes`).
     restore_changes: Vec<Change>,
+    access: Access,
 }
 
 impl Registry {
@@ -137,6 +154,7 @@ impl Registry {
             names: HashMap::new(),
             settings,
             restore_changes: Vec::new(),
+            access: Access::default(),
         };
         let meta = GroupMeta {
             id: Uuid::new_v4(),

@@ -10,7 +10,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Config, Group, GroupMeta, Kind, Node, Published, Registry, Settings, member_info};
+use super::{
+    Access, Config, Group, GroupMeta, Kind, Node, Published, Registry, Settings, member_info,
+};
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
 use crate::intern::Interner;
@@ -129,6 +131,11 @@ pub enum Change {
     PutHistory(Uuid, Box<HistoryEntry>),
     /// Drops one history entry of a group. (`DeleteGroup` drops them all.)
     DeleteHistory(Uuid, u64),
+    /// A team as it now stands (access control, SPEC §8).
+    PutTeam(Box<TeamRecord>),
+    DeleteTeam(String),
+    /// The per-store secret that keys token hashes, lowercase hex.
+    PutAccessKey(String),
 }
 
 /// Everything the store holds.
@@ -138,6 +145,192 @@ pub struct Loaded {
     pub blobs: HashMap<String, Blob>,
     /// Each group's kept history entries, in any order.
     pub history: HashMap<Uuid, Vec<HistoryEntry>>,
+    /// `None` in a store written before access control (or a new one): the
+    /// engine then bootstraps it.
+    pub access: Option<AccessRecord>,
+}
+
+/// A team's role on one group. `node` is for runtime instances and sidecars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupRole {
+    Viewer,
+    Editor,
+    Admin,
+    Node,
+}
+
+/// What a request needs on a group; a [`GroupRole`] holds some of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Right {
+    /// Read the group: its fields, config, status, memberships, nodes.
+    View,
+    /// Read the served snapshot.
+    ReadSnapshot,
+    /// Report as a runtime instance.
+    Heartbeat,
+    /// Write the member config (a dry run included).
+    Edit,
+    /// Rename, label, delete; for a composite, change its membership.
+    Administer,
+}
+
+impl GroupRole {
+    pub const ALL: [GroupRole; 4] = [
+        GroupRole::Viewer,
+        GroupRole::Editor,
+        GroupRole::Admin,
+        GroupRole::Node,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupRole::Viewer => "viewer",
+            GroupRole::Editor => "editor",
+            GroupRole::Admin => "admin",
+            GroupRole::Node => "node",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GroupRole> {
+        GroupRole::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role holds `right`.
+    pub fn allows(self, right: Right) -> bool {
+        use GroupRole::*;
+        use Right::*;
+        match (self, right) {
+            (Node, Heartbeat | ReadSnapshot) => true,
+            (Node, _) | (_, Heartbeat) => false,
+            (Viewer, View | ReadSnapshot) => true,
+            (Viewer, _) => false,
+            (Editor, View | ReadSnapshot | Edit) => true,
+            (Editor, _) => false,
+            (Admin, _) => true,
+        }
+    }
+}
+
+impl Right {
+    /// The least role that holds this right, for messages.
+    pub fn least_role(self) -> GroupRole {
+        match self {
+            Right::View | Right::ReadSnapshot => GroupRole::Viewer,
+            Right::Heartbeat => GroupRole::Node,
+            Right::Edit => GroupRole::Editor,
+            Right::Administer => GroupRole::Admin,
+        }
+    }
+}
+
+/// A team: a name, the credentials that identify its members, and its roles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamRecord {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Every right on every group, and the admin API.
+    #[serde(default)]
+    pub org_admin: bool,
+    /// Unix users (`SO_PEERCRED` uid) who act as this team.
+    #[serde(default)]
+    pub uids: BTreeSet<u32>,
+    /// Unix groups (the peer's primary gid) whose members act as this team.
+    #[serde(default)]
+    pub gids: BTreeSet<u32>,
+    #[serde(default)]
+    pub tokens: Vec<TokenRecord>,
+    #[serde(default)]
+    pub grants: BTreeMap<Uuid, GroupRole>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A bearer token as stored: never the token, only its keyed hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    #[serde(default)]
+    pub name: String,
+    /// blake3 keyed by the store's access key, lowercase hex.
+    pub hash: String,
+    /// The token's first characters, to recognise it (`rgmpat_1a2b`).
+    pub hint: String,
+    pub created_at: String,
+    /// Unix milliseconds.
+    pub expires_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// The access state as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Lowercase hex of the 32-byte token-hash key.
+    pub key: String,
+    pub teams: Vec<TeamRecord>,
+}
+
+/// One line of the audit log: who did what, when, and how it ended. Never a
+/// token, never a request body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Assigned when the entry is made durable; increasing.
+    #[serde(default)]
+    pub seq: u64,
+    /// RFC 3339, UTC, fixed width (sorts as a string).
+    pub time: String,
+    /// The teams the caller acted as (empty when unidentified).
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// `uid`, `gid`, `token` or `none`.
+    pub credential: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<Uuid>,
+    pub method: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Uuid>,
+    pub status: u16,
+    /// `ok`, `refused` (the request was wrong or collided), `unauthorized`
+    /// (401), `forbidden` (403) or `error`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Which audit entries to read: newest first, at most `limit`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub group: Option<Uuid>,
+    pub team: Option<String>,
+    /// Inclusive bounds on `time`, in the entries' own format.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Only entries with a smaller `seq` (the next page).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        self.group.is_none_or(|g| e.group == Some(g))
+            && self.team.as_ref().is_none_or(|t| e.teams.contains(t))
+            && self
+                .since
+                .as_ref()
+                .is_none_or(|s| e.time.as_str() >= s.as_str())
+            && self
+                .until
+                .as_ref()
+                .is_none_or(|u| e.time.as_str() <= u.as_str())
+            && self.before.is_none_or(|b| e.seq < b)
+    }
 }
 
 impl Registry {
@@ -157,6 +350,22 @@ impl Registry {
                 changes.push(Change::PutHistory(g.meta.id, Box::new((**e).clone())));
             }
         }
+        changes.extend(self.access_changes());
+        changes
+    }
+
+    /// What the store must hold of the access state.
+    pub fn access_changes(&self) -> Vec<Change> {
+        let Some(key) = &self.access.key else {
+            return Vec::new();
+        };
+        let mut changes = vec![Change::PutAccessKey(encode_key(key))];
+        changes.extend(
+            self.access
+                .teams
+                .values()
+                .map(|t| Change::PutTeam(Box::new(t.clone()))),
+        );
         changes
     }
 
@@ -237,8 +446,21 @@ impl Registry {
         settings: Settings,
         loaded: Loaded,
     ) -> std::result::Result<Registry, String> {
+        let access = match &loaded.access {
+            Some(a) => Access {
+                key: Some(decode_key(&a.key)?),
+                teams: a
+                    .teams
+                    .iter()
+                    .map(|t| (t.name.clone(), t.clone()))
+                    .collect(),
+            },
+            None => Access::default(),
+        };
         if loaded.groups.is_empty() {
-            return Ok(Registry::new(interner, settings));
+            let mut reg = Registry::new(interner, settings);
+            reg.access = access;
+            return Ok(reg);
         }
         let mut reg = Registry {
             interner,
@@ -246,6 +468,7 @@ impl Registry {
             names: HashMap::new(),
             settings,
             restore_changes: Vec::new(),
+            access,
         };
         let mut kept = loaded.history;
         let blob = |h: &str| {
@@ -443,6 +666,24 @@ fn restored_history(
         tidy.push(Change::DeleteHistory(id, e.version));
     }
     (entries.into_iter().map(Arc::new).collect(), tidy)
+}
+
+/// Lowercase hex.
+pub fn encode_key(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 32-byte key from its hex form.
+pub fn decode_key(hex: &str) -> std::result::Result<[u8; 32], String> {
+    let bad = || "the access key in the store is not 64 hex digits".to_string();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(key)
 }
 
 /// Provenance keyed by collection name, as readers see it.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::record::{Blob, Change, Pin};
+use super::record::{Blob, Change, Pin, TeamRecord};
 use super::{
     Config, Group, GroupMeta, GroupView, History, Kind, Node, Published, Refusal, Registry, Result,
 };
@@ -30,6 +30,9 @@ pub(super) enum Undo {
     Nodes(Uuid, Arc<BTreeMap<String, Node>>),
     History(Uuid, Arc<History>),
     Pin(Uuid, Option<Pin>),
+    /// A team as it was before (`None`: it did not exist).
+    Team(String, Option<Box<TeamRecord>>),
+    AccessKey(Option<[u8; 32]>),
 }
 
 /// A write in progress: the registry plus how to undo what was done so far.
@@ -51,6 +54,9 @@ pub struct Tx<'a> {
     pub(super) change: String,
     /// Who asked for it, once requests carry an identity.
     pub(super) actor: Option<String>,
+    /// Teams whose record changed (or that were deleted).
+    pub(super) teams: BTreeSet<String>,
+    pub(super) access_key: bool,
 }
 
 /// What a committed write changed, for the store and for readers.
@@ -62,6 +68,9 @@ pub struct Effects {
     pub deleted: Vec<Uuid>,
     /// Fresh views of every group the write changed.
     pub views: Vec<(Uuid, Arc<GroupView>)>,
+    /// Teams, tokens or grants changed: readers need a new access view
+    /// (`Registry::access_view`).
+    pub access_changed: bool,
 }
 
 /// Whether a write is kept or only previewed.
@@ -126,6 +135,8 @@ impl Registry {
             history_before: BTreeMap::new(),
             change: "change".into(),
             actor: None,
+            teams: BTreeSet::new(),
+            access_key: false,
         }
     }
 }
@@ -254,6 +265,20 @@ impl<'a> Tx<'a> {
                 effects.published.push((*id, g.snapshot.clone()));
             }
         }
+        if self.access_key
+            && let Some(key) = &self.reg.access.key
+        {
+            effects
+                .changes
+                .push(Change::PutAccessKey(super::record::encode_key(key)));
+        }
+        for name in &self.teams {
+            effects.changes.push(match self.reg.access.teams.get(name) {
+                Some(t) => Change::PutTeam(Box::new(t.clone())),
+                None => Change::DeleteTeam(name.clone()),
+            });
+        }
+        effects.access_changed = self.access_key || !self.teams.is_empty();
         effects
     }
 
@@ -344,6 +369,15 @@ impl Registry {
                     g.pin = old;
                 }
             }
+            Undo::Team(name, old) => match old {
+                Some(t) => {
+                    self.access.teams.insert(name, *t);
+                }
+                None => {
+                    self.access.teams.remove(&name);
+                }
+            },
+            Undo::AccessKey(old) => self.access.key = old,
         }
     }
 }

@@ -9,8 +9,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::groups::view_or_404;
-use super::http::{content_type, flag, ok_json, parse_id, query, read_body};
+use super::http::{content_type, flag, ok_json, parse_id, query, read_body, view_or_404};
 use crate::registry::{ConfigWrite, Mode};
 use crate::report::{Report, State as ReportState};
 

@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::http::{json_body, ok_json, page, paged, param, parse_id, query};
-use crate::registry::{ClusterType, GroupUpdate, GroupView, NewGroup, now_ms};
+use super::http::{json_body, ok_json, page, paged, param, parse_id, query, view_or_404};
+use crate::registry::{ClusterType, GroupUpdate, GroupView, NewGroup, Right, now_ms};
 
 /// The body of `POST /v2/control-planes`.
 #[derive(Deserialize)]
@@ -66,18 +67,16 @@ pub fn group_json(v: &GroupView, now_ms: u64, window_ms: u64) -> Value {
     out
 }
 
-/// The published view of group `id`, or a 404.
-pub fn view_or_404(s: &AppState, id: uuid::Uuid) -> ApiResult<std::sync::Arc<GroupView>> {
-    s.engine
-        .view(id)
-        .ok_or_else(|| ApiError::not_found(format!("no control plane with id {id}")))
-}
-
 fn to_json(s: &AppState, v: &GroupView) -> Value {
     group_json(v, now_ms(), s.engine.active_window_ms())
 }
 
-pub async fn list(State(s): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+/// Lists the groups the caller may view (all of them for an org admin).
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = query(raw)?;
     let (size, number) = page(&q)?;
     let name_eq = param(&q, &["name", "filter[name]", "filter[name][eq]"]);
@@ -114,6 +113,7 @@ pub async fn list(State(s): State<AppState>, RawQuery(raw): RawQuery) -> ApiResu
         .engine
         .views()
         .into_iter()
+        .filter(|g| caller.may(Right::View, g.meta.id))
         .filter(|g| name_eq.is_none_or(|n| g.meta.name == n))
         .filter(|g| name_contains.is_none_or(|n| g.meta.name.contains(n)))
         .filter(|g| cluster_type.is_none_or(|ct| g.meta.cluster_type == ct))

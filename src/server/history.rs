@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiResult;
-use super::groups::view_or_404;
-use super::http::{json_body, ok_json, parse_id};
+use super::http::{json_body, ok_json, parse_id, view_or_404};
 use crate::registry::{GroupView, PinOutcome, kept_range};
 
 /// The body of `PUT …/snapshot/pin`.

@@ -180,3 +180,13 @@ pub async fn method_not_allowed() -> ApiError {
         "this endpoint does not support that method",
     )
 }
+
+/// The published view of group `id`, or a 404.
+pub fn view_or_404(
+    s: &AppState,
+    id: uuid::Uuid,
+) -> ApiResult<std::sync::Arc<crate::registry::GroupView>> {
+    s.engine
+        .view(id)
+        .ok_or_else(|| ApiError::not_found(format!("no control plane with id {id}")))
+}

@@ -44,6 +44,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use super::auth::Peer;
 use super::{ApiError, Limited, LimitedListener};
 
 /// How a connection reached the daemon; the accept loop attaches it to every
@@ -55,14 +56,28 @@ pub enum Transport {
     Tcp { peer: std::net::SocketAddr },
 }
 
-/// A connection the accept loop can serve: any stream that says how it came.
+/// A connection the accept loop can serve: any stream that says how it came,
+/// and who is on the other end when the kernel can tell.
 pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn transport(&self) -> Transport;
+
+    /// The Unix peer (`SO_PEERCRED`); a TCP peer has none.
+    fn peer(&self) -> Option<Peer> {
+        None
+    }
 }
 
 impl Connection for UnixStream {
     fn transport(&self) -> Transport {
         Transport::Unix
+    }
+
+    fn peer(&self) -> Option<Peer> {
+        self.peer_cred().ok().map(|c| Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+        })
     }
 }
 
@@ -82,6 +97,10 @@ impl Connection for TcpStream {
 impl<T: Connection> Connection for Limited<T> {
     fn transport(&self) -> Transport {
         self.io.transport()
+    }
+
+    fn peer(&self) -> Option<Peer> {
+        self.io.peer()
     }
 }
 
@@ -158,6 +177,7 @@ pub(super) async fn run<L>(
             watch: watch.clone(),
             body_read: timeouts.body_read,
             transport: io.transport(),
+            peer: io.peer(),
         };
         let io = TokioIo::new(Tracked {
             io,
@@ -354,6 +374,8 @@ struct ConnService {
     body_read: Duration,
     /// How the connection came, attached to each request.
     transport: Transport,
+    /// The connection's Unix peer, attached to each request (see `auth`).
+    peer: Option<Peer>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -366,6 +388,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let busy = BusyGuard::enter(&self.watch);
         req.extensions_mut().insert(self.transport);
+        if let Some(p) = self.peer {
+            req.extensions_mut().insert(p);
+        }
         let timed_out = Arc::new(AtomicBool::new(false));
         let limit = self.body_read;
         let req = req.map(|body| {

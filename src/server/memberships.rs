@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::groups::{group_json, view_or_404};
-use super::http::{flag, json_body, ok_json, page, paged, parse_id, query};
+use super::groups::group_json;
+use super::http::{flag, json_body, ok_json, page, paged, parse_id, query, view_or_404};
 use crate::registry::{GroupView, Mode, now_ms, resource_type};
 use crate::report::{Report, text};
 

@@ -2,10 +2,14 @@
 //! life cycle, body limits, metrics, graceful shutdown.
 //!
 //! The only module that knows HTTP. One file per resource (`groups`,
-//! `memberships`, `config`, `snapshot`, `history`, `nodes`), each with its request and
-//! answer types; `http` holds what they share. Handlers read published views
+//! `memberships`, `config`, `snapshot`, `history`, `nodes`, `admin` for
+//! teams, tokens, grants and the audit log), each with its request and
+//! answer types; `http` holds what they share; `auth` checks every
+//! request's identity and rights. Handlers read published views
 //! and call the engine's commands; they know nothing of how merging works.
 
+mod admin;
+mod auth;
 mod config;
 mod error;
 mod groups;
@@ -35,6 +39,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+pub use auth::{Need, Peer, ROUTES, route_of};
 pub use error::ApiError;
 pub use listen::{Timeouts, Transport};
 
@@ -86,7 +91,9 @@ pub fn router(state: AppState) -> Router {
     let v2 = "/v2/control-planes";
     // Everything but the snapshot counts against the in-flight limit: a
     // long-poll only waits, and thousands of sidecars waiting must not lock
-    // writers and readers out.
+    // writers and readers out. One limit for the API and the page (clones
+    // share its permits).
+    let limit = tower::limit::GlobalConcurrencyLimitLayer::new(state.opts.max_in_flight);
     let limited = Router::new()
         .route("/healthz", get(http::healthz))
         .route("/metrics", get(http::metrics))
@@ -138,17 +145,48 @@ pub fn router(state: AppState) -> Router {
             &format!("{v2}/{{id}}/nodes/{{node_id}}"),
             delete(nodes::delete),
         )
-        .merge(pages::routes(state.opts.max_body_bytes))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            state.opts.max_in_flight,
-        ));
+        .route("/v2/me", get(admin::me))
+        .route("/v2/teams", get(admin::list_teams).post(admin::create_team))
+        .route(
+            "/v2/teams/{team}",
+            get(admin::get_team).delete(admin::delete_team),
+        )
+        .route("/v2/teams/{team}/credentials", post(admin::add_credential))
+        .route(
+            "/v2/teams/{team}/credentials/{credential}",
+            delete(admin::remove_credential),
+        )
+        .route(
+            "/v2/teams/{team}/tokens",
+            get(admin::list_tokens).post(admin::issue_token),
+        )
+        .route(
+            "/v2/teams/{team}/tokens/{token_id}",
+            delete(admin::revoke_token),
+        )
+        .route(
+            "/v2/teams/{team}/grants",
+            get(admin::list_grants).put(admin::set_grant),
+        )
+        .route(
+            "/v2/teams/{team}/grants/{group}",
+            delete(admin::remove_grant),
+        )
+        .route("/v2/audit-log", get(admin::audit_log))
+        .layer(limit.clone());
     Router::new()
         .route(&format!("{v2}/{{id}}/snapshot"), get(snapshot::get))
-        // Live page updates only wait, like long-polls.
-        .merge(pages::live_routes())
         .merge(limited)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
+        // Identity and rights before anything else, the fallbacks included.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::enforce,
+        ))
+        // The page checks the same rights itself (a session cookie over
+        // TCP, the peer on the socket) and answers in HTML.
+        .merge(pages::router(state.clone(), limit))
         .layer(axum::middleware::from_fn(pages::guard_tcp))
         .layer(axum::Extension(pages::PageState::new()))
         .layer(axum::middleware::from_fn(json_errors))
@@ -187,8 +225,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| {
-            // The Runtime Manager page's errors are pages.
-            ct.starts_with("application/json") || ct.starts_with("text/html")
+            ct.starts_with("application/json")
+                || ct.starts_with("application/problem+json")
+                // The Runtime Manager page's errors are pages.
+                || ct.starts_with("text/html")
         });
     if status.as_u16() < 400 || is_json {
         return resp;
@@ -270,6 +310,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
     let socket = opts.socket.clone();
     let timeouts = opts.timeouts;
     let max_connections = opts.max_connections;
+    let engine_for_audit = engine.clone();
     let state = AppState {
         engine,
         opts: Arc::new(opts),
@@ -306,6 +347,8 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         .await;
     };
     tokio::join!(unix, http);
+    // Refusals' audit entries wait for a batch: write them before leaving.
+    engine_for_audit.flush_audit().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }
@@ -387,6 +430,13 @@ impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
 pub struct Limited<T> {
     io: T,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<T> Limited<T> {
+    /// The connection itself (for its peer credentials).
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Limited<T> {

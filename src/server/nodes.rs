@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::groups::view_or_404;
-use super::http::{json_body, ok_json, param, parse_id, query};
+use super::http::{json_body, ok_json, param, parse_id, query, view_or_404};
 use crate::registry::{Node, NodeReport, now_ms, rfc3339_ms};
 
 /// A node's heartbeat.

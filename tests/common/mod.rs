@@ -135,6 +135,8 @@ impl Drop for Daemon {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer …` on every request when set.
+    bearer: Option<String>,
 }
 
 pub struct Resp {
@@ -175,7 +177,14 @@ impl Client {
             .unix_socket(socket.to_path_buf())
             .build()
             .expect("client");
-        Client { http }
+        Client { http, bearer: None }
+    }
+
+    /// A client that authenticates with a bearer token.
+    pub fn with_token(socket: &Path, token: &str) -> Client {
+        let mut c = Client::new(socket);
+        c.bearer = Some(token.to_string());
+        c
     }
 
     pub async fn send(
@@ -200,6 +209,9 @@ impl Client {
     ) -> Result<Resp, reqwest::Error> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, format!("http://localhost{path}"));
+        if let Some(t) = &self.bearer {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -9,20 +9,25 @@
 //!   themselves (a few lines of plain JavaScript swap the `#live` part).
 //! - `assets`: the stylesheet and the script, embedded in the binary.
 //!
-//! Every form carries a CSRF token (a keyed hash of what the caller is
-//! bound to) and cross-site posts are refused by their `Origin` /
-//! `Sec-Fetch-Site` headers too. Over TCP only `/ui/…` is served, only to a
-//! loopback `Host` (no DNS rebinding), and nothing is written.
+//! - `session`: who is looking, with the API's rights: the Unix peer on the
+//!   socket, a signed-in session over TCP (`/ui/login`, `/ui/logout`).
+//!
+//! Every form carries a CSRF token (a keyed hash of the session or peer it
+//! was made for) and cross-site posts are refused by their `Origin` /
+//! `Sec-Fetch-Site` headers too. Over TCP only `/ui/…` is served, and only to
+//! a loopback `Host` (no DNS rebinding).
 
 mod assets;
 mod live;
+mod login;
 mod preflight;
 pub mod render;
+mod session;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, OriginalUri, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -32,14 +37,18 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::listen::Transport;
+use crate::registry::Right;
 use render::{Chrome, GroupFilter, MessagePage, Sort};
+pub use session::PageCaller;
 
 pub use render::{group_rows, groups_page};
 
 /// What the pages keep between requests: the key their form tokens are
-/// made with (new at every start, so old pages' forms expire with it).
+/// made with (new at every start, so old pages' forms expire with it) and
+/// the signed-in sessions of the TCP port.
 pub struct PageState {
     csrf_key: [u8; 32],
+    sessions: session::Sessions,
 }
 
 impl PageState {
@@ -47,18 +56,63 @@ impl PageState {
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
         key[16..].copy_from_slice(Uuid::new_v4().as_bytes());
-        Arc::new(PageState { csrf_key: key })
+        if let Ok(k) = crate::registry::new_key() {
+            key = k;
+        }
+        Arc::new(PageState {
+            csrf_key: key,
+            sessions: session::Sessions::default(),
+        })
     }
 
     /// The form token for callers bound to `binding`.
     fn csrf_for(&self, binding: &str) -> blake3::Hash {
         blake3::keyed_hash(&self.csrf_key, binding.as_bytes())
     }
+
+    /// Whether `token` is the form token of `binding` (constant time).
+    fn csrf_ok(&self, binding: &str, token: &str) -> bool {
+        blake3::Hash::from_hex(token.trim()).is_ok_and(|t| t == self.csrf_for(binding))
+    }
 }
 
-/// The pages' routes, answered from published views (counted against the
-/// in-flight limit). `max_body` bounds an uploaded config, as the API does.
-pub fn routes(max_body: usize) -> Router<AppState> {
+/// Whether the browser says a posted form came from another site: its
+/// `Sec-Fetch-Site`, or an `Origin` that is not this host.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !matches!(v, "same-origin" | "none"));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let foreign_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| {
+            let o = o.strip_prefix("http://").unwrap_or(o);
+            Some(o) != host
+        });
+    fetch_site || foreign_origin
+}
+
+/// The whole page: every route behind [`session::authenticate`] (the sign-in
+/// form and the assets excepted). Pages count against the API's in-flight
+/// `limit`; the event stream only waits, like a long-poll, and does not.
+pub fn router(
+    state: AppState,
+    limit: tower::limit::GlobalConcurrencyLimitLayer,
+) -> Router<AppState> {
+    Router::new()
+        .merge(routes(state.opts.max_body_bytes).layer(limit))
+        .route("/ui/events", get(live::events))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            session::authenticate,
+        ))
+}
+
+/// The pages' routes, answered from published views. `max_body` bounds an
+/// uploaded config, as the API does.
+fn routes(max_body: usize) -> Router<AppState> {
     // A multipart upload carries the config plus a little framing.
     let upload_limit = axum::extract::DefaultBodyLimit::max(max_body.saturating_add(64 * 1024));
     Router::new()
@@ -72,52 +126,46 @@ pub fn routes(max_body: usize) -> Router<AppState> {
         )
         .route("/ui/groups/{id}/apply", post(preflight::apply))
         .route("/ui/assets/{name}", get(assets::get))
+        .route("/ui/login", get(login::form).post(login::sign_in))
+        .route("/ui/logout", post(login::sign_out))
         .layer(upload_limit)
 }
 
-/// Routes that only wait (server-sent events): outside the in-flight limit,
-/// like snapshot long-polls.
-pub fn live_routes() -> Router<AppState> {
-    Router::new().route("/ui/events", get(live::events))
-}
-
-/// Who is looking at a page, and how they came.
+/// Who is looking at a page (identified by [`session::authenticate`]), and
+/// how they came.
 pub struct Viewer {
     pub transport: Transport,
+    pub caller: PageCaller,
     pages: Arc<PageState>,
+    /// The path asked for, for the audit log.
+    path: String,
 }
 
 impl Viewer {
-    /// What this viewer's form tokens are bound to.
-    fn binding(&self) -> String {
-        match self.transport {
-            Transport::Unix => "unix".into(),
-            Transport::Tcp { .. } => "tcp".into(),
-        }
-    }
-
     pub fn csrf(&self) -> String {
-        self.pages.csrf_for(&self.binding()).to_hex().to_string()
+        self.pages
+            .csrf_for(&self.caller.binding())
+            .to_hex()
+            .to_string()
     }
 
-    /// Whether this viewer may change anything through the page. Over TCP
-    /// nothing is written until sign-in (which needs access control) exists.
-    pub fn write_refusal(&self) -> Option<&'static str> {
-        match self.transport {
-            Transport::Unix => None,
-            Transport::Tcp { .. } => Some(
-                "Applying is not available over --http: this daemon has no sign-in for the TCP port, so only the Unix socket may change configs.",
-            ),
-        }
+    /// Why this viewer may not change group `id`'s config, if it may not.
+    pub fn write_refusal(&self, id: Uuid) -> Option<String> {
+        self.caller.refusal(Right::Edit, id)
     }
 
     pub fn chrome(&self, title: impl Into<String>, engine: &crate::engine::Engine) -> Chrome {
+        let via = match self.transport {
+            Transport::Tcp { .. } => "",
+            Transport::Unix if self.caller.credential == "token" => " (token, on the socket)",
+            Transport::Unix => " (Unix user, on the socket)",
+        };
         Chrome {
             title: title.into(),
             csrf: self.csrf(),
             changes: *engine.subscribe_changes().borrow(),
-            signed_in: None,
-            can_sign_out: false,
+            signed_in: Some(format!("{}{via}", self.caller.who())),
+            can_sign_out: self.caller.session.is_some(),
         }
     }
 
@@ -129,30 +177,59 @@ impl Viewer {
         token: &str,
         s: &AppState,
     ) -> Result<(), Response> {
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| !matches!(v, "same-origin" | "none"));
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let foreign_origin = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|o| {
-                let o = o.strip_prefix("http://").unwrap_or(o);
-                Some(o) != host
-            });
-        let token_ok = blake3::Hash::from_hex(token.trim())
-            .is_ok_and(|t| t == self.pages.csrf_for(&self.binding()));
-        if cross_site || foreign_origin || !token_ok {
+        if cross_site(headers) || !self.pages.csrf_ok(&self.caller.binding(), token) {
             return Err(message(
                 StatusCode::FORBIDDEN,
                 self,
                 s,
                 "Form refused",
-                "This form did not come from this page, or it has expired (the daemon restarted). Reload the page and try again.",
+                "This form did not come from this page, or it has expired (the daemon restarted or you signed in again). Reload the page and try again.",
             ));
         }
         Ok(())
+    }
+
+    /// The 403 page for a right the viewer lacks on `group`, audited as the
+    /// API's refusals are; `None` when the viewer holds it.
+    pub async fn refuse(
+        &self,
+        s: &AppState,
+        method: &axum::http::Method,
+        right: Right,
+        group: Uuid,
+    ) -> Option<Response> {
+        let why = self.caller.refusal(right, group)?;
+        crate::metrics::auth_failure("forbidden");
+        let e = session::audit_entry(
+            Some(&self.caller),
+            method,
+            &self.path,
+            Some(group),
+            StatusCode::FORBIDDEN,
+            Some(why.clone()),
+        );
+        s.engine.audit(e, false).await;
+        Some(message(StatusCode::FORBIDDEN, self, s, "Not allowed", &why))
+    }
+
+    /// Audits something the viewer did through the page (durable before the
+    /// answer, as the API's writes are).
+    pub async fn audit_write(
+        &self,
+        s: &AppState,
+        group: Option<Uuid>,
+        status: StatusCode,
+        reason: Option<String>,
+    ) {
+        let e = session::audit_entry(
+            Some(&self.caller),
+            &axum::http::Method::POST,
+            &self.path,
+            group,
+            status,
+            reason,
+        );
+        s.engine.audit(e, true).await;
     }
 }
 
@@ -165,14 +242,28 @@ impl FromRequestParts<AppState> for Viewer {
             .get::<Arc<PageState>>()
             .cloned()
             .unwrap_or_else(PageState::new);
-        // A request from inside this process (no accept loop) is as trusted
-        // as the socket.
         let transport = parts
             .extensions
             .get::<Transport>()
             .copied()
             .unwrap_or(Transport::Unix);
-        Ok(Viewer { transport, pages })
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_string(), |u| u.path().to_string());
+        // `authenticate` attached it to every page but the open ones.
+        let Some(caller) = parts.extensions.get::<PageCaller>().cloned() else {
+            return Err(html(
+                StatusCode::UNAUTHORIZED,
+                "<!doctype html><title>Not signed in</title><p>Not signed in.</p>".into(),
+            ));
+        };
+        Ok(Viewer {
+            transport,
+            caller,
+            pages,
+            path,
+        })
     }
 }
 
@@ -263,7 +354,13 @@ async fn groups(State(s): State<AppState>, viewer: Viewer, RawQuery(raw): RawQue
         name: take("name"),
         label: take("label"),
     };
-    let views = s.engine.views();
+    // Only the groups the viewer may see, as the API lists them.
+    let views: Vec<_> = s
+        .engine
+        .views()
+        .into_iter()
+        .filter(|v| viewer.caller.may(Right::View, v.meta.id))
+        .collect();
     let chrome = viewer.chrome("Runtime groups", &s.engine);
     rendered(
         StatusCode::OK,
@@ -271,11 +368,15 @@ async fn groups(State(s): State<AppState>, viewer: Viewer, RawQuery(raw): RawQue
     )
 }
 
-/// The group with this id, or the not-found page.
-fn view_or_page(
+/// The group with this id if the viewer holds `right` on it; else the 403
+/// page (whether or not it exists, as the API answers) or, for org admins,
+/// the not-found page.
+async fn view_or_page(
     s: &AppState,
     viewer: &Viewer,
     id: &str,
+    method: &axum::http::Method,
+    right: Right,
 ) -> Result<Arc<crate::registry::GroupView>, Response> {
     let not_found = || {
         message(
@@ -286,7 +387,22 @@ fn view_or_page(
             "There is no runtime group with this id; it may have been deleted.",
         )
     };
-    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    let Ok(id) = Uuid::parse_str(id) else {
+        return Err(if viewer.caller.org_admin {
+            not_found()
+        } else {
+            message(
+                StatusCode::FORBIDDEN,
+                viewer,
+                s,
+                "Not allowed",
+                "This is not a control plane you hold a role on.",
+            )
+        });
+    };
+    if let Some(refused) = viewer.refuse(s, method, right, id).await {
+        return Err(refused);
+    }
     s.engine.view(id).ok_or_else(not_found)
 }
 
@@ -296,7 +412,7 @@ async fn group(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let view = match view_or_page(&s, &viewer, &id) {
+    let view = match view_or_page(&s, &viewer, &id, &axum::http::Method::GET, Right::View).await {
         Ok(v) => v,
         Err(page) => return page,
     };
@@ -311,6 +427,7 @@ async fn group(
             &|id| engine.view(id),
             sort,
             s.engine.active_window_ms(),
+            viewer.caller.may(Right::Edit, view.meta.id),
             chrome,
         ),
     )

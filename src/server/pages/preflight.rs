@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use uuid::Uuid;
 
@@ -13,7 +13,7 @@ use super::render::{
     Badge, CompositeResult, PreflightPage, PreflightResult, conflict_views, error_views,
 };
 use super::{AppState, Viewer, message, rendered, view_or_page};
-use crate::registry::{ConfigWrite, GroupView, Mode};
+use crate::registry::{ConfigWrite, GroupView, Mode, Right};
 use crate::report::State as ReportState;
 
 /// What a pre-flight or apply form carries.
@@ -67,9 +67,16 @@ async fn read_upload(mut form: Multipart) -> Result<Upload, (StatusCode, String)
     Ok(up)
 }
 
-/// A standard group's view, or the page saying why there is no pre-flight.
-fn standard_or_page(s: &AppState, viewer: &Viewer, id: &str) -> Result<Arc<GroupView>, Response> {
-    let view = view_or_page(s, viewer, id)?;
+/// A standard group's view if the viewer holds `right` on it, or the page
+/// saying why there is no pre-flight.
+async fn standard_or_page(
+    s: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    method: &Method,
+    right: Right,
+) -> Result<Arc<GroupView>, Response> {
+    let view = view_or_page(s, viewer, id, method, right).await?;
     if view.standard().is_none() {
         return Err(message(
             StatusCode::BAD_REQUEST,
@@ -94,6 +101,7 @@ fn page(
         chrome: viewer.chrome(format!("Pre-flight: {}", view.meta.name), &s.engine),
         id: view.meta.id,
         name: view.meta.name.clone(),
+        can_edit: viewer.caller.may(Right::Edit, view.meta.id),
         text,
         result,
     };
@@ -101,7 +109,8 @@ fn page(
 }
 
 pub async fn form(State(s): State<AppState>, viewer: Viewer, Path(id): Path<String>) -> Response {
-    let view = match standard_or_page(&s, &viewer, &id) {
+    // Reading the config needs viewer, as `GET …/config` does.
+    let view = match standard_or_page(&s, &viewer, &id, &Method::GET, Right::View).await {
         Ok(v) => v,
         Err(p) => return p,
     };
@@ -141,7 +150,8 @@ async fn run(
     form: Multipart,
     mode: Mode,
 ) -> Response {
-    let view = match standard_or_page(&s, &viewer, &id) {
+    // A dry run needs editor too, as `PUT …/config?dry_run=true` does.
+    let view = match standard_or_page(&s, &viewer, &id, &Method::POST, Right::Edit).await {
         Ok(v) => v,
         Err(p) => return p,
     };
@@ -153,11 +163,6 @@ async fn run(
     };
     if let Err(refused) = viewer.check_form(&headers, &up.csrf, &s) {
         return refused;
-    }
-    if mode == Mode::Apply
-        && let Some(why) = viewer.write_refusal()
-    {
-        return message(StatusCode::FORBIDDEN, &viewer, &s, "Not applied", why);
     }
     let (bytes, content_type) = up.config();
     // What the Apply form sends back: the file's text if it was a file.
@@ -200,6 +205,18 @@ async fn run(
         .put_config(view.meta.id, bytes, content_type.as_deref(), mode)
         .await;
     let applied = mode == Mode::Apply;
+    // Audited as the API's config writes are (dry runs included).
+    let (status, reason) = match &written {
+        Ok(ConfigWrite::Applied(_)) => (StatusCode::OK, None),
+        Ok(ConfigWrite::Invalid(e)) => (
+            StatusCode::BAD_REQUEST,
+            Some(format!("{} member error(s)", e.len())),
+        ),
+        Err(r) => (StatusCode::CONFLICT, Some(r.detail.clone())),
+    };
+    viewer
+        .audit_write(&s, Some(view.meta.id), status, reason)
+        .await;
     let result = match written {
         Err(refusal) => {
             return message(
@@ -292,7 +309,7 @@ async fn run(
                 cannot_apply: if !utf8 {
                     Some("The file is not UTF-8 text, so the page can't carry it to Apply.".into())
                 } else {
-                    viewer.write_refusal().map(str::to_string)
+                    viewer.write_refusal(view.meta.id)
                 },
             }
         }

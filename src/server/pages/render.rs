@@ -465,6 +465,8 @@ pub struct GroupPage {
     pub sort_last_seen: SortHeader,
     pub sort_sync: SortHeader,
     pub history: Vec<HistoryRow>,
+    /// Whether the viewer may pre-flight and apply configs here (editor).
+    pub can_edit: bool,
 }
 
 /// A group's page: `lookup` finds other groups' views (members, composites).
@@ -473,12 +475,14 @@ pub fn group_page(
     lookup: &impl Fn(Uuid) -> Option<Arc<GroupView>>,
     sort: Sort,
     window_ms: u64,
+    can_edit: bool,
     chrome: Chrome,
 ) -> Result<String, askama::Error> {
     let id = view.meta.id;
     let served = &view.snapshot;
     let mut page = GroupPage {
         chrome,
+        can_edit,
         g: GroupHead {
             id,
             name: view.meta.name.clone(),
@@ -616,11 +620,21 @@ pub struct PreflightPage {
     pub chrome: Chrome,
     pub id: Uuid,
     pub name: String,
+    pub can_edit: bool,
     pub text: String,
     pub result: Option<PreflightResult>,
 }
 
 // ------------------------------------------------------------------ messages
+
+#[derive(Template)]
+#[template(path = "ui/login.html")]
+pub struct LoginPage {
+    pub chrome: Chrome,
+    pub next: String,
+    pub note: Option<String>,
+    pub error: Option<String>,
+}
 
 #[derive(Template)]
 #[template(path = "ui/message.html")]

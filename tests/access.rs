@@ -1,0 +1,1174 @@
+//! Access control (issue 13, SPEC §8) against the real daemon on a real
+//! socket: real different Unix users (curl run as another uid/gid; the tests
+//! run as root, as CI does) and bearer tokens. The role × endpoint matrix is
+//! one table checked by one helper; the edge cases follow it.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use common::{Client, Daemon, HANG_GUARD, Resp, service};
+use serde_json::{Value, json};
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Other users must reach the socket: open its directory and the socket.
+fn open_socket(d: &Daemon) {
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+}
+
+fn start(extra: &[&str]) -> Daemon {
+    let d = Daemon::start(extra);
+    open_socket(&d);
+    d
+}
+
+/// One request sent by curl running as `uid`:`gid` (a real other Unix user).
+fn as_user(d: &Daemon, uid: u32, gid: u32, method: &str, path: &str, body: Option<&str>) -> Resp {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-S", "--unix-socket"])
+        .arg(&d.socket)
+        .args(["-X", method, "-w", "\n%{http_code} %{content_type}"]);
+    if let Some(b) = body {
+        let ct = if b.starts_with('{') {
+            "application/json"
+        } else {
+            "application/yaml"
+        };
+        cmd.args(["-H", &format!("content-type: {ct}"), "--data-binary", "@-"]);
+    }
+    cmd.arg(format!("http://localhost{path}"))
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("curl");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(b) = body {
+            stdin.write_all(b.as_bytes()).expect("body");
+        }
+    }
+    let out = child.wait_with_output().expect("curl ran");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, last) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (code, ct) = last.split_once(' ').unwrap_or((last, ""));
+    let status: u16 = code.parse().unwrap_or_else(|_| {
+        panic!(
+            "curl as uid {uid}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(ct) {
+        headers.insert("content-type", v);
+    }
+    Resp {
+        status,
+        headers,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// A 401/403 is `problem+json` with a reason.
+fn assert_problem(r: &Resp, status: u16, needle: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text());
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/problem+json")),
+        "{what}: content type {:?}",
+        r.header("content-type")
+    );
+    let v = r.json();
+    let detail = v["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(needle),
+        "{what}: detail {detail:?} lacks {needle:?}"
+    );
+    assert_eq!(v["status"], json!(status), "{what}");
+    assert!(
+        v["instance"].as_str().is_some_and(|i| i.starts_with('/')),
+        "{what}"
+    );
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+fn uniq(p: &str) -> String {
+    format!("{p}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn team(c: &Client, name: &str, uids: &[u32], gids: &[u32]) {
+    c.post_json(
+        "/v2/teams",
+        &json!({"name": name, "uids": uids, "gids": gids}),
+    )
+    .await
+    .expect(201);
+}
+
+async fn grant(c: &Client, team: &str, group: &str, role: &str) {
+    c.send(
+        "PUT",
+        &format!("/v2/teams/{team}/grants"),
+        &[("content-type", "application/json")],
+        Some(
+            json!({"group": group, "role": role})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+    .await
+    .expect(200);
+}
+
+async fn issue(c: &Client, team: &str, body: Value) -> (String, String) {
+    let r = c
+        .post_json(&format!("/v2/teams/{team}/tokens"), &body)
+        .await
+        .expect(201)
+        .json();
+    (
+        r["token"].as_str().expect("token").to_string(),
+        r["id"].as_str().expect("id").to_string(),
+    )
+}
+
+// ---- the role × endpoint matrix ----
+
+/// Who calls: a team per role (each with that role on the row's groups and
+/// `viewer` on `X`), a team with no grants, a uid in no team, and root (the
+/// user who started the daemon: org admin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    Viewer,
+    Editor,
+    Admin,
+    Node,
+    Outsider,
+    Stranger,
+    Root,
+}
+
+const WHO: [Who; 7] = [
+    Who::Viewer,
+    Who::Editor,
+    Who::Admin,
+    Who::Node,
+    Who::Outsider,
+    Who::Stranger,
+    Who::Root,
+];
+
+impl Who {
+    fn uid(self) -> u32 {
+        match self {
+            Who::Viewer => 2101,
+            Who::Editor => 2102,
+            Who::Admin => 2103,
+            Who::Node => 2104,
+            Who::Outsider => 2105,
+            Who::Stranger => 2106,
+            Who::Root => 0,
+        }
+    }
+    fn team(self) -> Option<&'static str> {
+        match self {
+            Who::Viewer => Some("m-viewer"),
+            Who::Editor => Some("m-editor"),
+            Who::Admin => Some("m-admin"),
+            Who::Node => Some("m-node"),
+            Who::Outsider => Some("m-outsider"),
+            Who::Stranger | Who::Root => None,
+        }
+    }
+    fn role(self) -> Option<&'static str> {
+        match self {
+            Who::Viewer => Some("viewer"),
+            Who::Editor => Some("editor"),
+            Who::Admin => Some("admin"),
+            Who::Node => Some("node"),
+            _ => None,
+        }
+    }
+}
+
+/// What a cell expects: an exact status, `P` (allowed: anything but 401/403,
+/// for Konnect routes another branch is adding), `F` (403 with a reason) or
+/// `U` (401).
+const P: u16 = 1;
+const F: u16 = 403;
+const U: u16 = 401;
+
+/// Rows: method, path and body templates (`{S}` a standard group, `{C}` a
+/// composite with member `{M}`, `{X}` a standalone group, `{N}` a node of
+/// `{S}`, `{name}` a fresh name), then the expectation per caller in
+/// [`WHO`] order: viewer, editor, admin, node, outsider, stranger, root.
+const MATRIX: &[(&str, &str, Option<&str>, [u16; 7])] = &[
+    ("GET", "/healthz", None, [200, 200, 200, 200, 200, 200, 200]),
+    ("GET", "/metrics", None, [200, 200, 200, 200, 200, U, 200]),
+    ("GET", "/v2/me", None, [200, 200, 200, 200, 200, U, 200]),
+    (
+        "GET",
+        "/v2/control-planes",
+        None,
+        [200, 200, 200, 200, 200, U, 200],
+    ),
+    (
+        "POST",
+        "/v2/control-planes",
+        Some(r#"{"name":"{name}"}"#),
+        [F, F, F, F, F, U, 201],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "PATCH",
+        "/v2/control-planes/{S}",
+        Some(r#"{"labels":{"team":"x"}}"#),
+        [F, F, 200, F, F, U, 200],
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{S}",
+        None,
+        [F, F, 204, F, F, U, 204],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{C}/group-memberships",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{C}/group-memberships/add",
+        Some(r#"{"members":[{"id":"{X}"}]}"#),
+        [F, F, 200, F, F, U, 200],
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{C}/group-memberships/add?dry_run=true",
+        Some(r#"{"members":[{"id":"{X}"}]}"#),
+        [F, F, 200, F, F, U, 200],
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{C}/group-memberships/remove",
+        Some(r#"{"members":[{"id":"{M}"}]}"#),
+        [F, F, 200, F, F, U, 200],
+    ),
+    (
+        "PUT",
+        "/v2/control-planes/{C}/group-memberships",
+        Some(r#"{"members":[{"id":"{X}"}]}"#),
+        [F, F, P, F, F, U, P],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{C}/group-status",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/group-member-status",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/details",
+        None,
+        [P, P, P, F, F, U, P],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/config",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "PUT",
+        "/v2/control-planes/{S}/config",
+        Some("_format_version: \"3.0\"\n"),
+        [F, 200, 200, F, F, U, 200],
+    ),
+    (
+        "PUT",
+        "/v2/control-planes/{S}/config?dry_run=true",
+        Some("_format_version: \"3.0\"\n"),
+        [F, 200, 200, F, F, U, 200],
+    ),
+    // Composites stay read-only for everyone: the rights pass, the registry refuses.
+    (
+        "PUT",
+        "/v2/control-planes/{C}/config",
+        Some("_format_version: \"3.0\"\n"),
+        [F, 405, 405, F, F, U, 405],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/snapshot",
+        None,
+        [200, 200, 200, 200, F, U, 200],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{C}/snapshot",
+        None,
+        [200, 200, 200, 200, F, U, 200],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/snapshot/provenance",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/nodes",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{S}/nodes",
+        Some(r#"{"id":"n2","hostname":"n2"}"#),
+        [F, F, F, 200, F, U, 200],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/nodes/{N}",
+        None,
+        [P, P, P, F, F, U, P],
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{S}/nodes/{N}",
+        None,
+        [F, F, 204, F, F, U, 204],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/nodes/eol",
+        None,
+        [P, P, P, F, F, U, P],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/expected-config-hash",
+        None,
+        [P, P, P, F, F, U, P],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/dp-client-certificates",
+        None,
+        [P, P, P, F, F, U, P],
+    ),
+    (
+        "POST",
+        "/v2/control-planes/{S}/dp-client-certificates",
+        Some(r#"{"cert":"x"}"#),
+        [F, F, P, F, F, U, P],
+    ),
+    (
+        "GET",
+        "/v2/control-planes/{S}/dp-client-certificates/c1",
+        None,
+        [P, P, P, F, F, U, P],
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{S}/dp-client-certificates/c1",
+        None,
+        [F, F, P, F, F, U, P],
+    ),
+    ("GET", "/v2/teams", None, [F, F, F, F, F, U, 200]),
+    (
+        "POST",
+        "/v2/teams",
+        Some(r#"{"name":"{name}"}"#),
+        [F, F, F, F, F, U, 201],
+    ),
+    ("GET", "/v2/teams/m-viewer", None, [F, F, F, F, F, U, 200]),
+    (
+        "PUT",
+        "/v2/teams/m-outsider/grants",
+        Some(r#"{"group":"{S}","role":"viewer"}"#),
+        [F, F, F, F, F, U, 200],
+    ),
+    (
+        "POST",
+        "/v2/teams/m-outsider/tokens",
+        Some(r#"{"name":"x"}"#),
+        [F, F, F, F, F, U, 201],
+    ),
+    ("GET", "/v2/audit-log", None, [F, F, F, F, F, U, 200]),
+    // A route nobody wrote down: org admins only.
+    ("GET", "/v2/no-such-thing", None, [F, F, F, F, F, U, 404]),
+];
+
+/// Fresh groups for one cell, with the caller's team holding its role.
+async fn fixture(root: &Client, who: Who) -> Vec<(&'static str, String)> {
+    let s = root.standard(&uniq("s")).await;
+    let c = root.composite(&uniq("c")).await;
+    let x = root.standard(&uniq("x")).await;
+    let m = root.standard(&uniq("m")).await;
+    root.add(&c, &[&m]).await.expect(200);
+    root.heartbeat(&s, "n1", "").await.expect(200);
+    if let (Some(team), Some(role)) = (who.team(), who.role()) {
+        grant(root, team, &s, role).await;
+        grant(root, team, &c, role).await;
+        if who != Who::Node {
+            grant(root, team, &x, "viewer").await;
+        }
+    }
+    vec![
+        ("{S}", s),
+        ("{C}", c),
+        ("{X}", x),
+        ("{M}", m),
+        ("{N}", "n1".into()),
+        ("{name}", uniq("new")),
+    ]
+}
+
+fn fill(t: &str, vars: &[(&str, String)]) -> String {
+    vars.iter().fold(t.to_string(), |s, (k, v)| s.replace(k, v))
+}
+
+/// The one helper: every cell of the matrix, each on fresh groups.
+async fn check_matrix(d: &Daemon) {
+    let root = d.client();
+    for who in WHO {
+        if let Some(t) = who.team() {
+            team(&root, t, &[who.uid()], &[]).await;
+        }
+    }
+    let mut failures = Vec::new();
+    for (method, path, body, expect) in MATRIX {
+        for (who, want) in WHO.iter().zip(expect) {
+            let vars = fixture(&root, *who).await;
+            let path = fill(path, &vars);
+            let body = body.map(|b| fill(b, &vars));
+            let r = as_user(d, who.uid(), who.uid(), method, &path, body.as_deref());
+            let what = format!("{who:?} {method} {path}");
+            let ok = match *want {
+                P => r.status != 401 && r.status != 403,
+                F | U => {
+                    if r.status == *want {
+                        assert_problem(&r, *want, if *want == F { "needs " } else { "" }, &what);
+                    }
+                    r.status == *want
+                }
+                code => r.status == code,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{what}: want {want}, got {} {}",
+                    r.status,
+                    r.text()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "matrix cells failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn role_by_endpoint_matrix() {
+    if !is_root() {
+        eprintln!("SKIPPED: the matrix runs clients as other Unix users, which needs root");
+        return;
+    }
+    let d = start(&[]);
+    check_matrix(&d).await;
+}
+
+// ---- the edges ----
+
+#[tokio::test]
+async fn the_list_shows_only_groups_the_caller_may_view() {
+    if !is_root() {
+        return;
+    }
+    let d = start(&[]);
+    let root = d.client();
+    let mine = root.standard("mine").await;
+    let _theirs = root.standard("theirs").await;
+    team(&root, "lister", &[2201], &[]).await;
+    grant(&root, "lister", &mine, "viewer").await;
+    let r = as_user(&d, 2201, 2201, "GET", "/v2/control-planes", None).expect(200);
+    let names: Vec<String> = r.json()["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|g| g["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["mine"],
+        "nobody has implicit access, the default group included"
+    );
+    let all = root.get("/v2/control-planes").await.expect(200).json();
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test]
+async fn gid_credentials_identify_a_team() {
+    if !is_root() {
+        return;
+    }
+    let d = start(&[]);
+    let root = d.client();
+    let g = root.standard("ops-group").await;
+    team(&root, "ops", &[], &[3300]).await;
+    grant(&root, "ops", &g, "editor").await;
+    let r = as_user(&d, 2301, 3300, "GET", "/v2/me", None)
+        .expect(200)
+        .json();
+    assert_eq!(r["teams"], json!(["ops"]));
+    assert_eq!(r["credential"]["kind"], json!("gid"));
+    as_user(
+        &d,
+        2301,
+        3300,
+        "PUT",
+        &format!("/v2/control-planes/{g}/config"),
+        Some("_format_version: \"3.0\"\n"),
+    )
+    .expect(200);
+    let r = as_user(&d, 2301, 2301, "GET", "/v2/me", None);
+    assert_problem(&r, 401, "uid 2301", "same uid, other gid");
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_hashed_and_die_when_revoked_expired_or_orphaned() {
+    let d = start(&[]);
+    let root = d.client();
+    let g = root.standard("ci-group").await;
+    team(&root, "ci", &[], &[]).await;
+    grant(&root, "ci", &g, "editor").await;
+    let (token, id) = issue(&root, "ci", json!({"name": "pipeline"})).await;
+    assert!(
+        token.starts_with("rgmpat_") && token.len() == 7 + 64,
+        "{token}"
+    );
+    let ci = Client::with_token(&d.socket, &token);
+    let me = ci.get("/v2/me").await.expect(200).json();
+    assert_eq!(me["teams"], json!(["ci"]));
+    assert_eq!(me["credential"]["token_id"], json!(id));
+    ci.put_config(&g, &service("svc", "a.example"))
+        .await
+        .expect(200);
+    // Listed without the secret; the store and the log never hold it.
+    let listed = root.get("/v2/teams/ci/tokens").await.expect(200).text();
+    assert!(!listed.contains(&token[7..]), "{listed}");
+    assert!(listed.contains("rgmpat_"));
+    // Revoked: 401 naming the token.
+    root.delete(&format!("/v2/teams/ci/tokens/{id}"))
+        .await
+        .expect(204);
+    let r = ci.get("/v2/me").await;
+    assert_problem(&r, 401, "revoked", "revoked token");
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"rgmerge\"")
+    );
+    // Expired.
+    let (short, _) = issue(&root, "ci", json!({"expires_in_seconds": 1})).await;
+    let short_client = Client::with_token(&d.socket, &short);
+    short_client.get("/v2/me").await.expect(200);
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let r = short_client.get("/v2/me").await;
+        if r.status == 401 {
+            assert_problem(&r, 401, "expired", "expired token");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the token never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A token whose team was deleted.
+    let (orphan, _) = issue(&root, "ci", json!({})).await;
+    root.delete("/v2/teams/ci").await.expect(204);
+    let r = Client::with_token(&d.socket, &orphan).get("/v2/me").await;
+    assert_problem(&r, 401, "unknown token", "deleted team's token");
+    // Nothing secret in the audit log or its file.
+    let log = std::fs::read_to_string(d.data.join("audit.log")).unwrap_or_default();
+    root.get("/v2/audit-log").await.expect(200);
+    let log = log + &std::fs::read_to_string(d.data.join("audit.log")).unwrap_or_default();
+    for t in [&token, &short, &orphan] {
+        assert!(!log.contains(&t[7..]), "a token reached audit.log");
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_huge_authorization_headers_are_401_and_the_daemon_stays_up() {
+    let d = start(&[]);
+    let c = d.client();
+    let huge = format!("Bearer rgmpat_{}", "a".repeat(16 * 1024));
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("authorization", "Basic dXNlcjpwYXNz")], "Bearer"),
+        (vec![("authorization", "Bearer")], "missing"),
+        (vec![("authorization", "Bearer    ")], "missing"),
+        (vec![("authorization", "rgmpat_abc")], "Bearer"),
+        (
+            vec![("authorization", "Bearer rgmpat_abc def")],
+            "unknown token",
+        ),
+        (vec![("authorization", "Bearer nope")], "unknown token"),
+        (
+            vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
+            "more than one",
+        ),
+        (vec![("authorization", huge.as_str())], "too long"),
+    ];
+    for (headers, needle) in &cases {
+        let r = c.send("GET", "/v2/control-planes", headers, None).await;
+        assert_problem(&r, 401, needle, &format!("{headers:?}"));
+    }
+    // Non-ASCII bytes.
+    let mut raw = std::os::unix::net::UnixStream::connect(&d.socket).expect("connect");
+    use std::io::{Read, Write};
+    raw.write_all(b"GET /v2/me HTTP/1.1\r\nhost: x\r\nauthorization: Bearer \xff\xfe\r\nconnection: close\r\n\r\n")
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = raw.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    // A header past what hyper reads at all: refused, and the daemon lives on.
+    let enormous = format!("Bearer {}", "x".repeat(1024 * 1024));
+    let r = c
+        .try_send(
+            "GET",
+            "/v2/me",
+            &[("authorization", enormous.as_str())],
+            None,
+        )
+        .await;
+    if let Ok(r) = r {
+        assert!(r.status == 401 || r.status == 431, "{}", r.status);
+    }
+    c.get("/healthz").await.expect(200);
+    c.get("/v2/me").await.expect(200);
+}
+
+#[tokio::test]
+async fn a_thousand_failed_attempts_are_refused_counted_and_audited() {
+    let d = start(&[]);
+    let root = d.client();
+    let bad = Client::with_token(&d.socket, &format!("rgmpat_{}", "0".repeat(64)));
+    for chunk in 0..10 {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..100 {
+            let bad = bad.clone();
+            set.spawn(async move {
+                bad.get(&format!("/v2/control-planes?try={chunk}-{i}"))
+                    .await
+                    .status
+            });
+        }
+        while let Some(s) = set.join_next().await {
+            assert_eq!(s.expect("task"), 401);
+        }
+    }
+    // Served as ever in the middle of it.
+    root.standard("still-works").await;
+    let metrics = root.get("/metrics").await.expect(200).text();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("rgmerge_auth_failures_total") && l.contains("unknown_token"))
+        .unwrap_or_else(|| panic!("no failure counter in {metrics}"));
+    let n: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("count");
+    assert!(n >= 1000.0, "{line}");
+    // Every refusal is in the audit log (batched; reading it flushes).
+    let log = root
+        .get("/v2/audit-log?page[size]=1000")
+        .await
+        .expect(200)
+        .json();
+    let entries = log["data"].as_array().expect("data");
+    let refused = entries
+        .iter()
+        .filter(|e| e["result"] == json!("unauthorized"))
+        .count();
+    assert!(
+        refused >= 999,
+        "{refused} refusals in the newest 1000 entries"
+    );
+    assert!(entries.iter().all(|e| e["status"] != json!(500)));
+}
+
+#[tokio::test]
+async fn a_node_reads_its_own_snapshot_only_and_existence_never_leaks() {
+    let d = start(&[]);
+    let root = d.client();
+    let a = root.standard("edge-a").await;
+    let b = root.standard("edge-b").await;
+    team(&root, "edge-nodes", &[], &[]).await;
+    grant(&root, "edge-nodes", &a, "node").await;
+    let (token, _) = issue(&root, "edge-nodes", json!({"name": "dp"})).await;
+    let node = Client::with_token(&d.socket, &token);
+    node.get(&format!("/v2/control-planes/{a}/snapshot"))
+        .await
+        .expect(200);
+    node.heartbeat(&a, "dp-1", "").await.expect(200);
+    let other = node.get(&format!("/v2/control-planes/{b}/snapshot")).await;
+    assert_problem(
+        &other,
+        403,
+        "needs viewer or node",
+        "another group's snapshot",
+    );
+    let ghost = uuid::Uuid::new_v4();
+    let missing = node
+        .get(&format!("/v2/control-planes/{ghost}/snapshot"))
+        .await;
+    assert_problem(
+        &missing,
+        403,
+        "needs viewer or node",
+        "a group that does not exist",
+    );
+    // The same words for both: nothing says which one exists.
+    let words = |r: &Resp, id: &str| {
+        r.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(id, "ID")
+    };
+    assert_eq!(words(&other, &b), words(&missing, &ghost.to_string()));
+    assert_problem(
+        &node.heartbeat(&b, "dp-1", "").await,
+        403,
+        "needs node",
+        "heartbeat elsewhere",
+    );
+    assert_problem(
+        &node.get(&format!("/v2/control-planes/{a}/config")).await,
+        403,
+        "needs viewer",
+        "node reads config",
+    );
+    // The org admin sees the real 404.
+    root.get(&format!("/v2/control-planes/{ghost}"))
+        .await
+        .expect(404);
+}
+
+#[tokio::test]
+async fn a_members_editor_cannot_write_the_composite_or_its_membership() {
+    let d = start(&[]);
+    let root = d.client();
+    let blue = root.standard("blue").await;
+    let comp = root.composite("shared").await;
+    root.add(&comp, &[&blue]).await.expect(200);
+    team(&root, "blue-team", &[], &[]).await;
+    grant(&root, "blue-team", &blue, "editor").await;
+    let (token, _) = issue(&root, "blue-team", json!({})).await;
+    let c = Client::with_token(&d.socket, &token);
+    c.put_config(&blue, &service("blue-svc", "b.example"))
+        .await
+        .expect(200);
+    let r = c.put_config(&comp, &service("x", "x.example")).await;
+    assert_problem(
+        &r,
+        403,
+        "needs editor",
+        "member editor writes the composite",
+    );
+    let r = c.remove(&comp, &[&blue]).await;
+    assert_problem(&r, 403, "needs admin", "member editor changes membership");
+    // Even an editor of the composite can't: composites are read-only for everyone.
+    grant(&root, "blue-team", &comp, "editor").await;
+    c.put_config(&comp, &service("x", "x.example"))
+        .await
+        .expect(405);
+}
+
+#[tokio::test]
+async fn adding_a_member_needs_viewer_on_it() {
+    let d = start(&[]);
+    let root = d.client();
+    let comp = root.composite("c").await;
+    let y = root.standard("y").await;
+    team(&root, "c-admins", &[], &[]).await;
+    grant(&root, "c-admins", &comp, "admin").await;
+    let (token, _) = issue(&root, "c-admins", json!({})).await;
+    let c = Client::with_token(&d.socket, &token);
+    let r = c.add(&comp, &[&y]).await;
+    assert_problem(
+        &r,
+        403,
+        &format!("needs viewer on control plane {y}"),
+        "add unseen member",
+    );
+    let ghost = uuid::Uuid::new_v4().to_string();
+    let r = c.add(&comp, &[&ghost]).await;
+    assert_problem(&r, 403, "needs viewer", "add a group that does not exist");
+    grant(&root, "c-admins", &y, "viewer").await;
+    c.add(&comp, &[&y]).await.expect(200);
+    c.remove(&comp, &[&y]).await.expect(200);
+}
+
+#[tokio::test]
+async fn a_deleted_groups_former_editors_have_nothing_left() {
+    let d = start(&[]);
+    let root = d.client();
+    let g = root.standard("doomed").await;
+    team(&root, "eds", &[], &[]).await;
+    grant(&root, "eds", &g, "editor").await;
+    let (token, _) = issue(&root, "eds", json!({})).await;
+    let c = Client::with_token(&d.socket, &token);
+    c.put_config(&g, &service("s", "s.example"))
+        .await
+        .expect(200);
+    root.delete(&format!("/v2/control-planes/{g}"))
+        .await
+        .expect(204);
+    let grants = root.get("/v2/teams/eds/grants").await.expect(200).json();
+    assert_eq!(
+        grants["data"],
+        json!([]),
+        "deleting a group removes every grant on it"
+    );
+    let r = c.put_config(&g, &service("s", "s.example")).await;
+    assert_problem(&r, 403, "it has no role there", "former editor");
+    // A new group of the same name owes them nothing.
+    let again = root.standard("doomed").await;
+    assert_problem(
+        &c.put_config(&again, &service("s", "s.example")).await,
+        403,
+        "needs editor",
+        "new group",
+    );
+    assert!(c.get("/v2/control-planes").await.expect(200).json()["data"] == json!([]));
+}
+
+#[tokio::test]
+async fn the_global_plugin_scenario_end_to_end() {
+    let d = start(&[]);
+    let root = d.client();
+    let platform = root.standard("platform").await;
+    let blue = root.standard("blue").await;
+    let comp = root.composite("shared").await;
+    root.add(&comp, &[&platform, &blue]).await.expect(200);
+    team(&root, "platform-team", &[], &[]).await;
+    team(&root, "blue-team", &[], &[]).await;
+    grant(&root, "platform-team", &platform, "editor").await;
+    grant(&root, "blue-team", &blue, "editor").await;
+    let plat = Client::with_token(&d.socket, &issue(&root, "platform-team", json!({})).await.0);
+    let bl = Client::with_token(&d.socket, &issue(&root, "blue-team", json!({})).await.0);
+    let global =
+        "_format_version: \"3.0\"\nplugins:\n- name: rate-limiting\n  config:\n    minute: 5\n";
+    // Only the platform team writes the platform group.
+    plat.put_config(&platform, global).await.expect(200);
+    for path in [
+        format!("/v2/control-planes/{platform}/config"),
+        format!("/v2/control-planes/{platform}/config?dry_run=true"),
+    ] {
+        let r = bl
+            .send(
+                "PUT",
+                &path,
+                &[("content-type", "application/yaml")],
+                Some(global.as_bytes().to_vec()),
+            )
+            .await;
+        assert_problem(&r, 403, "needs editor", "blue writes the platform group");
+    }
+    // Blue may write its own group; a global plugin there is the engine's call: a conflict.
+    let r = bl.put_config(&blue, global).await.json();
+    assert_eq!(r["state"], json!("CONFLICT"), "{r}");
+    let status = root.status(&comp).await;
+    assert!(
+        status["item"]["conflicts"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|x| x["type"] == json!("duplicate_global_plugin"))),
+        "{status}"
+    );
+    // Blue can't see the platform group's config either.
+    assert_problem(
+        &bl.get(&format!("/v2/control-planes/{platform}/config"))
+            .await,
+        403,
+        "needs viewer",
+        "read platform",
+    );
+}
+
+#[tokio::test]
+async fn access_state_and_the_audit_log_survive_a_crash() {
+    let mut d = start(&[]);
+    let root = d.client();
+    let g = root.standard("kept").await;
+    team(&root, "keepers", &[], &[]).await;
+    grant(&root, "keepers", &g, "viewer").await;
+    let (token, _) = issue(&root, "keepers", json!({})).await;
+    // Acknowledged, so durable: the write and its audit entry.
+    d.kill9();
+    d.spawn();
+    open_socket(&d);
+    let c = Client::with_token(&d.socket, &token);
+    c.get(&format!("/v2/control-planes/{g}")).await.expect(200);
+    assert_problem(
+        &c.put_config(&g, "_format_version: \"3.0\"\n").await,
+        403,
+        "it has viewer",
+        "viewer writes",
+    );
+    let log = d
+        .client()
+        .get("/v2/audit-log?team=org-admins")
+        .await
+        .expect(200)
+        .json();
+    let paths: Vec<&str> = log["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    for p in [
+        "/v2/teams",
+        "/v2/teams/keepers/grants",
+        "/v2/teams/keepers/tokens",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    let file = std::fs::read_to_string(d.data.join("audit.log")).expect("audit.log");
+    assert!(
+        file.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok())
+    );
+    assert!(!file.contains(&token[7..]));
+}
+
+#[tokio::test]
+async fn the_audit_log_is_filtered_bounded_and_rotated() {
+    let d = start(&["--audit-max-bytes", "4096", "--audit-max-entries", "25"]);
+    let root = d.client();
+    let g = root.standard("audited").await;
+    let before = root
+        .get("/v2/audit-log?page[size]=1")
+        .await
+        .expect(200)
+        .json()["data"][0]["time"]
+        .as_str()
+        .expect("time")
+        .to_string();
+    for i in 0..40 {
+        root.post_json("/v2/teams", &json!({"name": format!("t{i}")}))
+            .await
+            .expect(201);
+    }
+    root.put_config(&g, "_format_version: \"3.0\"\n")
+        .await
+        .expect(200);
+    team(&root, "denied", &[], &[]).await;
+    let (token, _) = issue(&root, "denied", json!({})).await;
+    let denied = Client::with_token(&d.socket, &token);
+    denied.put_config(&g, "_format_version: \"3.0\"\n").await;
+    let all = root
+        .get("/v2/audit-log?page[size]=1000")
+        .await
+        .expect(200)
+        .json();
+    let n = all["data"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(n <= 25 && n > 0, "{n} entries kept");
+    let by_group = root
+        .get(&format!("/v2/audit-log?group={g}"))
+        .await
+        .expect(200)
+        .json();
+    let groups: Vec<&Value> = by_group["data"].as_array().expect("data").iter().collect();
+    assert_eq!(groups.len(), 2, "{by_group}");
+    assert!(groups.iter().all(|e| e["group"] == json!(g)));
+    assert_eq!(groups[0]["result"], json!("forbidden"));
+    assert_eq!(groups[0]["teams"], json!(["denied"]));
+    assert_eq!(groups[0]["credential"], json!("token"));
+    let by_team = root
+        .get("/v2/audit-log?team=denied")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(by_team["data"].as_array().map(Vec::len), Some(1));
+    let since = root
+        .get(&format!(
+            "/v2/audit-log?since={before}&until=2999-01-01T00:00:00Z&page[size]=1000"
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert!(since["data"].as_array().is_some_and(|a| !a.is_empty()));
+    let empty = root
+        .get("/v2/audit-log?until=2000-01-01T00:00:00Z")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(empty["data"], json!([]));
+    root.get("/v2/audit-log?since=yesterday").await.expect(400);
+    // Paging: `before` continues where a page stopped.
+    let page = root
+        .get("/v2/audit-log?page[size]=5")
+        .await
+        .expect(200)
+        .json();
+    let next = page["meta"]["next_before"].as_u64().expect("next");
+    let page2 = root
+        .get(&format!("/v2/audit-log?page[size]=5&before={next}"))
+        .await
+        .expect(200)
+        .json();
+    assert!(page2["data"][0]["seq"].as_u64().is_some_and(|s| s < next));
+    // The file is rotated by size.
+    let size = std::fs::metadata(d.data.join("audit.log"))
+        .expect("audit.log")
+        .len();
+    assert!(size <= 4096, "{size}");
+    assert!(d.data.join("audit.log.1").exists());
+}
+
+#[tokio::test]
+async fn the_admin_cli_manages_access_as_the_calling_user() {
+    let d = start(&[]);
+    let root = d.client();
+    let g = root.standard("cli-group").await;
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+            .arg("admin")
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .env_remove("RGMERGE_TOKEN")
+            .output()
+            .expect("rgmerge admin")
+    };
+    let out = cli(&["teams", "create", "cli-team", "--uid", "2401"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["grants", "set", "cli-team", "cli-group", "editor"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&[
+        "tokens",
+        "issue",
+        "cli-team",
+        "--name",
+        "laptop",
+        "--expires-in-days",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let issued: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let token = issued["token"].as_str().expect("token").to_string();
+    Client::with_token(&d.socket, &token)
+        .put_config(&g, "_format_version: \"3.0\"\n")
+        .await
+        .expect(200);
+    let out = cli(&["whoami"]);
+    let me: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(me["org_admin"], json!(true));
+    // The token's bearer is no org admin: refused, exit 1, the reason on stderr.
+    let out = Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+        .args(["admin", "--socket"])
+        .arg(&d.socket)
+        .args(["teams", "list"])
+        .env("RGMERGE_TOKEN", &token)
+        .output()
+        .expect("rgmerge admin");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs org admin"));
+    let out = cli(&["audit", "--team", "cli-team"]);
+    let log: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(log["data"].as_array().is_some_and(|a| !a.is_empty()));
+    // Real other users are known by uid.
+    if is_root() {
+        let r = as_user(&d, 2401, 2401, "GET", "/v2/me", None)
+            .expect(200)
+            .json();
+        assert_eq!(r["teams"], json!(["cli-team"]));
+    }
+    let out = cli(&["teams", "delete", "org-admins"]);
+    assert_eq!(out.status.code(), Some(1), "the last org admin team stays");
+}
+
+#[tokio::test]
+async fn the_sidecar_follows_its_group_with_a_node_token() {
+    let d = start(&[]);
+    let root = d.client();
+    let g = root.standard("dp-group").await;
+    root.put_config(&g, &service("svc", "svc.example"))
+        .await
+        .expect(200);
+    team(&root, "dp", &[], &[]).await;
+    grant(&root, "dp", &g, "node").await;
+    let (token, _) = issue(&root, "dp", json!({})).await;
+    let out = d.dir.path().join("kong.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+        .args(["sidecar", "--socket"])
+        .arg(&d.socket)
+        .args([
+            "--group",
+            &g,
+            "--node-id",
+            "dp-1",
+            "--interval",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .env("RGMERGE_TOKEN", &token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sidecar");
+    let deadline = Instant::now() + HANG_GUARD;
+    let mut synced = false;
+    while Instant::now() < deadline {
+        let nodes = root
+            .get(&format!("/v2/control-planes/{g}/nodes"))
+            .await
+            .json();
+        if nodes["items"][0]["sync_status"] == json!("IN_SYNC") {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(synced, "the sidecar never synced");
+    assert!(std::fs::read_to_string(&out).is_ok_and(|s| s.contains("svc.example")));
+}
