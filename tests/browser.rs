@@ -8,6 +8,10 @@
 //! installs both). The page's HTTP behaviour that needs no browser (forms,
 //! CSRF, what TCP serves) is checked over the socket by the other tests here.
 //!
+//! Over TCP the page needs a session: the tests sign in with a team's token
+//! (issued through the admin API on the socket, where the test user is org
+//! admin), see only what the team may, and are refused without a session.
+//!
 //! Screenshots go to `target/test-artifacts/`; with `UPDATE_SCREENSHOT=1`
 //! the composite page's is also written to `docs/runtime-manager.png` (the
 //! README's). Waits are hang guards, never timing assertions.
@@ -105,6 +109,7 @@ struct Fixture {
     yellow: String,
     green: String,
     shared: String,
+    quiet: String,
 }
 
 async fn label(c: &Client, id: &str, labels: Value) {
@@ -114,6 +119,52 @@ async fn label(c: &Client, id: &str, labels: Value) {
     )
     .await
     .expect(200);
+}
+
+/// A team holding `grants` (group id, role), and a token of it.
+async fn team_token(c: &Client, team: &str, grants: &[(&str, &str)]) -> String {
+    c.post_json("/v2/teams", &json!({ "name": team }))
+        .await
+        .expect(201);
+    for (group, role) in grants {
+        c.send(
+            "PUT",
+            &format!("/v2/teams/{team}/grants"),
+            &[("content-type", "application/json")],
+            Some(
+                json!({"group": group, "role": role})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await
+        .expect(200);
+    }
+    let t = c
+        .post_json(
+            &format!("/v2/teams/{team}/tokens"),
+            &json!({"name": "page"}),
+        )
+        .await
+        .expect(201);
+    t.json()["token"].as_str().expect("token").to_string()
+}
+
+/// The yellow team: editor on yellow, viewer on the rest of the fixture
+/// (not on `default`), as a team running its own group would be.
+async fn yellow_team(c: &Client, f: &Fixture) -> String {
+    team_token(
+        c,
+        "yellow-team",
+        &[
+            (&f.yellow, "editor"),
+            (&f.blue, "viewer"),
+            (&f.green, "viewer"),
+            (&f.shared, "viewer"),
+            (&f.quiet, "viewer"),
+        ],
+    )
+    .await
 }
 
 async fn fixture(c: &Client) -> Fixture {
@@ -162,6 +213,7 @@ async fn fixture(c: &Client) -> Fixture {
         yellow,
         green,
         shared,
+        quiet,
     }
 }
 
@@ -281,6 +333,7 @@ async fn runtime_manager_in_headless_chromium() {
     let (daemon, port) = start_daemon().await;
     let c = daemon.client();
     let f = fixture(&c).await;
+    let token = yellow_team(&c, &f).await;
     let base = format!("http://127.0.0.1:{port}");
 
     let driver = Driver::start(&driver_bin, &daemon.dir.path().join("chromedriver.log"));
@@ -313,7 +366,8 @@ async fn runtime_manager_in_headless_chromium() {
         )
     });
 
-    let outcome = tokio::time::timeout(HANG_GUARD * 4, browse(&b, &base, &c, &f)).await;
+    let outcome =
+        tokio::time::timeout(HANG_GUARD * 4, browse(&b, &base, &c, &f, &token, port)).await;
     let _ = b.clone().close().await;
     drop(driver);
     match outcome {
@@ -322,19 +376,97 @@ async fn runtime_manager_in_headless_chromium() {
     }
 }
 
-async fn browse(b: &fantoccini::Client, base: &str, c: &Client, f: &Fixture) {
-    // --- the groups table, as the seed describes it, with state badges
+async fn sign_in(b: &fantoccini::Client, token: &str) {
+    let field = guard(
+        "the token field",
+        b.wait().for_element(Locator::Id("token")),
+    )
+    .await
+    .expect("token field");
+    field.send_keys(token).await.expect("type");
+    click_link(b, "#sign-in").await;
+}
+
+async fn browse(
+    b: &fantoccini::Client,
+    base: &str,
+    c: &Client,
+    f: &Fixture,
+    token: &str,
+    port: u16,
+) {
+    // --- refused without a session: the sign-in page, asking where we were going
     guard("open /ui/groups", b.goto(&format!("{base}/ui/groups")))
         .await
         .expect("goto");
+    wait_until(
+        b,
+        "the sign-in page",
+        "return location.pathname === '/ui/login';",
+    )
+    .await;
+    assert!(
+        b.current_url()
+            .await
+            .expect("url")
+            .as_str()
+            .contains("next=/ui/groups")
+    );
+    assert!(
+        b.find(Locator::Id("groups")).await.is_err(),
+        "no table without a session"
+    );
+    sign_in(b, "rgmpat_not-a-token").await;
+    let error = guard(
+        "the refusal",
+        b.wait().for_element(Locator::Id("login-error")),
+    )
+    .await
+    .expect("error")
+    .text()
+    .await
+    .expect("text");
+    assert!(error.contains("Unknown token"), "{error}");
+    screenshot(b, "sign-in").await;
+    // --- signed in: back where we were going, with an HttpOnly session cookie
+    sign_in(b, token).await;
+    wait_until(
+        b,
+        "the groups page",
+        "return location.pathname === '/ui/groups';",
+    )
+    .await;
+    let session = b
+        .get_named_cookie("rgm_session")
+        .await
+        .expect("a session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(
+        format!("{:?}", session.same_site()),
+        "Some(Strict)",
+        "SameSite=Strict"
+    );
+    assert_eq!(
+        b.execute("return document.cookie.includes('rgm_session');", vec![])
+            .await
+            .expect("js"),
+        json!(false),
+        "scripts can't read the session"
+    );
+    let who = b.find(Locator::Css("header .who")).await.expect("who");
+    assert!(who.text().await.expect("text").contains("yellow-team"));
+
+    // --- the groups table, as the seed describes it, with state badges
     assert_eq!(
         headers(b, "#groups").await,
         ["Name", "ID", "Type", "Active instances", "Labels", "State"]
     );
     let names = row_names(b, "#groups").await;
-    for n in ["blue", "yellow", "green", "shared", "quiet", "default"] {
+    for n in ["blue", "yellow", "green", "shared", "quiet"] {
         assert!(names.iter().any(|x| x.starts_with(n)), "{n} in {names:?}");
     }
+    // Only what the team may view, as the API lists it.
+    assert!(!names.iter().any(|x| x.starts_with("default")), "{names:?}");
     let shared_row = b
         .find(Locator::Css(&format!("#groups tr[data-id='{}']", f.shared)))
         .await
@@ -605,8 +737,79 @@ async fn browse(b: &fantoccini::Client, base: &str, c: &Client, f: &Fixture) {
     screenshot(b, "preflight").await;
     // Nothing changed: it was a dry run.
     assert_eq!(c.status(&f.shared).await["item"]["state"], "OK");
-    let _ = &f.blue;
-    let _ = &f.green;
+    // --- then a config that merges, applied (the team is yellow's editor)
+    let area = b.find(Locator::Id("config")).await.expect("textarea");
+    area.clear().await.expect("clear");
+    area.send_keys(&service("yellow_v2", "v2.example"))
+        .await
+        .expect("type");
+    click_link(b, "#dry-run-button").await;
+    wait_until(
+        b,
+        "the second dry run",
+        "return !!document.getElementById('apply-button') && document.getElementById('dry-run').textContent.includes('OK → ✔ OK');",
+    )
+    .await;
+    click_link(b, "#apply-button").await;
+    wait_until(
+        b,
+        "the applied config",
+        "return (document.getElementById('dry-run-h') || {textContent: ''}).textContent.includes('Applied');",
+    )
+    .await;
+    let config = c
+        .get(&format!("/v2/control-planes/{}/config", f.yellow))
+        .await
+        .expect(200)
+        .text();
+    assert!(config.contains("yellow_v2"), "{config}");
+    // A group the team only views: no pre-flight link, and the form refuses.
+    guard("blue", b.goto(&format!("{base}/ui/groups/{}", f.blue)))
+        .await
+        .expect("goto");
+    assert!(b.find(Locator::Id("preflight-link")).await.is_err());
+    guard(
+        "blue's pre-flight",
+        b.goto(&format!("{base}/ui/groups/{}/preflight", f.blue)),
+    )
+    .await
+    .expect("goto");
+    assert!(b.find(Locator::Id("no-edit")).await.is_ok());
+    click_link(b, "#dry-run-button").await;
+    wait_until(
+        b,
+        "the refusal",
+        "return document.title.startsWith('Not allowed');",
+    )
+    .await;
+
+    // --- sign out: the session is over, here and for anyone holding its cookie
+    guard("groups", b.goto(&format!("{base}/ui/groups")))
+        .await
+        .expect("goto");
+    click_link(b, "header form[action='/ui/logout'] button").await;
+    wait_until(b, "signed out", "return !!document.getElementById('note');").await;
+    let note = b.find(Locator::Id("note")).await.expect("note");
+    assert!(note.text().await.expect("text").contains("signed out"));
+    guard("groups again", b.goto(&format!("{base}/ui/groups")))
+        .await
+        .expect("goto");
+    wait_until(
+        b,
+        "the sign-in page again",
+        "return location.pathname === '/ui/login';",
+    )
+    .await;
+    let host = format!("127.0.0.1:{port}");
+    let (status, _) = tcp(
+        port,
+        format!(
+            "GET /ui/groups HTTP/1.1\r\nHost: {host}\r\nCookie: rgm_session={}\r\nConnection: close\r\n\r\n",
+            session.value()
+        ),
+    )
+    .await;
+    assert_eq!(status, 303, "the old session cookie still works");
 }
 
 // ------------------------------------------------- the page over HTTP alone
@@ -772,45 +975,264 @@ fn get(path: &str, host: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
 }
 
+/// A header's value in a raw answer (the first one, any case).
+fn header_of<'a>(answer: &'a str, name: &str) -> Vec<&'a str> {
+    let head = answer.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+/// `name=value` of a `Set-Cookie` named `name`.
+fn set_cookie<'a>(answer: &'a str, name: &str) -> &'a str {
+    header_of(answer, "set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie in {answer}"))
+}
+
+fn post_form(path: &str, host: &str, cookie: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn get_with(path: &str, host: &str, cookie: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
+}
+
 #[tokio::test]
-async fn the_http_port_serves_only_the_page_to_loopback_hosts() {
+async fn the_http_port_serves_the_page_to_signed_in_sessions_only() {
     let (daemon, port) = start_daemon().await;
     let c = daemon.client();
     let f = fixture(&c).await;
+    let token = yellow_team(&c, &f).await;
     let host = format!("127.0.0.1:{port}");
-    let (status, body) = tcp(port, get("/ui/groups", &host)).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("shared"));
-    let (status, _) = tcp(port, get("/ui/groups", &format!("localhost:{port}"))).await;
-    assert_eq!(status, 200);
-    // The API is on the socket only.
+
+    // Refused without a session: pages send you to sign in, the rest is 401.
+    let (status, answer) = tcp(port, get("/ui/groups/x?sort=a", &host)).await;
+    assert_eq!(status, 303, "{answer}");
+    assert_eq!(
+        header_of(&answer, "location"),
+        ["/ui/login?next=/ui/groups/x%3Fsort%3Da"]
+    );
+    let (status, _) = tcp(port, get("/ui/events", &host)).await;
+    assert_eq!(status, 401);
     let (status, body) = tcp(port, get("/v2/control-planes", &host)).await;
     assert_eq!(status, 401, "{body}");
-    // A name that rebinds to 127.0.0.1 is another site.
-    let (status, _) = tcp(port, get("/ui/groups", "rebind.example:80")).await;
-    assert_eq!(status, 421);
-    // Nothing is written over TCP without a session.
-    let (_, form) = tcp(
-        port,
-        get(&format!("/ui/groups/{}/preflight", f.yellow), &host),
-    )
-    .await;
-    let token = csrf(&form);
-    let (ct, body) = multipart(&[("csrf", &token), ("config", &service("y2", "y.example"))]);
+    let (ct, body) = multipart(&[("csrf", "x"), ("config", &service("y2", "y.example"))]);
     let req = format!(
         "POST /ui/groups/{}/apply HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         f.yellow,
         body.len(),
         String::from_utf8_lossy(&body)
     );
-    let (status, body) = tcp(port, req).await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(c.status(&f.shared).await["item"]["state"], "CONFLICT");
-    // Assets are embedded.
+    assert_eq!(tcp(port, req).await.0, 401);
+    let (status, _) = tcp(port, get("/ui/groups", "rebind.example:80")).await;
+    assert_eq!(
+        status, 421,
+        "a name that rebinds to 127.0.0.1 is another site"
+    );
     let (status, css) = tcp(port, get("/ui/assets/ui.css", &host)).await;
     assert_eq!(status, 200);
     assert!(css.contains("text/css"));
-    let _ = (&f.blue, &f.green);
+
+    // The sign-in form: its CSRF token is bound to its own cookie.
+    let (status, page) = tcp(port, get("/ui/login", &host)).await;
+    assert_eq!(status, 200);
+    let login = set_cookie(&page, "rgm_login")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let csrf_token = csrf(&page);
+    let sign_in = |token: &str, csrf: &str, cookie: &str| {
+        post_form(
+            "/ui/login",
+            &host,
+            cookie,
+            &format!("csrf={csrf}&next=%2Fui%2Fgroups&token={token}"),
+        )
+    };
+    let (status, _) = tcp(port, sign_in(&token, &csrf_token, "rgm_login=other")).await;
+    assert_eq!(status, 403, "a token for another form");
+    let (status, _) = tcp(port, sign_in(&token, "", &login)).await;
+    assert_eq!(status, 403, "no token");
+    let (status, body) = tcp(port, sign_in("rgmpat_nope", &csrf_token, &login)).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("Unknown token"), "{body}");
+    let (status, answer) = tcp(port, sign_in(&token, &csrf_token, &login)).await;
+    assert_eq!(status, 303, "{answer}");
+    assert_eq!(header_of(&answer, "location"), ["/ui/groups"]);
+    let session_cookie = set_cookie(&answer, "rgm_session");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(session_cookie.contains(attr), "{session_cookie}");
+    }
+    let session = session_cookie.split(';').next().expect("pair").to_string();
+
+    // Signed in: only the team's groups; its rights, as in the API.
+    let (status, page) = tcp(port, get_with("/ui/groups", &host, &session)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&f.yellow) && page.contains(&f.shared));
+    assert!(!page.contains(">default<"), "default is not the team's");
+    let default_id = c
+        .get("/v2/control-planes?name=default")
+        .await
+        .expect(200)
+        .json()["data"][0]["id"]
+        .as_str()
+        .expect("default id")
+        .to_string();
+    let (status, _) = tcp(
+        port,
+        get_with(&format!("/ui/groups/{default_id}"), &host, &session),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = tcp(port, get_with("/v2/control-planes", &host, &session)).await;
+    assert_eq!(status, 401, "the API stays on the socket");
+    let (_, form) = tcp(
+        port,
+        get_with(
+            &format!("/ui/groups/{}/preflight", f.yellow),
+            &host,
+            &session,
+        ),
+    )
+    .await;
+    let form_token = csrf(&form);
+    let apply = |group: &str, token: &str, config: &str| {
+        let (ct, body) = multipart(&[("csrf", token), ("config", config)]);
+        format!(
+            "POST /ui/groups/{group}/apply HTTP/1.1\r\nHost: {host}\r\nCookie: {session}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            body.len(),
+            String::from_utf8_lossy(&body)
+        )
+    };
+    let fixed = service("yellow_fixed", "y.example");
+    // The form token of the socket's forms is not this session's.
+    let socket_form = c
+        .get(&format!("/ui/groups/{}/preflight", f.yellow))
+        .await
+        .expect(200)
+        .text();
+    assert_eq!(
+        tcp(port, apply(&f.yellow, &csrf(&socket_form), &fixed))
+            .await
+            .0,
+        403
+    );
+    // Viewer on blue: no apply there.
+    assert_eq!(tcp(port, apply(&f.blue, &form_token, &fixed)).await.0, 403);
+    assert_eq!(c.status(&f.shared).await["item"]["state"], "CONFLICT");
+    let (status, body) = tcp(port, apply(&f.yellow, &form_token, &fixed)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Applied"), "{body}");
+    assert_eq!(c.status(&f.shared).await["item"]["state"], "OK");
+    // The page's writes are in the audit log, as the team.
+    let audit = c.get("/v2/audit-log").await.expect(200).json();
+    let entries = audit["data"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["path"] == format!("/ui/groups/{}/apply", f.yellow)
+                && e["status"] == 200
+                && e["teams"] == json!(["yellow-team"])),
+        "{audit}"
+    );
+
+    // Sign out: the cookie is cleared and the session is over.
+    let (status, answer) = tcp(
+        port,
+        post_form("/ui/logout", &host, &session, &format!("csrf={form_token}")),
+    )
+    .await;
+    assert_eq!(status, 303, "{answer}");
+    assert!(set_cookie(&answer, "rgm_session").contains("Max-Age=0"));
+    let (status, _) = tcp(port, get_with("/ui/groups", &host, &session)).await;
+    assert_eq!(status, 303);
+
+    // A revoked token ends its sessions.
+    let token2 = {
+        let t = c
+            .post_json("/v2/teams/yellow-team/tokens", &json!({"name": "second"}))
+            .await
+            .expect(201)
+            .json();
+        (
+            t["token"].as_str().expect("token").to_string(),
+            t["id"].as_str().expect("id").to_string(),
+        )
+    };
+    let (_, page) = tcp(port, get("/ui/login", &host)).await;
+    let login = set_cookie(&page, "rgm_login")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let (status, answer) = tcp(port, sign_in(&token2.0, &csrf(&page), &login)).await;
+    assert_eq!(status, 303);
+    let session = set_cookie(&answer, "rgm_session")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    assert_eq!(
+        tcp(port, get_with("/ui/groups", &host, &session)).await.0,
+        200
+    );
+    c.delete(&format!("/v2/teams/yellow-team/tokens/{}", token2.1))
+        .await
+        .expect(204);
+    assert_eq!(
+        tcp(port, get_with("/ui/groups", &host, &session)).await.0,
+        303
+    );
+}
+
+#[tokio::test]
+async fn a_token_on_the_socket_sees_only_its_groups() {
+    let (daemon, _) = start_daemon().await;
+    let c = daemon.client();
+    let f = fixture(&c).await;
+    let token = team_token(&c, "blue-viewers", &[(&f.blue, "viewer")]).await;
+    let t = Client::with_token(&daemon.socket, &token);
+    let page = t.get("/ui/groups").await.expect(200).text();
+    assert!(
+        page.contains(&f.blue) && !page.contains(&f.yellow),
+        "{page}"
+    );
+    assert!(page.contains("blue-viewers"), "who is signed in: {page}");
+    t.get(&format!("/ui/groups/{}", f.blue)).await.expect(200);
+    // The same 403 whether or not the group exists.
+    t.get(&format!("/ui/groups/{}", f.yellow)).await.expect(403);
+    t.get("/ui/groups/00000000-0000-0000-0000-000000000000")
+        .await
+        .expect(403);
+    // A viewer reads blue's pre-flight form but may not dry-run.
+    let form = t
+        .get(&format!("/ui/groups/{}/preflight", f.blue))
+        .await
+        .expect(200)
+        .text();
+    let (ct, body) = multipart(&[
+        ("csrf", &csrf(&form)),
+        ("config", &service("b", "b.example")),
+    ]);
+    t.send(
+        "POST",
+        &format!("/ui/groups/{}/preflight", f.blue),
+        &[("content-type", &ct)],
+        Some(body),
+    )
+    .await
+    .expect(403);
+    // An unknown token: 401, as in the API.
+    let stranger = Client::with_token(&daemon.socket, "rgmpat_unknown");
+    stranger.get("/ui/groups").await.expect(401);
 }
 
 #[tokio::test]
