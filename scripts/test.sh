@@ -7,6 +7,25 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The Runtime Manager page is tested in headless Chromium over WebDriver
+# (tests/browser.rs): Debian's chromium and chromium-driver. Without them the
+# browser test says SKIPPED, except under CI=true, where it fails.
+browser_tools() {
+  command -v chromedriver >/dev/null 2>&1 &&
+    { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+}
+if ! browser_tools; then
+  step "installing chromium and chromium-driver (apt-get)"
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || true
+    apt-get install -y -qq chromium chromium-driver >/dev/null ||
+      echo "could not install chromium and chromium-driver: the browser test will say why"
+  else
+    echo "apt-get (as root) is not available: install chromium and chromium-driver to run the browser test"
+  fi
+fi
+
 step "format"
 cargo fmt --check
 step "clippy"
