@@ -18,8 +18,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use rgmerge::engine::Engine;
 use rgmerge::registry::{GroupView, Mode, NewGroup, NodeReport, Settings};
-use rgmerge::server::pages::render::{Chrome, GroupFilter, Sort, group_page};
 use rgmerge::server::pages::groups_page;
+use rgmerge::server::pages::render::{Chrome, GroupFilter, Sort, group_page};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -133,7 +133,11 @@ fn fixture() -> &'static Fixture {
             first.and_then(|id| engine.view(id)).expect("a composite")
         });
         let views = engine.views();
-        assert_eq!(views.len(), STANDARD + COMPOSITES + 1, "groups (and default)");
+        assert_eq!(
+            views.len(),
+            STANDARD + COMPOSITES + 1,
+            "groups (and default)"
+        );
         Fixture {
             engine,
             views,
@@ -175,8 +179,8 @@ fn pages(c: &mut Criterion) {
                 name: "team-0".into(),
                 label: "env:prod".into(),
             };
-            let html = groups_page(&f.engine, black_box(&f.views), filter, chrome())
-                .expect("render");
+            let html =
+                groups_page(&f.engine, black_box(&f.views), filter, chrome()).expect("render");
             black_box(html.len())
         })
     });

@@ -200,7 +200,7 @@ pub async fn sign_out(
     headers: HeaderMap,
     Form(f): Form<SignOut>,
 ) -> Response {
-    if let Err(refused) = viewer.check_form(&headers, &f.csrf, &s) {
+    if let Some(refused) = viewer.form_refusal(&headers, &f.csrf, &s) {
         return refused;
     }
     let Some(session) = viewer.caller.session.clone() else {

@@ -170,15 +170,10 @@ impl Viewer {
     }
 
     /// Checks a posted form: its token, and that the browser says it came
-    /// from this site. `Err` is the page to answer with.
-    pub fn check_form(
-        &self,
-        headers: &HeaderMap,
-        token: &str,
-        s: &AppState,
-    ) -> Result<(), Response> {
+    /// from this site. The page to answer with when it fails.
+    pub fn form_refusal(&self, headers: &HeaderMap, token: &str, s: &AppState) -> Option<Response> {
         if cross_site(headers) || !self.pages.csrf_ok(&self.caller.binding(), token) {
-            return Err(message(
+            return Some(message(
                 StatusCode::FORBIDDEN,
                 self,
                 s,
@@ -186,7 +181,7 @@ impl Viewer {
                 "This form did not come from this page, or it has expired (the daemon restarted or you signed in again). Reload the page and try again.",
             ));
         }
-        Ok(())
+        None
     }
 
     /// The 403 page for a right the viewer lacks on `group`, audited as the

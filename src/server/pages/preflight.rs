@@ -161,7 +161,7 @@ async fn run(
             return message(status, &viewer, &s, "The upload failed", &why);
         }
     };
-    if let Err(refused) = viewer.check_form(&headers, &up.csrf, &s) {
+    if let Some(refused) = viewer.form_refusal(&headers, &up.csrf, &s) {
         return refused;
     }
     let (bytes, content_type) = up.config();
@@ -212,20 +212,17 @@ async fn run(
             StatusCode::BAD_REQUEST,
             Some(format!("{} member error(s)", e.len())),
         ),
-        Err(r) => (StatusCode::CONFLICT, Some(r.detail.clone())),
+        Err(r) => (
+            super::super::ApiError::from(r.clone()).status,
+            Some(r.detail.clone()),
+        ),
     };
     viewer
         .audit_write(&s, Some(view.meta.id), status, reason)
         .await;
     let result = match written {
         Err(refusal) => {
-            return message(
-                StatusCode::CONFLICT,
-                &viewer,
-                &s,
-                "Refused",
-                &refusal.detail,
-            );
+            return message(status, &viewer, &s, "Refused", &refusal.detail);
         }
         Ok(ConfigWrite::Invalid(errors)) => PreflightResult {
             applied: false,

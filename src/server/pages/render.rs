@@ -149,12 +149,7 @@ pub fn group_rows(
             }
         })
         .collect();
-    rows.sort_by(|a, b| {
-        a.name
-            .to_lowercase()
-            .cmp(&b.name.to_lowercase())
-            .then(a.id.cmp(&b.id))
-    });
+    rows.sort_by_cached_key(|r| (r.name.to_lowercase(), r.id));
     (rows, views.len())
 }
 
