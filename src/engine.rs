@@ -22,8 +22,8 @@ use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::registry::record::Blob;
 use crate::registry::{
-    ConfigWrite, Effects, GroupMeta, GroupUpdate, GroupView, Mode, NewGroup, Node, NodeReport,
-    Published, Refusal, Registry, Settings, Tx, transact,
+    ConfigWrite, DpCertificate, Effects, GroupMeta, GroupUpdate, GroupView, Mode, NewCertificate,
+    NewGroup, Node, NodeReport, Published, Refusal, Registry, Settings, Tx, transact,
 };
 use crate::report::Report;
 use crate::store::{Store, StoreError};
@@ -203,6 +203,42 @@ impl Engine {
         mode: Mode,
     ) -> Result<Report, Refusal> {
         self.write(mode, move |tx| tx.remove_members(composite, &members))
+            .await
+    }
+
+    /// Makes `members` the composite's exact member list; its report after.
+    pub async fn set_members(
+        &self,
+        composite: Uuid,
+        members: Vec<Uuid>,
+        mode: Mode,
+    ) -> Result<Report, Refusal> {
+        self.write(mode, move |tx| tx.set_members(composite, &members))
+            .await
+    }
+
+    /// Pins a data plane client certificate to a group (a composite too).
+    pub async fn add_certificate(
+        &self,
+        group: Uuid,
+        cert: NewCertificate,
+    ) -> Result<DpCertificate, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.add_certificate(group, cert))
+            .await
+    }
+
+    pub async fn update_certificate(
+        &self,
+        group: Uuid,
+        id: Uuid,
+        cert: NewCertificate,
+    ) -> Result<DpCertificate, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.update_certificate(group, id, cert))
+            .await
+    }
+
+    pub async fn delete_certificate(&self, group: Uuid, id: Uuid) -> Result<(), Refusal> {
+        self.write(Mode::Apply, move |tx| tx.delete_certificate(group, id))
             .await
     }
 

@@ -286,6 +286,7 @@ impl Tx<'_> {
         ));
         let new = Arc::new(Published {
             version,
+            published_ms: super::now_ms(),
             body,
             sources,
             provenance,

@@ -8,6 +8,7 @@
 //! restore), `views` (what readers see), `refusal` (why a write was refused).
 //! Knows nothing of HTTP or storage.
 
+mod certificates;
 mod configs;
 mod groups;
 mod memberships;
@@ -22,12 +23,19 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+pub use certificates::{
+    Certificates, DpCertificate, MAX_CERT_BYTES, MAX_CERTIFICATES, MAX_TITLE, NewCertificate,
+};
 pub use configs::{CompositeOutcome, ConfigOutcome, ConfigWrite};
 pub use groups::{
-    ClusterType, GroupMeta, GroupUpdate, MAX_DESCRIPTION, MAX_LABELS, MAX_NAME, NewGroup, now,
+    AuthType, ClusterType, GroupMeta, GroupUpdate, MAX_DESCRIPTION, MAX_LABELS, MAX_NAME,
+    MAX_PROXY_URLS, NewGroup, ProxyUrl, now,
 };
 pub use memberships::{MAX_COMPOSITES_PER_GROUP, MAX_MEMBERS, MAX_PER_REQUEST};
-pub use nodes::{Node, NodeReport, SyncStatus, now_ms, rfc3339_ms};
+pub use nodes::{
+    AffectedResource, Compatibility, CompatibilityIssue, FULLY_COMPATIBLE,
+    MAX_COMPATIBILITY_ISSUES, Node, NodeReport, SyncStatus, now_ms, rfc3339_ms, this_month,
+};
 pub use refusal::{Refusal, RefusalKind, Result};
 pub use tx::{Effects, Mode, Tx, transact};
 pub use views::*;
@@ -57,6 +65,9 @@ impl Default for Settings {
 #[derive(Debug)]
 pub struct Published {
     pub version: u64,
+    /// When this version was published, Unix milliseconds (for a store older
+    /// than the field: its group's creation).
+    pub published_ms: u64,
     pub body: Body,
     /// (member group id, config blob hash), in merge order.
     pub sources: Vec<(Uuid, String)>,
@@ -88,6 +99,7 @@ pub struct Group {
     pub kind: Kind,
     pub snapshot: Arc<Published>,
     pub nodes: Arc<BTreeMap<String, Node>>,
+    pub certificates: Certificates,
 }
 
 pub struct Registry {
@@ -115,6 +127,9 @@ impl Registry {
             is_default: true,
             created_at: now(),
             updated_at: now(),
+            auth_type: AuthType::default(),
+            cloud_gateway: false,
+            proxy_urls: Vec::new(),
         };
         let group = reg.new_group(meta);
         reg.names.insert(group.meta.name.clone(), group.meta.id);
@@ -144,6 +159,7 @@ impl Registry {
         };
         let snapshot = Arc::new(Published {
             version: 1,
+            published_ms: now_ms(),
             body: Body::empty(),
             sources: Vec::new(),
             provenance: Vec::new(),
@@ -153,6 +169,7 @@ impl Registry {
             kind,
             snapshot,
             nodes: Arc::new(BTreeMap::new()),
+            certificates: Arc::default(),
         }
     }
 

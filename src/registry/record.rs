@@ -10,7 +10,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Config, Group, GroupMeta, Kind, Node, Published, Registry, Settings, member_info};
+use super::{
+    Config, DpCertificate, Group, GroupMeta, Kind, Node, Published, Registry, Settings,
+    member_info,
+};
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
 use crate::intern::Interner;
@@ -27,6 +30,9 @@ pub struct GroupRecord {
     pub snapshot: SnapshotRecord,
     #[serde(default)]
     pub nodes: Vec<Node>,
+    /// Pinned data plane client certificates (absent in older stores).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<DpCertificate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +40,13 @@ pub struct SnapshotRecord {
     pub version: u64,
     pub hash: String,
     pub sources: Vec<(Uuid, String)>,
+    /// When it was published, Unix milliseconds (absent in older stores).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub published_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A member config as stored: its bytes and the syntax they are in.
@@ -123,8 +136,10 @@ impl Registry {
                 version: g.snapshot.version,
                 hash: g.snapshot.body.hash().to_string(),
                 sources: g.snapshot.sources.clone(),
+                published_ms: g.snapshot.published_ms,
             },
             nodes: g.nodes.values().cloned().collect(),
+            certificates: g.certificates.values().cloned().collect(),
         }
     }
 
@@ -257,13 +272,19 @@ impl Registry {
                 ));
             }
             let provenance = named_provenance(&members, &loaded.groups);
+            let published_ms = match r.snapshot.published_ms {
+                0 => rfc3339_to_ms(&r.meta.created_at),
+                ms => ms,
+            };
             let snapshot = Arc::new(Published {
                 version: r.snapshot.version,
+                published_ms,
                 body,
                 sources: r.snapshot.sources.clone(),
                 provenance,
             });
             let nodes = Arc::new(r.nodes.iter().map(|n| (n.id.clone(), n.clone())).collect());
+            let certificates = Arc::new(r.certificates.iter().map(|c| (c.id, c.clone())).collect());
             reg.names.insert(r.meta.name.clone(), r.meta.id);
             reg.groups.insert(
                 r.meta.id,
@@ -272,6 +293,7 @@ impl Registry {
                     kind,
                     snapshot,
                     nodes,
+                    certificates,
                 },
             );
         }
@@ -280,6 +302,13 @@ impl Registry {
         }
         Ok(reg)
     }
+}
+
+/// An RFC 3339 time as Unix milliseconds (0 if it is not one).
+fn rfc3339_to_ms(s: &str) -> u64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// Provenance keyed by collection name, as readers see it.

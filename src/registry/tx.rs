@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::record::{Blob, Change};
 use super::{
-    Config, Group, GroupMeta, GroupView, Kind, Node, Published, Refusal, Registry, Result,
+    Certificates, Config, Group, GroupMeta, GroupView, Kind, Node, Published, Refusal, Registry,
+    Result,
 };
 use crate::member::Member;
 
@@ -28,6 +29,7 @@ pub(super) enum Undo {
     Removed(Uuid, Arc<Member>),
     Snapshot(Uuid, Arc<Published>),
     Nodes(Uuid, Arc<BTreeMap<String, Node>>),
+    Certificates(Uuid, Certificates),
 }
 
 /// A write in progress: the registry plus how to undo what was done so far.
@@ -269,6 +271,11 @@ impl Registry {
             Undo::Nodes(id, old) => {
                 if let Some(g) = self.groups.get_mut(&id) {
                     g.nodes = old;
+                }
+            }
+            Undo::Certificates(id, old) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    g.certificates = old;
                 }
             }
         }

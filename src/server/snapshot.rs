@@ -14,7 +14,8 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::http::{ok_json, param, parse_id, query};
+use super::error::Rule;
+use super::http::{ok_json, parse_id, query};
 use crate::registry::Published;
 
 fn etag(hash: &str) -> String {
@@ -77,25 +78,34 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let q = query(raw)?;
-    let wait = match param(&q, &["wait"]) {
+    let wait = match q.get("wait") {
         None => None,
         Some(w) => {
             let secs: f64 = w
                 .parse()
                 .ok()
                 .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| ApiError::bad_request("`wait` must be a number of seconds"))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "wait",
+                        Some(Rule::IsNumber),
+                        "`wait` must be a number of seconds",
+                    )
+                })?;
             // `from_secs_f64` panics past u64::MAX seconds; such a wait is just "the longest".
             let asked = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
             Some(asked.min(s.opts.max_wait))
         }
     };
-    let known_version = match param(&q, &["version"]) {
+    let known_version = match q.get("version") {
         None => None,
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| ApiError::bad_request("`version` must be a whole number"))?,
-        ),
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "version",
+                Some(Rule::IsInteger),
+                "`version` must be a whole number",
+            )
+        })?),
     };
     let missing = || ApiError::not_found(format!("no control plane with id {id}"));
     let current = s.engine.snapshot(id).ok_or_else(missing)?;
