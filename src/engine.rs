@@ -233,8 +233,10 @@ impl Engine {
         id: Uuid,
         cert: NewCertificate,
     ) -> Result<DpCertificate, Refusal> {
-        self.write(Mode::Apply, move |tx| tx.update_certificate(group, id, cert))
-            .await
+        self.write(Mode::Apply, move |tx| {
+            tx.update_certificate(group, id, cert)
+        })
+        .await
     }
 
     pub async fn delete_certificate(&self, group: Uuid, id: Uuid) -> Result<(), Refusal> {

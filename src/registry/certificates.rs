@@ -115,7 +115,10 @@ impl Tx<'_> {
             ))
             .on("cert"));
         }
-        if g.certificates.values().any(|c| same_pem(&c.cert, &new.cert)) {
+        if g.certificates
+            .values()
+            .any(|c| same_pem(&c.cert, &new.cert))
+        {
             return Err(Refusal::invalid(format!(
                 "this certificate is already pinned to control plane '{}'",
                 g.meta.name
@@ -149,8 +152,7 @@ impl Tx<'_> {
         let Some(old) = g.certificates.get(&cid) else {
             return Err(not_found(cid, &g.meta.name));
         };
-        if g
-            .certificates
+        if g.certificates
             .values()
             .any(|c| c.id != cid && same_pem(&c.cert, &new.cert))
         {
@@ -217,7 +219,9 @@ mod tests {
     fn pem_is_checked() {
         assert!(check_pem("").is_err());
         assert!(check_pem("not a certificate").is_err());
-        assert!(check_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
+        assert!(
+            check_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err()
+        );
         assert!(
             check_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err()
         );

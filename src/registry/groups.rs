@@ -139,7 +139,10 @@ pub fn check_proxy_urls(urls: &[ProxyUrl]) -> Result<()> {
         };
         let host = u.host.chars().count();
         if !(1..=120).contains(&host) || u.host.chars().any(char::is_control) {
-            return bad("host", "a proxy URL's host is 1 to 120 printable characters".into());
+            return bad(
+                "host",
+                "a proxy URL's host is 1 to 120 printable characters".into(),
+            );
         }
         if !(1..=65535).contains(&u.port) {
             return bad("port", format!("port {} is not from 1 to 65535", u.port));

@@ -180,7 +180,9 @@ fn end_of_life(version: &str, (year, month): (i32, u8)) -> Option<String> {
     }?;
     let months = |(y, m): (i32, u8)| y * 12 + i32::from(m);
     let left = months(ends) - months((year, month));
-    let upgrade = format!("upgrade to Kong Gateway {CURRENT_LTS} (LTS), the closest long-term support version");
+    let upgrade = format!(
+        "upgrade to Kong Gateway {CURRENT_LTS} (LTS), the closest long-term support version"
+    );
     if left < 0 {
         Some(format!(
             "Kong Gateway {line} reached its end of life in {}-{:02}: {upgrade}",
@@ -252,8 +254,7 @@ impl Tx<'_> {
             );
         }
         let node_type = hb.node_type.unwrap_or_else(gateway);
-        if node_type.is_empty() || node_type.len() > 64 || node_type.chars().any(char::is_control)
-        {
+        if node_type.is_empty() || node_type.len() > 64 || node_type.chars().any(char::is_control) {
             return Err(Refusal::invalid("`type` must be 1 to 64 printable characters").on("type"));
         }
         let compatibility = hb.compatibility.unwrap_or_default();

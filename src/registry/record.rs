@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    Config, DpCertificate, Group, GroupMeta, Kind, Node, Published, Registry, Settings,
-    member_info,
+    Config, DpCertificate, Group, GroupMeta, Kind, Node, Published, Registry, Settings, member_info,
 };
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};

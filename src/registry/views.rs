@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
-use super::{Certificates, Config, DpCertificate, Group, GroupMeta, Kind, Node, Published, Registry};
+use super::{
+    Certificates, Config, DpCertificate, Group, GroupMeta, Kind, Node, Published, Registry,
+};
 use crate::config::{Coll, Format, KeyKind};
 use crate::intern::Interner;
 use crate::member::Member;
@@ -154,7 +156,11 @@ impl CompositeView {
     }
 
     /// Entity path → `id` and name of `member`'s entities in `coll`.
-    fn entity_keys<'a>(&'a self, member: &'a Member, coll: Coll) -> HashMap<&'a str, EntityKeys<'a>> {
+    fn entity_keys<'a>(
+        &'a self,
+        member: &'a Member,
+        coll: Coll,
+    ) -> HashMap<&'a str, EntityKeys<'a>> {
         let mut out: HashMap<&str, EntityKeys> = HashMap::new();
         if member.interner_id != self.interner.id() {
             return out;

@@ -54,15 +54,21 @@ fn legacy<T>(r: ApiResult<T>) -> ApiResult<T> {
 }
 
 pub async fn list(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    legacy(async {
-        let view = view_or_404(&s, id_or_404("control plane", &id)?)?;
-        let items: Vec<Value> = view.certificates().into_iter().map(certificate_json).collect();
-        Ok(ok_json(
-            StatusCode::OK,
-            json!({"page": {"total_count": items.len()}, "items": items}),
-        ))
-    }
-    .await)
+    legacy(
+        async {
+            let view = view_or_404(&s, id_or_404("control plane", &id)?)?;
+            let items: Vec<Value> = view
+                .certificates()
+                .into_iter()
+                .map(certificate_json)
+                .collect();
+            Ok(ok_json(
+                StatusCode::OK,
+                json!({"page": {"total_count": items.len()}, "items": items}),
+            ))
+        }
+        .await,
+    )
 }
 
 pub async fn create(
@@ -71,37 +77,50 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    legacy(async {
-        let id = parse_id(&id)?;
-        let b: CertificateBody = json_body(&s, &headers, body).await?;
-        let cert = s
-            .engine
-            .add_certificate(id, NewCertificate { cert: b.cert, title: b.title })
-            .await?;
-        Ok(ok_json(
-            StatusCode::CREATED,
-            json!({"item": certificate_json(&cert)}),
-        ))
-    }
-    .await)
+    legacy(
+        async {
+            let id = parse_id(&id)?;
+            let b: CertificateBody = json_body(&s, &headers, body).await?;
+            let cert = s
+                .engine
+                .add_certificate(
+                    id,
+                    NewCertificate {
+                        cert: b.cert,
+                        title: b.title,
+                    },
+                )
+                .await?;
+            Ok(ok_json(
+                StatusCode::CREATED,
+                json!({"item": certificate_json(&cert)}),
+            ))
+        }
+        .await,
+    )
 }
 
 pub async fn get(
     State(s): State<AppState>,
     Path((id, cert)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    legacy(async {
-        let view = view_or_404(&s, id_or_404("control plane", &id)?)?;
-        let cid = id_or_404("certificate", &cert)?;
-        let c = view.certificates.get(&cid).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no certificate with id {cid} is pinned to control plane '{}'",
-                view.meta.name
+    legacy(
+        async {
+            let view = view_or_404(&s, id_or_404("control plane", &id)?)?;
+            let cid = id_or_404("certificate", &cert)?;
+            let c = view.certificates.get(&cid).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no certificate with id {cid} is pinned to control plane '{}'",
+                    view.meta.name
+                ))
+            })?;
+            Ok(ok_json(
+                StatusCode::OK,
+                json!({"item": certificate_json(c)}),
             ))
-        })?;
-        Ok(ok_json(StatusCode::OK, json!({"item": certificate_json(c)})))
-    }
-    .await)
+        }
+        .await,
+    )
 }
 
 pub async fn update(
@@ -110,28 +129,42 @@ pub async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    legacy(async {
-        let id = parse_id(&id)?;
-        let cid = id_or_404("certificate", &cert)?;
-        let b: CertificateBody = json_body(&s, &headers, body).await?;
-        let cert = s
-            .engine
-            .update_certificate(id, cid, NewCertificate { cert: b.cert, title: b.title })
-            .await?;
-        Ok(ok_json(StatusCode::OK, json!({"item": certificate_json(&cert)})))
-    }
-    .await)
+    legacy(
+        async {
+            let id = parse_id(&id)?;
+            let cid = id_or_404("certificate", &cert)?;
+            let b: CertificateBody = json_body(&s, &headers, body).await?;
+            let cert = s
+                .engine
+                .update_certificate(
+                    id,
+                    cid,
+                    NewCertificate {
+                        cert: b.cert,
+                        title: b.title,
+                    },
+                )
+                .await?;
+            Ok(ok_json(
+                StatusCode::OK,
+                json!({"item": certificate_json(&cert)}),
+            ))
+        }
+        .await,
+    )
 }
 
 pub async fn delete(
     State(s): State<AppState>,
     Path((id, cert)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    legacy(async {
-        let id = id_or_404("control plane", &id)?;
-        let cid = id_or_404("certificate", &cert)?;
-        s.engine.delete_certificate(id, cid).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await)
+    legacy(
+        async {
+            let id = id_or_404("control plane", &id)?;
+            let cid = id_or_404("certificate", &cert)?;
+            s.engine.delete_certificate(id, cid).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
 }

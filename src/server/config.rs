@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::error::Rule;
 use super::error::{ApiError, ApiResult};
 use super::groups::view_or_404;
-use super::error::Rule;
 use super::http::{content_type, ok_json, parse_id, query, read_body};
 use crate::registry::{ConfigWrite, Mode};
 use crate::report::{Report, State as ReportState};

@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::ApiResult;
 use super::groups::view_or_404;
 use super::http::{ok_json, parse_id};
-use crate::registry::{GroupView, Role, now_ms, rfc3339_ms};
+use crate::registry::{GroupView, now_ms, rfc3339_ms};
 
 fn details_json(s: &AppState, v: &GroupView) -> Value {
     let active = v.active_instances(now_ms(), s.engine.active_window_ms());
@@ -34,21 +34,19 @@ fn details_json(s: &AppState, v: &GroupView) -> Value {
     let Some(o) = out.as_object_mut() else {
         return out;
     };
-    match &v.role {
-        Role::Standard(st) => {
-            let composites: Vec<Value> = st
-                .composites
-                .iter()
-                .filter_map(|c| s.engine.view(*c))
-                .map(|c| json!({"id": c.meta.id, "name": c.meta.name}))
-                .collect();
-            o.insert("composites".into(), json!(composites));
-        }
-        Role::Composite(c) => {
-            o.insert("members".into(), json!(c.members.len()));
-            o.insert("state".into(), json!(c.report.state.as_str()));
-            o.insert("report".into(), json!(c.report.as_ref()));
-        }
+    if let Some(st) = v.standard() {
+        let composites: Vec<Value> = st
+            .composites
+            .iter()
+            .filter_map(|c| s.engine.view(*c))
+            .map(|c| json!({"id": c.meta.id, "name": c.meta.name}))
+            .collect();
+        o.insert("composites".into(), json!(composites));
+    }
+    if let Some(c) = v.composite() {
+        o.insert("members".into(), json!(c.members.len()));
+        o.insert("state".into(), json!(c.report.state.as_str()));
+        o.insert("report".into(), json!(c.report.as_ref()));
     }
     out
 }

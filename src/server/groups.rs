@@ -256,11 +256,15 @@ fn sort_desc(q: &Query) -> ApiResult<bool> {
 }
 
 fn list_of_values(s: &str) -> Vec<&str> {
-    s.split(',').map(str::trim).filter(|v| !v.is_empty()).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 fn cluster_type_is(v: &GroupView, wanted: &str) -> bool {
-    v.meta.cluster_type.as_str() == wanted || ClusterType::parse(wanted) == Some(v.meta.cluster_type)
+    v.meta.cluster_type.as_str() == wanted
+        || ClusterType::parse(wanted) == Some(v.meta.cluster_type)
 }
 
 fn id_is(v: &GroupView, wanted: &str) -> bool {
@@ -296,7 +300,8 @@ pub async fn list(State(s): State<AppState>, RawQuery(raw): RawQuery) -> ApiResu
         .filter(|g| get("filter[name][contains]").is_none_or(|n| g.meta.name.contains(n)))
         .filter(|g| get("filter[id][eq]").is_none_or(|id| id_is(g, id)))
         .filter(|g| {
-            get("filter[id][oeq]").is_none_or(|ids| list_of_values(ids).iter().any(|id| id_is(g, id)))
+            get("filter[id][oeq]")
+                .is_none_or(|ids| list_of_values(ids).iter().any(|id| id_is(g, id)))
         })
         .filter(|g| get("filter[cluster_type][eq]").is_none_or(|ct| cluster_type_is(g, ct)))
         .filter(|g| get("filter[cluster_type][neq]").is_none_or(|ct| !cluster_type_is(g, ct)))
@@ -350,7 +355,10 @@ pub async fn create(
         proxy_urls: b.proxy_urls.unwrap_or_default(),
     };
     let view = s.engine.create_group(req).await?;
-    Ok(ok_json(StatusCode::CREATED, group_json(&view, &endpoint(&s))))
+    Ok(ok_json(
+        StatusCode::CREATED,
+        group_json(&view, &endpoint(&s)),
+    ))
 }
 
 pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -369,11 +377,7 @@ pub async fn update(
     check_fields(
         b.name.as_deref(),
         b.description.as_deref(),
-        &mut b
-            .labels
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k, v.as_ref())),
+        &mut b.labels.iter().flatten().map(|(k, v)| (k, v.as_ref())),
     )?;
     let req = GroupUpdate {
         name: b.name,

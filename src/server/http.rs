@@ -37,9 +37,7 @@ pub struct Query(Vec<(String, String)>);
 pub fn query(raw: Option<String>) -> ApiResult<Query> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(raw.as_deref().unwrap_or(""))
         .map(Query)
-        .map_err(|e| {
-            ApiError::bad_request("query", None, format!("malformed query string: {e}"))
-        })
+        .map_err(|e| ApiError::bad_request("query", None, format!("malformed query string: {e}")))
 }
 
 impl Query {
@@ -404,8 +402,14 @@ fn body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         path.clone()
     };
     let (field, rule) = if reason.starts_with("unknown field") {
+        // The path already ends with the unknown key.
         let name = quoted.first().copied().unwrap_or("");
-        (at(name), Rule::UnknownProperty)
+        let field = if path == name || path.ends_with(&format!(".{name}")) {
+            path.clone()
+        } else {
+            at(name)
+        };
+        (field, Rule::UnknownProperty)
     } else if reason.starts_with("missing field") {
         let name = quoted.first().copied().unwrap_or("");
         (at(name), Rule::Required)

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
 use super::error::Rule;
+use super::error::{ApiError, ApiResult};
 use super::http::{ok_json, parse_id, query};
 use crate::registry::Published;
 
