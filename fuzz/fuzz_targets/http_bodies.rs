@@ -70,13 +70,22 @@ async fn setup(engine: &Engine) -> Ids {
         .map(|g| g.meta.id)
         .expect("default group");
     let id = |v: std::sync::Arc<rgmerge::registry::GroupView>| v.meta.id;
-    let blue = id(engine.create_group(mk("blue", "CLUSTER_TYPE_CONTROL_PLANE")).await.expect("blue"));
-    let green = id(engine.create_group(mk("green", "CLUSTER_TYPE_CONTROL_PLANE")).await.expect("green"));
+    let blue = id(engine
+        .create_group(mk("blue", "CLUSTER_TYPE_CONTROL_PLANE"))
+        .await
+        .expect("blue"));
+    let green = id(engine
+        .create_group(mk("green", "CLUSTER_TYPE_CONTROL_PLANE"))
+        .await
+        .expect("green"));
     let comp = id(engine
         .create_group(mk("comp", "CLUSTER_TYPE_CONTROL_PLANE_GROUP"))
         .await
         .expect("comp"));
-    engine.add_members(comp, vec![blue], Mode::Apply).await.expect("add");
+    engine
+        .add_members(comp, vec![blue], Mode::Apply)
+        .await
+        .expect("add");
     let cfg = b"_format_version: \"3.0\"\nservices:\n- name: keep\n  host: k\n  routes:\n  - name: keep-r\n    paths: [/k]\n";
     engine
         .put_config(blue, cfg.to_vec(), Some("application/yaml"), Mode::Apply)
@@ -364,7 +373,8 @@ fuzz_target!(|data: &[u8]| {
                         let params = j["invalid_parameters"].as_array();
                         assert!(
                             params.is_some_and(|p| !p.is_empty()
-                                && p.iter().all(|p| p["field"].is_string() && p["reason"].is_string())),
+                                && p.iter()
+                                    .all(|p| p["field"].is_string() && p["reason"].is_string())),
                             "{desc}: {j}"
                         );
                     }
