@@ -138,10 +138,15 @@ impl Node {
     }
 }
 
+/// `(major, minor)` of a Kong Gateway release line.
+type ReleaseLine = (u64, u64);
+/// A month: (year, month 1–12).
+type YearMonth = (i32, u8);
+
 /// The end of support of Kong Gateway release lines (year, month), from
 /// Kong's version support policy: long-term support (LTS) lines for three
 /// years, the others for one. Lines not listed are current.
-const SUPPORT_ENDS: &[((u64, u64), (i32, u8))] = &[
+const SUPPORT_ENDS: &[(ReleaseLine, YearMonth)] = &[
     ((2, 8), (2025, 3)),
     ((3, 0), (2023, 9)),
     ((3, 1), (2023, 12)),

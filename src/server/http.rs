@@ -252,7 +252,7 @@ fn encode_cursor(key: &str) -> String {
 }
 
 fn decode_cursor(c: &str) -> Option<String> {
-    if c.is_empty() || c.len() % 2 != 0 || c.len() > 4096 {
+    if c.is_empty() || !c.len().is_multiple_of(2) || c.len() > 4096 {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..c.len())
