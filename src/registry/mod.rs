@@ -4,8 +4,10 @@
 //! The registry is plain state with methods; it is driven by one writer (see
 //! `engine`). Every write runs inside a [`Tx`] (see `tx`), which records how
 //! to undo it. Files by noun: `groups`, `memberships`, `configs`, `nodes`,
-//! `tx` (the transaction and its undo log), `record` (the persisted form and
-//! restore), `views` (what readers see), `refusal` (why a write was refused).
+//! `certificates` (pinned DP client certificates), `tx` (the transaction and
+//! its undo log), `record` (the persisted form and restore), `views` (what
+//! readers see, and the per-member conflict entries of a group status),
+//! `refusal` (why a write was refused, and the field at fault).
 //! Knows nothing of HTTP or storage.
 
 mod certificates;
