@@ -174,7 +174,7 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
     let yellow = c.standard("yellow").await;
-    c.add(&comp, &[&blue, &yellow]).await.expect(200);
+    c.add(&comp, &[&blue, &yellow]).await.expect(204);
     c.put_config(&blue, &service("blue-svc", "b"))
         .await
         .expect(200);
@@ -356,7 +356,7 @@ async fn metrics_name_groups_and_forget_deleted_ones() {
     let c = d.client();
     let comp = c.composite("shared \"eu\"").await;
     let blue = c.standard("blue").await;
-    c.add(&comp, &[&blue]).await.expect(200);
+    c.add(&comp, &[&blue]).await.expect(204);
     let m = c.get("/metrics").await.expect(200).text();
     assert!(
         m.contains(&format!(
@@ -433,7 +433,7 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     let shared = c.composite("shared").await;
     let blue = c.standard("blue").await;
     let yellow = c.standard("yellow").await;
-    c.add(&shared, &[&blue, &yellow]).await.expect(200);
+    c.add(&shared, &[&blue, &yellow]).await.expect(204);
     c.put_config(&blue, &service("blue-svc", "b"))
         .await
         .expect(200);
@@ -453,7 +453,7 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     // A composite pinned to an older version.
     let edge = c.composite("edge").await;
     let green = c.standard("green").await;
-    c.add(&edge, &[&green]).await.expect(200);
+    c.add(&edge, &[&green]).await.expect(204);
     c.put_config(&green, &service("green-v1", "g"))
         .await
         .expect(200);
@@ -480,7 +480,7 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     let apps = c.composite("apps").await;
     let teal_upper = c.standard("Teal").await;
     let teal_lower = c.standard("teal").await;
-    c.add(&apps, &[&def, &teal_upper]).await.expect(200);
+    c.add(&apps, &[&def, &teal_upper]).await.expect(204);
     c.send(
         "PUT",
         &format!("{V2}/{teal_upper}/config"),
