@@ -174,8 +174,16 @@ pub fn measure(args: &BenchArgs) -> Value {
     let serde = per_pass(passes, &|s| {
         drop(black_box(serde_json::from_slice::<Value>(s)))
     });
+    // YAML: the fast reader (`config::parse`) against the full parser it
+    // replaced (`parse_yaml_reference`), on the same member, in this run; the
+    // validate path is parse + schema walk, as `rgmerge validate` per file.
     let yaml_doc = synth::to_yaml(&synth::member_document(0, &spec, 0)).unwrap_or_default();
-    let yaml = time(5, || config::parse(&yaml_doc, Format::Yaml));
+    let yaml = time(21, || config::parse(&yaml_doc, Format::Yaml));
+    let yaml_reference = time(5, || config::parse::parse_yaml_reference(&yaml_doc));
+    let yaml_validate = time(21, || config::read_member(&yaml_doc, Format::Yaml));
+    let yaml_validate_reference = time(5, || {
+        config::parse::parse_yaml_reference(&yaml_doc).map(config::read_value)
+    });
     let build = time(15, || {
         Member::build(info(0), &sample[0], Format::Json, &interner)
     });
@@ -253,6 +261,27 @@ pub fn measure(args: &BenchArgs) -> Value {
             "profile": if cfg!(debug_assertions) { "debug (figures are not representative)" } else { "release" },
         },
     });
+    // The YAML comparison, added here (one `json!` this size is the macro's limit).
+    let speedup = |old: Duration, new: Duration| round(old.as_secs_f64() / new.as_secs_f64(), 2);
+    let yaml_figures = json!({
+        "parse_yaml_reference_mb_s": mb_s(yaml_doc.len(), yaml_reference)["wall"],
+        "parse_yaml_speedup_vs_reference": speedup(yaml_reference.wall, yaml.wall),
+        "validate_yaml_speedup_vs_reference": speedup(yaml_validate_reference.wall, yaml_validate.wall),
+    });
+    let yaml_cpu = json!({
+        "parse_yaml_mb_s": mb_s(yaml_doc.len(), yaml)["cpu"],
+        "parse_yaml_reference_mb_s": mb_s(yaml_doc.len(), yaml_reference)["cpu"],
+        "parse_yaml_speedup_vs_reference": speedup(yaml_reference.cpu, yaml.cpu),
+        "validate_yaml_speedup_vs_reference": speedup(yaml_validate_reference.cpu, yaml_validate.cpu),
+    });
+    if let (Some(f), Value::Object(y), Value::Object(c)) =
+        (figures.as_object_mut(), yaml_figures, yaml_cpu)
+    {
+        f.extend(y);
+        if let Some(Value::Object(cpu)) = f.get_mut("thread_cpu") {
+            cpu.extend(c);
+        }
+    }
     if let (Some(f), Value::Object(s)) = (figures.as_object_mut(), startup) {
         f.extend(s);
     }
@@ -532,7 +561,7 @@ fn cpu_model() -> String {
 
 /// The figures for people: one line each.
 fn table(f: &Value) -> String {
-    let rows: [(&str, &str, &str); 21] = [
+    let rows: [(&str, &str, &str); 24] = [
         ("members", "members", ""),
         ("entities_per_member", "entities per member", ""),
         ("input_bytes", "input", "bytes"),
@@ -555,8 +584,23 @@ fn table(f: &Value) -> String {
         ),
         (
             "parse_yaml_mb_s",
-            "parse YAML (serde-saphyr, strict)",
+            "parse YAML (fast reader, strict)",
             "MB/s",
+        ),
+        (
+            "parse_yaml_reference_mb_s",
+            "parse YAML (serde-saphyr, as before)",
+            "MB/s",
+        ),
+        (
+            "parse_yaml_speedup_vs_reference",
+            "  speedup vs serde-saphyr",
+            "x",
+        ),
+        (
+            "validate_yaml_speedup_vs_reference",
+            "  validate path (parse + checks) speedup",
+            "x",
         ),
         ("member_build_ms", "build one member", "ms"),
         ("full_merge_ms", "full merge (parse excluded)", "ms"),

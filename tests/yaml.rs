@@ -143,6 +143,8 @@ fn the_deck_subset_takes_the_fast_path() {
         "tabs_in_quotes.yaml",
         "bom.yaml",
         "block_scalar_eof.yaml",
+        "multiline_plain.yaml",
+        "multiline_quoted.yaml",
         "sequence_root.yaml",
     ] {
         let bytes = std::fs::read(cases_dir().join(name)).unwrap();
@@ -496,6 +498,16 @@ fn value(rng: &mut rgmerge::synth::Rng, out: &mut String, parent: usize) {
             out.push_str(&pad(n + if k > 0 { rng.below(2) } else { 0 }));
             out.push_str("line text\n");
         }
+    } else if rng.chance(0.1) {
+        // A plain scalar over several lines.
+        out.push_str("plain words");
+        for _ in 0..1 + rng.below(3) {
+            out.push_str(&"\n".repeat(1 + rng.below(2)));
+            out.push_str(&pad(parent + 1 + rng.below(3)));
+            let w: &&str = rng.pick(&["more words", "x#y", "a:b", "1", "true", "more # c"]);
+            out.push_str(w);
+        }
+        out.push('\n');
     } else if rng.chance(0.1) {
         let q: &&str = rng.pick(&["'", "\""]);
         out.push_str(q);

@@ -343,11 +343,107 @@ impl<'a> Parser<'a> {
                     // `key: a: b`: an error, or something not in the subset.
                     return Err(bail(line!()));
                 }
-                plain_value(s)?
+                return self.plain_lines(s, parent);
             }
         };
         self.end_of_line()?;
         Ok(v)
+    }
+
+    /// A plain value whose first line is `first` (`pos` after it), with the
+    /// continuation lines that follow it: lines indented deeper than
+    /// `parent`, folded into one space (or one line feed per empty line
+    /// between). A comment ends the scalar. Continuation lines starting with
+    /// an indicator, or holding `: `, bail. Leaves `pos` at the next line.
+    fn plain_lines(&mut self, first: &'a str, parent: usize) -> R<Value> {
+        let before = self.pos;
+        self.end_of_line()?;
+        if self
+            .s
+            .get(before..self.pos)
+            .is_some_and(|t| t.contains(&b'#'))
+        {
+            // A comment after the first line: nothing can continue it.
+            return plain_value(first);
+        }
+        let mut folded: Option<String> = None;
+        loop {
+            let line = self.pos;
+            // Empty lines, then the next line's indentation.
+            let mut empty = 0;
+            let mut i = line;
+            let indent = loop {
+                let start = i;
+                while i < self.s.len() && self.s[i] == b' ' {
+                    i += 1;
+                }
+                match self.s.get(i) {
+                    None => break None,
+                    Some(b'\n') => {
+                        empty += 1;
+                        i += 1;
+                    }
+                    Some(b'\t') => return Err(bail(line!())),
+                    Some(_) => break Some(i - start),
+                }
+            };
+            match indent {
+                Some(n) if n > parent && self.s[i] != b'#' => {}
+                // Not a continuation: the caller reads from `line` again.
+                _ => {
+                    self.pos = line;
+                    break;
+                }
+            }
+            if matches!(
+                self.s[i],
+                b'-' | b'?'
+                    | b':'
+                    | b','
+                    | b'['
+                    | b']'
+                    | b'{'
+                    | b'}'
+                    | b'&'
+                    | b'*'
+                    | b'!'
+                    | b'|'
+                    | b'>'
+                    | b'\''
+                    | b'"'
+                    | b'%'
+                    | b'@'
+                    | b'`'
+            ) {
+                return Err(bail(line!()));
+            }
+            self.pos = i;
+            let text = self.plain()?;
+            if self.peek() == b':' {
+                // `key: value` deeper than a plain scalar: an error.
+                return Err(bail(line!()));
+            }
+            let out = folded.get_or_insert_with(|| first.to_owned());
+            if empty == 0 {
+                out.push(' ');
+            } else {
+                out.extend(std::iter::repeat_n('\n', empty));
+            }
+            out.push_str(text);
+            let before = self.pos;
+            self.end_of_line()?;
+            if self
+                .s
+                .get(before..self.pos)
+                .is_some_and(|t| t.contains(&b'#'))
+            {
+                break;
+            }
+        }
+        match folded {
+            Some(text) => plain_value(&text),
+            None => plain_value(first),
+        }
     }
 
     /// A block sequence whose `-` are at column `indent`; `pos` is at the first `-`.
@@ -994,7 +1090,8 @@ mod tests {
         for doc in [
             "a: &x 1\nb: *x\n",
             "a: 1\na: 2\n",
-            "a: b\n  c\n",
+            "a: b\n  # c\n  d\n",
+            "a: b\n  - c\n",
             "a: [1, [2]]\n",
             "a: [1, 2,]\n",
             "a: {b: 1}\n",
