@@ -91,17 +91,19 @@ fn parse_with(bytes: &[u8], format: Format, fast_yaml: bool) -> Result<Value, Pa
             column: Some(1),
         });
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let (line, column) = line_col(bytes, e.valid_up_to());
-        return Err(ParseFailure {
-            message: "the config is not valid UTF-8".into(),
-            line: Some(line),
-            column: Some(column),
-        });
-    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let (line, column) = line_col(bytes, e.valid_up_to());
+            return Err(ParseFailure {
+                message: "the config is not valid UTF-8".into(),
+                line: Some(line),
+                column: Some(column),
+            });
+        }
+    };
     if format == Format::Yaml
         && fast_yaml
-        && let Ok(text) = std::str::from_utf8(bytes)
         && let Ok(v) = yaml_fast::parse(text)
     {
         // The fast reader recurses at most `yaml_fast::FAST_MAX_DEPTH` levels

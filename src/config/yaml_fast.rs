@@ -42,6 +42,7 @@ pub fn parse(text: &str) -> R<Value> {
     let bytes = text.as_bytes();
     precheck(bytes)?;
     let mut p = Parser {
+        text,
         s: bytes,
         pos: 0,
         depth: 0,
@@ -70,36 +71,54 @@ pub fn parse(text: &str) -> R<Value> {
 /// C1 controls (including NEL), a byte order mark after the start, U+2028,
 /// U+2029, U+FFFE and U+FFFF. The caller has checked the input is UTF-8.
 fn precheck(s: &[u8]) -> R<()> {
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        if b < 0x20 {
-            if b != b'\n' && b != b'\t' {
-                return Err(bail(line!()));
-            }
-        } else if b == 0x7f {
-            return Err(bail(line!()));
-        } else if b >= 0x80 {
-            let next = s.get(i + 1).copied().unwrap_or(0);
-            let third = s.get(i + 2).copied().unwrap_or(0);
-            match b {
-                0xc2 if next < 0xa0 => return Err(bail(line!())),
-                0xe2 if next == 0x80 && (third == 0xa8 || third == 0xa9) => {
-                    return Err(bail(line!()));
-                }
-                0xef if next == 0xbb && third == 0xbf => return Err(bail(line!())),
-                0xef if next == 0xbf && (third == 0xbe || third == 0xbf) => {
-                    return Err(bail(line!()));
-                }
-                _ => {}
-            }
+    for (i, &b) in s.iter().enumerate() {
+        if !PRECHECK[b as usize] {
+            continue;
         }
-        i += 1;
+        let next = s.get(i + 1).copied().unwrap_or(0);
+        let third = s.get(i + 2).copied().unwrap_or(0);
+        let refused = match b {
+            0xc2 => next < 0xa0,
+            0xe2 => next == 0x80 && (third == 0xa8 || third == 0xa9),
+            0xef => (next == 0xbb && third == 0xbf) || (next == 0xbf && third >= 0xbe),
+            _ => true,
+        };
+        if refused {
+            return Err(bail(line!()));
+        }
     }
     Ok(())
 }
 
+/// The bytes [`precheck`] looks at: controls other than tab and LF, DEL, and
+/// the lead bytes of the refused multi-byte characters.
+const PRECHECK: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b != b'\n' as usize && b != b'\t' as usize;
+        b += 1;
+    }
+    t[0x7f] = true;
+    t[0xc2] = true;
+    t[0xe2] = true;
+    t[0xef] = true;
+    t
+};
+
+/// Bytes that may end a plain scalar or need a look: LF, tab, space, `:`, `#`.
+const PLAIN_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\n' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b' ' as usize] = true;
+    t[b':' as usize] = true;
+    t[b'#' as usize] = true;
+    t
+};
+
 struct Parser<'a> {
+    text: &'a str,
     s: &'a [u8],
     pos: usize,
     depth: usize,
@@ -115,9 +134,9 @@ impl<'a> Parser<'a> {
     }
 
     fn str(&self, from: usize, to: usize) -> R<&'a str> {
-        // Slices are cut at ASCII delimiters, so always at char boundaries;
-        // checked all the same.
-        std::str::from_utf8(self.s.get(from..to).ok_or_else(|| bail(line!()))?).map_err(|_| Bail)
+        // Slices are cut at ASCII delimiters, so always at char boundaries
+        // (which `get` checks, without validating the UTF-8 again).
+        self.text.get(from..to).ok_or_else(|| bail(line!()))
     }
 
     /// Moves to the first line (from the current position, which must be a
@@ -212,10 +231,18 @@ impl<'a> Parser<'a> {
     /// A block mapping whose keys are at column `indent`; `pos` is at its
     /// first key (which may follow a sequence entry's `- ` on the same line).
     fn mapping(&mut self, indent: usize) -> R<Value> {
+        self.mapping_from(indent, None)
+    }
+
+    /// [`Self::mapping`], its first key already read (`pos` after its `:`) when `first`.
+    fn mapping_from(&mut self, indent: usize, mut first: Option<String>) -> R<Value> {
         self.enter()?;
         let mut out = Map::new();
         loop {
-            let key = self.key()?;
+            let key = match first.take() {
+                Some(k) => k,
+                None => self.key()?,
+            };
             let value = self.value_after_key(indent)?;
             if out.insert(key, value).is_some() {
                 // Duplicate key: the full parser words the error.
@@ -252,13 +279,24 @@ impl<'a> Parser<'a> {
             b'\'' => self.single_quoted(None)?,
             _ => {
                 let s = self.plain()?;
-                if s == "<<" {
-                    // A merge key.
-                    return Err(bail(line!()));
-                }
-                key_string(s)?
+                return self.plain_key(start, s);
             }
         };
+        self.key_colon(start, key)
+    }
+
+    /// A plain scalar read from `start` (`pos` after it) as a key, with its `:`.
+    fn plain_key(&mut self, start: usize, s: &str) -> R<String> {
+        if s == "<<" {
+            // A merge key.
+            return Err(bail(line!()));
+        }
+        let key = key_string(s)?;
+        self.key_colon(start, key)
+    }
+
+    /// The `:` after a key read from `start`; `pos` is left after it.
+    fn key_colon(&mut self, start: usize, key: String) -> R<String> {
         if self.pos - start > MAX_KEY_LEN {
             return Err(bail(line!()));
         }
@@ -518,8 +556,13 @@ impl<'a> Parser<'a> {
             }
             b'|' | b'[' | b'{' => false,
             _ => {
-                self.plain()?;
-                self.peek() == b':'
+                // Plain: read once, as a key or as the value.
+                let s = self.plain()?;
+                if self.peek() == b':' {
+                    let key = self.plain_key(start, s)?;
+                    return self.mapping_from(col, Some(key));
+                }
+                return self.plain_lines(s, indent);
             }
         };
         self.pos = start;
@@ -544,14 +587,24 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
+        let s = self.s;
         let mut i = start;
         let mut end = start;
         loop {
-            match self.at(i) {
+            // Runs of ordinary bytes at once.
+            let run = i;
+            while i < s.len() && !PLAIN_STOP[s[i] as usize] {
+                i += 1;
+            }
+            if i > run {
+                end = i;
+            }
+            let Some(&b) = s.get(i) else { break };
+            match b {
                 b'\n' => break,
                 b'\t' => return Err(bail(line!())),
                 b':' if matches!(self.at(i + 1), b' ' | b'\t' | b'\n') => break,
-                b'#' if i > start && self.s[i - 1] == b' ' => break,
+                b'#' if i > start && s[i - 1] == b' ' => break,
                 b' ' => {}
                 _ => end = i + 1,
             }
