@@ -46,6 +46,8 @@ pub fn parse(text: &str) -> R<Value> {
         s: bytes,
         pos: 0,
         depth: 0,
+        entries: Vec::new(),
+        items: Vec::new(),
     };
     let Some(indent) = p.next_content_line()? else {
         return Err(bail(line!()));
@@ -122,6 +124,10 @@ struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
     depth: usize,
+    /// Entries of the mappings being read, innermost last.
+    entries: Vec<(String, Value)>,
+    /// Items of the sequences being read, innermost last.
+    items: Vec<Value>,
 }
 
 impl<'a> Parser<'a> {
@@ -237,17 +243,17 @@ impl<'a> Parser<'a> {
     /// [`Self::mapping`], its first key already read (`pos` after its `:`) when `first`.
     fn mapping_from(&mut self, indent: usize, mut first: Option<String>) -> R<Value> {
         self.enter()?;
-        let mut out = Map::new();
+        // Entries are gathered on a stack shared by all mappings, so each map
+        // is allocated once at its final size (as the JSON path sizes maps
+        // from simd-json's tape): no growth, no spare capacity kept.
+        let base = self.entries.len();
         loop {
             let key = match first.take() {
                 Some(k) => k,
                 None => self.key()?,
             };
             let value = self.value_after_key(indent)?;
-            if out.insert(key, value).is_some() {
-                // Duplicate key: the full parser words the error.
-                return Err(bail(line!()));
-            }
+            self.entries.push((key, value));
             let line = self.pos;
             match self.next_content_line()? {
                 Some(n) if n == indent => {
@@ -268,6 +274,13 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
+        let mut out = Map::with_capacity(self.entries.len() - base);
+        for (key, value) in self.entries.drain(base..) {
+            if out.insert(key, value).is_some() {
+                // Duplicate key: the full parser words the error.
+                return Err(bail(line!()));
+            }
+        }
         Ok(Value::Object(out))
     }
 
@@ -487,7 +500,8 @@ impl<'a> Parser<'a> {
     /// A block sequence whose `-` are at column `indent`; `pos` is at the first `-`.
     fn sequence(&mut self, indent: usize) -> R<Value> {
         self.enter()?;
-        let mut out = Vec::new();
+        // Items on a shared stack, each sequence allocated once (see `mapping_from`).
+        let base = self.items.len();
         loop {
             // At `-`, followed by a space or the end of the line.
             let dash = self.pos;
@@ -507,7 +521,7 @@ impl<'a> Parser<'a> {
                 b'-' if matches!(self.at(self.pos + 1), b' ' | b'\n') => return Err(bail(line!())),
                 _ => self.entry(indent, self.pos - dash + indent)?,
             };
-            out.push(item);
+            self.items.push(item);
             let line = self.pos;
             match self.next_content_line()? {
                 Some(n) if n == indent => {
@@ -529,7 +543,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
-        Ok(Value::Array(out))
+        Ok(Value::Array(self.items.drain(base..).collect()))
     }
 
     /// A sequence entry's content starting on the `-` line at column `col`:
@@ -771,12 +785,12 @@ impl<'a> Parser<'a> {
     fn flow_sequence(&mut self) -> R<Value> {
         self.enter()?;
         self.pos += 1;
-        let mut out = Vec::new();
+        let base = self.items.len();
         self.skip_spaces();
         if self.peek() == b']' {
             self.pos += 1;
             self.depth -= 1;
-            return Ok(Value::Array(out));
+            return Ok(Value::Array(Vec::new()));
         }
         loop {
             let item = match self.peek() {
@@ -784,7 +798,7 @@ impl<'a> Parser<'a> {
                 b'\'' => Value::String(self.single_quoted(None)?),
                 _ => plain_value(self.flow_plain()?)?,
             };
-            out.push(item);
+            self.items.push(item);
             self.skip_spaces();
             match self.peek() {
                 b',' => {
@@ -803,7 +817,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.depth -= 1;
-        Ok(Value::Array(out))
+        Ok(Value::Array(self.items.drain(base..).collect()))
     }
 
     /// A plain scalar inside a flow sequence: ends at `,` or `]`; flow
