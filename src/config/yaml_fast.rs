@@ -1100,6 +1100,17 @@ fn int_unsigned(s: &str) -> Option<u64> {
     u64::try_from(digits_u128(digits, radix)?).ok()
 }
 
+/// A [`Bail`] from line `line` of this file. Debug builds print the line
+/// when `YAML_FAST_TRACE` is set, to find why an input left the fast path.
+fn bail(line: u32) -> Bail {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("YAML_FAST_TRACE").is_some() {
+        eprintln!("yaml_fast: gave up at src/config/yaml_fast.rs:{line}");
+    }
+    let _ = line;
+    Bail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1175,14 +1186,4 @@ mod tests {
             assert_eq!(parse(doc), Err(bail(line!())), "{doc:?}");
         }
     }
-}
-/// A [`Bail`] from line `line` of this file. Debug builds print the line
-/// when `YAML_FAST_TRACE` is set, to find why an input left the fast path.
-fn bail(line: u32) -> Bail {
-    #[cfg(debug_assertions)]
-    if std::env::var_os("YAML_FAST_TRACE").is_some() {
-        eprintln!("yaml_fast: gave up at src/config/yaml_fast.rs:{line}");
-    }
-    let _ = line;
-    Bail
 }
