@@ -2,16 +2,20 @@
 //! write, building the `serde_json::Value` directly from the bytes.
 //!
 //! It covers what real decK files hold: block mappings and sequences (the
-//! sequence at its key's indentation or deeper), single-line plain,
-//! single-quoted and double-quoted scalars, literal block scalars (`|`, `|-`,
-//! `|+`), the empty flow collections `[]` and `{}`, comments and blank lines.
-//! Anything outside that subset (anchors, aliases, tags, merge keys, flow
-//! collections with content, folded or multi-line scalars, tabs used as
-//! indentation or separators, CR line breaks, directives, several documents,
-//! nesting near the depth limit) and anything that is an error (a duplicate
-//! key, a bad indentation) makes it give up ([`Bail`]): the caller then parses
-//! the whole input with the full YAML parser (serde-saphyr), which gives the
-//! value or the error (with its line and column) exactly as before.
+//! sequence at its key's indentation or deeper); plain scalars, also over
+//! several lines; single- and double-quoted scalars, also over several lines;
+//! literal block scalars (`|`, `|-`, `|+`); one-line flow sequences of scalars
+//! (`[a, "b", 3]`, `[]`) and the empty flow mapping `{}`; comments, blank
+//! lines, a leading byte order mark (stripped by the caller) and CRLF line
+//! breaks.
+//!
+//! Anything outside that subset (anchors, aliases, tags, merge keys, other
+//! flow collections, folded block scalars, tabs used as indentation or
+//! separators, a CR that is not part of a CRLF, directives and document
+//! markers, nesting near the depth limit) and anything that is an error (a
+//! duplicate key, a bad indentation) makes it give up ([`Bail`]): the caller
+//! then parses the whole input with the full YAML parser (serde-saphyr), which
+//! gives the value or the error (with its line and column) exactly as before.
 //!
 //! So this reader must never return a value the full parser would not: the
 //! `yaml_agreement` fuzz target and `tests/yaml.rs` compare both on
@@ -39,6 +43,30 @@ const MAX_KEY_LEN: usize = 1000;
 
 /// Parses `text` if it is in the fast subset; `Err(bail(line!()))` otherwise.
 pub fn parse(text: &str) -> R<Value> {
+    if text.as_bytes().contains(&b'\r') {
+        // CRLF line breaks (Windows editors): YAML reads a CRLF as one line
+        // break, so the same document with LF breaks has the same value.
+        return parse_lf(&crlf_to_lf(text)?);
+    }
+    parse_lf(text)
+}
+
+/// `text` with every CRLF made LF; a CR not followed by LF bails.
+fn crlf_to_lf(text: &str) -> R<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('\r') {
+        if rest.as_bytes().get(i + 1) != Some(&b'\n') {
+            return Err(bail(line!()));
+        }
+        out.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_lf(text: &str) -> R<Value> {
     let bytes = text.as_bytes();
     precheck(bytes)?;
     let mut p = Parser {
@@ -69,7 +97,7 @@ pub fn parse(text: &str) -> R<Value> {
 }
 
 /// Bytes the fast reader leaves to the full parser wherever they appear: CR
-/// (line-break normalisation), control characters other than tab and LF, DEL,
+/// (left after CRLF normalisation, so a CR alone), control characters other than tab and LF, DEL,
 /// C1 controls (including NEL), a byte order mark after the start, U+2028,
 /// U+2029, U+FFFE and U+FFFF. The caller has checked the input is UTF-8.
 fn precheck(s: &[u8]) -> R<()> {
@@ -1174,7 +1202,7 @@ mod tests {
             "a: [1, 2,]\n",
             "a: {b: 1}\n",
             "a: >\n  x\n",
-            "a: 1\r\n",
+            "a: 1\rb: 2\n",
             "---\na: 1\n",
             "a:\tb\n",
             "<<: {}\n",
