@@ -137,6 +137,8 @@ fn the_deck_subset_takes_the_fast_path() {
         "booleans.yaml",
         "nulls.yaml",
         "numbers.yaml",
+        "numbers_more.yaml",
+        "keys_more.yaml",
         "timestamps.yaml",
         "unicode.yaml",
         "special_plain.yaml",
