@@ -41,7 +41,7 @@ pub const FAST_MAX_DEPTH: usize = 100;
 /// them to 1024 characters).
 const MAX_KEY_LEN: usize = 1000;
 
-/// Parses `text` if it is in the fast subset; `Err(bail(line!()))` otherwise.
+/// Parses `text` if it is in the fast subset; `Err(Bail)` otherwise.
 pub fn parse(text: &str) -> R<Value> {
     if text.as_bytes().contains(&b'\r') {
         // CRLF line breaks (Windows editors): YAML reads a CRLF as one line
@@ -97,9 +97,10 @@ fn parse_lf(text: &str) -> R<Value> {
 }
 
 /// Bytes the fast reader leaves to the full parser wherever they appear: CR
-/// (left after CRLF normalisation, so a CR alone), control characters other than tab and LF, DEL,
-/// C1 controls (including NEL), a byte order mark after the start, U+2028,
-/// U+2029, U+FFFE and U+FFFF. The caller has checked the input is UTF-8.
+/// (a CR alone, once CRLFs are made LF), control characters other than tab
+/// and LF, DEL, C1 controls (including NEL), a byte order mark after the
+/// start, U+2028, U+2029, U+FFFE and U+FFFF. The caller has checked the
+/// input is UTF-8.
 fn precheck(s: &[u8]) -> R<()> {
     for (i, &b) in s.iter().enumerate() {
         if !PRECHECK[b as usize] {
