@@ -88,12 +88,47 @@ fn parse(c: &mut Criterion) {
             StrictValue::root().deserialize(&mut de)
         })
     });
-    let yaml = synth::to_yaml(&synth::member_document(0, &SPEC, 0)).unwrap_or_default();
-    g.throughput(Throughput::Bytes(yaml.len() as u64));
-    g.sample_size(20);
-    g.bench_function("yaml/serde_saphyr_strict", |b| {
-        b.iter(|| config::parse(black_box(&yaml), Format::Yaml))
-    });
+    g.finish();
+}
+
+/// YAML: the fast reader for decK's subset (`config::parse`) against the full
+/// parser it replaced (`parse_yaml_reference`: serde-saphyr into the strict
+/// seed), on the same generated files in the same run: a 1,000-entity member
+/// (408 KB as JSON) and a 12,000-service file (120,000 entities). `parse/*`
+/// is the parser alone; `validate/*` is what `rgmerge validate` does per file
+/// after reading it (parse, then the schema walk and checks).
+fn yaml(c: &mut Criterion) {
+    let quick = std::env::args().any(|a| a == "--test");
+    let small = synth::to_yaml(&synth::member_document(0, &SPEC, 0)).unwrap_or_default();
+    // 12,000 services: services are a tenth of a generated member's entities.
+    let big_spec = Spec {
+        entities: if quick { 1_200 } else { 120_000 },
+        ..SPEC
+    };
+    let big = synth::to_yaml(&synth::member_document(0, &big_spec, 0)).unwrap_or_default();
+    let mut g = c.benchmark_group("yaml");
+    for (name, doc) in [("member_1000", &small), ("services_12000", &big)] {
+        g.throughput(Throughput::Bytes(doc.len() as u64));
+        if doc.len() > 1 << 20 {
+            g.sample_size(10);
+            g.warm_up_time(Duration::from_millis(1));
+            g.measurement_time(Duration::from_secs(5));
+        } else {
+            g.sample_size(20);
+        }
+        g.bench_function(format!("parse/{name}/fast"), |b| {
+            b.iter(|| config::parse(black_box(doc), Format::Yaml))
+        });
+        g.bench_function(format!("parse/{name}/reference"), |b| {
+            b.iter(|| config::parse::parse_yaml_reference(black_box(doc)))
+        });
+        g.bench_function(format!("validate/{name}/fast"), |b| {
+            b.iter(|| config::read_member(black_box(doc), Format::Yaml))
+        });
+        g.bench_function(format!("validate/{name}/reference"), |b| {
+            b.iter(|| config::parse::parse_yaml_reference(black_box(doc)).map(config::read_value))
+        });
+    }
     g.finish();
 }
 
@@ -254,6 +289,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = parse, member, full_merge, incremental, snapshot, startup
+    targets = parse, yaml, member, full_merge, incremental, snapshot, startup
 }
 criterion_main!(benches);

@@ -7,8 +7,9 @@
 #   scripts/fuzz.sh repro TARGET FILE  run one input (a crash artifact) once
 #
 # Each run first replays the committed seeds in fuzz/corpus/TARGET (the project's
-# own inputs and every input that once crashed; parse_member also replays the real
-# decK/Kong files of ../shared/fixtures/real), then mutates. New corpus entries go to
+# own inputs and every input that once crashed; parse_member and yaml_agreement
+# also replay the real decK/Kong files of ../shared/fixtures/real, and
+# yaml_agreement the cases of tests/yaml), then mutates. New corpus entries go to
 # fuzz/target/work/TARGET (kept between `long` and `run` runs, so they build on
 # each other; `smoke` uses a fresh directory so it stays short), never into the
 # committed corpus. A crash leaves its input in fuzz/artifacts/TARGET and fails
@@ -18,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
-TARGETS=(parse_member merge_sequence http_bodies)
+TARGETS=(parse_member merge_sequence http_bodies yaml_agreement)
 
 skip() {
   echo "" >&2
@@ -80,11 +81,14 @@ for t in "${targets[@]}"; do
   seeds=("fuzz/corpus/$t")
   [ -d "fuzz/corpus/$t" ] || seeds=()
   # Real decK/Kong files seed the parser from ../shared (never committed here).
-  if [ "$t" = parse_member ] && [ -d ../shared/fixtures/real ]; then
+  if { [ "$t" = parse_member ] || [ "$t" = yaml_agreement ]; } && [ -d ../shared/fixtures/real ]; then
     real=$(mktemp -d "fuzz/target/work/real-seeds.XXXXXX")
     find ../shared/fixtures/real -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) \
       -exec cp {} "$real/" \;
     seeds+=("$real")
+  fi
+  if [ "$t" = yaml_agreement ] && [ -d tests/yaml ]; then
+    seeds+=("tests/yaml")
   fi
   cargo +nightly fuzz run "$t" "$work" "${seeds[@]}" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \

@@ -33,10 +33,10 @@ use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::registry::record::Blob;
 use crate::registry::{
-    AccessView, AuditEntry, AuditFilter, ConfigWrite, Credential, Effects, GroupMeta, GroupRole,
-    GroupUpdate, GroupView, Mode, NewGroup, NewTeam, Node, NodeReport, PinOutcome, Published,
-    Refusal, Registry, Settings, TeamRecord, TokenRecord, Tx, assemble_version, kept_range,
-    new_key, new_token_secret, transact,
+    AccessView, AuditEntry, AuditFilter, ConfigWrite, Credential, DpCertificate, Effects,
+    GroupMeta, GroupRole, GroupUpdate, GroupView, Mode, NewCertificate, NewGroup, NewTeam, Node,
+    NodeReport, PinOutcome, Published, Refusal, Registry, Settings, TeamRecord, TokenRecord, Tx,
+    assemble_version, kept_range, new_key, new_token_secret, transact,
 };
 use crate::report::Report;
 use crate::store::{Store, StoreError};
@@ -412,6 +412,44 @@ impl Engine {
             .await
     }
 
+    /// Makes `members` the composite's exact member list; its report after.
+    pub async fn set_members(
+        &self,
+        composite: Uuid,
+        members: Vec<Uuid>,
+        mode: Mode,
+    ) -> Result<Report, Refusal> {
+        self.write(mode, move |tx| tx.set_members(composite, &members))
+            .await
+    }
+
+    /// Pins a data plane client certificate to a group (a composite too).
+    pub async fn add_certificate(
+        &self,
+        group: Uuid,
+        cert: NewCertificate,
+    ) -> Result<DpCertificate, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.add_certificate(group, cert))
+            .await
+    }
+
+    pub async fn update_certificate(
+        &self,
+        group: Uuid,
+        id: Uuid,
+        cert: NewCertificate,
+    ) -> Result<DpCertificate, Refusal> {
+        self.write(Mode::Apply, move |tx| {
+            tx.update_certificate(group, id, cert)
+        })
+        .await
+    }
+
+    pub async fn delete_certificate(&self, group: Uuid, id: Uuid) -> Result<(), Refusal> {
+        self.write(Mode::Apply, move |tx| tx.delete_certificate(group, id))
+            .await
+    }
+
     pub async fn heartbeat(&self, id: Uuid, report: NodeReport) -> Result<Node, Refusal> {
         self.write(Mode::Apply, move |tx| tx.heartbeat(id, report))
             .await
@@ -483,6 +521,7 @@ impl Engine {
         if served.body.hash() == entry.hash && served.sources == entry.sources {
             return Ok(Arc::new(Published {
                 version,
+                published_ms: served.published_ms,
                 body: served.body.clone(),
                 deck: served.deck.clone(),
                 sources: entry.sources.clone(),

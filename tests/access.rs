@@ -257,7 +257,7 @@ const MATRIX: &[(&str, &str, Option<&str>, [u16; 7])] = &[
         "POST",
         "/v2/control-planes/{C}/group-memberships/add",
         Some(r#"{"members":[{"id":"{X}"}]}"#),
-        [F, F, 200, F, F, U, 200],
+        [F, F, 204, F, F, U, 204],
     ),
     (
         "POST",
@@ -269,7 +269,7 @@ const MATRIX: &[(&str, &str, Option<&str>, [u16; 7])] = &[
         "POST",
         "/v2/control-planes/{C}/group-memberships/remove",
         Some(r#"{"members":[{"id":"{M}"}]}"#),
-        [F, F, 200, F, F, U, 200],
+        [F, F, 204, F, F, U, 204],
     ),
     (
         "PUT",
@@ -429,7 +429,7 @@ async fn fixture(root: &Client, who: Who) -> Vec<(&'static str, String)> {
     let c = root.composite(&uniq("c")).await;
     let x = root.standard(&uniq("x")).await;
     let m = root.standard(&uniq("m")).await;
-    root.add(&c, &[&m]).await.expect(200);
+    root.add(&c, &[&m]).await.expect(204);
     root.heartbeat(&s, "n1", "").await.expect(200);
     if let (Some(team), Some(role)) = (who.team(), who.role()) {
         grant(root, team, &s, role).await;
@@ -786,7 +786,7 @@ async fn a_members_editor_cannot_write_the_composite_or_its_membership() {
     let root = d.client();
     let blue = root.standard("blue").await;
     let comp = root.composite("shared").await;
-    root.add(&comp, &[&blue]).await.expect(200);
+    root.add(&comp, &[&blue]).await.expect(204);
     team(&root, "blue-team", &[], &[]).await;
     grant(&root, "blue-team", &blue, "editor").await;
     let (token, _) = issue(&root, "blue-team", json!({})).await;
@@ -814,8 +814,8 @@ async fn a_members_editor_cannot_write_the_composite_or_its_membership() {
 async fn adding_a_member_needs_viewer_on_it() {
     let d = start(&[]);
     let root = d.client();
-    let comp = root.composite("c").await;
-    let y = root.standard("y").await;
+    let comp = root.composite("cc").await;
+    let y = root.standard("yy").await;
     team(&root, "c-admins", &[], &[]).await;
     grant(&root, "c-admins", &comp, "admin").await;
     let (token, _) = issue(&root, "c-admins", json!({})).await;
@@ -831,8 +831,8 @@ async fn adding_a_member_needs_viewer_on_it() {
     let r = c.add(&comp, &[&ghost]).await;
     assert_problem(&r, 403, "needs viewer", "add a group that does not exist");
     grant(&root, "c-admins", &y, "viewer").await;
-    c.add(&comp, &[&y]).await.expect(200);
-    c.remove(&comp, &[&y]).await.expect(200);
+    c.add(&comp, &[&y]).await.expect(204);
+    c.remove(&comp, &[&y]).await.expect(204);
 }
 
 #[tokio::test]
@@ -876,7 +876,7 @@ async fn the_global_plugin_scenario_end_to_end() {
     let platform = root.standard("platform").await;
     let blue = root.standard("blue").await;
     let comp = root.composite("shared").await;
-    root.add(&comp, &[&platform, &blue]).await.expect(200);
+    root.add(&comp, &[&platform, &blue]).await.expect(204);
     team(&root, "platform-team", &[], &[]).await;
     team(&root, "blue-team", &[], &[]).await;
     grant(&root, "platform-team", &platform, "editor").await;

@@ -186,12 +186,12 @@ async fn fixture(c: &Client) -> Fixture {
     c.put_config(&green, &service("green_service", "green.example"))
         .await
         .expect(200);
-    c.add(&shared, &[&blue]).await.expect(200);
+    c.add(&shared, &[&blue]).await.expect(204);
     // The last good version: what instances keep getting once yellow joins.
     let good = c.etag(&shared).await;
-    let r = c.add(&shared, &[&yellow]).await.expect(200);
-    assert_eq!(r.json()["state"], "CONFLICT");
-    c.add(&quiet, &[&green]).await.expect(200);
+    c.add(&shared, &[&yellow]).await.expect(204);
+    assert_eq!(c.status(&shared).await["item"]["state"], "CONFLICT");
+    c.add(&quiet, &[&green]).await.expect(204);
     for (node, hash) in [
         ("dp-a", good.as_str()),
         ("dp-b", "an-old-hash"),
@@ -1079,7 +1079,7 @@ async fn the_http_port_serves_the_page_to_signed_in_sessions_only() {
     assert!(page.contains(&f.yellow) && page.contains(&f.shared));
     assert!(!page.contains(">default<"), "default is not the team's");
     let default_id = c
-        .get("/v2/control-planes?name=default")
+        .get("/v2/control-planes?filter[name][eq]=default")
         .await
         .expect(200)
         .json()["data"][0]["id"]

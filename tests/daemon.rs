@@ -70,8 +70,14 @@ async fn default_group_rules() {
     let list = c.get(V2).await.expect(200).json();
     let def = &list["data"][0];
     assert_eq!(def["name"], "default");
-    assert_eq!(def["is_default"], true);
     let id = def["id"].as_str().unwrap();
+    let details = |c: common::Client| async move {
+        c.get(&format!("{V2}/{id}/details"))
+            .await
+            .expect(200)
+            .json()
+    };
+    assert_eq!(details(c.clone()).await["is_default"], true);
     // Renamable, never deletable, never un-defaulted.
     let r = c
         .patch_json(&format!("{V2}/{id}"), &json!({"name": "platform"}))
@@ -79,8 +85,8 @@ async fn default_group_rules() {
         .expect(200)
         .json();
     assert_eq!(r["name"], "platform");
-    assert_eq!(r["is_default"], true);
-    c.delete(&format!("{V2}/{id}")).await.expect(409);
+    assert_eq!(details(c.clone()).await["is_default"], true);
+    c.delete(&format!("{V2}/{id}")).await.expect(400);
     c.patch_json(&format!("{V2}/{id}"), &json!({"is_default": false}))
         .await
         .expect(400);
@@ -96,7 +102,6 @@ async fn groups_create_list_filter_page_rename_label_delete() {
     let c = d.client();
     let r = c.post_json(V2, &json!({"name": "blue", "description": "team blue", "labels": {"team": "blue", "env": "prod"}})).await.expect(201).json();
     let blue = r["id"].as_str().unwrap().to_string();
-    assert_eq!(r["cluster_type"], "CLUSTER_TYPE_CONTROL_PLANE");
     assert_eq!(r["config"]["cluster_type"], "CLUSTER_TYPE_CONTROL_PLANE");
     assert!(r["created_at"].as_str().unwrap().ends_with('Z'));
     c.post_json(
@@ -120,7 +125,10 @@ async fn groups_create_list_filter_page_rename_label_delete() {
         .await
         .expect(201)
         .json();
-    assert_eq!(legacy["cluster_type"], "CLUSTER_TYPE_CONTROL_PLANE_GROUP");
+    assert_eq!(
+        legacy["config"]["cluster_type"],
+        "CLUSTER_TYPE_CONTROL_PLANE_GROUP"
+    );
     // Unique names, case-sensitive.
     c.post_json(V2, &json!({"name": "blue"})).await.expect(409);
     c.post_json(V2, &json!({"name": "Blue"})).await.expect(201);
@@ -153,7 +161,7 @@ async fn groups_create_list_filter_page_rename_label_delete() {
     );
     assert_eq!(
         names(
-            c.get(&format!("{V2}?filter[labels][eq]=env:prod"))
+            c.get(&format!("{V2}?labels=env:prod"))
                 .await
                 .expect(200)
                 .json()
@@ -164,7 +172,7 @@ async fn groups_create_list_filter_page_rename_label_delete() {
     assert_eq!(
         names(
             c.get(&format!(
-                "{V2}?cluster_type=CLUSTER_TYPE_K8S_INGRESS_CONTROLLER"
+                "{V2}?filter[cluster_type][eq]=CLUSTER_TYPE_K8S_INGRESS_CONTROLLER"
             ))
             .await
             .expect(200)
@@ -186,6 +194,12 @@ async fn groups_create_list_filter_page_rename_label_delete() {
     assert_eq!(p1["meta"]["page"]["total"], 6);
     assert_eq!(p3["data"].as_array().unwrap().len(), 2);
     c.get(&format!("{V2}?page[size]=0")).await.expect(400);
+    // An unknown filter is refused, never ignored.
+    c.get(&format!(
+        "{V2}?cluster_type=CLUSTER_TYPE_K8S_INGRESS_CONTROLLER"
+    ))
+    .await
+    .expect(400);
 
     // Rename and label (a null label value removes it), cluster_type fixed.
     let r = c
@@ -204,9 +218,10 @@ async fn groups_create_list_filter_page_rename_label_delete() {
     )
     .await
     .expect(400);
+    // Taken: a 400, since the spec's update lists no 409.
     c.patch_json(&format!("{V2}/{blue}"), &json!({"name": "yellow"}))
         .await
-        .expect(409);
+        .expect(400);
 
     c.delete(&format!("{V2}/{blue}")).await.expect(204);
     c.get(&format!("{V2}/{blue}")).await.expect(404);
@@ -222,7 +237,8 @@ async fn group_field_rules() {
         .await
         .expect(201);
     c.post_json(V2, &json!({"name": ""})).await.expect(400);
-    c.post_json(V2, &json!({"name": "d", "description": "x".repeat(2049)}))
+    c.post_json(V2, &json!({"name": "x"})).await.expect(400);
+    c.post_json(V2, &json!({"name": "dd", "description": "x".repeat(2049)}))
         .await
         .expect(400);
     for bad in [
@@ -302,7 +318,7 @@ async fn membership_rules_each_refusal_changes_nothing() {
             .contains("Ingress Controller")
     );
     assert!(
-        c.add(&comp, &[&blue, &busy]).await.expect(409).json()["detail"]
+        c.add(&comp, &[&blue, &busy]).await.expect(400).json()["detail"]
             .as_str()
             .unwrap()
             .contains("connected runtime instance")
@@ -320,16 +336,21 @@ async fn membership_rules_each_refusal_changes_nothing() {
     // Adding to a standard group is refused.
     c.add(&blue, &[&busy]).await.expect(400);
 
-    c.add(&comp, &[&blue]).await.expect(200);
-    c.add(&comp, &[&blue]).await.expect(409);
+    c.add(&comp, &[&blue]).await.expect(204);
+    c.add(&comp, &[&blue]).await.expect(400);
     assert_eq!(members(c.clone(), comp.clone()).await, 1);
     let ms = c
         .get(&format!("{V2}/{blue}/group-member-status"))
         .await
         .expect(200)
         .json();
-    assert_eq!(ms["item"]["is_member"], true);
-    assert_eq!(ms["item"]["composites"][0]["name"], "shared");
+    assert_eq!(ms, json!({"is_member": true}));
+    let details = c
+        .get(&format!("{V2}/{blue}/details"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(details["composites"][0]["name"], "shared");
 
     // A member refuses nodes; its config may be written, the composite's may not.
     c.heartbeat(&blue, "dp-2", "").await.expect(409);
@@ -340,16 +361,16 @@ async fn membership_rules_each_refusal_changes_nothing() {
         .json();
     assert!(ro["detail"].as_str().unwrap().contains("read-only"), "{ro}");
     // A member can't be deleted; removing a non-member is refused.
-    c.delete(&format!("{V2}/{blue}")).await.expect(409);
+    c.delete(&format!("{V2}/{blue}")).await.expect(400);
     c.remove(&comp, &[&busy]).await.expect(400);
-    c.remove(&comp, &[&blue]).await.expect(200);
+    c.remove(&comp, &[&blue]).await.expect(204);
     assert_eq!(members(c.clone(), comp.clone()).await, 0);
     assert_eq!(
         c.get(&format!("{V2}/{blue}/group-member-status"))
             .await
             .expect(200)
-            .json()["item"]["is_member"],
-        false
+            .json(),
+        json!({"is_member": false})
     );
 }
 
@@ -366,9 +387,9 @@ async fn limits_51_per_request_257_members_6_composites() {
     let r = c.add(&comp, &refs[..51]).await.expect(400).json();
     assert!(r["detail"].as_str().unwrap().contains("at most 50"), "{r}");
     for chunk in refs[..256].chunks(50) {
-        c.add(&comp, chunk).await.expect(200);
+        c.add(&comp, chunk).await.expect(204);
     }
-    let r = c.add(&comp, &refs[256..]).await.expect(409).json();
+    let r = c.add(&comp, &refs[256..]).await.expect(400).json();
     assert!(r["detail"].as_str().unwrap().contains("256"), "{r}");
     let total = c
         .get(&format!("{V2}/{comp}/group-memberships?page[size]=1000"))
@@ -381,11 +402,11 @@ async fn limits_51_per_request_257_members_6_composites() {
     let g = &ids[256];
     for i in 0..5 {
         let cid = c.composite(&format!("c{i}")).await;
-        c.add(&cid, &[g]).await.expect(200);
+        c.add(&cid, &[g]).await.expect(204);
     }
     let sixth = c.composite("c5").await;
     assert!(
-        c.add(&sixth, &[g]).await.expect(409).json()["detail"]
+        c.add(&sixth, &[g]).await.expect(400).json()["detail"]
             .as_str()
             .unwrap()
             .contains("5 composites")
@@ -404,7 +425,7 @@ async fn conflict_lifecycle_keeps_the_last_good_snapshot() {
     assert_eq!(s.header("x-snapshot-version").as_deref(), Some("1"));
     assert_eq!(s.json(), json!({"_format_version": "3.0"}));
 
-    c.add(&comp, &[&blue, &yellow]).await.expect(200);
+    c.add(&comp, &[&blue, &yellow]).await.expect(204);
     c.put_config(&blue, &service("example_service", "blue.internal"))
         .await
         .expect(200);
@@ -489,7 +510,7 @@ async fn dry_runs_answer_and_change_nothing() {
     c.put_config(&yellow, &service("svc", "yellow.internal"))
         .await
         .expect(200);
-    c.add(&comp, &[&blue]).await.expect(200);
+    c.add(&comp, &[&blue]).await.expect(204);
     let before = c.snapshot(&comp).await;
 
     // Adding yellow would conflict: the dry run says so and adds nothing.
@@ -511,6 +532,31 @@ async fn dry_runs_answer_and_change_nothing() {
             .expect(200)
             .json()["meta"]["page"]["total"],
         1
+    );
+
+    // Replacing the members (PUT, Konnect's upsert) in a dry run: the report, no change.
+    let r = c
+        .send(
+            "PUT",
+            &format!("{V2}/{comp}/group-memberships?dry_run=true"),
+            &[("content-type", "application/json")],
+            Some(
+                json!({"members": [{"id": yellow}]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(r["dry_run"], true);
+    assert_eq!(r["members"], json!([{"name": "yellow", "entities": 2}]));
+    assert_eq!(
+        c.get(&format!("{V2}/{comp}/group-memberships"))
+            .await
+            .expect(200)
+            .json()["data"][0]["id"],
+        json!(blue)
     );
 
     // A config that would conflict: reported per composite, not applied.
@@ -585,7 +631,7 @@ async fn rejected_config_lists_every_error_and_changes_nothing() {
     )
     .await
     .expect(200);
-    c.add(&comp, &[&blue, &yellow]).await.expect(200);
+    c.add(&comp, &[&blue, &yellow]).await.expect(204);
     c.put_config(&blue, &service("blue-svc", "b"))
         .await
         .expect(200);
@@ -729,7 +775,7 @@ async fn nodes_heartbeat_list_sort_and_sync_status() {
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
-    c.add(&comp, &[&blue]).await.expect(200);
+    c.add(&comp, &[&blue]).await.expect(204);
     c.put_config(&blue, &service("svc", "b")).await.expect(200);
     let hash = c.etag(&comp).await;
     let n = c.heartbeat(&comp, "dp-a", &hash).await.expect(200).json();
@@ -756,12 +802,29 @@ async fn nodes_heartbeat_list_sort_and_sync_status() {
         .json();
     assert_eq!(list["items"][0]["sync_status"], "IN_SYNC");
     assert_eq!(
-        c.get(&format!("{V2}/{comp}")).await.expect(200).json()["active_instances"],
+        c.get(&format!("{V2}/{comp}/details"))
+            .await
+            .expect(200)
+            .json()["active_instances"],
         2
     );
     c.get(&format!("{V2}/{comp}/nodes?sort=colour"))
         .await
         .expect(400);
+    // Sorted (ours) and paged by cursor (Konnect's): the `next` link goes on.
+    for (sort, first, second) in [("hostname", "dp-a", "dp-b"), ("-hostname", "dp-b", "dp-a")] {
+        let p1 = c
+            .get(&format!("{V2}/{comp}/nodes?sort={sort}&page[size]=1"))
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(p1["items"][0]["id"], first, "{p1}");
+        assert_eq!(p1["page"]["total_count"], 2);
+        let next = p1["page"]["next"].as_str().expect("a next page");
+        let p2 = c.get(&format!("/v2{next}")).await.expect(200).json();
+        assert_eq!(p2["items"][0]["id"], second, "{p2}");
+        assert!(p2["page"].get("next").is_none(), "{p2}");
+    }
     // A new snapshot flips the synced node to OUT_OF_SYNC until it reports the new hash.
     c.put_config(&blue, &service("svc2", "b")).await.expect(200);
     let list = c
@@ -793,14 +856,14 @@ async fn deleting_a_composite_releases_its_members() {
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
-    c.add(&comp, &[&blue]).await.expect(200);
+    c.add(&comp, &[&blue]).await.expect(204);
     c.delete(&format!("{V2}/{comp}")).await.expect(204);
     assert_eq!(
         c.get(&format!("{V2}/{blue}/group-member-status"))
             .await
             .expect(200)
-            .json()["item"]["is_member"],
-        false
+            .json(),
+        json!({"is_member": false})
     );
     c.get(&format!("{V2}/{comp}/snapshot")).await.expect(404);
     c.heartbeat(&blue, "dp", "").await.expect(200);

@@ -29,13 +29,31 @@ async fn state_of(c: &common::Client) -> serde_json::Value {
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap();
         let snap = c.snapshot(id).await;
+        let details = c
+            .get(&format!("{V2}/{id}/details"))
+            .await
+            .expect(200)
+            .json();
+        let certificates = c
+            .get(&format!("{V2}/{id}/dp-client-certificates"))
+            .await
+            .expect(200)
+            .json()["items"]
+            .clone();
+        // The endpoints say where this daemon listens, not what it stores.
+        let mut config = g["config"].clone();
+        if let Some(o) = config.as_object_mut() {
+            o.remove("control_plane_endpoint");
+            o.remove("telemetry_endpoint");
+        }
         let mut v = json!({
-            "meta": {"name": g["name"], "labels": g["labels"], "cluster_type": g["cluster_type"], "is_default": g["is_default"], "created_at": g["created_at"]},
+            "meta": {"name": g["name"], "description": g["description"], "labels": g["labels"], "config": config, "is_default": details["is_default"], "created_at": g["created_at"]},
             "version": snap.header("x-snapshot-version"),
             "etag": snap.header("etag"),
             "snapshot": snap.text(),
+            "certificates": certificates,
         });
-        if g["cluster_type"] == "CLUSTER_TYPE_CONTROL_PLANE_GROUP" {
+        if g["config"]["cluster_type"] == "CLUSTER_TYPE_CONTROL_PLANE_GROUP" {
             v["status"] = c.status(id).await["item"]["state"].clone();
             v["members"] = c
                 .get(&format!("{V2}/{id}/group-memberships"))
@@ -64,11 +82,29 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     let yellow = c.standard("yellow").await;
     c.patch_json(
         &format!("{V2}/{blue}"),
-        &json!({"labels": {"team": "blue"}}),
+        &json!({
+            "labels": {"team": "blue"},
+            "description": "team blue",
+            "auth_type": "pki_client_certs",
+            "proxy_urls": [{"host": "blue.example.com", "port": 443, "protocol": "https"}]
+        }),
     )
     .await
     .expect(200);
-    c.add(&comp, &[&blue, &yellow]).await.expect(200);
+    // Pinned certificates are stored with their group, a composite's too.
+    for (group, host) in [(&comp, "dp-1.example.com"), (&blue, "dp-2.example.com")] {
+        let pem = rcgen::generate_simple_self_signed(vec![host.to_string()])
+            .unwrap()
+            .cert
+            .pem();
+        c.post_json(
+            &format!("{V2}/{group}/dp-client-certificates"),
+            &json!({"cert": pem, "title": host}),
+        )
+        .await
+        .expect(201);
+    }
+    c.add(&comp, &[&blue, &yellow]).await.expect(204);
     c.put_config(&blue, &service("svc", "blue.internal"))
         .await
         .expect(200);
@@ -83,6 +119,11 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     c.heartbeat(&comp, "dp-1", &hash).await.expect(200);
     let before = state_of(&c).await;
     assert_eq!(before[&comp]["status"], "CONFLICT");
+    assert_eq!(before[&comp]["certificates"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        before[&blue]["meta"]["config"]["auth_type"],
+        "pki_client_certs"
+    );
 
     d.kill9();
     d.spawn();
@@ -138,7 +179,7 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
         groups.push(c.standard(&format!("team{i}")).await);
     }
     let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
-    c.add(&comp, &refs).await.expect(200);
+    c.add(&comp, &refs).await.expect(204);
 
     // Per group: the last write acknowledged, and the last one attempted.
     let mut acked: HashMap<String, u64> = HashMap::new();
@@ -285,7 +326,8 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
     for i in 0..20_000 {
         big.push_str(&format!("- name: svc-{i}\n  host: host-{i}.internal\n"));
     }
-    let r = c.put_config(&blue, &big).await.expect(507).json();
+    // Service Unavailable: the spec's status for a failure that passes.
+    let r = c.put_config(&blue, &big).await.expect(503).json();
     assert!(
         r["detail"]
             .as_str()
@@ -333,7 +375,7 @@ async fn export_validate_bundle_and_import_round_trip() {
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
     let evil = c.standard("../evil name").await;
-    c.add(&comp, &[&blue, &evil]).await.expect(200);
+    c.add(&comp, &[&blue, &evil]).await.expect(204);
     c.put_config(&blue, &service("blue-svc", "b"))
         .await
         .expect(200);

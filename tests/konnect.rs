@@ -20,9 +20,7 @@
 //! our extensions (config, snapshot, provenance, heartbeat), which must sit at
 //! a (method, path) neither spec uses.
 //!
-//! The tests that today's server fails are `#[ignore]`d until it is fixed:
-//! `cargo test --test konnect -- --include-ignored` prints the work order.
-//! `extensions_keep_working` passes today and runs always.
+//! `extensions_keep_working` checks that our extensions still work.
 //! `the_tables_speak_the_spec` runs always: every step's operation, status,
 //! request body and query string are checked against the spec without a
 //! daemon, and the schema translation against the spec's own examples.
@@ -1798,37 +1796,31 @@ fn extension_steps() -> Vec<Step> {
 // ---- the tests ----
 
 #[tokio::test]
-#[ignore = "issue 12: server not yet conformant"]
 async fn control_planes() {
     conformance("control_planes", &[], control_plane_steps()).await;
 }
 
 #[tokio::test]
-#[ignore = "issue 12: server not yet conformant"]
 async fn group_memberships() {
     conformance("group_memberships", &[], membership_steps()).await;
 }
 
 #[tokio::test]
-#[ignore = "issue 12: server not yet conformant"]
 async fn group_status() {
     conformance("group_status", &[], group_status_steps()).await;
 }
 
 #[tokio::test]
-#[ignore = "issue 12: server not yet conformant"]
 async fn dp_nodes() {
     conformance("dp_nodes", &[], node_steps()).await;
 }
 
 #[tokio::test]
-#[ignore = "issue 12: server not yet conformant"]
 async fn dp_client_certificates() {
     conformance("dp_client_certificates", &[], certificate_steps()).await;
 }
 
 #[tokio::test]
-#[ignore = "issue 12: server not yet conformant"]
 async fn errors_outside_operations() {
     conformance(
         "errors_outside_operations",
@@ -1838,7 +1830,7 @@ async fn errors_outside_operations() {
     .await;
 }
 
-/// Passes today: not ignored, so the server change keeps our extensions.
+/// Our extensions keep working beside the spec's operations.
 #[tokio::test]
 async fn extensions_keep_working() {
     conformance("extensions_keep_working", &[], extension_steps()).await;

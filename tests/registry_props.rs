@@ -6,7 +6,7 @@
 //! - a refused operation or a dry run changed nothing: a deterministic dump
 //!   of the whole registry (group metas, the name index, memberships both
 //!   ways, config hashes, snapshot versions, hashes and sources, nodes,
-//!   composite reports) is byte-for-byte what it was;
+//!   pinned certificates, composite reports) is byte-for-byte what it was;
 //! - incremental == from scratch: every composite's report equals that of a
 //!   `Composite::from_members` of its members rebuilt from their stored config
 //!   bytes, and an OK composite's snapshot is exactly that composite's
@@ -25,8 +25,8 @@ use rgmerge::intern::Interner;
 use rgmerge::member::{Member, MemberInfo};
 use rgmerge::registry::record::Blob;
 use rgmerge::registry::{
-    ConfigWrite, GroupUpdate, Kind, Mode, NewGroup, NodeReport, Refusal, Registry, Settings,
-    transact,
+    ConfigWrite, GroupUpdate, Kind, Mode, NewCertificate, NewGroup, NodeReport, Refusal, Registry,
+    Settings, transact,
 };
 use rgmerge::report::State;
 use serde_json::{Value, json};
@@ -41,6 +41,22 @@ const IDS: [&str; 2] = [
 const KEYS: [&str; 2] = ["k1", "k2"];
 const PREFIXES: [&str; 3] = ["p1", "p2", "env"];
 const PLUGINS: [&str; 3] = ["cors", "rate-limiting", "key-auth"];
+
+/// Two real certificates (PEM), made once.
+fn certs() -> &'static [String] {
+    static CERTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    CERTS.get_or_init(|| {
+        ["dp-1.example.com", "dp-2.example.com"]
+            .iter()
+            .map(|h| {
+                rcgen::generate_simple_self_signed(vec![h.to_string()])
+                    .expect("rcgen")
+                    .cert
+                    .pem()
+            })
+            .collect()
+    })
+}
 
 /// One entity of a generated config; indexes pick from the small pools above.
 #[derive(Clone, Debug)]
@@ -215,6 +231,21 @@ enum Op {
         dry_run: bool,
         wild: bool,
     },
+    /// Konnect's upsert: the member list becomes exactly this one.
+    SetMembers {
+        comp: usize,
+        members: Vec<usize>,
+        dry_run: bool,
+        wild: bool,
+    },
+    /// Pins certificate `cert` (of `CERTS`) to a group, a composite too.
+    PinCert {
+        group: usize,
+        cert: usize,
+    },
+    UnpinCert {
+        group: usize,
+    },
     Rename {
         group: usize,
         name: usize,
@@ -242,6 +273,10 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(comp, members, dry_run, wild)| Op::Add { comp, members, dry_run, wild }),
         2 => (g.clone(), proptest::collection::vec(g.clone(), 1..3), proptest::bool::weighted(0.25), proptest::bool::weighted(0.15))
             .prop_map(|(comp, members, dry_run, wild)| Op::Remove { comp, members, dry_run, wild }),
+        2 => (g.clone(), proptest::collection::vec(g.clone(), 0..4), proptest::bool::weighted(0.25), proptest::bool::weighted(0.15))
+            .prop_map(|(comp, members, dry_run, wild)| Op::SetMembers { comp, members, dry_run, wild }),
+        1 => (g.clone(), 0..3usize).prop_map(|(group, cert)| Op::PinCert { group, cert }),
+        1 => g.clone().prop_map(|group| Op::UnpinCert { group }),
         1 => (g.clone(), 0..NAMES.len()).prop_map(|(group, name)| Op::Rename { group, name }),
         1 => g.clone().prop_map(|group| Op::Delete { group }),
         1 => g.clone().prop_map(|group| Op::Heartbeat { group }),
@@ -293,9 +328,10 @@ fn apply(w: &mut World, op: &Op) -> (bool, String) {
         |wild: bool, set: &[Uuid], i: usize| if wild { pick(i) } else { set[i % set.len()] };
     let mut created = None;
     let dry_run = match op {
-        Op::PutConfig { dry_run, .. } | Op::Add { dry_run, .. } | Op::Remove { dry_run, .. } => {
-            *dry_run
-        }
+        Op::PutConfig { dry_run, .. }
+        | Op::Add { dry_run, .. }
+        | Op::Remove { dry_run, .. }
+        | Op::SetMembers { dry_run, .. } => *dry_run,
         _ => false,
     };
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
@@ -379,6 +415,42 @@ fn apply(w: &mut World, op: &Op) -> (bool, String) {
                 }
                 tx.remove_members(c, &m).map(|_| ())
             }
+            Op::SetMembers {
+                comp,
+                members,
+                dry_run: _,
+                wild,
+            } => {
+                let mut m: Vec<Uuid> = members.iter().map(|&i| pick_in(*wild, &stds, i)).collect();
+                if !wild {
+                    dedup(&mut m);
+                }
+                let c = pick_in(*wild, &comps, *comp);
+                tx.set_members(c, &m).map(|_| ())
+            }
+            Op::PinCert { group, cert } => tx
+                .add_certificate(
+                    pick(*group),
+                    NewCertificate {
+                        // The third is not a certificate: always refused.
+                        cert: certs()
+                            .get(*cert)
+                            .cloned()
+                            .unwrap_or_else(|| "not a PEM".into()),
+                        title: Some(format!("cert {cert}")),
+                    },
+                )
+                .map(|_| ()),
+            Op::UnpinCert { group } => {
+                let g = pick(*group);
+                let first = tx
+                    .registry()
+                    .group(g)
+                    .ok()
+                    .and_then(|g| g.certificates.keys().next().copied())
+                    .unwrap_or_else(Uuid::new_v4);
+                tx.delete_certificate(g, first)
+            }
             Op::Rename { group, name } => tx
                 .update_group(
                     pick(*group),
@@ -423,13 +495,14 @@ fn dump(reg: &Registry) -> String {
     for g in reg.groups() {
         let _ = writeln!(
             out,
-            "{:?}\n  by-name={:?} snapshot=v{} {} {:?}\n  nodes={:?}",
+            "{:?}\n  by-name={:?} snapshot=v{} {} {:?}\n  nodes={:?}\n  certificates={:?}",
             g.meta,
             reg.group_by_name(&g.meta.name).map(|x| x.meta.id),
             g.snapshot.version,
             g.snapshot.body.hash(),
             g.snapshot.sources,
             g.nodes,
+            g.certificates,
         );
         match &g.kind {
             Kind::Standard { config, composites } => {

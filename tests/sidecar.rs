@@ -41,7 +41,7 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
     let c = d.client();
     let comp = c.composite("edge").await;
     let blue = c.standard("blue").await;
-    c.add(&comp, &[&blue]).await.expect(200);
+    c.add(&comp, &[&blue]).await.expect(204);
     c.put_config(&blue, &service("first", "first.internal"))
         .await
         .expect(200);

@@ -3,10 +3,13 @@
 //! content types and bodies through `tower::ServiceExt::oneshot`.
 //!
 //! Invariants, for every request:
-//! - no panic, and never a 5xx (the daemon's only 5xx is 507, a storage
+//! - no panic, and never a 5xx (the daemon's only 5xx is 503, a storage
 //!   failure, and this engine has no store);
-//! - every 4xx/5xx is a JSON `{"status", "title", "detail"}` whose `status`
-//!   is the HTTP status; every `application/json` success parses as JSON;
+//! - every 4xx/5xx is Konnect's `application/problem+json` `{"status",
+//!   "title", "detail", "instance"}` whose `status` is the HTTP status and
+//!   whose `instance` is the request's path, with `invalid_parameters` on a
+//!   400 — except on the DP-certificate paths, whose errors are the spec's
+//!   legacy `application/json` `{"message"}`; every JSON success parses;
 //! - a refused request (4xx) or a dry run changes nothing: the registry's
 //!   groups, memberships, configs and snapshots are as before.
 //!
@@ -67,13 +70,22 @@ async fn setup(engine: &Engine) -> Ids {
         .map(|g| g.meta.id)
         .expect("default group");
     let id = |v: std::sync::Arc<rgmerge::registry::GroupView>| v.meta.id;
-    let blue = id(engine.create_group(mk("blue", "CLUSTER_TYPE_CONTROL_PLANE")).await.expect("blue"));
-    let green = id(engine.create_group(mk("green", "CLUSTER_TYPE_CONTROL_PLANE")).await.expect("green"));
+    let blue = id(engine
+        .create_group(mk("blue", "CLUSTER_TYPE_CONTROL_PLANE"))
+        .await
+        .expect("blue"));
+    let green = id(engine
+        .create_group(mk("green", "CLUSTER_TYPE_CONTROL_PLANE"))
+        .await
+        .expect("green"));
     let comp = id(engine
         .create_group(mk("comp", "CLUSTER_TYPE_CONTROL_PLANE_GROUP"))
         .await
         .expect("comp"));
-    engine.add_members(comp, vec![blue], Mode::Apply).await.expect("add");
+    engine
+        .add_members(comp, vec![blue], Mode::Apply)
+        .await
+        .expect("add");
     let cfg = b"_format_version: \"3.0\"\nservices:\n- name: keep\n  host: k\n  routes:\n  - name: keep-r\n    paths: [/k]\n";
     engine
         .put_config(blue, cfg.to_vec(), Some("application/yaml"), Mode::Apply)
@@ -106,14 +118,15 @@ async fn dump(engine: &Engine) -> String {
     let mut out = String::new();
     for g in views {
         out.push_str(&format!(
-            "{:?} v{} {} nodes={:?}",
+            "{:?} v{} {} nodes={:?} certificates={:?}",
             g.meta,
             g.snapshot.version,
             g.snapshot.body.hash(),
             g.nodes
                 .values()
                 .map(|n| (&n.id, &n.hostname, &n.config_hash))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>(),
+            g.certificates
         ));
         if let Some(st) = g.standard() {
             out.push_str(&format!(
@@ -160,6 +173,8 @@ impl<'a> Cursor<'a> {
 struct Built {
     req: Request<Body>,
     dry_run: bool,
+    /// A DP-certificate path: errors in the spec's legacy form.
+    legacy: bool,
     head: bool,
 }
 
@@ -188,7 +203,7 @@ fn build(chunk: &[u8], ids: &Ids) -> Option<Built> {
         7 => "..%2F..%2Fetc%2Fpasswd".into(),
         _ => c.line(),
     };
-    let path = match path_sel % 15 {
+    let path = match path_sel % 21 {
         0 => "/healthz".to_string(),
         1 => "/metrics".to_string(),
         2 => V2.to_string(),
@@ -203,6 +218,12 @@ fn build(chunk: &[u8], ids: &Ids) -> Option<Built> {
         11 => format!("{V2}/{id}/snapshot/provenance"),
         12 => format!("{V2}/{id}/nodes"),
         13 => format!("{V2}/{id}/nodes/{}", c.line()),
+        14 => format!("{V2}/{id}/details"),
+        15 => format!("{V2}/{id}/nodes/eol"),
+        16 => format!("{V2}/{id}/expected-config-hash"),
+        17 => format!("{V2}/{id}/dp-client-certificates"),
+        18 => format!("{V2}/{id}/dp-client-certificates/{}", c.line()),
+        19 => format!("{V2}/{id}/expected-config-version"),
         _ => c.line(),
     };
     let ct: Option<String> = match ct_sel % 8 {
@@ -215,7 +236,7 @@ fn build(chunk: &[u8], ids: &Ids) -> Option<Built> {
         6 => Some("application/json; charset=utf-8".into()),
         _ => Some(c.line()),
     };
-    let query = match q_sel % 8 {
+    let query = match q_sel % 12 {
         0 => String::new(),
         1 => "dry_run=true".into(),
         2 => "wait=1".into(),
@@ -223,7 +244,11 @@ fn build(chunk: &[u8], ids: &Ids) -> Option<Built> {
         4 => "page[size]=1&page[number]=2".into(),
         5 => "sort=sync_status".into(),
         6 => c.line(),
-        _ => "dry_run=maybe".into(),
+        7 => "dry_run=maybe".into(),
+        8 => "page[size]=1&page[after]=6e6f6465".into(),
+        9 => "filter[name][contains]=e&labels=team&sort=created_at%20desc".into(),
+        10 => "filter[bogus][eq]=x".into(),
+        _ => "page[after]=not-a-cursor".into(),
     };
     let uri = if query.is_empty() {
         path
@@ -249,7 +274,10 @@ fn build(chunk: &[u8], ids: &Ids) -> Option<Built> {
     Some(Built {
         req,
         // `dry_run` means something only on membership changes and config writes.
-        dry_run: q_sel % 8 == 1 && matches!(path_sel % 15, 5 | 6 | 9),
+        dry_run: q_sel % 12 == 1
+            && (matches!(path_sel % 21, 5 | 6 | 9)
+                || (path_sel % 21 == 4 && method == Method::PUT)),
+        legacy: matches!(path_sel % 21, 17 | 18),
         head: method == Method::HEAD,
     })
 }
@@ -311,6 +339,7 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             };
             let desc = format!("{} {}", b.req.method(), b.req.uri());
+            let path = b.req.uri().path().to_string();
             let before = dump(&engine).await;
             let resp = app.clone().oneshot(b.req).await.expect("infallible");
             let status = resp.status();
@@ -326,21 +355,35 @@ fuzz_target!(|data: &[u8]| {
             let body = resp.into_body().collect().await.expect("body").to_bytes();
             // HEAD answers carry no body (axum drops it, as HTTP says).
             if (status.is_client_error() || status.is_server_error()) && !b.head {
-                assert!(
-                    ct.starts_with("application/json")
-                        || ct.starts_with("application/problem+json"),
-                    "{desc}: {status} with content-type '{ct}': {}",
-                    String::from_utf8_lossy(&body)
-                );
                 let j: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
                     panic!("{desc}: {status} error is not JSON ({e}): {body:?}")
                 });
-                assert_eq!(j["status"], status.as_u16(), "{desc}: {j}");
-                assert!(j["title"].is_string(), "{desc}: {j}");
-                assert!(
-                    j["detail"].as_str().is_some_and(|d| !d.is_empty()),
-                    "{desc}: {j}"
-                );
+                if b.legacy && ct == "application/json" {
+                    assert!(
+                        j["message"].as_str().is_some_and(|m| !m.is_empty()),
+                        "{desc}: {j}"
+                    );
+                } else {
+                    // Errors before the certificate handlers run (405, 413,
+                    // 415, …) are problems like everywhere else.
+                    assert_eq!(ct, "application/problem+json", "{desc}: {status}: {j}");
+                    assert_eq!(j["status"], status.as_u16(), "{desc}: {j}");
+                    assert!(j["title"].is_string(), "{desc}: {j}");
+                    assert_eq!(j["instance"], path.as_str(), "{desc}: {j}");
+                    assert!(
+                        j["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                        "{desc}: {j}"
+                    );
+                    if status == StatusCode::BAD_REQUEST {
+                        let params = j["invalid_parameters"].as_array();
+                        assert!(
+                            params.is_some_and(|p| !p.is_empty()
+                                && p.iter()
+                                    .all(|p| p["field"].is_string() && p["reason"].is_string())),
+                            "{desc}: {j}"
+                        );
+                    }
+                }
             }
             if status.is_client_error() {
                 assert_eq!(

@@ -169,8 +169,18 @@ pub fn measure(args: &BenchOptions) -> Value {
     let serde = per_pass(passes, &|s| {
         drop(black_box(serde_json::from_slice::<Value>(s)))
     });
+    // YAML: the fast reader (`config::parse`) against the full parser it
+    // replaced (`parse_yaml_reference`), on the same member, in this run; the
+    // validate path is parse + schema walk, as `rgmerge validate` per file.
     let yaml_doc = synth::to_yaml(&synth::member_document(0, &spec, 0)).unwrap_or_default();
-    let yaml = time(5, || config::parse(&yaml_doc, Format::Yaml));
+    // The full parser runs on a thread of its own (a big stack), so these
+    // four are timed in process CPU time, not this thread's.
+    let yaml = time_process(21, || config::parse(&yaml_doc, Format::Yaml));
+    let yaml_reference = time_process(5, || config::parse::parse_yaml_reference(&yaml_doc));
+    let yaml_validate = time_process(21, || config::read_member(&yaml_doc, Format::Yaml));
+    let yaml_validate_reference = time_process(5, || {
+        config::parse::parse_yaml_reference(&yaml_doc).map(config::read_value)
+    });
     let build = time(15, || {
         Member::build(info(0), &sample[0], Format::Json, &interner)
     });
@@ -248,6 +258,26 @@ pub fn measure(args: &BenchOptions) -> Value {
             "profile": if cfg!(debug_assertions) { "debug (figures are not representative)" } else { "release" },
         },
     });
+    // The YAML comparison, added here (one `json!` this size is the macro's limit).
+    let speedup = |old: Duration, new: Duration| round(old.as_secs_f64() / new.as_secs_f64(), 2);
+    let yaml_figures = json!({
+        "parse_yaml_reference_mb_s": mb_s(yaml_doc.len(), yaml_reference)["wall"],
+        "parse_yaml_speedup_vs_reference": speedup(yaml_reference.wall, yaml.wall),
+        "validate_yaml_speedup_vs_reference": speedup(yaml_validate_reference.wall, yaml_validate.wall),
+    });
+    let yaml_cpu = json!({
+        "parse_yaml_mb_s": mb_s(yaml_doc.len(), yaml)["cpu"],
+        "parse_yaml_reference_mb_s": mb_s(yaml_doc.len(), yaml_reference)["cpu"],
+        "parse_yaml_speedup_vs_reference": speedup(yaml_reference.cpu, yaml.cpu),
+        "validate_yaml_speedup_vs_reference": speedup(yaml_validate_reference.cpu, yaml_validate.cpu),
+    });
+    if let (Some(f), Value::Object(y), Value::Object(c)) =
+        (figures.as_object_mut(), yaml_figures, yaml_cpu)
+    {
+        f.extend(y);
+        // In process CPU time (see `time_process`), beside `thread_cpu`.
+        f.insert("yaml_process_cpu".to_string(), Value::Object(c));
+    }
     if let (Some(f), Value::Object(s)) = (figures.as_object_mut(), startup) {
         f.extend(s);
     }
@@ -452,6 +482,27 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Timing {
     time_with(runs, || (), |()| f())
 }
 
+/// Like [`time`], but `cpu` is the whole process's CPU time: for work that
+/// runs on other threads (the YAML reference parser's big-stack thread).
+fn time_process<T>(runs: usize, mut f: impl FnMut() -> T) -> Timing {
+    drop(f());
+    let mut wall = Vec::with_capacity(runs);
+    let mut cpu = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let (w, c) = (Instant::now(), process_cpu());
+        let out = black_box(f());
+        cpu.push(process_cpu().saturating_sub(c));
+        wall.push(w.elapsed());
+        drop(out);
+    }
+    wall.sort();
+    cpu.sort();
+    Timing {
+        wall: wall[wall.len() / 2],
+        cpu: cpu[cpu.len() / 2],
+    }
+}
+
 /// Like [`time`], with an untimed `setup` giving each run its input.
 fn time_with<I, T>(runs: usize, mut setup: impl FnMut() -> I, mut f: impl FnMut(I) -> T) -> Timing {
     drop(f(setup())); // warm caches and the allocator
@@ -537,7 +588,7 @@ fn cpu_model() -> String {
 
 /// The figures for people: one line each.
 fn table(f: &Value) -> String {
-    let rows: [(&str, &str, &str); 21] = [
+    let rows: [(&str, &str, &str); 24] = [
         ("members", "members", ""),
         ("entities_per_member", "entities per member", ""),
         ("input_bytes", "input", "bytes"),
@@ -560,8 +611,23 @@ fn table(f: &Value) -> String {
         ),
         (
             "parse_yaml_mb_s",
-            "parse YAML (serde-saphyr, strict)",
+            "parse YAML (fast reader, strict)",
             "MB/s",
+        ),
+        (
+            "parse_yaml_reference_mb_s",
+            "parse YAML (serde-saphyr, as before)",
+            "MB/s",
+        ),
+        (
+            "parse_yaml_speedup_vs_reference",
+            "  speedup vs serde-saphyr",
+            "x",
+        ),
+        (
+            "validate_yaml_speedup_vs_reference",
+            "  validate path (parse + checks) speedup",
+            "x",
         ),
         ("member_build_ms", "build one member", "ms"),
         ("full_merge_ms", "full merge (parse excluded)", "ms"),

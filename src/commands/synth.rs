@@ -922,6 +922,11 @@ impl<'a> Gen<'a> {
     }
 }
 
+/// A self-signed EC P-256 certificate and its key (test material only):
+/// Kong, and rgmerge, parse certificates.
+const SYNTH_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBhDCCASugAwIBAgIUbutvtG+Ea1Hle7UEXKSz8diFgl8wCgYIKoZIzj0EAwIw\nFzEVMBMGA1UEAwwMcmdtZXJnZS10ZXN0MCAXDTI2MTEzMDIxNDk1M1oYDzIxMjYx\nMTA2MjE0OTUzWjAXMRUwEwYDVQQDDAxyZ21lcmdlLXRlc3QwWTATBgcqhkjOPQIB\nBggqhkjOPQMBBwNCAAQWxA983aDagnhGqH39RqAkv/jbO8pyhjq5pjL5yprhKl9y\nsEfxplYQdehnHOFB0ei4mwlX3JeVvRxj4oqPTMLQo1MwUTAdBgNVHQ4EFgQU2+cA\n+JesbWLET0+0qN2IH94jii4wHwYDVR0jBBgwFoAU2+cA+JesbWLET0+0qN2IH94j\nii4wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAEoexa6GrlKDG5\n0+HaJu8jTuK8SFuCmwmp92aoSVx/SgIgZdfgdV0YZtgzeW736nTYhbTGhdyrgjqi\n/XGrp5QbEds=\n-----END CERTIFICATE-----\n";
+const SYNTH_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgHq12ftaWYM031+K2\nSNi5eGtD2GJ5ybgV5UGAbWFNCsWhRANCAAQWxA983aDagnhGqH39RqAkv/jbO8py\nhjq5pjL5yprhKl9ysEfxplYQdehnHOFB0ei4mwlX3JeVvRxj4oqPTMLQ\n-----END PRIVATE KEY-----\n";
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -1033,7 +1038,3 @@ mod tests {
         assert_eq!(names(&a), names(&b));
     }
 }
-
-/// A self-signed EC P-256 certificate and its key (test material only).
-const SYNTH_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBhDCCASugAwIBAgIUbutvtG+Ea1Hle7UEXKSz8diFgl8wCgYIKoZIzj0EAwIw\nFzEVMBMGA1UEAwwMcmdtZXJnZS10ZXN0MCAXDTI2MTEzMDIxNDk1M1oYDzIxMjYx\nMTA2MjE0OTUzWjAXMRUwEwYDVQQDDAxyZ21lcmdlLXRlc3QwWTATBgcqhkjOPQIB\nBggqhkjOPQMBBwNCAAQWxA983aDagnhGqH39RqAkv/jbO8pyhjq5pjL5yprhKl9y\nsEfxplYQdehnHOFB0ei4mwlX3JeVvRxj4oqPTMLQo1MwUTAdBgNVHQ4EFgQU2+cA\n+JesbWLET0+0qN2IH94jii4wHwYDVR0jBBgwFoAU2+cA+JesbWLET0+0qN2IH94j\nii4wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAEoexa6GrlKDG5\n0+HaJu8jTuK8SFuCmwmp92aoSVx/SgIgZdfgdV0YZtgzeW736nTYhbTGhdyrgjqi\n/XGrp5QbEds=\n-----END CERTIFICATE-----\n";
-const SYNTH_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgHq12ftaWYM031+K2\nSNi5eGtD2GJ5ybgV5UGAbWFNCsWhRANCAAQWxA983aDagnhGqH39RqAkv/jbO8py\nhjq5pjL5yprhKl9ysEfxplYQdehnHOFB0ei4mwlX3JeVvRxj4oqPTMLQ\n-----END PRIVATE KEY-----\n";

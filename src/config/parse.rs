@@ -1,13 +1,18 @@
-//! Bytes → `serde_json::Value`, for JSON (simd-json) and YAML (serde-saphyr).
+//! Bytes → `serde_json::Value`, for JSON (simd-json) and YAML (a fast reader
+//! for decK's block-style subset, [`yaml_fast`], with serde-saphyr for
+//! everything else).
 //!
-//! Both formats go through [`StrictValue`], so a JSON file and the YAML file
-//! with the same content give the same value, and both refuse duplicate keys
-//! and runaway nesting. Every failure carries a line and column.
+//! Both formats follow [`StrictValue`]'s rules, so a JSON file and the YAML
+//! file with the same content give the same value, and both refuse duplicate
+//! keys and runaway nesting. Every failure carries a line and column.
 
 use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 use super::value::{StrictDoc, StrictValue};
+
+#[path = "yaml_fast.rs"]
+pub mod yaml_fast;
 
 /// The syntax a member config is written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +61,24 @@ pub struct ParseFailure {
 
 /// Parses `bytes` as one document of `format`.
 pub fn parse(bytes: &[u8], format: Format) -> Result<Value, ParseFailure> {
+    parse_with(bytes, format, true)
+}
+
+/// Parses `bytes` as one YAML document with the full parser only (serde-saphyr
+/// into [`StrictValue`]), as [`parse`] did before the fast reader: the
+/// reference the fast reader is checked against (tests, fuzz target, bench).
+pub fn parse_yaml_reference(bytes: &[u8]) -> Result<Value, ParseFailure> {
+    parse_with(bytes, Format::Yaml, false)
+}
+
+/// The fast reader alone: `None` where [`parse`] falls back to the full
+/// parser (outside decK's subset, or an error). For tests and the bench.
+pub fn parse_yaml_fast_only(bytes: &[u8]) -> Option<Value> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    yaml_fast::parse(std::str::from_utf8(bytes).ok()?).ok()
+}
+
+fn parse_with(bytes: &[u8], format: Format, fast_yaml: bool) -> Result<Value, ParseFailure> {
     // Editors on Windows write a UTF-8 byte order mark; the YAML parser skips
     // it, the JSON parsers refuse it ("expected value" at 1:1).
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
@@ -68,13 +91,24 @@ pub fn parse(bytes: &[u8], format: Format) -> Result<Value, ParseFailure> {
             column: Some(1),
         });
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let (line, column) = line_col(bytes, e.valid_up_to());
-        return Err(ParseFailure {
-            message: "the config is not valid UTF-8".into(),
-            line: Some(line),
-            column: Some(column),
-        });
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let (line, column) = line_col(bytes, e.valid_up_to());
+            return Err(ParseFailure {
+                message: "the config is not valid UTF-8".into(),
+                line: Some(line),
+                column: Some(column),
+            });
+        }
+    };
+    if format == Format::Yaml
+        && fast_yaml
+        && let Ok(v) = yaml_fast::parse(text)
+    {
+        // The fast reader recurses at most `yaml_fast::FAST_MAX_DEPTH` levels
+        // with small frames: no big stack needed.
+        return Ok(v);
     }
     on_parser_stack(|| match format {
         Format::Json => parse_json(bytes),

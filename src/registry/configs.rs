@@ -312,6 +312,7 @@ impl Tx<'_> {
         ));
         let new = Arc::new(Published {
             version,
+            published_ms: super::now_ms(),
             body,
             deck: Body::assemble(members.iter().map(|m| m.as_ref())),
             sources,

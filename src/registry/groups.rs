@@ -43,6 +43,34 @@ impl ClusterType {
     }
 }
 
+/// How data plane nodes authenticate to a control plane (Konnect's `auth_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthType {
+    #[default]
+    #[serde(rename = "pinned_client_certs")]
+    PinnedClientCerts,
+    #[serde(rename = "pki_client_certs")]
+    PkiClientCerts,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::PinnedClientCerts => "pinned_client_certs",
+            AuthType::PkiClientCerts => "pki_client_certs",
+        }
+    }
+}
+
+/// Where the data planes of a control plane can be reached (Konnect's `proxy_urls`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyUrl {
+    pub host: String,
+    pub port: u64,
+    pub protocol: String,
+}
+
 /// A group's own fields, as stored and as shown.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMeta {
@@ -56,26 +84,31 @@ pub struct GroupMeta {
     pub is_default: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Stored only: rgmerge serves every data plane over its socket.
+    #[serde(default)]
+    pub auth_type: AuthType,
+    #[serde(default)]
+    pub cloud_gateway: bool,
+    #[serde(default)]
+    pub proxy_urls: Vec<ProxyUrl>,
 }
 
 pub const MAX_NAME: usize = 256;
 pub const MAX_DESCRIPTION: usize = 2048;
 pub const MAX_LABELS: usize = 50;
+pub const MAX_PROXY_URLS: usize = 5;
 const RESERVED_LABEL_PREFIXES: [&str; 5] = ["kong", "konnect", "mesh", "kic", "_"];
 
 pub fn check_name(name: &str) -> Result<()> {
+    let refuse = |why: String| Err(Refusal::invalid(why).on("name"));
     if name.trim().is_empty() {
-        return Err(Refusal::invalid("`name` must not be empty"));
+        return refuse("`name` must not be empty".into());
     }
     if name.chars().count() > MAX_NAME {
-        return Err(Refusal::invalid(format!(
-            "`name` is longer than {MAX_NAME} characters"
-        )));
+        return refuse(format!("`name` is longer than {MAX_NAME} characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(Refusal::invalid(
-            "`name` must not contain control characters",
-        ));
+        return refuse("`name` must not contain control characters".into());
     }
     Ok(())
 }
@@ -84,7 +117,50 @@ pub fn check_description(d: &str) -> Result<()> {
     if d.chars().count() > MAX_DESCRIPTION {
         return Err(Refusal::invalid(format!(
             "`description` is longer than {MAX_DESCRIPTION} characters"
-        )));
+        ))
+        .on("description"));
+    }
+    Ok(())
+}
+
+/// At most five, each with a host (1 to 120 characters), a port (1 to
+/// 65535) and a protocol (1 to 32 characters), none twice.
+pub fn check_proxy_urls(urls: &[ProxyUrl]) -> Result<()> {
+    if urls.len() > MAX_PROXY_URLS {
+        return Err(Refusal::invalid(format!(
+            "at most {MAX_PROXY_URLS} proxy URLs are allowed, found {}",
+            urls.len()
+        ))
+        .on("proxy_urls"));
+    }
+    for (i, u) in urls.iter().enumerate() {
+        let bad = |field: &str, why: String| {
+            Err(Refusal::invalid(why).on(format!("proxy_urls[{i}].{field}")))
+        };
+        let host = u.host.chars().count();
+        if !(1..=120).contains(&host) || u.host.chars().any(char::is_control) {
+            return bad(
+                "host",
+                "a proxy URL's host is 1 to 120 printable characters".into(),
+            );
+        }
+        if !(1..=65535).contains(&u.port) {
+            return bad("port", format!("port {} is not from 1 to 65535", u.port));
+        }
+        let protocol = u.protocol.chars().count();
+        if !(1..=32).contains(&protocol) || u.protocol.chars().any(char::is_control) {
+            return bad(
+                "protocol",
+                "a proxy URL's protocol is 1 to 32 printable characters".into(),
+            );
+        }
+        if urls[..i].contains(u) {
+            return Err(Refusal::invalid(format!(
+                "proxy URL {}://{}:{} is listed twice",
+                u.protocol, u.host, u.port
+            ))
+            .on(format!("proxy_urls[{i}]")));
+        }
     }
     Ok(())
 }
@@ -94,15 +170,19 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
         return Err(Refusal::invalid(format!(
             "at most {MAX_LABELS} labels are allowed, found {}",
             labels.len()
-        )));
+        ))
+        .on("labels"));
     }
     for (k, v) in labels {
+        let field = || format!("labels.{}", k.chars().take(63).collect::<String>());
         for (what, s) in [("key", k), ("value", v)] {
             let n = s.chars().count();
             if !(1..=63).contains(&n) {
                 return Err(Refusal::invalid(format!(
-                    "label {what} '{s}' must be 1 to 63 characters long"
-                )));
+                    "label {what} '{}' must be 1 to 63 characters long",
+                    s.chars().take(63).collect::<String>()
+                ))
+                .on(field()));
             }
         }
         let lower = k.to_ascii_lowercase();
@@ -112,7 +192,8 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
         {
             return Err(Refusal::invalid(format!(
                 "label key '{k}' starts with the reserved prefix '{p}'"
-            )));
+            ))
+            .on(field()));
         }
     }
     Ok(())
@@ -141,6 +222,10 @@ pub struct NewGroup {
     /// `CLUSTER_TYPE_…`; a standard control plane when absent.
     pub cluster_type: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `pinned_client_certs` when absent.
+    pub auth_type: Option<AuthType>,
+    pub cloud_gateway: bool,
+    pub proxy_urls: Vec<ProxyUrl>,
 }
 
 /// A request to change a group; a label set to `None` is removed.
@@ -151,6 +236,8 @@ pub struct GroupUpdate {
     pub labels: Option<BTreeMap<String, Option<String>>>,
     pub cluster_type: Option<String>,
     pub is_default: Option<bool>,
+    pub auth_type: Option<AuthType>,
+    pub proxy_urls: Option<Vec<ProxyUrl>>,
 }
 
 impl Tx<'_> {
@@ -213,19 +300,22 @@ impl Tx<'_> {
             check_description(d)?;
         }
         check_labels(&req.labels)?;
+        check_proxy_urls(&req.proxy_urls)?;
         let cluster_type = match req.cluster_type.as_deref() {
             None => ClusterType::ControlPlane,
             Some(s) => ClusterType::parse(s).ok_or_else(|| {
                 Refusal::invalid(format!(
-                    "unknown cluster_type '{s}': use CLUSTER_TYPE_CONTROL_PLANE, CLUSTER_TYPE_K8S_INGRESS_CONTROLLER or CLUSTER_TYPE_CONTROL_PLANE_GROUP"
+                    "unsupported cluster_type '{s}': rgmerge serves CLUSTER_TYPE_CONTROL_PLANE, CLUSTER_TYPE_K8S_INGRESS_CONTROLLER and CLUSTER_TYPE_CONTROL_PLANE_GROUP"
                 ))
+                .on("cluster_type")
             })?,
         };
         if self.reg.names.contains_key(&req.name) {
             return Err(Refusal::conflict(format!(
                 "a control plane named '{}' already exists",
                 req.name
-            )));
+            ))
+            .on("name"));
         }
         if let Some(max) = self.reg.settings.max_groups
             && self.reg.groups.len() >= max
@@ -233,7 +323,8 @@ impl Tx<'_> {
             return Err(Refusal::conflict(format!(
                 "the organisation already has {} control planes, its limit (max_groups = {max})",
                 self.reg.groups.len()
-            )));
+            ))
+            .on("object"));
         }
         let t = now();
         let meta = GroupMeta {
@@ -245,6 +336,9 @@ impl Tx<'_> {
             is_default: false,
             created_at: t.clone(),
             updated_at: t,
+            auth_type: req.auth_type.unwrap_or_default(),
+            cloud_gateway: req.cloud_gateway,
+            proxy_urls: req.proxy_urls,
         };
         self.insert_group(meta.clone());
         Ok(meta)
@@ -258,23 +352,33 @@ impl Tx<'_> {
         {
             return Err(Refusal::invalid(
                 "`cluster_type` is fixed at creation and can't be changed",
-            ));
+            )
+            .on("cluster_type"));
         }
         if let Some(d) = req.is_default
             && d != old.is_default
         {
             return Err(Refusal::invalid(
                 "the default group is fixed: `is_default` can't be changed or moved",
-            ));
+            )
+            .on("is_default"));
         }
         if let Some(name) = req.name {
             check_name(&name)?;
             if name != old.name && self.reg.names.contains_key(&name) {
                 return Err(Refusal::conflict(format!(
                     "a control plane named '{name}' already exists"
-                )));
+                ))
+                .on("name"));
             }
             meta.name = name;
+        }
+        if let Some(auth_type) = req.auth_type {
+            meta.auth_type = auth_type;
+        }
+        if let Some(urls) = req.proxy_urls {
+            check_proxy_urls(&urls)?;
+            meta.proxy_urls = urls;
         }
         if let Some(d) = req.description {
             check_description(&d)?;
@@ -325,7 +429,7 @@ impl Tx<'_> {
     pub fn delete_group(&mut self, id: Uuid) -> Result<()> {
         let g = self.reg.group(id)?;
         if g.meta.is_default {
-            return Err(Refusal::conflict("the default group can't be deleted"));
+            return Err(Refusal::conflict("the default group can't be deleted").on("id"));
         }
         let releases: Vec<Uuid> = match &g.kind {
             Kind::Standard { composites, .. } if !composites.is_empty() => {
@@ -338,7 +442,8 @@ impl Tx<'_> {
                     "control plane '{}' is a member of {}: remove it from every composite first",
                     g.meta.name,
                     names.join(", ")
-                )));
+                ))
+                .on("id"));
             }
             Kind::Standard { .. } => Vec::new(),
             Kind::Composite { members, .. } => members.iter().copied().collect(),

@@ -82,6 +82,7 @@ pub fn assemble_version<'b>(
     ));
     Ok(Published {
         version,
+        published_ms: 0,
         body,
         deck,
         sources: sources.to_vec(),
@@ -273,6 +274,7 @@ impl Tx<'_> {
             self.because(format!("pin to version {version}"));
             let new = Arc::new(Published {
                 version: served_as,
+                published_ms: super::now_ms(),
                 body: pinned.body.clone(),
                 deck: pinned.deck.clone(),
                 sources: entry.sources.clone(),

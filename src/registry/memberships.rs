@@ -22,27 +22,36 @@ impl Tx<'_> {
             Kind::Standard { .. } => Err(Refusal::invalid(format!(
                 "control plane '{}' is not a control plane group (composite): only composites have members",
                 g.meta.name
-            ))),
+            ))
+            .on("id")),
         }
     }
 
     fn check_request_ids(ids: &[Uuid]) -> Result<()> {
         if ids.is_empty() {
-            return Err(Refusal::invalid(
-                "`members` must list at least one control plane",
-            ));
+            return Err(
+                Refusal::invalid("`members` must list at least one control plane").on("members"),
+            );
         }
         if ids.len() > MAX_PER_REQUEST {
             return Err(Refusal::invalid(format!(
                 "one request can add or remove at most {MAX_PER_REQUEST} members; this one lists {}",
                 ids.len()
-            )));
+            ))
+            .on("members"));
         }
-        let unique: BTreeSet<&Uuid> = ids.iter().collect();
-        if unique.len() != ids.len() {
-            return Err(Refusal::invalid(
-                "`members` lists the same control plane twice",
-            ));
+        Self::check_unique(ids)
+    }
+
+    fn check_unique(ids: &[Uuid]) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        for (i, id) in ids.iter().enumerate() {
+            if !seen.insert(id) {
+                return Err(
+                    Refusal::invalid("`members` lists the same control plane twice")
+                        .on(format!("members[{i}].id")),
+                );
+            }
         }
         Ok(())
     }
@@ -50,6 +59,72 @@ impl Tx<'_> {
     /// Adds members to a composite: all of them, or (on any refusal) none.
     pub fn add_members(&mut self, cid: Uuid, ids: &[Uuid]) -> Result<Report> {
         Self::check_request_ids(ids)?;
+        self.enter(cid, ids, ids)?;
+        self.because(format!("members added: {}", self.names_of(ids)));
+        self.settle(cid)
+    }
+
+    pub fn remove_members(&mut self, cid: Uuid, ids: &[Uuid]) -> Result<Report> {
+        Self::check_request_ids(ids)?;
+        self.leave(cid, ids, ids)?;
+        self.because(format!("members removed: {}", self.names_of(ids)));
+        self.settle(cid)
+    }
+
+    /// Makes `ids` the composite's exact member list (Konnect's upsert): the
+    /// others leave, the new ones enter, at most [`MAX_PER_REQUEST`] of each;
+    /// all of it, or (on any refusal) none.
+    pub fn set_members(&mut self, cid: Uuid, ids: &[Uuid]) -> Result<Report> {
+        Self::check_unique(ids)?;
+        let current = self.composite_members(cid)?.clone();
+        if ids.len() > MAX_MEMBERS {
+            return Err(Refusal::invalid(format!(
+                "a composite has at most {MAX_MEMBERS} members; this request lists {}",
+                ids.len()
+            ))
+            .on("members"));
+        }
+        let leaving: Vec<Uuid> = current
+            .iter()
+            .filter(|m| !ids.contains(m))
+            .copied()
+            .collect();
+        let entering: Vec<Uuid> = ids
+            .iter()
+            .filter(|m| !current.contains(m))
+            .copied()
+            .collect();
+        for (what, n) in [("add", entering.len()), ("remove", leaving.len())] {
+            if n > MAX_PER_REQUEST {
+                return Err(Refusal::invalid(format!(
+                    "one request can add or remove at most {MAX_PER_REQUEST} members; this one would {what} {n}"
+                ))
+                .on("members"));
+            }
+        }
+        if leaving.is_empty() && entering.is_empty() {
+            return self.reg.composite_report(cid);
+        }
+        if !leaving.is_empty() {
+            self.leave(cid, &leaving, ids)?;
+        }
+        if !entering.is_empty() {
+            self.enter(cid, &entering, ids)?;
+        }
+        self.because(format!("members set: {}", self.names_of(ids)));
+        self.settle(cid)
+    }
+
+    /// The composite after its members changed: persisted, republished, judged.
+    fn settle(&mut self, cid: Uuid) -> Result<Report> {
+        self.touch(cid);
+        self.republish(cid)?;
+        self.reg.composite_report(cid)
+    }
+
+    /// `ids` enter composite `cid`; `request` is the member list as sent,
+    /// to name the one at fault.
+    fn enter(&mut self, cid: Uuid, ids: &[Uuid], request: &[Uuid]) -> Result<()> {
         let current = self.composite_members(cid)?.clone();
         let cname = self.reg.group(cid)?.meta.name.clone();
         if current.len() + ids.len() > MAX_MEMBERS {
@@ -57,40 +132,48 @@ impl Tx<'_> {
                 "composite '{cname}' has {} members; adding {} would pass the limit of {MAX_MEMBERS}",
                 current.len(),
                 ids.len()
-            )));
+            ))
+            .on("members"));
         }
         for id in ids {
+            let field = field_of(request, id);
             let g = self.reg.group(*id).map_err(|_| {
                 Refusal::invalid(format!("no control plane with id {id} (nothing was added)"))
+                    .on(field.clone())
             })?;
             let name = &g.meta.name;
             match (&g.kind, g.meta.cluster_type) {
                 (Kind::Composite { .. }, _) => {
                     return Err(Refusal::invalid(format!(
                         "'{name}' is a composite: a composite can't be a member of a composite"
-                    )));
+                    ))
+                    .on(field));
                 }
                 (_, ClusterType::K8sIngressController) => {
                     return Err(Refusal::invalid(format!(
                         "'{name}' is a Kong Ingress Controller group, which can't be a member of a composite"
-                    )));
+                    ))
+                    .on(field));
                 }
                 (Kind::Standard { composites, .. }, _) => {
                     if current.contains(id) {
                         return Err(Refusal::conflict(format!(
                             "'{name}' is already a member of '{cname}'"
-                        )));
+                        ))
+                        .on(field));
                     }
                     if composites.len() >= MAX_COMPOSITES_PER_GROUP {
                         return Err(Refusal::conflict(format!(
                             "'{name}' is already a member of {MAX_COMPOSITES_PER_GROUP} composites, the most a group can join"
-                        )));
+                        ))
+                        .on(field));
                     }
                     let active = self.reg.active_nodes(g);
                     if active > 0 {
                         return Err(Refusal::conflict(format!(
                             "'{name}' has {active} connected runtime instance(s): a member's instances must connect to the composite, so disconnect them first"
-                        )));
+                        ))
+                        .on(field));
                     }
                 }
             }
@@ -113,14 +196,11 @@ impl Tx<'_> {
                     .push(Undo::Upserted(cid, member.info.id.clone(), prev));
             }
         }
-        self.touch(cid);
-        self.because(format!("members added: {}", self.names_of(ids)));
-        self.republish(cid)?;
-        self.reg.composite_report(cid)
+        Ok(())
     }
 
-    pub fn remove_members(&mut self, cid: Uuid, ids: &[Uuid]) -> Result<Report> {
-        Self::check_request_ids(ids)?;
+    /// `ids` leave composite `cid`.
+    fn leave(&mut self, cid: Uuid, ids: &[Uuid], request: &[Uuid]) -> Result<()> {
         let current = self.composite_members(cid)?.clone();
         for id in ids {
             if !current.contains(id) {
@@ -132,7 +212,8 @@ impl Tx<'_> {
                     .unwrap_or_else(|| id.to_string());
                 return Err(Refusal::invalid(format!(
                     "{what} is not a member of this composite (nothing was removed)"
-                )));
+                ))
+                .on(field_of(request, id)));
             }
         }
         self.undo.push(Undo::Members(cid, current));
@@ -152,10 +233,7 @@ impl Tx<'_> {
                 }
             }
         }
-        self.touch(cid);
-        self.because(format!("members removed: {}", self.names_of(ids)));
-        self.republish(cid)?;
-        self.reg.composite_report(cid)
+        Ok(())
     }
 
     /// `'blue', 'yellow'`, for history entries.
@@ -170,4 +248,12 @@ impl Tx<'_> {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// `members[i].id` for `id`'s place in the request (`members` if it has none).
+fn field_of(request: &[Uuid], id: &Uuid) -> String {
+    request
+        .iter()
+        .position(|r| r == id)
+        .map_or_else(|| "members".to_string(), |i| format!("members[{i}].id"))
 }

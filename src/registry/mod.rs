@@ -4,13 +4,16 @@
 //! The registry is plain state with methods; it is driven by one writer (see
 //! `engine`). Every write runs inside a [`Tx`] (see `tx`), which records how
 //! to undo it. Files by noun: `groups`, `memberships`, `configs`, `nodes`,
-//! `access` (teams, tokens, grants), `tx` (the transaction and its undo
-//! log), `record` (the persisted form and restore), `history` (kept
-//! versions, pins, and restoring an exported snapshot), `views` (what
-//! readers see), `refusal` (why a write was refused).
+//! `access` (teams, tokens, grants), `certificates` (pinned DP client
+//! certificates), `tx` (the transaction and its undo log), `record` (the
+//! persisted form and restore), `history` (kept versions, pins, and
+//! restoring an exported snapshot), `views` (what readers see, and the
+//! per-member conflict entries of a group status), `refusal` (why a write
+//! was refused, and the field at fault).
 //! Knows nothing of HTTP or storage.
 
 mod access;
+mod certificates;
 mod configs;
 mod groups;
 mod history;
@@ -30,13 +33,20 @@ pub use access::{
     AccessView, BOOTSTRAP_TEAM, Credential, NewTeam, TOKEN_PREFIX, TokenCheck, new_key,
     new_token_secret,
 };
+pub use certificates::{
+    Certificates, DpCertificate, MAX_CERT_BYTES, MAX_CERTIFICATES, MAX_TITLE, NewCertificate,
+};
 pub use configs::{CompositeOutcome, ConfigOutcome, ConfigWrite};
 pub use groups::{
-    ClusterType, GroupMeta, GroupUpdate, MAX_DESCRIPTION, MAX_LABELS, MAX_NAME, NewGroup, now,
+    AuthType, ClusterType, GroupMeta, GroupUpdate, MAX_DESCRIPTION, MAX_LABELS, MAX_NAME,
+    MAX_PROXY_URLS, NewGroup, ProxyUrl, now,
 };
 pub use history::{DEFAULT_SNAPSHOT_HISTORY, PinOutcome, assemble_version, kept_range};
 pub use memberships::{MAX_COMPOSITES_PER_GROUP, MAX_MEMBERS, MAX_PER_REQUEST};
-pub use nodes::{Node, NodeReport, SyncStatus, now_ms, rfc3339_ms};
+pub use nodes::{
+    AffectedResource, Compatibility, CompatibilityIssue, FULLY_COMPATIBLE,
+    MAX_COMPATIBILITY_ISSUES, Node, NodeReport, SyncStatus, now_ms, rfc3339_ms, this_month,
+};
 pub use refusal::{Refusal, RefusalKind, Result};
 pub use tx::{Effects, Mode, Tx, transact};
 pub use views::*;
@@ -86,6 +96,9 @@ pub type History = VecDeque<Arc<HistoryEntry>>;
 #[derive(Debug)]
 pub struct Published {
     pub version: u64,
+    /// When this version was published, Unix milliseconds (for a store older
+    /// than the field: its group's creation).
+    pub published_ms: u64,
     /// Kong's declarative form: what data planes load. Its hash is the ETag.
     pub body: Body,
     /// The same snapshot in decK's form (`?format=deck`); unchanged
@@ -122,6 +135,7 @@ pub struct Group {
     /// The served snapshot: the current merge, or the pinned version.
     pub snapshot: Arc<Published>,
     pub nodes: Arc<BTreeMap<String, Node>>,
+    pub certificates: Certificates,
     /// The last `snapshot_history` published versions; the served one last.
     pub history: Arc<History>,
     pub pin: Option<Pin>,
@@ -165,6 +179,9 @@ impl Registry {
             is_default: true,
             created_at: now(),
             updated_at: now(),
+            auth_type: AuthType::default(),
+            cloud_gateway: false,
+            proxy_urls: Vec::new(),
         };
         let group = reg.new_group(meta);
         reg.names.insert(group.meta.name.clone(), group.meta.id);
@@ -194,6 +211,7 @@ impl Registry {
         };
         let snapshot = Arc::new(Published {
             version: 1,
+            published_ms: now_ms(),
             body: Body::empty(),
             deck: Body::empty(),
             sources: Vec::new(),
@@ -216,6 +234,7 @@ impl Registry {
             nodes: Arc::new(BTreeMap::new()),
             history: Arc::new(VecDeque::from([Arc::new(first)])),
             pin: None,
+            certificates: Arc::default(),
         }
     }
 

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    Access, Config, Group, GroupMeta, Kind, Node, Published, Registry, Settings, member_info,
+    Access, Config, DpCertificate, Group, GroupMeta, Kind, Node, Published, Registry, Settings,
+    member_info,
 };
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
@@ -30,6 +31,9 @@ pub struct GroupRecord {
     pub snapshot: SnapshotRecord,
     #[serde(default)]
     pub nodes: Vec<Node>,
+    /// Pinned data plane client certificates (absent in older stores).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<DpCertificate>,
     /// The kept version the group is pinned to, if any (issue 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<Pin>,
@@ -77,6 +81,13 @@ pub struct SnapshotRecord {
     pub version: u64,
     pub hash: String,
     pub sources: Vec<(Uuid, String)>,
+    /// When it was published, Unix milliseconds (absent in older stores).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub published_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A member config as stored: its bytes and the syntax they are in.
@@ -382,9 +393,11 @@ impl Registry {
                 version: g.snapshot.version,
                 hash: g.snapshot.body.hash().to_string(),
                 sources: g.snapshot.sources.clone(),
+                published_ms: g.snapshot.published_ms,
             },
             nodes: g.nodes.values().cloned().collect(),
             pin: g.pin.clone(),
+            certificates: g.certificates.values().cloned().collect(),
         }
     }
 
@@ -583,8 +596,13 @@ impl Registry {
                 ));
             };
             let provenance = named_provenance(&members, &loaded.groups);
+            let published_ms = match r.snapshot.published_ms {
+                0 => rfc3339_to_ms(&r.meta.created_at),
+                ms => ms,
+            };
             let snapshot = Arc::new(Published {
                 version,
+                published_ms,
                 body,
                 deck,
                 sources: r.snapshot.sources.clone(),
@@ -594,6 +612,7 @@ impl Registry {
             let entries = kept.remove(&r.meta.id).unwrap_or_default();
             let (history, tidy) = restored_history(r, entries, reg.settings.history_len());
             reg.restore_changes.extend(tidy);
+            let certificates = Arc::new(r.certificates.iter().map(|c| (c.id, c.clone())).collect());
             reg.names.insert(r.meta.name.clone(), r.meta.id);
             reg.groups.insert(
                 r.meta.id,
@@ -604,6 +623,7 @@ impl Registry {
                     nodes,
                     history: Arc::new(history),
                     pin: r.pin.clone(),
+                    certificates,
                 },
             );
         }
@@ -684,6 +704,13 @@ pub fn decode_key(hex: &str) -> std::result::Result<[u8; 32], String> {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
     }
     Ok(key)
+}
+
+/// An RFC 3339 time as Unix milliseconds (0 if it is not one).
+fn rfc3339_to_ms(s: &str) -> u64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// Provenance keyed by collection name, as readers see it.

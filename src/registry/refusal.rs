@@ -16,11 +16,13 @@ pub enum RefusalKind {
     Internal,
 }
 
-/// A refused request: its kind and a sentence for people.
+/// A refused request: its kind, a sentence for people, and (when one is to
+/// blame) the request field at fault (`name`, `members[2].id`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub kind: RefusalKind,
     pub detail: String,
+    pub field: Option<String>,
 }
 
 impl Refusal {
@@ -28,7 +30,13 @@ impl Refusal {
         Refusal {
             kind,
             detail: detail.into(),
+            field: None,
         }
+    }
+    /// Names the request field at fault.
+    pub fn on(mut self, field: impl Into<String>) -> Refusal {
+        self.field = Some(field.into());
+        self
     }
     pub fn invalid(detail: impl Into<String>) -> Refusal {
         Refusal::new(RefusalKind::Invalid, detail)

@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::record::{Blob, Change, Pin, TeamRecord};
 use super::{
-    Config, Group, GroupMeta, GroupView, History, Kind, Node, Published, Refusal, Registry, Result,
+    Certificates, Config, Group, GroupMeta, GroupView, History, Kind, Node, Published, Refusal,
+    Registry, Result,
 };
 use crate::member::Member;
 
@@ -33,6 +34,7 @@ pub(super) enum Undo {
     /// A team as it was before (`None`: it did not exist).
     Team(String, Option<Box<TeamRecord>>),
     AccessKey(Option<[u8; 32]>),
+    Certificates(Uuid, Certificates),
 }
 
 /// A write in progress: the registry plus how to undo what was done so far.
@@ -378,6 +380,11 @@ impl Registry {
                 }
             },
             Undo::AccessKey(old) => self.access.key = old,
+            Undo::Certificates(id, old) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    g.certificates = old;
+                }
+            }
         }
     }
 }

@@ -4,15 +4,19 @@
 //! done. A view names other groups by id only, so renaming one group never
 //! leaves another's view stale.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
 use super::record::Pin;
-use super::{Config, Group, GroupMeta, History, Kind, Node, Published, Registry};
-use crate::config::Format;
-use crate::report::{Report, State};
+use super::{
+    Certificates, Config, DpCertificate, Group, GroupMeta, History, Kind, Node, Published, Registry,
+};
+use crate::config::{Coll, Format, KeyKind};
+use crate::intern::Interner;
+use crate::member::Member;
+use crate::report::{Conflict, Report, State};
 
 /// One group as readers see it.
 #[derive(Debug)]
@@ -21,6 +25,7 @@ pub struct GroupView {
     /// The served snapshot (the pinned content while pinned).
     pub snapshot: Arc<Published>,
     pub nodes: Arc<BTreeMap<String, Node>>,
+    pub certificates: Certificates,
     pub role: Role,
     /// The kept versions, oldest first; the served one last.
     pub history: Arc<History>,
@@ -55,12 +60,149 @@ pub struct StandardView {
     config: Arc<Config>,
 }
 
-#[derive(Debug)]
 pub struct CompositeView {
     /// Member group ids, in merge order.
     pub members: Vec<Uuid>,
     /// The composite's report now (its served snapshot may be older).
     pub report: Arc<Report>,
+    /// What the entries are worked out from, when first asked for.
+    merged: Vec<Arc<Member>>,
+    interner: Arc<Interner>,
+    entries: OnceLock<Vec<ConflictEntry>>,
+}
+
+impl std::fmt::Debug for CompositeView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompositeView")
+            .field("members", &self.members)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One member's side of a conflict, as Konnect's group status lists it:
+/// which member, which conflict of the report, and the entity's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConflictEntry {
+    /// The member (Konnect's `cluster_id`).
+    pub member: Uuid,
+    /// Index of the conflict in the view's report.
+    pub conflict: usize,
+    /// The entity's `id` in the member's config, or a stable UUID v5 (see
+    /// [`resource_id`]) when it has none.
+    pub resource_id: Uuid,
+    /// The entity's name (or username) in the member's config; the
+    /// conflict's value when it has none.
+    pub name: String,
+    /// Where the entity sits in the member's config.
+    pub path: String,
+}
+
+/// Most entries a group status lists, as Konnect.
+pub const MAX_CONFLICT_ENTRIES: usize = 256;
+
+/// The namespace of rgmerge's derived resource ids (UUID v5).
+pub const RESOURCE_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_3c2a_58b4_4e0f_9a7c_2d1e_0b3f_4a59);
+
+/// The stable id of an entity whose config gives none: UUID v5 over
+/// `member id \0 collection \0 unique key value`. The same input always
+/// gets the same id, across restarts and daemons.
+pub fn resource_id(member_id: &str, collection: &str, key: &str) -> Uuid {
+    let name = format!("{member_id}\0{collection}\0{key}");
+    Uuid::new_v5(&RESOURCE_NAMESPACE, name.as_bytes())
+}
+
+/// An entity's `id` and name, as its member's config gives them.
+#[derive(Clone, Copy, Default)]
+struct EntityKeys<'a> {
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+impl CompositeView {
+    /// Each member's side of each conflict, at most [`MAX_CONFLICT_ENTRIES`],
+    /// one per (member, entity): worked out on first use, off the writer.
+    pub fn conflict_entries(&self) -> &[ConflictEntry] {
+        self.entries.get_or_init(|| self.work_out_entries())
+    }
+
+    fn work_out_entries(&self) -> Vec<ConflictEntry> {
+        let by_name: HashMap<&str, &Member> = self
+            .merged
+            .iter()
+            .map(|m| (m.info.name.as_str(), m.as_ref()))
+            .collect();
+        // (member, collection) → entity path → its `id` and name.
+        let mut keys: HashMap<(&str, Coll), HashMap<&str, EntityKeys>> = HashMap::new();
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, c) in self.report.conflicts.iter().enumerate() {
+            for name in &c.members {
+                let Some(member) = by_name.get(name.as_str()) else {
+                    continue;
+                };
+                let Ok(member_id) = Uuid::parse_str(&member.info.id) else {
+                    continue;
+                };
+                let path = c.paths.get(name).cloned().unwrap_or_default();
+                let entity = Coll::from_name(&c.entity).and_then(|coll| {
+                    keys.entry((name.as_str(), coll))
+                        .or_insert_with(|| self.entity_keys(member, coll))
+                        .get(path.as_str())
+                        .copied()
+                });
+                let entity = entity.unwrap_or_default();
+                let resource_id = entity
+                    .id
+                    .and_then(|id| Uuid::parse_str(id).ok())
+                    .unwrap_or_else(|| resource_id(&member.info.id, &c.entity, &c.value));
+                if !seen.insert((member_id, resource_id)) {
+                    continue;
+                }
+                out.push(ConflictEntry {
+                    member: member_id,
+                    conflict: i,
+                    resource_id,
+                    name: entity.name.unwrap_or(&c.value).to_string(),
+                    path,
+                });
+                if out.len() == MAX_CONFLICT_ENTRIES {
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    /// Entity path → `id` and name of `member`'s entities in `coll`.
+    fn entity_keys<'a>(
+        &'a self,
+        member: &'a Member,
+        coll: Coll,
+    ) -> HashMap<&'a str, EntityKeys<'a>> {
+        let mut out: HashMap<&str, EntityKeys> = HashMap::new();
+        if member.interner_id != self.interner.id() {
+            return out;
+        }
+        for k in member.keys.iter().filter(|k| k.class.coll == coll) {
+            let value = || self.interner.resolve(k.sym);
+            let e = out.entry(k.path.as_ref()).or_default();
+            match k.class.kind {
+                KeyKind::Id => e.id = Some(value()),
+                KeyKind::Name | KeyKind::GlobalPlugin => e.name = Some(value()),
+                KeyKind::Username | KeyKind::InstanceName => {
+                    e.name.get_or_insert_with(value);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The conflict an entry is a side of.
+    pub fn conflict_of(&self, entry: &ConflictEntry) -> Option<&Conflict> {
+        self.report.conflicts.get(entry.conflict)
+    }
 }
 
 /// A member config as it was written: its bytes and their media type.
@@ -96,6 +238,13 @@ impl GroupView {
         }
     }
 
+    /// The pinned certificates, oldest first.
+    pub fn certificates(&self) -> Vec<&DpCertificate> {
+        let mut all: Vec<&DpCertificate> = self.certificates.values().collect();
+        all.sort_by_key(|c| (c.created_ms, c.id));
+        all
+    }
+
     /// Instances seen within `window_ms` of `now_ms`.
     pub fn active_instances(&self, now_ms: u64, window_ms: u64) -> usize {
         self.nodes
@@ -116,6 +265,9 @@ impl Registry {
             Kind::Composite { members, composite } => Role::Composite(CompositeView {
                 members: members.iter().copied().collect(),
                 report: Arc::new(composite.report()),
+                merged: composite.members().cloned().collect(),
+                interner: composite.interner().clone(),
+                entries: OnceLock::new(),
             }),
         };
         let pin = g.pin.as_ref().map(|p| {
@@ -131,6 +283,7 @@ impl Registry {
             meta: g.meta.clone(),
             snapshot: g.snapshot.clone(),
             nodes: g.nodes.clone(),
+            certificates: g.certificates.clone(),
             role,
             history: g.history.clone(),
             pin,

@@ -12,8 +12,14 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Caller, Proof};
+use super::error::Rule;
 use super::error::{ApiError, ApiResult};
-use super::http::{json_body, ok_json, param, query};
+use super::http::{Query, json_body, ok_json, query};
+
+/// The first of `names` the query string has.
+fn param<'a>(q: &'a Query, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| q.get(n))
+}
 use crate::registry::{
     AuditFilter, Credential, GroupRole, NewTeam, TeamRecord, TokenRecord, now_ms, rfc3339_ms,
 };
@@ -175,7 +181,11 @@ pub async fn add_credential(
         (Some(u), None) => Credential::Uid(u),
         (None, Some(g)) => Credential::Gid(g),
         _ => {
-            return Err(ApiError::bad_request("send exactly one of `uid` and `gid`"));
+            return Err(ApiError::bad_request(
+                "uid",
+                Some(Rule::Invalid),
+                "send exactly one of `uid` and `gid`",
+            ));
         }
     };
     let t = s.engine.add_credential(name, c).await?;
@@ -185,10 +195,14 @@ pub async fn add_credential(
 /// `uid:1001` or `gid:100`.
 fn parse_credential(s: &str) -> ApiResult<Credential> {
     let bad = || {
-        ApiError::bad_request(format!(
-            "'{}' is not a credential: use uid:N or gid:N",
-            s.chars().take(64).collect::<String>()
-        ))
+        ApiError::bad_request(
+            "credential",
+            Some(Rule::Invalid),
+            format!(
+                "'{}' is not a credential: use uid:N or gid:N",
+                s.chars().take(64).collect::<String>()
+            ),
+        )
     };
     let (kind, n) = s.split_once(':').ok_or_else(bad)?;
     let n: u32 = n.parse().map_err(|_| bad())?;
@@ -242,6 +256,8 @@ pub async fn issue_token(
     let expires_at_ms = match (b.expires_at, b.expires_in_seconds) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
+                "expires_at",
+                Some(Rule::Invalid),
                 "send `expires_at` or `expires_in_seconds`, not both",
             ));
         }
@@ -249,7 +265,11 @@ pub async fn issue_token(
             let t =
                 time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
                     .map_err(|e| {
-                        ApiError::bad_request(format!("`expires_at` is not RFC 3339: {e}"))
+                        ApiError::bad_request(
+                            "expires_at",
+                            Some(Rule::Invalid),
+                            format!("`expires_at` is not RFC 3339: {e}"),
+                        )
                     })?;
             u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
         }
@@ -278,7 +298,9 @@ pub async fn revoke_token(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("a token id is a UUID"))?;
+    let id = Uuid::parse_str(&id).map_err(|_| {
+        ApiError::bad_request("token_id", Some(Rule::IsUuid), "a token id is a UUID")
+    })?;
     s.engine.revoke_token(name, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -302,10 +324,14 @@ pub async fn set_grant(
 ) -> ApiResult<Response> {
     let b: GrantBody = json_body(&s, &headers, body).await?;
     let role = GroupRole::parse(&b.role).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unknown role '{}': use viewer, editor, admin or node",
-            b.role.chars().take(64).collect::<String>()
-        ))
+        ApiError::bad_request(
+            "role",
+            Some(Rule::Invalid),
+            format!(
+                "unknown role '{}': use viewer, editor, admin or node",
+                b.role.chars().take(64).collect::<String>()
+            ),
+        )
     })?;
     let group = resolve_group(&s, &b.group)?;
     s.engine.set_grant(name.clone(), group, role).await?;
@@ -327,7 +353,13 @@ pub async fn remove_grant(
 /// Any RFC 3339 time, in the audit log's own fixed-width UTC form.
 fn audit_time(name: &str, v: &str) -> ApiResult<String> {
     let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| ApiError::bad_request(format!("`{name}` is not RFC 3339: {e}")))?
+        .map_err(|e| {
+            ApiError::bad_request(
+                name,
+                Some(Rule::Invalid),
+                format!("`{name}` is not RFC 3339: {e}"),
+            )
+        })?
         .to_offset(time::UtcOffset::UTC);
     Ok(format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
@@ -351,7 +383,13 @@ pub async fn audit_log(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Ap
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad_request("`page[size]` must be a number from 1 to 1000"))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "page[size]",
+                    Some(Rule::Invalid),
+                    "`page[size]` must be a number from 1 to 1000",
+                )
+            })?,
     };
     let filter = AuditFilter {
         group: param(&q, &["group", "filter[group]"])
@@ -366,8 +404,13 @@ pub async fn audit_log(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Ap
             .transpose()?,
         before: param(&q, &["before"])
             .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| ApiError::bad_request("`before` must be a sequence number"))
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "before",
+                        Some(Rule::IsInteger),
+                        "`before` must be a sequence number",
+                    )
+                })
             })
             .transpose()?,
         limit,

@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::error::Rule;
 use super::error::{ApiError, ApiResult};
-use super::http::{content_type, flag, ok_json, parse_id, query, read_body, view_or_404};
+use super::http::{content_type, ok_json, parse_id, query, read_body, view_or_404};
 use crate::registry::{ConfigWrite, Mode};
 use crate::report::{Report, State as ReportState};
 
@@ -17,6 +18,8 @@ pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
     let view = view_or_404(&s, parse_id(&id)?)?;
     let st = view.standard().ok_or_else(|| {
         ApiError::bad_request(
+            "id",
+            Some(Rule::Invalid),
             "a control plane group (composite) has no config of its own: GET its /snapshot for the merged config",
         )
     })?;
@@ -48,7 +51,9 @@ pub async fn put(
     body: Body,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let dry_run = flag(&query(raw)?, "dry_run")?;
+    let q = query(raw)?;
+    q.only(&["dry_run"])?;
+    let dry_run = q.flag("dry_run")?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     let ct = content_type(&headers);
     if let Some(ct) = &ct
@@ -100,7 +105,7 @@ pub async fn put(
                 "the config has {} member error(s); nothing was changed",
                 report.errors.len()
             );
-            let mut e = ApiError::bad_request(detail);
+            let mut e = ApiError::bad_request("body", Some(Rule::Invalid), detail);
             e.title = "Invalid member config";
             e.extra = Some(Box::new(json!({
                 "dry_run": dry_run,

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -391,6 +391,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         if let Some(p) = self.peer {
             req.extensions_mut().insert(p);
         }
+        let path = req.uri().path().to_string();
         let timed_out = Arc::new(AtomicBool::new(false));
         let limit = self.body_read;
         let req = req.map(|body| {
@@ -409,17 +410,16 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             };
             // The handler saw a read error (a 400 of its own): say what it was.
             let resp = if timed_out.load(Ordering::Relaxed) {
-                let mut resp = ApiError::new(
+                let mut e = ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     format!(
                         "the request body did not arrive within {} (--body-read-timeout-secs)",
                         secs(limit)
                     ),
-                )
-                .into_response();
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                resp
+                );
+                e.instance = Some(path);
+                e.close = true;
+                e.into_response()
             } else {
                 resp
             };

@@ -1,29 +1,31 @@
-//! A composite's members: add, remove, list; its status; a group's membership.
+//! A composite's members: add, remove, replace (upsert), list; its status;
+//! a group's membership. Konnect's operations, plus `?dry_run=true` on the
+//! writes (an extension: the answer is the composite's report).
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
-use super::groups::group_json;
-use super::http::{flag, json_body, ok_json, page, paged, parse_id, query, view_or_404};
-use crate::registry::{GroupView, Mode, now_ms, resource_type};
-use crate::report::{Report, text};
+use super::error::{ApiError, ApiResult, Rule};
+use super::groups::{endpoint, group_json};
+use super::http::{
+    cursor_page, json_body, next_link, ok_json, parse_id, parse_uuid, query, view_or_404,
+};
+use crate::registry::{CompositeView, GroupView, Mode, resource_type, rfc3339_ms};
+use crate::report::State as ReportState;
 
-/// The body of `group-memberships/add` and `/remove`.
+/// The body of `group-memberships` (PUT) and its `/add` and `/remove`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct MembersBody {
     members: Vec<MemberRef>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct MemberRef {
     id: String,
 }
@@ -31,6 +33,7 @@ struct MemberRef {
 enum Change {
     Add,
     Remove,
+    Replace,
 }
 
 async fn change(
@@ -42,21 +45,30 @@ async fn change(
     change: Change,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let dry_run = flag(&query(raw)?, "dry_run")?;
+    let q = query(raw)?;
+    q.only(&["dry_run"])?;
+    let dry_run = q.flag("dry_run")?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
     let req: MembersBody = json_body(&s, &headers, body).await?;
     let ids = req
         .members
         .iter()
-        .map(|m| parse_id(&m.id))
+        .enumerate()
+        .map(|(i, m)| parse_uuid(&format!("members[{i}].id"), &m.id))
         .collect::<ApiResult<Vec<Uuid>>>()?;
-    let report = match change {
-        Change::Add => s.engine.add_members(id, ids, mode).await?,
-        Change::Remove => s.engine.remove_members(id, ids, mode).await?,
+    let done = match change {
+        Change::Add => s.engine.add_members(id, ids, mode).await,
+        Change::Remove => s.engine.remove_members(id, ids, mode).await,
+        Change::Replace => s.engine.set_members(id, ids, mode).await,
     };
+    // The spec lists no 409 for these: a refusal is a 400 (or a 404).
+    let report = done.map_err(|r| ApiError::from(r).no_conflict_status())?;
+    if !dry_run {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let mut v = serde_json::to_value(&report).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        o.insert("dry_run".into(), json!(dry_run));
+        o.insert("dry_run".into(), json!(true));
     }
     Ok(ok_json(StatusCode::OK, v))
 }
@@ -81,106 +93,131 @@ pub async fn remove(
     change(s, id, raw, headers, body, Change::Remove).await
 }
 
-fn composite_of(v: &GroupView) -> ApiResult<&crate::registry::CompositeView> {
+/// `PUT …/group-memberships`: the member list becomes exactly this one.
+pub async fn upsert(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    change(s, id, raw, headers, body, Change::Replace).await
+}
+
+pub fn composite_of(v: &GroupView) -> ApiResult<&CompositeView> {
     v.composite().ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "control plane '{}' is not a control plane group (composite): only composites have members",
-            v.meta.name
-        ))
+        ApiError::bad_request(
+            "id",
+            Some(Rule::Invalid),
+            format!(
+                "control plane '{}' is not a control plane group (composite): only composites have members",
+                v.meta.name
+            ),
+        )
     })
 }
 
+/// The members, by id, a cursor at a time (`page[size]`, `page[after]`).
 pub async fn list(
     State(s): State<AppState>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
+    let q = query(raw)?;
+    q.only(&["page[size]", "page[after]"])?;
+    let size = q.page_size()?;
+    let cursor = q.cursor()?;
     let view = view_or_404(&s, parse_id(&id)?)?;
-    let (size, number) = page(&query(raw)?)?;
-    let (now, window) = (now_ms(), s.engine.active_window_ms());
-    let items = composite_of(&view)?
-        .members
+    let mut members = composite_of(&view)?.members.clone();
+    members.sort();
+    let page = cursor_page(
+        members,
+        cursor.as_deref(),
+        size,
+        |m| *m,
+        |c| Uuid::parse_str(c).ok(),
+        Uuid::to_string,
+    )?;
+    let endpoint = endpoint(&s);
+    let data: Vec<Value> = page
+        .items
         .iter()
         .filter_map(|m| s.engine.view(*m))
-        .map(|m| group_json(&m, now, window))
+        .map(|m| group_json(&m, &endpoint))
         .collect();
-    Ok(ok_json(StatusCode::OK, paged(items, size, number)))
+    // Relative to the API's base (`/v2`), as Konnect's links are.
+    let path = format!("/control-planes/{}/group-memberships", view.meta.id);
+    let next = page.next.map(|c| next_link(&path, &q, size, &c));
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({"data": data, "meta": {"page": {"size": size, "total": page.total, "next": next}}}),
+    ))
 }
 
-/// Konnect's GroupStatus, each conflict extended with the report's fields.
-fn status_json(s: &AppState, v: &GroupView, members: &[Uuid], report: &Report) -> Value {
-    let ids: Vec<(String, Uuid)> = members
+/// Konnect's `GroupStatus`: one entry per member and entity in conflict
+/// (at most 256), each with Konnect's fields and the report's.
+fn status_json(v: &GroupView, c: &CompositeView) -> Value {
+    let conflicts: Vec<Value> = c
+        .conflict_entries()
         .iter()
-        .filter_map(|m| s.engine.view(*m))
-        .map(|m| (m.meta.name.clone(), m.meta.id))
+        .filter_map(|e| {
+            let conflict = c.conflict_of(e)?;
+            let mut item = serde_json::to_value(conflict).ok()?;
+            let o = item.as_object_mut()?;
+            o.insert("cluster_id".into(), json!(e.member));
+            o.insert(
+                "description".into(),
+                json!(format!(
+                    "conflicting entity found: ID={}, Name={}",
+                    e.resource_id, e.name
+                )),
+            );
+            o.insert(
+                "resource".into(),
+                json!({"id": e.resource_id, "type": resource_type(&conflict.entity)}),
+            );
+            o.insert("path".into(), json!(e.path));
+            Some(item)
+        })
         .collect();
-    let id_of = |name: &str| {
-        ids.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, id)| id.to_string())
-            .unwrap_or_default()
+    // Konnect's states are OK, CONFLICT and UNKNOWN; member errors in a
+    // composite (never accepted by the daemon) count as a conflict.
+    let state = match c.report.state {
+        ReportState::Ok => "OK",
+        ReportState::Conflict | ReportState::Invalid => "CONFLICT",
     };
-    let mut conflicts = Vec::new();
-    for c in &report.conflicts {
-        let description = text::describe_conflict(c);
-        for m in &c.members {
-            let mut item = serde_json::to_value(c).unwrap_or_default();
-            if let Some(o) = item.as_object_mut() {
-                o.insert("cluster_id".into(), json!(id_of(m)));
-                o.insert("description".into(), json!(description));
-                o.insert(
-                    "resource".into(),
-                    json!({"id": c.value, "type": resource_type(&c.entity)}),
-                );
-                o.insert("path".into(), json!(c.paths.get(m)));
-            }
-            conflicts.push(item);
-        }
-    }
+    // The later of its last change and its last published snapshot.
+    let changed = time::OffsetDateTime::parse(
+        &v.meta.updated_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_or(0, |t| t.unix_timestamp_nanos() / 1_000_000);
+    let updated_at = if i128::from(v.snapshot.published_ms) > changed {
+        rfc3339_ms(v.snapshot.published_ms)
+    } else {
+        v.meta.updated_at.clone()
+    };
     json!({"item": {
         "id": v.meta.id,
         "created_at": v.meta.created_at,
-        "updated_at": v.meta.updated_at,
-        "state": report.state.as_str(),
+        "updated_at": updated_at,
+        "state": state,
         "conflicts": conflicts,
-        "errors": report.errors,
-        "members": report.members,
-        "snapshot": {"version": v.snapshot.version, "hash": v.snapshot.body.hash(),
-            "pin": super::history::pin_json(v, |m| s.engine.view(m).map(|g| g.meta.name.clone()))},
     }})
 }
 
 pub async fn status(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
-    let view = view_or_404(&s, id)?;
-    let c = view.composite().ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "control plane {id} is not a composite (control plane group)"
-        ))
-    })?;
-    Ok(ok_json(
-        StatusCode::OK,
-        status_json(&s, &view, &c.members, &c.report),
-    ))
+    let view = view_or_404(&s, parse_id(&id)?)?;
+    let c = composite_of(&view)?;
+    Ok(ok_json(StatusCode::OK, status_json(&view, c)))
 }
 
+/// Konnect's bare `GroupMemberStatus`; which composites, at `/details`.
 pub async fn member_status(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let view = view_or_404(&s, parse_id(&id)?)?;
-    let composites: Vec<Value> = view
-        .standard()
-        .map(|st| {
-            st.composites
-                .iter()
-                .filter_map(|c| s.engine.view(*c))
-                .map(|c| json!({"id": c.meta.id, "name": c.meta.name}))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(ok_json(
-        StatusCode::OK,
-        json!({"item": {"is_member": !composites.is_empty(), "composites": composites}}),
-    ))
+    let is_member = view.standard().is_some_and(|st| !st.composites.is_empty());
+    Ok(ok_json(StatusCode::OK, json!({"is_member": is_member})))
 }

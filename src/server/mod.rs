@@ -1,16 +1,21 @@
 //! HTTP/1.1 + JSON on a Unix domain socket (README, "The daemon"): routing, the socket's
 //! life cycle, body limits, metrics, graceful shutdown.
 //!
-//! The only module that knows HTTP. One file per resource (`groups`,
-//! `memberships`, `config`, `snapshot`, `history`, `nodes`, `admin` for
-//! teams, tokens, grants and the audit log), each with its request and
-//! answer types; `http` holds what they share; `auth` checks every
-//! request's identity and rights. Handlers read published views
-//! and call the engine's commands; they know nothing of how merging works.
+//! The only module that knows HTTP. Konnect's Control Planes API as its
+//! specs have it, plus our extensions at paths the specs do not use. One
+//! file per resource (`groups`, `memberships`, `details`, `config`,
+//! `snapshot`, `history`, `nodes`, `certificates`, `admin` for teams,
+//! tokens, grants and the audit log), each with its request and answer
+//! types; `http` holds what they share, `error` builds every error and
+//! `auth` checks every request's identity and rights. Handlers read
+//! published views and call the engine's commands; they know nothing of
+//! how merging works.
 
 mod admin;
 mod auth;
+mod certificates;
 mod config;
+mod details;
 mod error;
 mod groups;
 mod history;
@@ -87,6 +92,9 @@ pub enum ServeError {
     },
 }
 
+/// The route table, the one place every (method, path) is named. Konnect's
+/// operations (control-planes v2, and the DP Nodes and DP Certificates of
+/// control-planes-config v2) and ours (marked "ext").
 pub fn router(state: AppState) -> Router {
     let v2 = "/v2/control-planes";
     // Everything but the snapshot counts against the in-flight limit: a
@@ -95,8 +103,8 @@ pub fn router(state: AppState) -> Router {
     // share its permits).
     let limit = tower::limit::GlobalConcurrencyLimitLayer::new(state.opts.max_in_flight);
     let limited = Router::new()
-        .route("/healthz", get(http::healthz))
-        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(http::healthz)) // ext
+        .route("/metrics", get(http::metrics)) // ext
         .route(v2, get(groups::list).post(groups::create))
         .route(
             &format!("{v2}/{{id}}"),
@@ -104,9 +112,10 @@ pub fn router(state: AppState) -> Router {
                 .patch(groups::update)
                 .delete(groups::delete),
         )
+        .route(&format!("{v2}/{{id}}/details"), get(details::get)) // ext
         .route(
             &format!("{v2}/{{id}}/group-memberships"),
-            get(memberships::list),
+            get(memberships::list).put(memberships::upsert),
         )
         .route(
             &format!("{v2}/{{id}}/group-memberships/add"),
@@ -126,11 +135,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             &format!("{v2}/{{id}}/config"),
-            get(config::get).put(config::put),
+            get(config::get).put(config::put), // ext
         )
         .route(
             &format!("{v2}/{{id}}/snapshot/provenance"),
-            get(snapshot::provenance),
+            get(snapshot::provenance), // ext
         )
         .route(&format!("{v2}/{{id}}/snapshot/history"), get(history::list))
         .route(
@@ -139,11 +148,33 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             &format!("{v2}/{{id}}/nodes"),
-            get(nodes::list).post(nodes::heartbeat),
+            get(nodes::list).post(nodes::heartbeat), // POST: ext
+        )
+        .route(
+            &format!("{v2}/{{id}}/nodes/eol"),
+            get(nodes::eol).delete(nodes::delete_eol),
         )
         .route(
             &format!("{v2}/{{id}}/nodes/{{node_id}}"),
-            delete(nodes::delete),
+            get(nodes::get).delete(nodes::delete),
+        )
+        .route(
+            &format!("{v2}/{{id}}/expected-config-hash"),
+            get(nodes::expected_config_hash),
+        )
+        .route(
+            &format!("{v2}/{{id}}/expected-config-version"),
+            get(nodes::expected_config_version),
+        )
+        .route(
+            &format!("{v2}/{{id}}/dp-client-certificates"),
+            get(certificates::list).post(certificates::create),
+        )
+        .route(
+            &format!("{v2}/{{id}}/dp-client-certificates/{{cert_id}}"),
+            get(certificates::get)
+                .put(certificates::update)
+                .delete(certificates::delete),
         )
         .route("/v2/me", get(admin::me))
         .route("/v2/teams", get(admin::list_teams).post(admin::create_team))
@@ -175,7 +206,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/audit-log", get(admin::audit_log))
         .layer(limit.clone());
     Router::new()
-        .route(&format!("{v2}/{{id}}/snapshot"), get(snapshot::get))
+        .route(&format!("{v2}/{{id}}/snapshot"), get(snapshot::get)) // ext
         .merge(limited)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
@@ -189,8 +220,8 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router(state.clone(), limit))
         .layer(axum::middleware::from_fn(pages::guard_tcp))
         .layer(axum::Extension(pages::PageState::new()))
-        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(record_metrics))
+        .layer(axum::middleware::from_fn(error::problem_details))
         .with_state(state)
 }
 
@@ -208,36 +239,6 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         started.elapsed(),
     );
     resp
-}
-
-/// `--max-in-flight`, for the whole router. (A `ConcurrencyLimitLayer` given to
-/// `Router::layer` is instantiated per route and method, so it allowed that
-/// many requests on *each* of ~20 endpoints at once.) Snapshot reads are not
-/// counted: they cost nothing while they long-poll, and a fleet of nodes
-/// waiting on `?wait=` must not lock writers out; open connections bound them.
-/// axum's own extractor rejections (a path segment that isn't UTF-8, …) are
-/// plain text; the API promises every error is JSON, so rewrap them.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.starts_with("application/json")
-                || ct.starts_with("application/problem+json")
-                // The Runtime Manager page's errors are pages.
-                || ct.starts_with("text/html")
-        });
-    if status.as_u16() < 400 || is_json {
-        return resp;
-    }
-    let detail = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
-        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).into_owned(),
-        _ => status.canonical_reason().unwrap_or("error").to_string(),
-    };
-    axum::response::IntoResponse::into_response(ApiError::new(status, detail))
 }
 
 /// Binds the socket: a stale socket from a crashed run is removed; a live one

@@ -1,6 +1,9 @@
-//! `/v2/control-planes/{id}/nodes`: runtime instances. A heartbeat (POST, an
-//! extension) registers a node and says what it runs; the list says whether
-//! each is in sync with the group's snapshot.
+//! Data plane nodes (Konnect's "DP Nodes"): `…/nodes` (a cursor of node
+//! records), `…/nodes/{nodeId}`, `…/nodes/eol`, `…/expected-config-hash`
+//! and `…/expected-config-version`. A heartbeat (`POST …/nodes`, an
+//! extension) registers a node and says what it runs; a record adds to the
+//! spec's fields whether it is in sync with the group's snapshot, its `ip`
+//! and when it was last seen.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -10,9 +13,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
-use super::http::{json_body, ok_json, param, parse_id, query, view_or_404};
-use crate::registry::{Node, NodeReport, now_ms, rfc3339_ms};
+use super::error::{ApiError, ApiResult, Rule};
+use super::http::{
+    Order, cursor_page, cursor_page_in, json_body, next_link, ok_json, parse_id, query,
+    unix_seconds, view_or_404,
+};
+use crate::registry::{
+    Compatibility, GroupView, Node, NodeReport, SyncStatus, now_ms, rfc3339_ms, this_month,
+};
 
 /// A node's heartbeat.
 #[derive(Deserialize)]
@@ -27,18 +35,28 @@ struct HeartbeatBody {
     version: String,
     #[serde(default)]
     config_hash: String,
+    #[serde(default, rename = "type")]
+    node_type: Option<String>,
+    #[serde(default)]
+    compatibility_status: Option<Compatibility>,
 }
 
+/// A node record: the spec's fields, then ours.
 fn node_json(n: &Node, current_hash: &str, active: bool) -> Value {
     json!({
         "id": n.id,
-        "hostname": n.hostname,
-        "ip": n.ip,
         "version": n.version,
+        "hostname": n.hostname,
+        "last_ping": unix_seconds(n.last_seen_ms),
+        "type": n.node_type,
+        "created_at": unix_seconds(n.created_at_ms()),
+        "updated_at": unix_seconds(n.updated_at_ms()),
         "config_hash": n.config_hash,
-        "last_seen": rfc3339_ms(n.last_seen_ms),
+        "compatibility_status": n.compatibility,
+        "ip": n.ip,
         "sync_status": n.sync_status(current_hash),
         "active": active,
+        "last_seen": rfc3339_ms(n.last_seen_ms),
     })
 }
 
@@ -56,6 +74,8 @@ pub async fn heartbeat(
         ip: b.ip,
         version: b.version,
         config_hash: b.config_hash,
+        node_type: b.node_type,
+        compatibility: b.compatibility_status,
     };
     let node = s.engine.heartbeat(id, report).await?;
     let view = view_or_404(&s, id)?;
@@ -65,8 +85,31 @@ pub async fn heartbeat(
     ))
 }
 
-/// The sort keys of the node list; `-` before one reverses it.
+/// The sort keys of the node list (an extension); `-` before one reverses it.
 const SORTS: &[&str] = &["last_seen", "sync_status", "hostname"];
+
+/// A node's place in the order `sort` names, as a string that sorts the
+/// same way (most recently seen first, unless sorted by hostname), ending
+/// with its id so every key is unique.
+fn sort_key(sort: &str, n: &Node, hash: &str) -> String {
+    let recent_first = u64::MAX - n.last_seen_ms;
+    match sort {
+        "sync_status" => {
+            let rank = match n.sync_status(hash) {
+                SyncStatus::InSync => 0,
+                SyncStatus::OutOfSync => 1,
+            };
+            format!("{rank}\u{0}{recent_first:020}\u{0}{}", n.id)
+        }
+        "hostname" => format!("{}\u{0}{}", n.hostname, n.id),
+        _ => format!("{recent_first:020}\u{0}{}", n.id),
+    }
+}
+
+fn nodes_path(v: &GroupView, rest: &str) -> String {
+    // Relative to the API's base (`/v2`), as Konnect's links are.
+    format!("/control-planes/{}/nodes{rest}", v.meta.id)
+}
 
 pub async fn list(
     State(s): State<AppState>,
@@ -75,40 +118,79 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let q = query(raw)?;
-    let sort = param(&q, &["sort"]).unwrap_or("last_seen");
-    let (key, reverse) = match sort.strip_prefix('-') {
-        Some(k) => (k, true),
-        None => (sort, false),
+    q.only(&["page[size]", "page[after]", "sort"])?;
+    let size = q.page_size()?;
+    let cursor = q.cursor()?;
+    let sort = q.get("sort").unwrap_or("last_seen");
+    let (key, order) = match sort.strip_prefix('-') {
+        Some(k) => (k, Order::Descending),
+        None => (sort, Order::Ascending),
     };
     if !SORTS.contains(&key) {
-        return Err(ApiError::bad_request(format!(
-            "`sort` must be last_seen, sync_status or hostname (prefix - to reverse), not '{sort}'"
-        )));
+        return Err(ApiError::bad_request(
+            "sort",
+            Some(Rule::Invalid),
+            format!(
+                "`sort` must be last_seen, sync_status or hostname (prefix - to reverse), not '{}'",
+                sort.chars().take(64).collect::<String>()
+            ),
+        ));
     }
     let view = view_or_404(&s, id)?;
     let hash = view.snapshot.body.hash();
-    let (now, window) = (now_ms(), s.engine.active_window_ms());
-    let mut nodes: Vec<&Node> = view.nodes.values().collect();
-    match key {
-        "sync_status" => nodes.sort_by(|a, b| {
-            a.sync_status(hash)
-                .cmp(&b.sync_status(hash))
-                .then(b.last_seen_ms.cmp(&a.last_seen_ms))
-        }),
-        "hostname" => nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id))),
-        _ => nodes.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(a.id.cmp(&b.id))),
-    }
-    if reverse {
+    let mut nodes: Vec<(String, &Node)> = view
+        .nodes
+        .values()
+        .map(|n| (sort_key(key, n, hash), n))
+        .collect();
+    nodes.sort_by(|a, b| a.0.cmp(&b.0));
+    if order == Order::Descending {
         nodes.reverse();
     }
-    let items: Vec<Value> = nodes
+    let page = cursor_page_in(
+        order,
+        nodes,
+        cursor.as_deref(),
+        size,
+        |(k, _)| k.clone(),
+        |c| Some(c.to_string()),
+        |(k, _)| k.clone(),
+    )?;
+    let (now, window) = (now_ms(), s.engine.active_window_ms());
+    let items: Vec<Value> = page
+        .items
         .iter()
-        .map(|n| node_json(n, hash, n.is_active(now, window)))
+        .map(|(_, n)| node_json(n, hash, n.is_active(now, window)))
         .collect();
-    let active = items.iter().filter(|n| n["active"] == json!(true)).count();
+    let mut paging = json!({"total_count": page.total});
+    if let (Some(next), Some(o)) = (page.next, paging.as_object_mut()) {
+        o.insert(
+            "next".into(),
+            json!(next_link(&nodes_path(&view, ""), &q, size, &next)),
+        );
+    }
     Ok(ok_json(
         StatusCode::OK,
-        json!({"items": items, "meta": {"total": items.len(), "active": active}}),
+        json!({"items": items, "page": paging}),
+    ))
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    Path((id, node_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let view = view_or_404(&s, parse_id(&id)?)?;
+    let node = view.nodes.get(&node_id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no node '{}' in control plane '{}'",
+            node_id.chars().take(255).collect::<String>(),
+            view.meta.name
+        ))
+    })?;
+    let active = node.is_active(now_ms(), s.engine.active_window_ms());
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({"item": node_json(node, view.snapshot.body.hash(), active)}),
     ))
 }
 
@@ -118,4 +200,92 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     s.engine.delete_node(parse_id(&id)?, node_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE …/nodes/eol` deletes a node whose id is `eol` (the GET of that
+/// path lists end-of-life nodes).
+pub async fn delete_eol(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    s.engine.delete_node(parse_id(&id)?, "eol".into()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The nodes whose Kong Gateway release is at or near its end of life, by
+/// node id, with what to upgrade to.
+pub async fn eol(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let q = query(raw)?;
+    q.only(&["page[size]", "page[after]"])?;
+    let size = q.page_size()?;
+    let cursor = q.cursor()?;
+    let view = view_or_404(&s, id)?;
+    let today = this_month();
+    let old: Vec<(&Node, String)> = view
+        .nodes
+        .values()
+        .filter_map(|n| n.end_of_life(today).map(|m| (n, m)))
+        .collect();
+    let page = cursor_page(
+        old,
+        cursor.as_deref(),
+        size,
+        |(n, _)| n.id.clone(),
+        |c| Some(c.to_string()),
+        |(n, _)| n.id.clone(),
+    )?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|(n, message)| json!({"node_id": n.id, "node_version": n.version, "message": message}))
+        .collect();
+    let mut paging = json!({"total_count": page.total});
+    if let (Some(next), Some(o)) = (page.next, paging.as_object_mut()) {
+        o.insert(
+            "next".into(),
+            json!(next_link(&nodes_path(&view, "/eol"), &q, size, &next)),
+        );
+    }
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({"items": items, "page": paging}),
+    ))
+}
+
+/// The hash a node in sync runs: the group's current snapshot's.
+pub async fn expected_config_hash(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let view = view_or_404(&s, parse_id(&id)?)?;
+    let created = time::OffsetDateTime::parse(
+        &view.meta.created_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_or(0, |t| t.unix_timestamp().max(0));
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({
+            "expected_hash": view.snapshot.body.hash(),
+            "created_at": created,
+            "updated_at": unix_seconds(view.snapshot.published_ms),
+        }),
+    ))
+}
+
+/// The version of the group's current snapshot.
+pub async fn expected_config_version(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let view = view_or_404(&s, parse_id(&id)?)?;
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({
+            "expected_config_version": view.snapshot.version.to_string(),
+            "created_at": unix_seconds(view.snapshot.published_ms),
+        }),
+    ))
 }

@@ -20,8 +20,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::error::Rule;
 use super::error::{ApiError, ApiResult};
-use super::http::{ok_json, param, parse_id, query};
+use super::http::{Query, ok_json, parse_id, query};
 use crate::registry::{Published, RefusalKind, kept_range};
 
 fn etag(hash: &str) -> String {
@@ -96,14 +97,18 @@ enum Form {
     Deck,
 }
 
-fn form_of(q: &[(String, String)]) -> ApiResult<Form> {
-    match param(q, &["format"]) {
+fn form_of(q: &Query) -> ApiResult<Form> {
+    match q.get("format") {
         None | Some("kong") => Ok(Form::Kong),
         Some("deck") => Ok(Form::Deck),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "`format` must be kong or deck, not '{}'",
-            other.chars().take(32).collect::<String>()
-        ))),
+        Some(other) => Err(ApiError::bad_request(
+            "format",
+            Some(Rule::Enum(vec!["kong".into(), "deck".into()])),
+            format!(
+                "`format` must be kong or deck, not '{}'",
+                other.chars().take(32).collect::<String>()
+            ),
+        )),
     }
 }
 
@@ -163,25 +168,34 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let q = query(raw)?;
-    let wait = match param(&q, &["wait"]) {
+    let wait = match q.get("wait") {
         None => None,
         Some(w) => {
             let secs: f64 = w
                 .parse()
                 .ok()
                 .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| ApiError::bad_request("`wait` must be a number of seconds"))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "wait",
+                        Some(Rule::IsNumber),
+                        "`wait` must be a number of seconds",
+                    )
+                })?;
             // `from_secs_f64` panics past u64::MAX seconds; such a wait is just "the longest".
             let asked = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
             Some(asked.min(s.opts.max_wait))
         }
     };
-    let known_version = match param(&q, &["version"]) {
+    let known_version = match q.get("version") {
         None => None,
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| ApiError::bad_request("`version` must be a whole number"))?,
-        ),
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "version",
+                Some(Rule::IsInteger),
+                "`version` must be a whole number",
+            )
+        })?),
     };
     let form = form_of(&q)?;
     if let (Some(v), None) = (known_version, wait) {
