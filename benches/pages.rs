@@ -52,6 +52,7 @@ fn group(name: String, composite: bool, labels: &[(&str, String)]) -> NewGroup {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
+        ..NewGroup::default()
     }
 }
 
@@ -70,7 +71,7 @@ fn fixture() -> &'static Fixture {
         let conflicted = rt.block_on(async {
             let mut standard = Vec::with_capacity(STANDARD);
             for i in 0..STANDARD {
-                let env = if i % 3 == 0 { "prod" } else { "dev" };
+                let env = if i.is_multiple_of(3) { "prod" } else { "dev" };
                 let v = engine
                     .create_group(group(
                         format!("team-{i:04}"),
@@ -82,7 +83,7 @@ fn fixture() -> &'static Fixture {
                 let id = v.meta.id;
                 // One composite in ten gets two members with the same service.
                 let c = i / MEMBERS;
-                let service = if c % 10 == 0 && i % MEMBERS < 2 {
+                let service = if c.is_multiple_of(10) && i % MEMBERS < 2 {
                     format!("shared-{c}")
                 } else {
                     format!("svc-{i}")
@@ -123,6 +124,7 @@ fn fixture() -> &'static Fixture {
                                 ip: format!("10.0.{c}.{n}"),
                                 version: "3.10.0.1".into(),
                                 config_hash: if n == 2 { "old".into() } else { hash.clone() },
+                                ..NodeReport::default()
                             },
                         )
                         .await
