@@ -420,6 +420,8 @@ pub struct LastGood {
     pub version: u64,
     pub hash: String,
     pub published_at: String,
+    /// Served because of a pin rather than as the last conflict-free merge.
+    pub pinned: bool,
 }
 
 pub struct GroupHead {
@@ -568,6 +570,7 @@ pub fn group_page(
                 published_at: entry
                     .map(|e| display_time(&e.published_at))
                     .unwrap_or_default(),
+                pinned: view.pin.is_some(),
             });
         }
     }

@@ -331,7 +331,7 @@ fn unidentified(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not signed in</title>\
          <link rel=\"stylesheet\" href=\"/ui/assets/ui.css\"><main><h1>Not signed in</h1>\
          <p id=\"message\">{}</p>{}</main></html>",
-        askama_escape(why),
+        escape_html(why),
         if tcp {
             "<p><a href=\"/ui/login\">Sign in</a></p>"
         } else {
@@ -341,7 +341,7 @@ fn unidentified(
     super::html(StatusCode::UNAUTHORIZED, body)
 }
 
-fn askama_escape(s: &str) -> String {
+fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
