@@ -555,13 +555,14 @@ fn is_write(m: &Method) -> bool {
     )
 }
 
-/// Who and what, for the audit log.
-struct Subject {
-    teams: Vec<String>,
-    credential: &'static str,
-    uid: Option<u32>,
-    gid: Option<u32>,
-    token_id: Option<Uuid>,
+/// Who and what, for the audit log (of API requests and of the page's).
+pub(crate) struct Subject {
+    pub teams: Vec<String>,
+    /// `uid`, `gid`, `token` or `none`.
+    pub credential: &'static str,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub token_id: Option<Uuid>,
 }
 
 impl Subject {
@@ -601,7 +602,8 @@ impl Subject {
 
 const MAX_AUDIT_PATH: usize = 512;
 
-fn audit_entry(
+/// The audit log entry of a request, answered `status`.
+pub(crate) fn audit_entry(
     who: Subject,
     method: &Method,
     path: &str,

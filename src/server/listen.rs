@@ -22,6 +22,9 @@
 //! Graceful shutdown: the loop stops accepting, every connection is told to
 //! finish its current request and close (`GracefulShutdown`), and `run`
 //! returns once they all have. The timeouts bound how long that can take.
+//!
+//! The connection limit lives here too: `LimitedListener` holds one permit
+//! per open connection, and its `Limited` stream feeds the `Watch`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -41,11 +44,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use super::ApiError;
 use super::auth::Peer;
-use super::{ApiError, Limited, LimitedListener};
 
 /// How a connection reached the daemon; the accept loop attaches it to every
 /// request of the connection, so handlers (the pages, access checks) know
@@ -179,10 +182,9 @@ pub(super) async fn run<L>(
             transport: io.transport(),
             peer: io.peer(),
         };
-        let io = TokioIo::new(Tracked {
-            io,
-            watch: watch.clone(),
-        });
+        let mut io = io;
+        io.watch = Some(watch.clone());
+        let io = TokioIo::new(io);
         let conn = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(drive(conn, watch));
     }
@@ -313,55 +315,6 @@ impl BusyGuard {
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.request_finished();
-    }
-}
-
-/// The connection's IO, telling its `Watch` when bytes arrive.
-struct Tracked<T> {
-    io: T,
-    watch: Arc<Watch>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r
-            && buf.filled().len() > before
-        {
-            self.watch.on_bytes();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
     }
 }
 
@@ -507,6 +460,114 @@ impl hyper::body::Body for TimedBody {
     }
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A listener that holds one permit per open connection: at the limit, an
+/// accepted connection waits for one to close (and the rest queue in the
+/// kernel's backlog), so a flood of clients is served in turn rather than
+/// costing a file descriptor, a task and buffers each.
+pub struct LimitedListener<L> {
+    inner: L,
+    permits: Arc<Semaphore>,
+    waiting: Arc<AtomicBool>,
+}
+
+impl<L> LimitedListener<L> {
+    pub fn new(inner: L, max_connections: usize) -> LimitedListener<L> {
+        LimitedListener {
+            inner,
+            permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            waiting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// True while a connection waits for a permit; see [`close_when_waited_for`].
+    pub fn waiting(&self) -> Arc<AtomicBool> {
+        self.waiting.clone()
+    }
+}
+
+impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
+    type Io = Limited<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.inner.accept().await;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.waiting.store(true, Ordering::Relaxed);
+                // Never closed, so `acquire_owned` always succeeds.
+                let p = self.permits.clone().acquire_owned().await.ok();
+                self.waiting.store(false, Ordering::Relaxed);
+                p
+            }
+        };
+        (
+            Limited {
+                io,
+                _permit: permit,
+                watch: None,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection and its permit, released when the connection is dropped.
+/// Once served, it tells its `Watch` when bytes arrive (for the timeouts).
+pub struct Limited<T> {
+    io: T,
+    _permit: Option<OwnedSemaphorePermit>,
+    watch: Option<Arc<Watch>>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Limited<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r
+            && buf.filled().len() > before
+            && let Some(w) = &self.watch
+        {
+            w.on_bytes();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Limited<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 

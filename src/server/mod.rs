@@ -36,13 +36,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use tokio::net::{TcpListener, UnixListener};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
 pub use auth::{Need, Peer, ROUTES, route_of};
 pub use error::ApiError;
@@ -306,7 +303,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         Some(addr) => Some(bind_http(addr).await?),
         None => None,
     };
-    let listener = LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
+    let listener = listen::LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let socket = opts.socket.clone();
     let timeouts = opts.timeouts;
@@ -336,7 +333,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         if let Ok(addr) = axum::serve::Listener::local_addr(&tcp) {
             tracing::info!("serving the Runtime Manager page on http://{addr}/ui/");
         }
-        let tcp = LimitedListener::new(tcp, max_connections);
+        let tcp = listen::LimitedListener::new(tcp, max_connections);
         let tcp_app = app.layer(axum::middleware::from_fn_with_state(
             tcp.waiting(),
             close_when_waited_for,
@@ -352,31 +349,6 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
     engine_for_audit.flush_audit().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
-}
-
-/// A listener that holds one permit per open connection: at the limit, an
-/// accepted connection waits for one to close (and the rest queue in the
-/// kernel's backlog), so a flood of clients is served in turn rather than
-/// costing a file descriptor, a task and buffers each.
-pub struct LimitedListener<L> {
-    inner: L,
-    permits: Arc<Semaphore>,
-    waiting: Arc<AtomicBool>,
-}
-
-impl<L> LimitedListener<L> {
-    pub fn new(inner: L, max_connections: usize) -> LimitedListener<L> {
-        LimitedListener {
-            inner,
-            permits: Arc::new(Semaphore::new(max_connections.max(1))),
-            waiting: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// True while a connection waits for a permit; see [`close_when_waited_for`].
-    pub fn waiting(&self) -> Arc<AtomicBool> {
-        self.waiting.clone()
-    }
 }
 
 /// While a connection waits to be served, every answer says `Connection:
@@ -395,85 +367,6 @@ pub async fn close_when_waited_for(
         );
     }
     resp
-}
-
-impl<L: axum::serve::Listener> axum::serve::Listener for LimitedListener<L> {
-    type Io = Limited<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.inner.accept().await;
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                self.waiting.store(true, Ordering::Relaxed);
-                // Never closed, so `acquire_owned` always succeeds.
-                let p = self.permits.clone().acquire_owned().await.ok();
-                self.waiting.store(false, Ordering::Relaxed);
-                p
-            }
-        };
-        (
-            Limited {
-                io,
-                _permit: permit,
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection and its permit, released when the connection is dropped.
-pub struct Limited<T> {
-    io: T,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl<T> Limited<T> {
-    /// The connection itself (for its peer credentials).
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Limited<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Limited<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
 }
 
 async fn shutdown_signal() {

@@ -22,10 +22,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use uuid::Uuid;
 
-use super::super::auth::{Peer, Proof, identify};
+use super::super::auth::{self, Peer, Proof, Subject, identify};
 use super::super::listen::Transport;
 use super::AppState;
-use crate::registry::{AccessView, AuditEntry, Right, TokenCheck, now, now_ms};
+use crate::registry::{AccessView, AuditEntry, Right, TokenCheck, now_ms};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "rgm_session";
@@ -196,28 +196,14 @@ pub fn audit_entry(
     status: StatusCode,
     reason: Option<String>,
 ) -> AuditEntry {
-    let result = match status.as_u16() {
-        401 => "unauthorized",
-        403 => "forbidden",
-        s if s < 400 => "ok",
-        s if s >= 500 => "error",
-        _ => "refused",
-    };
-    AuditEntry {
-        seq: 0,
-        time: now(),
+    let who = Subject {
         teams: caller.map(|c| c.teams.clone()).unwrap_or_default(),
-        credential: caller.map_or("none", |c| c.credential).to_string(),
+        credential: caller.map_or("none", |c| c.credential),
         uid: caller.and_then(|c| c.peer).map(|p| p.uid),
         gid: caller.and_then(|c| c.peer).map(|p| p.gid),
         token_id: caller.and_then(|c| c.token_id),
-        method: method.as_str().chars().take(16).collect(),
-        path: path.chars().take(512).collect(),
-        group,
-        status: status.as_u16(),
-        result: result.to_string(),
-        reason,
-    }
+    };
+    auth::audit_entry(who, method, path, group, status, reason)
 }
 
 /// Pages anyone may fetch: the sign-in form and the stylesheet and script.
