@@ -21,8 +21,25 @@ pub struct MemberInfo {
     pub id: String,
     /// What findings call the member.
     pub name: String,
-    /// Only the default group may hold application registration (SPEC §5.4).
+    /// Only the default group may hold application registration (README: Finding codes, `app_registration_outside_default`).
     pub is_default: bool,
+}
+
+impl MemberInfo {
+    pub fn new(id: impl Into<String>, name: impl Into<String>, is_default: bool) -> MemberInfo {
+        MemberInfo {
+            id: id.into(),
+            name: name.into(),
+            is_default,
+        }
+    }
+
+    /// A member known only by its id (a group since deleted, a file stem):
+    /// named by it, and not the default group.
+    pub fn unnamed(id: impl ToString) -> MemberInfo {
+        let id = id.to_string();
+        MemberInfo::new(id.clone(), id, false)
+    }
 }
 
 /// A key this member holds that must be unique across a composite.

@@ -1,4 +1,4 @@
-//! Access control (issue 13, SPEC §8) against the real daemon on a real
+//! Access control (issue 13, README: Access control) against the real daemon on a real
 //! socket: real different Unix users (curl run as another uid/gid; the tests
 //! run as root, as CI does) and bearer tokens. The role × endpoint matrix is
 //! one table checked by one helper; the edge cases follow it.

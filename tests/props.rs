@@ -204,11 +204,7 @@ fn bytes(doc: &Option<Value>, yaml: bool) -> (Vec<u8>, Format) {
 
 fn build(name: &str, doc: &Option<Value>, yaml: bool, interner: &Interner) -> Arc<Member> {
     let (b, format) = bytes(doc, yaml);
-    let info = MemberInfo {
-        id: name.to_string(),
-        name: name.to_string(),
-        is_default: name == "default",
-    };
+    let info = MemberInfo::new(name, name, name == "default");
     Arc::new(Member::build(info, &b, format, interner))
 }
 

@@ -75,11 +75,7 @@ fn build(rel: &str, interner: &Interner) -> Arc<Member> {
     let path = root().join(rel);
     let bytes = std::fs::read(&path).unwrap();
     let name = stem(rel);
-    let info = MemberInfo {
-        id: name.clone(),
-        name,
-        is_default: false,
-    };
+    let info = MemberInfo::unnamed(name);
     Arc::new(Member::build(
         info,
         &bytes,
@@ -621,11 +617,7 @@ fn real_unresolved_references_become_cross_member_next_to_the_owner() {
     let apiops = build(REFUSED[7].0, &interner);
     let consumers = b"_format_version: \"3.0\"\nconsumers:\n- username: johndoe1\n- username: johndoe2\n- username: johndoe3\n";
     let owner = Arc::new(Member::build(
-        MemberInfo {
-            id: "identity".into(),
-            name: "identity".into(),
-            is_default: false,
-        },
+        MemberInfo::new("identity", "identity", false),
         consumers,
         Format::Yaml,
         &interner,
@@ -644,7 +636,7 @@ fn real_unresolved_references_become_cross_member_next_to_the_owner() {
     assert!(report.conflicts.is_empty());
 }
 
-/// What only decK reads never reaches the Kong form of a snapshot (SPEC §6):
+/// What only decK reads never reaches the Kong form of a snapshot (README: What rgmerge checks):
 /// every real file alone, and all clean files merged, give a snapshot whose
 /// Kong form has no `_plugin_configs`, no plugin `_config`, no consumer
 /// `groups`, no consumer-group `consumers`, no `custom_entities` and no

@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use rgmerge::compose::{Body, Composite};
 use rgmerge::config::Format;
 use rgmerge::intern::Interner;
-use rgmerge::member::{Member, MemberInfo};
+use rgmerge::member::Member;
 use rgmerge::registry::record::Blob;
 use rgmerge::registry::{
     ConfigWrite, GroupUpdate, Kind, Mode, NewCertificate, NewGroup, NodeReport, Refusal, Registry,
@@ -363,11 +363,7 @@ fn apply(w: &mut World, op: &Op) -> (bool, String) {
                 };
                 let (bytes, format) = render(cfg);
                 // As `Engine::put_config`: built outside the writer under the group's current name.
-                let info = tx.registry().group(id).map(|g| MemberInfo {
-                    id: g.meta.id.to_string(),
-                    name: g.meta.name.clone(),
-                    is_default: g.meta.is_default,
-                });
+                let info = tx.registry().group(id).map(|g| g.meta.member_info());
                 info.and_then(|info| {
                     let member = Member::build(info, &bytes, format, &interner);
                     match tx.put_config(id, Blob { format, bytes }, member)? {
@@ -540,11 +536,7 @@ fn check_invariants(w: &mut World) {
         let Kind::Standard { config, .. } = &g.kind else {
             panic!("member {id} is a composite");
         };
-        let info = MemberInfo {
-            id: id.to_string(),
-            name: g.meta.name.clone(),
-            is_default: g.meta.is_default,
-        };
+        let info = g.meta.member_info();
         Arc::new(Member::build(
             info,
             &config.blob.bytes,

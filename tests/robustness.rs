@@ -16,11 +16,7 @@ use serde_json::{Value, json};
 
 fn report(bytes: &[u8], format: Format) -> Report {
     let interner = Arc::new(Interner::new());
-    let info = MemberInfo {
-        id: "m".into(),
-        name: "m".into(),
-        is_default: false,
-    };
+    let info = MemberInfo::new("m", "m", false);
     let m = Arc::new(Member::build(info, bytes, format, &interner));
     Composite::from_members(interner, [m]).report()
 }

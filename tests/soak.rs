@@ -311,11 +311,11 @@ async fn soak_mixed_clients_then_incremental_equals_from_scratch() {
                 .await
                 .expect(200)
                 .json();
-            let info = MemberInfo {
-                id: id.to_string(),
-                name: m["name"].as_str().expect("name").to_string(),
-                is_default: member["is_default"] == true,
-            };
+            let info = MemberInfo::new(
+                id.to_string(),
+                m["name"].as_str().expect("name").to_string(),
+                member["is_default"] == true,
+            );
             built.push(Arc::new(Member::build(info, &cfg.body, format, &interner)));
         }
         let scratch = Composite::from_members(interner, built);

@@ -305,11 +305,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(doc["_format_version"], "3.0");
     if report.state == State::Ok {
         let merged = Member::build(
-            MemberInfo {
-                id: "merged".into(),
-                name: "merged".into(),
-                is_default: true,
-            },
+            MemberInfo::new("merged", "merged", true),
             &bytes,
             Format::Json,
             &interner,

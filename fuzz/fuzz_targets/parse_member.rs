@@ -18,11 +18,7 @@ use rgmerge::member::{Member, MemberInfo};
 use rgmerge::report::ErrorKind;
 
 fn info(is_default: bool) -> MemberInfo {
-    MemberInfo {
-        id: "fuzz".into(),
-        name: "fuzz".into(),
-        is_default,
-    }
+    MemberInfo::new("fuzz", "fuzz", is_default)
 }
 
 fuzz_target!(|data: &[u8]| {

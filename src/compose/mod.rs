@@ -281,7 +281,7 @@ impl Composite {
         self.assemble_form(Form::Deck)
     }
 
-    /// The merged document in Kong's declarative form (SPEC §6): decK-only
+    /// The merged document in Kong's declarative form (README: What rgmerge checks): decK-only
     /// keys expanded or left out. Equal to `Body::assemble_kong` of the members.
     pub fn assemble_kong(&self) -> Body {
         self.assemble_form(Form::Kong)

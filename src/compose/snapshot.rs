@@ -18,7 +18,7 @@ use crate::member::{Chunk, Member};
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Form {
     /// Kong's declarative format (`declarative_config`, `POST /config`):
-    /// what data planes load (SPEC §6). decK-only keys are expanded or left out.
+    /// what data planes load (README: What rgmerge checks). decK-only keys are expanded or left out.
     #[default]
     Kong,
     /// The decK 3.0 file form, as members wrote it (`?format=deck`).

@@ -1,4 +1,4 @@
-//! Warnings between members (SPEC §5.3): advisory, never part of a
+//! Warnings between members (README: Finding codes): advisory, never part of a
 //! composite's state. Computed from the members' own summaries (their ACL
 //! groups and what their routes match), in merge order, so an incremental
 //! composite and one merged from scratch give the same list.

@@ -24,7 +24,7 @@ pub enum RefBy {
     Name,
 }
 
-/// An ID association (SPEC §5.2) that must resolve inside the same member.
+/// An ID association (README: Finding codes, `unresolved_reference`) that must resolve inside the same member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ref {
     /// Path of the referencing field, e.g. `routes[2].service`.

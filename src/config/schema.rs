@@ -1,9 +1,9 @@
 //! What decK 3.0 says about each collection: its name, its fields' types,
-//! which fields nest other collections, and which keys are unique (SPEC §5, §5.1).
+//! which fields nest other collections, and which keys are unique (README: Finding codes).
 
 use crate::report::ConflictKind;
 
-/// Which unique key of SPEC §5.1 a value is.
+/// Which unique key of README: Finding codes, `duplicate_name` a value is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyKind {
     Id,
@@ -259,7 +259,7 @@ impl Coll {
         }
     }
 
-    /// The unique name-like keys of SPEC §5.1 (besides `id`), as plain fields.
+    /// The unique name-like keys of README: Finding codes, `duplicate_name` (besides `id`), as plain fields.
     pub fn name_keys(self) -> &'static [(&'static str, KeyKind)] {
         match self {
             Coll::Services

@@ -1015,7 +1015,7 @@ impl Walker {
             );
         }
     }
-    /// Names and keys: non-empty, no control characters (SPEC §5.1).
+    /// Names and keys: non-empty, no control characters (README: Finding codes, `duplicate_name`).
     fn check_name(&mut self, coll: Coll, path: &str, field: &str, s: &str) -> bool {
         if s.is_empty() {
             self.error(
@@ -1095,7 +1095,7 @@ impl Walker {
         }
     }
 
-    /// The ID associations of SPEC §5.2 written on this entity.
+    /// The ID associations of README: Finding codes, `unresolved_reference` written on this entity.
     fn collect_refs(
         &mut self,
         coll: Coll,

@@ -1,4 +1,4 @@
-//! Access control (SPEC §8): teams, the credentials that identify their
+//! Access control (README: Access control): teams, the credentials that identify their
 //! members (Unix uids and gids, bearer tokens), and each team's role per
 //! group. Every change is a `Tx` step like any other write, so it is undone
 //! with the write it belongs to and made durable in the same store

@@ -477,11 +477,7 @@ mod tests {
                 &e.hash,
                 &e.sources,
                 |h| self.store.blobs.get(h),
-                |m| MemberInfo {
-                    id: m.to_string(),
-                    name: m.to_string(),
-                    is_default: false,
-                },
+                MemberInfo::unnamed,
             )
             .unwrap()
         }

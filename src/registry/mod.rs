@@ -279,9 +279,12 @@ impl Registry {
 }
 
 fn member_info(meta: &GroupMeta) -> MemberInfo {
-    MemberInfo {
-        id: meta.id.to_string(),
-        name: meta.name.clone(),
-        is_default: meta.is_default,
+    meta.member_info()
+}
+
+impl GroupMeta {
+    /// Who this group is as a member of a composite (its UUID fixes the merge order).
+    pub fn member_info(&self) -> MemberInfo {
+        MemberInfo::new(self.id.to_string(), self.name.clone(), self.is_default)
     }
 }

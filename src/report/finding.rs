@@ -1,4 +1,4 @@
-//! The two families of findings (SPEC §5.3): member errors and conflicts.
+//! The two families of findings (README: Finding codes): member errors and conflicts.
 //!
 //! Findings are plain data: every layer that finds something wrong returns
 //! these as values instead of failing, so a report always lists *everything*.
@@ -109,7 +109,7 @@ pub struct Conflict {
     pub noun: &'static str,
 }
 
-/// Advisory findings (SPEC §5.3): they never change a composite's state.
+/// Advisory findings (README: Finding codes): they never change a composite's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningKind {

@@ -88,14 +88,14 @@ pub struct MemberSummary {
     pub entities: usize,
 }
 
-/// The JSON report of SPEC §7.3.
+/// The JSON report of README: Validate a composite from files.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub state: State,
     pub members: Vec<MemberSummary>,
     pub conflicts: Vec<Conflict>,
     pub errors: Vec<MemberError>,
-    /// Advisory: never part of `state` (SPEC §5.3).
+    /// Advisory: never part of `state` (README: Finding codes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
     /// What was not checked (a plugin config rgmerge does not model).

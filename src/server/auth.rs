@@ -1,4 +1,4 @@
-//! Access control on every request (SPEC §8): who is calling, what the route
+//! Access control on every request (README: Access control): who is calling, what the route
 //! needs, and a `problem+json` 401 or 403 saying which right was missing.
 //!
 //! - **Identity** ([`identify`], one function over the request, so a future

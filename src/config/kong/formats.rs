@@ -308,7 +308,7 @@ pub struct Url<'a> {
 
 /// `typedefs.utf8_name` (service, route, plugin `instance_name`, key and
 /// key-set names): ASCII letters, digits, `.`, `-`, `_`, `~`, or non-ASCII.
-/// Control characters are left to the name check (SPEC §5.1), which
+/// Control characters are left to the name check (README: Finding codes, `duplicate_name`), which
 /// reports them on its own.
 pub fn utf8_name(s: &str) -> Result<(), String> {
     if s.chars().all(|c| {

@@ -1,4 +1,4 @@
-//! What Kong Gateway itself refuses (SPEC §5.5): the data planes a member
+//! What Kong Gateway itself refuses (README: What rgmerge checks): the data planes a member
 //! config is for ([`KongTarget`]: edition and enabled plugins), the field
 //! rules of Kong's entity schemas ([`rules`]), string formats
 //! ([`formats`]) and the bundled plugins with their scopes, protocols and
