@@ -328,6 +328,11 @@ struct ServeArgs {
     /// Where state is kept (an embedded redb store, created on first start).
     #[arg(long, default_value = "rgmerge-data")]
     data_dir: PathBuf,
+    /// Keep state in PostgreSQL (15 or later) instead, shared with other
+    /// daemons: `postgres://user@host/db` or `postgres:///db?host=/run/postgresql`.
+    /// DATA_DIR then holds only the default socket.
+    #[arg(long, value_name = "postgres://…", env = "RGMERGE_STORE")]
+    store: Option<String>,
     /// The Unix socket to serve on [default: DATA_DIR/rgmerge.sock].
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -588,10 +593,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("rgmerge serve: {msg}");
         ExitCode::from(2)
     };
-    let store = match rgmerge::store::Store::open(&args.data_dir) {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
-    };
     let kong = match args.kong.target() {
         Ok(t) => t,
         Err(e) => return fail(e.to_string()),
@@ -607,9 +608,23 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_file_bytes: args.audit_max_bytes,
         max_entries: args.audit_max_entries.max(1),
     };
-    let engine = match rgmerge::engine::Engine::start_with(Some(store), settings, audit) {
+    let started = match &args.store {
+        Some(url) => rgmerge::store::postgres::PgStore::open(url)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                rgmerge::engine::Engine::start_postgres(s, settings, audit)
+                    .map_err(|e| e.to_string())
+            }),
+        None => rgmerge::store::Store::open(&args.data_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                rgmerge::engine::Engine::start_with(Some(s), settings, audit)
+                    .map_err(|e| e.to_string())
+            }),
+    };
+    let engine = match started {
         Ok(e) => e,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let opts = rgmerge::server::ServeOptions {
         socket: args
