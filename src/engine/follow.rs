@@ -24,9 +24,7 @@ use tokio::sync::watch;
 
 use super::{AuditOptions, Engine, Job, Shared, StartError, Writer};
 use crate::intern::Interner;
-use crate::registry::{
-    Effects, Mode, Refusal, Registry, Settings, Tx, new_key, now_ms, transact,
-};
+use crate::registry::{Effects, Mode, Refusal, Registry, Settings, Tx, new_key, now_ms, transact};
 use crate::store::postgres::{Entries, PgStore};
 
 /// Log entries read per query while catching up.
@@ -145,11 +143,7 @@ impl Engine {
             // Trimming history past --snapshot-history is local to this
             // daemon's setting: the database keeps what the writers kept.
             let _ = reg.take_restore_changes();
-            let mut changes = if fresh {
-                reg.all_changes()
-            } else {
-                Vec::new()
-            };
+            let mut changes = if fresh { reg.all_changes() } else { Vec::new() };
             if reg.access_needs_bootstrap() {
                 let key = new_key().map_err(|e| restore_err(e.detail))?;
                 // SAFETY: geteuid has no preconditions and can't fail.
@@ -166,7 +160,10 @@ impl Engine {
                 )
                 .map_err(|e| restore_err(format!("can't set up access control: {e}")))?;
                 changes.extend(made);
-                tracing::info!(uid, "access control set up: the user running the daemon is org admin");
+                tracing::info!(
+                    uid,
+                    "access control set up: the user running the daemon is org admin"
+                );
             }
             if changes.is_empty() {
                 break (reg, pos);
@@ -175,7 +172,11 @@ impl Engine {
                 Some(p) => break (reg, p),
                 // Another daemon initialised it meanwhile: load what it made.
                 None if attempts < 5 => continue,
-                None => return Err(restore_err("the database keeps changing during start-up".into())),
+                None => {
+                    return Err(restore_err(
+                        "the database keeps changing during start-up".into(),
+                    ));
+                }
             }
         };
         let status = Arc::new(Status {
@@ -432,7 +433,9 @@ impl Writer {
                     w.send_replace(g.snapshot.version);
                 }
                 None => {
-                    shared.watchers.insert(id, watch::channel(g.snapshot.version).0);
+                    shared
+                        .watchers
+                        .insert(id, watch::channel(g.snapshot.version).0);
                 }
             }
         }

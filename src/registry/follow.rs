@@ -63,7 +63,10 @@ impl Registry {
         let mut viewed: BTreeSet<Uuid> = BTreeSet::new();
         // Standard groups first: composites take their members from them.
         let mut rebuilt: Vec<Uuid> = Vec::new();
-        for r in records.iter().filter(|r| !r.meta.cluster_type.is_composite()) {
+        for r in records
+            .iter()
+            .filter(|r| !r.meta.cluster_type.is_composite())
+        {
             let id = r.meta.id;
             let hash = r
                 .config
@@ -109,23 +112,22 @@ impl Registry {
                 _ => BTreeSet::new(),
             };
             viewed.extend(composites.iter().copied());
-            self.put_group(
-                r,
-                Kind::Standard {
-                    config,
-                    composites,
-                },
-            );
+            self.put_group(r, Kind::Standard { config, composites });
             viewed.insert(id);
         }
         // Composites: their member lists, then every member rebuilt above.
         let mut upserted: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
-        for r in records.iter().filter(|r| r.meta.cluster_type.is_composite()) {
+        for r in records
+            .iter()
+            .filter(|r| r.meta.cluster_type.is_composite())
+        {
             let id = r.meta.id;
             let new: BTreeSet<Uuid> = r.members.iter().copied().collect();
             let member_of = |reg: &Registry, m: &Uuid| match reg.groups.get(m).map(|g| &g.kind) {
                 Some(Kind::Standard { config, .. }) => Ok(config.member.clone()),
-                _ => Err(format!("composite {id} names member {m}, which has no config")),
+                _ => Err(format!(
+                    "composite {id} names member {m}, which has no config"
+                )),
             };
             let kind = match self.groups.get_mut(&id).map(|g| &mut g.kind) {
                 Some(Kind::Composite { members, composite }) => {

@@ -515,11 +515,7 @@ pub async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) ->
             lag_seconds: store.lag_seconds,
         },
     );
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 pub async fn not_found() -> ApiError {

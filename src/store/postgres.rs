@@ -262,10 +262,7 @@ impl PgStore {
 
     async fn conn(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| {
-            StoreError::Database(format!(
-                "the database {} is unreachable: {e}",
-                self.display
-            ))
+            StoreError::Database(format!("the database {} is unreachable: {e}", self.display))
         })
     }
 
@@ -561,7 +558,10 @@ impl PgStore {
             let mut blobs = std::collections::HashMap::new();
             if !want.is_empty() {
                 for row in c
-                    .query("SELECT hash, data FROM blobs WHERE hash = ANY($1)", &[&want])
+                    .query(
+                        "SELECT hash, data FROM blobs WHERE hash = ANY($1)",
+                        &[&want],
+                    )
                     .await
                     .map_err(db_err("read blobs"))?
                 {
