@@ -200,3 +200,169 @@ async fn writes_through_every_daemon_converge_to_the_same_versions_and_hashes() 
         }
     }
 }
+
+/// The service host of write `n` by writer `k`.
+fn host(k: usize, n: usize) -> String {
+    format!("w{k}-{n}.internal")
+}
+
+#[tokio::test]
+async fn kill_9_under_concurrent_writes_loses_nothing_acknowledged() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("kill");
+    let mut daemons = vec![daemon(&url), daemon(&url), daemon(&url)];
+    let clients: Vec<Client> = daemons.iter().map(Daemon::client).collect();
+    const WRITERS: usize = 6;
+    let mut groups = Vec::new();
+    for k in 0..WRITERS {
+        groups.push(clients[k % 3].standard(&format!("g{k}")).await);
+    }
+    let comp = clients[0].composite("all").await;
+    let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    clients[1].add(&comp, &refs).await.expect(204);
+    // Each writer writes its own group through every daemon in turn and
+    // records the last write a daemon acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (k, g) in groups.iter().enumerate() {
+        let (g, clients, stop) = (g.clone(), clients.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = None;
+            let mut failed = 0;
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 400 {
+                let c = &clients[(k + n) % clients.len()];
+                let yaml = service(&format!("s{k}"), &host(k, n));
+                match c
+                    .try_send(
+                        "PUT",
+                        &format!("{V2}/{g}/config"),
+                        &[("content-type", "application/yaml")],
+                        Some(yaml.into_bytes()),
+                    )
+                    .await
+                {
+                    Ok(r) if r.status == 200 => acked = Some(n),
+                    _ => failed += 1,
+                }
+                n += 1;
+            }
+            (g, acked, failed, n)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemons[2].kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("writer"));
+    }
+    assert!(
+        results.iter().any(|(_, _, failed, _)| *failed > 0),
+        "some writes went to the killed daemon: {results:?}"
+    );
+    // The two survivors go on accepting writes.
+    clients[0]
+        .put_config(&groups[0], &service("s0", "after.internal"))
+        .await
+        .expect(200);
+    clients[1]
+        .put_config(&groups[1], &service("s1", "after.internal"))
+        .await
+        .expect(200);
+    let alive = [&daemons[0], &daemons[1]];
+    converged(&alive).await;
+    // Every acknowledged write is there: each group serves its last
+    // acknowledged write, or a later one (committed, then its daemon died
+    // before answering).
+    for (k, (g, acked, _, sent)) in results.iter().enumerate().skip(2) {
+        let acked = acked.expect("some write was acknowledged");
+        let body = clients[0].snapshot(g).await.text();
+        let n = (0..*sent)
+            .find(|n| body.contains(&host(k, *n)))
+            .unwrap_or_else(|| panic!("group {k} serves no write of its own: {body}"));
+        assert!(
+            n >= acked,
+            "group {k}: acknowledged write {acked} lost, serves {n}"
+        );
+    }
+    // The killed daemon comes back and catches up with the same versions.
+    daemons[2].spawn();
+    let all = [&daemons[0], &daemons[1], &daemons[2]];
+    let state = converged(&all).await;
+    assert!(state.contains_key(&comp));
+}
+
+#[tokio::test]
+async fn a_stopped_database_is_waited_out_serving_reads_and_refusing_writes() {
+    let Some(mut server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("outage");
+    let a = daemon(&url);
+    let b = daemon(&url);
+    let (ca, cb) = (a.client(), b.client());
+    let blue = ca.standard("blue").await;
+    ca.put_config(&blue, &service("a", "a.internal"))
+        .await
+        .expect(200);
+    let before = converged(&[&a, &b]).await;
+    let body = cb.snapshot(&blue).await.text();
+
+    server.stop_server();
+    for c in [&ca, &cb] {
+        // Reads go on, from what was published.
+        assert_eq!(c.snapshot(&blue).await.text(), body);
+        assert_eq!(served(c).await, before);
+        // Writes are refused, clearly.
+        let r = c
+            .put_config(&blue, &service("a", "b.internal"))
+            .await
+            .expect(503);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/problem+json")
+        );
+        let detail = r.json()["detail"].as_str().unwrap_or("").to_string();
+        assert!(
+            detail.contains("unreachable") && detail.contains("refused"),
+            "{detail}"
+        );
+        let h = health(c).await;
+        assert_eq!(h["status"], "degraded", "{h}");
+        assert_eq!(h["store"]["reachable"], false);
+        let m = c.get("/metrics").await.expect(200).text();
+        assert!(
+            m.contains("rgmerge_store_reachable{store=\"postgres\"} 0"),
+            "{m}"
+        );
+    }
+
+    server.start_server();
+    // Each daemon notices by itself, then writes are accepted again.
+    for c in [&ca, &cb] {
+        let deadline = Instant::now() + HANG_GUARD;
+        while health(c).await["status"] != "ok" {
+            assert!(Instant::now() < deadline, "never recovered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    cb.put_config(&blue, &service("a", "c.internal"))
+        .await
+        .expect(200);
+    let after = converged(&[&a, &b]).await;
+    assert_ne!(after[&blue], before[&blue]);
+    assert!(ca.snapshot(&blue).await.text().contains("c.internal"));
+    let m = ca.get("/metrics").await.expect(200).text();
+    assert!(
+        m.contains("rgmerge_store_reachable{store=\"postgres\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rgmerge_store_lag_changes{store=\"postgres\"} 0"),
+        "{m}"
+    );
+}
