@@ -708,9 +708,10 @@ struct BenchArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 struct SidecarArgs {
-    /// The daemon's socket.
-    #[arg(long, default_value = "rgmerge-data/rgmerge.sock")]
-    socket: PathBuf,
+    /// The daemon's socket. Repeat it for daemons sharing one PostgreSQL
+    /// store: the first that answers is used, the next when it stops.
+    #[arg(long = "socket", default_value = "rgmerge-data/rgmerge.sock")]
+    sockets: Vec<PathBuf>,
     /// The group (control plane) to follow: its id or name.
     #[arg(long)]
     group: String,
@@ -769,7 +770,7 @@ impl From<BenchArgs> for rgmerge::bench::BenchOptions {
 impl From<SidecarArgs> for rgmerge::sidecar::SidecarOptions {
     fn from(a: SidecarArgs) -> Self {
         rgmerge::sidecar::SidecarOptions {
-            socket: a.socket,
+            sockets: a.sockets,
             group: a.group,
             out: a.out,
             kong_admin: a.kong_admin,

@@ -366,3 +366,114 @@ async fn a_stopped_database_is_waited_out_serving_reads_and_refusing_writes() {
         "{m}"
     );
 }
+
+/// Kills the sidecar when the test ends.
+struct Sidecar(std::process::Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("failover");
+    let mut a = daemon(&url);
+    let b = daemon(&url);
+    let (ca, cb) = (a.client(), b.client());
+    let blue = ca.standard("blue").await;
+    ca.put_config(&blue, &service("first", "first.internal"))
+        .await
+        .expect(200);
+    converged(&[&a, &b]).await;
+
+    let out = b.dir.path().join("kong.json");
+    let version_file = b.dir.path().join("kong.json.version");
+    let log = std::fs::File::create(b.dir.path().join("sidecar.log")).expect("log");
+    let _sidecar = Sidecar(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+            .args([
+                "sidecar",
+                "--group",
+                "blue",
+                "--node-id",
+                "dp-1",
+                "--interval",
+                "1",
+            ])
+            .arg("--socket")
+            .arg(&a.socket)
+            .arg("--socket")
+            .arg(&b.socket)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .expect("spawn the sidecar"),
+    );
+    // Versions the file held, in the order seen: they never go down.
+    let mut seen: Vec<u64> = Vec::new();
+    let mut wait_for_file = |needle: &'static str, seen: &mut Vec<u64>| {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            if let Some(v) = std::fs::read_to_string(&version_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                && seen.last() != Some(&v)
+            {
+                seen.push(v);
+            }
+            if std::fs::read_to_string(&out).is_ok_and(|s| s.contains(needle)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the file never held {needle}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for_file("first.internal", &mut seen);
+    // Heartbeats through the first socket reach both daemons.
+    let nodes = cb
+        .get(&format!("{V2}/{blue}/nodes"))
+        .await
+        .expect(200)
+        .json();
+    let deadline = Instant::now() + HANG_GUARD;
+    let mut nodes = nodes;
+    while nodes["items"].as_array().is_none_or(|a| a.is_empty()) {
+        assert!(Instant::now() < deadline, "no heartbeat arrived: {nodes}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        nodes = cb
+            .get(&format!("{V2}/{blue}/nodes"))
+            .await
+            .expect(200)
+            .json();
+    }
+
+    a.kill9();
+    cb.put_config(&blue, &service("second", "second.internal"))
+        .await
+        .expect(200);
+    wait_for_file("second.internal", &mut seen);
+    cb.put_config(&blue, &service("third", "third.internal"))
+        .await
+        .expect(200);
+    wait_for_file("third.internal", &mut seen);
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "went backwards: {seen:?}"
+    );
+    let served: u64 = cb
+        .snapshot(&blue)
+        .await
+        .header("x-snapshot-version")
+        .and_then(|v| v.parse().ok())
+        .expect("version");
+    assert_eq!(seen.last(), Some(&served));
+}
