@@ -63,6 +63,9 @@ enum Command {
     Export {
         #[arg(long, default_value = "rgmerge-data")]
         data_dir: PathBuf,
+        /// Export from PostgreSQL instead (daemons may keep running).
+        #[arg(long, value_name = "postgres://…")]
+        store: Option<String>,
         /// A new, empty directory.
         out: PathBuf,
     },
@@ -70,8 +73,20 @@ enum Command {
     Import {
         #[arg(long, default_value = "rgmerge-data")]
         data_dir: PathBuf,
+        /// Import into PostgreSQL instead (empty, or holding only what a
+        /// daemon made at its first start); running daemons follow.
+        #[arg(long, value_name = "postgres://…")]
+        store: Option<String>,
         /// A directory written by `rgmerge export`.
         dir: PathBuf,
+    },
+    /// Move a (stopped) daemon's embedded store into PostgreSQL, which must hold no state yet.
+    Migrate {
+        #[arg(long, default_value = "rgmerge-data")]
+        data_dir: PathBuf,
+        /// The database to move it to.
+        #[arg(long, value_name = "postgres://…")]
+        to: String,
     },
     /// Write synthetic member configs for benchmarks and tests.
     Gen(GenArgs),
@@ -425,15 +440,45 @@ pub fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| BatchError::Usage(e.to_string()))
         }
-        Command::Export { data_dir, out } => rgmerge::transfer::export(&data_dir, &out)
+        Command::Export {
+            data_dir,
+            store,
+            out,
+        } => {
+            let source = match &store {
+                Some(url) => rgmerge::transfer::Source::Postgres(url),
+                None => rgmerge::transfer::Source::Dir(&data_dir),
+            };
+            rgmerge::transfer::export_from(source, &out)
+                .map(|n| {
+                    eprintln!("exported {n} control plane(s) to {}", out.display());
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| BatchError::Usage(e.to_string()))
+        }
+        Command::Import {
+            data_dir,
+            store,
+            dir,
+        } => {
+            let target = match &store {
+                Some(url) => rgmerge::transfer::Source::Postgres(url),
+                None => rgmerge::transfer::Source::Dir(&data_dir),
+            };
+            rgmerge::transfer::import_into(&dir, target)
+                .map(|n| {
+                    eprintln!("imported {n} control plane(s) into {target}");
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| BatchError::Usage(e.to_string()))
+        }
+        Command::Migrate { data_dir, to } => rgmerge::transfer::migrate(&data_dir, &to)
             .map(|n| {
-                eprintln!("exported {n} control plane(s) to {}", out.display());
-                ExitCode::SUCCESS
-            })
-            .map_err(|e| BatchError::Usage(e.to_string())),
-        Command::Import { data_dir, dir } => rgmerge::transfer::import(&dir, &data_dir)
-            .map(|n| {
-                eprintln!("imported {n} control plane(s) into {}", data_dir.display());
+                eprintln!(
+                    "moved {n} control plane(s) from {} to {}; start the daemons with --store",
+                    data_dir.display(),
+                    rgmerge::store::postgres::redact(&to)
+                );
                 ExitCode::SUCCESS
             })
             .map_err(|e| BatchError::Usage(e.to_string())),

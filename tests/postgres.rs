@@ -477,3 +477,136 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
         .expect("version");
     assert_eq!(seen.last(), Some(&served));
 }
+
+fn rgmerge(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+        .args(args)
+        .output()
+        .expect("run rgmerge")
+}
+
+fn ok(o: std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "rgmerge failed: {err}");
+    err
+}
+
+#[tokio::test]
+async fn an_embedded_store_moves_into_postgres_and_back_with_the_same_snapshots() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    // State worth moving: a composite, a conflict that keeps an older
+    // merge served, a rename.
+    let mut embedded = Daemon::start(&[]);
+    let c = embedded.client();
+    let blue = c.standard("blue").await;
+    let yellow = c.standard("yellow").await;
+    let comp = c.composite("shared").await;
+    c.add(&comp, &[&blue, &yellow]).await.expect(204);
+    c.put_config(&blue, &service("a", "a.internal"))
+        .await
+        .expect(200);
+    c.put_config(&yellow, &service("b", "b.internal"))
+        .await
+        .expect(200);
+    c.put_config(&yellow, &service("a", "clash.internal"))
+        .await
+        .expect(200);
+    c.patch_json(
+        &format!("{V2}/{blue}"),
+        &serde_json::json!({"name": "azure"}),
+    )
+    .await
+    .expect(200);
+    let before = served(&c).await;
+    let comp_body = c.snapshot(&comp).await.text();
+    assert!(
+        comp_body.contains("b.internal"),
+        "the last good merge is served"
+    );
+    assert_eq!(embedded.terminate().code(), Some(0));
+
+    // One command moves it.
+    let url = server.database("moved");
+    let data = embedded.data.to_str().expect("utf-8").to_string();
+    let said = ok(rgmerge(&["migrate", "--data-dir", &data, "--to", &url]));
+    assert!(said.contains("moved 4 control plane(s)"), "{said}");
+    assert!(!said.contains("secret"));
+    let on_pg = daemon(&url);
+    let pc = on_pg.client();
+    assert_eq!(
+        served(&pc).await,
+        before,
+        "same groups, versions and hashes"
+    );
+    assert_eq!(pc.snapshot(&comp).await.text(), comp_body);
+    assert_eq!(pc.status(&comp).await["item"]["state"], "CONFLICT");
+    // A second migration into the same database is refused.
+    let again = rgmerge(&["migrate", "--data-dir", &data, "--to", &url]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds state"));
+
+    // Export from PostgreSQL while its daemon runs; import into a database
+    // a daemon already serves (it follows the import), and into a data
+    // directory.
+    let out = server.dir.path().join("export");
+    let out_s = out.to_str().expect("utf-8").to_string();
+    ok(rgmerge(&["export", "--store", &url, &out_s]));
+    let url2 = server.database("second");
+    let live = daemon(&url2);
+    ok(rgmerge(&["import", "--store", &url2, &out_s]));
+    let lc = live.client();
+    let deadline = Instant::now() + HANG_GUARD;
+    while served(&lc).await != before {
+        assert!(
+            Instant::now() < deadline,
+            "the running daemon never followed the import"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let back = dir.path().join("data");
+    let back_s = back.to_str().expect("utf-8").to_string();
+    ok(rgmerge(&["import", "--data-dir", &back_s, &out_s]));
+    let mut again = Daemon::start(&[]);
+    again.kill9();
+    std::fs::remove_dir_all(&again.data).ok();
+    std::fs::rename(&back, &again.data).expect("move the imported store in");
+    again.spawn();
+    assert_eq!(served(&again.client()).await, before);
+}
+
+#[test]
+fn a_database_newer_than_the_binary_is_refused_with_a_clear_message() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("newer");
+    // Migrated by this binary (an export of an empty database says so).
+    let out = rgmerge(&["export", "--store", &url, "/nonexistent/x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no rgmerge state"));
+    let tables = server.psql("newer", "SELECT count(*) FROM schema_migrations");
+    assert_eq!(tables, "1");
+    server.psql(
+        "newer",
+        "INSERT INTO schema_migrations (version) VALUES (99)",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("rg.sock");
+    let out = rgmerge(&[
+        "serve",
+        "--store",
+        &url,
+        "--socket",
+        socket.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema version 99, newer than this rgmerge knows (1)"),
+        "{err}"
+    );
+    assert!(!socket.exists(), "nothing was served");
+}

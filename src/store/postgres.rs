@@ -178,7 +178,7 @@ fn ms_of(t: std::time::SystemTime) -> u64 {
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user@host/db`.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
