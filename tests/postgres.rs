@@ -212,7 +212,7 @@ async fn kill_9_under_concurrent_writes_loses_nothing_acknowledged() {
         return;
     };
     let url = server.database("kill");
-    let mut daemons = vec![daemon(&url), daemon(&url), daemon(&url)];
+    let mut daemons = [daemon(&url), daemon(&url), daemon(&url)];
     let clients: Vec<Client> = daemons.iter().map(Daemon::client).collect();
     const WRITERS: usize = 6;
     let mut groups = Vec::new();
@@ -419,7 +419,7 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
     );
     // Versions the file held, in the order seen: they never go down.
     let mut seen: Vec<u64> = Vec::new();
-    let mut wait_for_file = |needle: &'static str, seen: &mut Vec<u64>| {
+    let wait_for_file = |needle: &'static str, seen: &mut Vec<u64>| {
         let deadline = Instant::now() + HANG_GUARD;
         loop {
             if let Some(v) = std::fs::read_to_string(&version_file)

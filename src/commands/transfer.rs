@@ -337,7 +337,7 @@ enum Target {
     Dir(Store),
     /// The database, the log position loaded, and whether it held nothing
     /// (no daemon ever started on it).
-    Postgres(PgStore, u64, bool),
+    Postgres(Box<PgStore>, u64, bool),
 }
 
 /// Loads an export into either store, which must hold no state yet (at
@@ -359,7 +359,7 @@ pub fn import_into(dir: &Path, target: Source) -> Result<usize, TransferError> {
             let store = PgStore::open(url)?;
             let (loaded, pos) = store.load()?;
             let empty = loaded.groups.is_empty();
-            (Target::Postgres(store, pos, empty), loaded)
+            (Target::Postgres(Box::new(store), pos, empty), loaded)
         }
     };
     let mut reg = Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded)

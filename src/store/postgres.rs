@@ -113,13 +113,6 @@ pub enum Entries {
     Gap,
 }
 
-/// The log's head: its position and when it was written.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Head {
-    pub pos: u64,
-    pub at_ms: u64,
-}
-
 pub struct PgStore {
     /// Drives the pool's connections and the listener; `None` only while
     /// dropping (shut down in the background, so dropping inside another
@@ -394,26 +387,6 @@ impl PgStore {
         })
     }
 
-    /// The log's head now (no lock).
-    pub fn head(&self) -> Result<Head, StoreError> {
-        self.block(async {
-            let c = self.conn().await?;
-            let row = c
-                .query_one(
-                    "SELECT h.pos, coalesce((SELECT at FROM change_log WHERE pos = h.pos), now()) FROM log_head h",
-                    &[],
-                )
-                .await
-                .map_err(db_err("read the log head"))?;
-            let pos: i64 = row.get(0);
-            let at: std::time::SystemTime = row.get(1);
-            Ok(Head {
-                pos: pos as u64,
-                at_ms: ms_of(at),
-            })
-        })
-    }
-
     /// Begins a write: locks the log's head until [`PgStore::commit_locked`]
     /// or [`PgStore::rollback_locked`], and returns its position. Every
     /// other writer waits here, on any daemon.
@@ -421,7 +394,11 @@ impl PgStore {
         self.locked = None;
         let locked = self.block(async {
             let c = self.conn().await?;
-            c.batch_execute("BEGIN").await.map_err(db_err("begin"))?;
+            // A daemon that hangs holding the lock must not stop every
+            // other daemon's writes for good.
+            c.batch_execute("BEGIN; SET LOCAL lock_timeout = '30s'")
+                .await
+                .map_err(db_err("begin"))?;
             let row = c
                 .query_one("SELECT pos FROM log_head WHERE id = 1 FOR UPDATE", &[])
                 .await
@@ -527,13 +504,11 @@ impl PgStore {
                 .map_err(db_err("read the change log"))?;
             let mut entries = Vec::with_capacity(rows.len());
             let mut want: Vec<String> = Vec::new();
-            let mut expect = pos + 1;
-            for row in rows {
+            for (expect, row) in (pos + 1..).zip(rows) {
                 let p: i64 = row.get(0);
                 if p as u64 != expect {
                     return Ok(Entries::Gap);
                 }
-                expect += 1;
                 let at: std::time::SystemTime = row.get(1);
                 let logged: Vec<Logged> = decode(&format!("change log entry {p}"), row.get(2))?;
                 want.extend(logged.iter().filter_map(|l| match l {
