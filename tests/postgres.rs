@@ -610,3 +610,60 @@ fn a_database_newer_than_the_binary_is_refused_with_a_clear_message() {
     );
     assert!(!socket.exists(), "nothing was served");
 }
+
+#[tokio::test]
+async fn a_sidecar_never_writes_a_version_older_than_the_one_applied() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("older");
+    let a = daemon(&url);
+    let ca = a.client();
+    let blue = ca.standard("blue").await;
+    ca.put_config(&blue, &service("now", "now.internal"))
+        .await
+        .expect(200);
+    // The data plane already runs version 1000 (from a daemon further on).
+    let out = a.dir.path().join("kong.json");
+    std::fs::write(&out, "newer").expect("write");
+    std::fs::write(a.dir.path().join("kong.json.version"), "1000").expect("write");
+    let log_path = a.dir.path().join("sidecar.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let _sidecar = Sidecar(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+            .args([
+                "sidecar",
+                "--group",
+                &blue,
+                "--node-id",
+                "dp-1",
+                "--interval",
+                "1",
+            ])
+            .arg("--socket")
+            .arg(&a.socket)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .expect("spawn the sidecar"),
+    );
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if said.contains("older than the applied 1000") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar never refused: {said}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&out).expect("read"), "newer");
+    assert_eq!(
+        std::fs::read_to_string(a.dir.path().join("kong.json.version")).expect("read"),
+        "1000"
+    );
+}
