@@ -45,16 +45,18 @@ async fn served(c: &Client) -> BTreeMap<String, (String, String, String)> {
     out
 }
 
-/// Waits until every daemon serves exactly the same groups, versions and
-/// hashes; returns that state.
+/// Waits until every daemon has applied the same change log position and
+/// serves exactly the same groups, versions and hashes; returns that state.
 async fn converged(daemons: &[&Daemon]) -> BTreeMap<String, (String, String, String)> {
     let deadline = Instant::now() + HANG_GUARD;
     loop {
         let mut states = Vec::new();
+        let mut positions = Vec::new();
         for d in daemons {
+            positions.push(health(&d.client()).await["store"]["position"].clone());
             states.push(served(&d.client()).await);
         }
-        if states.windows(2).all(|w| w[0] == w[1]) {
+        if positions.windows(2).all(|w| w[0] == w[1]) && states.windows(2).all(|w| w[0] == w[1]) {
             return states.swap_remove(0);
         }
         if Instant::now() > deadline {
@@ -464,18 +466,24 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
         .await
         .expect(200);
     wait_for_file("third.internal", &mut seen);
-    assert!(seen.len() >= 2, "{seen:?}");
-    assert!(
-        seen.windows(2).all(|w| w[0] < w[1]),
-        "went backwards: {seen:?}"
-    );
     let served: u64 = cb
         .snapshot(&blue)
         .await
         .header("x-snapshot-version")
         .and_then(|v| v.parse().ok())
         .expect("version");
-    assert_eq!(seen.last(), Some(&served));
+    // The version file follows the snapshot file.
+    let deadline = Instant::now() + HANG_GUARD;
+    while seen.last() != Some(&served) {
+        assert!(Instant::now() < deadline, "{seen:?} never reached {served}");
+        wait_for_file("third.internal", &mut seen);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "went backwards: {seen:?}"
+    );
 }
 
 fn rgmerge(args: &[&str]) -> std::process::Output {
