@@ -26,6 +26,24 @@ if ! browser_tools; then
   fi
 fi
 
+# Several daemons on one PostgreSQL (tests/postgres.rs) run a real server
+# from Debian's postgresql (15 or later) on a temporary directory and a Unix
+# socket. Without it those tests say SKIPPED, except under CI=true.
+pg_tools() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1
+}
+if ! pg_tools; then
+  step "installing postgresql (apt-get)"
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || true
+    apt-get install -y -qq postgresql >/dev/null ||
+      echo "could not install postgresql: the PostgreSQL tests will say why"
+  else
+    echo "apt-get (as root) is not available: install postgresql (15+) to run the PostgreSQL tests"
+  fi
+fi
+
 step "format"
 cargo fmt --check
 step "clippy"

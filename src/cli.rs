@@ -63,6 +63,9 @@ enum Command {
     Export {
         #[arg(long, default_value = "rgmerge-data")]
         data_dir: PathBuf,
+        /// Export from PostgreSQL instead (daemons may keep running).
+        #[arg(long, value_name = "postgres://…")]
+        store: Option<String>,
         /// A new, empty directory.
         out: PathBuf,
     },
@@ -70,8 +73,20 @@ enum Command {
     Import {
         #[arg(long, default_value = "rgmerge-data")]
         data_dir: PathBuf,
+        /// Import into PostgreSQL instead (empty, or holding only what a
+        /// daemon made at its first start); running daemons follow.
+        #[arg(long, value_name = "postgres://…")]
+        store: Option<String>,
         /// A directory written by `rgmerge export`.
         dir: PathBuf,
+    },
+    /// Move a (stopped) daemon's embedded store into PostgreSQL, which must hold no state yet.
+    Migrate {
+        #[arg(long, default_value = "rgmerge-data")]
+        data_dir: PathBuf,
+        /// The database to move it to.
+        #[arg(long, value_name = "postgres://…")]
+        to: String,
     },
     /// Write synthetic member configs for benchmarks and tests.
     Gen(GenArgs),
@@ -328,6 +343,11 @@ struct ServeArgs {
     /// Where state is kept (an embedded redb store, created on first start).
     #[arg(long, default_value = "rgmerge-data")]
     data_dir: PathBuf,
+    /// Keep state in PostgreSQL (15 or later) instead, shared with other
+    /// daemons: `postgres://user@host/db` or `postgres:///db?host=/run/postgresql`.
+    /// DATA_DIR then holds only the default socket.
+    #[arg(long, value_name = "postgres://…", env = "RGMERGE_STORE")]
+    store: Option<String>,
     /// The Unix socket to serve on [default: DATA_DIR/rgmerge.sock].
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -420,15 +440,45 @@ pub fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| BatchError::Usage(e.to_string()))
         }
-        Command::Export { data_dir, out } => rgmerge::transfer::export(&data_dir, &out)
+        Command::Export {
+            data_dir,
+            store,
+            out,
+        } => {
+            let source = match &store {
+                Some(url) => rgmerge::transfer::Source::Postgres(url),
+                None => rgmerge::transfer::Source::Dir(&data_dir),
+            };
+            rgmerge::transfer::export_from(source, &out)
+                .map(|n| {
+                    eprintln!("exported {n} control plane(s) to {}", out.display());
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| BatchError::Usage(e.to_string()))
+        }
+        Command::Import {
+            data_dir,
+            store,
+            dir,
+        } => {
+            let target = match &store {
+                Some(url) => rgmerge::transfer::Source::Postgres(url),
+                None => rgmerge::transfer::Source::Dir(&data_dir),
+            };
+            rgmerge::transfer::import_into(&dir, target)
+                .map(|n| {
+                    eprintln!("imported {n} control plane(s) into {target}");
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| BatchError::Usage(e.to_string()))
+        }
+        Command::Migrate { data_dir, to } => rgmerge::transfer::migrate(&data_dir, &to)
             .map(|n| {
-                eprintln!("exported {n} control plane(s) to {}", out.display());
-                ExitCode::SUCCESS
-            })
-            .map_err(|e| BatchError::Usage(e.to_string())),
-        Command::Import { data_dir, dir } => rgmerge::transfer::import(&dir, &data_dir)
-            .map(|n| {
-                eprintln!("imported {n} control plane(s) into {}", data_dir.display());
+                eprintln!(
+                    "moved {n} control plane(s) from {} to {}; start the daemons with --store",
+                    data_dir.display(),
+                    rgmerge::store::postgres::redact(&to)
+                );
                 ExitCode::SUCCESS
             })
             .map_err(|e| BatchError::Usage(e.to_string())),
@@ -588,10 +638,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("rgmerge serve: {msg}");
         ExitCode::from(2)
     };
-    let store = match rgmerge::store::Store::open(&args.data_dir) {
-        Ok(s) => s,
-        Err(e) => return fail(e.to_string()),
-    };
     let kong = match args.kong.target() {
         Ok(t) => t,
         Err(e) => return fail(e.to_string()),
@@ -607,9 +653,23 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_file_bytes: args.audit_max_bytes,
         max_entries: args.audit_max_entries.max(1),
     };
-    let engine = match rgmerge::engine::Engine::start_with(Some(store), settings, audit) {
+    let started = match &args.store {
+        Some(url) => rgmerge::store::postgres::PgStore::open(url)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                rgmerge::engine::Engine::start_postgres(s, settings, audit)
+                    .map_err(|e| e.to_string())
+            }),
+        None => rgmerge::store::Store::open(&args.data_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                rgmerge::engine::Engine::start_with(Some(s), settings, audit)
+                    .map_err(|e| e.to_string())
+            }),
+    };
+    let engine = match started {
         Ok(e) => e,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let opts = rgmerge::server::ServeOptions {
         socket: args
@@ -693,9 +753,10 @@ struct BenchArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 struct SidecarArgs {
-    /// The daemon's socket.
-    #[arg(long, default_value = "rgmerge-data/rgmerge.sock")]
-    socket: PathBuf,
+    /// The daemon's socket. Repeat it for daemons sharing one PostgreSQL
+    /// store: the first that answers is used, the next when it stops.
+    #[arg(long = "socket", default_value = "rgmerge-data/rgmerge.sock")]
+    sockets: Vec<PathBuf>,
     /// The group (control plane) to follow: its id or name.
     #[arg(long)]
     group: String,
@@ -754,7 +815,7 @@ impl From<BenchArgs> for rgmerge::bench::BenchOptions {
 impl From<SidecarArgs> for rgmerge::sidecar::SidecarOptions {
     fn from(a: SidecarArgs) -> Self {
         rgmerge::sidecar::SidecarOptions {
-            socket: a.socket,
+            sockets: a.sockets,
             group: a.group,
             out: a.out,
             kong_admin: a.kong_admin,

@@ -41,6 +41,9 @@ use crate::registry::{
 use crate::report::Report;
 use crate::store::{Store, StoreError};
 
+mod follow;
+pub use follow::StoreStatus;
+
 type Job = Box<dyn FnOnce(&mut Writer) + Send>;
 
 /// Below this many interned strings the interner is never compacted.
@@ -52,6 +55,8 @@ const ASSEMBLED_CACHE: usize = 8;
 struct Writer {
     reg: Registry,
     store: Option<Store>,
+    /// The shared PostgreSQL store instead of `store` (see `follow`).
+    pg: Option<follow::Pg>,
     shared: Arc<Shared>,
     audit: AuditSink,
 }
@@ -195,8 +200,11 @@ struct Shared {
 
 #[derive(Clone)]
 pub struct Engine {
-    jobs: Sender<Job>,
+    /// In an `Arc` so a PostgreSQL listener can hold it weakly.
+    jobs: Arc<Sender<Job>>,
     shared: Arc<Shared>,
+    /// With a PostgreSQL store: its position and reachability.
+    status: Option<Arc<follow::Status>>,
     /// Config builds (parse + validate) running at once: a flood of large
     /// uploads queues here instead of filling memory on the blocking pool.
     builds: Arc<tokio::sync::Semaphore>,
@@ -289,6 +297,17 @@ impl Engine {
                 .parent()
                 .map(|d| AuditFile::new(d.join("audit.log"), audit.max_file_bytes))
         });
+        Engine::launch(reg, store, None, audit, audit_file)
+    }
+
+    /// Publishes the restored registry and starts the writer.
+    fn launch(
+        reg: Registry,
+        store: Option<Store>,
+        pg: Option<follow::Pg>,
+        audit: AuditOptions,
+        audit_file: Option<AuditFile>,
+    ) -> Result<Engine, StartError> {
         let shared = Arc::new(Shared {
             snapshots: DashMap::default(),
             views: DashMap::default(),
@@ -312,9 +331,15 @@ impl Engine {
             shared.watchers.insert(g.meta.id, tx);
         }
         let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        let jobs = Arc::new(jobs);
+        let status = pg.as_ref().map(|p| p.status.clone());
+        if let Some(p) = &pg {
+            follow::listen(p, Arc::downgrade(&jobs));
+        }
         let writer = Writer {
             reg,
             store,
+            pg,
             shared: shared.clone(),
             audit: AuditSink {
                 opts: audit,
@@ -334,6 +359,7 @@ impl Engine {
         Ok(Engine {
             jobs,
             shared,
+            status,
             builds: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
         })
     }
@@ -775,24 +801,34 @@ impl Writer {
     ) -> Result<R, Refusal> {
         let started = Instant::now();
         let store = &mut self.store;
-        let out = transact(
-            &mut self.reg,
-            mode,
-            |effects| match store {
-                Some(s) if !effects.changes.is_empty() => {
-                    s.commit(&effects.changes).map_err(|e| e.to_string())
+        let out = match &mut self.pg {
+            Some(pg) => {
+                let mut caught = Vec::new();
+                let out = follow::write(pg, &mut self.reg, mode, f, &mut caught);
+                for effects in caught {
+                    self.publish_effects(effects);
                 }
-                _ => Ok(()),
-            },
-            f,
-        );
-        let out = out.map(|(r, effects)| {
-            if effects.access_changed {
-                *self.shared.access.write() = Arc::new(self.reg.access_view());
+                out
             }
-            self.publish(effects);
+            None => transact(
+                &mut self.reg,
+                mode,
+                |effects| match store {
+                    Some(s) if !effects.changes.is_empty() => {
+                        s.commit(&effects.changes).map_err(|e| e.to_string())
+                    }
+                    _ => Ok(()),
+                },
+                f,
+            ),
+        };
+        let out = out.map(|(r, effects)| {
+            self.publish_effects(effects);
             r
         });
+        if self.pg.as_ref().is_some_and(|p| p.needs_reload()) {
+            self.reload();
+        }
         crate::metrics::write_finished(started.elapsed());
         // Outside any transaction: the registry is consistent here.
         if let Some((before, after)) = self.reg.compact_interner(COMPACT_MIN_STRINGS) {
@@ -811,11 +847,15 @@ impl Writer {
             }
             let blob = match self.reg.config_blob(h) {
                 Some(b) => Some(b),
-                None => match &self.store {
-                    Some(s) => s
+                None => match (&self.store, &self.pg) {
+                    (Some(s), _) => s
                         .blob(h)
                         .map_err(|e| Refusal::storage(format!("reading config blob {h}: {e}")))?,
-                    None => None,
+                    (None, Some(pg)) => pg
+                        .store
+                        .blob(h)
+                        .map_err(|e| Refusal::storage(format!("reading config blob {h}: {e}")))?,
+                    (None, None) => None,
                 },
             };
             let blob = blob.ok_or_else(|| {
@@ -852,9 +892,14 @@ impl Writer {
             );
         }
         let a = &mut self.audit;
-        match &mut self.store {
-            Some(s) => {
-                if let Err(e) = s.append_audit(&mut entries, a.opts.max_entries) {
+        let stored = match (&mut self.store, &self.pg) {
+            (Some(s), _) => Some(s.append_audit(&mut entries, a.opts.max_entries)),
+            (None, Some(pg)) => Some(pg.store.append_audit(&mut entries, a.opts.max_entries)),
+            (None, None) => None,
+        };
+        match stored {
+            Some(result) => {
+                if let Err(e) = result {
                     tracing::error!(error = %e, n = entries.len(), "audit entries not stored (still written to audit.log)");
                     crate::metrics::audit_write_failed();
                 }
@@ -884,6 +929,12 @@ impl Writer {
         // What is queued becomes readable first.
         self.shared.audit.pending.lock().urgent = true;
         self.flush_audit(true);
+        if let (None, Some(pg)) = (&self.store, &self.pg) {
+            return pg
+                .store
+                .read_audit(filter)
+                .map_err(|e| Refusal::storage(e.to_string()));
+        }
         match &self.store {
             Some(s) => s
                 .read_audit(filter)

@@ -135,3 +135,47 @@ pub fn audit_dropped() {
 pub fn audit_write_failed() {
     metrics::counter!("rgmerge_audit_write_failures_total").increment(1);
 }
+
+/// How the daemon stands with its store, as `/metrics` shows it.
+#[derive(Clone, Debug)]
+pub struct StoreSeries {
+    /// `redb` or `postgres`.
+    pub kind: &'static str,
+    pub reachable: bool,
+    /// The change log position applied (a shared store only).
+    pub position: Option<u64>,
+    pub lag_changes: u64,
+    pub lag_seconds: f64,
+}
+
+/// Appends the store's gauges, labelled with its kind.
+pub fn render_store(out: &mut String, s: &StoreSeries) {
+    let mut gauge = |name: &str, help: &str, v: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{store=\"{}\"}} {v}\n",
+            s.kind
+        ));
+    };
+    gauge(
+        "rgmerge_store_reachable",
+        "1 while the store answers; writes are refused otherwise.",
+        if s.reachable { 1.0 } else { 0.0 },
+    );
+    if let Some(p) = s.position {
+        gauge(
+            "rgmerge_store_log_position",
+            "The shared change log position this daemon has applied.",
+            p as f64,
+        );
+    }
+    gauge(
+        "rgmerge_store_lag_changes",
+        "Changes committed to the shared store that this daemon has not applied.",
+        s.lag_changes as f64,
+    );
+    gauge(
+        "rgmerge_store_lag_seconds",
+        "Seconds since this daemon last knew it was caught up with the shared store.",
+        s.lag_seconds,
+    );
+}

@@ -11,6 +11,8 @@
 //! before access control has no `access` key: it loads as "not set up yet"
 //! and the engine bootstraps it. Knows nothing of HTTP.
 
+pub mod postgres;
+
 use std::collections::HashSet;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +64,9 @@ pub enum StoreError {
     Write(String),
     #[error("store read failed: {0}")]
     Read(String),
+    /// PostgreSQL (`postgres`): unreachable, refused, or newer than this binary.
+    #[error("{0}")]
+    Database(String),
 }
 
 /// Opens an existing store. After a crash redb repairs the file on open, which

@@ -10,6 +10,11 @@
 //! refusal keeps the last accepted file, and Kong's flattened errors go to
 //! the daemon in the heartbeat as the node's compatibility status. The
 //! heartbeat reports Kong's own version, read from the admin API.
+//!
+//! Given several daemons' sockets (daemons sharing one PostgreSQL store), it
+//! uses the first that answers and moves to the next when one stops
+//! answering. The file never goes backwards: a snapshot older than the one
+//! applied (a daemon that lags behind) is not written, and the sidecar moves on.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,8 +23,8 @@ use reqwest::StatusCode;
 
 #[derive(Debug, Clone)]
 pub struct SidecarOptions {
-    /// The daemon's socket.
-    pub socket: PathBuf,
+    /// The daemons' sockets, in order of preference (at least one).
+    pub sockets: Vec<PathBuf>,
     /// The group (control plane) to follow: its id or name.
     pub group: String,
     /// Where to write the snapshot (Kong's `declarative_config`).
@@ -43,6 +48,9 @@ pub struct SidecarOptions {
 pub enum SidecarError {
     #[error("daemon: {0}")]
     Daemon(String),
+    /// The daemon did not answer (or answered that it can't serve): try the next.
+    #[error("daemon {socket} does not answer: {detail}")]
+    Unreachable { socket: String, detail: String },
     #[error("{path}: {source}")]
     Write {
         path: PathBuf,
@@ -54,12 +62,16 @@ pub enum SidecarError {
 
 struct Sidecar {
     args: SidecarOptions,
-    daemon: reqwest::Client,
+    /// One client per socket; `current` is the one in use.
+    daemons: Vec<reqwest::Client>,
+    current: usize,
     kong: reqwest::Client,
     node_id: String,
     hostname: String,
     group_id: Option<String>,
     applied: Option<String>,
+    /// The version of the applied snapshot: never written backwards.
+    applied_version: Option<u64>,
     /// The last snapshot Kong refused, and why: not retried until a newer one
     /// comes, and reported in heartbeats.
     refused: Option<Refused>,
@@ -90,21 +102,33 @@ pub fn run(args: SidecarOptions) -> Result<(), SidecarError> {
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        let daemon = reqwest::Client::builder()
-            .unix_socket(args.socket.clone())
-            .default_headers(headers)
-            .build()
-            .map_err(|e| SidecarError::Daemon(e.to_string()))?;
+        if args.sockets.is_empty() {
+            return Err(SidecarError::Daemon("no --socket given".into()));
+        }
+        let mut daemons = Vec::new();
+        for socket in &args.sockets {
+            daemons.push(
+                reqwest::Client::builder()
+                    .unix_socket(socket.clone())
+                    .default_headers(headers.clone())
+                    // A daemon that stops answering mid-poll is given up on.
+                    .timeout(Duration::from_secs(args.interval.max(1) + 10))
+                    .build()
+                    .map_err(|e| SidecarError::Daemon(e.to_string()))?,
+            );
+        }
         let mut s = Sidecar {
             node_id: args.node_id.clone().unwrap_or_else(|| hostname.clone()),
             hostname,
-            daemon,
+            daemons,
+            current: 0,
             kong: reqwest::Client::builder()
                 .timeout(Duration::from_secs(args.kong_timeout.max(1)))
                 .build()
                 .map_err(|e| SidecarError::Kong(e.to_string()))?,
             group_id: None,
             applied: existing_hash(&args.out),
+            applied_version: existing_version(&args.out),
             refused: None,
             kong_version: None,
             args,
@@ -135,6 +159,20 @@ fn hash_file(out: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// `OUT.version`: the applied snapshot's version, so a restarted sidecar
+/// never writes an older one either.
+fn version_file(out: &Path) -> PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".version");
+    PathBuf::from(p)
+}
+
+fn existing_version(out: &Path) -> Option<u64> {
+    std::fs::read_to_string(version_file(out))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// Writes `bytes` so Kong never reads a half-written file: temp file in the
 /// same directory, fsync, rename over the target.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -161,11 +199,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl Sidecar {
     async fn run(&mut self) -> Result<(), SidecarError> {
         let mut backoff = Duration::from_millis(200);
+        // Daemons tried in a row without one answering.
+        let mut failed = 0;
         loop {
             match self.step().await {
-                Ok(()) => backoff = Duration::from_millis(200),
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    failed = 0;
+                }
                 Err(SidecarError::Write { path, source }) => {
                     return Err(SidecarError::Write { path, source });
+                }
+                Err(e @ SidecarError::Unreachable { .. }) if self.daemons.len() > 1 => {
+                    failed += 1;
+                    self.current = (self.current + 1) % self.daemons.len();
+                    tracing::warn!(error = %e, next = %self.args.sockets[self.current].display(), "failing over to the next daemon");
+                    if failed >= self.daemons.len() {
+                        // None answers: wait before the next round.
+                        failed = 0;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sidecar step failed; retrying");
@@ -178,6 +232,18 @@ impl Sidecar {
 
     fn url(&self, path: &str) -> String {
         format!("http://localhost{path}")
+    }
+
+    fn daemon(&self) -> &reqwest::Client {
+        &self.daemons[self.current]
+    }
+
+    /// A request that got no answer: the daemon is down (or hung).
+    fn unreachable(&self, e: impl std::fmt::Display) -> SidecarError {
+        SidecarError::Unreachable {
+            socket: self.args.sockets[self.current].display().to_string(),
+            detail: e.to_string(),
+        }
     }
 
     async fn resolve_group(&mut self) -> Result<String, SidecarError> {
@@ -208,11 +274,11 @@ impl Sidecar {
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, SidecarError> {
         let resp = self
-            .daemon
+            .daemon()
             .get(url)
             .send()
             .await
-            .map_err(|e| SidecarError::Daemon(e.to_string()))?;
+            .map_err(|e| self.unreachable(e))?;
         let body = resp
             .bytes()
             .await
@@ -224,7 +290,7 @@ impl Sidecar {
     async fn step(&mut self) -> Result<(), SidecarError> {
         let id = self.resolve_group().await?;
         self.heartbeat(&id).await?;
-        let mut req = self.daemon.get(self.url(&format!(
+        let mut req = self.daemon().get(self.url(&format!(
             "/v2/control-planes/{id}/snapshot?wait={}",
             self.args.interval
         )));
@@ -238,13 +304,23 @@ impl Sidecar {
         if !known.is_empty() {
             req = req.header("if-none-match", known.join(", "));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| SidecarError::Daemon(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         match resp.status() {
             StatusCode::NOT_MODIFIED => Ok(()),
             StatusCode::OK => {
+                let version = resp
+                    .headers()
+                    .get("x-snapshot-version")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let (Some(v), Some(applied)) = (version, self.applied_version)
+                    && v < applied
+                {
+                    // This daemon lags behind what the data plane runs.
+                    return Err(self.unreachable(format!(
+                        "it serves version {v}, older than the applied {applied}"
+                    )));
+                }
                 let hash = resp
                     .headers()
                     .get("etag")
@@ -255,7 +331,7 @@ impl Sidecar {
                     .bytes()
                     .await
                     .map_err(|e| SidecarError::Daemon(e.to_string()))?;
-                self.apply(&hash, &body).await?;
+                self.apply(&hash, version, &body).await?;
                 self.heartbeat(&id).await
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -272,13 +348,21 @@ impl Sidecar {
                     self.args.group
                 )))
             }
+            other if other.is_server_error() => {
+                Err(self.unreachable(format!("snapshot request answered {other}")))
+            }
             other => Err(SidecarError::Daemon(format!(
                 "snapshot request answered {other}"
             ))),
         }
     }
 
-    async fn apply(&mut self, hash: &str, body: &[u8]) -> Result<(), SidecarError> {
+    async fn apply(
+        &mut self,
+        hash: &str,
+        version: Option<u64>,
+        body: &[u8],
+    ) -> Result<(), SidecarError> {
         if let Some(admin) = self.args.kong_admin.clone() {
             let url = format!("{}/config?flatten_errors=1", admin.trim_end_matches('/'));
             let resp = self
@@ -308,13 +392,13 @@ impl Sidecar {
                 return Ok(());
             }
         }
-        self.write(hash, body)?;
+        self.write(hash, version, body)?;
         self.refused = None;
         Ok(())
     }
 
     /// Writes what Kong runs (or, without an admin URL, will load) and its hash.
-    fn write(&mut self, hash: &str, body: &[u8]) -> Result<(), SidecarError> {
+    fn write(&mut self, hash: &str, version: Option<u64>, body: &[u8]) -> Result<(), SidecarError> {
         let out = self.args.out.clone();
         write_atomically(&out, body).map_err(|source| SidecarError::Write {
             path: out.clone(),
@@ -323,7 +407,13 @@ impl Sidecar {
         let hf = hash_file(&out);
         write_atomically(&hf, hash.as_bytes())
             .map_err(|source| SidecarError::Write { path: hf, source })?;
-        tracing::info!(hash, file = %out.display(), "applied snapshot");
+        if let Some(v) = version {
+            let vf = version_file(&out);
+            write_atomically(&vf, v.to_string().as_bytes())
+                .map_err(|source| SidecarError::Write { path: vf, source })?;
+            self.applied_version = Some(v);
+        }
+        tracing::info!(hash, version, file = %out.display(), "applied snapshot");
         self.applied = Some(hash.to_string());
         Ok(())
     }
@@ -366,14 +456,20 @@ impl Sidecar {
             );
         }
         let resp = self
-            .daemon
+            .daemon()
             .post(self.url(&format!("/v2/control-planes/{id}/nodes")))
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| SidecarError::Daemon(e.to_string()))?;
+            .map_err(|e| self.unreachable(e))?;
         if resp.status().is_success() {
+            Ok(())
+        } else if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // The daemon serves snapshots but can't record heartbeats now
+            // (its store is unreachable): keep following the snapshot.
+            let text = resp.text().await.unwrap_or_default();
+            tracing::warn!(detail = %text.chars().take(300).collect::<String>(), "heartbeat not recorded");
             Ok(())
         } else {
             let status = resp.status();

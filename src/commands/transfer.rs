@@ -19,6 +19,12 @@
 //! bytes, re-assembled and checked), so a restore never serves less than was
 //! served before. Both work on a data directory the daemon is not running on
 //! (the store is locked while it runs).
+//!
+//! Either works against a PostgreSQL store too ([`Source::Postgres`]):
+//! export reads one consistent snapshot of it (daemons may keep running),
+//! and import writes everything as one change log entry, which running
+//! daemons follow. [`migrate`] moves an embedded store into PostgreSQL in
+//! one command (`rgmerge migrate --data-dir D --to postgres://…`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -35,7 +41,25 @@ use crate::registry::record::{Blob, HistoryEntry, Pin};
 use crate::registry::{
     ConfigWrite, GroupMeta, Kind, Mode, Refusal, Registry, Settings, Tx, assemble_version, transact,
 };
+use crate::store::postgres::PgStore;
 use crate::store::{Store, StoreError};
+
+/// Where the state is: an embedded store's data directory, or PostgreSQL.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    Dir(&'a Path),
+    /// A `postgres://…` URL.
+    Postgres(&'a str),
+}
+
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Dir(d) => write!(f, "{}", d.display()),
+            Source::Postgres(url) => f.write_str(&crate::store::postgres::redact(url)),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -165,14 +189,31 @@ fn ext(format: Format) -> &'static str {
 
 /// Writes the state of `data_dir` into `out` (which must be empty or absent).
 pub fn export(data_dir: &Path, out: &Path) -> Result<usize, TransferError> {
-    if !data_dir.join(crate::store::FILE_NAME).exists() {
-        return Err(TransferError::Invalid(format!(
-            "{} holds no rgmerge store",
-            data_dir.display()
-        )));
-    }
-    let store = Store::open(data_dir)?;
-    let loaded = store.load()?;
+    export_from(Source::Dir(data_dir), out)
+}
+
+/// Writes the state of either store into `out` (which must be empty or absent).
+pub fn export_from(source: Source, out: &Path) -> Result<usize, TransferError> {
+    let loaded = match source {
+        Source::Dir(data_dir) => {
+            if !data_dir.join(crate::store::FILE_NAME).exists() {
+                return Err(TransferError::Invalid(format!(
+                    "{} holds no rgmerge store",
+                    data_dir.display()
+                )));
+            }
+            Store::open(data_dir)?.load()?
+        }
+        Source::Postgres(url) => {
+            let (loaded, _) = PgStore::open(url)?.load()?;
+            if loaded.groups.is_empty() {
+                return Err(TransferError::Invalid(format!(
+                    "{source} holds no rgmerge state"
+                )));
+            }
+            loaded
+        }
+    };
     let blobs = loaded.blobs.clone();
     let reg = Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded)
         .map_err(TransferError::Invalid)?;
@@ -288,24 +329,47 @@ pub fn export(data_dir: &Path, out: &Path) -> Result<usize, TransferError> {
 
 /// Loads an export into `data_dir`, which must hold no state yet. All or nothing.
 pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
+    import_into(dir, Source::Dir(data_dir))
+}
+
+/// The store an import writes to.
+enum Target {
+    Dir(Store),
+    /// The database, the log position loaded, and whether it held nothing
+    /// (no daemon ever started on it).
+    Postgres(Box<PgStore>, u64, bool),
+}
+
+/// Loads an export into either store, which must hold no state yet (at
+/// most the default group a daemon made). All or nothing: into PostgreSQL
+/// as one change log entry, refused if another write came meanwhile.
+pub fn import_into(dir: &Path, target: Source) -> Result<usize, TransferError> {
+    let data_dir = target;
     let path = dir.join("groups.json");
     let bytes = std::fs::read(&path).map_err(io(&path))?;
     let exported: Exported = serde_json::from_slice(&bytes)
         .map_err(|e| TransferError::Invalid(format!("{}: {e}", path.display())))?;
-    let mut store = Store::open(data_dir)?;
-    let mut reg = Registry::restore(
-        Arc::new(Interner::new()),
-        Settings::default(),
-        store.load()?,
-    )
-    .map_err(TransferError::Invalid)?;
+    let (mut store, loaded) = match target {
+        Source::Dir(d) => {
+            let store = Store::open(d)?;
+            let loaded = store.load()?;
+            (Target::Dir(store), loaded)
+        }
+        Source::Postgres(url) => {
+            let store = PgStore::open(url)?;
+            let (loaded, pos) = store.load()?;
+            let empty = loaded.groups.is_empty();
+            (Target::Postgres(Box::new(store), pos, empty), loaded)
+        }
+    };
+    let mut reg = Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded)
+        .map_err(TransferError::Invalid)?;
     let fresh = reg.groups().all(|g| {
         g.meta.is_default && matches!(&g.kind, Kind::Standard { config, .. } if config.blob.bytes == crate::compose::EMPTY_CONFIG)
     });
     if !fresh {
         return Err(TransferError::Invalid(format!(
-            "{} already holds state; import only into an empty data directory",
-            data_dir.display()
+            "{data_dir} already holds state; import only into an empty store"
         )));
     }
     let mut defaults = exported.groups.iter().filter(|g| g.meta.is_default).count();
@@ -318,12 +382,44 @@ pub fn import(dir: &Path, data_dir: &Path) -> Result<usize, TransferError> {
     let interner = reg.interner().clone();
     // The first failure, as the transaction's refusal can only carry text.
     let mut failure = None;
+    // The whole state after the import, for a database that holds nothing.
+    let full = std::cell::RefCell::new(Vec::new());
     let result = transact(
         &mut reg,
         Mode::Apply,
-        |effects| store.commit(&effects.changes).map_err(|e| e.to_string()),
+        |effects| match &mut store {
+            Target::Dir(s) => s.commit(&effects.changes).map_err(|e| e.to_string()),
+            Target::Postgres(s, pos, empty) => {
+                // Into a database no daemon started on: everything, the
+                // default group included; else what the import changed.
+                let mut changes = full.borrow_mut();
+                if *empty {
+                    // Blobs only an imported snapshot names come with the write.
+                    changes.extend(
+                        effects
+                            .changes
+                            .iter()
+                            .filter(|c| matches!(c, crate::registry::record::Change::PutBlob(..)))
+                            .cloned(),
+                    );
+                } else {
+                    *changes = effects.changes.clone();
+                }
+                match s.commit(Some(*pos), &changes) {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err(
+                        "the database changed during the import (a daemon wrote to it); nothing was imported, try again"
+                            .to_string(),
+                    ),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
         |tx| match import_all(tx, &exported, dir, &interner, &mut defaults) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                *full.borrow_mut() = tx.registry().all_changes();
+                Ok(())
+            }
             Err(e) => {
                 let detail = e.to_string();
                 failure = Some(e);
@@ -498,4 +594,17 @@ fn import_all(
         }
         Ok(())
     }
+}
+
+/// Moves the embedded store in `data_dir` into PostgreSQL (which must hold
+/// no state yet): an export into a temporary directory, then an import.
+/// The data directory is left as it was.
+pub fn migrate(data_dir: &Path, url: &str) -> Result<usize, TransferError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = std::env::temp_dir().join(format!("rgmerge-migrate-{}-{nanos}", std::process::id()));
+    let result = export(data_dir, &tmp).and_then(|_| import_into(&tmp, Source::Postgres(url)));
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
 }

@@ -15,6 +15,7 @@
 mod access;
 mod certificates;
 mod configs;
+mod follow;
 mod groups;
 mod history;
 mod memberships;

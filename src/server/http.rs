@@ -481,8 +481,13 @@ pub fn unix_seconds(ms: u64) -> u64 {
     ms / 1000
 }
 
-pub async fn healthz() -> Response {
-    ok_json(StatusCode::OK, json!({"status": "ok"}))
+/// `ok`, or `degraded` while the store is unreachable or this daemon is
+/// behind it (snapshots are still served; writes get 503). Always 200: the
+/// daemon serves.
+pub async fn healthz(axum::extract::State(s): axum::extract::State<AppState>) -> Response {
+    let store = s.engine.store_status();
+    let status = if store.healthy() { "ok" } else { "degraded" };
+    ok_json(StatusCode::OK, json!({"status": status, "store": store}))
 }
 
 /// Per-group series come from the published views: a deleted group's go with it.
@@ -498,11 +503,19 @@ pub async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) ->
             pinned: v.pin.is_some(),
         })
         .collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(&series),
-    )
-        .into_response()
+    let store = s.engine.store_status();
+    let mut text = crate::metrics::render(&series);
+    crate::metrics::render_store(
+        &mut text,
+        &crate::metrics::StoreSeries {
+            kind: store.kind,
+            reachable: store.reachable,
+            position: store.position,
+            lag_changes: store.lag_changes,
+            lag_seconds: store.lag_seconds,
+        },
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 pub async fn not_found() -> ApiError {

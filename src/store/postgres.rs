@@ -1,0 +1,878 @@
+//! The state in PostgreSQL (15 or later), shared by many daemons
+//! (`rgmerge serve --store postgres://…`).
+//!
+//! Tables: `groups` (id → JSON record, as the redb store keeps it), `blobs`
+//! (content hash → member config bytes), `history`, `teams`, `access_key`,
+//! `audit`, and the projections `memberships`, `nodes` and `grants` (kept
+//! in the same transaction as the records they come from, for operators'
+//! queries). Every write also appends one row to `change_log` — the write's
+//! changes, in order — at the position after `log_head`, whose single row
+//! each writer locks (`FOR UPDATE`) for the whole transaction: writes from
+//! any daemon are serialized by the database, and each daemon applies the
+//! log in position order, so all agree on every version and hash. A commit
+//! `NOTIFY`s `rgmerge_log` with the new position; followers `LISTEN`.
+//!
+//! Schema migrations are numbered, embedded, applied at start under an
+//! advisory lock, and a database newer than this binary is refused.
+//!
+//! The methods are synchronous: each drives the store's own small tokio
+//! runtime, so the engine's writer thread (a plain thread) can call them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::registry::record::{
+    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded,
+    TeamRecord,
+};
+
+/// The channel commits notify with the new log position.
+pub const CHANNEL: &str = "rgmerge_log";
+
+/// Log rows kept behind the head; a daemon further behind reloads
+/// everything instead of replaying.
+const LOG_KEEP: i64 = 100_000;
+
+/// The schema, one step per version. Never edit a released step: add one.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE log_head (id int PRIMARY KEY CHECK (id = 1), pos bigint NOT NULL);
+     INSERT INTO log_head VALUES (1, 0);
+     CREATE TABLE change_log (pos bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), changes bytea NOT NULL);
+     CREATE TABLE groups (id text PRIMARY KEY, record bytea NOT NULL);
+     CREATE TABLE blobs (hash text PRIMARY KEY, data bytea NOT NULL);
+     CREATE TABLE history (group_id text NOT NULL, version bigint NOT NULL, entry bytea NOT NULL, PRIMARY KEY (group_id, version));
+     CREATE TABLE teams (name text PRIMARY KEY, record bytea NOT NULL);
+     CREATE TABLE access_key (id int PRIMARY KEY CHECK (id = 1), key text NOT NULL);
+     CREATE TABLE audit (seq bigserial PRIMARY KEY, entry bytea NOT NULL);
+     CREATE TABLE memberships (composite_id text NOT NULL, member_id text NOT NULL, PRIMARY KEY (composite_id, member_id));
+     CREATE INDEX memberships_member ON memberships (member_id);
+     CREATE TABLE nodes (group_id text NOT NULL, node_id text NOT NULL, node jsonb NOT NULL, PRIMARY KEY (group_id, node_id));
+     CREATE TABLE grants (team text NOT NULL, group_id text NOT NULL, role text NOT NULL, PRIMARY KEY (team, group_id));",
+)];
+
+/// The newest schema version this binary knows.
+pub fn schema_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
+/// One change as the log holds it: a blob by its hash (its bytes are in
+/// `blobs`, written in the same transaction).
+#[derive(Serialize, Deserialize)]
+enum Logged {
+    PutGroup(Box<GroupRecord>),
+    DeleteGroup(Uuid),
+    PutBlob(String),
+    DeleteBlob(String),
+    PutHistory(Uuid, Box<HistoryEntry>),
+    DeleteHistory(Uuid, u64),
+    PutTeam(Box<TeamRecord>),
+    DeleteTeam(String),
+    PutAccessKey(String),
+}
+
+impl Logged {
+    fn of(c: &Change) -> Logged {
+        match c {
+            Change::PutGroup(r) => Logged::PutGroup(r.clone()),
+            Change::DeleteGroup(id) => Logged::DeleteGroup(*id),
+            Change::PutBlob(h, _) => Logged::PutBlob(h.clone()),
+            Change::DeleteBlob(h) => Logged::DeleteBlob(h.clone()),
+            Change::PutHistory(id, e) => Logged::PutHistory(*id, e.clone()),
+            Change::DeleteHistory(id, v) => Logged::DeleteHistory(*id, *v),
+            Change::PutTeam(t) => Logged::PutTeam(t.clone()),
+            Change::DeleteTeam(n) => Logged::DeleteTeam(n.clone()),
+            Change::PutAccessKey(k) => Logged::PutAccessKey(k.clone()),
+        }
+    }
+}
+
+/// One committed write, as followers replay it.
+#[derive(Debug)]
+pub struct Entry {
+    pub pos: u64,
+    /// When it was committed, Unix milliseconds.
+    pub at_ms: u64,
+    pub changes: Vec<Change>,
+}
+
+/// What [`PgStore::entries_after`] found.
+#[derive(Debug)]
+pub enum Entries {
+    /// The next entries, in order (none when caught up).
+    Next(Vec<Entry>),
+    /// The log no longer holds what comes next (it was trimmed, or a blob
+    /// an entry wrote is gone): reload everything.
+    Gap,
+}
+
+pub struct PgStore {
+    /// Drives the pool's connections and the listener; `None` only while
+    /// dropping (shut down in the background, so dropping inside another
+    /// runtime is allowed).
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    /// The database as given, without its password, for messages.
+    display: String,
+    config: tokio_postgres::Config,
+    /// The connection holding the head's lock during a write.
+    locked: Option<Object>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.locked = None;
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn db_err(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+    move |e| StoreError::Database(format!("{what}: {}", describe(&e)))
+}
+
+/// A driver error with its server-side detail, if any.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Database(format!("{what} in the database does not decode: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Database(format!("can't encode a record: {e}")))
+}
+
+fn ms_of(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user@host/db`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}@{}", &url[..s + 3], &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects, applies missing migrations and checks the schema. A
+    /// database whose schema is newer than this binary is refused.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let display = redact(url);
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("--store {display}: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(3));
+        }
+        config.application_name("rgmerge");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rgmerge-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Database(format!("can't start the database runtime: {e}")))?;
+        let mgr = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeout = Some(Duration::from_secs(3));
+        let pool = Pool::builder(mgr)
+            .max_size(8)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Database(format!("can't make a connection pool: {e}")))?;
+        let store = PgStore {
+            rt: Some(rt),
+            pool,
+            display,
+            config,
+            locked: None,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database, for messages (no password).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Runs `f` to completion on the store's runtime, from any thread (one
+    /// inside another runtime hands it to a scoped thread).
+    fn block<F: Future + Send>(&self, f: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        let Some(rt) = self.rt.as_ref() else {
+            unreachable!("the runtime is only taken while dropping")
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| match s.spawn(|| rt.block_on(f)).join() {
+                Ok(v) => v,
+                Err(p) => std::panic::resume_unwind(p),
+            })
+        } else {
+            rt.block_on(f)
+        }
+    }
+
+    async fn conn(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            StoreError::Database(format!("the database {} is unreachable: {e}", self.display))
+        })
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.block(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db_err("begin"))?;
+            // Every daemon starting at once: one migrates, the others wait.
+            tx.execute("SELECT pg_advisory_xact_lock(7436710295)", &[])
+                .await
+                .map_err(db_err("lock for migrations"))?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(db_err("create schema_migrations"))?;
+            let row = tx
+                .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+                .await
+                .map_err(db_err("read the schema version"))?;
+            let current: i32 = row.get(0);
+            let known = schema_version();
+            if current > known {
+                return Err(StoreError::Database(format!(
+                    "the database {} has schema version {current}, newer than this rgmerge knows ({known}): it was written by a newer rgmerge. Refusing to start so nothing is overwritten; run that version (or newer)",
+                    self.display
+                )));
+            }
+            for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+                tx.batch_execute(sql)
+                    .await
+                    .map_err(db_err(&format!("schema migration {v}")))?;
+                tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[v])
+                    .await
+                    .map_err(db_err("record the migration"))?;
+                tracing::info!(version = v, "applied a schema migration");
+            }
+            tx.commit().await.map_err(db_err("commit the migrations"))
+        })
+    }
+
+    /// Everything, as of one log position (read in one snapshot).
+    pub fn load(&self) -> Result<(Loaded, u64), StoreError> {
+        self.block(async {
+            let mut c = self.conn().await?;
+            let tx = c
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(db_err("begin"))?;
+            let pos: i64 = tx
+                .query_one("SELECT pos FROM log_head", &[])
+                .await
+                .map_err(db_err("read the log head"))?
+                .get(0);
+            let mut loaded = Loaded::default();
+            for row in tx
+                .query("SELECT id, record FROM groups", &[])
+                .await
+                .map_err(db_err("read groups"))?
+            {
+                let id: String = row.get(0);
+                loaded
+                    .groups
+                    .push(decode(&format!("group record {id}"), row.get(1))?);
+            }
+            for row in tx
+                .query("SELECT hash, data FROM blobs", &[])
+                .await
+                .map_err(db_err("read blobs"))?
+            {
+                let hash: String = row.get(0);
+                let blob = Blob::decode(row.get(1)).ok_or_else(|| {
+                    StoreError::Database(format!("config blob {hash} has no format tag"))
+                })?;
+                loaded.blobs.insert(hash, blob);
+            }
+            for row in tx
+                .query("SELECT group_id, entry FROM history", &[])
+                .await
+                .map_err(db_err("read history"))?
+            {
+                let id: String = row.get(0);
+                let group = Uuid::parse_str(&id).map_err(|e| {
+                    StoreError::Database(format!("history names no group ({id}): {e}"))
+                })?;
+                let entry: HistoryEntry = decode("a history entry", row.get(1))?;
+                loaded.history.entry(group).or_default().push(entry);
+            }
+            let key = tx
+                .query_opt("SELECT key FROM access_key", &[])
+                .await
+                .map_err(db_err("read the access key"))?;
+            if let Some(key) = key {
+                let mut rec = AccessRecord {
+                    key: key.get(0),
+                    teams: Vec::new(),
+                };
+                for row in tx
+                    .query("SELECT record FROM teams", &[])
+                    .await
+                    .map_err(db_err("read teams"))?
+                {
+                    rec.teams.push(decode("a team record", row.get(0))?);
+                }
+                loaded.access = Some(rec);
+            }
+            tx.commit().await.map_err(db_err("end the read"))?;
+            Ok((loaded, pos as u64))
+        })
+    }
+
+    /// One config blob, if the database has it.
+    pub fn blob(&self, hash: &str) -> Result<Option<Blob>, StoreError> {
+        self.block(async {
+            let c = self.conn().await?;
+            let row = c
+                .query_opt("SELECT data FROM blobs WHERE hash = $1", &[&hash])
+                .await
+                .map_err(db_err("read a blob"))?;
+            row.map(|r| {
+                Blob::decode(r.get(0)).ok_or_else(|| {
+                    StoreError::Database(format!("config blob {hash} has no format tag"))
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Begins a write: locks the log's head until [`PgStore::commit_locked`]
+    /// or [`PgStore::rollback_locked`], and returns its position. Every
+    /// other writer waits here, on any daemon.
+    pub fn lock_head(&mut self) -> Result<u64, StoreError> {
+        self.locked = None;
+        let locked = self.block(async {
+            let c = self.conn().await?;
+            // A daemon that hangs holding the lock must not stop every
+            // other daemon's writes for good.
+            c.batch_execute("BEGIN; SET LOCAL lock_timeout = '30s'")
+                .await
+                .map_err(db_err("begin"))?;
+            let row = c
+                .query_one("SELECT pos FROM log_head WHERE id = 1 FOR UPDATE", &[])
+                .await
+                .map_err(db_err("lock the log head"))?;
+            let pos: i64 = row.get(0);
+            Ok::<_, StoreError>((c, pos as u64))
+        });
+        let (c, pos) = locked?;
+        self.locked = Some(c);
+        Ok(pos)
+    }
+
+    /// Ends a write that changed nothing: releases the head.
+    pub fn rollback_locked(&mut self) {
+        if let Some(c) = self.locked.take()
+            && let Err(e) = self.block(c.batch_execute("ROLLBACK"))
+        {
+            tracing::warn!(error = %describe(&e), "rollback failed; the connection is dropped");
+        }
+    }
+
+    /// Writes `changes` and their log entry at `head + 1`, notifies, and
+    /// commits: durable when this returns `Ok` (the new position). On an
+    /// error the write may or may not have committed (the connection was
+    /// lost during `COMMIT`): the log says which, and followers apply it.
+    pub fn commit_locked(&mut self, head: u64, changes: &[Change]) -> Result<u64, StoreError> {
+        let Some(c) = self.locked.take() else {
+            return Err(StoreError::Database(
+                "internal: a commit without the head's lock".into(),
+            ));
+        };
+        let pos = head + 1;
+        let result = self.block(async {
+            write_changes(&c, changes).await?;
+            let payload = encode(&changes.iter().map(Logged::of).collect::<Vec<_>>())?;
+            let p = pos as i64;
+            c.execute(
+                "INSERT INTO change_log (pos, changes) VALUES ($1, $2)",
+                &[&p, &payload],
+            )
+            .await
+            .map_err(db_err("append to the change log"))?;
+            c.execute("UPDATE log_head SET pos = $1 WHERE id = 1", &[&p])
+                .await
+                .map_err(db_err("move the log head"))?;
+            if p % 1000 == 0 {
+                c.execute("DELETE FROM change_log WHERE pos <= $1", &[&(p - LOG_KEEP)])
+                    .await
+                    .map_err(db_err("trim the change log"))?;
+            }
+            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &p.to_string()])
+                .await
+                .map_err(db_err("notify"))?;
+            c.batch_execute("COMMIT").await.map_err(db_err("commit"))
+        });
+        if result.is_err() {
+            // Whatever state the session is in, end it: a failed statement
+            // aborts the transaction; ROLLBACK there is harmless.
+            let _ = self.block(c.batch_execute("ROLLBACK"));
+        }
+        result.map(|()| pos)
+    }
+
+    /// One write without the engine: lock, check nobody wrote since
+    /// `expect` (if given), write, commit. For start-up and import. `None`:
+    /// the log moved on from `expect`, nothing was written.
+    pub fn commit(
+        &mut self,
+        expect: Option<u64>,
+        changes: &[Change],
+    ) -> Result<Option<u64>, StoreError> {
+        let head = self.lock_head()?;
+        if expect.is_some_and(|e| e != head) {
+            self.rollback_locked();
+            return Ok(None);
+        }
+        if changes.is_empty() {
+            self.rollback_locked();
+            return Ok(Some(head));
+        }
+        self.commit_locked(head, changes).map(Some)
+    }
+
+    /// The log entries after `pos`, at most `limit`, on the locked
+    /// connection during a write (else on any).
+    pub fn entries_after(&self, pos: u64, limit: i64) -> Result<Entries, StoreError> {
+        self.block(async {
+            let pooled;
+            let c: &Object = match &self.locked {
+                Some(c) => c,
+                None => {
+                    pooled = self.conn().await?;
+                    &pooled
+                }
+            };
+            let after = pos as i64;
+            let rows = c
+                .query(
+                    "SELECT pos, at, changes FROM change_log WHERE pos > $1 ORDER BY pos LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await
+                .map_err(db_err("read the change log"))?;
+            let mut entries = Vec::with_capacity(rows.len());
+            let mut want: Vec<String> = Vec::new();
+            for (expect, row) in (pos + 1..).zip(rows) {
+                let p: i64 = row.get(0);
+                if p as u64 != expect {
+                    return Ok(Entries::Gap);
+                }
+                let at: std::time::SystemTime = row.get(1);
+                let logged: Vec<Logged> = decode(&format!("change log entry {p}"), row.get(2))?;
+                want.extend(logged.iter().filter_map(|l| match l {
+                    Logged::PutBlob(h) => Some(h.clone()),
+                    _ => None,
+                }));
+                entries.push((p as u64, ms_of(at), logged));
+            }
+            if entries.is_empty() {
+                // Nothing after `pos`: either caught up or trimmed past it.
+                let head: i64 = c
+                    .query_one("SELECT pos FROM log_head", &[])
+                    .await
+                    .map_err(db_err("read the log head"))?
+                    .get(0);
+                return Ok(if head as u64 > pos {
+                    Entries::Gap
+                } else {
+                    Entries::Next(Vec::new())
+                });
+            }
+            let mut blobs = std::collections::HashMap::new();
+            if !want.is_empty() {
+                for row in c
+                    .query(
+                        "SELECT hash, data FROM blobs WHERE hash = ANY($1)",
+                        &[&want],
+                    )
+                    .await
+                    .map_err(db_err("read blobs"))?
+                {
+                    let h: String = row.get(0);
+                    if let Some(b) = Blob::decode(row.get(1)) {
+                        blobs.insert(h, b);
+                    }
+                }
+            }
+            let mut out = Vec::with_capacity(entries.len());
+            for (pos, at_ms, logged) in entries {
+                let mut changes = Vec::with_capacity(logged.len());
+                for l in logged {
+                    changes.push(match l {
+                        Logged::PutGroup(r) => Change::PutGroup(r),
+                        Logged::DeleteGroup(id) => Change::DeleteGroup(id),
+                        Logged::PutBlob(h) => match blobs.get(&h) {
+                            Some(b) => Change::PutBlob(h, b.clone()),
+                            // Deleted by a later write: replaying can't rebuild it.
+                            None => return Ok(Entries::Gap),
+                        },
+                        Logged::DeleteBlob(h) => Change::DeleteBlob(h),
+                        Logged::PutHistory(id, e) => Change::PutHistory(id, e),
+                        Logged::DeleteHistory(id, v) => Change::DeleteHistory(id, v),
+                        Logged::PutTeam(t) => Change::PutTeam(t),
+                        Logged::DeleteTeam(n) => Change::DeleteTeam(n),
+                        Logged::PutAccessKey(k) => Change::PutAccessKey(k),
+                    });
+                }
+                out.push(Entry {
+                    pos,
+                    at_ms,
+                    changes,
+                });
+            }
+            Ok(Entries::Next(out))
+        })
+    }
+
+    /// Appends audit entries, numbering them, and drops the oldest past `keep`.
+    pub fn append_audit(&self, entries: &mut [AuditEntry], keep: u64) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.block(async {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(db_err("begin"))?;
+            for e in entries.iter_mut() {
+                let seq: i64 = tx
+                    .query_one("SELECT nextval('audit_seq_seq')", &[])
+                    .await
+                    .map_err(db_err("number an audit entry"))?
+                    .get(0);
+                e.seq = seq as u64;
+                let bytes = encode(&*e)?;
+                tx.execute(
+                    "INSERT INTO audit (seq, entry) VALUES ($1, $2)",
+                    &[&seq, &bytes],
+                )
+                .await
+                .map_err(db_err("append audit"))?;
+            }
+            let last = entries.last().map_or(0, |e| e.seq as i64);
+            tx.execute(
+                "DELETE FROM audit WHERE seq <= $1",
+                &[&(last - keep.max(1) as i64)],
+            )
+            .await
+            .map_err(db_err("trim audit"))?;
+            tx.commit().await.map_err(db_err("commit audit"))
+        })
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        self.block(async {
+            let c = self.conn().await?;
+            let mut out = Vec::new();
+            let mut before = filter.before.map_or(i64::MAX, |b| b as i64);
+            loop {
+                let rows = c
+                    .query(
+                        "SELECT seq, entry FROM audit WHERE seq < $1 ORDER BY seq DESC LIMIT 1000",
+                        &[&before],
+                    )
+                    .await
+                    .map_err(db_err("read audit"))?;
+                let Some(last) = rows.last() else {
+                    return Ok(out);
+                };
+                before = last.get(0);
+                for row in &rows {
+                    let Ok(entry) = serde_json::from_slice::<AuditEntry>(row.get(1)) else {
+                        continue;
+                    };
+                    if filter
+                        .since
+                        .as_ref()
+                        .is_some_and(|s| entry.time.as_str() < s.as_str())
+                    {
+                        return Ok(out);
+                    }
+                    if filter.matches(&entry) {
+                        out.push(entry);
+                        if out.len() >= filter.limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Follows the log: calls `wake` on every commit's notification, once
+    /// a second, and after each (re)connection, until the store is dropped.
+    pub fn listen(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        let Some(rt) = self.rt.as_ref() else {
+            return;
+        };
+        let config = self.config.clone();
+        rt.spawn(async move {
+            loop {
+                if let Err(e) = listen_once(&config, &wake).await {
+                    tracing::warn!(error = %e, "lost the database's notifications; reconnecting");
+                }
+                wake();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+}
+
+/// One LISTEN session, until its connection ends.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    wake: &Arc<dyn Fn() + Send + Sync>,
+) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let (client, mut conn) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "notification connection ended");
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(|e| describe(&e))?;
+    wake();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            n = rx.recv() => match n {
+                Some(()) => wake(),
+                None => break,
+            },
+            _ = tick.tick() => {
+                if client.is_closed() {
+                    break;
+                }
+                wake();
+            }
+        }
+    }
+    driver.abort();
+    Err("the connection closed".into())
+}
+
+/// The rows `changes` make, on `c` (inside the caller's transaction).
+async fn write_changes(c: &Object, changes: &[Change]) -> Result<(), StoreError> {
+    for ch in changes {
+        match ch {
+            Change::PutGroup(rec) => {
+                let id = rec.meta.id.to_string();
+                let bytes = encode(rec)?;
+                c.execute(
+                    "INSERT INTO groups (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+                    &[&id, &bytes],
+                )
+                .await
+                .map_err(db_err("write a group"))?;
+                let members: Vec<String> = rec.members.iter().map(Uuid::to_string).collect();
+                c.execute("DELETE FROM memberships WHERE composite_id = $1", &[&id])
+                    .await
+                    .map_err(db_err("write memberships"))?;
+                if !members.is_empty() {
+                    c.execute(
+                        "INSERT INTO memberships SELECT $1, unnest($2::text[])",
+                        &[&id, &members],
+                    )
+                    .await
+                    .map_err(db_err("write memberships"))?;
+                }
+                c.execute("DELETE FROM nodes WHERE group_id = $1", &[&id])
+                    .await
+                    .map_err(db_err("write nodes"))?;
+                if !rec.nodes.is_empty() {
+                    let ids: Vec<String> = rec.nodes.iter().map(|n| n.id.clone()).collect();
+                    let docs = rec
+                        .nodes
+                        .iter()
+                        .map(|n| {
+                            serde_json::to_string(n).map_err(|e| {
+                                StoreError::Database(format!("can't encode a node: {e}"))
+                            })
+                        })
+                        .collect::<Result<Vec<String>, _>>()?;
+                    c.execute(
+                        "INSERT INTO nodes SELECT $1, n, d::jsonb FROM unnest($2::text[], $3::text[]) AS t(n, d)",
+                        &[&id, &ids, &docs],
+                    )
+                    .await
+                    .map_err(db_err("write nodes"))?;
+                }
+            }
+            Change::DeleteGroup(id) => {
+                let id = id.to_string();
+                for sql in [
+                    "DELETE FROM groups WHERE id = $1",
+                    "DELETE FROM history WHERE group_id = $1",
+                    "DELETE FROM memberships WHERE composite_id = $1",
+                    "DELETE FROM nodes WHERE group_id = $1",
+                ] {
+                    c.execute(sql, &[&id])
+                        .await
+                        .map_err(db_err("delete a group"))?;
+                }
+            }
+            Change::PutBlob(h, b) => {
+                c.execute(
+                    "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                    &[h, &b.encode()],
+                )
+                .await
+                .map_err(db_err("write a blob"))?;
+            }
+            Change::DeleteBlob(h) => {
+                c.execute("DELETE FROM blobs WHERE hash = $1", &[h])
+                    .await
+                    .map_err(db_err("delete a blob"))?;
+            }
+            Change::PutHistory(id, e) => {
+                let bytes = encode(e)?;
+                c.execute(
+                    "INSERT INTO history (group_id, version, entry) VALUES ($1, $2, $3) ON CONFLICT (group_id, version) DO UPDATE SET entry = EXCLUDED.entry",
+                    &[&id.to_string(), &(e.version as i64), &bytes],
+                )
+                .await
+                .map_err(db_err("write history"))?;
+            }
+            Change::DeleteHistory(id, v) => {
+                c.execute(
+                    "DELETE FROM history WHERE group_id = $1 AND version = $2",
+                    &[&id.to_string(), &(*v as i64)],
+                )
+                .await
+                .map_err(db_err("delete history"))?;
+            }
+            Change::PutTeam(t) => {
+                let bytes = encode(t)?;
+                c.execute(
+                    "INSERT INTO teams (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
+                    &[&t.name, &bytes],
+                )
+                .await
+                .map_err(db_err("write a team"))?;
+                c.execute("DELETE FROM grants WHERE team = $1", &[&t.name])
+                    .await
+                    .map_err(db_err("write grants"))?;
+                if !t.grants.is_empty() {
+                    let groups: Vec<String> = t.grants.keys().map(Uuid::to_string).collect();
+                    let roles: Vec<String> =
+                        t.grants.values().map(|r| r.as_str().to_string()).collect();
+                    c.execute(
+                        "INSERT INTO grants SELECT $1, g, r FROM unnest($2::text[], $3::text[]) AS t(g, r)",
+                        &[&t.name, &groups, &roles],
+                    )
+                    .await
+                    .map_err(db_err("write grants"))?;
+                }
+            }
+            Change::DeleteTeam(name) => {
+                for sql in [
+                    "DELETE FROM teams WHERE name = $1",
+                    "DELETE FROM grants WHERE team = $1",
+                ] {
+                    c.execute(sql, &[name])
+                        .await
+                        .map_err(db_err("delete a team"))?;
+                }
+            }
+            Change::PutAccessKey(key) => {
+                c.execute(
+                    "INSERT INTO access_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key",
+                    &[key],
+                )
+                .await
+                .map_err(db_err("write the access key"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        for (url, shown) in [
+            ("postgres://u:secret@h/db", "postgres://u@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres:///db?host=/tmp", "postgres:///db?host=/tmp"),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order_from_one() {
+        for (i, (v, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*v as usize, i + 1);
+        }
+    }
+}
