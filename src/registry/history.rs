@@ -402,6 +402,8 @@ mod tests {
                 }
                 // Access control is not what these tests look at.
                 Change::PutTeam(_) | Change::DeleteTeam(_) | Change::PutAccessKey(_) => {}
+                // Nor are nodes.
+                Change::PutNode(..) | Change::DeleteNode(..) => {}
                 Change::PutHistory(id, e) => {
                     let h = loaded.history.entry(*id).or_default();
                     h.retain(|x| x.version != e.version);
