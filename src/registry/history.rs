@@ -497,7 +497,7 @@ mod tests {
                 groups: self.store.groups.clone(),
                 blobs: self.store.blobs.clone(),
                 history: self.store.history.clone(),
-                access: None,
+                ..Loaded::default()
             };
             self.reg = Registry::restore(Arc::new(Interner::new()), settings, loaded).unwrap();
             let tidy = self.reg.take_restore_changes();
