@@ -32,14 +32,14 @@ use crate::config::Format;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::registry::record::Blob;
+use crate::registry::record::Change;
 use crate::registry::{
-    AccessView, AuditEntry, AuditFilter, ConfigWrite, Credential, DpCertificate, Effects,
-    Beat, GroupMeta, GroupRole, GroupUpdate, GroupView, Mode, NewCertificate, NewGroup, NewTeam,
-    Node, NodeReport, PinOutcome, Published, Refusal, Registry, Settings, Staged, TeamRecord,
+    AccessView, AuditEntry, AuditFilter, Beat, ConfigWrite, Credential, DpCertificate, Effects,
+    GroupMeta, GroupRole, GroupUpdate, GroupView, Mode, NewCertificate, NewGroup, NewTeam, Node,
+    NodeReport, PinOutcome, Published, Refusal, Registry, Settings, Staged, TeamRecord,
     TokenRecord, Tx, assemble_version, kept_range, member_refusal, new_key, new_token_secret,
     now_ms, stage, transact,
 };
-use crate::registry::record::Change;
 use crate::report::Report;
 use crate::store::{Store, StoreError};
 

@@ -86,7 +86,10 @@ fn metric(text: &str, name: &str) -> f64 {
 
 /// Waits until every heartbeat answered so far is in the store.
 async fn heartbeats_stored(c: &common::Client) {
-    let taken = metric(&c.get("/metrics").await.expect(200).text(), "rgmerge_heartbeats_total");
+    let taken = metric(
+        &c.get("/metrics").await.expect(200).text(),
+        "rgmerge_heartbeats_total",
+    );
     assert!(taken >= 1.0, "the heartbeats are counted");
     for _ in 0..200 {
         let m = c.get("/metrics").await.expect(200).text();

@@ -44,9 +44,9 @@ pub use groups::{
 pub use history::{DEFAULT_SNAPSHOT_HISTORY, PinOutcome, assemble_version, kept_range};
 pub use memberships::{MAX_COMPOSITES_PER_GROUP, MAX_MEMBERS, MAX_PER_REQUEST};
 pub use nodes::{
-    AffectedResource, Compatibility, CompatibilityIssue, FULLY_COMPATIBLE,
-    MAX_COMPATIBILITY_ISSUES, Beat, CheckedReport, Node, NodeReport, NodeTable, SyncStatus,
-    member_refusal, now_ms, rfc3339_ms, this_month,
+    AffectedResource, Beat, CheckedReport, Compatibility, CompatibilityIssue, FULLY_COMPATIBLE,
+    MAX_COMPATIBILITY_ISSUES, Node, NodeReport, NodeTable, SyncStatus, member_refusal, now_ms,
+    rfc3339_ms, this_month,
 };
 pub use refusal::{Refusal, RefusalKind, Result};
 pub use tx::{Effects, Mode, Staged, Tx, stage, transact};

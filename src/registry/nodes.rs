@@ -333,7 +333,9 @@ pub enum Beat {
 
 impl std::fmt::Debug for NodeTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.inner.read().nodes.iter()).finish()
+        f.debug_map()
+            .entries(self.inner.read().nodes.iter())
+            .finish()
     }
 }
 
@@ -616,6 +618,154 @@ fn check_compatibility(c: &Compatibility) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intern::Interner;
+    use crate::registry::record::{Change, Loaded};
+    use crate::registry::{RefusalKind, Settings};
+
+    fn report(id: &str, hash: &str) -> CheckedReport {
+        NodeReport {
+            id: Some(id.into()),
+            hostname: format!("{id}.internal"),
+            config_hash: hash.into(),
+            ..NodeReport::default()
+        }
+        .check()
+        .expect("a valid report")
+    }
+
+    #[test]
+    fn a_join_holds_heartbeats_and_a_member_or_a_deleted_group_refuses_them() {
+        let t = NodeTable::default();
+        let g = Uuid::nil();
+        assert_eq!(t.begin_join(1_000, 30_000), Ok(()));
+        assert!(matches!(
+            t.beat(g, "blue", &report("a", "h"), 1_000),
+            Beat::Settling
+        ));
+        t.end_join(None);
+        assert!(matches!(
+            t.beat(g, "blue", &report("a", "h"), 1_000),
+            Beat::Done(_)
+        ));
+        assert_eq!(t.begin_join(2_000, 30_000), Err(1), "an active node");
+        assert_eq!(t.begin_join(40_000, 30_000), Ok(()), "no node seen lately");
+        t.end_join(Some(true));
+        match t.beat(g, "blue", &report("b", "h"), 41_000) {
+            Beat::Refused(e) => {
+                assert_eq!(e.kind, RefusalKind::Conflict);
+                assert!(
+                    e.detail.contains("'blue' is a member of a composite"),
+                    "{e:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        t.set_member(false);
+        t.close();
+        assert!(matches!(
+            t.beat(g, "blue", &report("b", "h"), 41_000),
+            Beat::Refused(e) if e.kind == RefusalKind::NotFound
+        ));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn reports_keep_first_seen_and_last_change_and_are_stored_once() {
+        let t = NodeTable::default();
+        let g = Uuid::nil();
+        let Beat::Done(n) = t.beat(g, "blue", &report("a", "h1"), 1_000) else {
+            panic!("taken")
+        };
+        assert_eq!(
+            (n.created_ms, n.updated_ms, n.last_seen_ms),
+            (1_000, 1_000, 1_000)
+        );
+        let Beat::Done(n) = t.beat(g, "blue", &report("a", "h1"), 2_000) else {
+            panic!("taken")
+        };
+        assert_eq!(
+            (n.created_ms, n.updated_ms, n.last_seen_ms),
+            (1_000, 1_000, 2_000)
+        );
+        let Beat::Done(n) = t.beat(g, "blue", &report("a", "h2"), 3_000) else {
+            panic!("taken")
+        };
+        assert_eq!((n.created_ms, n.updated_ms), (1_000, 3_000));
+        let dirty = t.take_dirty();
+        assert_eq!(dirty.len(), 1, "three heartbeats, one record to store");
+        assert_eq!(
+            dirty[0].1.as_ref().map(|n| n.config_hash.as_str()),
+            Some("h2")
+        );
+        assert!(t.take_dirty().is_empty());
+        // A store that failed gets them again.
+        t.mark_dirty(dirty.into_iter().map(|(id, _)| id));
+        assert_eq!(t.take_dirty().len(), 1);
+    }
+
+    /// A store from before the node table kept nodes in group records:
+    /// they load, and restore moves them to the table (the record is
+    /// rewritten without them); a newer row in the table wins.
+    #[test]
+    fn nodes_in_old_group_records_move_to_the_node_table() {
+        let reg = Registry::new(Arc::new(Interner::new()), Settings::default());
+        let mut loaded = Loaded::default();
+        for c in reg.all_changes() {
+            match c {
+                Change::PutGroup(r) => loaded.groups.push(*r),
+                Change::PutBlob(h, b) => {
+                    loaded.blobs.insert(h, b);
+                }
+                _ => {}
+            }
+        }
+        let node = |id: &str, seen: u64| Node {
+            id: id.into(),
+            hostname: id.into(),
+            ip: String::new(),
+            version: String::new(),
+            config_hash: String::new(),
+            last_seen_ms: seen,
+            created_ms: 0,
+            updated_ms: 0,
+            node_type: "gateway".into(),
+            compatibility: Compatibility::default(),
+        };
+        let gid = loaded.groups[0].meta.id;
+        loaded.groups[0].nodes = vec![node("old", 5), node("both", 5)];
+        loaded
+            .nodes
+            .insert(gid, vec![node("both", 9), node("new", 9)]);
+        let mut reg =
+            Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded).unwrap();
+        let g = reg.group(gid).unwrap();
+        let seen: Vec<(String, u64)> = g
+            .nodes
+            .list()
+            .iter()
+            .map(|n| (n.id.clone(), n.last_seen_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            [("both".into(), 9), ("new".into(), 9), ("old".into(), 5)]
+        );
+        let tidy = reg.take_restore_changes();
+        let moved: Vec<(String, u64)> = tidy
+            .iter()
+            .filter_map(|c| match c {
+                Change::PutNode(id, n) if *id == gid => Some((n.id.clone(), n.last_seen_ms)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moved, [("old".into(), 5), ("both".into(), 9)]);
+        assert!(
+            tidy.iter().any(
+                |c| matches!(c, Change::PutGroup(r) if r.meta.id == gid && r.nodes.is_empty())
+            )
+        );
+        // Records are written without nodes from now on.
+        assert!(reg.record(reg.group(gid).unwrap()).nodes.is_empty());
+    }
 
     #[test]
     fn end_of_life_by_release_line() {

@@ -10,12 +10,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A node record, as the store keeps it.
+pub use super::Node;
 use super::{
     Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, Settings,
     member_info,
 };
-/// A node record, as the store keeps it.
-pub use super::Node;
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
 use crate::intern::Interner;
