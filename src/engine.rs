@@ -47,8 +47,11 @@ use crate::store::{Store, StoreError};
 /// batches), or a write, which joins the current batch (group commit).
 enum Job {
     Run(Box<dyn FnOnce(&mut Writer) + Send>),
-    Write(Box<dyn FnOnce(&mut Writer) -> Option<Pending> + Send>),
+    Write(WriteJob),
 }
+
+/// A write: applies itself and hands back what waits for the batch's commit.
+type WriteJob = Box<dyn FnOnce(&mut Writer) -> Option<Pending> + Send>;
 
 /// A write of the current batch, applied in memory: its staged effects
 /// (`None` for a dry run or a write that changed nothing) and its answer,
@@ -911,7 +914,7 @@ impl Writer {
     /// Applies one write of a batch (a refusal is answered and undone at once).
     fn stage(
         &mut self,
-        f: Box<dyn FnOnce(&mut Writer) -> Option<Pending> + Send>,
+        f: WriteJob,
         batch: &mut Vec<Pending>,
     ) {
         // `stage` catches a panic in the write itself; this is for the rest.
