@@ -313,6 +313,16 @@ class AsyncConn:
         self.r = self.w = None
 
     async def request(self, method, path, body=b"", ctype="application/json"):
+        reused = self.w is not None
+        try:
+            return await self.send(method, path, body, ctype)
+        except asyncio.IncompleteReadError as e:
+            # The daemon closed a connection that sat idle: once more, anew.
+            if not reused or e.partial:
+                raise
+            return await self.send(method, path, body, ctype)
+
+    async def send(self, method, path, body, ctype):
         if self.w is None:
             self.r, self.w = await asyncio.open_unix_connection(self.sock)
         head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"

@@ -912,11 +912,7 @@ fn run(mut w: Writer, rx: Receiver<Job>) {
 
 impl Writer {
     /// Applies one write of a batch (a refusal is answered and undone at once).
-    fn stage(
-        &mut self,
-        f: WriteJob,
-        batch: &mut Vec<Pending>,
-    ) {
+    fn stage(&mut self, f: WriteJob, batch: &mut Vec<Pending>) {
         // `stage` catches a panic in the write itself; this is for the rest.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
             Ok(Some(p)) => batch.push(p),
