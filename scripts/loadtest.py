@@ -29,6 +29,23 @@ got 408, and the machine. The daemon runs with short read timeouts
 
        scripts/loadtest.py --slowloris [--seconds 15] [--slow-headers 300]
                            [--slow-bodies 100] [--header-timeout 2] [--body-timeout 5]
+
+Issue 17 (one JSON line per figure; exits 1 if a correctness check fails):
+
+       scripts/loadtest.py --scenario heartbeats [--nodes 10000] [--period 30]
+                           [--seconds 15] [--connections 32] [--write-interval 0.2]
+         a composite of two members; --nodes data planes register at once,
+         then heartbeat every --period seconds (spread evenly) for --seconds
+         while a member's config changes every --write-interval seconds and
+         the nodes follow the composite's hash; then all reconnect at once.
+         Heartbeat p50/p99 and rate of each phase; then every node reports
+         once more and the node list must count them all, every 100th out of
+         sync, the rest in sync.
+       scripts/loadtest.py --scenario writers [--writers 32] [--seconds 15]
+         --writers clients, each replacing its own group's config back to
+         back: acknowledged writes/s and acknowledgement p50/p99.
+       Either with [--bin PATH] [--baseline PATH]: the baseline binary runs
+       the same scenario right after, in the same run.
 """
 import asyncio
 import argparse
@@ -284,6 +301,327 @@ def read_pool(sock, path, readers, seconds):
     }
 
 
+# ---- issue 17: heartbeats at fleet scale, and concurrent writers ----
+
+class AsyncConn:
+    """A minimal HTTP/1.1 keep-alive client over the Unix socket, on asyncio:
+    cheap enough per request that one Python process can drive thousands of
+    requests a second (http.client in threads can't)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.r = self.w = None
+
+    async def request(self, method, path, body=b"", ctype="application/json"):
+        reused = self.w is not None
+        try:
+            return await self.send(method, path, body, ctype)
+        except asyncio.IncompleteReadError as e:
+            # The daemon closed a connection that sat idle: once more, anew.
+            if not reused or e.partial:
+                raise
+            return await self.send(method, path, body, ctype)
+
+    async def send(self, method, path, body, ctype):
+        if self.w is None:
+            self.r, self.w = await asyncio.open_unix_connection(self.sock)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            self.w.write(head + body)
+            raw = await self.r.readuntil(b"\r\n\r\n")
+            status = int(raw[9:12])
+            lower = raw.lower()
+            if b"transfer-encoding: chunked" in lower:
+                data = b""
+                while True:
+                    size = int((await self.r.readuntil(b"\r\n")).strip(), 16)
+                    chunk = await self.r.readexactly(size + 2)
+                    if size == 0:
+                        break
+                    data += chunk[:-2]
+            else:
+                m = re.search(rb"content-length: *(\d+)", lower)
+                data = await self.r.readexactly(int(m.group(1))) if m else b""
+            if b"connection: close" in lower:
+                self.close()
+            return status, data
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            raise
+
+    def close(self):
+        if self.w is not None:
+            self.w.close()
+        self.r = self.w = None
+
+
+def start_daemon(tmp):
+    sock = os.path.join(tmp, "rg.sock")
+    daemon = subprocess.Popen([BIN, "serve", "--data-dir", os.path.join(tmp, "data"), "--socket", sock],
+                              stderr=subprocess.DEVNULL)
+    for _ in range(400):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    return daemon, sock
+
+
+def figure(common, name, value, unit, **extra):
+    """One JSON line per figure."""
+    line = dict(common)
+    line.update({"figure": name, "value": round(value, 3) if isinstance(value, float) else value,
+                 "unit": unit})
+    line.update(extra)
+    print(json.dumps(line), flush=True)
+
+
+def machine():
+    return {"cores": os.cpu_count(), "cpu": cpu_model()}
+
+
+def small_config(name, host):
+    return json.dumps({"_format_version": "3.0",
+                       "services": [{"name": name, "host": host, "routes": [{"name": name + "-r",
+                                                                              "paths": ["/" + name]}]}]}).encode()
+
+
+async def run_heartbeats_async(args, sock, common):
+    js = "application/json"
+    setup = AsyncConn(sock)
+    st, body = await setup.request("POST", "/v2/control-planes", json.dumps(
+        {"name": "fleet", "cluster_type": "CLUSTER_TYPE_CONTROL_PLANE_GROUP"}).encode())
+    assert st == 201, body
+    comp = json.loads(body)["id"]
+    members = []
+    for name in ("fleet-a", "fleet-b"):
+        st, body = await setup.request("POST", "/v2/control-planes", json.dumps({"name": name}).encode())
+        assert st == 201, body
+        gid = json.loads(body)["id"]
+        members.append(gid)
+        st, body = await setup.request("PUT", f"/v2/control-planes/{gid}/config",
+                                       small_config(name, name + ".internal"))
+        assert st == 200, body
+    st, body = await setup.request("POST", f"/v2/control-planes/{comp}/group-memberships/add",
+                                   json.dumps({"members": [{"id": g} for g in members]}).encode())
+    assert st in (200, 204), body
+    hash_path = f"/v2/control-planes/{comp}/expected-config-hash"
+
+    async def expected_hash(conn):
+        st, body = await conn.request("GET", hash_path)
+        assert st == 200, body
+        return json.loads(body)["expected_hash"]
+
+    known = {"hash": await expected_hash(setup)}
+    n = args.nodes
+    # Every 100th node runs an old config (out of sync) on purpose.
+    stale = set(range(0, n, 100))
+    failures = []
+
+    def beat_body(i):
+        return json.dumps({"id": f"dp-{i:05d}", "hostname": f"dp-{i:05d}.fleet", "ip": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+                           "version": "3.10.0.1",
+                           "config_hash": "0" * 32 if i in stale else known["hash"]}).encode()
+
+    pool = [AsyncConn(sock) for _ in range(args.connections)]
+    beat_path = f"/v2/control-planes/{comp}/nodes"
+
+    async def beat(conn, i, lat):
+        t0 = time.perf_counter()
+        try:
+            st, body = await conn.request("POST", beat_path, beat_body(i))
+        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            failures.append(repr(e))
+            return
+        if st != 200:
+            failures.append(f"{st} {body[:200]!r}")
+            return
+        lat.append(time.perf_counter() - t0)
+
+    async def burst(ids):
+        """Every node in `ids` heartbeats at once (as many in flight as there
+        are connections); returns the latencies and the seconds it took."""
+        lat, queue = [], list(ids)
+        queue.reverse()
+
+        async def worker(conn):
+            while queue:
+                await beat(conn, queue.pop(), lat)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in pool))
+        return lat, time.perf_counter() - t0
+
+    # The writer: a member's config changes every --write-interval seconds,
+    # so the composite publishes new versions (and new hashes) throughout.
+    stop = asyncio.Event()
+    writes = {"n": 0, "failed": 0}
+
+    async def writer():
+        conn = AsyncConn(sock)
+        k = 0
+        while not stop.is_set():
+            k += 1
+            st, _ = await conn.request("PUT", f"/v2/control-planes/{members[0]}/config",
+                                       small_config("fleet-a", f"a{k % 2}.internal"))
+            writes["n"] += 1
+            if st != 200:
+                writes["failed"] += 1
+            try:
+                await asyncio.wait_for(stop.wait(), args.write_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def follower():
+        """What the data planes run follows the composite (as a sidecar would)."""
+        conn = AsyncConn(sock)
+        while not stop.is_set():
+            known["hash"] = await expected_hash(conn)
+            try:
+                await asyncio.wait_for(stop.wait(), 0.5)
+            except asyncio.TimeoutError:
+                pass
+
+    lat, secs = await burst(range(n))
+    figure(common, "register_burst_p50_ms", percentile(lat, 50) * 1000, "ms", nodes=n)
+    figure(common, "register_burst_p99_ms", percentile(lat, 99) * 1000, "ms", nodes=n)
+    figure(common, "register_burst_per_s", len(lat) / secs, "heartbeats/s", nodes=n)
+
+    bg = [asyncio.ensure_future(writer()), asyncio.ensure_future(follower())]
+    # Steady state: each node every --period seconds, spread evenly.
+    rate = n / args.period
+    steady, due, sent = [], time.perf_counter(), 0
+    end = due + args.seconds
+    inflight = set()
+    free = list(pool)
+    lagged = 0
+    while time.perf_counter() < end:
+        now = time.perf_counter()
+        while due <= now and time.perf_counter() < end:
+            if not free:
+                lagged += 1
+                break
+            conn = free.pop()
+            i = sent % n
+            sent += 1
+            t = asyncio.ensure_future(beat(conn, i, steady))
+            t.add_done_callback(lambda _t, c=conn: free.append(c))
+            inflight.add(t)
+            t.add_done_callback(inflight.discard)
+            due += 1.0 / rate
+        await asyncio.sleep(max(0.0, min(due - time.perf_counter(), 0.005)))
+    if inflight:
+        await asyncio.gather(*inflight)
+    figure(common, "steady_p50_ms", percentile(steady, 50) * 1000, "ms", nodes=n, period_s=args.period)
+    figure(common, "steady_p99_ms", percentile(steady, 99) * 1000, "ms", nodes=n, period_s=args.period)
+    figure(common, "steady_per_s", len(steady) / args.seconds, "heartbeats/s",
+           nodes=n, offered_per_s=round(rate, 1), config_writes=writes["n"])
+
+    lat, secs = await burst(range(n))
+    figure(common, "reconnect_burst_p50_ms", percentile(lat, 50) * 1000, "ms", nodes=n)
+    figure(common, "reconnect_burst_p99_ms", percentile(lat, 99) * 1000, "ms", nodes=n)
+    figure(common, "reconnect_burst_per_s", len(lat) / secs, "heartbeats/s", nodes=n)
+
+    # Correctness: configs stop changing, every node reports once more what it
+    # runs now, and the node list must say exactly that.
+    stop.set()
+    await asyncio.gather(*bg)
+    known["hash"] = await expected_hash(setup)
+    await burst(range(n))
+    counts, total, after = {"IN_SYNC": 0, "OUT_OF_SYNC": 0}, None, None
+    while True:
+        q = "page[size]=1000" + (f"&page[after]={after}" if after else "")
+        st, body = await setup.request("GET", f"{beat_path}?{q}")
+        assert st == 200, body
+        page = json.loads(body)
+        total = page["page"]["total_count"]
+        for item in page["items"]:
+            counts[item["sync_status"]] += 1
+        nxt = page["page"].get("next")
+        if not nxt:
+            break
+        after = re.search(r"page%5Bafter%5D=([^&]+)|page\[after\]=([^&]+)", nxt)
+        after = after.group(1) or after.group(2)
+    st, body = await setup.request("GET", f"/v2/control-planes/{comp}/details")
+    details = json.loads(body)
+    ok = (total == n and counts["OUT_OF_SYNC"] == len(stale) and counts["IN_SYNC"] == n - len(stale)
+          and details.get("instances") == n and not failures and writes["failed"] == 0)
+    figure(common, "nodes_listed", total, "nodes", nodes=n, in_sync=counts["IN_SYNC"],
+           out_of_sync=counts["OUT_OF_SYNC"], expected_out_of_sync=len(stale),
+           instances=details.get("instances"), active_instances=details.get("active_instances"),
+           heartbeat_failures=len(failures), first_failures=failures[:3], correct=ok)
+    for c in pool:
+        c.close()
+    return ok
+
+
+async def run_writers_async(args, sock, common):
+    setup = AsyncConn(sock)
+    groups = []
+    for k in range(args.writers):
+        st, body = await setup.request("POST", "/v2/control-planes", json.dumps({"name": f"w{k}"}).encode())
+        assert st == 201, body
+        groups.append(json.loads(body)["id"])
+    lat, failed = [], []
+    stop_at = [0.0]
+
+    async def writer(k, gid):
+        conn = AsyncConn(sock)
+        variants = [small_config(f"svc{k}", "a.internal"), small_config(f"svc{k}", "b.internal")]
+        j = 0
+        while time.perf_counter() < stop_at[0]:
+            t0 = time.perf_counter()
+            try:
+                st, body = await conn.request("PUT", f"/v2/control-planes/{gid}/config", variants[j % 2])
+            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                failed.append(repr(e))
+                continue
+            j += 1
+            if st == 200:
+                lat.append(time.perf_counter() - t0)
+            else:
+                failed.append(f"{st} {body[:200]!r}")
+    t0 = time.perf_counter()
+    stop_at[0] = t0 + args.seconds
+    await asyncio.gather(*(writer(k, g) for k, g in enumerate(groups)))
+    secs = time.perf_counter() - t0
+    # Every acknowledged write is there: each group holds one of its variants.
+    for k, gid in enumerate(groups):
+        st, body = await setup.request("GET", f"/v2/control-planes/{gid}/config")
+        if st != 200 or f"svc{k}".encode() not in body:
+            failed.append(f"group w{k} lost its config")
+    figure(common, "writes_per_s", len(lat) / secs, "acknowledged writes/s", writers=args.writers)
+    figure(common, "write_p50_ms", percentile(lat, 50) * 1000, "ms", writers=args.writers)
+    figure(common, "write_p99_ms", percentile(lat, 99) * 1000, "ms", writers=args.writers,
+           failures=len(failed), first_failures=failed[:3], correct=not failed)
+    return not failed
+
+
+def run_scenario(args):
+    """Runs --scenario for --bin, then for --baseline if given (the same
+    way, one after the other, in this run). Exits 1 if a check failed."""
+    global BIN
+    ok = True
+    bins = [BIN] + ([os.path.abspath(args.baseline)] if args.baseline else [])
+    for b in bins:
+        BIN = b
+        tmp = tempfile.mkdtemp(prefix="rgmerge-load-")
+        daemon, sock = start_daemon(tmp)
+        common = {"scenario": args.scenario, "binary": b,
+                  "role": "baseline" if b != bins[0] else "measured"}
+        common.update(machine())
+        try:
+            if args.scenario == "heartbeats":
+                ok &= asyncio.run(run_heartbeats_async(args, sock, common))
+            else:
+                ok &= asyncio.run(run_writers_async(args, sock, common))
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not ok:
+        sys.exit(1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--members", type=int, default=16)
@@ -302,10 +640,22 @@ def main():
                     help="what the readers GET: the composite's snapshot (oha) or its group-status")
     ap.add_argument("--readers", type=int, default=8, help="reader threads for --read status")
     ap.add_argument("--bin", default=None, help="the rgmerge binary to measure")
+    ap.add_argument("--scenario", choices=["heartbeats", "writers"], default=None,
+                    help="issue 17: a fleet of data planes heartbeating, or concurrent writers")
+    ap.add_argument("--baseline", default=None,
+                    help="with --scenario: another binary measured the same way right after")
+    ap.add_argument("--nodes", type=int, default=10_000, help="data planes (--scenario heartbeats)")
+    ap.add_argument("--period", type=float, default=30.0, help="seconds between a node's heartbeats")
+    ap.add_argument("--write-interval", type=float, default=0.2,
+                    help="seconds between config changes during --scenario heartbeats")
+    ap.add_argument("--writers", type=int, default=32, help="writers, each on its own group")
     args = ap.parse_args()
     global BIN
     if args.bin:
         BIN = os.path.abspath(args.bin)
+    if args.scenario:
+        run_scenario(args)
+        return
     if args.slowloris:
         run_slowloris(args)
         return

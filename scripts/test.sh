@@ -50,6 +50,10 @@ step "clippy"
 cargo clippy --locked --all-targets -- -D warnings
 step "tests"
 cargo test --locked
+step "load test (brief: issue 17's scenarios, small, on the debug build the tests made)"
+python3 scripts/loadtest.py --scenario heartbeats --nodes 200 --period 2 --seconds 2 \
+  --connections 8 --bin target/debug/rgmerge
+python3 scripts/loadtest.py --scenario writers --writers 4 --seconds 1 --bin target/debug/rgmerge
 step "benches (criterion smoke mode: each bench once)"
 cargo bench --locked -- --test
 if [ -x scripts/fuzz.sh ]; then

@@ -32,11 +32,13 @@ use crate::config::Format;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::registry::record::Blob;
+use crate::registry::record::Change;
 use crate::registry::{
-    AccessView, AuditEntry, AuditFilter, ConfigWrite, Credential, DpCertificate, Effects,
+    AccessView, AuditEntry, AuditFilter, Beat, ConfigWrite, Credential, DpCertificate, Effects,
     GroupMeta, GroupRole, GroupUpdate, GroupView, Mode, NewCertificate, NewGroup, NewTeam, Node,
-    NodeReport, PinOutcome, Published, Refusal, Registry, Settings, TeamRecord, TokenRecord, Tx,
-    assemble_version, kept_range, new_key, new_token_secret, transact,
+    NodeReport, PinOutcome, Published, Refusal, Registry, Settings, Staged, TeamRecord,
+    TokenRecord, Tx, assemble_version, kept_range, member_refusal, new_key, new_token_secret,
+    now_ms, stage, transact,
 };
 use crate::report::Report;
 use crate::store::{Store, StoreError};
@@ -44,7 +46,30 @@ use crate::store::{Store, StoreError};
 mod follow;
 pub use follow::StoreStatus;
 
-type Job = Box<dyn FnOnce(&mut Writer) + Send>;
+/// What the writer runs: a job that may read or do anything (between
+/// batches), or a write, which joins the current batch (group commit).
+enum Job {
+    Run(Box<dyn FnOnce(&mut Writer) + Send>),
+    Write(WriteJob),
+}
+
+/// A write: applies itself and hands back what waits for the batch's commit.
+type WriteJob = Box<dyn FnOnce(&mut Writer) -> Option<Pending> + Send>;
+
+/// A write of the current batch, applied in memory: its staged effects
+/// (`None` for a dry run or a write that changed nothing) and its answer,
+/// sent once the batch is durable.
+struct Pending {
+    staged: Option<Staged>,
+    started: Instant,
+    answer: Box<dyn FnOnce(Result<(), Refusal>) + Send>,
+}
+
+/// Most writes one store commit makes durable.
+const MAX_BATCH: usize = 256;
+
+/// Node reports wait at most this long to be stored.
+const NODE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Below this many interned strings the interner is never compacted.
 const COMPACT_MIN_STRINGS: usize = 100_000;
@@ -59,6 +84,8 @@ struct Writer {
     pg: Option<follow::Pg>,
     shared: Arc<Shared>,
     audit: AuditSink,
+    /// When node reports were last stored.
+    nodes_flushed: Instant,
 }
 
 /// Where the audit log goes and how big it may grow.
@@ -88,13 +115,13 @@ const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Entries on their way to the writer.
 struct AuditQueue {
-    pending: parking_lot::Mutex<Pending>,
+    pending: parking_lot::Mutex<AuditPending>,
     /// The last ticket made durable (or attempted), for callers that wait.
     flushed: watch::Sender<u64>,
 }
 
 #[derive(Default)]
-struct Pending {
+struct AuditPending {
     entries: Vec<AuditEntry>,
     /// Tickets handed out so far.
     ticket: u64,
@@ -196,6 +223,11 @@ struct Shared {
     assembled: parking_lot::Mutex<VecDeque<(Uuid, u64, Arc<Published>)>>,
     access: parking_lot::RwLock<Arc<AccessView>>,
     audit: AuditQueue,
+    /// Heartbeats taken so far; each takes its number after its report is
+    /// in its group's table.
+    beats: std::sync::atomic::AtomicU64,
+    /// Every heartbeat numbered up to this is in the store.
+    beats_stored: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -318,10 +350,13 @@ impl Engine {
             assembled: parking_lot::Mutex::new(VecDeque::new()),
             access: parking_lot::RwLock::new(Arc::new(reg.access_view())),
             audit: AuditQueue {
-                pending: parking_lot::Mutex::new(Pending::default()),
+                pending: parking_lot::Mutex::new(AuditPending::default()),
                 flushed: watch::channel(0).0,
             },
+            beats: Default::default(),
+            beats_stored: Default::default(),
         });
+        reg.settle_all_nodes();
         for g in reg.groups() {
             shared.snapshots.insert(g.meta.id, g.snapshot.clone());
             if let Some(view) = reg.view_of(g.meta.id) {
@@ -347,6 +382,7 @@ impl Engine {
                 ring: VecDeque::new(),
                 next_seq: 1,
             },
+            nodes_flushed: Instant::now(),
         };
         std::thread::Builder::new()
             .name("rgmerge-writer".into())
@@ -369,9 +405,9 @@ impl Engine {
         f: impl FnOnce(&mut Writer) -> R + Send + 'static,
     ) -> Result<R, Refusal> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |w| {
+        let job = Job::Run(Box::new(move |w| {
             let _ = tx.send(f(w));
-        });
+        }));
         self.jobs
             .send(job)
             .map_err(|_| Refusal::internal("the writer has stopped"))?;
@@ -380,13 +416,44 @@ impl Engine {
     }
 
     /// Runs `f` as one transaction: kept, persisted and published if it
-    /// succeeds (and `mode` is `Apply`), undone otherwise.
+    /// succeeds (and `mode` is `Apply`), undone otherwise. Writes queued
+    /// together share one durable commit (see [`run`]); a refusal is
+    /// answered at once and undoes only its own write; every other answer
+    /// waits for the batch's commit.
     async fn write<R: Send + 'static>(
         &self,
         mode: Mode,
         f: impl FnOnce(&mut Tx) -> Result<R, Refusal> + Send + 'static,
     ) -> Result<R, Refusal> {
-        self.submit(move |w| w.transact(mode, f)).await?
+        let (tx, rx) = oneshot::channel::<Result<R, Refusal>>();
+        let job = Job::Write(Box::new(move |w: &mut Writer| {
+            let started = Instant::now();
+            if w.pg.is_some() {
+                // The shared store serializes writes itself: one database
+                // transaction each, answered when it commits.
+                let _ = tx.send(w.transact(mode, f));
+                return None;
+            }
+            match stage(&mut w.reg, mode, f) {
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    crate::metrics::write_finished(started.elapsed());
+                    None
+                }
+                Ok((r, staged)) => Some(Pending {
+                    staged,
+                    started,
+                    answer: Box::new(move |done| {
+                        let _ = tx.send(done.map(|()| r));
+                    }),
+                }),
+            }
+        }));
+        self.jobs
+            .send(job)
+            .map_err(|_| Refusal::internal("the writer has stopped"))?;
+        rx.await
+            .map_err(|_| Refusal::internal("the writer dropped the request"))?
     }
 
     /// The view of a group that a write just changed (published before the
@@ -476,9 +543,56 @@ impl Engine {
             .await
     }
 
+    /// A heartbeat, answered without the writer: the report goes into the
+    /// group's node table at once and into the store with the next batch
+    /// of node reports (within [`NODE_INTERVAL`]). Only while a membership
+    /// change of the group is in flight does it go through the writer,
+    /// which runs it once that change is settled.
     pub async fn heartbeat(&self, id: Uuid, report: NodeReport) -> Result<Node, Refusal> {
-        self.write(Mode::Apply, move |tx| tx.heartbeat(id, report))
-            .await
+        let view = self
+            .view(id)
+            .ok_or_else(|| Refusal::not_found(format!("no control plane with id {id}")))?;
+        if view.standard().is_some_and(|s| !s.composites.is_empty()) {
+            return Err(member_refusal(&view.meta.name));
+        }
+        let report = report.check()?;
+        let beat = view.nodes.beat(id, &view.meta.name, &report, now_ms());
+        let beat = match beat {
+            Beat::Settling => {
+                // Between batches nothing is in flight: the join is settled.
+                self.submit(move |w| match w.reg.group(id) {
+                    Ok(g) => g.nodes.beat(id, &g.meta.name, &report, now_ms()),
+                    Err(e) => Beat::Refused(e),
+                })
+                .await?
+            }
+            done => done,
+        };
+        match beat {
+            Beat::Done(node) => {
+                self.shared
+                    .beats
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                crate::metrics::heartbeat();
+                self.shared.changes.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(node)
+            }
+            Beat::Refused(e) => Err(e),
+            Beat::Settling => Err(Refusal::internal(
+                "a membership change of this control plane did not settle; try again",
+            )),
+        }
+    }
+
+    /// (heartbeats taken, heartbeats whose reports are in the store): once
+    /// the second reaches a value the first had, every heartbeat answered
+    /// before is durable.
+    pub fn heartbeats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (
+            self.shared.beats.load(SeqCst),
+            self.shared.beats_stored.load(SeqCst),
+        )
     }
 
     pub async fn delete_node(&self, id: Uuid, node: String) -> Result<(), Refusal> {
@@ -711,7 +825,7 @@ impl Engine {
         };
         if wake {
             // An empty job wakes the writer, which flushes after each job.
-            let _ = self.jobs.send(Box::new(|_| {}));
+            let _ = self.jobs.send(Job::Run(Box::new(|_| {})));
         }
         if durable {
             let mut rx = q.flushed.subscribe();
@@ -719,12 +833,14 @@ impl Engine {
         }
     }
 
-    /// Makes every queued audit entry durable now (at shutdown).
+    /// Makes every queued audit entry and node report durable now (at
+    /// shutdown).
     pub async fn flush_audit(&self) {
         let _ = self
             .submit(|w| {
                 w.shared.audit.pending.lock().urgent = true;
                 w.flush_audit(true);
+                w.flush_nodes(true);
             })
             .await;
     }
@@ -770,30 +886,132 @@ impl Engine {
     }
 }
 
+/// The writer's loop. Writes queued together form a batch: each is applied
+/// in memory in order (its own checks, its own refusal), then one store
+/// commit makes them all durable, then each is published and answered. Any
+/// other job ends the batch first, so it never sees a write that is not
+/// durable yet.
 fn run(mut w: Writer, rx: Receiver<Job>) {
+    let mut next: Option<Job> = None;
     loop {
-        match rx.recv_timeout(AUDIT_INTERVAL / 4) {
-            Ok(job) => {
+        let job = match next.take() {
+            Some(j) => j,
+            None => match rx.recv_timeout(AUDIT_INTERVAL / 4) {
+                Ok(j) => j,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    w.flush_audit(false);
+                    w.flush_nodes(false);
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    w.flush_audit(true);
+                    w.flush_nodes(true);
+                    return;
+                }
+            },
+        };
+        match job {
+            Job::Run(f) => {
                 // A panic in one job must not take the daemon down with it; the job's
                 // caller sees its reply channel dropped.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut w)));
                 if result.is_err() {
                     tracing::error!(
                         "a writer job panicked; its request failed and nothing it did was published"
                     );
                 }
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                w.flush_audit(true);
-                return;
+            Job::Write(f) => {
+                let mut batch = Vec::new();
+                w.stage(f, &mut batch);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(Job::Write(f)) => w.stage(f, &mut batch),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                w.commit_batch(batch);
             }
         }
         w.flush_audit(false);
+        w.flush_nodes(false);
     }
 }
 
 impl Writer {
+    /// Applies one write of a batch (a refusal is answered and undone at once).
+    fn stage(&mut self, f: WriteJob, batch: &mut Vec<Pending>) {
+        // `stage` catches a panic in the write itself; this is for the rest.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(Some(p)) => batch.push(p),
+            Ok(None) => {}
+            Err(_) => tracing::error!("a writer job panicked; its request failed"),
+        }
+    }
+
+    /// Makes a batch durable in one store commit, then publishes and answers
+    /// each write in order; if the commit fails, undoes them all, newest
+    /// first, and refuses each with the storage error.
+    fn commit_batch(&mut self, mut batch: Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut changes: Vec<Change> = Vec::new();
+        for p in &mut batch {
+            if let Some(s) = &mut p.staged {
+                changes.append(&mut s.effects.changes);
+            }
+        }
+        crate::metrics::write_batch(batch.len());
+        let result = match &mut self.store {
+            Some(s) if !changes.is_empty() => s.commit(&changes).map_err(|e| e.to_string()),
+            _ => Ok(()),
+        };
+        drop(changes);
+        match result {
+            Err(e) => {
+                tracing::error!(error = %e, writes = batch.len(), "writes not made durable; undone");
+                for p in batch.into_iter().rev() {
+                    if let Some(s) = p.staged {
+                        s.rollback(&mut self.reg);
+                    }
+                    (p.answer)(Err(Refusal::storage(format!("{e}; nothing was changed"))));
+                    crate::metrics::write_finished(p.started.elapsed());
+                }
+            }
+            Ok(()) => {
+                let mut access_changed = false;
+                let mut answers = Vec::with_capacity(batch.len());
+                for p in batch {
+                    if let Some(s) = p.staged {
+                        self.reg.settle_nodes(&s.effects);
+                        access_changed |= s.effects.access_changed;
+                        self.publish(s.effects);
+                    }
+                    answers.push((p.answer, p.started));
+                }
+                if access_changed {
+                    *self.shared.access.write() = Arc::new(self.reg.access_view());
+                }
+                for (answer, started) in answers {
+                    answer(Ok(()));
+                    crate::metrics::write_finished(started.elapsed());
+                }
+            }
+        }
+        // Outside any transaction: the registry is consistent here.
+        if let Some((before, after)) = self.reg.compact_interner(COMPACT_MIN_STRINGS) {
+            tracing::info!(before, after, "compacted the string interner");
+            *self.shared.interner.write() = self.reg.interner().clone();
+        }
+    }
+
+    /// A write on the shared PostgreSQL store: one database transaction
+    /// each (see `follow`), published before it is answered; no batch.
     fn transact<R>(
         &mut self,
         mode: Mode,
@@ -836,6 +1054,53 @@ impl Writer {
             *self.shared.interner.write() = self.reg.interner().clone();
         }
         out
+    }
+
+    /// Stores the node reports of every heartbeat since the last time, in
+    /// one transaction, once [`NODE_INTERVAL`] has passed (or `force`). A
+    /// failed write keeps them for the next try.
+    fn flush_nodes(&mut self, force: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let upto = self.shared.beats.load(SeqCst);
+        if upto == self.shared.beats_stored.load(SeqCst)
+            || !(force || self.nodes_flushed.elapsed() >= NODE_INTERVAL)
+        {
+            return;
+        }
+        self.nodes_flushed = Instant::now();
+        let mut taken = Vec::new();
+        let mut changes = Vec::new();
+        for g in self.reg.groups() {
+            let dirty = g.nodes.take_dirty();
+            if dirty.is_empty() {
+                continue;
+            }
+            for (id, node) in &dirty {
+                changes.push(match node {
+                    Some(n) => Change::PutNode(g.meta.id, Box::new((**n).clone())),
+                    None => Change::DeleteNode(g.meta.id, id.clone()),
+                });
+            }
+            taken.push((g.nodes.clone(), dirty));
+        }
+        let result = match (&mut self.store, &self.pg) {
+            (Some(s), _) => s.commit(&changes),
+            // Node state is each daemon's own soft state: stored for restarts, not logged.
+            (None, Some(pg)) => pg.store.store_nodes(&changes),
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.shared.beats_stored.store(upto, SeqCst);
+                crate::metrics::nodes_stored(changes.len(), upto);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, nodes = changes.len(), "node reports not stored; will retry");
+                for (table, dirty) in taken {
+                    table.mark_dirty(dirty.into_iter().map(|(id, _)| id));
+                }
+            }
+        }
     }
 
     /// Config blobs by hash: the registry's current configs, else the store.
@@ -969,7 +1234,9 @@ impl Writer {
         }
         for id in effects.deleted {
             self.shared.snapshots.remove(&id);
-            self.shared.views.remove(&id);
+            if let Some((_, view)) = self.shared.views.remove(&id) {
+                view.nodes.close();
+            }
             self.shared.watchers.remove(&id);
             self.shared.assembled.lock().retain(|(g, _, _)| *g != id);
         }

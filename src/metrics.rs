@@ -179,3 +179,20 @@ pub fn render_store(out: &mut String, s: &StoreSeries) {
         s.lag_seconds,
     );
 }
+
+/// How many writes one store commit made durable (group commit).
+pub fn write_batch(writes: usize) {
+    metrics::histogram!("rgmerge_write_batch_size").record(writes as f64);
+}
+
+/// A heartbeat taken (answered without the writer; stored in a later batch).
+pub fn heartbeat() {
+    metrics::counter!("rgmerge_heartbeats_total").increment(1);
+}
+
+/// A batch of node reports stored: `nodes` records, and every heartbeat
+/// up to number `heartbeats` is now durable (compare `rgmerge_heartbeats_total`).
+pub fn nodes_stored(nodes: usize, heartbeats: u64) {
+    metrics::counter!("rgmerge_node_reports_stored_total").increment(nodes as u64);
+    metrics::gauge!("rgmerge_heartbeats_stored").set(heartbeats as f64);
+}

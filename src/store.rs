@@ -1,7 +1,8 @@
 //! Durable state in an embedded, crash-safe redb database in the data directory.
 //!
 //! Tables: `groups` (group id → JSON record: fields, memberships, the hash
-//! of its config, its published snapshot, its nodes, its pin), `history`
+//! of its config, its published snapshot, its pin), `nodes` (`<group
+//! id>/<node id>` → JSON node record, written in batches), `history`
 //! (`<group id>/<version, 20 digits>` → JSON entry of a kept version),
 //! `blobs` (content hash → member config bytes, shared by every record and
 //! kept version that names them), `teams` (team name → JSON record:
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::registry::record::{
-    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded,
+    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded, Node,
     TeamRecord,
 };
 
@@ -37,6 +38,15 @@ const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 /// A history row's key: ordered by group, then version.
 fn history_key(group: &Uuid, version: u64) -> String {
     format!("{group}/{version:020}")
+}
+
+/// Runtime instances (`<group id>/<node id>` → JSON node record): soft
+/// state, written in batches. Added after nodes lived in group records; a
+/// store without it gets it on open, and restore moves the records' nodes.
+const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+
+fn node_key(group: &Uuid, node: &str) -> String {
+    format!("{group}/{node}")
 }
 
 /// The key range of every history row of `group`.
@@ -170,6 +180,7 @@ impl Store {
             tx.open_table(GROUPS).map_err(|e| w(&e))?;
             tx.open_table(BLOBS).map_err(|e| w(&e))?;
             tx.open_table(HISTORY).map_err(|e| w(&e))?;
+            tx.open_table(NODES).map_err(|e| w(&e))?;
             tx.open_table(TEAMS).map_err(|e| w(&e))?;
             tx.open_table(ACCESS).map_err(|e| w(&e))?;
             tx.open_table(AUDIT).map_err(|e| w(&e))?;
@@ -235,6 +246,18 @@ impl Store {
                 .map_err(|e| corrupt(format!("history entry {key}: {e}")))?;
             loaded.history.entry(group).or_default().push(entry);
         }
+        let nodes = tx.open_table(NODES).map_err(|e| r(&e))?;
+        for row in nodes.iter().map_err(|e| r(&e))? {
+            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+            let key = k.value();
+            let group = key
+                .split_once('/')
+                .and_then(|(g, _)| Uuid::parse_str(g).ok())
+                .ok_or_else(|| corrupt(format!("node key {key} names no group")))?;
+            let node: Node = serde_json::from_slice(v.value())
+                .map_err(|e| corrupt(format!("node {key}: {e}")))?;
+            loaded.nodes.entry(group).or_default().push(node);
+        }
         let access = tx.open_table(ACCESS).map_err(|e| r(&e))?;
         let key = access
             .get("key")
@@ -299,6 +322,7 @@ impl Store {
             let mut history = tx.open_table(HISTORY).map_err(|e| w(&e))?;
             let mut teams = tx.open_table(TEAMS).map_err(|e| w(&e))?;
             let mut access = tx.open_table(ACCESS).map_err(|e| w(&e))?;
+            let mut nodes = tx.open_table(NODES).map_err(|e| w(&e))?;
             for c in changes {
                 match c {
                     Change::PutGroup(rec) => {
@@ -312,6 +336,20 @@ impl Store {
                         let (lo, hi) = history_range(id);
                         history
                             .retain_in::<&str, _>(lo.as_str()..hi.as_str(), |_, _| false)
+                            .map_err(|e| w(&e))?;
+                        nodes
+                            .retain_in::<&str, _>(lo.as_str()..hi.as_str(), |_, _| false)
+                            .map_err(|e| w(&e))?;
+                    }
+                    Change::PutNode(id, node) => {
+                        let bytes = serde_json::to_vec(node).map_err(|e| w(&e))?;
+                        nodes
+                            .insert(node_key(id, &node.id).as_str(), bytes.as_slice())
+                            .map_err(|e| w(&e))?;
+                    }
+                    Change::DeleteNode(id, node) => {
+                        nodes
+                            .remove(node_key(id, node).as_str())
                             .map_err(|e| w(&e))?;
                     }
                     Change::PutHistory(id, entry) => {

@@ -1039,3 +1039,71 @@ async fn long_polls_do_not_hold_the_in_flight_limit() {
         assert!(r.text().contains("go"));
     }
 }
+
+/// Heartbeats skip the writer (issue 17), yet they and a membership change
+/// can't cross: a group that joins a composite has no active node
+/// afterwards, however the two race; a group with a node is refused. And a
+/// member refuses heartbeats, a group deleted mid-stream takes its nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heartbeats_racing_a_membership_change_never_leave_a_member_with_nodes() {
+    let d = Daemon::start(&[]);
+    let c = d.client();
+    let comp = c.composite("shared").await;
+    let (mut joined, mut refused) = (0, 0);
+    for round in 0..12 {
+        let g = c.standard(&format!("racer{round}")).await;
+        let beats = {
+            let (c, g) = (c.clone(), g.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for n in 0..40 {
+                    let r = c.heartbeat(&g, &format!("dp-{n}"), "h").await;
+                    statuses.push(r.status);
+                }
+                statuses
+            })
+        };
+        // Let a few heartbeats through in some rounds, none in others.
+        if round % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let add = c.add(&comp, &[&g]).await;
+        let statuses = beats.await.unwrap();
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 409),
+            "{statuses:?}"
+        );
+        let nodes = c.get(&format!("{V2}/{g}/nodes")).await.expect(200).json();
+        let listed = nodes["page"]["total_count"].as_u64().unwrap();
+        match add.status {
+            204 => {
+                joined += 1;
+                assert_eq!(listed, 0, "round {round}: a member holds nodes: {nodes}");
+                // Everything after the join was refused.
+                let first_refusal = statuses.iter().position(|s| *s == 409);
+                if let Some(i) = first_refusal {
+                    assert!(statuses[i..].iter().all(|s| *s == 409), "{statuses:?}");
+                }
+                c.heartbeat(&g, "late", "h").await.expect(409);
+            }
+            400 => {
+                refused += 1;
+                assert!(
+                    add.text().contains("connected runtime instance"),
+                    "{}",
+                    add.text()
+                );
+                assert!(listed > 0, "round {round}: refused though it has no node");
+                assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+            }
+            s => panic!("round {round}: adding answered {s}: {}", add.text()),
+        }
+    }
+    assert!(joined + refused == 12);
+    // A deleted group's nodes go with it.
+    let gone = c.standard("gone").await;
+    c.heartbeat(&gone, "dp-1", "h").await.expect(200);
+    c.delete(&format!("{V2}/{gone}")).await.expect(204);
+    c.heartbeat(&gone, "dp-1", "h").await.expect(404);
+    c.get(&format!("{V2}/{gone}/nodes")).await.expect(404);
+}

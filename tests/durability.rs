@@ -73,6 +73,34 @@ async fn state_of(c: &common::Client) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// A series of `/metrics` (its first sample), 0 if absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == name).then(|| v.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Waits until every heartbeat answered so far is in the store.
+async fn heartbeats_stored(c: &common::Client) {
+    let taken = metric(
+        &c.get("/metrics").await.expect(200).text(),
+        "rgmerge_heartbeats_total",
+    );
+    assert!(taken >= 1.0, "the heartbeats are counted");
+    for _ in 0..200 {
+        let m = c.get("/metrics").await.expect(200).text();
+        if metric(&m, "rgmerge_heartbeats_stored") >= taken {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the node reports were never stored");
+}
+
 #[tokio::test]
 async fn restart_restores_everything_and_versions_keep_growing() {
     let mut d = Daemon::start(&[]);
@@ -117,6 +145,9 @@ async fn restart_restores_everything_and_versions_keep_growing() {
         .expect(200);
     let hash = c.etag(&comp).await;
     c.heartbeat(&comp, "dp-1", &hash).await.expect(200);
+    // Node reports are stored in batches (about a second): a SIGKILL before
+    // may lose the last ones. Wait until the daemon says they are stored.
+    heartbeats_stored(&c).await;
     let before = state_of(&c).await;
     assert_eq!(before[&comp]["status"], "CONFLICT");
     assert_eq!(before[&comp]["certificates"].as_array().unwrap().len(), 1);
@@ -264,6 +295,130 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
         assert_eq!(in_snapshot, expected, "round {round}");
     }
     assert!(!acked.is_empty(), "some writes were acknowledged");
+}
+
+/// Group commit (issue 17): 32 writers, each on its own group (eight
+/// composites of four members), share store commits; SIGKILL lands in the
+/// middle of batches. After each restart every acknowledged write is there,
+/// and no batch is half there: each composite is the merge of its members'
+/// configs as stored. The daemon must have batched (some commit carried
+/// more than one write) or this test proves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
+    const WRITERS: usize = 32;
+    let mut d = Daemon::start(&[]);
+    let c = d.client();
+    let mut groups = Vec::new();
+    let mut composites = Vec::new();
+    for k in 0..WRITERS / 4 {
+        let comp = c.composite(&format!("shared{k}")).await;
+        let mut members = Vec::new();
+        for i in 0..4 {
+            members.push(c.standard(&format!("team{k}-{i}")).await);
+        }
+        let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+        c.add(&comp, &refs).await.expect(204);
+        composites.push((comp, members.clone()));
+        groups.extend(members);
+    }
+    let mut acked: HashMap<String, u64> = HashMap::new();
+    let mut batched = false;
+    let mut seed = 0x2545f4914f6cdd1du64;
+    for round in 0..5u64 {
+        let c = d.client();
+        let mut tasks = Vec::new();
+        for (gi, g) in groups.iter().enumerate() {
+            let (c, g) = (c.clone(), g.clone());
+            let start = round * 1_000_000 + gi as u64 * 10_000;
+            tasks.push(tokio::spawn(async move {
+                let mut last_ok = None;
+                for n in start..start + 5000 {
+                    let body = service(&format!("t{gi}-v{n}"), "h.internal").into_bytes();
+                    match c
+                        .try_send(
+                            "PUT",
+                            &format!("{V2}/{g}/config"),
+                            &[("content-type", "application/yaml")],
+                            Some(body),
+                        )
+                        .await
+                    {
+                        Ok(r) if r.status == 200 => last_ok = Some(n),
+                        Ok(r) => {
+                            eprintln!("status {} {}", r.status, r.text());
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                (g, last_ok)
+            }));
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(600 + seed % 600)).await;
+        if let Ok(r) = c.try_send("GET", "/metrics", &[], None).await {
+            let m = r.text();
+            batched |= metric(&m, "rgmerge_write_batch_size_sum")
+                > metric(&m, "rgmerge_write_batch_size_count");
+        }
+        d.kill9();
+        for t in tasks {
+            if let Ok((g, Some(ok))) = t.await {
+                acked.insert(g, ok);
+            }
+        }
+        d.spawn();
+        let c = d.client();
+        let mut stored = HashMap::new();
+        for g in &groups {
+            let cfg = c.get(&format!("{V2}/{g}/config")).await.expect(200).text();
+            let name = cfg
+                .lines()
+                .find_map(|l| l.strip_prefix("- name: "))
+                .unwrap_or_default()
+                .to_string();
+            if let Some(n) = acked.get(g) {
+                let current: u64 = name
+                    .split("-v")
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                assert!(
+                    current >= *n,
+                    "round {round}: group {g} lost acknowledged write v{n}, has {cfg}"
+                );
+            }
+            stored.insert(g.clone(), name);
+        }
+        for (comp, members) in &composites {
+            let st = c.status(comp).await;
+            assert_eq!(st["item"]["state"], "OK", "{st}");
+            let snap = c.snapshot(comp).await.json();
+            let mut in_snapshot: Vec<String> = snap["services"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect();
+            let mut expected: Vec<String> = members
+                .iter()
+                .map(|m| stored[m].clone())
+                .filter(|n| !n.is_empty())
+                .collect();
+            in_snapshot.sort();
+            expected.sort();
+            assert_eq!(in_snapshot, expected, "round {round}: composite {comp}");
+        }
+    }
+    assert!(
+        acked.len() == WRITERS,
+        "every writer had writes acknowledged: {}",
+        acked.len()
+    );
+    assert!(batched, "some store commit carried more than one write");
 }
 
 #[test]

@@ -223,7 +223,7 @@ pub(super) fn listen(pg: &Pg, jobs: std::sync::Weak<crossbeam_channel::Sender<Jo
         }
         match jobs.upgrade() {
             Some(jobs) => {
-                let _ = jobs.send(Box::new(|w: &mut Writer| w.follow()));
+                let _ = jobs.send(Job::Run(Box::new(|w: &mut Writer| w.follow())));
             }
             None => queued.store(false, Ordering::Release),
         }
@@ -371,6 +371,7 @@ impl Writer {
 
     /// Publishes a write's (or a followed entry's) effects.
     pub(super) fn publish_effects(&mut self, effects: Effects) {
+        self.reg.settle_nodes(&effects);
         if effects.access_changed {
             *self.shared.access.write() = Arc::new(self.reg.access_view());
         }
@@ -405,6 +406,7 @@ impl Writer {
         pg.status.caught_up();
         tracing::info!(pos, "reloaded the state from the database");
         self.reg = reg;
+        self.reg.settle_all_nodes();
         let shared: &Shared = &self.shared;
         *shared.interner.write() = self.reg.interner().clone();
         *shared.access.write() = Arc::new(self.reg.access_view());

@@ -51,7 +51,9 @@ impl Registry {
                     self.access.key = Some(decode_key(k)?);
                     effects.access_changed = true;
                 }
-                Change::DeleteBlob(_) => {}
+                // Blobs go with the writes that drop them; node reports are
+                // never logged (each daemon keeps its own).
+                Change::DeleteBlob(_) | Change::PutNode(..) | Change::DeleteNode(..) => {}
             }
         }
         let mut blob = |h: &str| -> Result<Blob, String> {
@@ -273,7 +275,6 @@ impl Registry {
     /// fields, keeping its snapshot and history (set apart).
     fn put_group(&mut self, r: &GroupRecord, kind: Kind) {
         let id = r.meta.id;
-        let nodes = Arc::new(r.nodes.iter().map(|n| (n.id.clone(), n.clone())).collect());
         let certificates = Arc::new(r.certificates.iter().map(|c| (c.id, c.clone())).collect());
         match self.groups.get_mut(&id) {
             Some(g) => {
@@ -282,7 +283,8 @@ impl Registry {
                 }
                 g.meta = r.meta.clone();
                 g.kind = kind;
-                g.nodes = nodes;
+                // Nodes are each daemon's own soft state: a followed write
+                // leaves this daemon's node table as it is.
                 g.certificates = certificates;
                 g.pin = r.pin.clone();
             }
@@ -301,7 +303,7 @@ impl Registry {
                         meta: r.meta.clone(),
                         kind,
                         snapshot,
-                        nodes,
+                        nodes: Arc::new(super::NodeTable::restored(r.nodes.iter().cloned(), false)),
                         certificates,
                         history: Arc::default(),
                         pin: r.pin.clone(),

@@ -402,6 +402,8 @@ mod tests {
                 }
                 // Access control is not what these tests look at.
                 Change::PutTeam(_) | Change::DeleteTeam(_) | Change::PutAccessKey(_) => {}
+                // Nor are nodes.
+                Change::PutNode(..) | Change::DeleteNode(..) => {}
                 Change::PutHistory(id, e) => {
                     let h = loaded.history.entry(*id).or_default();
                     h.retain(|x| x.version != e.version);
@@ -491,7 +493,7 @@ mod tests {
                 groups: self.store.groups.clone(),
                 blobs: self.store.blobs.clone(),
                 history: self.store.history.clone(),
-                access: None,
+                ..Loaded::default()
             };
             self.reg = Registry::restore(Arc::new(Interner::new()), settings, loaded).unwrap();
             let tidy = self.reg.take_restore_changes();

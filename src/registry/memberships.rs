@@ -168,13 +168,14 @@ impl Tx<'_> {
                         ))
                         .on(field));
                     }
-                    let active = self.reg.active_nodes(g);
-                    if active > 0 {
+                    // Heartbeats to it wait until this write is settled.
+                    if let Err(active) = self.reg.begin_join(g) {
                         return Err(Refusal::conflict(format!(
                             "'{name}' has {active} connected runtime instance(s): a member's instances must connect to the composite, so disconnect them first"
                         ))
                         .on(field));
                     }
+                    self.undo.push(Undo::Joining(*id));
                 }
             }
         }

@@ -45,11 +45,12 @@ pub use groups::{
 pub use history::{DEFAULT_SNAPSHOT_HISTORY, PinOutcome, assemble_version, kept_range};
 pub use memberships::{MAX_COMPOSITES_PER_GROUP, MAX_MEMBERS, MAX_PER_REQUEST};
 pub use nodes::{
-    AffectedResource, Compatibility, CompatibilityIssue, FULLY_COMPATIBLE,
-    MAX_COMPATIBILITY_ISSUES, Node, NodeReport, SyncStatus, now_ms, rfc3339_ms, this_month,
+    AffectedResource, Beat, CheckedReport, Compatibility, CompatibilityIssue, FULLY_COMPATIBLE,
+    MAX_COMPATIBILITY_ISSUES, Node, NodeReport, NodeTable, SyncStatus, member_refusal, now_ms,
+    rfc3339_ms, this_month,
 };
 pub use refusal::{Refusal, RefusalKind, Result};
-pub use tx::{Effects, Mode, Tx, transact};
+pub use tx::{Effects, Mode, Staged, Tx, stage, transact};
 pub use views::*;
 
 pub use record::{AuditEntry, AuditFilter, GroupRole, Right, TeamRecord, TokenRecord};
@@ -135,7 +136,8 @@ pub struct Group {
     pub kind: Kind,
     /// The served snapshot: the current merge, or the pinned version.
     pub snapshot: Arc<Published>,
-    pub nodes: Arc<BTreeMap<String, Node>>,
+    /// Its runtime instances, shared with every published view of it.
+    pub nodes: Arc<NodeTable>,
     pub certificates: Certificates,
     /// The last `snapshot_history` published versions; the served one last.
     pub history: Arc<History>,
@@ -232,7 +234,7 @@ impl Registry {
             meta,
             kind,
             snapshot,
-            nodes: Arc::new(BTreeMap::new()),
+            nodes: Arc::default(),
             history: Arc::new(VecDeque::from([Arc::new(first)])),
             pin: None,
             certificates: Arc::default(),
@@ -256,11 +258,7 @@ impl Registry {
     }
 
     pub fn active_nodes(&self, g: &Group) -> usize {
-        let now = now_ms();
-        g.nodes
-            .values()
-            .filter(|n| n.is_active(now, self.settings.active_window_ms))
-            .count()
+        g.nodes.active(now_ms(), self.settings.active_window_ms)
     }
 
     /// The view of the group with this id, if it exists.

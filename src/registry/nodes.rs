@@ -1,12 +1,13 @@
 //! Runtime instances (data plane nodes).
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::tx::Undo;
-use super::{Kind, Refusal, Result, Tx};
+use super::{Kind, Refusal, Registry, Result, Tx};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
@@ -238,86 +239,362 @@ pub struct NodeReport {
     pub compatibility: Option<Compatibility>,
 }
 
-impl Tx<'_> {
-    pub fn heartbeat(&mut self, gid: Uuid, hb: NodeReport) -> Result<Node> {
-        let g = self.reg.group(gid)?;
-        if let Kind::Standard { composites, .. } = &g.kind
-            && !composites.is_empty()
-        {
-            return Err(Refusal::conflict(format!(
-                "'{}' is a member of a composite: runtime instances must connect to the composite, not to a member",
-                g.meta.name
-            )));
-        }
-        if hb.hostname.trim().is_empty() || hb.hostname.len() > 255 {
+/// A heartbeat's fields, checked: what a node record is made of.
+#[derive(Clone, Debug)]
+pub struct CheckedReport {
+    id: String,
+    hostname: String,
+    ip: String,
+    version: String,
+    config_hash: String,
+    node_type: String,
+    compatibility: Compatibility,
+}
+
+impl NodeReport {
+    /// Checks the fields a node reports (the same refusals whichever path
+    /// the heartbeat takes).
+    pub fn check(self) -> Result<CheckedReport> {
+        if self.hostname.trim().is_empty() || self.hostname.len() > 255 {
             return Err(Refusal::invalid("`hostname` must be 1 to 255 characters").on("hostname"));
         }
-        let id = hb.id.unwrap_or_else(|| hb.hostname.clone());
+        let id = self.id.unwrap_or_else(|| self.hostname.clone());
         if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
             return Err(
                 Refusal::invalid("node `id` must be 1 to 255 printable characters").on("id"),
             );
         }
-        let node_type = hb.node_type.unwrap_or_else(gateway);
+        let node_type = self.node_type.unwrap_or_else(gateway);
         if node_type.is_empty() || node_type.len() > 64 || node_type.chars().any(char::is_control) {
             return Err(Refusal::invalid("`type` must be 1 to 64 printable characters").on("type"));
         }
-        let compatibility = hb.compatibility.unwrap_or_default();
+        let compatibility = self.compatibility.unwrap_or_default();
         check_compatibility(&compatibility)?;
-        let now = now_ms();
-        let old = g.nodes.get(&id);
-        let mut node = Node {
-            id: id.clone(),
-            hostname: hb.hostname,
-            ip: hb.ip,
-            version: hb.version,
-            config_hash: hb.config_hash,
-            last_seen_ms: now,
-            created_ms: old.map_or(now, Node::created_at_ms),
-            updated_ms: now,
+        Ok(CheckedReport {
+            id,
+            hostname: self.hostname,
+            ip: self.ip,
+            version: self.version,
+            config_hash: self.config_hash,
             node_type,
             compatibility,
-        };
-        // Only registration and what the node runs are worth a disk write;
-        // `last_seen` alone changes every few seconds.
-        let durable = match old {
-            None => true,
-            Some(o) => {
-                o.config_hash != node.config_hash
-                    || o.hostname != node.hostname
-                    || o.ip != node.ip
-                    || o.version != node.version
-                    || o.node_type != node.node_type
-                    || o.compatibility != node.compatibility
-            }
-        };
-        if !durable && let Some(o) = old {
-            node.updated_ms = o.updated_at_ms();
+        })
+    }
+}
+
+/// The refusal of a heartbeat to a member of a composite.
+pub fn member_refusal(group_name: &str) -> Refusal {
+    Refusal::conflict(format!(
+        "'{group_name}' is a member of a composite: runtime instances must connect to the composite, not to a member"
+    ))
+}
+
+/// A group's runtime instances: soft state that heartbeats update in place,
+/// without the writer and without copying the table (a heartbeat is O(log
+/// nodes)). The registry's group and every published view of it share one
+/// table, so readers always see the latest reports.
+///
+/// The store learns of reports in batches: each heartbeat marks its node
+/// dirty and the writer persists the dirty ones about once a second (see
+/// `engine`). Deleting a node is a write like any other.
+///
+/// Whether the group may take nodes is decided here too, under the table's
+/// lock, so a heartbeat and a membership change can't cross: a group joining
+/// a composite holds a join while its write is in flight ([`Self::begin_join`]),
+/// and heartbeats meanwhile are [`Beat::Settling`] (the engine hands them to
+/// the writer, which runs them once the join is settled).
+#[derive(Default)]
+pub struct NodeTable {
+    inner: parking_lot::RwLock<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    nodes: BTreeMap<String, Arc<Node>>,
+    /// Node ids whose state the store may not have yet.
+    dirty: HashSet<String>,
+    /// A member of a composite: heartbeats are refused.
+    member: bool,
+    /// Membership writes in flight that would make the group a member.
+    joining: u32,
+    /// The group is deleted: heartbeats find no group.
+    closed: bool,
+}
+
+/// What a heartbeat came to.
+#[derive(Debug)]
+pub enum Beat {
+    Done(Node),
+    Refused(Refusal),
+    /// A membership change of this group is in flight: ask again once it
+    /// is settled.
+    Settling,
+}
+
+impl std::fmt::Debug for NodeTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.inner.read().nodes.iter())
+            .finish()
+    }
+}
+
+impl NodeTable {
+    /// A table of restored nodes (all of them as the store has them).
+    pub fn restored(nodes: impl IntoIterator<Item = Node>, member: bool) -> NodeTable {
+        NodeTable {
+            inner: parking_lot::RwLock::new(Table {
+                nodes: nodes
+                    .into_iter()
+                    .map(|n| (n.id.clone(), Arc::new(n)))
+                    .collect(),
+                member,
+                ..Table::default()
+            }),
         }
-        let before = g.nodes.clone();
-        self.undo.push(Undo::Nodes(gid, before));
-        Arc::make_mut(&mut self.group_mut(gid)?.nodes).insert(id, node.clone());
-        if durable {
-            self.touch(gid);
-        } else {
-            self.viewed.insert(gid);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Node>> {
+        self.inner.read().nodes.get(id).cloned()
+    }
+
+    /// Every node, by id.
+    pub fn list(&self) -> Vec<Arc<Node>> {
+        self.inner.read().nodes.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Nodes seen within `window_ms` of `now_ms`.
+    pub fn active(&self, now_ms: u64, window_ms: u64) -> usize {
+        self.inner
+            .read()
+            .nodes
+            .values()
+            .filter(|n| n.is_active(now_ms, window_ms))
+            .count()
+    }
+
+    /// Records a heartbeat (see [`Beat`]); `group_name` names the group in a
+    /// refusal.
+    pub fn beat(&self, gid: Uuid, group_name: &str, report: &CheckedReport, now: u64) -> Beat {
+        let mut t = self.inner.write();
+        if t.closed {
+            return Beat::Refused(Refusal::not_found(format!(
+                "no control plane with id {gid}"
+            )));
         }
+        if t.member {
+            return Beat::Refused(member_refusal(group_name));
+        }
+        if t.joining > 0 {
+            return Beat::Settling;
+        }
+        let node = t.put(report, now);
+        Beat::Done(node)
+    }
+
+    /// A heartbeat inside a write (the writer, tests): no membership check
+    /// (the caller made it); returns the node and the record it replaced.
+    fn put(&self, report: &CheckedReport, now: u64) -> (Node, Option<Arc<Node>>) {
+        let mut t = self.inner.write();
+        let old = t.nodes.get(&report.id).cloned();
+        (t.put(report, now), old)
+    }
+
+    /// Puts `old` back as node `id`'s record (`None`: no such node).
+    fn restore(&self, id: String, old: Option<Arc<Node>>) {
+        let mut t = self.inner.write();
+        t.dirty.insert(id.clone());
+        match old {
+            Some(n) => t.nodes.insert(id, n),
+            None => t.nodes.remove(&id),
+        };
+    }
+
+    /// Removes node `id`; its old record, if it had one.
+    fn remove(&self, id: &str) -> Option<Arc<Node>> {
+        let mut t = self.inner.write();
+        // The removal itself is made durable by the write that does it.
+        t.dirty.remove(id);
+        t.nodes.remove(id)
+    }
+
+    /// A write would make this group a member of a composite: refused with
+    /// the number of active nodes if it has any; else heartbeats wait until
+    /// [`Self::settle`] or [`Self::end_join`].
+    pub fn begin_join(&self, now_ms: u64, window_ms: u64) -> std::result::Result<(), usize> {
+        let mut t = self.inner.write();
+        let active = t
+            .nodes
+            .values()
+            .filter(|n| n.is_active(now_ms, window_ms))
+            .count();
+        if active > 0 {
+            return Err(active);
+        }
+        t.joining += 1;
+        Ok(())
+    }
+
+    /// A join is over (its write undone, or committed and `member` is what
+    /// the group now is).
+    pub fn end_join(&self, member: Option<bool>) {
+        let mut t = self.inner.write();
+        t.joining = t.joining.saturating_sub(1);
+        if let Some(m) = member {
+            t.member = m;
+        }
+    }
+
+    /// Whether the group is now a member of a composite (after a commit).
+    pub fn set_member(&self, member: bool) {
+        self.inner.write().member = member;
+    }
+
+    /// The group is gone: later heartbeats find nothing.
+    pub fn close(&self) {
+        self.inner.write().closed = true;
+    }
+
+    /// The dirty nodes, now clean: (id, its record, `None` if it is gone).
+    /// Give them back with [`Self::mark_dirty`] if they can't be stored.
+    pub fn take_dirty(&self) -> Vec<(String, Option<Arc<Node>>)> {
+        let mut t = self.inner.write();
+        if t.dirty.is_empty() {
+            return Vec::new();
+        }
+        let dirty = std::mem::take(&mut t.dirty);
+        dirty
+            .into_iter()
+            .map(|id| {
+                let n = t.nodes.get(&id).cloned();
+                (id, n)
+            })
+            .collect()
+    }
+
+    pub fn mark_dirty(&self, ids: impl IntoIterator<Item = String>) {
+        self.inner.write().dirty.extend(ids);
+    }
+}
+
+impl Table {
+    fn put(&mut self, r: &CheckedReport, now: u64) -> Node {
+        let old = self.nodes.get(&r.id);
+        let changed = old.is_none_or(|o| {
+            o.config_hash != r.config_hash
+                || o.hostname != r.hostname
+                || o.ip != r.ip
+                || o.version != r.version
+                || o.node_type != r.node_type
+                || o.compatibility != r.compatibility
+        });
+        let node = Node {
+            id: r.id.clone(),
+            hostname: r.hostname.clone(),
+            ip: r.ip.clone(),
+            version: r.version.clone(),
+            config_hash: r.config_hash.clone(),
+            last_seen_ms: now,
+            created_ms: old.map_or(now, |o| o.created_at_ms()),
+            updated_ms: match old {
+                Some(o) if !changed => o.updated_at_ms(),
+                _ => now,
+            },
+            node_type: r.node_type.clone(),
+            compatibility: r.compatibility.clone(),
+        };
+        if !self.dirty.contains(&r.id) {
+            self.dirty.insert(r.id.clone());
+        }
+        self.nodes.insert(r.id.clone(), Arc::new(node.clone()));
+        node
+    }
+}
+
+impl Tx<'_> {
+    /// A heartbeat as a step of a write (tests, the bench): undone with it.
+    /// The daemon's heartbeats skip the writer ([`NodeTable::beat`]).
+    pub fn heartbeat(&mut self, gid: Uuid, hb: NodeReport) -> Result<Node> {
+        let g = self.reg.group(gid)?;
+        if let Kind::Standard { composites, .. } = &g.kind
+            && !composites.is_empty()
+        {
+            return Err(member_refusal(&g.meta.name));
+        }
+        let report = hb.check()?;
+        let (node, old) = g.nodes.put(&report, now_ms());
+        self.undo.push(Undo::Node(gid, report.id, old));
+        self.viewed.insert(gid);
         Ok(node)
     }
 
     pub fn delete_node(&mut self, gid: Uuid, node_id: &str) -> Result<()> {
         let g = self.reg.group(gid)?;
-        if !g.nodes.contains_key(node_id) {
+        let Some(old) = g.nodes.remove(node_id) else {
             return Err(Refusal::not_found(format!(
                 "no node '{node_id}' in control plane '{}'",
                 g.meta.name
             )));
-        }
-        let before = g.nodes.clone();
-        self.undo.push(Undo::Nodes(gid, before));
-        Arc::make_mut(&mut self.group_mut(gid)?.nodes).remove(node_id);
-        self.touch(gid);
+        };
+        self.undo
+            .push(Undo::Node(gid, node_id.to_string(), Some(old)));
+        self.nodes_deleted.push((gid, node_id.to_string()));
+        self.viewed.insert(gid);
         Ok(())
+    }
+}
+
+impl Registry {
+    /// Undoes one heartbeat or node deletion.
+    pub(super) fn restore_node(&self, gid: Uuid, id: String, old: Option<Arc<Node>>) {
+        if let Some(g) = self.groups.get(&gid) {
+            g.nodes.restore(id, old);
+        }
+    }
+
+    /// After a commit: each changed group's table learns whether the group
+    /// is a member now, and the joins of the write end.
+    pub fn settle_nodes(&self, effects: &super::Effects) {
+        let member = |id: &Uuid| {
+            self.groups.get(id).map(|g| {
+                (
+                    g,
+                    matches!(&g.kind, Kind::Standard { composites, .. } if !composites.is_empty()),
+                )
+            })
+        };
+        for (id, _) in &effects.views {
+            if let Some((g, m)) = member(id) {
+                g.nodes.set_member(m);
+            }
+        }
+        for id in &effects.joined {
+            if let Some((g, m)) = member(id) {
+                g.nodes.end_join(Some(m));
+            }
+        }
+    }
+
+    /// Sets every table's membership flag from the registry (at start).
+    pub fn settle_all_nodes(&self) {
+        for g in self.groups.values() {
+            let m = matches!(&g.kind, Kind::Standard { composites, .. } if !composites.is_empty());
+            g.nodes.set_member(m);
+        }
+    }
+
+    /// Whether group `g` may join a composite as far as its nodes go (see
+    /// [`NodeTable::begin_join`]); the caller records `Undo::Joining`.
+    pub(super) fn begin_join(&self, g: &super::Group) -> std::result::Result<(), usize> {
+        g.nodes.begin_join(now_ms(), self.settings.active_window_ms)
     }
 }
 
@@ -341,6 +618,154 @@ fn check_compatibility(c: &Compatibility) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intern::Interner;
+    use crate::registry::record::{Change, Loaded};
+    use crate::registry::{RefusalKind, Settings};
+
+    fn report(id: &str, hash: &str) -> CheckedReport {
+        NodeReport {
+            id: Some(id.into()),
+            hostname: format!("{id}.internal"),
+            config_hash: hash.into(),
+            ..NodeReport::default()
+        }
+        .check()
+        .expect("a valid report")
+    }
+
+    #[test]
+    fn a_join_holds_heartbeats_and_a_member_or_a_deleted_group_refuses_them() {
+        let t = NodeTable::default();
+        let g = Uuid::nil();
+        assert_eq!(t.begin_join(1_000, 30_000), Ok(()));
+        assert!(matches!(
+            t.beat(g, "blue", &report("a", "h"), 1_000),
+            Beat::Settling
+        ));
+        t.end_join(None);
+        assert!(matches!(
+            t.beat(g, "blue", &report("a", "h"), 1_000),
+            Beat::Done(_)
+        ));
+        assert_eq!(t.begin_join(2_000, 30_000), Err(1), "an active node");
+        assert_eq!(t.begin_join(40_000, 30_000), Ok(()), "no node seen lately");
+        t.end_join(Some(true));
+        match t.beat(g, "blue", &report("b", "h"), 41_000) {
+            Beat::Refused(e) => {
+                assert_eq!(e.kind, RefusalKind::Conflict);
+                assert!(
+                    e.detail.contains("'blue' is a member of a composite"),
+                    "{e:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        t.set_member(false);
+        t.close();
+        assert!(matches!(
+            t.beat(g, "blue", &report("b", "h"), 41_000),
+            Beat::Refused(e) if e.kind == RefusalKind::NotFound
+        ));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn reports_keep_first_seen_and_last_change_and_are_stored_once() {
+        let t = NodeTable::default();
+        let g = Uuid::nil();
+        let Beat::Done(n) = t.beat(g, "blue", &report("a", "h1"), 1_000) else {
+            panic!("taken")
+        };
+        assert_eq!(
+            (n.created_ms, n.updated_ms, n.last_seen_ms),
+            (1_000, 1_000, 1_000)
+        );
+        let Beat::Done(n) = t.beat(g, "blue", &report("a", "h1"), 2_000) else {
+            panic!("taken")
+        };
+        assert_eq!(
+            (n.created_ms, n.updated_ms, n.last_seen_ms),
+            (1_000, 1_000, 2_000)
+        );
+        let Beat::Done(n) = t.beat(g, "blue", &report("a", "h2"), 3_000) else {
+            panic!("taken")
+        };
+        assert_eq!((n.created_ms, n.updated_ms), (1_000, 3_000));
+        let dirty = t.take_dirty();
+        assert_eq!(dirty.len(), 1, "three heartbeats, one record to store");
+        assert_eq!(
+            dirty[0].1.as_ref().map(|n| n.config_hash.as_str()),
+            Some("h2")
+        );
+        assert!(t.take_dirty().is_empty());
+        // A store that failed gets them again.
+        t.mark_dirty(dirty.into_iter().map(|(id, _)| id));
+        assert_eq!(t.take_dirty().len(), 1);
+    }
+
+    /// A store from before the node table kept nodes in group records:
+    /// they load, and restore moves them to the table (the record is
+    /// rewritten without them); a newer row in the table wins.
+    #[test]
+    fn nodes_in_old_group_records_move_to_the_node_table() {
+        let reg = Registry::new(Arc::new(Interner::new()), Settings::default());
+        let mut loaded = Loaded::default();
+        for c in reg.all_changes() {
+            match c {
+                Change::PutGroup(r) => loaded.groups.push(*r),
+                Change::PutBlob(h, b) => {
+                    loaded.blobs.insert(h, b);
+                }
+                _ => {}
+            }
+        }
+        let node = |id: &str, seen: u64| Node {
+            id: id.into(),
+            hostname: id.into(),
+            ip: String::new(),
+            version: String::new(),
+            config_hash: String::new(),
+            last_seen_ms: seen,
+            created_ms: 0,
+            updated_ms: 0,
+            node_type: "gateway".into(),
+            compatibility: Compatibility::default(),
+        };
+        let gid = loaded.groups[0].meta.id;
+        loaded.groups[0].nodes = vec![node("old", 5), node("both", 5)];
+        loaded
+            .nodes
+            .insert(gid, vec![node("both", 9), node("new", 9)]);
+        let mut reg =
+            Registry::restore(Arc::new(Interner::new()), Settings::default(), loaded).unwrap();
+        let g = reg.group(gid).unwrap();
+        let seen: Vec<(String, u64)> = g
+            .nodes
+            .list()
+            .iter()
+            .map(|n| (n.id.clone(), n.last_seen_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            [("both".into(), 9), ("new".into(), 9), ("old".into(), 5)]
+        );
+        let tidy = reg.take_restore_changes();
+        let moved: Vec<(String, u64)> = tidy
+            .iter()
+            .filter_map(|c| match c {
+                Change::PutNode(id, n) if *id == gid => Some((n.id.clone(), n.last_seen_ms)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moved, [("old".into(), 5), ("both".into(), 9)]);
+        assert!(
+            tidy.iter().any(
+                |c| matches!(c, Change::PutGroup(r) if r.meta.id == gid && r.nodes.is_empty())
+            )
+        );
+        // Records are written without nodes from now on.
+        assert!(reg.record(reg.group(gid).unwrap()).nodes.is_empty());
+    }
 
     #[test]
     fn end_of_life_by_release_line() {

@@ -10,8 +10,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A node record, as the store keeps it.
+pub use super::Node;
 use super::{
-    Access, Config, DpCertificate, Group, GroupMeta, Kind, Node, Published, Registry, Settings,
+    Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, Settings,
     member_info,
 };
 use crate::compose::{Body, Composite, ProvenanceRun};
@@ -29,7 +31,9 @@ pub struct GroupRecord {
     #[serde(default)]
     pub config: Option<String>,
     pub snapshot: SnapshotRecord,
-    #[serde(default)]
+    /// Nodes, in stores written before they had a table of their own
+    /// (`Change::PutNode`); restore moves them there. Never written now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<Node>,
     /// Pinned data plane client certificates (absent in older stores).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -147,6 +151,10 @@ pub enum Change {
     DeleteTeam(String),
     /// The per-store secret that keys token hashes, lowercase hex.
     PutAccessKey(String),
+    /// A runtime instance of a group as it last reported (persisted in
+    /// batches: node state is soft). `DeleteGroup` drops a group's nodes.
+    PutNode(Uuid, Box<Node>),
+    DeleteNode(Uuid, String),
 }
 
 /// Everything the store holds.
@@ -159,6 +167,8 @@ pub struct Loaded {
     /// `None` in a store written before access control (or a new one): the
     /// engine then bootstraps it.
     pub access: Option<AccessRecord>,
+    /// Each group's nodes from the node table, in any order.
+    pub nodes: HashMap<Uuid, Vec<Node>>,
 }
 
 /// A team's role on one group. `node` is for runtime instances and sidecars.
@@ -360,6 +370,9 @@ impl Registry {
             for e in g.history.iter() {
                 changes.push(Change::PutHistory(g.meta.id, Box::new((**e).clone())));
             }
+            for n in g.nodes.list() {
+                changes.push(Change::PutNode(g.meta.id, Box::new((*n).clone())));
+            }
         }
         changes.extend(self.access_changes());
         changes
@@ -395,7 +408,7 @@ impl Registry {
                 sources: g.snapshot.sources.clone(),
                 published_ms: g.snapshot.published_ms,
             },
-            nodes: g.nodes.values().cloned().collect(),
+            nodes: Vec::new(),
             pin: g.pin.clone(),
             certificates: g.certificates.values().cloned().collect(),
         }
@@ -484,6 +497,7 @@ impl Registry {
             access,
         };
         let mut kept = loaded.history;
+        let mut node_rows = loaded.nodes;
         let blob = |h: &str| {
             loaded
                 .blobs
@@ -608,7 +622,7 @@ impl Registry {
                 sources: r.snapshot.sources.clone(),
                 provenance,
             });
-            let nodes = Arc::new(r.nodes.iter().map(|n| (n.id.clone(), n.clone())).collect());
+            let nodes = Arc::new(restored_nodes(r, &mut reg.restore_changes, &mut node_rows));
             let entries = kept.remove(&r.meta.id).unwrap_or_default();
             let (history, tidy) = restored_history(r, entries, reg.settings.history_len());
             reg.restore_changes.extend(tidy);
@@ -632,6 +646,37 @@ impl Registry {
         }
         Ok(reg)
     }
+}
+
+/// A group's nodes: the node table's, and (from a store older than it) the
+/// record's, which move to the table (the table's win).
+fn restored_nodes(
+    r: &GroupRecord,
+    tidy: &mut Vec<Change>,
+    table: &mut HashMap<Uuid, Vec<Node>>,
+) -> super::NodeTable {
+    let id = r.meta.id;
+    let mut nodes: BTreeMap<String, Node> =
+        r.nodes.iter().map(|n| (n.id.clone(), n.clone())).collect();
+    nodes.extend(
+        table
+            .remove(&id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| (n.id.clone(), n)),
+    );
+    if !r.nodes.is_empty() {
+        for n in &r.nodes {
+            if let Some(now) = nodes.get(&n.id) {
+                tidy.push(Change::PutNode(id, Box::new(now.clone())));
+            }
+        }
+        let mut rec = r.clone();
+        rec.nodes.clear();
+        tidy.push(Change::PutGroup(Box::new(rec)));
+    }
+    // Whether it is a member is set once every group is restored.
+    super::NodeTable::restored(nodes.into_values(), false)
 }
 
 /// A group's kept history as the store had it, trimmed to `keep` entries and

@@ -28,7 +28,10 @@ pub(super) enum Undo {
     Upserted(Uuid, String, Option<Arc<Member>>),
     Removed(Uuid, Arc<Member>),
     Snapshot(Uuid, Arc<Published>),
-    Nodes(Uuid, Arc<BTreeMap<String, Node>>),
+    /// A node's record before a heartbeat or a deletion (`None`: no node).
+    Node(Uuid, String, Option<Arc<Node>>),
+    /// The group began joining a composite (`NodeTable::begin_join`).
+    Joining(Uuid),
     History(Uuid, Arc<History>),
     Pin(Uuid, Option<Pin>),
     /// A team as it was before (`None`: it did not exist).
@@ -59,6 +62,8 @@ pub struct Tx<'a> {
     /// Teams whose record changed (or that were deleted).
     pub(super) teams: BTreeSet<String>,
     pub(super) access_key: bool,
+    /// Nodes this write deleted: (group, node id).
+    pub(super) nodes_deleted: Vec<(Uuid, String)>,
 }
 
 /// What a committed write changed, for the store and for readers.
@@ -73,6 +78,9 @@ pub struct Effects {
     /// Teams, tokens or grants changed: readers need a new access view
     /// (`Registry::access_view`).
     pub access_changed: bool,
+    /// Groups that joined a composite: their node tables settle after the
+    /// commit (`Registry::settle_nodes`).
+    pub joined: Vec<Uuid>,
 }
 
 /// Whether a write is kept or only previewed.
@@ -86,12 +94,60 @@ pub enum Mode {
 /// effects go to `commit` (the store); if that fails, or `f` refuses, or this
 /// is a dry run, everything is undone. A panic inside `f` is undone too and
 /// reported as an internal refusal. Returns the effects to publish.
+///
+/// The writer batches writes instead ([`stage`], then one commit for many
+/// [`Staged`] writes); this is the one-write form, for everything else.
 pub fn transact<R>(
     reg: &mut Registry,
     mode: Mode,
     commit: impl FnOnce(&Effects) -> std::result::Result<(), String>,
     f: impl FnOnce(&mut Tx) -> Result<R>,
 ) -> Result<(R, Effects)> {
+    match stage(reg, mode, f)? {
+        (r, None) => Ok((r, Effects::default())),
+        (r, Some(staged)) => match commit(&staged.effects) {
+            Err(e) => {
+                staged.rollback(reg);
+                tracing::error!(error = %e, "write not made durable; undone");
+                Err(Refusal::storage(format!("{e}; nothing was changed")))
+            }
+            Ok(()) => {
+                reg.settle_nodes(&staged.effects);
+                Ok((r, staged.effects))
+            }
+        },
+    }
+}
+
+/// A write applied in memory but not yet durable: its effects (what to
+/// store and publish) and how to undo it. The writer stages several, makes
+/// them durable in one store commit, then publishes each in order; if the
+/// commit fails it rolls them back newest first.
+#[must_use = "a staged write is kept in memory until rolled back"]
+pub struct Staged {
+    undo: Vec<Undo>,
+    pub effects: Effects,
+}
+
+impl Staged {
+    /// Undoes the write. Writes staged after it must be rolled back first.
+    pub fn rollback(self, reg: &mut Registry) {
+        for u in self.undo.into_iter().rev() {
+            reg.apply_undo(u);
+        }
+    }
+}
+
+/// Applies `f` as one transaction on `reg`, without making it durable: a
+/// refusal (or a panic) is undone at once and returned; a dry run is undone
+/// and answered; a write that changed nothing needs nothing more. Otherwise
+/// the write stays applied and is returned [`Staged`], for the caller to
+/// commit (then [`Registry::settle_nodes`] and publish) or roll back.
+pub fn stage<R>(
+    reg: &mut Registry,
+    mode: Mode,
+    f: impl FnOnce(&mut Tx) -> Result<R>,
+) -> Result<(R, Option<Staged>)> {
     let mut tx = reg.begin();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut tx)))
         .unwrap_or_else(|_| {
@@ -107,19 +163,18 @@ pub fn transact<R>(
         }
         Ok(r) if mode == Mode::DryRun => {
             tx.rollback();
-            Ok((r, Effects::default()))
+            Ok((r, None))
         }
-        Ok(r) if tx.undo.is_empty() => Ok((r, Effects::default())),
+        Ok(r) if tx.undo.is_empty() => Ok((r, None)),
         Ok(r) => {
             let effects = tx.effects();
-            match commit(&effects) {
-                Err(e) => {
-                    tx.rollback();
-                    tracing::error!(error = %e, "write not made durable; undone");
-                    Err(Refusal::storage(format!("{e}; nothing was changed")))
-                }
-                Ok(()) => Ok((r, effects)),
-            }
+            Ok((
+                r,
+                Some(Staged {
+                    undo: std::mem::take(&mut tx.undo),
+                    effects,
+                }),
+            ))
         }
     }
 }
@@ -139,6 +194,7 @@ impl Registry {
             actor: None,
             teams: BTreeSet::new(),
             access_key: false,
+            nodes_deleted: Vec::new(),
         }
     }
 }
@@ -281,6 +337,16 @@ impl<'a> Tx<'a> {
             });
         }
         effects.access_changed = self.access_key || !self.teams.is_empty();
+        for (gid, node) in &self.nodes_deleted {
+            if self.reg.groups.contains_key(gid) {
+                effects.changes.push(Change::DeleteNode(*gid, node.clone()));
+            }
+        }
+        for u in &self.undo {
+            if let Undo::Joining(id) = u {
+                effects.joined.push(*id);
+            }
+        }
         effects
     }
 
@@ -356,9 +422,10 @@ impl Registry {
                     g.snapshot = old;
                 }
             }
-            Undo::Nodes(id, old) => {
-                if let Some(g) = self.groups.get_mut(&id) {
-                    g.nodes = old;
+            Undo::Node(gid, id, old) => self.restore_node(gid, id, old),
+            Undo::Joining(id) => {
+                if let Some(g) = self.groups.get(&id) {
+                    g.nodes.end_join(None);
                 }
             }
             Undo::History(id, old) => {

@@ -4,14 +4,15 @@
 //! done. A view names other groups by id only, so renaming one group never
 //! leaves another's view stale.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
 use super::record::Pin;
 use super::{
-    Certificates, Config, DpCertificate, Group, GroupMeta, History, Kind, Node, Published, Registry,
+    Certificates, Config, DpCertificate, Group, GroupMeta, History, Kind, NodeTable, Published,
+    Registry,
 };
 use crate::config::{Coll, Format, KeyKind};
 use crate::intern::Interner;
@@ -24,7 +25,9 @@ pub struct GroupView {
     pub meta: GroupMeta,
     /// The served snapshot (the pinned content while pinned).
     pub snapshot: Arc<Published>,
-    pub nodes: Arc<BTreeMap<String, Node>>,
+    /// The group's runtime instances: the live table, not a copy (a
+    /// heartbeat shows at once, without a new view).
+    pub nodes: Arc<NodeTable>,
     pub certificates: Certificates,
     pub role: Role,
     /// The kept versions, oldest first; the served one last.
@@ -247,10 +250,7 @@ impl GroupView {
 
     /// Instances seen within `window_ms` of `now_ms`.
     pub fn active_instances(&self, now_ms: u64, window_ms: u64) -> usize {
-        self.nodes
-            .values()
-            .filter(|n| n.is_active(now_ms, window_ms))
-            .count()
+        self.nodes.active(now_ms, window_ms)
     }
 }
 

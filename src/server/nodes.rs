@@ -138,9 +138,10 @@ pub async fn list(
     }
     let view = view_or_404(&s, id)?;
     let hash = view.snapshot.body.hash();
-    let mut nodes: Vec<(String, &Node)> = view
-        .nodes
-        .values()
+    let all = view.nodes.list();
+    let mut nodes: Vec<(String, &Node)> = all
+        .iter()
+        .map(|n| n.as_ref())
         .map(|n| (sort_key(key, n, hash), n))
         .collect();
     nodes.sort_by(|a, b| a.0.cmp(&b.0));
@@ -190,7 +191,7 @@ pub async fn get(
     let active = node.is_active(now_ms(), s.engine.active_window_ms());
     Ok(ok_json(
         StatusCode::OK,
-        json!({"item": node_json(node, view.snapshot.body.hash(), active)}),
+        json!({"item": node_json(&node, view.snapshot.body.hash(), active)}),
     ))
 }
 
@@ -223,9 +224,10 @@ pub async fn eol(
     let cursor = q.cursor()?;
     let view = view_or_404(&s, id)?;
     let today = this_month();
-    let old: Vec<(&Node, String)> = view
-        .nodes
-        .values()
+    let all = view.nodes.list();
+    let old: Vec<(&Node, String)> = all
+        .iter()
+        .map(|n| n.as_ref())
         .filter_map(|n| n.end_of_life(today).map(|m| (n, m)))
         .collect();
     let page = cursor_page(

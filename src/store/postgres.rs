@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::registry::record::{
-    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded,
+    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded, Node,
     TeamRecord,
 };
 
@@ -79,8 +79,10 @@ enum Logged {
 }
 
 impl Logged {
-    fn of(c: &Change) -> Logged {
-        match c {
+    /// What followers replay of a change; node reports are each daemon's
+    /// own soft state, stored but not logged.
+    fn of(c: &Change) -> Option<Logged> {
+        Some(match c {
             Change::PutGroup(r) => Logged::PutGroup(r.clone()),
             Change::DeleteGroup(id) => Logged::DeleteGroup(*id),
             Change::PutBlob(h, _) => Logged::PutBlob(h.clone()),
@@ -90,7 +92,8 @@ impl Logged {
             Change::PutTeam(t) => Logged::PutTeam(t.clone()),
             Change::DeleteTeam(n) => Logged::DeleteTeam(n.clone()),
             Change::PutAccessKey(k) => Logged::PutAccessKey(k.clone()),
-        }
+            Change::PutNode(..) | Change::DeleteNode(..) => return None,
+        })
     }
 }
 
@@ -347,6 +350,19 @@ impl PgStore {
                 let entry: HistoryEntry = decode("a history entry", row.get(1))?;
                 loaded.history.entry(group).or_default().push(entry);
             }
+            for row in tx
+                .query("SELECT group_id, node::text FROM nodes", &[])
+                .await
+                .map_err(db_err("read nodes"))?
+            {
+                let id: String = row.get(0);
+                let group = Uuid::parse_str(&id).map_err(|e| {
+                    StoreError::Database(format!("a node names no group ({id}): {e}"))
+                })?;
+                let doc: String = row.get(1);
+                let node: Node = decode("a node", doc.as_bytes())?;
+                loaded.nodes.entry(group).or_default().push(node);
+            }
             let key = tx
                 .query_opt("SELECT key FROM access_key", &[])
                 .await
@@ -433,7 +449,7 @@ impl PgStore {
         let pos = head + 1;
         let result = self.block(async {
             write_changes(&c, changes).await?;
-            let payload = encode(&changes.iter().map(Logged::of).collect::<Vec<_>>())?;
+            let payload = encode(&changes.iter().filter_map(Logged::of).collect::<Vec<_>>())?;
             let p = pos as i64;
             c.execute(
                 "INSERT INTO change_log (pos, changes) VALUES ($1, $2)",
@@ -480,6 +496,26 @@ impl PgStore {
             return Ok(Some(head));
         }
         self.commit_locked(head, changes).map(Some)
+    }
+
+    /// Node reports (`PutNode`/`DeleteNode`), in one transaction of their
+    /// own: not logged, so the log's head is not taken.
+    pub fn store_nodes(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.block(async {
+            let c = self.conn().await?;
+            c.batch_execute("BEGIN").await.map_err(db_err("begin"))?;
+            let written = async {
+                write_changes(&c, changes).await?;
+                c.batch_execute("COMMIT")
+                    .await
+                    .map_err(db_err("commit node reports"))
+            }
+            .await;
+            if written.is_err() {
+                let _ = c.batch_execute("ROLLBACK").await;
+            }
+            written
+        })
     }
 
     /// The log entries after `pos`, at most `limit`, on the locked
@@ -743,27 +779,8 @@ async fn write_changes(c: &Object, changes: &[Change]) -> Result<(), StoreError>
                     .await
                     .map_err(db_err("write memberships"))?;
                 }
-                c.execute("DELETE FROM nodes WHERE group_id = $1", &[&id])
-                    .await
-                    .map_err(db_err("write nodes"))?;
-                if !rec.nodes.is_empty() {
-                    let ids: Vec<String> = rec.nodes.iter().map(|n| n.id.clone()).collect();
-                    let docs = rec
-                        .nodes
-                        .iter()
-                        .map(|n| {
-                            serde_json::to_string(n).map_err(|e| {
-                                StoreError::Database(format!("can't encode a node: {e}"))
-                            })
-                        })
-                        .collect::<Result<Vec<String>, _>>()?;
-                    c.execute(
-                        "INSERT INTO nodes SELECT $1, n, d::jsonb FROM unnest($2::text[], $3::text[]) AS t(n, d)",
-                        &[&id, &ids, &docs],
-                    )
-                    .await
-                    .map_err(db_err("write nodes"))?;
-                }
+                // A group's nodes are rows of their own (`PutNode`), kept
+                // apart from its record.
             }
             Change::DeleteGroup(id) => {
                 let id = id.to_string();
@@ -840,6 +857,24 @@ async fn write_changes(c: &Object, changes: &[Change]) -> Result<(), StoreError>
                         .await
                         .map_err(db_err("delete a team"))?;
                 }
+            }
+            Change::PutNode(group, node) => {
+                let doc = serde_json::to_string(node)
+                    .map_err(|e| StoreError::Database(format!("can't encode a node: {e}")))?;
+                c.execute(
+                    "INSERT INTO nodes VALUES ($1, $2, $3::text::jsonb) ON CONFLICT (group_id, node_id) DO UPDATE SET node = EXCLUDED.node",
+                    &[&group.to_string(), &node.id, &doc],
+                )
+                .await
+                .map_err(db_err("write a node"))?;
+            }
+            Change::DeleteNode(group, node) => {
+                c.execute(
+                    "DELETE FROM nodes WHERE group_id = $1 AND node_id = $2",
+                    &[&group.to_string(), node],
+                )
+                .await
+                .map_err(db_err("delete a node"))?;
             }
             Change::PutAccessKey(key) => {
                 c.execute(

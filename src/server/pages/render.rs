@@ -344,7 +344,8 @@ pub struct InstanceRow {
 pub fn instance_rows(view: &GroupView, sort: Sort, window_ms: u64) -> Vec<InstanceRow> {
     let hash = view.snapshot.body.hash();
     let now = now_ms();
-    let mut nodes: Vec<&Node> = view.nodes.values().collect();
+    let all = view.nodes.list();
+    let mut nodes: Vec<&Node> = all.iter().map(|n| n.as_ref()).collect();
     let by_seen = |a: &&Node, b: &&Node| b.last_seen_ms.cmp(&a.last_seen_ms).then(a.id.cmp(&b.id));
     match sort.key {
         SortKey::LastSeen => {
