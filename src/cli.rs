@@ -660,6 +660,17 @@ struct GenArgs {
     /// Written as decK writes them: pretty JSON, or YAML.
     #[arg(long, value_enum, default_value_t = GenFormatArg::Json)]
     format: GenFormatArg,
+    /// `mixed`: realistic members (services, routes, plugins, consumers, …);
+    /// `key-auth-consumers`: only tiny consumers, each with one key-auth
+    /// credential (`--entities` counts both, so 2,000,000 is a million consumers).
+    #[arg(long, value_enum, default_value_t = GenShapeArg::Mixed)]
+    shape: GenShapeArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GenShapeArg {
+    Mixed,
+    KeyAuthConsumers,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -733,6 +744,10 @@ impl From<GenArgs> for rgmerge::synth::GenOptions {
             format: match a.format {
                 GenFormatArg::Json => rgmerge::synth::GenFormat::Json,
                 GenFormatArg::Yaml => rgmerge::synth::GenFormat::Yaml,
+            },
+            shape: match a.shape {
+                GenShapeArg::Mixed => rgmerge::synth::GenShape::Mixed,
+                GenShapeArg::KeyAuthConsumers => rgmerge::synth::GenShape::KeyAuthConsumers,
             },
         }
     }
