@@ -700,6 +700,13 @@ struct BenchArgs {
     /// many times; the median is reported). 0 skips the start-up figures.
     #[arg(long, default_value_t = 3)]
     startup_runs: usize,
+    /// Tiny consumers (each with one key-auth credential) in the dense file
+    /// whose `rgmerge validate` peak memory is measured. 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    dense_consumers: usize,
+    /// Skip the peak-memory figures of `rgmerge validate` (child processes).
+    #[arg(long)]
+    no_validate_memory: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -762,6 +769,12 @@ impl From<BenchArgs> for rgmerge::bench::BenchOptions {
             seed: a.seed,
             json: a.json,
             startup_runs: a.startup_runs,
+            dense_consumers: a.dense_consumers,
+            validate_exe: if a.no_validate_memory {
+                None
+            } else {
+                std::env::current_exe().ok()
+            },
         }
     }
 }
