@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use super::value::get_field;
 use serde_json::Value;
 
 use super::schema::Coll;
@@ -280,7 +281,7 @@ impl RouteMatch {
         service: Option<String>,
     ) -> Option<RouteMatch> {
         let strings = |f: &str| -> Option<Vec<String>> {
-            match obj.get(f) {
+            match get_field(obj, f) {
                 None | Some(Value::Null) => Some(Vec::new()),
                 Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
                 Some(_) => None,
@@ -304,7 +305,7 @@ impl RouteMatch {
         let paths = strings("paths")?;
         let methods = strings("methods")?;
         let mut headers = Vec::new();
-        if let Some(Value::Object(h)) = obj.get("headers") {
+        if let Some(Value::Object(h)) = get_field(obj, "headers") {
             for (k, v) in h {
                 let values = match v {
                     Value::Array(a) => a
@@ -322,7 +323,7 @@ impl RouteMatch {
         if hosts.is_empty() && paths.is_empty() && methods.is_empty() && headers.is_empty() {
             return None;
         }
-        let label = match obj.get("name").and_then(Value::as_str) {
+        let label = match get_field(obj, "name").and_then(Value::as_str) {
             Some(n) => format!("route {}", crate::report::quote(n)),
             None => format!("route at {path}"),
         };

@@ -155,39 +155,18 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// Past the end of the value starting at `i`: brackets matched outside
-/// strings, a scalar up to the next delimiter. Checks nothing else: the
-/// value's bytes are parsed afterwards.
+/// Past the end of the value starting at `i`: its brackets matched outside
+/// strings (only its own kind counts, `{}` or `[]`: in valid JSON they
+/// nest properly, and anything else fails the parse that follows), a scalar
+/// up to the next delimiter. Checks nothing else: the value's bytes are
+/// parsed afterwards. Jumps between the bytes that matter (memchr), as
+/// pretty-printed input is mostly indentation.
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => string_end(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            loop {
-                match *b.get(j)? {
-                    b'"' => {
-                        j = string_end(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => {
-                        depth += 1;
-                        if depth > super::value::MAX_DEPTH {
-                            return None;
-                        }
-                    }
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-        }
-        b',' | b']' | b'}' | b':' => None,
+    let (open, close) = match *b.get(i)? {
+        b'"' => return string_end(b, i),
+        b'{' => (b'{', b'}'),
+        b'[' => (b'[', b']'),
+        b',' | b']' | b'}' | b':' => return None,
         _ => {
             let mut j = i;
             while let Some(&c) = b.get(j) {
@@ -196,8 +175,27 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
                 }
                 j += 1;
             }
-            Some(j)
+            return Some(j);
         }
+    };
+    let mut depth = 0usize;
+    let mut j = i;
+    loop {
+        j += memchr::memchr3(b'"', open, close, b.get(j..)?)?;
+        match b[j] {
+            b'"' => {
+                j = string_end(b, j)?;
+                continue;
+            }
+            c if c == open => depth += 1,
+            _ => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j + 1);
+                }
+            }
+        }
+        j += 1;
     }
 }
 

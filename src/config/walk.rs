@@ -3,6 +3,7 @@
 //! Every problem becomes a `schema_error` with a path; the walk never stops at
 //! the first one, so a person sees everything to fix in one pass.
 
+use super::value::get_field;
 use ahash::AHashMap;
 use serde_json::{Map, Value};
 
@@ -89,7 +90,10 @@ pub fn read_json(bytes: &[u8], target: &KongTarget, interner: &Interner) -> Opti
     let find = |k: &str| entries.iter().find(|e| e.key == k);
     let is_list = |e: &stream::Entry| bytes.get(e.value.start) == Some(&b'[');
     let mut w = Walker::new(target, interner);
-    w.fragments.buf.reserve(bytes.len() / 2);
+    // The decK form is about as long as the input (compact, but pretty input
+    // is longer): reserved once, no doubling copies of a big member's bytes.
+    // Pages never written are never resident.
+    w.fragments.buf.reserve(bytes.len());
     let version = match find("_format_version") {
         Some(e) => Some(stream::value(bytes, e.value.clone(), &mut buffers)?),
         None => None,
@@ -557,7 +561,7 @@ impl<'i> Walker<'i> {
         self.kong_rules(coll, obj, path, parent);
 
         let mut keys = Vec::new();
-        if let Some(id) = obj.get("id").filter(|v| !v.is_null()) {
+        if let Some(id) = get_field(obj, "id").filter(|v| !v.is_null()) {
             match id.as_str() {
                 Some(s) if uuid::Uuid::try_parse(s).is_ok() => keys.push(Key {
                     kind: KeyKind::Id,
@@ -580,7 +584,7 @@ impl<'i> Walker<'i> {
             }
         }
         for &(field, kind) in coll.name_keys() {
-            if let Some(Value::String(s)) = obj.get(field)
+            if let Some(Value::String(s)) = get_field(obj, field)
                 && self.check_name(coll, &format!("{path}.{field}"), field, s)
             {
                 keys.push(Key {
@@ -596,7 +600,7 @@ impl<'i> Walker<'i> {
             Coll::Plugins => self.plugin(obj, path, parent.map(|p| p.coll), &mut refs),
             Coll::CustomEntities => self.custom_entity(obj, path, &mut refs),
             Coll::Acls => {
-                if let Some(Value::String(g)) = obj.get("group") {
+                if let Some(Value::String(g)) = get_field(obj, "group") {
                     self.model.acl_groups.push((g.clone(), path.to_string()));
                 }
             }
@@ -625,7 +629,7 @@ impl<'i> Walker<'i> {
                         .find(|r| r.target == Coll::Upstreams)
                         .map(|r| r.value.clone()),
                 };
-                if let (Some(up), Some(Value::String(t))) = (upstream, obj.get("target")) {
+                if let (Some(up), Some(Value::String(t))) = (upstream, get_field(obj, "target")) {
                     let up = self.canonical(Coll::Upstreams, &up);
                     keys.push(Key {
                         kind: KeyKind::UpstreamTarget,
@@ -634,7 +638,7 @@ impl<'i> Walker<'i> {
                 }
             }
             Coll::Keys => {
-                if let Some(Value::String(kid)) = obj.get("kid") {
+                if let Some(Value::String(kid)) = get_field(obj, "kid") {
                     let set = refs
                         .iter()
                         .find(|r| r.target == Coll::KeySets)
@@ -647,7 +651,7 @@ impl<'i> Walker<'i> {
                 }
             }
             Coll::Plugins => {
-                if let Some(Value::String(name)) = obj.get("name") {
+                if let Some(Value::String(name)) = get_field(obj, "name") {
                     let scope = |f: &str| -> String {
                         refs.iter()
                             .find(|r| r.path.ends_with(&format!(".{f}")))
@@ -690,7 +694,9 @@ impl<'i> Walker<'i> {
 
         self.scan_vault_refs(coll, obj, path);
         let plugin = if coll == Coll::Plugins {
-            obj.get("name").and_then(Value::as_str).map(str::to_string)
+            get_field(obj, "name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
         } else {
             None
         };
@@ -735,7 +741,9 @@ impl<'i> Walker<'i> {
             obj,
         };
         for (fi, &(field, child)) in coll.nested().iter().enumerate() {
-            let Some(v) = obj.get(field) else { continue };
+            let Some(v) = get_field(obj, field) else {
+                continue;
+            };
             match v {
                 Value::Null => {}
                 Value::Array(items) => {
@@ -782,12 +790,12 @@ impl<'i> Walker<'i> {
         for (f, ok, want) in [
             (
                 "_comment",
-                obj.get("_comment").is_none_or(Value::is_string),
+                get_field(obj, "_comment").is_none_or(Value::is_string),
                 "a string",
             ),
             (
                 "_ignore",
-                obj.get("_ignore").is_none_or(Value::is_array),
+                get_field(obj, "_ignore").is_none_or(Value::is_array),
                 "a list",
             ),
         ] {
@@ -813,7 +821,7 @@ impl<'i> Walker<'i> {
     ) {
         let mut problems = Vec::new();
         for rule in rules::field_rules(coll) {
-            let Some(v) = obj.get(rule.field) else {
+            let Some(v) = get_field(obj, rule.field) else {
                 continue;
             };
             problems.clear();
@@ -870,7 +878,7 @@ impl<'i> Walker<'i> {
         // parent's kind is filled in by Kong, so it may only name the parent.
         if let Some(p) = parent
             && let Some(fk) = coll.parent_key(p.coll)
-            && let Some(v) = obj.get(fk).filter(|v| !v.is_null())
+            && let Some(v) = get_field(obj, fk).filter(|v| !v.is_null())
             && !names_parent(v, p.obj)
         {
             let what = match v {
@@ -899,7 +907,7 @@ impl<'i> Walker<'i> {
                 _ => None,
             };
             if let Some(fk) = fk
-                && obj.get(fk).is_none_or(Value::is_null)
+                && get_field(obj, fk).is_none_or(Value::is_null)
             {
                 self.error(
                     coll.name(),
@@ -912,7 +920,8 @@ impl<'i> Walker<'i> {
                 );
             }
         }
-        if oss && coll == Coll::Consumers && obj.get("groups").is_some_and(|g| !g.is_null()) {
+        if oss && coll == Coll::Consumers && get_field(obj, "groups").is_some_and(|g| !g.is_null())
+        {
             self.error(
                 coll.name(),
                 &format!("{path}.groups"),
@@ -932,7 +941,7 @@ impl<'i> Walker<'i> {
         refs: &mut Vec<Ref>,
     ) {
         let coll = Coll::Plugins;
-        let Some(Value::String(name)) = obj.get("name") else {
+        let Some(Value::String(name)) = get_field(obj, "name") else {
             return;
         };
         let plugin = match self.target.plugin_status(name) {
@@ -976,7 +985,7 @@ impl<'i> Walker<'i> {
             }
         };
         let scoped = |f: &str| {
-            obj.get(f).is_some_and(|v| !v.is_null())
+            get_field(obj, f).is_some_and(|v| !v.is_null())
                 || parent.and_then(|p| Coll::Plugins.parent_key(p)) == Some(f)
         };
         if self.target.is_oss() && scoped("consumer_group") {
@@ -1008,7 +1017,7 @@ impl<'i> Walker<'i> {
                     );
                 }
             }
-            if let Some(Value::Array(ps)) = obj.get("protocols") {
+            if let Some(Value::Array(ps)) = get_field(obj, "protocols") {
                 let allowed = match p.protocols {
                     plugins::Protos::Http => plugins::HTTP_PROTOCOLS,
                     plugins::Protos::All => plugins::ALL_PROTOCOLS,
@@ -1038,7 +1047,7 @@ impl<'i> Walker<'i> {
                 .and_then(|n| self.plugin_config_map.get(n))
                 .cloned();
             let unresolved_base = obj.contains_key("_config") && base.is_none();
-            match (p.config, obj.get("config")) {
+            match (p.config, get_field(obj, "config")) {
                 (None, _) => self.note_unmodelled(name, path),
                 (Some(_), Some(other)) if !other.is_object() && !other.is_null() => {}
                 (Some(schema), own) => {
@@ -1062,7 +1071,7 @@ impl<'i> Walker<'i> {
         } else {
             self.note_unmodelled(name, path);
         }
-        match obj.get("partials") {
+        match get_field(obj, "partials") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
@@ -1206,7 +1215,7 @@ impl<'i> Walker<'i> {
     /// its `service` reference (by id or name, inside this member).
     fn custom_entity(&mut self, obj: &Map<String, Value>, path: &str, refs: &mut Vec<Ref>) {
         let coll = Coll::CustomEntities;
-        let Some(Value::String(ty)) = obj.get("type") else {
+        let Some(Value::String(ty)) = get_field(obj, "type") else {
             return;
         };
         let Some(as_coll) = custom_entity_coll(ty) else {
@@ -1220,7 +1229,7 @@ impl<'i> Walker<'i> {
             );
             return;
         };
-        let Some(Value::Object(fields)) = obj.get("fields") else {
+        let Some(Value::Object(fields)) = get_field(obj, "fields") else {
             return;
         };
         let at = format!("{path}.fields");
@@ -1274,7 +1283,9 @@ impl<'i> Walker<'i> {
 
     fn check_types(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str) {
         for &(field, ty) in coll.fields() {
-            let Some(v) = obj.get(field) else { continue };
+            let Some(v) = get_field(obj, field) else {
+                continue;
+            };
             if !has_type(v, ty) {
                 self.error(
                     coll.name(),
@@ -1292,7 +1303,7 @@ impl<'i> Walker<'i> {
     }
 
     fn check_required(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str) {
-        let present = |f: &str| match obj.get(f) {
+        let present = |f: &str| match get_field(obj, f) {
             None | Some(Value::Null) => false,
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
@@ -1357,12 +1368,12 @@ impl<'i> Walker<'i> {
             _ => &[],
         };
         for &(field, target) in fields {
-            if let Some(v) = obj.get(field) {
+            if let Some(v) = get_field(obj, field) {
                 self.one_ref(coll, v, format!("{path}.{field}"), target, out);
             }
         }
         if coll == Coll::Plugins
-            && let Some(Value::String(name)) = obj.get("_config")
+            && let Some(Value::String(name)) = get_field(obj, "_config")
         {
             // decK's `_config`: a `_plugin_configs` entry of this member.
             out.push(Ref {
@@ -1379,7 +1390,7 @@ impl<'i> Walker<'i> {
             _ => &[],
         };
         for &(field, target) in lists {
-            match obj.get(field) {
+            match get_field(obj, field) {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) => {
                     for (i, v) in items.iter().enumerate() {
@@ -1651,7 +1662,7 @@ fn ident_of(coll: Coll, obj: &Map<String, Value>) -> Option<String> {
         _ => &["name", "id"],
     };
     fields.iter().find_map(|f| {
-        obj.get(*f)
+        get_field(obj, *f)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
