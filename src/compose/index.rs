@@ -126,11 +126,9 @@ impl KeyIndex {
                 continue;
             };
             match (p.single(), p.spill()) {
-                (Some((s, _)), _) => {
-                    if s == slot {
-                        self.owners.remove(&key);
-                        self.conflicted.remove(&key);
-                    }
+                (Some((s, _)), _) if s == slot => {
+                    self.owners.remove(&key);
+                    self.conflicted.remove(&key);
                 }
                 (_, Some(at)) => {
                     let list = &mut self.spilled[at];

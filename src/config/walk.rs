@@ -1662,7 +1662,7 @@ fn ident_of(coll: Coll, obj: &Map<String, Value>) -> Option<String> {
         _ => &["name", "id"],
     };
     fields.iter().find_map(|f| {
-        get_field(obj, *f)
+        get_field(obj, f)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string)

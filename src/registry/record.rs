@@ -505,7 +505,11 @@ impl Registry {
             } else {
                 blobs.get(h).cloned()
             };
-            jobs.push((r, h, b.ok_or_else(|| format!("config blob {h} is missing"))?));
+            jobs.push((
+                r,
+                h,
+                b.ok_or_else(|| format!("config blob {h} is missing"))?,
+            ));
         }
         // Build every standard group's member in parallel: this is the expensive part.
         let built: Vec<std::result::Result<(Uuid, Arc<Config>), String>> = jobs
