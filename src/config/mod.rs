@@ -17,8 +17,9 @@ pub use model::{
     EntityKey, EntityPaths, EntityRef, Fragments, Key, Model, Ref, RefBy, RouteMatch, VaultRef,
 };
 pub use parse::{Format, ParseFailure, parse};
+pub use schema::custom_entity_coll;
 pub use schema::{BUILTIN_VAULTS, Coll, KeyKind};
-pub use walk::{custom_entity_coll, describe};
+pub use walk::describe;
 
 use crate::intern::Interner;
 use crate::report::{ErrorKind, MemberError};

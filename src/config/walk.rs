@@ -11,7 +11,7 @@ use super::kong::{self, KongTarget, PluginStatus, plugins, rules};
 use super::model::{
     EntityKey, EntityRef, Fragments, Key, KeyKind, Model, Ref, RefBy, RouteMatch, VaultRef,
 };
-use super::schema::{Coll, METADATA_KEYS, Req, Ty};
+use super::schema::{Coll, METADATA_KEYS, Req, Ty, custom_entity_coll};
 use super::stream;
 use crate::intern::Interner;
 use crate::report::{ErrorKind, MemberError, Note, quote};
@@ -1550,15 +1550,6 @@ fn names_parent(v: &Value, parent: &Map<String, Value>) -> bool {
             .iter()
             .all(|(k, x)| x.as_str().is_some_and(|s| own(k) == Some(s))),
         _ => false,
-    }
-}
-
-/// The collection a decK custom entity of this type stands for.
-pub fn custom_entity_coll(ty: &str) -> Option<Coll> {
-    match ty {
-        "degraphql_routes" => Some(Coll::DegraphqlRoutes),
-        "graphql_ratelimiting_cost_decorations" => Some(Coll::GraphqlCostDecorations),
-        _ => None,
     }
 }
 
