@@ -29,12 +29,13 @@ from loadtest import UnixConnection, cpu_model, percentile, request  # noqa: E40
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# members × entities per member that give about the size named; measured
-# with `rgmerge gen --seed 7` (a 334 KB body is the figure).
+# members × entities per member that give about the size named (the Kong
+# form served, about 250 bytes an entity with `rgmerge gen --seed 7`; 334 KB
+# and 60 MB are the sizes).
 SHAPES = {
-    "18k": (4, 10),
-    "334k": (16, 50),
-    "60m": (64, 2300),
+    "18k": (4, 18),
+    "334k": (16, 83),
+    "60m": (64, 3720),
 }
 
 

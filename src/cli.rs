@@ -720,6 +720,17 @@ struct GenArgs {
     /// Written as decK writes them: pretty JSON, or YAML.
     #[arg(long, value_enum, default_value_t = GenFormatArg::Json)]
     format: GenFormatArg,
+    /// `mixed`: realistic members (services, routes, plugins, consumers, …);
+    /// `key-auth-consumers`: only tiny consumers, each with one key-auth
+    /// credential (`--entities` counts both, so 2,000,000 is a million consumers).
+    #[arg(long, value_enum, default_value_t = GenShapeArg::Mixed)]
+    shape: GenShapeArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GenShapeArg {
+    Mixed,
+    KeyAuthConsumers,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -749,6 +760,13 @@ struct BenchArgs {
     /// many times; the median is reported). 0 skips the start-up figures.
     #[arg(long, default_value_t = 3)]
     startup_runs: usize,
+    /// Tiny consumers (each with one key-auth credential) in the dense file
+    /// whose `rgmerge validate` peak memory is measured. 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    dense_consumers: usize,
+    /// Skip the peak-memory figures of `rgmerge validate` (child processes).
+    #[arg(long)]
+    no_validate_memory: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -795,6 +813,10 @@ impl From<GenArgs> for rgmerge::synth::GenOptions {
                 GenFormatArg::Json => rgmerge::synth::GenFormat::Json,
                 GenFormatArg::Yaml => rgmerge::synth::GenFormat::Yaml,
             },
+            shape: match a.shape {
+                GenShapeArg::Mixed => rgmerge::synth::GenShape::Mixed,
+                GenShapeArg::KeyAuthConsumers => rgmerge::synth::GenShape::KeyAuthConsumers,
+            },
         }
     }
 }
@@ -808,6 +830,12 @@ impl From<BenchArgs> for rgmerge::bench::BenchOptions {
             seed: a.seed,
             json: a.json,
             startup_runs: a.startup_runs,
+            dense_consumers: a.dense_consumers,
+            validate_exe: if a.no_validate_memory {
+                None
+            } else {
+                std::env::current_exe().ok()
+            },
         }
     }
 }

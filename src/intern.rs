@@ -33,9 +33,12 @@ impl Sym {
 
 struct Shard {
     arena: Bump,
+    /// Indices into `strs`, hashed by their string: 4 bytes a string rather
+    /// than a `&str` key and its value (24), for a dense member of a
+    /// million keys the difference is most of the interner's overhead.
+    map: hashbrown::HashTable<u32>,
     // SAFETY of the `'static`: these point into `arena`, which is never reset and
     // lives as long as the shard; they are only handed out tied to `&Interner`.
-    map: std::collections::HashMap<&'static str, u32, RandomState>,
     strs: Vec<&'static str>,
 }
 
@@ -65,7 +68,7 @@ impl Interner {
             .map(|_| {
                 Mutex::new(Shard {
                     arena: Bump::new(),
-                    map: std::collections::HashMap::with_hasher(hasher.clone()),
+                    map: hashbrown::HashTable::new(),
                     strs: Vec::new(),
                 })
             })
@@ -79,15 +82,21 @@ impl Interner {
         self.id
     }
 
-    fn shard_of(&self, s: &str) -> usize {
-        (self.hasher.hash_one(s) as usize) & (SHARDS - 1)
+    /// The shard of a string's hash: bits the shard's table does not use
+    /// (it takes the low bits for the bucket and the top 7 as a tag), so a
+    /// shard's strings don't crowd into a sixteenth of its buckets.
+    fn shard_of(hash: u64) -> usize {
+        ((hash >> 32) as usize) & (SHARDS - 1)
     }
 
     /// Returns the symbol for `s`, adding it on first sight.
     pub fn intern(&self, s: &str) -> Sym {
-        let shard_no = self.shard_of(s);
-        let mut shard = self.shards[shard_no].lock();
-        if let Some(&i) = shard.map.get(s) {
+        let hash = self.hasher.hash_one(s);
+        let shard_no = Self::shard_of(hash);
+        let mut guard = self.shards[shard_no].lock();
+        let shard = &mut *guard;
+        let strs = &shard.strs;
+        if let Some(&i) = shard.map.find(hash, |&i| strs[i as usize] == s) {
             return Sym::new(shard_no, i as usize);
         }
         let stored: &str = shard.arena.alloc_str(s);
@@ -96,15 +105,22 @@ impl Interner {
         let stored: &'static str = unsafe { std::mem::transmute::<&str, &'static str>(stored) };
         let index = shard.strs.len();
         shard.strs.push(stored);
-        shard.map.insert(stored, index as u32);
+        let (hasher, strs) = (&self.hasher, &shard.strs);
+        shard
+            .map
+            .insert_unique(hash, index as u32, |&i| hasher.hash_one(strs[i as usize]));
         Sym::new(shard_no, index)
     }
 
     /// Returns the symbol for `s` if it was ever interned.
     pub fn get(&self, s: &str) -> Option<Sym> {
-        let shard_no = self.shard_of(s);
+        let hash = self.hasher.hash_one(s);
+        let shard_no = Self::shard_of(hash);
         let shard = self.shards[shard_no].lock();
-        shard.map.get(s).map(|&i| Sym::new(shard_no, i as usize))
+        shard
+            .map
+            .find(hash, |&i| shard.strs[i as usize] == s)
+            .map(|&i| Sym::new(shard_no, i as usize))
     }
 
     /// The string behind `sym`.

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
 use bytes::Bytes;
 
-use crate::config::{self, Coll, Format, KeyKind, KongTarget, Model, RefBy, RouteMatch};
+use crate::config::{
+    self, Coll, EntityPaths, Format, KeyKind, KongTarget, Model, RefBy, RouteMatch,
+};
 use crate::intern::{Interner, Sym};
 use crate::report::{ErrorKind, MAX_MEMBER_ERRORS, MemberError, Note, more_errors};
 
@@ -49,12 +50,12 @@ pub struct KeyClass {
     pub kind: KeyKind,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct MemberKey {
     pub class: KeyClass,
     pub sym: Sym,
-    /// Path of the entity holding the key.
-    pub path: Arc<str>,
+    /// The entity holding the key (`Member::path`).
+    pub entity: u32,
 }
 
 /// An ID association that names nothing in this member. Alone it is an
@@ -95,6 +96,8 @@ pub struct Chunk {
 pub struct Member {
     pub info: MemberInfo,
     pub entities: usize,
+    /// Where each entity sits (its path, spelled on demand).
+    pub paths: EntityPaths,
     pub keys: Vec<MemberKey>,
     pub vault_refs: Vec<MemberVaultRef>,
     pub errors: Vec<MemberError>,
@@ -133,7 +136,7 @@ impl Member {
     ) -> Member {
         Member::from_model(
             info,
-            config::read_member_for(bytes, format, target),
+            config::read_member_in(bytes, format, target, interner),
             interner,
         )
     }
@@ -145,93 +148,132 @@ impl Member {
             count: model.more_errors,
             kind: (model.more_errors > 0).then_some(ErrorKind::SchemaError),
         };
-        let mut keys = Vec::new();
-        // Every key of this member: (class, sym) → path of its first holder.
-        let mut seen: AHashMap<(KeyClass, Sym), Arc<str>> = AHashMap::new();
-        let mut entities = 0;
+        let paths = model.entities;
+        let all = model.keys;
+        let class = |k: &config::EntityKey| KeyClass {
+            coll: paths.coll(k.entity),
+            kind: k.kind,
+        };
+        // Every key of this member sorted by (class, sym), ties in entity
+        // order: the first of a run holds the key, the rest are duplicates.
+        // A sort of 4-byte positions, not a map of every key.
+        let order_key = |&i: &u32| {
+            let k = &all[i as usize];
+            (paths.coll(k.entity), k.kind, k.sym, i)
+        };
+        let mut order: Vec<u32> = (0..all.len() as u32).collect();
+        order.sort_unstable_by_key(order_key);
+        // For each key position: the position of the key's first holder.
+        let mut first = vec![0u32; all.len()];
+        let mut run: Option<(KeyClass, Sym, u32)> = None;
+        for &i in &order {
+            let k = &all[i as usize];
+            let holder = match run {
+                Some((c, s, h)) if c == class(k) && s == k.sym => h,
+                _ => i,
+            };
+            run = Some((class(k), k.sym, holder));
+            first[i as usize] = holder;
+        }
+        let holds = |class: KeyClass, sym: Sym| {
+            let want = (class.coll, class.kind, sym);
+            let at = order.partition_point(|&i| {
+                let k = &all[i as usize];
+                (paths.coll(k.entity), k.kind, k.sym) < want
+            });
+            order.get(at).is_some_and(|&i| {
+                let k = &all[i as usize];
+                (paths.coll(k.entity), k.kind, k.sym) == want
+            })
+        };
 
-        for e in &model.entities {
-            if e.coll != Coll::PluginConfigs {
+        let mut keys = Vec::new();
+        let mut entities = 0;
+        let mut app_auth = model.app_auth.iter().peekable();
+        let mut next_key = 0;
+        for e in 0..paths.len() as u32 {
+            let coll = paths.coll(e);
+            if coll != Coll::PluginConfigs {
                 entities += 1;
             }
-            let path: Arc<str> = Arc::from(e.path.as_str());
-            for k in &e.keys {
-                let class = KeyClass {
-                    coll: e.coll,
-                    kind: k.kind,
-                };
-                let sym = interner.intern(&k.value);
-                match seen.get(&(class, sym)) {
-                    Some(first) => more.push(&mut errors, ErrorKind::DuplicateInMember, || {
+            while let Some(k) = all.get(next_key).filter(|k| k.entity == e) {
+                let at = next_key as u32;
+                next_key += 1;
+                let holder = first[at as usize];
+                if holder != at {
+                    let held_by = all[holder as usize].entity;
+                    more.push(&mut errors, ErrorKind::DuplicateInMember, || {
                         MemberError::new(
                             ErrorKind::DuplicateInMember,
-                            e.coll.name(),
-                            e.path.clone(),
-                            duplicate_message(e.coll, k.kind, &k.value, first),
+                            coll.name(),
+                            paths.path(e),
+                            duplicate_message(
+                                coll,
+                                k.kind,
+                                interner.resolve(k.sym),
+                                &paths.path(held_by),
+                            ),
                         )
-                    }),
-                    None => {
-                        seen.insert((class, sym), path.clone());
-                        if k.kind.conflict().is_some() {
-                            keys.push(MemberKey {
-                                class,
-                                sym,
-                                path: path.clone(),
-                            });
-                        }
-                    }
+                    });
+                } else if k.kind.conflict().is_some() {
+                    keys.push(MemberKey {
+                        class: class(k),
+                        sym: k.sym,
+                        entity: e,
+                    });
                 }
             }
-            if let Some(name) = &e.plugin
-                && name == "konnect-application-auth"
-                && !info.is_default
-            {
+            if app_auth.next_if_eq(&&e).is_some() && !info.is_default {
                 more.push(&mut errors, ErrorKind::AppRegistrationOutsideDefault, || {
                     MemberError::new(
                         ErrorKind::AppRegistrationOutsideDefault,
-                        e.coll.name(),
-                        e.path.clone(),
+                        coll.name(),
+                        paths.path(e),
                         "application registration is only supported in the default runtime group: move this `konnect-application-auth` plugin to the default group's config",
                     )
                 });
             }
         }
+        drop(first);
 
         let mut unresolved = Vec::new();
-        for e in &model.entities {
-            for r in &e.refs {
-                let sym = interner.intern(&r.value);
-                let candidates = ref_candidates(r.target, r.by, sym);
-                if candidates.iter().any(|c| seen.contains_key(c)) {
-                    continue;
-                }
-                if errors.len() >= MAX_MEMBER_ERRORS {
-                    more.count += 1;
-                    more.kind.get_or_insert(ErrorKind::UnresolvedReference);
-                    continue;
-                }
-                unresolved.push(UnresolvedRef {
-                    error: errors.len(),
-                    candidates,
-                    source_label: e.label.clone(),
-                    source_noun: e.coll.noun(),
-                    target_noun: r.target.noun(),
-                    value: r.value.clone(),
-                });
-                errors.push(MemberError::new(
-                    ErrorKind::UnresolvedReference,
-                    e.coll.name(),
-                    r.path.clone(),
-                    format!(
-                        "{} names {} {}, which is not in member '{}'",
-                        e.label,
-                        r.target.noun(),
-                        crate::report::quote(&r.value),
-                        info.name
-                    ),
-                ));
+        for r in &model.refs {
+            let candidates = ref_candidates(r.target, r.by, r.value);
+            if candidates.iter().any(|&(c, s)| holds(c, s)) {
+                continue;
             }
+            if errors.len() >= MAX_MEMBER_ERRORS {
+                more.count += 1;
+                more.kind.get_or_insert(ErrorKind::UnresolvedReference);
+                continue;
+            }
+            let source = paths.coll(r.entity);
+            let label = model_label(&model.labels, r.entity);
+            let value = interner.resolve(r.value).to_string();
+            errors.push(MemberError::new(
+                ErrorKind::UnresolvedReference,
+                source.name(),
+                r.path.clone(),
+                format!(
+                    "{} names {} {}, which is not in member '{}'",
+                    label,
+                    r.target.noun(),
+                    crate::report::quote(&value),
+                    info.name
+                ),
+            ));
+            unresolved.push(UnresolvedRef {
+                error: errors.len() - 1,
+                candidates,
+                source_label: label.to_string(),
+                source_noun: source.noun(),
+                target_noun: r.target.noun(),
+                value,
+            });
         }
+        drop(order);
+        drop(all);
+        keys.shrink_to_fit();
 
         let vault_refs = model
             .vault_refs
@@ -250,19 +292,16 @@ impl Member {
         for e in &mut errors {
             e.member.clone_from(&info.name);
         }
-        let kong =
-            config::declarative::kong_form(&model.top, &model.plugin_configs, model.deck_only);
-        let chunks = build_chunks(model.top, model.plugin_configs);
-        let kong_chunks = kong.map(|k| {
+        let chunks = build_chunks(model.fragments);
+        let kong_chunks = model.kong.map(|(changed, dropped)| {
             // Unchanged collections share the decK chunks' bytes.
+            let changed = build_chunks(changed);
             let mut out: Vec<Chunk> = chunks
                 .iter()
-                .filter(|c| {
-                    !k.dropped.contains(&c.coll) && !k.changed.iter().any(|(x, _)| *x == c.coll)
-                })
+                .filter(|c| !dropped.contains(&c.coll) && !changed.iter().any(|x| x.coll == c.coll))
                 .cloned()
                 .collect();
-            out.extend(build_chunks(k.changed, Vec::new()));
+            out.extend(changed);
             out.sort_by_key(|c| c.coll);
             out
         });
@@ -284,6 +323,7 @@ impl Member {
         Member {
             info,
             entities,
+            paths,
             keys,
             vault_refs,
             errors,
@@ -296,6 +336,11 @@ impl Member {
             hash,
             interner_id: interner.id(),
         }
+    }
+
+    /// The path of the entity holding `key` (`consumers[3]`).
+    pub fn key_path(&self, key: &MemberKey) -> String {
+        self.paths.path(key.entity)
     }
 
     /// How many distinct `Sym`s this member holds at most.
@@ -383,42 +428,24 @@ fn duplicate_message(coll: Coll, kind: KeyKind, value: &str, first: &str) -> Str
     format!("{what} is already defined at {first}; it must be unique in one member config")
 }
 
-/// Serializes the top-level entities, one chunk per collection. All chunks
-/// live in one exactly sized buffer and are slices of it: a snapshot then
-/// shares one reference count per member rather than one per chunk (fewer
-/// cache misses when assembling), and no chunk keeps spare capacity.
-fn build_chunks(
-    top: Vec<(Coll, Vec<serde_json::Value>)>,
-    plugin_configs: Vec<(String, serde_json::Value)>,
-) -> Vec<Chunk> {
-    let mut buf = Vec::new();
-    let mut spans = Vec::with_capacity(top.len() + 1);
-    for (coll, items) in top {
-        let start = buf.len();
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            // Serializing a `Value` cannot fail: keys are strings, numbers finite.
-            let _ = serde_json::to_writer(&mut buf, item);
-        }
-        spans.push((coll, start..buf.len(), items.len()));
+/// The label of an entity with associations (`Model::labels`).
+fn model_label(labels: &[(u32, String)], entity: u32) -> &str {
+    match labels.binary_search_by_key(&entity, |(e, _)| *e) {
+        Ok(i) => &labels[i].1,
+        Err(_) => "",
     }
-    if !plugin_configs.is_empty() {
-        let start = buf.len();
-        for (i, (name, cfg)) in plugin_configs.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            let _ = serde_json::to_writer(&mut buf, name);
-            buf.push(b':');
-            let _ = serde_json::to_writer(&mut buf, cfg);
-        }
-        spans.push((Coll::PluginConfigs, start..buf.len(), plugin_configs.len()));
-    }
+}
+
+/// One chunk per collection of the serialized entities. All chunks live in
+/// one exactly sized buffer and are slices of it: a snapshot then shares
+/// one reference count per member rather than one per chunk (fewer cache
+/// misses when assembling), and no chunk keeps spare capacity.
+fn build_chunks(fragments: config::Fragments) -> Vec<Chunk> {
+    let mut buf = fragments.buf;
     buf.shrink_to_fit();
     let whole = Bytes::from(buf);
-    let mut chunks: Vec<Chunk> = spans
+    let mut chunks: Vec<Chunk> = fragments
+        .spans
         .into_iter()
         .map(|(coll, range, count)| {
             let bytes = whole.slice(range);
@@ -441,4 +468,85 @@ fn member_hash(chunks: &[Chunk]) -> blake3::Hash {
         h.update(c.hash.as_bytes());
     }
     h.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The member of a JSON document read an entity at a time (`Member::build`)
+    /// and read from the whole parsed tree, with one interner.
+    fn both_ways(json: &[u8], target: &KongTarget) -> (Member, Member) {
+        let interner = Interner::new();
+        let info = MemberInfo {
+            id: "m".into(),
+            name: "m".into(),
+            is_default: false,
+        };
+        let streamed = Member::build_for(info.clone(), json, Format::Json, &interner, target);
+        let doc = config::parse(json, Format::Json).expect("valid JSON");
+        let tree = Member::from_model(
+            info,
+            config::read_value_in(doc, target, &interner),
+            &interner,
+        );
+        (streamed, tree)
+    }
+
+    /// Every member config of the test cases (as JSON) and generated ones,
+    /// for both editions: the streamed read gives the same member, findings,
+    /// paths, chunks and hashes as the tree.
+    #[test]
+    fn streaming_json_reads_the_same_member_as_the_tree() {
+        let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
+        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+        for case in std::fs::read_dir(&cases).expect("tests/cases").flatten() {
+            for f in std::fs::read_dir(case.path()).expect("case dir").flatten() {
+                let p = f.path();
+                let name = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string();
+                if name.starts_with("expected") || name.starts_with('_') {
+                    continue;
+                }
+                let Ok(bytes) = std::fs::read(&p) else {
+                    continue;
+                };
+                let format = Format::from_path(&p, &bytes);
+                if let Ok(doc) = config::parse(&bytes, format) {
+                    let json = serde_json::to_vec_pretty(&doc).expect("serializable");
+                    docs.push((p.display().to_string(), json));
+                }
+            }
+        }
+        assert!(docs.len() > 100, "found only {} case files", docs.len());
+        for (i, conflicts) in [(0, 0.0), (1, 0.3), (2, 0.0)] {
+            docs.push((
+                format!("synth {i}"),
+                crate::synth::member_config(i, 400, conflicts, 11),
+            ));
+        }
+        let dense = crate::synth::consumers_document(
+            3,
+            &crate::synth::Spec {
+                entities: 300,
+                conflicts: 0.0,
+                seed: 2,
+            },
+            0,
+        );
+        docs.push(("consumers".into(), crate::synth::to_json(&dense)));
+        let oss = KongTarget {
+            edition: config::Edition::Oss,
+            ..KongTarget::default()
+        };
+        for (name, json) in &docs {
+            for target in [KongTarget::default(), oss.clone()] {
+                let (streamed, tree) = both_ways(json, &target);
+                assert_eq!(format!("{streamed:?}"), format!("{tree:?}"), "{name}");
+            }
+        }
+    }
 }

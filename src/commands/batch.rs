@@ -163,13 +163,12 @@ pub fn load_for(
                     None => f.name == "default",
                 },
             };
-            Ok(Arc::new(Member::build_for(
-                info,
-                &bytes,
-                Format::from_path(&f.path, &bytes),
-                interner,
-                target,
-            )))
+            let format = Format::from_path(&f.path, &bytes);
+            let model = crate::config::read_member_in(&bytes, format, target, interner);
+            // The file's bytes are not needed past the read: for a big file,
+            // the member is then built in the memory they held.
+            drop(bytes);
+            Ok(Arc::new(Member::from_model(info, model, interner)))
         })
         .collect()
 }

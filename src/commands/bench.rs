@@ -42,6 +42,12 @@ pub struct BenchOptions {
     /// Start-ups to time (store written once, then opened and restored this
     /// many times; the median is reported). 0 skips the start-up figures.
     pub startup_runs: usize,
+    /// Tiny consumers (each with a key-auth credential) in the dense file
+    /// whose `validate` peak memory is measured; 0 skips it.
+    pub dense_consumers: usize,
+    /// The `rgmerge` binary whose `validate` is run in a child process for
+    /// the peak-memory figures (`None` skips them).
+    pub validate_exe: Option<PathBuf>,
 }
 
 pub fn run(args: &BenchOptions) -> Result<(), BatchError> {
@@ -204,6 +210,10 @@ pub fn measure(args: &BenchOptions) -> Value {
     } else {
         json!({})
     };
+    let validate_memory = match &args.validate_exe {
+        Some(exe) => measure_validate_memory(exe, args, &spec),
+        None => json!({}),
+    };
     let mut figures = json!({
         "members": args.members,
         "entities_per_member": args.entities,
@@ -281,7 +291,117 @@ pub fn measure(args: &BenchOptions) -> Value {
     if let (Some(f), Value::Object(s)) = (figures.as_object_mut(), startup) {
         f.extend(s);
     }
+    if let Some(f) = figures.as_object_mut() {
+        f.insert("validate_memory".to_string(), validate_memory);
+    }
     figures
+}
+
+/// Peak resident memory of `rgmerge validate` per input byte, for the
+/// composite's member files and for one dense file of tiny consumers, each
+/// in its own child process (so this process's allocations don't count).
+fn measure_validate_memory(exe: &Path, args: &BenchOptions, spec: &Spec) -> Value {
+    let dir = match scratch_dir("validate") {
+        Ok(d) => d,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let result = (|| -> Result<Value, String> {
+        let write = |path: PathBuf, doc: &Value| -> Result<usize, String> {
+            let bytes = synth::to_json(doc);
+            std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(bytes.len())
+        };
+        let composite_dir = dir.join("composite");
+        std::fs::create_dir_all(&composite_dir).map_err(|e| e.to_string())?;
+        let mut composite_bytes = 0;
+        for i in 0..args.members {
+            let name = format!("{}.json", synth::member_name(i, args.members));
+            composite_bytes += write(
+                composite_dir.join(name),
+                &synth::member_document(i, spec, 0),
+            )?;
+        }
+        let composite = validate_peak(exe, &composite_dir)?;
+        std::fs::remove_dir_all(&composite_dir).map_err(|e| e.to_string())?;
+        let mut out = json!({
+            "composite": {
+                "members": args.members,
+                "entities_per_member": args.entities,
+                "input_bytes": composite_bytes,
+                "peak_rss_bytes": composite.0,
+                "peak_rss_per_input_byte": round(composite.0 as f64 / composite_bytes as f64, 2),
+                "wall_s": round(composite.1, 3),
+            },
+        });
+        if args.dense_consumers > 0 {
+            let dense_spec = Spec {
+                entities: 2 * args.dense_consumers,
+                ..*spec
+            };
+            let file = dir.join("consumers.json");
+            let bytes = write(file.clone(), &synth::consumers_document(0, &dense_spec, 0))?;
+            let dense = validate_peak(exe, &file)?;
+            out["key_auth_consumers"] = json!({
+                "consumers": args.dense_consumers,
+                "input_bytes": bytes,
+                "peak_rss_bytes": dense.0,
+                "peak_rss_per_input_byte": round(dense.0 as f64 / bytes as f64, 2),
+                "wall_s": round(dense.1, 3),
+            });
+        }
+        Ok(out)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.unwrap_or_else(|e| json!({ "error": e }))
+}
+
+/// `exe validate --format json INPUT` in a child process: its peak resident
+/// set and its wall time. The peak is the child's own `VmHWM`, read from
+/// `/proc/PID/status` while it runs: that mark belongs to the address space
+/// the child got at `exec`. (`ru_maxrss` would not do: a child spawned with
+/// `vfork` inherits the parent's high-water mark, here the bench's own.)
+/// The peak is reached while the member is built, and the child keeps
+/// running well past it (composite, report), so polling every 2 ms sees it.
+fn validate_peak(exe: &Path, input: &Path) -> Result<(u64, f64), String> {
+    let t = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(["validate", "--format", "json"])
+        .arg(input)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let status_file = PathBuf::from(format!("/proc/{}/status", child.id()));
+    let mut peak = 0;
+    let status = loop {
+        if let Some(hwm) = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| kib_field(&s, "VmHWM:"))
+        {
+            peak = peak.max(hwm);
+        }
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    };
+    let wall = t.elapsed().as_secs_f64();
+    // `validate` exits 0 (valid) or 1 (findings); 2 is a usage or I/O error.
+    if !matches!(status.code(), Some(0 | 1)) || peak == 0 {
+        return Err(format!(
+            "`{} validate {}` failed ({status}) or its memory could not be read",
+            exe.display(),
+            input.display()
+        ));
+    }
+    Ok((peak, wall))
+}
+
+/// A `/proc/PID/status` field given in kB, in bytes.
+fn kib_field(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// What [`write_startup_fixture`] wrote.
@@ -568,10 +688,7 @@ pub fn rss_bytes() -> Option<u64> {
 }
 
 fn status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    kib_field(&std::fs::read_to_string("/proc/self/status").ok()?, field)
 }
 
 fn cpu_model() -> String {

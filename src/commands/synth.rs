@@ -29,6 +29,17 @@ use serde_json::{Map, Value, json};
 
 use crate::batch::BatchError;
 
+/// What members `rgmerge gen` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GenShape {
+    /// Realistic members: services, routes, plugins, consumers, … (above).
+    #[default]
+    Mixed,
+    /// Only tiny consumers (a username), each with one key-auth credential:
+    /// the densest shape per input byte (issue 17's "million tiny consumers").
+    KeyAuthConsumers,
+}
+
 /// Output syntax of `rgmerge gen`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GenFormat {
@@ -51,6 +62,8 @@ pub struct GenOptions {
     pub seed: u64,
     /// Written as decK writes them: pretty JSON, or YAML.
     pub format: GenFormat,
+    /// Which kind of member.
+    pub shape: GenShape,
 }
 
 /// What to generate; the same `Spec` always gives the same bytes.
@@ -88,7 +101,10 @@ pub fn run(args: &GenOptions) -> Result<(), BatchError> {
     let bytes: Result<Vec<usize>, BatchError> = (0..args.members)
         .into_par_iter()
         .map(|i| {
-            let doc = member_document(i, &spec, 0);
+            let doc = match args.shape {
+                GenShape::Mixed => member_document(i, &spec, 0),
+                GenShape::KeyAuthConsumers => consumers_document(i, &spec, 0),
+            };
             let data = match args.format {
                 GenFormat::Json => to_json(&doc),
                 GenFormat::Yaml => to_yaml(&doc)?,
@@ -151,6 +167,24 @@ pub fn member_document(index: usize, spec: &Spec, revision: u64) -> Value {
     let mut g = Gen::new(index, spec, revision);
     g.generate();
     g.finish()
+}
+
+/// Member `index` of the [`GenShape::KeyAuthConsumers`] shape: `entities / 2`
+/// consumers (`{tag}-user-{k}`), each with one key-auth credential (a
+/// 32-hex-digit key), nothing else. Conflict-free between members; `revision`
+/// changes the keys only.
+pub fn consumers_document(index: usize, spec: &Spec, revision: u64) -> Value {
+    let tag = format!("{}{index:03}", TEAMS[index % TEAMS.len()]);
+    let mut rng = Rng::new(mix(&[spec.seed, index as u64, revision, 0xc0de]));
+    let consumers: Vec<Value> = (0..spec.entities / 2)
+        .map(|k| {
+            json!({
+                "username": format!("{tag}-user-{k}"),
+                "keyauth_credentials": [{"key": rng.hex(32)}],
+            })
+        })
+        .collect();
+    json!({"_format_version": "3.0", "consumers": consumers})
 }
 
 /// A SplitMix64 generator: tiny, fast and good enough for test data.

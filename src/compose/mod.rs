@@ -155,10 +155,10 @@ impl Composite {
             };
             let mut members = Vec::with_capacity(owners.len());
             let mut paths = BTreeMap::new();
-            for &(slot, key) in owners {
+            for &(slot, key) in &owners {
                 let m = self.member(slot);
                 members.push(m.info.name.clone());
-                paths.insert(m.info.name.clone(), m.keys[key as usize].path.to_string());
+                paths.insert(m.info.name.clone(), m.key_path(&m.keys[key as usize]));
             }
             members.sort();
             out.push(Conflict {
@@ -218,7 +218,7 @@ impl Composite {
                 .iter()
                 .flat_map(|&(class, sym)| self.index.owners(class, sym))
                 .filter(|(s, _)| Some(*s) != own)
-                .map(|&(s, _)| self.member(s))
+                .map(|(s, _)| self.member(s))
                 .min_by(|a, b| a.info.id.cmp(&b.info.id));
             if let Some(other) = holder {
                 let owner = &other.info.name;

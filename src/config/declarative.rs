@@ -14,8 +14,7 @@
 use ahash::AHashSet;
 use serde_json::{Map, Value};
 
-use super::schema::Coll;
-use super::walk::custom_entity_coll;
+use super::schema::{Coll, custom_entity_coll};
 
 /// How Kong's form differs from the decK form of a member.
 #[derive(Debug, Default)]

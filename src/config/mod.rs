@@ -8,15 +8,20 @@ pub mod kong;
 pub mod model;
 pub mod parse;
 pub mod schema;
+mod stream;
 pub mod value;
 mod walk;
 
 pub use kong::{Edition, KONG_VERSION, KongTarget, PluginSet};
-pub use model::{Entity, Key, Model, Ref, RefBy, RouteMatch, VaultRef};
+pub use model::{
+    EntityKey, EntityPaths, EntityRef, Fragments, Key, Model, Ref, RefBy, RouteMatch, VaultRef,
+};
 pub use parse::{Format, ParseFailure, parse};
+pub use schema::custom_entity_coll;
 pub use schema::{BUILTIN_VAULTS, Coll, KeyKind};
-pub use walk::{custom_entity_coll, describe};
+pub use walk::describe;
 
+use crate::intern::Interner;
 use crate::report::{ErrorKind, MemberError};
 
 /// Parses and checks one member config for the default data planes (Kong
@@ -28,8 +33,30 @@ pub fn read_member(bytes: &[u8], format: Format) -> Model {
 
 /// [`read_member`] for the given data planes (edition and plugin set).
 pub fn read_member_for(bytes: &[u8], format: Format, target: &KongTarget) -> Model {
+    read_member_in(bytes, format, target, &Interner::new())
+}
+
+/// [`read_member_for`], interning keys and references into `interner`.
+///
+/// JSON is read an entity at a time (`stream`): the document's tree is never
+/// built, only one batch of entities at a time. Whatever that reader does not
+/// accept, and YAML, goes through [`parse`] and the whole tree.
+pub fn read_member_in(
+    bytes: &[u8],
+    format: Format,
+    target: &KongTarget,
+    interner: &Interner,
+) -> Model {
+    if format == Format::Json {
+        let b = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+        if std::str::from_utf8(b).is_ok()
+            && let Some(model) = walk::read_json(b, target, interner)
+        {
+            return model;
+        }
+    }
     match parse(bytes, format) {
-        Ok(doc) => walk::read(doc, target),
+        Ok(doc) => walk::read(doc, target, interner),
         Err(f) => {
             let mut e = MemberError::new(ErrorKind::ParseError, "", "", f.message);
             e.line = f.line;
@@ -44,10 +71,15 @@ pub fn read_member_for(bytes: &[u8], format: Format, target: &KongTarget) -> Mod
 
 /// Reads an already parsed document (used where the bytes were parsed earlier).
 pub fn read_value(doc: serde_json::Value) -> Model {
-    walk::read(doc, &KongTarget::default())
+    read_value_for(doc, &KongTarget::default())
 }
 
 /// [`read_value`] for the given data planes.
 pub fn read_value_for(doc: serde_json::Value, target: &KongTarget) -> Model {
-    walk::read(doc, target)
+    read_value_in(doc, target, &Interner::new())
+}
+
+/// [`read_value_for`], interning keys and references into `interner`.
+pub fn read_value_in(doc: serde_json::Value, target: &KongTarget, interner: &Interner) -> Model {
+    walk::read(doc, target, interner)
 }

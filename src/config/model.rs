@@ -1,14 +1,18 @@
 //! The typed member model: what the rest of the engine needs to know about
 //! each entity (its unique keys, its ID associations, its vault references),
-//! with the entity's own JSON kept whole for the snapshot.
+//! with the entities' own JSON serialized once for the snapshot.
 
+use std::ops::Range;
+
+use super::value::get_field;
 use serde_json::Value;
 
 use super::schema::Coll;
 pub use super::schema::KeyKind;
+use crate::intern::Sym;
 use crate::report::{MemberError, Note};
 
-/// One unique key of one entity.
+/// One unique key of one entity, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
     pub kind: KeyKind,
@@ -43,33 +47,190 @@ pub struct VaultRef {
     pub reference: String,
 }
 
-/// One entity, top-level or nested.
-#[derive(Clone, Debug)]
-pub struct Entity {
-    pub coll: Coll,
+/// A key as the model keeps it: interned, with the entity holding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntityKey {
+    /// Index in [`Model::entities`].
+    pub entity: u32,
+    pub kind: KeyKind,
+    pub sym: Sym,
+}
+
+/// An association as the model keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntityRef {
+    /// Index in [`Model::entities`] of the referencing entity.
+    pub entity: u32,
+    /// Path of the referencing field, e.g. `routes[2].service`.
     pub path: String,
-    /// How a person would name it: `route 'r2'`.
-    pub label: String,
-    pub keys: Vec<Key>,
-    pub refs: Vec<Ref>,
-    /// For plugins: the plugin's `name`.
-    pub plugin: Option<String>,
+    pub target: Coll,
+    pub by: RefBy,
+    pub value: Sym,
+}
+
+/// Where one entity sits, in 12 bytes: its path is spelled out
+/// ([`EntityPaths::path`]) only when a finding names it. A million tiny
+/// consumers would otherwise hold a million path strings.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    coll: Coll,
+    /// Index into the parent's `Coll::nested()`; `TOP` for a top-level
+    /// entity; `NAMED` for a `_plugin_configs` entry.
+    field: u8,
+    /// The parent entity (nested only).
+    parent: u32,
+    /// Position in its list; for `NAMED`, the index of its name.
+    index: u32,
+}
+
+const TOP: u8 = u8::MAX;
+const NAMED: u8 = u8::MAX - 1;
+
+/// Every entity of a member, in walk order (a parent before its children):
+/// its collection and its place, from which its path is spelled.
+#[derive(Clone, Debug, Default)]
+pub struct EntityPaths {
+    places: Vec<Place>,
+    names: Vec<Box<str>>,
+}
+
+impl EntityPaths {
+    pub fn len(&self) -> usize {
+        self.places.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.places.is_empty()
+    }
+
+    pub fn coll(&self, entity: u32) -> Coll {
+        self.places[entity as usize].coll
+    }
+
+    /// A top-level entity, `coll[index]`.
+    pub fn push_top(&mut self, coll: Coll, index: usize) -> u32 {
+        self.push(Place {
+            coll,
+            field: TOP,
+            parent: 0,
+            index: index as u32,
+        })
+    }
+
+    /// An entity nested in `parent`'s list `coll.nested()[field]`.
+    pub fn push_nested(&mut self, parent: u32, field: usize, coll: Coll, index: usize) -> u32 {
+        self.push(Place {
+            coll,
+            field: field as u8,
+            parent,
+            index: index as u32,
+        })
+    }
+
+    /// An entry of a mapping (`_plugin_configs.NAME`).
+    pub fn push_named(&mut self, coll: Coll, name: &str) -> u32 {
+        self.names.push(name.into());
+        self.push(Place {
+            coll,
+            field: NAMED,
+            parent: 0,
+            index: (self.names.len() - 1) as u32,
+        })
+    }
+
+    fn push(&mut self, p: Place) -> u32 {
+        self.places.push(p);
+        (self.places.len() - 1) as u32
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.places.shrink_to_fit();
+        self.names.shrink_to_fit();
+    }
+
+    /// `services[0].routes[1].plugins[0]`.
+    pub fn path(&self, entity: u32) -> String {
+        use std::fmt::Write;
+        let mut chain = Vec::new();
+        let mut at = entity;
+        loop {
+            let p = self.places[at as usize];
+            chain.push(p);
+            if p.field == TOP || p.field == NAMED {
+                break;
+            }
+            at = p.parent;
+        }
+        let mut out = String::new();
+        let mut parent: Option<Coll> = None;
+        for p in chain.iter().rev() {
+            match (p.field, parent) {
+                (NAMED, _) => {
+                    let _ = write!(out, "{}.{}", p.coll.name(), self.names[p.index as usize]);
+                }
+                (TOP, _) | (_, None) => {
+                    let _ = write!(out, "{}[{}]", p.coll.name(), p.index);
+                }
+                (f, Some(pc)) => {
+                    let field = pc.nested().get(f as usize).map_or("", |(n, _)| n);
+                    let _ = write!(out, ".{field}[{}]", p.index);
+                }
+            }
+            parent = Some(p.coll);
+        }
+        out
+    }
+}
+
+/// A member's top-level entities serialized (compact JSON, comma-joined per
+/// collection) into one buffer: a span and an entity count per collection.
+#[derive(Debug, Default)]
+pub struct Fragments {
+    pub buf: Vec<u8>,
+    pub spans: Vec<(Coll, Range<usize>, usize)>,
+}
+
+impl Fragments {
+    /// Appends one collection's entities.
+    pub fn push_all(&mut self, coll: Coll, items: &[Value]) {
+        let start = self.buf.len();
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            // Serializing a `Value` cannot fail: keys are strings, numbers finite.
+            let _ = serde_json::to_writer(&mut self.buf, item);
+        }
+        self.spans.push((coll, start..self.buf.len(), items.len()));
+    }
 }
 
 /// A member config read and checked against the decK 3.0 schema.
 #[derive(Debug, Default)]
 pub struct Model {
-    pub entities: Vec<Entity>,
+    /// Every entity, top-level or nested, in walk order.
+    pub entities: EntityPaths,
+    /// Their unique keys, grouped by entity, in entity order.
+    pub keys: Vec<EntityKey>,
+    /// Their ID associations, in entity order.
+    pub refs: Vec<EntityRef>,
+    /// How a person would name each entity with associations (`route
+    /// 'r2'`), by entity index, ascending.
+    pub labels: Vec<(u32, String)>,
+    /// Entities that are `konnect-application-auth` plugins.
+    pub app_auth: Vec<u32>,
     pub vault_refs: Vec<VaultRef>,
     /// Schema errors (the member name is filled in later), at most
     /// `report::MAX_MEMBER_ERRORS` of them.
     pub errors: Vec<MemberError>,
     /// Schema errors found past that limit, only counted.
     pub more_errors: usize,
-    /// Top-level entities, per collection, in file order: the snapshot's material.
-    pub top: Vec<(Coll, Vec<Value>)>,
-    /// `_plugin_configs` entries in file order.
-    pub plugin_configs: Vec<(String, Value)>,
+    /// The decK form of the top-level entities (and `_plugin_configs`): the
+    /// snapshot's material, serialized as each entity was checked.
+    pub fragments: Fragments,
+    /// Kong's declarative form where it differs (`config::declarative`):
+    /// the collections that change, and those it leaves out.
+    pub kong: Option<(Fragments, Vec<Coll>)>,
     /// ACL group names of this member's consumers, with the ACL's path.
     pub acl_groups: Vec<(String, String)>,
     /// What each route matches, for `overlapping_route` warnings.
@@ -80,6 +241,16 @@ pub struct Model {
     /// `_config`, consumers' `groups`, …), as bits by `Coll` index: only
     /// those are rewritten for Kong's declarative form.
     pub deck_only: u64,
+}
+
+impl Model {
+    /// The label of an entity that has associations.
+    pub fn label(&self, entity: u32) -> &str {
+        match self.labels.binary_search_by_key(&entity, |(e, _)| *e) {
+            Ok(i) => &self.labels[i].1,
+            Err(_) => "",
+        }
+    }
 }
 
 /// What requests a route matches, normalized for comparing routes of
@@ -110,7 +281,7 @@ impl RouteMatch {
         service: Option<String>,
     ) -> Option<RouteMatch> {
         let strings = |f: &str| -> Option<Vec<String>> {
-            match obj.get(f) {
+            match get_field(obj, f) {
                 None | Some(Value::Null) => Some(Vec::new()),
                 Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
                 Some(_) => None,
@@ -134,7 +305,7 @@ impl RouteMatch {
         let paths = strings("paths")?;
         let methods = strings("methods")?;
         let mut headers = Vec::new();
-        if let Some(Value::Object(h)) = obj.get("headers") {
+        if let Some(Value::Object(h)) = get_field(obj, "headers") {
             for (k, v) in h {
                 let values = match v {
                     Value::Array(a) => a
@@ -152,7 +323,7 @@ impl RouteMatch {
         if hosts.is_empty() && paths.is_empty() && methods.is_empty() && headers.is_empty() {
             return None;
         }
-        let label = match obj.get("name").and_then(Value::as_str) {
+        let label = match get_field(obj, "name").and_then(Value::as_str) {
             Some(n) => format!("route {}", crate::report::quote(n)),
             None => format!("route at {path}"),
         };

@@ -179,7 +179,7 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ParseFailure> {
 /// visitor calls and sizes each map once from the tape's key count, hashing
 /// each key once; anything refused here is re-parsed by the serde_json path,
 /// which words the error.
-fn strict_from_tape(
+pub(super) fn strict_from_tape(
     nodes: &mut std::slice::Iter<'_, simd_json::Node<'_>>,
     depth: usize,
 ) -> Option<Value> {

@@ -535,3 +535,12 @@ impl Coll {
 
 /// Vault backends Kong ships; a `{vault://env/...}` needs no vault entity.
 pub const BUILTIN_VAULTS: [&str; 6] = ["env", "aws", "gcp", "hcv", "azure", "conjur"];
+
+/// The collection a decK custom entity of this type stands for.
+pub fn custom_entity_coll(ty: &str) -> Option<Coll> {
+    match ty {
+        "degraphql_routes" => Some(Coll::DegraphqlRoutes),
+        "graphql_ratelimiting_cost_decorations" => Some(Coll::GraphqlCostDecorations),
+        _ => None,
+    }
+}

@@ -164,3 +164,19 @@ impl<'de> serde::Deserialize<'de> for StrictDoc {
         StrictValue::root().deserialize(d).map(StrictDoc)
     }
 }
+
+/// `obj.get(key)`, by a scan for the small mappings entities are: the map's
+/// own lookup hashes the key with SipHash first (`preserve_order` maps use
+/// std's hasher), which cost more than comparing a dozen short keys; the
+/// schema walk looks up every schema field of every entity.
+#[inline]
+pub fn get_field<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    if obj.len() <= 16 {
+        obj.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        obj.get(key)
+    }
+}

@@ -3,21 +3,23 @@
 //! Every problem becomes a `schema_error` with a path; the walk never stops at
 //! the first one, so a person sees everything to fix in one pass.
 
+use super::value::get_field;
 use ahash::AHashMap;
 use serde_json::{Map, Value};
 
 use super::kong::{self, KongTarget, PluginStatus, plugins, rules};
-use super::model::{Entity, Key, KeyKind, Model, Ref, RefBy, RouteMatch, VaultRef};
-use super::schema::{Coll, METADATA_KEYS, Req, Ty};
+use super::model::{
+    EntityKey, EntityRef, Fragments, Key, KeyKind, Model, Ref, RefBy, RouteMatch, VaultRef,
+};
+use super::schema::{Coll, METADATA_KEYS, Req, Ty, custom_entity_coll};
+use super::stream;
+use crate::intern::Interner;
 use crate::report::{ErrorKind, MemberError, Note, quote};
 
 /// Reads a whole member document for the given data planes. Never fails:
 /// problems are in `Model::errors`.
-pub fn read(doc: Value, target: &KongTarget) -> Model {
-    let mut w = Walker {
-        target: target.clone(),
-        ..Walker::default()
-    };
+pub fn read(doc: Value, target: &KongTarget, interner: &Interner) -> Model {
+    let mut w = Walker::new(target, interner);
     let Value::Object(top) = doc else {
         w.error(
             "",
@@ -27,17 +29,23 @@ pub fn read(doc: Value, target: &KongTarget) -> Model {
                 describe(&doc)
             ),
         );
-        return w.model;
+        return w.finish(None);
     };
     check_format_version(&mut w, top.get("_format_version"));
-    w.index_canonical_names(&top);
-    if let Some(Value::Object(configs)) = top.get("_plugin_configs") {
-        // Plugins may name them (`_config`) before the file defines them.
-        w.plugin_config_map = configs
-            .iter()
-            .filter_map(|(k, v)| v.as_object().map(|o| (k.clone(), o.clone())))
-            .collect();
+    for coll in [Coll::Upstreams, Coll::KeySets] {
+        if let Some(Value::Array(items)) = top.get(coll.name()) {
+            items
+                .iter()
+                .for_each(|item| w.index_canonical_name(coll, item));
+        }
     }
+    if let Some(Value::Object(configs)) = top.get("_plugin_configs") {
+        w.set_plugin_config_map(configs);
+    }
+    // The tree is at hand: Kong's form, if needed, is built from the
+    // entities kept here (only the collections it may read) rather than
+    // parsed again.
+    let mut kept: Vec<(Coll, Vec<Value>)> = Vec::new();
     for (key, value) in top {
         if key == "_format_version" {
             continue;
@@ -48,44 +56,140 @@ pub fn read(doc: Value, target: &KongTarget) -> Model {
         }
         match Coll::from_name(&key) {
             Some(Coll::PluginConfigs) => w.plugin_configs(value),
-            Some(coll) => w.top_collection(coll, value),
+            Some(coll) => match value {
+                Value::Array(items) => {
+                    w.begin(coll, !items.is_empty());
+                    let mut objects = Vec::with_capacity(items.len());
+                    for (i, item) in items.into_iter().enumerate() {
+                        if w.item(coll, i, &item) {
+                            objects.push(item);
+                        }
+                    }
+                    w.end(coll);
+                    if !objects.is_empty() && kong_reads(w.model.deck_only, coll) {
+                        kept.push((coll, objects));
+                    }
+                }
+                other => w.not_a_list(coll, &other),
+            },
+            None => w.unknown_key(&key),
+        }
+    }
+    let kong = w.kong_needed().then_some(kept);
+    w.finish(kong)
+}
+
+/// Reads a JSON member document an entity at a time (`config::stream`):
+/// the same model as [`read`] of the parsed document, without ever holding
+/// the document's tree. `None` when the bytes are not plainly a JSON object
+/// (invalid, another root, a duplicate key, …): the caller then parses the
+/// whole document, which words any error.
+pub fn read_json(bytes: &[u8], target: &KongTarget, interner: &Interner) -> Option<Model> {
+    let entries = stream::entries(bytes)?;
+    let mut buffers = simd_json::Buffers::default();
+    let find = |k: &str| entries.iter().find(|e| e.key == k);
+    let is_list = |e: &stream::Entry| bytes.get(e.value.start) == Some(&b'[');
+    let mut w = Walker::new(target, interner);
+    // The decK form is about as long as the input (compact, but pretty input
+    // is longer): reserved once, no doubling copies of a big member's bytes.
+    // Pages never written are never resident.
+    w.fragments.buf.reserve(bytes.len());
+    let version = match find("_format_version") {
+        Some(e) => Some(stream::value(bytes, e.value.clone(), &mut buffers)?),
+        None => None,
+    };
+    check_format_version(&mut w, version.as_ref());
+    for coll in [Coll::Upstreams, Coll::KeySets] {
+        if let Some(e) = find(coll.name()).filter(|e| is_list(e)) {
+            stream::items(bytes, e.value.clone(), &mut buffers, |item| {
+                w.index_canonical_name(coll, &item)
+            })?;
+        }
+    }
+    let mut plugin_configs = match find("_plugin_configs") {
+        Some(e) => Some(stream::value(bytes, e.value.clone(), &mut buffers)?),
+        None => None,
+    };
+    if let Some(Value::Object(configs)) = &plugin_configs {
+        w.set_plugin_config_map(configs);
+    }
+    for e in &entries {
+        let key = e.key.as_str();
+        if key == "_format_version" {
+            continue;
+        }
+        if METADATA_KEYS.contains(&key) {
+            let value = stream::value(bytes, e.value.clone(), &mut buffers)?;
+            w.check_metadata(key, &value);
+            continue;
+        }
+        match Coll::from_name(key) {
+            Some(Coll::PluginConfigs) => w.plugin_configs(plugin_configs.take()?),
+            Some(coll) if is_list(e) => {
+                let first = bytes[e.value.start + 1..]
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace());
+                w.begin(coll, first != Some(&b']'));
+                let mut i = 0;
+                stream::items(bytes, e.value.clone(), &mut buffers, |item| {
+                    w.item(coll, i, &item);
+                    i += 1;
+                })?;
+                w.end(coll);
+            }
+            Some(coll) => {
+                let value = stream::value(bytes, e.value.clone(), &mut buffers)?;
+                w.not_a_list(coll, &value);
+            }
             None => {
-                let short = rules::clip_key(&key);
-                w.error(
-                    "",
-                    &short,
-                    format!(
-                        "unknown top-level key {}: neither decK 3.0 nor Kong's declarative format has it{}",
-                        quote(&key),
-                        suggestion(&key)
-                    ),
-                )
+                // Checked for syntax like every other value.
+                stream::value(bytes, e.value.clone(), &mut buffers)?;
+                w.unknown_key(key);
             }
         }
     }
-    if w.target.is_oss() {
-        // Kong Gateway OSS ships the `env` vault only.
-        let refs: Vec<(Coll, String, String)> = w
-            .model
-            .vault_refs
-            .iter()
-            .filter(|v| {
-                rules::VAULT_BACKENDS_EE.contains(&v.prefix.as_str())
-                    && !rules::VAULT_BACKENDS_OSS.contains(&v.prefix.as_str())
-            })
-            .map(|v| (v.coll, v.path.clone(), v.prefix.clone()))
-            .collect();
-        for (coll, path, prefix) in refs {
-            w.error(
-                coll.name(),
-                &path,
-                format!(
-                    "`{{vault://{prefix}/…}}` needs Kong Gateway Enterprise (the `{prefix}` vault); the target data planes run Kong Gateway OSS, which ships `env` only"
-                ),
-            );
+    let kong = if w.kong_needed() {
+        // Kong's form needs the collections it rewrites, and those naming
+        // consumers and groups, as trees: parsed again, one at a time.
+        let marked = w.model.deck_only;
+        let mut kept = Vec::new();
+        for e in &entries {
+            let Some(coll) = Coll::from_name(&e.key).filter(|c| kong_reads(marked, *c)) else {
+                continue;
+            };
+            if coll == Coll::PluginConfigs || !is_list(e) {
+                continue;
+            }
+            let mut objects = Vec::new();
+            stream::items(bytes, e.value.clone(), &mut buffers, |item| {
+                if item.is_object() {
+                    objects.push(item);
+                }
+            })?;
+            if !objects.is_empty() {
+                kept.push((coll, objects));
+            }
         }
-    }
-    w.model
+        Some(kept)
+    } else {
+        None
+    };
+    Some(w.finish(kong))
+}
+
+/// Whether `declarative::kong_form` reads a top-level collection: those it
+/// rewrites (marked in `deck_only`), and those naming consumers and groups
+/// or receiving entities from others.
+fn kong_reads(deck_only: u64, coll: Coll) -> bool {
+    deck_only & (1 << (coll as u64)) != 0
+        || matches!(
+            coll,
+            Coll::Consumers
+                | Coll::ConsumerGroups
+                | Coll::ConsumerGroupConsumers
+                | Coll::DegraphqlRoutes
+                | Coll::GraphqlCostDecorations
+        )
 }
 
 fn suggestion(key: &str) -> String {
@@ -128,28 +232,57 @@ fn check_format_version(w: &mut Walker, v: Option<&Value>) {
 /// The entity a nested one sits under.
 struct Parent<'a> {
     coll: Coll,
+    /// Its index in `Model::entities`.
+    entity: u32,
     /// The parent's name (or id when it has none), as references name it.
     ident: &'a str,
     /// The parent itself, so a nested foreign key can be compared with it.
     obj: &'a Map<String, Value>,
 }
 
-#[derive(Default)]
-struct Walker {
+/// Where an entity being walked sits.
+enum At<'a> {
+    Top(usize),
+    Nested(&'a Parent<'a>, usize, usize),
+}
+
+struct Walker<'i> {
     model: Model,
     target: KongTarget,
+    interner: &'i Interner,
     /// Plugin names whose config is not modelled, already noted.
     noted: ahash::AHashSet<String>,
     /// The top-level collection being walked.
     top: Option<Coll>,
     /// `_plugin_configs`, by name: a plugin's `_config` fills its config.
     plugin_config_map: AHashMap<String, Map<String, Value>>,
+    /// `_plugin_configs` entries in file order.
+    plugin_configs: Vec<(String, Value)>,
     /// Upstream and key-set ids mapped to their names, so `(upstream, target)`
     /// and `(set, kid)` keys compare equal whether written by id or by name.
     canonical: AHashMap<(Coll, String), String>,
+    /// The decK form, written as each top-level entity is checked.
+    fragments: Fragments,
+    /// The collection being written: where it starts, how many so far.
+    open: (usize, usize),
 }
 
-impl Walker {
+impl<'i> Walker<'i> {
+    fn new(target: &KongTarget, interner: &'i Interner) -> Walker<'i> {
+        Walker {
+            model: Model::default(),
+            target: target.clone(),
+            interner,
+            noted: Default::default(),
+            top: None,
+            plugin_config_map: AHashMap::new(),
+            plugin_configs: Vec::new(),
+            canonical: AHashMap::new(),
+            fragments: Fragments::default(),
+            open: (0, 0),
+        }
+    }
+
     fn error(&mut self, entity: &str, path: &str, message: String) {
         if self.model.errors.len() >= crate::report::MAX_MEMBER_ERRORS {
             self.model.more_errors += 1;
@@ -163,19 +296,98 @@ impl Walker {
         ));
     }
 
-    fn index_canonical_names(&mut self, top: &Map<String, Value>) {
-        for coll in [Coll::Upstreams, Coll::KeySets] {
-            let Some(Value::Array(items)) = top.get(coll.name()) else {
-                continue;
-            };
-            for item in items {
-                if let (Some(Value::String(id)), Some(Value::String(name))) =
-                    (item.get("id"), item.get("name"))
-                {
-                    self.canonical.insert((coll, id.clone()), name.clone());
-                }
+    fn index_canonical_name(&mut self, coll: Coll, item: &Value) {
+        if let (Some(Value::String(id)), Some(Value::String(name))) =
+            (item.get("id"), item.get("name"))
+        {
+            self.canonical.insert((coll, id.clone()), name.clone());
+        }
+    }
+
+    fn set_plugin_config_map(&mut self, configs: &Map<String, Value>) {
+        // Plugins may name them (`_config`) before the file defines them.
+        self.plugin_config_map = configs
+            .iter()
+            .filter_map(|(k, v)| v.as_object().map(|o| (k.clone(), o.clone())))
+            .collect();
+    }
+
+    fn unknown_key(&mut self, key: &str) {
+        let short = rules::clip_key(key);
+        self.error(
+            "",
+            &short,
+            format!(
+                "unknown top-level key {}: neither decK 3.0 nor Kong's declarative format has it{}",
+                quote(key),
+                suggestion(key)
+            ),
+        )
+    }
+
+    /// Whether Kong's form may differ from decK's: only then is it built.
+    fn kong_needed(&self) -> bool {
+        !self.plugin_configs.is_empty() || self.model.deck_only != 0
+    }
+
+    /// The model, once every top-level key is walked; `kept` holds the
+    /// top-level entities Kong's form needs (see `kong_needed`).
+    fn finish(mut self, kept: Option<Vec<(Coll, Vec<Value>)>>) -> Model {
+        if self.target.is_oss() {
+            // Kong Gateway OSS ships the `env` vault only.
+            let refs: Vec<(Coll, String, String)> = self
+                .model
+                .vault_refs
+                .iter()
+                .filter(|v| {
+                    rules::VAULT_BACKENDS_EE.contains(&v.prefix.as_str())
+                        && !rules::VAULT_BACKENDS_OSS.contains(&v.prefix.as_str())
+                })
+                .map(|v| (v.coll, v.path.clone(), v.prefix.clone()))
+                .collect();
+            for (coll, path, prefix) in refs {
+                self.error(
+                    coll.name(),
+                    &path,
+                    format!(
+                        "`{{vault://{prefix}/…}}` needs Kong Gateway Enterprise (the `{prefix}` vault); the target data planes run Kong Gateway OSS, which ships `env` only"
+                    ),
+                );
             }
         }
+        if !self.plugin_configs.is_empty() {
+            let f = &mut self.fragments;
+            let start = f.buf.len();
+            for (i, (name, cfg)) in self.plugin_configs.iter().enumerate() {
+                if i > 0 {
+                    f.buf.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut f.buf, name);
+                f.buf.push(b':');
+                let _ = serde_json::to_writer(&mut f.buf, cfg);
+            }
+            f.spans.push((
+                Coll::PluginConfigs,
+                start..f.buf.len(),
+                self.plugin_configs.len(),
+            ));
+        }
+        self.model.kong = kept
+            .and_then(|top| {
+                super::declarative::kong_form(&top, &self.plugin_configs, self.model.deck_only)
+            })
+            .map(|k| {
+                let mut f = Fragments::default();
+                for (coll, items) in &k.changed {
+                    f.push_all(*coll, items);
+                }
+                (f, k.dropped)
+            });
+        self.fragments.buf.shrink_to_fit();
+        self.model.fragments = self.fragments;
+        self.model.entities.shrink_to_fit();
+        self.model.keys.shrink_to_fit();
+        self.model
     }
 
     fn canonical(&self, coll: Coll, ident: &str) -> String {
@@ -247,40 +459,36 @@ impl Walker {
                 &mut Vec::new(),
                 &mut self.model.vault_refs,
             );
-            self.model.entities.push(Entity {
-                coll,
-                path,
-                label: format!("plugin config '{name}'"),
-                keys: vec![Key {
-                    kind: KeyKind::Name,
-                    value: name.clone(),
-                }],
-                refs: Vec::new(),
-                plugin: None,
+            let entity = self.model.entities.push_named(coll, &name);
+            self.model.keys.push(EntityKey {
+                entity,
+                kind: KeyKind::Name,
+                sym: self.interner.intern(&name),
             });
-            self.model.plugin_configs.push((name, config));
+            self.plugin_configs.push((name, config));
         }
     }
 
-    fn top_collection(&mut self, coll: Coll, value: Value) {
-        let items = match value {
-            Value::Array(items) => items,
-            Value::Null => return,
-            other => {
-                self.error(
-                    coll.name(),
-                    coll.name(),
-                    format!(
-                        "`{}` must be a list of {} entries, found {}",
-                        coll.name(),
-                        coll.noun(),
-                        describe(&other)
-                    ),
-                );
-                return;
-            }
-        };
-        if self.target.is_oss() && coll.enterprise_only() && !items.is_empty() {
+    /// A top-level collection that is not a list.
+    fn not_a_list(&mut self, coll: Coll, value: &Value) {
+        if value.is_null() {
+            return;
+        }
+        self.error(
+            coll.name(),
+            coll.name(),
+            format!(
+                "`{}` must be a list of {} entries, found {}",
+                coll.name(),
+                coll.noun(),
+                describe(value)
+            ),
+        );
+    }
+
+    /// Starts a top-level collection (a list; `any`: it has entries).
+    fn begin(&mut self, coll: Coll, any: bool) {
+        if self.target.is_oss() && coll.enterprise_only() && any {
             self.error(
                 coll.name(),
                 coll.name(),
@@ -295,38 +503,49 @@ impl Walker {
         if coll == Coll::CustomEntities {
             self.deck_only(coll);
         }
-        let mut kept = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let path = format!("{}[{i}]", coll.name());
-            match &item {
-                Value::Object(obj) => self.entity(coll, obj, &path, None),
-                other => {
-                    self.error(
-                        coll.name(),
-                        &path,
-                        format!(
-                            "a {} must be a mapping, found {}",
-                            coll.noun(),
-                            describe(other)
-                        ),
-                    );
-                    continue;
-                }
-            }
-            kept.push(item);
+        self.open = (self.fragments.buf.len(), 0);
+    }
+
+    /// Checks entry `i` of a top-level collection and writes it to the
+    /// decK form; false (and an error) when it is not a mapping.
+    fn item(&mut self, coll: Coll, i: usize, item: &Value) -> bool {
+        let path = format!("{}[{i}]", coll.name());
+        let Value::Object(obj) = item else {
+            self.error(
+                coll.name(),
+                &path,
+                format!(
+                    "a {} must be a mapping, found {}",
+                    coll.noun(),
+                    describe(item)
+                ),
+            );
+            return false;
+        };
+        self.entity(coll, obj, &path, At::Top(i));
+        if self.open.1 > 0 {
+            self.fragments.buf.push(b',');
         }
-        if !kept.is_empty() {
-            self.model.top.push((coll, kept));
+        // Serializing a `Value` cannot fail: keys are strings, numbers finite.
+        let _ = serde_json::to_writer(&mut self.fragments.buf, item);
+        self.open.1 += 1;
+        true
+    }
+
+    fn end(&mut self, coll: Coll) {
+        let (start, count) = self.open;
+        if count > 0 {
+            self.fragments
+                .spans
+                .push((coll, start..self.fragments.buf.len(), count));
         }
     }
 
-    fn entity(
-        &mut self,
-        coll: Coll,
-        obj: &Map<String, Value>,
-        path: &str,
-        parent: Option<Parent<'_>>,
-    ) {
+    fn entity(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str, at: At<'_>) {
+        let parent = match at {
+            At::Top(_) => None,
+            At::Nested(p, _, _) => Some(p),
+        };
         self.check_types(coll, obj, path);
         self.check_required(coll, obj, path);
         self.check_extras(coll, obj, path);
@@ -339,10 +558,10 @@ impl Walker {
         if !deck_key.is_empty() && obj.contains_key(deck_key) {
             self.deck_only(coll);
         }
-        self.kong_rules(coll, obj, path, parent.as_ref());
+        self.kong_rules(coll, obj, path, parent);
 
         let mut keys = Vec::new();
-        if let Some(id) = obj.get("id").filter(|v| !v.is_null()) {
+        if let Some(id) = get_field(obj, "id").filter(|v| !v.is_null()) {
             match id.as_str() {
                 Some(s) if uuid::Uuid::try_parse(s).is_ok() => keys.push(Key {
                     kind: KeyKind::Id,
@@ -365,7 +584,7 @@ impl Walker {
             }
         }
         for &(field, kind) in coll.name_keys() {
-            if let Some(Value::String(s)) = obj.get(field)
+            if let Some(Value::String(s)) = get_field(obj, field)
                 && self.check_name(coll, &format!("{path}.{field}"), field, s)
             {
                 keys.push(Key {
@@ -378,10 +597,10 @@ impl Walker {
         let mut refs = Vec::new();
         self.collect_refs(coll, obj, path, parent.is_some(), &mut refs);
         match coll {
-            Coll::Plugins => self.plugin(obj, path, parent.as_ref().map(|p| p.coll), &mut refs),
+            Coll::Plugins => self.plugin(obj, path, parent.map(|p| p.coll), &mut refs),
             Coll::CustomEntities => self.custom_entity(obj, path, &mut refs),
             Coll::Acls => {
-                if let Some(Value::String(g)) = obj.get("group") {
+                if let Some(Value::String(g)) = get_field(obj, "group") {
                     self.model.acl_groups.push((g.clone(), path.to_string()));
                 }
             }
@@ -410,7 +629,7 @@ impl Walker {
                         .find(|r| r.target == Coll::Upstreams)
                         .map(|r| r.value.clone()),
                 };
-                if let (Some(up), Some(Value::String(t))) = (upstream, obj.get("target")) {
+                if let (Some(up), Some(Value::String(t))) = (upstream, get_field(obj, "target")) {
                     let up = self.canonical(Coll::Upstreams, &up);
                     keys.push(Key {
                         kind: KeyKind::UpstreamTarget,
@@ -419,7 +638,7 @@ impl Walker {
                 }
             }
             Coll::Keys => {
-                if let Some(Value::String(kid)) = obj.get("kid") {
+                if let Some(Value::String(kid)) = get_field(obj, "kid") {
                     let set = refs
                         .iter()
                         .find(|r| r.target == Coll::KeySets)
@@ -432,7 +651,7 @@ impl Walker {
                 }
             }
             Coll::Plugins => {
-                if let Some(Value::String(name)) = obj.get("name") {
+                if let Some(Value::String(name)) = get_field(obj, "name") {
                     let scope = |f: &str| -> String {
                         refs.iter()
                             .find(|r| r.path.ends_with(&format!(".{f}")))
@@ -475,44 +694,65 @@ impl Walker {
 
         self.scan_vault_refs(coll, obj, path);
         let plugin = if coll == Coll::Plugins {
-            obj.get("name").and_then(Value::as_str).map(str::to_string)
+            get_field(obj, "name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
         } else {
             None
         };
-        let label = match &ident {
-            Some(i) => format!("{} {}", coll.noun(), quote(i)),
-            None => format!("{} at {path}", coll.noun()),
+        let entity = match at {
+            At::Top(i) => self.model.entities.push_top(coll, i),
+            At::Nested(p, field, i) => self.model.entities.push_nested(p.entity, field, coll, i),
         };
-        self.model.entities.push(Entity {
-            coll,
-            path: path.to_string(),
-            label,
-            keys,
-            refs,
-            plugin,
-        });
+        for k in keys {
+            self.model.keys.push(EntityKey {
+                entity,
+                kind: k.kind,
+                sym: self.interner.intern(&k.value),
+            });
+        }
+        if !refs.is_empty() {
+            let label = match &ident {
+                Some(i) => format!("{} {}", coll.noun(), quote(i)),
+                None => format!("{} at {path}", coll.noun()),
+            };
+            self.model.labels.push((entity, label));
+            for r in refs {
+                self.model.refs.push(EntityRef {
+                    entity,
+                    path: r.path,
+                    target: r.target,
+                    by: r.by,
+                    value: self.interner.intern(&r.value),
+                });
+            }
+        }
+        if plugin.as_deref() == Some("konnect-application-auth") {
+            self.model.app_auth.push(entity);
+        }
 
         // An unnamed parent is told apart by its path: two unnamed routes each
         // with a nested `key-auth` are two scopes, not a duplicate.
         let me = ident.unwrap_or_else(|| path.to_string());
-        for &(field, child) in coll.nested() {
-            let Some(v) = obj.get(field) else { continue };
+        let me_parent = Parent {
+            coll,
+            entity,
+            ident: &me,
+            obj,
+        };
+        for (fi, &(field, child)) in coll.nested().iter().enumerate() {
+            let Some(v) = get_field(obj, field) else {
+                continue;
+            };
             match v {
                 Value::Null => {}
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
                         let cpath = format!("{path}.{field}[{i}]");
                         match item {
-                            Value::Object(o) => self.entity(
-                                child,
-                                o,
-                                &cpath,
-                                Some(Parent {
-                                    coll,
-                                    ident: &me,
-                                    obj,
-                                }),
-                            ),
+                            Value::Object(o) => {
+                                self.entity(child, o, &cpath, At::Nested(&me_parent, fi, i))
+                            }
                             other => self.error(
                                 child.name(),
                                 &cpath,
@@ -550,12 +790,12 @@ impl Walker {
         for (f, ok, want) in [
             (
                 "_comment",
-                obj.get("_comment").is_none_or(Value::is_string),
+                get_field(obj, "_comment").is_none_or(Value::is_string),
                 "a string",
             ),
             (
                 "_ignore",
-                obj.get("_ignore").is_none_or(Value::is_array),
+                get_field(obj, "_ignore").is_none_or(Value::is_array),
                 "a list",
             ),
         ] {
@@ -581,7 +821,7 @@ impl Walker {
     ) {
         let mut problems = Vec::new();
         for rule in rules::field_rules(coll) {
-            let Some(v) = obj.get(rule.field) else {
+            let Some(v) = get_field(obj, rule.field) else {
                 continue;
             };
             problems.clear();
@@ -638,7 +878,7 @@ impl Walker {
         // parent's kind is filled in by Kong, so it may only name the parent.
         if let Some(p) = parent
             && let Some(fk) = coll.parent_key(p.coll)
-            && let Some(v) = obj.get(fk).filter(|v| !v.is_null())
+            && let Some(v) = get_field(obj, fk).filter(|v| !v.is_null())
             && !names_parent(v, p.obj)
         {
             let what = match v {
@@ -667,7 +907,7 @@ impl Walker {
                 _ => None,
             };
             if let Some(fk) = fk
-                && obj.get(fk).is_none_or(Value::is_null)
+                && get_field(obj, fk).is_none_or(Value::is_null)
             {
                 self.error(
                     coll.name(),
@@ -680,7 +920,8 @@ impl Walker {
                 );
             }
         }
-        if oss && coll == Coll::Consumers && obj.get("groups").is_some_and(|g| !g.is_null()) {
+        if oss && coll == Coll::Consumers && get_field(obj, "groups").is_some_and(|g| !g.is_null())
+        {
             self.error(
                 coll.name(),
                 &format!("{path}.groups"),
@@ -700,7 +941,7 @@ impl Walker {
         refs: &mut Vec<Ref>,
     ) {
         let coll = Coll::Plugins;
-        let Some(Value::String(name)) = obj.get("name") else {
+        let Some(Value::String(name)) = get_field(obj, "name") else {
             return;
         };
         let plugin = match self.target.plugin_status(name) {
@@ -744,7 +985,7 @@ impl Walker {
             }
         };
         let scoped = |f: &str| {
-            obj.get(f).is_some_and(|v| !v.is_null())
+            get_field(obj, f).is_some_and(|v| !v.is_null())
                 || parent.and_then(|p| Coll::Plugins.parent_key(p)) == Some(f)
         };
         if self.target.is_oss() && scoped("consumer_group") {
@@ -776,7 +1017,7 @@ impl Walker {
                     );
                 }
             }
-            if let Some(Value::Array(ps)) = obj.get("protocols") {
+            if let Some(Value::Array(ps)) = get_field(obj, "protocols") {
                 let allowed = match p.protocols {
                     plugins::Protos::Http => plugins::HTTP_PROTOCOLS,
                     plugins::Protos::All => plugins::ALL_PROTOCOLS,
@@ -806,7 +1047,7 @@ impl Walker {
                 .and_then(|n| self.plugin_config_map.get(n))
                 .cloned();
             let unresolved_base = obj.contains_key("_config") && base.is_none();
-            match (p.config, obj.get("config")) {
+            match (p.config, get_field(obj, "config")) {
                 (None, _) => self.note_unmodelled(name, path),
                 (Some(_), Some(other)) if !other.is_object() && !other.is_null() => {}
                 (Some(schema), own) => {
@@ -830,7 +1071,7 @@ impl Walker {
         } else {
             self.note_unmodelled(name, path);
         }
-        match obj.get("partials") {
+        match get_field(obj, "partials") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
@@ -974,7 +1215,7 @@ impl Walker {
     /// its `service` reference (by id or name, inside this member).
     fn custom_entity(&mut self, obj: &Map<String, Value>, path: &str, refs: &mut Vec<Ref>) {
         let coll = Coll::CustomEntities;
-        let Some(Value::String(ty)) = obj.get("type") else {
+        let Some(Value::String(ty)) = get_field(obj, "type") else {
             return;
         };
         let Some(as_coll) = custom_entity_coll(ty) else {
@@ -988,7 +1229,7 @@ impl Walker {
             );
             return;
         };
-        let Some(Value::Object(fields)) = obj.get("fields") else {
+        let Some(Value::Object(fields)) = get_field(obj, "fields") else {
             return;
         };
         let at = format!("{path}.fields");
@@ -1042,7 +1283,9 @@ impl Walker {
 
     fn check_types(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str) {
         for &(field, ty) in coll.fields() {
-            let Some(v) = obj.get(field) else { continue };
+            let Some(v) = get_field(obj, field) else {
+                continue;
+            };
             if !has_type(v, ty) {
                 self.error(
                     coll.name(),
@@ -1060,7 +1303,7 @@ impl Walker {
     }
 
     fn check_required(&mut self, coll: Coll, obj: &Map<String, Value>, path: &str) {
-        let present = |f: &str| match obj.get(f) {
+        let present = |f: &str| match get_field(obj, f) {
             None | Some(Value::Null) => false,
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
@@ -1125,12 +1368,12 @@ impl Walker {
             _ => &[],
         };
         for &(field, target) in fields {
-            if let Some(v) = obj.get(field) {
+            if let Some(v) = get_field(obj, field) {
                 self.one_ref(coll, v, format!("{path}.{field}"), target, out);
             }
         }
         if coll == Coll::Plugins
-            && let Some(Value::String(name)) = obj.get("_config")
+            && let Some(Value::String(name)) = get_field(obj, "_config")
         {
             // decK's `_config`: a `_plugin_configs` entry of this member.
             out.push(Ref {
@@ -1147,7 +1390,7 @@ impl Walker {
             _ => &[],
         };
         for &(field, target) in lists {
-            match obj.get(field) {
+            match get_field(obj, field) {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) => {
                     for (i, v) in items.iter().enumerate() {
@@ -1310,15 +1553,6 @@ fn names_parent(v: &Value, parent: &Map<String, Value>) -> bool {
     }
 }
 
-/// The collection a decK custom entity of this type stands for.
-pub fn custom_entity_coll(ty: &str) -> Option<Coll> {
-    match ty {
-        "degraphql_routes" => Some(Coll::DegraphqlRoutes),
-        "graphql_ratelimiting_cost_decorations" => Some(Coll::GraphqlCostDecorations),
-        _ => None,
-    }
-}
-
 /// A required config field Kong fills with a default when it is missing.
 fn has_default(ty: &plugins::FTy) -> bool {
     // Every required field modelled so far has a default in Kong except
@@ -1419,7 +1653,7 @@ fn ident_of(coll: Coll, obj: &Map<String, Value>) -> Option<String> {
         _ => &["name", "id"],
     };
     fields.iter().find_map(|f| {
-        obj.get(*f)
+        get_field(obj, f)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string)

@@ -40,6 +40,8 @@ pub(super) struct Pg {
     queued: Arc<AtomicBool>,
     /// Catching up under a write's lock failed: reload before the next job.
     needs_reload: bool,
+    /// The last `nodes` row read back (node reports of every daemon).
+    node_seq: i64,
 }
 
 /// How this daemon stands with the database; read by `/healthz` and `/metrics`.
@@ -192,6 +194,7 @@ impl Engine {
             status,
             queued: Arc::new(AtomicBool::new(false)),
             needs_reload: false,
+            node_seq: 0,
         };
         Engine::launch(reg, None, Some(pg), audit, None)
     }
@@ -345,6 +348,35 @@ pub(super) fn write<R>(
     out
 }
 
+/// Most node rows read back per catch-up.
+const NODE_ROWS: i64 = 10_000;
+
+/// Node reports other daemons stored (their data planes' heartbeats) since
+/// the last read, taken into this daemon's node tables; true if any changed.
+/// Soft state: a failed read is tried again on the next catch-up.
+fn absorb_nodes(pg: &mut Pg, reg: &Registry) -> bool {
+    let mut changed = false;
+    loop {
+        let rows = match pg.store.nodes_after(pg.node_seq, NODE_ROWS) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "node reports not read back");
+                return changed;
+            }
+        };
+        let full = rows.len() as i64 == NODE_ROWS;
+        for (group, node, seq) in rows {
+            pg.node_seq = pg.node_seq.max(seq);
+            if let Ok(g) = reg.group(group) {
+                changed |= g.nodes.absorb(node);
+            }
+        }
+        if !full {
+            return changed;
+        }
+    }
+}
+
 impl Pg {
     pub(super) fn needs_reload(&self) -> bool {
         self.needs_reload
@@ -361,8 +393,12 @@ impl Writer {
         let mut out = Vec::new();
         let ok = catch_up(pg, &mut self.reg, &mut out, None);
         let reload = matches!(ok, Ok(false)) || pg.needs_reload;
+        let absorbed = absorb_nodes(pg, &self.reg);
         for effects in out {
             self.publish_effects(effects);
+        }
+        if absorbed {
+            self.shared.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
         if reload {
             self.reload();

@@ -30,6 +30,7 @@ impl Registry {
         let mut records: Vec<&GroupRecord> = Vec::new();
         let mut deleted: Vec<Uuid> = Vec::new();
         let mut history: Vec<(Uuid, Option<&HistoryEntry>, u64)> = Vec::new();
+        let mut viewed_nodes: Vec<Uuid> = Vec::new();
         for c in changes {
             match c {
                 Change::PutBlob(h, b) => {
@@ -53,7 +54,17 @@ impl Registry {
                 }
                 // Blobs go with the writes that drop them; node reports are
                 // never logged (each daemon keeps its own).
-                Change::DeleteBlob(_) | Change::PutNode(..) | Change::DeleteNode(..) => {}
+                // A node deleted through another daemon's API.
+                Change::DeleteNode(g, node) => {
+                    if let Some(gr) = self.groups.get(g) {
+                        gr.nodes.remove(node);
+                        viewed_nodes.push(*g);
+                    }
+                }
+                // Blobs go with the writes that drop them; node reports are
+                // not logged (each daemon stores its own; others read them
+                // from the `nodes` table, see `Registry::absorb_nodes`).
+                Change::DeleteBlob(_) | Change::PutNode(..) => {}
             }
         }
         let mut blob = |h: &str| -> Result<Blob, String> {
@@ -62,7 +73,7 @@ impl Registry {
                 None => fetch(h).ok_or_else(|| format!("config blob {h} is missing")),
             }
         };
-        let mut viewed: BTreeSet<Uuid> = BTreeSet::new();
+        let mut viewed: BTreeSet<Uuid> = viewed_nodes.into_iter().collect();
         // Standard groups first: composites take their members from them.
         let mut rebuilt: Vec<Uuid> = Vec::new();
         for r in records

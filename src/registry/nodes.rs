@@ -418,8 +418,25 @@ impl NodeTable {
         };
     }
 
+    /// Takes `node` as another daemon stored it (a shared store), unless
+    /// this table has heard from it since: the newer `last_seen` wins. Not
+    /// dirty: the store has it already. True if the table changed.
+    pub fn absorb(&self, node: Node) -> bool {
+        let mut t = self.inner.write();
+        if t.closed {
+            return false;
+        }
+        match t.nodes.get(&node.id) {
+            Some(n) if n.last_seen_ms >= node.last_seen_ms => false,
+            _ => {
+                t.nodes.insert(node.id.clone(), Arc::new(node));
+                true
+            }
+        }
+    }
+
     /// Removes node `id`; its old record, if it had one.
-    fn remove(&self, id: &str) -> Option<Arc<Node>> {
+    pub(super) fn remove(&self, id: &str) -> Option<Arc<Node>> {
         let mut t = self.inner.write();
         // The removal itself is made durable by the write that does it.
         t.dirty.remove(id);

@@ -498,19 +498,37 @@ impl Registry {
         };
         let mut kept = loaded.history;
         let mut node_rows = loaded.nodes;
-        let blob = |h: &str| {
-            loaded
-                .blobs
-                .get(h)
-                .ok_or_else(|| format!("config blob {h} is missing"))
-        };
+        let mut blobs = loaded.blobs;
+        // Each config's blob moves into its `Config` (copied only when several
+        // groups hold the same bytes) rather than every blob being copied.
+        let mut users: HashMap<&str, usize> = HashMap::new();
+        for h in loaded.groups.iter().filter_map(|r| r.config.as_deref()) {
+            *users.entry(h).or_default() += 1;
+        }
+        let mut jobs = Vec::with_capacity(users.len());
+        for r in &loaded.groups {
+            let Some(h) = r.config.as_deref() else {
+                continue;
+            };
+            let last = users.get_mut(h).map(|n| {
+                *n -= 1;
+                *n == 0
+            });
+            let b = if last == Some(true) {
+                blobs.remove(h)
+            } else {
+                blobs.get(h).cloned()
+            };
+            jobs.push((
+                r,
+                h,
+                b.ok_or_else(|| format!("config blob {h} is missing"))?,
+            ));
+        }
         // Build every standard group's member in parallel: this is the expensive part.
-        let built: Vec<std::result::Result<(Uuid, Arc<Config>), String>> = loaded
-            .groups
-            .par_iter()
-            .filter_map(|r| r.config.as_ref().map(|h| (r, h)))
-            .map(|(r, h)| {
-                let b = blob(h)?.clone();
+        let built: Vec<std::result::Result<(Uuid, Arc<Config>), String>> = jobs
+            .into_par_iter()
+            .map(|(r, h, b)| {
                 let member = Member::build_for(
                     member_info(&r.meta),
                     &b.bytes,
@@ -521,7 +539,7 @@ impl Registry {
                 Ok((
                     r.meta.id,
                     Arc::new(Config {
-                        hash: h.clone(),
+                        hash: h.to_string(),
                         blob: b,
                         member: Arc::new(member),
                     }),
@@ -577,7 +595,11 @@ impl Registry {
                 let m = match current {
                     Some(m) => m,
                     None => {
-                        let b = blob(h)?;
+                        // An older blob, or one a current config took.
+                        let b = blobs
+                            .get(h)
+                            .or_else(|| configs.values().find(|c| &c.hash == h).map(|c| &c.blob))
+                            .ok_or_else(|| format!("config blob {h} is missing"))?;
                         let info = MemberInfo {
                             id: mid.to_string(),
                             name: mid.to_string(),

@@ -136,7 +136,7 @@ impl CompositeView {
             .map(|m| (m.info.name.as_str(), m.as_ref()))
             .collect();
         // (member, collection) → entity path → its `id` and name.
-        let mut keys: HashMap<(&str, Coll), HashMap<&str, EntityKeys>> = HashMap::new();
+        let mut keys: HashMap<(&str, Coll), HashMap<String, EntityKeys>> = HashMap::new();
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (i, c) in self.report.conflicts.iter().enumerate() {
@@ -182,14 +182,14 @@ impl CompositeView {
         &'a self,
         member: &'a Member,
         coll: Coll,
-    ) -> HashMap<&'a str, EntityKeys<'a>> {
-        let mut out: HashMap<&str, EntityKeys> = HashMap::new();
+    ) -> HashMap<String, EntityKeys<'a>> {
+        let mut out: HashMap<String, EntityKeys> = HashMap::new();
         if member.interner_id != self.interner.id() {
             return out;
         }
         for k in member.keys.iter().filter(|k| k.class.coll == coll) {
             let value = || self.interner.resolve(k.sym);
-            let e = out.entry(k.path.as_ref()).or_default();
+            let e = out.entry(member.key_path(k)).or_default();
             match k.class.kind {
                 KeyKind::Id => e.id = Some(value()),
                 KeyKind::Name | KeyKind::GlobalPlugin => e.name = Some(value()),

@@ -54,7 +54,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(
      CREATE TABLE audit (seq bigserial PRIMARY KEY, entry bytea NOT NULL);
      CREATE TABLE memberships (composite_id text NOT NULL, member_id text NOT NULL, PRIMARY KEY (composite_id, member_id));
      CREATE INDEX memberships_member ON memberships (member_id);
-     CREATE TABLE nodes (group_id text NOT NULL, node_id text NOT NULL, node jsonb NOT NULL, PRIMARY KEY (group_id, node_id));
+     CREATE SEQUENCE node_seq;
+     CREATE TABLE nodes (group_id text NOT NULL, node_id text NOT NULL, node jsonb NOT NULL, seq bigint NOT NULL DEFAULT nextval('node_seq'), PRIMARY KEY (group_id, node_id));
+     CREATE INDEX nodes_seq ON nodes (seq);
      CREATE TABLE grants (team text NOT NULL, group_id text NOT NULL, role text NOT NULL, PRIMARY KEY (team, group_id));",
 )];
 
@@ -76,6 +78,8 @@ enum Logged {
     PutTeam(Box<TeamRecord>),
     DeleteTeam(String),
     PutAccessKey(String),
+    /// A node deleted through the API (node reports themselves are not logged).
+    DeleteNode(Uuid, String),
 }
 
 impl Logged {
@@ -92,7 +96,8 @@ impl Logged {
             Change::PutTeam(t) => Logged::PutTeam(t.clone()),
             Change::DeleteTeam(n) => Logged::DeleteTeam(n.clone()),
             Change::PutAccessKey(k) => Logged::PutAccessKey(k.clone()),
-            Change::PutNode(..) | Change::DeleteNode(..) => return None,
+            Change::DeleteNode(g, n) => Logged::DeleteNode(*g, n.clone()),
+            Change::PutNode(..) => return None,
         })
     }
 }
@@ -518,6 +523,31 @@ impl PgStore {
         })
     }
 
+    /// Node reports stored (by any daemon) after `seq`, oldest first, at
+    /// most `limit`: (group, node, its seq).
+    pub fn nodes_after(&self, seq: i64, limit: i64) -> Result<Vec<(Uuid, Node, i64)>, StoreError> {
+        self.block(async {
+            let c = self.conn().await?;
+            let rows = c
+                .query(
+                    "SELECT group_id, node::text, seq FROM nodes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    &[&seq, &limit],
+                )
+                .await
+                .map_err(db_err("read nodes"))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id: String = row.get(0);
+                let group = Uuid::parse_str(&id).map_err(|e| {
+                    StoreError::Database(format!("a node names no group ({id}): {e}"))
+                })?;
+                let doc: String = row.get(1);
+                out.push((group, decode("a node", doc.as_bytes())?, row.get(2)));
+            }
+            Ok(out)
+        })
+    }
+
     /// The log entries after `pos`, at most `limit`, on the locked
     /// connection during a write (else on any).
     pub fn entries_after(&self, pos: u64, limit: i64) -> Result<Entries, StoreError> {
@@ -600,6 +630,7 @@ impl PgStore {
                         Logged::PutTeam(t) => Change::PutTeam(t),
                         Logged::DeleteTeam(n) => Change::DeleteTeam(n),
                         Logged::PutAccessKey(k) => Change::PutAccessKey(k),
+                        Logged::DeleteNode(g, n) => Change::DeleteNode(g, n),
                     });
                 }
                 out.push(Entry {
@@ -862,7 +893,7 @@ async fn write_changes(c: &Object, changes: &[Change]) -> Result<(), StoreError>
                 let doc = serde_json::to_string(node)
                     .map_err(|e| StoreError::Database(format!("can't encode a node: {e}")))?;
                 c.execute(
-                    "INSERT INTO nodes VALUES ($1, $2, $3::text::jsonb) ON CONFLICT (group_id, node_id) DO UPDATE SET node = EXCLUDED.node",
+                    "INSERT INTO nodes (group_id, node_id, node) VALUES ($1, $2, $3::text::jsonb) ON CONFLICT (group_id, node_id) DO UPDATE SET node = EXCLUDED.node, seq = nextval('node_seq')",
                     &[&group.to_string(), &node.id, &doc],
                 )
                 .await

@@ -9,6 +9,7 @@
 
 use std::sync::OnceLock;
 
+use crate::config::value::get_field;
 use serde_json::{Map, Value};
 
 use super::formats;
@@ -645,12 +646,12 @@ pub fn check(rule: &Check, v: &Value) -> Result<(), (Option<usize>, String)> {
 pub type Sink<'a> = dyn FnMut(&str, String) + 'a;
 
 fn s<'a>(obj: &'a Map<String, Value>, f: &str) -> Option<&'a str> {
-    obj.get(f).and_then(Value::as_str)
+    get_field(obj, f).and_then(Value::as_str)
 }
 
 /// Set and not empty (`null`, `""`, `[]` and `{}` count as unset, as in Kong).
 pub fn set(obj: &Map<String, Value>, f: &str) -> bool {
-    match obj.get(f) {
+    match get_field(obj, f) {
         None | Some(Value::Null) => false,
         Some(Value::String(s)) => !s.is_empty(),
         Some(Value::Array(a)) => !a.is_empty(),
@@ -685,7 +686,7 @@ fn route_kind(p: &str) -> Option<RouteKind> {
 /// `destinations` shapes.
 pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
     let default = [Value::from("http"), Value::from("https")];
-    let protocols: &[Value] = match obj.get("protocols") {
+    let protocols: &[Value] = match get_field(obj, "protocols") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         Some(Value::Array(_)) => {
             err("protocols", "`protocols` must not be empty".into());
@@ -781,7 +782,7 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
         }
         RouteKind::Grpc => {
             forbid(&["methods", "sources", "destinations"], err);
-            if obj.get("strip_path") == Some(&Value::Bool(true)) {
+            if get_field(obj, "strip_path") == Some(&Value::Bool(true)) {
                 err(
                     "strip_path",
                     "`strip_path` cannot be true on a route whose protocols are grpc, grpcs".into(),
@@ -805,7 +806,7 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
 }
 
 fn check_headers(obj: &Map<String, Value>, err: &mut Sink<'_>) {
-    let Some(Value::Object(h)) = obj.get("headers") else {
+    let Some(Value::Object(h)) = get_field(obj, "headers") else {
         return;
     };
     for (name, values) in h {
@@ -828,7 +829,7 @@ fn check_headers(obj: &Map<String, Value>, err: &mut Sink<'_>) {
 }
 
 fn check_endpoints(obj: &Map<String, Value>, f: &str, err: &mut Sink<'_>) {
-    let Some(Value::Array(items)) = obj.get(f) else {
+    let Some(Value::Array(items)) = get_field(obj, f) else {
         return;
     };
     for (i, item) in items.iter().enumerate() {
@@ -984,7 +985,7 @@ pub fn check_upstream(obj: &Map<String, Value>, err: &mut Sink<'_>) {
             );
         }
     }
-    if let Some(Value::Object(hc)) = obj.get("healthchecks") {
+    if let Some(Value::Object(hc)) = get_field(obj, "healthchecks") {
         check_healthchecks(hc, err);
     }
 }
@@ -1137,7 +1138,7 @@ pub fn check_key(obj: &Map<String, Value>, err: &mut Sink<'_>) {
             }
         }
     }
-    if let Some(Value::Object(pem)) = obj.get("pem") {
+    if let Some(Value::Object(pem)) = get_field(obj, "pem") {
         if !set(pem, "private_key") && !set(pem, "public_key") {
             err(
                 "pem",
