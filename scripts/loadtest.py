@@ -262,6 +262,28 @@ def run_slowloris(args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def build_composite(conn, gen):
+    """A composite `shared` of one standard group per file in `gen` (named by
+    the file's stem, its config uploaded): (composite id, member ids in order)."""
+    js = {"Content-Type": "application/json"}
+    _, _, body = request(conn, "POST", "/v2/control-planes",
+                         json.dumps({"name": "shared", "cluster_type": "CLUSTER_TYPE_CONTROL_PLANE_GROUP"}), js)
+    composite = json.loads(body)["id"]
+    ids = []
+    for f in sorted(os.listdir(gen)):
+        _, _, body = request(conn, "POST", "/v2/control-planes", json.dumps({"name": f.split(".")[0]}), js)
+        gid = json.loads(body)["id"]
+        ids.append(gid)
+        with open(os.path.join(gen, f), "rb") as fh:
+            st, _, body = request(conn, "PUT", f"/v2/control-planes/{gid}/config", fh.read(), js)
+            assert st == 200, body
+    for i in range(0, len(ids), 50):
+        st, _, body = request(conn, "POST", f"/v2/control-planes/{composite}/group-memberships/add",
+                              json.dumps({"members": [{"id": g} for g in ids[i:i + 50]]}), js)
+        assert st in (200, 204), body  # 204 (Konnect); older builds answered 200
+    return composite, ids
+
+
 def read_pool(sock, path, readers, seconds):
     """GETs `path` from `readers` threads, each on its own keep-alive
     connection, for `seconds`; answers in oha's JSON shape (the fields used)."""
@@ -678,22 +700,8 @@ def main():
             time.sleep(0.05)
         conn = UnixConnection(sock)
         js = {"Content-Type": "application/json"}
-        _, _, body = request(conn, "POST", "/v2/control-planes",
-                             json.dumps({"name": "shared", "cluster_type": "CLUSTER_TYPE_CONTROL_PLANE_GROUP"}), js)
-        composite = json.loads(body)["id"]
         files = sorted(os.listdir(gen))
-        ids = []
-        for f in files:
-            _, _, body = request(conn, "POST", "/v2/control-planes", json.dumps({"name": f.split(".")[0]}), js)
-            gid = json.loads(body)["id"]
-            ids.append(gid)
-            with open(os.path.join(gen, f), "rb") as fh:
-                st, _, body = request(conn, "PUT", f"/v2/control-planes/{gid}/config", fh.read(), js)
-                assert st == 200, body
-        for i in range(0, len(ids), 50):
-            st, _, body = request(conn, "POST", f"/v2/control-planes/{composite}/group-memberships/add",
-                                  json.dumps({"members": [{"id": g} for g in ids[i:i + 50]]}), js)
-            assert st in (200, 204), body  # 204 (Konnect); older builds answered 200
+        composite, ids = build_composite(conn, gen)
         st, headers, snap = request(conn, "GET", f"/v2/control-planes/{composite}/snapshot")
         assert st == 200
         etag = headers["ETag"]

@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loadtest import UnixConnection, cpu_model, percentile, request  # noqa: E402
+from loadtest import UnixConnection, build_composite, cpu_model, percentile, request  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -84,22 +84,7 @@ def measure(args, oha, size, tmp):
         wait_for(sock, "rgmerge serve", daemon)
         conn = UnixConnection(sock, timeout=120)
         js = {"Content-Type": "application/json"}
-        _, _, body = request(conn, "POST", "/v2/control-planes", json.dumps(
-            {"name": "shared", "cluster_type": "CLUSTER_TYPE_CONTROL_PLANE_GROUP"}), js)
-        composite = json.loads(body)["id"]
-        ids = []
-        for f in sorted(os.listdir(gen)):
-            _, _, body = request(conn, "POST", "/v2/control-planes",
-                                 json.dumps({"name": f.split(".")[0]}), js)
-            gid = json.loads(body)["id"]
-            ids.append(gid)
-            with open(os.path.join(gen, f), "rb") as fh:
-                st, _, body = request(conn, "PUT", f"/v2/control-planes/{gid}/config", fh.read(), js)
-                assert st == 200, body
-        for i in range(0, len(ids), 50):
-            st, _, body = request(conn, "POST", f"/v2/control-planes/{composite}/group-memberships/add",
-                                  json.dumps({"members": [{"id": g} for g in ids[i:i + 50]]}), js)
-            assert st in (200, 204), body
+        composite, _ = build_composite(conn, gen)
         path = f"/v2/control-planes/{composite}/snapshot"
         st, _, snap = request(conn, "GET", path)
         assert st == 200, snap

@@ -30,7 +30,9 @@ fi
 # from Debian's postgresql (15 or later) on a temporary directory and a Unix
 # socket. Without it those tests say SKIPPED, except under CI=true.
 pg_tools() {
-  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_config >/dev/null 2>&1
+  # The server's initdb, not just a client (psql or pg_config alone is not enough).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
+    { command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; }
 }
 if ! pg_tools; then
   step "installing postgresql (apt-get)"

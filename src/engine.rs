@@ -612,11 +612,7 @@ impl Engine {
     ) -> Result<ConfigWrite, Refusal> {
         let format = Format::from_content_type(content_type, &bytes);
         let view = self.written(id)?;
-        let info = MemberInfo {
-            id: view.meta.id.to_string(),
-            name: view.meta.name.clone(),
-            is_default: view.meta.is_default,
-        };
+        let info = view.meta.member_info();
         // The registry's interner: it is replaced when compacted, and a member
         // built with an older one (or under an old name) is rebuilt by the writer.
         let interner = self.shared_interner();
@@ -684,16 +680,7 @@ impl Engine {
             .sources
             .iter()
             .filter_map(|(m, _)| self.view(*m))
-            .map(|v| {
-                (
-                    v.meta.id,
-                    MemberInfo {
-                        id: v.meta.id.to_string(),
-                        name: v.meta.name.clone(),
-                        is_default: v.meta.is_default,
-                    },
-                )
-            })
+            .map(|v| (v.meta.id, v.meta.member_info()))
             .collect();
         let _permit = self.builds.acquire().await.ok();
         let published = tokio::task::spawn_blocking(move || {
@@ -703,11 +690,10 @@ impl Engine {
                 &entry.sources,
                 |h| blobs.get(h),
                 |m| {
-                    infos.get(&m).cloned().unwrap_or_else(|| MemberInfo {
-                        id: m.to_string(),
-                        name: m.to_string(),
-                        is_default: false,
-                    })
+                    infos
+                        .get(&m)
+                        .cloned()
+                        .unwrap_or_else(|| MemberInfo::unnamed(m))
                 },
             )
         })

@@ -478,11 +478,7 @@ mod tests {
     /// and read from the whole parsed tree, with one interner.
     fn both_ways(json: &[u8], target: &KongTarget) -> (Member, Member) {
         let interner = Interner::new();
-        let info = MemberInfo {
-            id: "m".into(),
-            name: "m".into(),
-            is_default: false,
-        };
+        let info = MemberInfo::new("m", "m", false);
         let streamed = Member::build_for(info.clone(), json, Format::Json, &interner, target);
         let doc = config::parse(json, Format::Json).expect("valid JSON");
         let tree = Member::from_model(

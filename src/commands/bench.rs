@@ -84,11 +84,7 @@ pub fn measure(args: &BenchOptions) -> Value {
     let interner = Arc::new(Interner::new());
     let info = |i: usize| {
         let name = synth::member_name(i, args.members);
-        MemberInfo {
-            id: name.clone(),
-            name,
-            is_default: i == 0,
-        }
+        MemberInfo::new(name.clone(), name, i == 0)
     };
 
     let load_avg = std::fs::read_to_string("/proc/loadavg")
@@ -478,11 +474,7 @@ fn fill_startup(
         .enumerate()
         .map(|(i, meta)| {
             let bytes = synth::to_json(&synth::member_document(i, spec, 0));
-            let info = MemberInfo {
-                id: meta.id.to_string(),
-                name: meta.name.clone(),
-                is_default: false,
-            };
+            let info = MemberInfo::new(meta.id.to_string(), meta.name.clone(), false);
             let m = Member::build(info, &bytes, Format::Json, interner);
             (bytes, m)
         })
@@ -833,11 +825,7 @@ mod tests {
     }
 
     fn member(i: usize, bytes: &[u8], interner: &Interner) -> Member {
-        let info = MemberInfo {
-            id: format!("m{i}"),
-            name: format!("m{i}"),
-            is_default: false,
-        };
+        let info = MemberInfo::new(format!("m{i}"), format!("m{i}"), false);
         Member::build(info, bytes, Format::Json, interner)
     }
 

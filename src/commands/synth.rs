@@ -974,11 +974,7 @@ mod tests {
 
     fn build(i: usize, spec: &Spec, interner: &Interner) -> Arc<Member> {
         let name = member_name(i, 8);
-        let info = MemberInfo {
-            id: name.clone(),
-            name,
-            is_default: false,
-        };
+        let info = MemberInfo::unnamed(name);
         let bytes = to_json(&member_document(i, spec, 0));
         Arc::new(Member::build(info, &bytes, Format::Json, interner))
     }

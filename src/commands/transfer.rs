@@ -489,11 +489,10 @@ fn restore_served(
         &sources,
         |h| blobs.get(h),
         |m| {
-            infos.get(&m).cloned().unwrap_or_else(|| MemberInfo {
-                id: m.to_string(),
-                name: m.to_string(),
-                is_default: false,
-            })
+            infos
+                .get(&m)
+                .cloned()
+                .unwrap_or_else(|| MemberInfo::unnamed(m))
         },
     )
     .map_err(|e| TransferError::Invalid(format!("{what}: the exported snapshot {e}")))?;
@@ -545,11 +544,7 @@ fn import_all(
             let file = inside(dir, rel, &format!("group '{}': config", g.meta.name))?;
             let bytes = std::fs::read(&file).map_err(io(&file))?;
             let format = Format::from_path(&file, &bytes);
-            let info = MemberInfo {
-                id: g.meta.id.to_string(),
-                name: g.meta.name.clone(),
-                is_default: g.meta.is_default,
-            };
+            let info = g.meta.member_info();
             let member = Member::build(info, &bytes, format, interner);
             let written = tx
                 .put_config(g.meta.id, Blob { format, bytes }, member)
@@ -576,16 +571,7 @@ fn import_all(
         let infos: HashMap<Uuid, MemberInfo> = exported
             .groups
             .iter()
-            .map(|g| {
-                (
-                    g.meta.id,
-                    MemberInfo {
-                        id: g.meta.id.to_string(),
-                        name: g.meta.name.clone(),
-                        is_default: g.meta.is_default,
-                    },
-                )
-            })
+            .map(|g| (g.meta.id, g.meta.member_info()))
             .collect();
         for g in &ordered {
             if let Some(snap) = &g.snapshot {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::record::Blob;
 use super::record::named_collections;
 use super::tx::Undo;
-use super::{Config, GroupMeta, Kind, Published, Refusal, Registry, Result, Tx, member_info};
+use super::{Config, GroupMeta, Kind, Published, Refusal, Registry, Result, Tx};
 use crate::compose::{Body, Composite, EMPTY_CONFIG};
 use crate::config::Format;
 use crate::intern::Interner;
@@ -96,7 +96,7 @@ impl Registry {
             .values()
             .filter_map(|g| match &g.kind {
                 Kind::Standard { config, .. } => {
-                    Some((g.meta.id, member_info(&g.meta), config.clone()))
+                    Some((g.meta.id, g.meta.member_info(), config.clone()))
                 }
                 Kind::Composite { .. } => None,
             })
@@ -147,7 +147,7 @@ impl Registry {
             bytes: EMPTY_CONFIG.to_vec(),
         };
         let member = Member::build_for(
-            member_info(meta),
+            meta.member_info(),
             &blob.bytes,
             blob.format,
             &self.interner,
@@ -178,7 +178,7 @@ impl Tx<'_> {
             }
             Kind::Standard { composites, .. } => composites.clone(),
         };
-        let info = member_info(&g.meta);
+        let info = g.meta.member_info();
         let member = if member.info.name == info.name
             && member.info.is_default == info.is_default
             && member.interner_id == self.reg.interner.id()
@@ -339,7 +339,7 @@ mod tests {
     }
 
     fn put(reg: &mut Registry, id: Uuid, blob: Blob, interner: &Interner) {
-        let info = member_info(&reg.group(id).unwrap().meta);
+        let info = reg.group(id).unwrap().meta.member_info();
         let member = Member::build(info, &blob.bytes, blob.format, interner);
         let mut tx = reg.begin();
         tx.put_config(id, blob, member).unwrap();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::record::{Blob, Change, GroupRecord, HistoryEntry, decode_key, named_collections};
-use super::{Config, Effects, Group, Kind, Published, Registry, member_info};
+use super::{Config, Effects, Group, Kind, Published, Registry};
 use crate::compose::{Body, Composite};
 use crate::member::{Member, MemberInfo};
 
@@ -106,7 +106,7 @@ impl Registry {
                         _ => blob(hash)?,
                     };
                     let member = Member::build_for(
-                        member_info(&r.meta),
+                        r.meta.member_info(),
                         &b.bytes,
                         b.format,
                         &self.interner,
@@ -356,12 +356,8 @@ impl Registry {
                 None => {
                     let b = blob(h)?;
                     let info = match self.groups.get(mid) {
-                        Some(g) => member_info(&g.meta),
-                        None => MemberInfo {
-                            id: mid.to_string(),
-                            name: mid.to_string(),
-                            is_default: false,
-                        },
+                        Some(g) => g.meta.member_info(),
+                        None => MemberInfo::unnamed(mid),
                     };
                     Arc::new(Member::build_for(
                         info,
@@ -488,7 +484,7 @@ mod tests {
             Box::new(move |tx: &mut Tx| {
                 let blob = yaml(services);
                 let g = id(name);
-                let info = member_info(&tx.registry().group(g)?.meta);
+                let info = tx.registry().group(g)?.meta.member_info();
                 let member =
                     Member::build(info, &blob.bytes, blob.format, tx.registry().interner());
                 tx.put_config(g, blob, member).map(|_| ())

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::tx::Undo;
-use super::{Config, Kind, Refusal, Result, Tx, member_info};
+use super::{Config, Kind, Refusal, Result, Tx};
 use crate::member::Member;
 
 /// Konnect's cluster types; the legacy spellings are accepted on input.
@@ -407,7 +407,7 @@ impl Tx<'_> {
             if let Kind::Standard { config, .. } = &self.reg.group(id)?.kind {
                 let config = config.clone();
                 let member = Member::build_for(
-                    member_info(&meta),
+                    meta.member_info(),
                     &config.blob.bytes,
                     config.blob.format,
                     &self.reg.interner,

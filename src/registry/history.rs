@@ -380,7 +380,7 @@ mod tests {
     use super::*;
     use crate::config::Format;
     use crate::registry::record::{Change, Loaded};
-    use crate::registry::{Mode, NewGroup, Settings, member_info, transact};
+    use crate::registry::{Mode, NewGroup, Settings, transact};
 
     /// What a store would hold after `changes`.
     fn apply(loaded: &mut Loaded, changes: &[Change]) {
@@ -459,7 +459,7 @@ mod tests {
 
         fn put(&mut self, id: Uuid, name: &str) {
             let blob = yaml(name);
-            let info = member_info(&self.reg.group(id).unwrap().meta);
+            let info = self.reg.group(id).unwrap().meta.member_info();
             let member = Member::build(info, &blob.bytes, blob.format, self.reg.interner());
             self.write(|tx| tx.put_config(id, blob, member)).unwrap();
         }

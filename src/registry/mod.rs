@@ -277,10 +277,6 @@ impl Registry {
     }
 }
 
-fn member_info(meta: &GroupMeta) -> MemberInfo {
-    meta.member_info()
-}
-
 impl GroupMeta {
     /// Who this group is as a member of a composite (its UUID fixes the merge order).
     pub fn member_info(&self) -> MemberInfo {

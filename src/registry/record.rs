@@ -12,10 +12,7 @@ use uuid::Uuid;
 
 /// A node record, as the store keeps it.
 pub use super::Node;
-use super::{
-    Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, Settings,
-    member_info,
-};
+use super::{Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, Settings};
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
 use crate::intern::Interner;
@@ -146,7 +143,7 @@ pub enum Change {
     PutHistory(Uuid, Box<HistoryEntry>),
     /// Drops one history entry of a group. (`DeleteGroup` drops them all.)
     DeleteHistory(Uuid, u64),
-    /// A team as it now stands (access control, SPEC §8).
+    /// A team as it now stands (access control, README: Access control).
     PutTeam(Box<TeamRecord>),
     DeleteTeam(String),
     /// The per-store secret that keys token hashes, lowercase hex.
@@ -530,7 +527,7 @@ impl Registry {
             .into_par_iter()
             .map(|(r, h, b)| {
                 let member = Member::build_for(
-                    member_info(&r.meta),
+                    r.meta.member_info(),
                     &b.bytes,
                     b.format,
                     &reg.interner,
@@ -600,11 +597,7 @@ impl Registry {
                             .get(h)
                             .or_else(|| configs.values().find(|c| &c.hash == h).map(|c| &c.blob))
                             .ok_or_else(|| format!("config blob {h} is missing"))?;
-                        let info = MemberInfo {
-                            id: mid.to_string(),
-                            name: mid.to_string(),
-                            is_default: false,
-                        };
+                        let info = MemberInfo::unnamed(mid);
                         Arc::new(Member::build_for(
                             info,
                             &b.bytes,
