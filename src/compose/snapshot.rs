@@ -81,6 +81,11 @@ impl std::fmt::Debug for WireCache {
 const WIRE_SMALL_PART: usize = 4 * 1024;
 /// The most bytes of small parts copied into one wire buffer.
 const WIRE_BUFFER: usize = 64 * 1024;
+/// A document up to this size goes out as one buffer (copied once, on its
+/// first GET): the response is then one write with its headers, which is
+/// what keeps a few-hundred-KB GET near the socket's own rate. Larger ones
+/// go in pieces, without a copy.
+const WIRE_WHOLE: usize = 1024 * 1024;
 
 impl Body {
     /// `{"_format_version":"3.0"}`.
@@ -189,16 +194,19 @@ impl Body {
         &self.parts
     }
 
-    /// The same bytes as [`Body::parts`], in fewer pieces, for sending:
-    /// runs of small parts (punctuation, small members' chunks) are copied
-    /// into buffers of up to 64 KiB, large parts are shared as they are. A
-    /// small snapshot becomes one buffer, so a response is one write instead
-    /// of one per piece. Computed once per body, on first use; the copy costs
-    /// at most the bytes of the small parts.
+    /// The same bytes as [`Body::parts`], in fewer pieces, for sending: a
+    /// document up to 1 MiB is one buffer, so a response is one write
+    /// instead of one per piece; in a larger one, runs of small parts
+    /// (punctuation, small members' chunks) are copied into buffers of up to
+    /// 64 KiB and large parts are shared as they are. Computed once per body,
+    /// on first use.
     pub fn wire_parts(&self) -> Arc<[Bytes]> {
         self.wire
             .0
             .get_or_init(|| {
+                if self.len <= WIRE_WHOLE {
+                    return vec![Bytes::from(self.to_vec())].into();
+                }
                 let mut out: Vec<Bytes> = Vec::new();
                 let mut buf: Vec<u8> = Vec::new();
                 for p in &self.parts {
