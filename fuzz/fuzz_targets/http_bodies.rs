@@ -123,8 +123,9 @@ async fn dump(engine: &Engine) -> String {
             g.snapshot.version,
             g.snapshot.body.hash(),
             g.nodes
-                .values()
-                .map(|n| (&n.id, &n.hostname, &n.config_hash))
+                .list()
+                .iter()
+                .map(|n| (n.id.clone(), n.hostname.clone(), n.config_hash.clone()))
                 .collect::<Vec<_>>(),
             g.certificates
         ));
