@@ -1009,7 +1009,9 @@ impl Writer {
             Some(pg) => {
                 let mut caught = Vec::new();
                 let out = follow::write(pg, &mut self.reg, mode, f, &mut caught);
+                // (`transact` settles the write's own node tables.)
                 for effects in caught {
+                    self.reg.settle_nodes(&effects);
                     self.publish_effects(effects);
                 }
                 out

@@ -395,6 +395,8 @@ impl Writer {
         let reload = matches!(ok, Ok(false)) || pg.needs_reload;
         let absorbed = absorb_nodes(pg, &self.reg);
         for effects in out {
+            // A followed write may have made a group a member (or not).
+            self.reg.settle_nodes(&effects);
             self.publish_effects(effects);
         }
         if absorbed {
@@ -407,7 +409,6 @@ impl Writer {
 
     /// Publishes a write's (or a followed entry's) effects.
     pub(super) fn publish_effects(&mut self, effects: Effects) {
-        self.reg.settle_nodes(&effects);
         if effects.access_changed {
             *self.shared.access.write() = Arc::new(self.reg.access_view());
         }
