@@ -16,8 +16,10 @@ pub const MAX_WARNINGS: usize = 1000;
 
 /// `shared_acl_group`: one ACL group name used by consumers of ≥ 2 members.
 pub fn shared_acl_groups(members: &[&Member]) -> Vec<Warning> {
-    // group → (member index, first path), members in merge order.
-    let mut by_group: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
+    // group → (member index, first path), members in merge order. Hashed,
+    // not sorted: almost every group has one holder, and only the shared
+    // ones need the name order the list is given in.
+    let mut by_group: AHashMap<&str, Vec<(usize, &str)>> = AHashMap::new();
     for (i, m) in members.iter().enumerate() {
         for (g, path) in &m.acl_groups {
             let holders = by_group.entry(g.as_str()).or_default();
@@ -26,11 +28,13 @@ pub fn shared_acl_groups(members: &[&Member]) -> Vec<Warning> {
             }
         }
     }
+    let mut shared: Vec<(&str, Vec<(usize, &str)>)> = by_group
+        .into_iter()
+        .filter(|(_, holders)| holders.len() >= 2)
+        .collect();
+    shared.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::new();
-    for (group, holders) in by_group {
-        if holders.len() < 2 {
-            continue;
-        }
+    for (group, holders) in shared {
         if out.len() == MAX_WARNINGS {
             break;
         }
