@@ -431,7 +431,7 @@ impl Engine {
             if w.pg.is_some() {
                 // The shared store serializes writes itself: one database
                 // transaction each, answered when it commits.
-                let _ = tx.send(w.transact(mode, f));
+                let _ = tx.send(w.write_shared(mode, f));
                 return None;
             }
             match stage(&mut w.reg, mode, f) {
@@ -989,45 +989,29 @@ impl Writer {
                 }
             }
         }
-        // Outside any transaction: the registry is consistent here.
-        if let Some((before, after)) = self.reg.compact_interner(COMPACT_MIN_STRINGS) {
-            tracing::info!(before, after, "compacted the string interner");
-            *self.shared.interner.write() = self.reg.interner().clone();
-        }
+        self.compact_interner();
     }
 
     /// A write on the shared PostgreSQL store: one database transaction
     /// each (see `follow`), published before it is answered; no batch.
-    fn transact<R>(
+    fn write_shared<R>(
         &mut self,
         mode: Mode,
         f: impl FnOnce(&mut Tx) -> Result<R, Refusal>,
     ) -> Result<R, Refusal> {
-        let started = Instant::now();
-        let store = &mut self.store;
-        let out = match &mut self.pg {
-            Some(pg) => {
-                let mut caught = Vec::new();
-                let out = follow::write(pg, &mut self.reg, mode, f, &mut caught);
-                // (`transact` settles the write's own node tables.)
-                for effects in caught {
-                    self.reg.settle_nodes(&effects);
-                    self.publish_effects(effects);
-                }
-                out
-            }
-            None => transact(
-                &mut self.reg,
-                mode,
-                |effects| match store {
-                    Some(s) if !effects.changes.is_empty() => {
-                        s.commit(&effects.changes).map_err(|e| e.to_string())
-                    }
-                    _ => Ok(()),
-                },
-                f,
-            ),
+        let Some(pg) = &mut self.pg else {
+            return Err(Refusal::internal(
+                "a shared-store write without a shared store",
+            ));
         };
+        let started = Instant::now();
+        let mut caught = Vec::new();
+        let out = follow::write(pg, &mut self.reg, mode, f, &mut caught);
+        // (`transact` settled the write's own node tables.)
+        for effects in caught {
+            self.reg.settle_nodes(&effects);
+            self.publish_effects(effects);
+        }
         let out = out.map(|(r, effects)| {
             self.publish_effects(effects);
             r
@@ -1036,12 +1020,17 @@ impl Writer {
             self.reload();
         }
         crate::metrics::write_finished(started.elapsed());
-        // Outside any transaction: the registry is consistent here.
+        self.compact_interner();
+        out
+    }
+
+    /// Outside any transaction (the registry is consistent here): compacts
+    /// the interner once it has grown enough, and hands readers the new one.
+    fn compact_interner(&mut self) {
         if let Some((before, after)) = self.reg.compact_interner(COMPACT_MIN_STRINGS) {
             tracing::info!(before, after, "compacted the string interner");
             *self.shared.interner.write() = self.reg.interner().clone();
         }
-        out
     }
 
     /// Stores the node reports of every heartbeat since the last time, in
