@@ -372,6 +372,40 @@ async fn a_stopped_database_is_waited_out_serving_reads_and_refusing_writes() {
 /// Kills the sidecar when the test ends.
 struct Sidecar(std::process::Child);
 
+impl Sidecar {
+    /// `rgmerge sidecar` for `group` as node `dp-1`, polling every second,
+    /// trying `sockets` in order, writing `out`; its stderr goes to `log`.
+    fn spawn(
+        group: &str,
+        sockets: &[&std::path::Path],
+        out: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Sidecar {
+        let log = std::fs::File::create(log).expect("log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"));
+        cmd.args([
+            "sidecar",
+            "--group",
+            group,
+            "--node-id",
+            "dp-1",
+            "--interval",
+            "1",
+        ]);
+        for s in sockets {
+            cmd.arg("--socket").arg(s);
+        }
+        Sidecar(
+            cmd.arg("--out")
+                .arg(out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::from(log))
+                .spawn()
+                .expect("spawn the sidecar"),
+        )
+    }
+}
+
 impl Drop for Sidecar {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -396,28 +430,11 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
 
     let out = b.dir.path().join("kong.json");
     let version_file = b.dir.path().join("kong.json.version");
-    let log = std::fs::File::create(b.dir.path().join("sidecar.log")).expect("log");
-    let _sidecar = Sidecar(
-        std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                "blue",
-                "--node-id",
-                "dp-1",
-                "--interval",
-                "1",
-            ])
-            .arg("--socket")
-            .arg(&a.socket)
-            .arg("--socket")
-            .arg(&b.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::from(log))
-            .spawn()
-            .expect("spawn the sidecar"),
+    let _sidecar = Sidecar::spawn(
+        "blue",
+        &[&a.socket, &b.socket],
+        &out,
+        &b.dir.path().join("sidecar.log"),
     );
     // Versions the file held, in the order seen: they never go down.
     let mut seen: Vec<u64> = Vec::new();
@@ -636,27 +653,7 @@ async fn a_sidecar_never_writes_a_version_older_than_the_one_applied() {
     std::fs::write(&out, "newer").expect("write");
     std::fs::write(a.dir.path().join("kong.json.version"), "1000").expect("write");
     let log_path = a.dir.path().join("sidecar.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let _sidecar = Sidecar(
-        std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                &blue,
-                "--node-id",
-                "dp-1",
-                "--interval",
-                "1",
-            ])
-            .arg("--socket")
-            .arg(&a.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::from(log))
-            .spawn()
-            .expect("spawn the sidecar"),
-    );
+    let _sidecar = Sidecar::spawn(&blue, &[&a.socket], &out, &log_path);
     let deadline = Instant::now() + HANG_GUARD;
     loop {
         let said = std::fs::read_to_string(&log_path).unwrap_or_default();
