@@ -169,6 +169,15 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T,
         .map_err(|e| StoreError::Database(format!("{what} in the database does not decode: {e}")))
 }
 
+/// A `nodes` row read as `group_id, node::text, …`: its group and node.
+fn node_row(row: &tokio_postgres::Row) -> Result<(Uuid, Node), StoreError> {
+    let id: String = row.get(0);
+    let group = Uuid::parse_str(&id)
+        .map_err(|e| StoreError::Database(format!("a node names no group ({id}): {e}")))?;
+    let doc: String = row.get(1);
+    Ok((group, decode("a node", doc.as_bytes())?))
+}
+
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Database(format!("can't encode a record: {e}")))
 }
@@ -360,12 +369,7 @@ impl PgStore {
                 .await
                 .map_err(db_err("read nodes"))?
             {
-                let id: String = row.get(0);
-                let group = Uuid::parse_str(&id).map_err(|e| {
-                    StoreError::Database(format!("a node names no group ({id}): {e}"))
-                })?;
-                let doc: String = row.get(1);
-                let node: Node = decode("a node", doc.as_bytes())?;
+                let (group, node) = node_row(&row)?;
                 loaded.nodes.entry(group).or_default().push(node);
             }
             let key = tx
@@ -537,12 +541,8 @@ impl PgStore {
                 .map_err(db_err("read nodes"))?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                let id: String = row.get(0);
-                let group = Uuid::parse_str(&id).map_err(|e| {
-                    StoreError::Database(format!("a node names no group ({id}): {e}"))
-                })?;
-                let doc: String = row.get(1);
-                out.push((group, decode("a node", doc.as_bytes())?, row.get(2)));
+                let (group, node) = node_row(&row)?;
+                out.push((group, node, row.get(2)));
             }
             Ok(out)
         })
