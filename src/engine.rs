@@ -51,6 +51,9 @@ pub use follow::StoreStatus;
 enum Job {
     Run(Box<dyn FnOnce(&mut Writer) + Send>),
     Write(WriteJob),
+    /// Audit entries wait to be made durable: they ride the next batch's
+    /// commit if a write is queued, else they are stored at once.
+    Audit,
 }
 
 /// A write: applies itself and hands back what waits for the batch's commit.
@@ -62,11 +65,16 @@ type WriteJob = Box<dyn FnOnce(&mut Writer) -> Option<Pending> + Send>;
 struct Pending {
     staged: Option<Staged>,
     started: Instant,
+    /// The request's audit entry, stored in the same commit as the write.
+    audit: Option<AuditEntry>,
     answer: Box<dyn FnOnce(Result<(), Refusal>) + Send>,
 }
 
 /// Most writes one store commit makes durable.
 const MAX_BATCH: usize = 256;
+
+/// Longest a batch waits for writes still being validated.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// Node reports wait at most this long to be stored.
 const NODE_INTERVAL: Duration = Duration::from_secs(1);
@@ -112,6 +120,49 @@ const MAX_PENDING_AUDIT: usize = 65_536;
 const AUDIT_BATCH: usize = 512;
 /// Refusal entries wait at most this long to become durable.
 const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+/// A write's entry waits at most about this long for a batch to ride
+/// before it is stored on its own.
+const AUDIT_RIDE: Duration = Duration::from_millis(5);
+
+tokio::task_local! {
+    /// The audit entry of the request being handled, until a write carries it.
+    static WRITE_AUDIT: std::cell::RefCell<WriteAudit>;
+}
+
+struct WriteAudit {
+    draft: Option<AuditEntry>,
+    /// A write carried the entry and its commit succeeded.
+    committed: bool,
+}
+
+/// Counts a config write as arriving until dropped (it is queued, or
+/// failed before it could be).
+struct Arriving(Arc<Shared>);
+
+impl Arriving {
+    fn new(shared: &Arc<Shared>) -> Arriving {
+        shared
+            .arriving
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arriving(shared.clone())
+    }
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        self.0
+            .arriving
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Audit entries taken from the queue to be stored together.
+struct AuditBatch {
+    entries: Vec<AuditEntry>,
+    /// Every ticket up to this one is in `entries` or was stored before
+    /// (`None`: only entries carried by writes, which have no ticket).
+    ticket: Option<u64>,
+}
 
 /// Entries on their way to the writer.
 struct AuditQueue {
@@ -228,6 +279,9 @@ struct Shared {
     beats: std::sync::atomic::AtomicU64,
     /// Every heartbeat numbered up to this is in the store.
     beats_stored: std::sync::atomic::AtomicU64,
+    /// Config writes being parsed and validated, not yet queued: the writer
+    /// waits a moment for them so they share its commit.
+    arriving: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -355,6 +409,7 @@ impl Engine {
             },
             beats: Default::default(),
             beats_stored: Default::default(),
+            arriving: Default::default(),
         });
         reg.settle_all_nodes();
         for g in reg.groups() {
@@ -425,6 +480,28 @@ impl Engine {
         mode: Mode,
         f: impl FnOnce(&mut Tx) -> Result<R, Refusal> + Send + 'static,
     ) -> Result<R, Refusal> {
+        self.write_arrived(mode, f, None).await
+    }
+
+    /// [`write`](Engine::write) of a write counted as arriving: the count
+    /// drops once the write is queued.
+    async fn write_arrived<R: Send + 'static>(
+        &self,
+        mode: Mode,
+        f: impl FnOnce(&mut Tx) -> Result<R, Refusal> + Send + 'static,
+        arriving: Option<Arriving>,
+    ) -> Result<R, Refusal> {
+        // An applied write on the local store carries its request's audit
+        // entry into its own commit (see `with_write_audit`).
+        let audit = if mode == Mode::Apply && self.status.is_none() {
+            WRITE_AUDIT
+                .try_with(|w| w.borrow_mut().draft.take())
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let carried = audit.is_some();
         let (tx, rx) = oneshot::channel::<Result<R, Refusal>>();
         let job = Job::Write(Box::new(move |w: &mut Writer| {
             let started = Instant::now();
@@ -443,17 +520,46 @@ impl Engine {
                 Ok((r, staged)) => Some(Pending {
                     staged,
                     started,
+                    audit,
                     answer: Box::new(move |done| {
                         let _ = tx.send(done.map(|()| r));
                     }),
                 }),
             }
         }));
-        self.jobs
-            .send(job)
-            .map_err(|_| Refusal::internal("the writer has stopped"))?;
-        rx.await
-            .map_err(|_| Refusal::internal("the writer dropped the request"))?
+        let sent = self.jobs.send(job);
+        drop(arriving);
+        sent.map_err(|_| Refusal::internal("the writer has stopped"))?;
+        let done = rx
+            .await
+            .map_err(|_| Refusal::internal("the writer dropped the request"))?;
+        if carried && done.is_ok() {
+            let _ = WRITE_AUDIT.try_with(|w| w.borrow_mut().committed = true);
+        }
+        done
+    }
+
+    /// Runs `handler` (one request) so that its first applied write carries
+    /// `entry` (the request's audit entry, with the status it answers on
+    /// success) into that write's own durable commit: one fsync for both.
+    /// Returns whether a committed write carried it; if not, the caller
+    /// records the request as usual.
+    pub async fn with_write_audit<F: std::future::Future>(
+        &self,
+        entry: AuditEntry,
+        handler: F,
+    ) -> (F::Output, bool) {
+        let cell = std::cell::RefCell::new(WriteAudit {
+            draft: Some(entry),
+            committed: false,
+        });
+        WRITE_AUDIT
+            .scope(cell, async move {
+                let out = handler.await;
+                let committed = WRITE_AUDIT.with(|w| w.borrow().committed);
+                (out, committed)
+            })
+            .await
     }
 
     /// The view of a group that a write just changed (published before the
@@ -612,21 +718,25 @@ impl Engine {
     ) -> Result<ConfigWrite, Refusal> {
         let format = Format::from_content_type(content_type, &bytes);
         let view = self.written(id)?;
+        let arriving = Arriving::new(&self.shared);
         let info = view.meta.member_info();
         // The registry's interner: it is replaced when compacted, and a member
         // built with an older one (or under an old name) is rebuilt by the writer.
         let interner = self.shared_interner();
         let target = self.shared.settings.kong.clone();
-        // The semaphore is never closed, so this always gets a permit.
-        let _permit = self.builds.acquire().await.ok();
+        // The semaphore is never closed, so this always gets a permit. It
+        // is held for the build only: writes waiting for their commit must
+        // not keep others from joining the batch.
+        let permit = self.builds.acquire().await.ok();
         let (member, bytes) = tokio::task::spawn_blocking(move || {
             let m = Member::build_for(info, &bytes, format, &interner, &target);
             (m, bytes)
         })
         .await
         .map_err(|e| Refusal::internal(format!("config validation failed to run: {e}")))?;
+        drop(permit);
         let blob = Blob { format, bytes };
-        self.write(mode, move |tx| tx.put_config(id, blob, member))
+        self.write_arrived(mode, move |tx| tx.put_config(id, blob, member), Some(arriving))
             .await
     }
 
@@ -811,7 +921,7 @@ impl Engine {
         };
         if wake {
             // An empty job wakes the writer, which flushes after each job.
-            let _ = self.jobs.send(Job::Run(Box::new(|_| {})));
+            let _ = self.jobs.send(Job::Audit);
         }
         if durable {
             let mut rx = q.flushed.subscribe();
@@ -907,23 +1017,50 @@ fn run(mut w: Writer, rx: Receiver<Job>) {
                     );
                 }
             }
+            // Stored below, or by the next batch if more jobs wait.
+            Job::Audit => {}
             Job::Write(f) => {
                 let mut batch = Vec::new();
                 w.stage(f, &mut batch);
+                // Writes still being validated are waited for, briefly, so
+                // that a burst shares one commit instead of one each.
+                let gather_until = Instant::now() + GATHER;
                 while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(Job::Write(f)) => w.stage(f, &mut batch),
-                        Ok(other) => {
+                    let job = match rx.try_recv() {
+                        Ok(job) => job,
+                        Err(crossbeam_channel::TryRecvError::Empty) => {
+                            let now = Instant::now();
+                            if w.shared.arriving.load(std::sync::atomic::Ordering::SeqCst) == 0
+                                || now >= gather_until
+                            {
+                                break;
+                            }
+                            match rx.recv_timeout(gather_until - now) {
+                                Ok(job) => job,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                    };
+                    match job {
+                        Job::Write(f) => w.stage(f, &mut batch),
+                        // Its entries join this batch's commit.
+                        Job::Audit => {}
+                        other => {
                             next = Some(other);
                             break;
                         }
-                        Err(_) => break,
                     }
                 }
                 w.commit_batch(batch);
             }
         }
-        w.flush_audit(false);
+        // Entries whose callers wait ride the next batch's commit instead
+        // of taking an fsync of their own, when more jobs are queued (and
+        // none has waited long).
+        if (next.is_none() && rx.is_empty()) || w.audit_waited() >= AUDIT_RIDE {
+            w.flush_audit(false);
+        }
         w.flush_nodes(false);
     }
 }
@@ -953,9 +1090,33 @@ impl Writer {
             }
         }
         crate::metrics::write_batch(batch.len());
+        // The batch's own audit entries, and any already queued (refusals,
+        // say), share this commit: one fsync for writes and their records.
+        let mut audit = self.take_audit(true).unwrap_or(AuditBatch {
+            entries: Vec::new(),
+            ticket: None,
+        });
+        let queued = audit.entries.len();
+        audit
+            .entries
+            .extend(batch.iter_mut().filter_map(|p| p.audit.take()));
         let result = match &mut self.store {
-            Some(s) if !changes.is_empty() => s.commit(&changes).map_err(|e| e.to_string()),
-            _ => Ok(()),
+            Some(s) => {
+                let keep = self.audit.opts.max_entries;
+                let r = s.commit_with_audit(&changes, &mut audit.entries, keep);
+                let summary = r.as_ref().map_err(|e| e.to_string()).copied();
+                if r.is_err() {
+                    // Writes that were not made never happened: only the
+                    // queued entries are still owed to the log.
+                    audit.entries.truncate(queued);
+                }
+                self.settle_audit(audit, Some(r));
+                summary
+            }
+            None => {
+                self.settle_audit(audit, None);
+                Ok(())
+            }
         };
         drop(changes);
         match result {
@@ -1111,13 +1272,37 @@ impl Writer {
     /// Appends queued audit entries if one waits for them, the batch is
     /// full or the oldest has waited long enough (or `force`).
     fn flush_audit(&mut self, force: bool) {
-        let (mut entries, ticket, dropped) = {
+        let Some(mut batch) = self.take_audit(force) else {
+            return;
+        };
+        let keep = self.audit.opts.max_entries;
+        let stored = match (&mut self.store, &self.pg) {
+            (Some(s), _) => Some(s.append_audit(&mut batch.entries, keep)),
+            (None, Some(pg)) => Some(pg.store.append_audit(&mut batch.entries, keep)),
+            (None, None) => None,
+        };
+        self.settle_audit(batch, stored);
+    }
+
+    /// How long the oldest queued audit entry has waited.
+    fn audit_waited(&self) -> Duration {
+        self.shared
+            .audit
+            .pending
+            .lock()
+            .since
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// The queued audit entries, if they are due (or `force`).
+    fn take_audit(&mut self, force: bool) -> Option<AuditBatch> {
+        let (entries, ticket, dropped) = {
             let mut p = self.shared.audit.pending.lock();
             let due = p.urgent
                 || p.entries.len() >= AUDIT_BATCH
                 || p.since.is_some_and(|t| t.elapsed() >= AUDIT_INTERVAL);
             if p.entries.is_empty() || !(due || force) {
-                return;
+                return None;
             }
             p.since = None;
             p.urgent = false;
@@ -1133,12 +1318,24 @@ impl Writer {
                 "audit entries of refused requests were dropped: too many at once"
             );
         }
+        Some(AuditBatch {
+            entries,
+            ticket: Some(ticket),
+        })
+    }
+
+    /// After `batch` was stored (`stored`: the store's answer, `None`
+    /// without a store): kept in memory if there is no store, appended to
+    /// `audit.log`, and its waiters woken.
+    fn settle_audit(&mut self, mut batch: AuditBatch, stored: Option<Result<(), StoreError>>) {
+        if batch.entries.is_empty() {
+            if let Some(ticket) = batch.ticket {
+                self.shared.audit.flushed.send_replace(ticket);
+            }
+            return;
+        }
         let a = &mut self.audit;
-        let stored = match (&mut self.store, &self.pg) {
-            (Some(s), _) => Some(s.append_audit(&mut entries, a.opts.max_entries)),
-            (None, Some(pg)) => Some(pg.store.append_audit(&mut entries, a.opts.max_entries)),
-            (None, None) => None,
-        };
+        let entries = &mut batch.entries;
         match stored {
             Some(result) => {
                 if let Err(e) = result {
@@ -1148,7 +1345,7 @@ impl Writer {
             }
             None => {
                 let keep = a.opts.max_entries.min(100_000) as usize;
-                for e in &mut entries {
+                for e in entries.iter_mut() {
                     e.seq = a.next_seq;
                     a.next_seq += 1;
                     a.ring.push_back(e.clone());
@@ -1159,12 +1356,14 @@ impl Writer {
             }
         }
         if let Some(f) = &mut a.file
-            && let Err(e) = f.append(&entries)
+            && let Err(e) = f.append(entries)
         {
             tracing::error!(error = %e, "can't write the audit log file");
             crate::metrics::audit_write_failed();
         }
-        self.shared.audit.flushed.send_replace(ticket);
+        if let Some(ticket) = batch.ticket {
+            self.shared.audit.flushed.send_replace(ticket);
+        }
     }
 
     fn read_audit(&mut self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, Refusal> {

@@ -23,6 +23,12 @@ pub fn install() {
                 10.0, 30.0,
             ])
             .ok()?
+            // Batch sizes are counts, not seconds.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("rgmerge_write_batch_size".into()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            )
+            .ok()?
             .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).ok()?;
@@ -130,6 +136,12 @@ pub fn auth_failure(reason: &'static str) {
 /// An audit entry of a refused request dropped because too many were queued.
 pub fn audit_dropped() {
     metrics::counter!("rgmerge_audit_dropped_total").increment(1);
+}
+
+/// A write's audit entry was stored with a status other than its answer's
+/// (a second entry records the answer).
+pub fn audit_corrected() {
+    metrics::counter!("rgmerge_audit_corrections_total").increment(1);
 }
 
 pub fn audit_write_failed() {

@@ -49,6 +49,34 @@ fn node_key(group: &Uuid, node: &str) -> String {
     format!("{group}/{node}")
 }
 
+/// Appends `entries` to the audit table inside `tx`, numbering them after
+/// the last one stored, and drops the oldest past `keep` entries.
+fn append_audit_in(
+    tx: &redb::WriteTransaction,
+    entries: &mut [AuditEntry],
+    keep: u64,
+) -> Result<(), StoreError> {
+    let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
+    let mut audit = tx.open_table(AUDIT).map_err(|e| w(&e))?;
+    let first = audit
+        .last()
+        .map_err(|e| w(&e))?
+        .map_or(1, |(k, _)| k.value() + 1);
+    for (seq, e) in (first..).zip(entries.iter_mut()) {
+        e.seq = seq;
+        let bytes = serde_json::to_vec(e).map_err(|e| w(&e))?;
+        audit.insert(e.seq, bytes.as_slice()).map_err(|e| w(&e))?;
+    }
+    let mut excess = audit.len().map_err(|e| w(&e))?.saturating_sub(keep);
+    while excess > 0 {
+        if audit.pop_first().map_err(|e| w(&e))?.is_none() {
+            break;
+        }
+        excess -= 1;
+    }
+    Ok(())
+}
+
 /// The key range of every history row of `group`.
 fn history_range(group: &Uuid) -> (String, String) {
     (format!("{group}/"), format!("{group}0"))
@@ -300,22 +328,45 @@ impl Store {
     /// failure (a full disk, say) the store is reopened so later writes can
     /// succeed once there is room again.
     pub fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
-        if changes.is_empty() {
+        self.commit_with_audit(changes, &mut [], 0)
+    }
+
+    /// [`commit`](Store::commit) and [`append_audit`](Store::append_audit) in
+    /// one durable transaction: a batch of writes and the audit entries
+    /// waiting beside it share one fsync.
+    pub fn commit_with_audit(
+        &mut self,
+        changes: &[Change],
+        audit: &mut [AuditEntry],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() && audit.is_empty() {
             return Ok(());
         }
         if self.db.is_none() {
             self.reopen();
         }
-        let result = self.write(changes);
+        let result = self.write(changes, audit, keep.max(1));
         if result.is_err() {
             self.reopen();
         }
         result
     }
 
-    fn write(&self, changes: &[Change]) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        changes: &[Change],
+        audit: &mut [AuditEntry],
+        keep: u64,
+    ) -> Result<(), StoreError> {
         let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
         let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
+        if !audit.is_empty() {
+            append_audit_in(&tx, audit, keep)?;
+        }
+        if changes.is_empty() {
+            return tx.commit().map_err(|e| w(&e));
+        }
         {
             let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
@@ -398,42 +449,7 @@ impl Store {
         entries: &mut [AuditEntry],
         keep: u64,
     ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        if self.db.is_none() {
-            self.reopen();
-        }
-        let result = self.write_audit(entries, keep.max(1));
-        if result.is_err() {
-            self.reopen();
-        }
-        result
-    }
-
-    fn write_audit(&self, entries: &mut [AuditEntry], keep: u64) -> Result<(), StoreError> {
-        let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
-        let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
-        {
-            let mut audit = tx.open_table(AUDIT).map_err(|e| w(&e))?;
-            let first = audit
-                .last()
-                .map_err(|e| w(&e))?
-                .map_or(1, |(k, _)| k.value() + 1);
-            for (seq, e) in (first..).zip(entries.iter_mut()) {
-                e.seq = seq;
-                let bytes = serde_json::to_vec(e).map_err(|e| w(&e))?;
-                audit.insert(e.seq, bytes.as_slice()).map_err(|e| w(&e))?;
-            }
-            let mut excess = audit.len().map_err(|e| w(&e))?.saturating_sub(keep);
-            while excess > 0 {
-                if audit.pop_first().map_err(|e| w(&e))?.is_none() {
-                    break;
-                }
-                excess -= 1;
-            }
-        }
-        tx.commit().map_err(|e| w(&e))
+        self.commit_with_audit(&[], entries, keep)
     }
 
     /// Audit entries matching `filter`, newest first.

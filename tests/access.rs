@@ -492,6 +492,18 @@ async fn check_matrix(d: &Daemon) {
         "matrix cells failed:\n{}",
         failures.join("\n")
     );
+    // Each successful write stored its audit entry in its own commit, with
+    // the status `success_status` predicts for its route; a wrong prediction
+    // would be corrected by a second entry, and counted.
+    let metrics = root.get("/metrics").await.expect(200).text();
+    let corrected: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("rgmerge_audit_corrections_total"))
+        .collect();
+    assert!(
+        corrected.iter().all(|l| l.ends_with(" 0")),
+        "a write's audit entry was stored with a status its answer did not have: {corrected:?}"
+    );
 }
 
 #[tokio::test]
@@ -960,6 +972,23 @@ async fn access_state_and_the_audit_log_survive_a_crash() {
     ] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }
+    // One entry per write, stored in the write's own commit with its answer.
+    let statuses: Vec<(&str, u64)> = log["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|e| Some((e["path"].as_str()?, e["status"].as_u64()?)))
+        .filter(|(p, _)| p.starts_with("/v2/teams"))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("/v2/teams/keepers/tokens", 201),
+            ("/v2/teams/keepers/grants", 200),
+            ("/v2/teams", 201),
+        ],
+        "newest first"
+    );
     let file = std::fs::read_to_string(d.data.join("audit.log")).expect("audit.log");
     assert!(
         file.lines()

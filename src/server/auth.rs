@@ -556,6 +556,7 @@ fn is_write(m: &Method) -> bool {
 }
 
 /// Who and what, for the audit log (of API requests and of the page's).
+#[derive(Clone)]
 pub(crate) struct Subject {
     pub teams: Vec<String>,
     /// `uid`, `gid`, `token` or `none`.
@@ -708,14 +709,55 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
         who.gid.get_or_insert(p.gid);
     }
     req.extensions_mut().insert(caller);
-    let resp = next.run(req).await;
+    let write = is_write(&method);
+    let (resp, carried) = if write && !heartbeat {
+        // The entry rides the request's write into its commit, recorded
+        // with the status this route answers on success.
+        let ok = success_status(&method, route.template);
+        let draft = audit_entry(who.clone(), &method, &path, group, ok, None);
+        let (resp, carried) = s.engine.with_write_audit(draft, next.run(req)).await;
+        let carried = carried.then_some(ok);
+        (resp, carried)
+    } else {
+        (next.run(req).await, None)
+    };
     let status = resp.status();
-    if is_write(&method) && (!heartbeat || status.as_u16() >= 400) {
-        let e = audit_entry(who, &method, &path, group, status, None);
+    if carried == Some(status) {
+        return resp;
+    }
+    let mut reason = None;
+    if let Some(recorded) = carried {
+        // Never expected: `success_status` is wrong for this route. The log
+        // gets the truth as a second entry.
+        tracing::warn!(%method, %path, %recorded, %status, "a write's audit entry recorded the wrong status; recording the answer too");
+        crate::metrics::audit_corrected();
+        reason = Some(format!(
+            "corrects the entry stored with this write, which recorded {recorded}"
+        ));
+    }
+    if write && (!heartbeat || status.as_u16() >= 400) {
+        let e = audit_entry(who, &method, &path, group, status, reason);
         // A write's entry is durable before its answer goes out.
         s.engine.audit(e, !heartbeat).await;
     }
     resp
+}
+
+/// What a write route answers when it succeeds (not a dry run): the status
+/// its audit entry is stored with, in the write's own commit.
+pub fn success_status(method: &Method, template: Option<&str>) -> StatusCode {
+    match (method.as_str(), template.unwrap_or_default()) {
+        ("DELETE", _) => StatusCode::NO_CONTENT,
+        (
+            "POST",
+            CP | "/v2/teams" | "/v2/teams/{team}/tokens"
+            | "/v2/control-planes/{id}/dp-client-certificates",
+        ) => StatusCode::CREATED,
+        (_, t) if t.starts_with("/v2/control-planes/{id}/group-memberships") => {
+            StatusCode::NO_CONTENT
+        }
+        _ => StatusCode::OK,
+    }
 }
 
 enum Denial {
