@@ -94,6 +94,8 @@ struct Writer {
     audit: AuditSink,
     /// When node reports were last stored.
     nodes_flushed: Instant,
+    /// The store was closed at shutdown: writes are refused.
+    closed: bool,
 }
 
 /// Where the audit log goes and how big it may grow.
@@ -438,6 +440,7 @@ impl Engine {
                 next_seq: 1,
             },
             nodes_flushed: Instant::now(),
+            closed: false,
         };
         std::thread::Builder::new()
             .name("rgmerge-writer".into())
@@ -509,6 +512,10 @@ impl Engine {
                 // The shared store serializes writes itself: one database
                 // transaction each, answered when it commits.
                 let _ = tx.send(w.write_shared(mode, f));
+                return None;
+            }
+            if w.closed {
+                let _ = tx.send(Err(Refusal::storage("the daemon is shutting down")));
                 return None;
             }
             match stage(&mut w.reg, mode, f) {
@@ -736,8 +743,12 @@ impl Engine {
         .map_err(|e| Refusal::internal(format!("config validation failed to run: {e}")))?;
         drop(permit);
         let blob = Blob { format, bytes };
-        self.write_arrived(mode, move |tx| tx.put_config(id, blob, member), Some(arriving))
-            .await
+        self.write_arrived(
+            mode,
+            move |tx| tx.put_config(id, blob, member),
+            Some(arriving),
+        )
+        .await
     }
 
     /// Kept version `version` of group `id`, exactly as it was published:
@@ -929,8 +940,22 @@ impl Engine {
         }
     }
 
-    /// Makes every queued audit entry and node report durable now (at
-    /// shutdown).
+    /// At shutdown: makes every queued audit entry and node report durable,
+    /// then closes the store cleanly (a store left open at exit is verified
+    /// page by page at the next start-up). Later writes are refused.
+    pub async fn close(&self) {
+        let _ = self
+            .submit(|w| {
+                w.shared.audit.pending.lock().urgent = true;
+                w.flush_audit(true);
+                w.flush_nodes(true);
+                w.closed = true;
+                w.store = None;
+            })
+            .await;
+    }
+
+    /// Makes every queued audit entry and node report durable now.
     pub async fn flush_audit(&self) {
         let _ = self
             .submit(|w| {

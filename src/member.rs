@@ -15,6 +15,30 @@ use crate::config::{
 use crate::intern::{Interner, Sym};
 use crate::report::{ErrorKind, MAX_MEMBER_ERRORS, MemberError, Note, more_errors};
 
+/// What a stored config's stamp must equal for a rebuild to trust it (skip
+/// the checks that only find errors): this very binary, told by its file's
+/// size and modification time (any other build, with other rules, differs),
+/// and the data planes it is checked for. `None` when the binary can't be
+/// told: nothing is trusted then.
+pub fn validation_stamp(target: &KongTarget) -> Option<String> {
+    static EXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let exe = EXE.get_or_init(|| {
+        let m = std::fs::metadata(std::env::current_exe().ok()?).ok()?;
+        let mtime = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!(
+            "rgmerge {} exe {}:{}",
+            env!("CARGO_PKG_VERSION"),
+            m.len(),
+            mtime.as_nanos()
+        ))
+    });
+    exe.as_ref().map(|e| format!("{e} target {target:?}"))
+}
+
 /// Who a member is and where it sits.
 #[derive(Clone, Debug)]
 pub struct MemberInfo {
@@ -134,11 +158,30 @@ impl Member {
         interner: &Interner,
         target: &KongTarget,
     ) -> Member {
+        Member::build_checked(info, bytes, format, interner, target, config::Checks::All)
+    }
+
+    /// [`build_for`](Member::build_for) with the checks `checks` says: a
+    /// restore passes `Checks::Trusted` for bytes whose stamp matches
+    /// [`validation_stamp`].
+    pub fn build_checked(
+        info: MemberInfo,
+        bytes: &[u8],
+        format: Format,
+        interner: &Interner,
+        target: &KongTarget,
+        checks: config::Checks,
+    ) -> Member {
         Member::from_model(
             info,
-            config::read_member_in(bytes, format, target, interner),
+            config::read_member_checked(bytes, format, target, interner, checks),
             interner,
         )
+    }
+
+    /// Free of errors: a stored config may carry [`validation_stamp`].
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
     }
 
     pub fn from_model(info: MemberInfo, model: Model, interner: &Interner) -> Member {

@@ -719,3 +719,47 @@ fn no_deck_only_key_reaches_a_kong_snapshot() {
     let kong: Value = serde_json::from_slice(&all.assemble_kong().to_vec()).unwrap();
     assert_eq!(deck_only(&kong), Vec::<String>::new());
 }
+
+/// A restore trusts a config this binary already found clean (its record's
+/// stamp matches `member::validation_stamp`) and skips the checks that only
+/// find errors. That must build the very same member: checked here on every
+/// clean real file and on synthetic members of every entity kind (X.509
+/// certificates included), with the whole member compared through `Debug`.
+#[test]
+fn a_trusted_rebuild_of_a_clean_config_is_the_same_member() {
+    if !real_files_present("a_trusted_rebuild_of_a_clean_config_is_the_same_member") {
+        return;
+    }
+    use rgmerge::config::{Checks, KongTarget};
+    let interner = Interner::new();
+    let target = KongTarget::default();
+    let mut inputs: Vec<(String, Vec<u8>, Format)> = fixture_files()
+        .iter()
+        .filter(|f| !f.ends_with(".md"))
+        .map(|rel| {
+            let path = root().join(rel);
+            let bytes = std::fs::read(&path).unwrap();
+            let format = Format::from_path(&path, &bytes);
+            (rel.clone(), bytes, format)
+        })
+        .collect();
+    for i in 0..4 {
+        let bytes = rgmerge::commands::synth::member_config(i, 400, 0.0, 7);
+        inputs.push((format!("synthetic member {i}"), bytes, Format::Json));
+    }
+    let mut clean = 0;
+    for (what, bytes, format) in &inputs {
+        let build = |checks| {
+            let info = MemberInfo::unnamed(what);
+            Member::build_checked(info, bytes, *format, &interner, &target, checks)
+        };
+        let full = build(Checks::All);
+        if !full.is_clean() {
+            continue;
+        }
+        clean += 1;
+        let trusted = build(Checks::Trusted);
+        assert_eq!(format!("{full:?}"), format!("{trusted:?}"), "{what}");
+    }
+    assert!(clean >= 10, "only {clean} clean inputs were compared");
+}

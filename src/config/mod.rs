@@ -47,16 +47,37 @@ pub fn read_member_in(
     target: &KongTarget,
     interner: &Interner,
 ) -> Model {
+    read_member_checked(bytes, format, target, interner, Checks::All)
+}
+
+/// How much of a member's validation a read runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checks {
+    All,
+    /// For bytes this build already found free of errors for this target
+    /// (see `member::ValidationStamp`): the checks that can only find
+    /// errors are skipped. The model is the same; start-up is faster.
+    Trusted,
+}
+
+/// [`read_member_in`], with the checks `checks` says.
+pub fn read_member_checked(
+    bytes: &[u8],
+    format: Format,
+    target: &KongTarget,
+    interner: &Interner,
+    checks: Checks,
+) -> Model {
     if format == Format::Json {
         let b = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         if std::str::from_utf8(b).is_ok()
-            && let Some(model) = walk::read_json(b, target, interner)
+            && let Some(model) = walk::read_json(b, target, interner, checks)
         {
             return model;
         }
     }
     match parse(bytes, format) {
-        Ok(doc) => walk::read(doc, target, interner),
+        Ok(doc) => walk::read(doc, target, interner, checks),
         Err(f) => {
             let mut e = MemberError::new(ErrorKind::ParseError, "", "", f.message);
             e.line = f.line;
@@ -81,5 +102,5 @@ pub fn read_value_for(doc: serde_json::Value, target: &KongTarget) -> Model {
 
 /// [`read_value_for`], interning keys and references into `interner`.
 pub fn read_value_in(doc: serde_json::Value, target: &KongTarget, interner: &Interner) -> Model {
-    walk::read(doc, target, interner)
+    walk::read(doc, target, interner, Checks::All)
 }

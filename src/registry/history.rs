@@ -506,6 +506,58 @@ mod tests {
         }
     }
 
+    /// A clean config's record carries this binary's validation stamp; a
+    /// record without it (an older store, another binary) is restamped by
+    /// the restore that checked it in full, and a restore that trusted it
+    /// writes nothing back.
+    #[test]
+    fn clean_configs_are_stamped_and_a_restore_restamps_only_what_it_checked() {
+        let stamp = crate::member::validation_stamp(&crate::config::KongTarget::default());
+        assert!(stamp.is_some(), "a test binary can be told by its file");
+        let mut w = World::new(5);
+        let id = standard(&mut w, "stamped");
+        w.put(id, "svc");
+        let rec = |w: &World| {
+            w.store
+                .groups
+                .iter()
+                .find(|r| r.meta.id == id)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(rec(&w).validated, stamp);
+        // Trusted: nothing to write back.
+        w.restart(5);
+        assert_eq!(rec(&w).validated, stamp);
+        let before = w.reg.group(id).unwrap().snapshot.body.hash().to_string();
+        // As an older store (or another binary) left it: checked in full,
+        // then restamped; the snapshot is the same either way.
+        for r in &mut w.store.groups {
+            r.validated = None;
+        }
+        let settings = Settings::default();
+        let loaded = Loaded {
+            groups: w.store.groups.clone(),
+            blobs: w.store.blobs.clone(),
+            history: w.store.history.clone(),
+            ..Loaded::default()
+        };
+        let mut reg = Registry::restore(Arc::new(Interner::new()), settings, loaded).unwrap();
+        let tidy = reg.take_restore_changes();
+        let restamped: Vec<_> = tidy
+            .iter()
+            .filter_map(|c| match c {
+                Change::PutGroup(r) => Some((r.meta.id, r.validated.clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(restamped.contains(&(id, stamp.clone())), "{restamped:?}");
+        assert_eq!(
+            reg.group(id).unwrap().snapshot.body.hash().to_string(),
+            before
+        );
+    }
+
     fn standard(w: &mut World, name: &str) -> Uuid {
         w.write(|tx| {
             tx.create_group(NewGroup {

@@ -38,6 +38,11 @@ pub struct GroupRecord {
     /// The kept version the group is pinned to, if any (issue 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<Pin>,
+    /// A standard group's config was free of errors for the binary and
+    /// target this names (`member::validation_stamp`): a restore by the same
+    /// binary for the same target skips the checks that only find errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated: Option<String>,
 }
 
 /// One kept snapshot of a group: what it was assembled from, when and why it
@@ -391,9 +396,17 @@ impl Registry {
     }
 
     pub fn record(&self, g: &Group) -> GroupRecord {
-        let (members, config) = match &g.kind {
-            Kind::Standard { config, .. } => (Vec::new(), Some(config.hash.clone())),
-            Kind::Composite { members, .. } => (members.iter().copied().collect(), None),
+        let (members, config, validated) = match &g.kind {
+            Kind::Standard { config, .. } => (
+                Vec::new(),
+                Some(config.hash.clone()),
+                config
+                    .member
+                    .is_clean()
+                    .then(|| crate::member::validation_stamp(&self.settings.kong))
+                    .flatten(),
+            ),
+            Kind::Composite { members, .. } => (members.iter().copied().collect(), None, None),
         };
         GroupRecord {
             meta: g.meta.clone(),
@@ -408,6 +421,7 @@ impl Registry {
             nodes: Vec::new(),
             pin: g.pin.clone(),
             certificates: g.certificates.values().cloned().collect(),
+            validated,
         }
     }
 
@@ -522,16 +536,24 @@ impl Registry {
                 b.ok_or_else(|| format!("config blob {h} is missing"))?,
             ));
         }
-        // Build every standard group's member in parallel: this is the expensive part.
+        // Build every standard group's member in parallel: this is the
+        // expensive part. A config this binary already found clean for this
+        // target is trusted: only what builds the member is run.
+        let stamp = crate::member::validation_stamp(&reg.settings.kong);
         let built: Vec<std::result::Result<(Uuid, Arc<Config>), String>> = jobs
             .into_par_iter()
             .map(|(r, h, b)| {
-                let member = Member::build_for(
+                let checks = match (&stamp, &r.validated) {
+                    (Some(s), Some(v)) if s == v => crate::config::Checks::Trusted,
+                    _ => crate::config::Checks::All,
+                };
+                let member = Member::build_checked(
                     r.meta.member_info(),
                     &b.bytes,
                     b.format,
                     &reg.interner,
                     &reg.settings.kong,
+                    checks,
                 );
                 Ok((
                     r.meta.id,
@@ -659,6 +681,18 @@ impl Registry {
         if !reg.groups.values().any(|g| g.meta.is_default) {
             return Err("no default group in the store".into());
         }
+        // Stamps this start-up would write differently (another binary or
+        // target, a store older than stamps) are written back once, so the
+        // next start-up trusts what this one checked in full.
+        let restamped: Vec<Change> = loaded
+            .groups
+            .iter()
+            .filter_map(|r| {
+                let rec = reg.record(reg.groups.get(&r.meta.id)?);
+                (rec.validated != r.validated).then(|| Change::PutGroup(Box::new(rec)))
+            })
+            .collect();
+        reg.restore_changes.extend(restamped);
         Ok(reg)
     }
 }

@@ -750,7 +750,9 @@ pub fn success_status(method: &Method, template: Option<&str>) -> StatusCode {
         ("DELETE", _) => StatusCode::NO_CONTENT,
         (
             "POST",
-            CP | "/v2/teams" | "/v2/teams/{team}/tokens"
+            CP
+            | "/v2/teams"
+            | "/v2/teams/{team}/tokens"
             | "/v2/control-planes/{id}/dp-client-certificates",
         ) => StatusCode::CREATED,
         (_, t) if t.starts_with("/v2/control-planes/{id}/group-memberships") => {

@@ -345,8 +345,9 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         .await;
     };
     tokio::join!(unix, http);
-    // Refusals' audit entries wait for a batch: write them before leaving.
-    engine_for_audit.flush_audit().await;
+    // Refusals' audit entries wait for a batch: write them, and close the
+    // store, before leaving.
+    engine_for_audit.close().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }
