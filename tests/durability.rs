@@ -322,6 +322,8 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
         groups.extend(members);
     }
     let mut acked: HashMap<String, u64> = HashMap::new();
+    // Acknowledged writes per group, over every round.
+    let mut acked_count: HashMap<String, usize> = HashMap::new();
     let mut batched = false;
     let mut seed = 0x2545f4914f6cdd1du64;
     for round in 0..5u64 {
@@ -332,6 +334,7 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
             let start = round * 1_000_000 + gi as u64 * 10_000;
             tasks.push(tokio::spawn(async move {
                 let mut last_ok = None;
+                let mut oks = 0usize;
                 for n in start..start + 5000 {
                     let body = service(&format!("t{gi}-v{n}"), "h.internal").into_bytes();
                     match c
@@ -343,7 +346,10 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
                         )
                         .await
                     {
-                        Ok(r) if r.status == 200 => last_ok = Some(n),
+                        Ok(r) if r.status == 200 => {
+                            last_ok = Some(n);
+                            oks += 1;
+                        }
                         Ok(r) => {
                             eprintln!("status {} {}", r.status, r.text());
                             break;
@@ -351,7 +357,7 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
                         Err(_) => break,
                     }
                 }
-                (g, last_ok)
+                (g, last_ok, oks)
             }));
         }
         seed ^= seed << 13;
@@ -365,8 +371,11 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
         }
         d.kill9();
         for t in tasks {
-            if let Ok((g, Some(ok))) = t.await {
-                acked.insert(g, ok);
+            if let Ok((g, last, oks)) = t.await {
+                *acked_count.entry(g.clone()).or_default() += oks;
+                if let Some(ok) = last {
+                    acked.insert(g, ok);
+                }
             }
         }
         d.spawn();
@@ -419,6 +428,35 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
         acked.len()
     );
     assert!(batched, "some store commit carried more than one write");
+    // Each write's audit entry is in the write's own commit: no crash keeps
+    // an acknowledged write without it.
+    let c = d.client();
+    for (g, n) in &acked_count {
+        let mut audited = 0;
+        let mut before: Option<u64> = None;
+        loop {
+            let q = before.map(|b| format!("&before={b}")).unwrap_or_default();
+            let page = c
+                .get(&format!("/v2/audit-log?group={g}&page[size]=1000{q}"))
+                .await
+                .expect(200)
+                .json();
+            audited += page["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .filter(|e| e["method"] == "PUT" && e["status"] == 200)
+                .count();
+            match page["meta"]["next_before"].as_u64() {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        assert!(
+            audited >= *n,
+            "group {g}: {n} writes acknowledged, {audited} audited"
+        );
+    }
 }
 
 #[test]

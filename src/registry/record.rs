@@ -483,6 +483,9 @@ impl Registry {
         settings: Settings,
         loaded: Loaded,
     ) -> std::result::Result<Registry, String> {
+        // Fixed now, at start-up, so a binary replaced while this one runs
+        // never lends its identity to what this one checks.
+        let _ = crate::member::validation_stamp(&settings.kong);
         let access = match &loaded.access {
             Some(a) => Access {
                 key: Some(decode_key(&a.key)?),

@@ -298,6 +298,10 @@ pub async fn bind_http(addr: std::net::SocketAddr) -> Result<TcpListener, ServeE
 /// removes the socket file. With `--http`, the page is also served on that
 /// loopback port, by the same accept loop and router.
 pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError> {
+    // The handlers are installed before the socket exists: a SIGTERM that
+    // arrives as soon as a client could see the daemon is a clean stop, not
+    // the default action (death, store left open).
+    let stop_signal = shutdown_signal();
     // Both bound before anything is served: a bad --http fails the start.
     let tcp = match opts.http {
         Some(addr) => Some(bind_http(addr).await?),
@@ -321,7 +325,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
     ));
     tracing::info!(socket = %socket.display(), "serving");
     let unix = listen::run(listener, unix_app, timeouts, async move {
-        shutdown_signal().await;
+        stop_signal.await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
@@ -370,17 +374,24 @@ pub async fn close_when_waited_for(
     resp
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. Both handlers are installed when this is
+/// called, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
