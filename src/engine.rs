@@ -1122,9 +1122,18 @@ impl Writer {
             ticket: None,
         });
         let queued = audit.entries.len();
-        audit
-            .entries
-            .extend(batch.iter_mut().filter_map(|p| p.audit.take()));
+        // A write's entry is dated by its commit: entries stay in time order
+        // in the log (its readers stop at the first one older than `since`).
+        let committed = crate::registry::now();
+        audit.entries.extend(
+            batch
+                .iter_mut()
+                .filter_map(|p| p.audit.take())
+                .map(|mut e| {
+                    e.time.clone_from(&committed);
+                    e
+                }),
+        );
         let result = match &mut self.store {
             Some(s) => {
                 let keep = self.audit.opts.max_entries;
