@@ -931,7 +931,8 @@ impl Engine {
             (p.ticket, durable || p.entries.len() == AUDIT_BATCH)
         };
         if wake {
-            // An empty job wakes the writer, which flushes after each job.
+            // Wakes the writer: the entries ride the next batch's commit,
+            // or are stored on their own if no write is queued.
             let _ = self.jobs.send(Job::Audit);
         }
         if durable {
