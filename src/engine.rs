@@ -956,17 +956,6 @@ impl Engine {
             .await;
     }
 
-    /// Makes every queued audit entry and node report durable now.
-    pub async fn flush_audit(&self) {
-        let _ = self
-            .submit(|w| {
-                w.shared.audit.pending.lock().urgent = true;
-                w.flush_audit(true);
-                w.flush_nodes(true);
-            })
-            .await;
-    }
-
     /// Audit entries matching `filter`, newest first.
     pub async fn audit_log(&self, filter: AuditFilter) -> Result<Vec<AuditEntry>, Refusal> {
         self.submit(move |w| w.read_audit(&filter)).await?
