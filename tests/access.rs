@@ -340,6 +340,24 @@ const MATRIX: &[(&str, &str, Option<&str>, [u16; 7])] = &[
     ),
     (
         "GET",
+        "/v2/control-planes/{S}/snapshot/history",
+        None,
+        [200, 200, 200, F, F, U, 200],
+    ),
+    (
+        "PUT",
+        "/v2/control-planes/{S}/snapshot/pin",
+        Some(r#"{"version":1}"#),
+        [F, F, 200, F, F, U, 200],
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{S}/snapshot/pin",
+        None,
+        [F, F, P, F, F, U, P],
+    ),
+    (
+        "GET",
         "/v2/control-planes/{S}/nodes",
         None,
         [200, 200, 200, F, F, U, 200],
@@ -406,6 +424,18 @@ const MATRIX: &[(&str, &str, Option<&str>, [u16; 7])] = &[
         [F, F, F, F, F, U, 201],
     ),
     ("GET", "/v2/teams/m-viewer", None, [F, F, F, F, F, U, 200]),
+    (
+        "POST",
+        "/v2/teams/m-outsider/credentials",
+        Some(r#"{"gid":4321}"#),
+        [F, F, F, F, F, U, 200],
+    ),
+    (
+        "DELETE",
+        "/v2/teams/m-outsider/credentials/gid:4321",
+        None,
+        [F, F, F, F, F, U, P],
+    ),
     (
         "PUT",
         "/v2/teams/m-outsider/grants",

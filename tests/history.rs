@@ -319,6 +319,13 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
         .await
         .expect(404);
     assert_eq!(history(&c, &comp).await["data"][0]["change"], "unpin");
+    // The pin and the unpin were audited in their own commits with the
+    // statuses they answered: nothing needed correcting.
+    let metrics = c.get("/metrics").await.expect(200).text();
+    assert!(
+        !metrics.contains("rgmerge_audit_corrections_total"),
+        "{metrics}"
+    );
 
     // A standard group pins the same way.
     let (bv, bhash, _) = served(&c, &blue).await;

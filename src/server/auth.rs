@@ -302,6 +302,21 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ),
     (
         "GET",
+        "/v2/control-planes/{id}/snapshot/history",
+        Need::On(Right::View),
+    ),
+    (
+        "PUT",
+        "/v2/control-planes/{id}/snapshot/pin",
+        Need::On(Right::Administer),
+    ),
+    (
+        "DELETE",
+        "/v2/control-planes/{id}/snapshot/pin",
+        Need::On(Right::Administer),
+    ),
+    (
+        "GET",
         "/v2/control-planes/{id}/nodes",
         Need::On(Right::View),
     ),
@@ -747,6 +762,11 @@ pub async fn enforce(State(s): State<AppState>, req: Request, next: Next) -> Res
 /// its audit entry is stored with, in the write's own commit.
 pub fn success_status(method: &Method, template: Option<&str>) -> StatusCode {
     match (method.as_str(), template.unwrap_or_default()) {
+        // These answer what is left: the team, the group's pin state.
+        (
+            "DELETE",
+            "/v2/teams/{team}/credentials/{credential}" | "/v2/control-planes/{id}/snapshot/pin",
+        ) => StatusCode::OK,
         ("DELETE", _) => StatusCode::NO_CONTENT,
         (
             "POST",
