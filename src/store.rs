@@ -14,7 +14,7 @@
 
 pub mod postgres;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
@@ -22,8 +22,7 @@ use uuid::Uuid;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::registry::record::{
-    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded, Node,
-    TeamRecord,
+    AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, Loaded, TeamRecord,
 };
 
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
@@ -262,30 +261,8 @@ impl Store {
                 .ok_or_else(|| corrupt(format!("config blob {} has no format tag", k.value())))?;
             loaded.blobs.insert(k.value().to_string(), blob);
         }
-        let history = tx.open_table(HISTORY).map_err(|e| r(&e))?;
-        for row in history.iter().map_err(|e| r(&e))? {
-            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
-            let key = k.value();
-            let group = key
-                .split_once('/')
-                .and_then(|(g, _)| Uuid::parse_str(g).ok())
-                .ok_or_else(|| corrupt(format!("history key {key} names no group")))?;
-            let entry: HistoryEntry = serde_json::from_slice(v.value())
-                .map_err(|e| corrupt(format!("history entry {key}: {e}")))?;
-            loaded.history.entry(group).or_default().push(entry);
-        }
-        let nodes = tx.open_table(NODES).map_err(|e| r(&e))?;
-        for row in nodes.iter().map_err(|e| r(&e))? {
-            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
-            let key = k.value();
-            let group = key
-                .split_once('/')
-                .and_then(|(g, _)| Uuid::parse_str(g).ok())
-                .ok_or_else(|| corrupt(format!("node key {key} names no group")))?;
-            let node: Node = serde_json::from_slice(v.value())
-                .map_err(|e| corrupt(format!("node {key}: {e}")))?;
-            loaded.nodes.entry(group).or_default().push(node);
-        }
+        loaded.history = self.rows_by_group(&tx, HISTORY, "history key", "history entry")?;
+        loaded.nodes = self.rows_by_group(&tx, NODES, "node key", "node")?;
         let access = tx.open_table(ACCESS).map_err(|e| r(&e))?;
         let key = access
             .get("key")
@@ -306,6 +283,37 @@ impl Store {
             loaded.access = Some(rec);
         }
         Ok(loaded)
+    }
+
+    /// The rows of `table`, keyed `GROUP/…`, decoded and gathered by group.
+    /// `key` and `value` name a row in a corruption error.
+    fn rows_by_group<T: serde::de::DeserializeOwned>(
+        &self,
+        tx: &redb::ReadTransaction,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &str,
+    ) -> Result<HashMap<Uuid, Vec<T>>, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let table = tx
+            .open_table(table)
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        let mut out: HashMap<Uuid, Vec<T>> = HashMap::new();
+        for row in table.iter().map_err(|e| StoreError::Read(e.to_string()))? {
+            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+            let k = k.value();
+            let group = k
+                .split_once('/')
+                .and_then(|(g, _)| Uuid::parse_str(g).ok())
+                .ok_or_else(|| corrupt(format!("{key} {k} names no group")))?;
+            let row: T = serde_json::from_slice(v.value())
+                .map_err(|e| corrupt(format!("{value} {k}: {e}")))?;
+            out.entry(group).or_default().push(row);
+        }
+        Ok(out)
     }
 
     /// One config blob, if the store has it.

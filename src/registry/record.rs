@@ -485,7 +485,7 @@ impl Registry {
     ) -> std::result::Result<Registry, String> {
         // Fixed now, at start-up, so a binary replaced while this one runs
         // never lends its identity to what this one checks.
-        let _ = crate::member::validation_stamp(&settings.kong);
+        let stamp = crate::member::validation_stamp(&settings.kong);
         let access = match &loaded.access {
             Some(a) => Access {
                 key: Some(decode_key(&a.key)?),
@@ -542,7 +542,6 @@ impl Registry {
         // Build every standard group's member in parallel: this is the
         // expensive part. A config this binary already found clean for this
         // target is trusted: only what builds the member is run.
-        let stamp = crate::member::validation_stamp(&reg.settings.kong);
         let built: Vec<std::result::Result<(Uuid, Arc<Config>), String>> = jobs
             .into_par_iter()
             .map(|(r, h, b)| {
