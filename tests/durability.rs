@@ -74,6 +74,23 @@ async fn state_of(c: &common::Client) -> serde_json::Value {
 }
 
 /// A series of `/metrics` (its first sample), 0 if absent.
+/// Replaces group `g`'s config with one service named `name`, as the
+/// concurrent writers do; a dropped connection (the daemon killed) is `Err`.
+async fn put_service(
+    c: &common::Client,
+    g: &str,
+    name: &str,
+) -> Result<common::Resp, reqwest::Error> {
+    let body = service(name, "h.internal").into_bytes();
+    c.try_send(
+        "PUT",
+        &format!("{V2}/{g}/config"),
+        &[("content-type", "application/yaml")],
+        Some(body),
+    )
+    .await
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -227,16 +244,7 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
                 let mut last_try = None;
                 for n in start..start + 1000 {
                     last_try = Some(n);
-                    let body = service(&format!("t{gi}-v{n}"), "h.internal").into_bytes();
-                    match c
-                        .try_send(
-                            "PUT",
-                            &format!("{V2}/{g}/config"),
-                            &[("content-type", "application/yaml")],
-                            Some(body),
-                        )
-                        .await
-                    {
+                    match put_service(&c, &g, &format!("t{gi}-v{n}")).await {
                         Ok(r) if r.status == 200 => last_ok = Some(n),
                         _ => break,
                     }
@@ -336,16 +344,7 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
                 let mut last_ok = None;
                 let mut oks = 0usize;
                 for n in start..start + 5000 {
-                    let body = service(&format!("t{gi}-v{n}"), "h.internal").into_bytes();
-                    match c
-                        .try_send(
-                            "PUT",
-                            &format!("{V2}/{g}/config"),
-                            &[("content-type", "application/yaml")],
-                            Some(body),
-                        )
-                        .await
-                    {
+                    match put_service(&c, &g, &format!("t{gi}-v{n}")).await {
                         Ok(r) if r.status == 200 => {
                             last_ok = Some(n);
                             oks += 1;
