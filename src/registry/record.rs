@@ -396,17 +396,9 @@ impl Registry {
     }
 
     pub fn record(&self, g: &Group) -> GroupRecord {
-        let (members, config, validated) = match &g.kind {
-            Kind::Standard { config, .. } => (
-                Vec::new(),
-                Some(config.hash.clone()),
-                config
-                    .member
-                    .is_clean()
-                    .then(|| crate::member::validation_stamp(&self.settings.kong))
-                    .flatten(),
-            ),
-            Kind::Composite { members, .. } => (members.iter().copied().collect(), None, None),
+        let (members, config) = match &g.kind {
+            Kind::Standard { config, .. } => (Vec::new(), Some(config.hash.clone())),
+            Kind::Composite { members, .. } => (members.iter().copied().collect(), None),
         };
         GroupRecord {
             meta: g.meta.clone(),
@@ -421,7 +413,18 @@ impl Registry {
             nodes: Vec::new(),
             pin: g.pin.clone(),
             certificates: g.certificates.values().cloned().collect(),
-            validated,
+            validated: self.stamp_of(g),
+        }
+    }
+
+    /// The `validated` stamp of `g`'s record: a standard group's config free
+    /// of errors carries this binary's (`member::validation_stamp`).
+    fn stamp_of(&self, g: &Group) -> Option<String> {
+        match &g.kind {
+            Kind::Standard { config, .. } if config.member.is_clean() => {
+                crate::member::validation_stamp(&self.settings.kong)
+            }
+            _ => None,
         }
     }
 
@@ -690,8 +693,8 @@ impl Registry {
             .groups
             .iter()
             .filter_map(|r| {
-                let rec = reg.record(reg.groups.get(&r.meta.id)?);
-                (rec.validated != r.validated).then(|| Change::PutGroup(Box::new(rec)))
+                let g = reg.groups.get(&r.meta.id)?;
+                (reg.stamp_of(g) != r.validated).then(|| Change::PutGroup(Box::new(reg.record(g))))
             })
             .collect();
         reg.restore_changes.extend(restamped);
