@@ -339,12 +339,22 @@ impl Engine {
                     // Make the default group durable before anything is served.
                     s.commit(&reg.all_changes())?;
                 }
-                // History entries past --snapshot-history, or the served
-                // version of a store written before history was kept.
+                let restored = reg.restored();
+                tracing::info!(
+                    thawed = restored.thawed,
+                    built = restored.built,
+                    "members restored (built ones are frozen for the next start-up)"
+                );
+                // History entries past --snapshot-history, the served
+                // version of a store written before history was kept, and
+                // members frozen anew.
                 s.commit(&reg.take_restore_changes())?;
                 let removed = s.collect_garbage(&reg.live_blobs())?;
                 if removed > 0 {
-                    tracing::info!(removed, "removed config blobs no record names");
+                    tracing::info!(
+                        removed,
+                        "removed config blobs (or frozen members) no record names"
+                    );
                 }
                 reg
             }

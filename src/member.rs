@@ -5,6 +5,8 @@
 //! part of an update (parse, check, serialize), and it happens before — and
 //! outside of — the single writer. Knows nothing about other members.
 
+mod frozen;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,6 +16,8 @@ use crate::config::{
 };
 use crate::intern::{Interner, Sym};
 use crate::report::{ErrorKind, MAX_MEMBER_ERRORS, MemberError, Note, more_errors};
+
+pub use frozen::Unthawed;
 
 /// What a stored config's stamp must equal for a rebuild to trust it (skip
 /// the checks that only find errors): this very binary, told by its file's
@@ -141,6 +145,9 @@ pub struct Member {
     pub hash: blake3::Hash,
     /// The interner its `Sym`s come from (`Interner::id`).
     pub interner_id: u64,
+    /// It holds `konnect-application-auth` plugins: an error unless its
+    /// holder is the default group, so only the default group may thaw it.
+    pub app_registration: bool,
 }
 
 impl Member {
@@ -232,6 +239,7 @@ impl Member {
 
         let mut keys = Vec::new();
         let mut entities = 0;
+        let app_registration = !model.app_auth.is_empty();
         let mut app_auth = model.app_auth.iter().peekable();
         let mut next_key = 0;
         for e in 0..paths.len() as u32 {
@@ -348,12 +356,7 @@ impl Member {
             out.sort_by_key(|c| c.coll);
             out
         });
-        let mut hash = member_hash(&chunks);
-        if let Some(k) = &kong_chunks {
-            let mut h = blake3::Hasher::new();
-            h.update(hash.as_bytes()).update(member_hash(k).as_bytes());
-            hash = h.finalize();
-        }
+        let hash = member_hash(&chunks, kong_chunks.as_deref());
         let acl_groups = model
             .acl_groups
             .into_iter()
@@ -378,6 +381,7 @@ impl Member {
             notes,
             hash,
             interner_id: interner.id(),
+            app_registration,
         }
     }
 
@@ -504,13 +508,25 @@ fn build_chunks(fragments: config::Fragments) -> Vec<Chunk> {
     chunks
 }
 
-fn member_hash(chunks: &[Chunk]) -> blake3::Hash {
-    let mut h = blake3::Hasher::new();
-    for c in chunks {
-        h.update(c.coll.name().as_bytes());
-        h.update(c.hash.as_bytes());
+/// A member's identity: its decK chunks' hashes, and Kong's form's when it differs.
+fn member_hash(chunks: &[Chunk], kong: Option<&[Chunk]>) -> blake3::Hash {
+    let of = |chunks: &[Chunk]| {
+        let mut h = blake3::Hasher::new();
+        for c in chunks {
+            h.update(c.coll.name().as_bytes());
+            h.update(c.hash.as_bytes());
+        }
+        h.finalize()
+    };
+    let hash = of(chunks);
+    match kong {
+        Some(k) => {
+            let mut h = blake3::Hasher::new();
+            h.update(hash.as_bytes()).update(of(k).as_bytes());
+            h.finalize()
+        }
+        None => hash,
     }
-    h.finalize()
 }
 
 #[cfg(test)]

@@ -39,6 +39,11 @@ fn history_key(group: &Uuid, version: u64) -> String {
     format!("{group}/{version:020}")
 }
 
+/// Frozen members (blob hash → `member::frozen` bytes): a cache beside
+/// `blobs` that start-up thaws instead of building every member again.
+/// Added with it; a store without it gets it on open and builds.
+const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
+
 /// Runtime instances (`<group id>/<node id>` → JSON node record): soft
 /// state, written in batches. Added after nodes lived in group records; a
 /// store without it gets it on open, and restore moves the records' nodes.
@@ -206,6 +211,7 @@ impl Store {
             }
             tx.open_table(GROUPS).map_err(|e| w(&e))?;
             tx.open_table(BLOBS).map_err(|e| w(&e))?;
+            tx.open_table(MEMBERS).map_err(|e| w(&e))?;
             tx.open_table(HISTORY).map_err(|e| w(&e))?;
             tx.open_table(NODES).map_err(|e| w(&e))?;
             tx.open_table(TEAMS).map_err(|e| w(&e))?;
@@ -254,13 +260,39 @@ impl Store {
                 .map_err(|e| corrupt(format!("group record {}: {e}", k.value())))?;
             loaded.groups.push(rec);
         }
-        let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
-        for row in blobs.iter().map_err(|e| r(&e))? {
-            let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
-            let blob = Blob::decode(v.value())
-                .ok_or_else(|| corrupt(format!("config blob {} has no format tag", k.value())))?;
-            loaded.blobs.insert(k.value().to_string(), blob);
-        }
+        // The two big tables, read side by side: reading them (page reads
+        // and copies) is most of a start-up once members are thawed.
+        let read_blobs = || -> Result<HashMap<String, Blob>, StoreError> {
+            let mut out = HashMap::new();
+            let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
+            for row in blobs.iter().map_err(|e| r(&e))? {
+                let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+                let blob = Blob::decode(v.value()).ok_or_else(|| {
+                    corrupt(format!("config blob {} has no format tag", k.value()))
+                })?;
+                out.insert(k.value().to_string(), blob);
+            }
+            Ok(out)
+        };
+        let read_members = || -> Result<HashMap<String, Vec<u8>>, StoreError> {
+            let mut out = HashMap::new();
+            let members = tx.open_table(MEMBERS).map_err(|e| r(&e))?;
+            for row in members.iter().map_err(|e| r(&e))? {
+                let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
+                out.insert(k.value().to_string(), v.value().to_vec());
+            }
+            Ok(out)
+        };
+        let (blobs, members) = std::thread::scope(|s| {
+            let members = s.spawn(read_members);
+            let blobs = read_blobs();
+            let members = members
+                .join()
+                .unwrap_or_else(|_| Err(r(&"reading frozen members panicked")));
+            (blobs, members)
+        });
+        loaded.blobs = blobs?;
+        loaded.members = members?;
         loaded.history = self.rows_by_group(&tx, HISTORY, "history key", "history entry")?;
         loaded.nodes = self.rows_by_group(&tx, NODES, "node key", "node")?;
         let access = tx.open_table(ACCESS).map_err(|e| r(&e))?;
@@ -378,6 +410,7 @@ impl Store {
         {
             let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
+            let mut members = tx.open_table(MEMBERS).map_err(|e| w(&e))?;
             let mut history = tx.open_table(HISTORY).map_err(|e| w(&e))?;
             let mut teams = tx.open_table(TEAMS).map_err(|e| w(&e))?;
             let mut access = tx.open_table(ACCESS).map_err(|e| w(&e))?;
@@ -429,8 +462,14 @@ impl Store {
                                 .map_err(|e| w(&e))?;
                         }
                     }
+                    Change::PutMember(hash, frozen) => {
+                        members
+                            .insert(hash.as_str(), &frozen[..])
+                            .map_err(|e| w(&e))?;
+                    }
                     Change::DeleteBlob(hash) => {
                         blobs.remove(hash.as_str()).map_err(|e| w(&e))?;
+                        members.remove(hash.as_str()).map_err(|e| w(&e))?;
                     }
                     Change::PutTeam(t) => {
                         let bytes = serde_json::to_vec(t).map_err(|e| w(&e))?;
@@ -490,19 +529,24 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes blobs no record names any more.
+    /// Removes blobs no record names any more (and their frozen members,
+    /// and frozen members whose blob is gone).
     pub fn collect_garbage(&mut self, live: &HashSet<String>) -> Result<usize, StoreError> {
         let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
         let dead: Vec<String> = {
             let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
-            let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
             let mut dead = Vec::new();
-            for row in blobs.iter().map_err(|e| r(&e))? {
-                let (k, _) = row.map_err(|e| r(&e))?;
-                if !live.contains(k.value()) {
-                    dead.push(k.value().to_string());
+            for table in [BLOBS, MEMBERS] {
+                let table = tx.open_table(table).map_err(|e| r(&e))?;
+                for row in table.iter().map_err(|e| r(&e))? {
+                    let (k, _) = row.map_err(|e| r(&e))?;
+                    if !live.contains(k.value()) {
+                        dead.push(k.value().to_string());
+                    }
                 }
             }
+            dead.sort_unstable();
+            dead.dedup();
             dead
         };
         let n = dead.len();

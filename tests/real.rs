@@ -725,6 +725,8 @@ fn no_deck_only_key_reaches_a_kong_snapshot() {
 /// find errors. That must build the very same member: checked here on every
 /// clean real file and on synthetic members of every entity kind (X.509
 /// certificates included), with the whole member compared through `Debug`.
+/// So must a member frozen for the store and thawed at the next start-up
+/// (`member::frozen`).
 #[test]
 fn a_trusted_rebuild_of_a_clean_config_is_the_same_member() {
     if !real_files_present("a_trusted_rebuild_of_a_clean_config_is_the_same_member") {
@@ -760,6 +762,12 @@ fn a_trusted_rebuild_of_a_clean_config_is_the_same_member() {
         clean += 1;
         let trusted = build(Checks::Trusted);
         assert_eq!(format!("{full:?}"), format!("{trusted:?}"), "{what}");
+        let row = full
+            .freeze(&interner, "stamp")
+            .expect("a clean member freezes");
+        let thawed = Member::thaw(full.info.clone(), row, &interner, "stamp")
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        assert_eq!(format!("{full:?}"), format!("{thawed:?}"), "{what} thawed");
     }
     assert!(clean >= 10, "only {clean} clean inputs were compared");
 }

@@ -148,6 +148,45 @@ impl EntityPaths {
         self.names.shrink_to_fit();
     }
 
+    /// Every place as plain numbers, `(coll, field, parent, index)`, and the
+    /// names of `_plugin_configs` entries: what a frozen member keeps
+    /// (`member::frozen`).
+    pub fn raw(&self) -> (impl Iterator<Item = (u8, u8, u32, u32)> + '_, &[Box<str>]) {
+        let places = self
+            .places
+            .iter()
+            .map(|p| (p.coll as u8, p.field, p.parent, p.index));
+        (places, &self.names)
+    }
+
+    /// The inverse of [`raw`](EntityPaths::raw), checked so that spelling
+    /// any path can never index out of bounds: `None` when a collection is
+    /// unknown, a parent does not come before its child, or a name is missing.
+    pub fn from_raw(
+        raw: impl IntoIterator<Item = (u8, u8, u32, u32)>,
+        names: Vec<Box<str>>,
+    ) -> Option<EntityPaths> {
+        let mut places: Vec<Place> = Vec::new();
+        for (coll, field, parent, index) in raw {
+            let coll = *Coll::ALL.get(coll as usize)?;
+            let ok = match field {
+                TOP => true,
+                NAMED => (index as usize) < names.len(),
+                _ => (parent as usize) < places.len(),
+            };
+            if !ok {
+                return None;
+            }
+            places.push(Place {
+                coll,
+                field,
+                parent,
+                index,
+            });
+        }
+        Some(EntityPaths { places, names })
+    }
+
     /// `services[0].routes[1].plugins[0]`.
     pub fn path(&self, entity: u32) -> String {
         use std::fmt::Write;
@@ -256,7 +295,8 @@ impl Model {
 /// What requests a route matches, normalized for comparing routes of
 /// different members. Routes that match on an `expression`, `sources` or
 /// `destinations` are not compared (`RouteMatch::read` gives `None`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serde: a frozen member keeps its routes (`member::frozen`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouteMatch {
     pub path: String,
     pub label: String,

@@ -28,6 +28,23 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    /// Every kind, in declaration order (`ALL[k as usize] == k`).
+    pub const ALL: [KeyKind; 13] = [
+        KeyKind::Id,
+        KeyKind::Name,
+        KeyKind::Username,
+        KeyKind::CustomId,
+        KeyKind::InstanceName,
+        KeyKind::UpstreamTarget,
+        KeyKind::SetKid,
+        KeyKind::Prefix,
+        KeyKind::GlobalPlugin,
+        KeyKind::SecretKey,
+        KeyKind::SecretUsername,
+        KeyKind::SecretClientId,
+        KeyKind::PluginScope,
+    ];
+
     /// The field named in findings.
     pub fn field(self) -> &'static str {
         match self {

@@ -198,16 +198,17 @@ impl Tx<'_> {
                 self.reg.errors_in_context(&member, &composites),
             ));
         }
-        let hash = blob.hash();
-        self.blobs.push((hash.clone(), blob.clone()));
-        self.set_config(
-            id,
-            Arc::new(Config {
-                hash,
-                blob,
-                member: Arc::new(member),
-            }),
-        )?;
+        let config = Arc::new(Config {
+            hash: blob.hash(),
+            blob,
+            member: Arc::new(member),
+        });
+        self.blobs.push((
+            config.hash.clone(),
+            config.blob.clone(),
+            Some(config.member.clone()),
+        ));
+        self.set_config(id, config)?;
         Ok(ConfigWrite::Applied(self.config_outcome(id)?))
     }
 

@@ -63,8 +63,9 @@ impl Registry {
                 }
                 // Blobs go with the writes that drop them; node reports are
                 // not logged (each daemon stores its own; others read them
-                // from the `nodes` table, see `Registry::absorb_nodes`).
-                Change::DeleteBlob(_) | Change::PutNode(..) => {}
+                // from the `nodes` table, see `Registry::absorb_nodes`);
+                // frozen members are not logged either.
+                Change::DeleteBlob(_) | Change::PutNode(..) | Change::PutMember(..) => {}
             }
         }
         let mut blob = |h: &str| -> Result<Blob, String> {

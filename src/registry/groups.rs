@@ -245,7 +245,11 @@ impl Tx<'_> {
     fn insert_group(&mut self, meta: GroupMeta) {
         let group = self.reg.new_group(meta.clone());
         if let Kind::Standard { config, .. } = &group.kind {
-            self.blobs.push((config.hash.clone(), config.blob.clone()));
+            self.blobs.push((
+                config.hash.clone(),
+                config.blob.clone(),
+                Some(config.member.clone()),
+            ));
         }
         self.reg.names.insert(meta.name.clone(), meta.id);
         self.reg.groups.insert(meta.id, group);

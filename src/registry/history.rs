@@ -358,7 +358,8 @@ impl Tx<'_> {
         }
         let excess = kept.len().saturating_sub(keep);
         let history: History = kept.into_iter().skip(excess).map(Arc::new).collect();
-        self.blobs.extend(blobs);
+        self.blobs
+            .extend(blobs.into_iter().map(|(h, b)| (h, b, None)));
         let g = self.group_mut(id)?;
         let old_snapshot = std::mem::replace(&mut g.snapshot, served);
         let old_history = std::mem::replace(&mut g.history, Arc::new(history));
@@ -380,7 +381,8 @@ mod tests {
     use super::*;
     use crate::config::Format;
     use crate::registry::record::{Change, Loaded};
-    use crate::registry::{Mode, NewGroup, Settings, transact};
+    use crate::registry::{Mode, NewGroup, Restored, Settings, transact};
+    use std::collections::HashMap;
 
     /// What a store would hold after `changes`.
     fn apply(loaded: &mut Loaded, changes: &[Change]) {
@@ -397,8 +399,12 @@ mod tests {
                 Change::PutBlob(h, b) => {
                     loaded.blobs.insert(h.clone(), b.clone());
                 }
+                Change::PutMember(h, m) => {
+                    loaded.members.insert(h.clone(), m.to_vec());
+                }
                 Change::DeleteBlob(h) => {
                     loaded.blobs.remove(h);
+                    loaded.members.remove(h);
                 }
                 // Access control is not what these tests look at.
                 Change::PutTeam(_) | Change::DeleteTeam(_) | Change::PutAccessKey(_) => {}
@@ -492,6 +498,7 @@ mod tests {
             let loaded = Loaded {
                 groups: self.store.groups.clone(),
                 blobs: self.store.blobs.clone(),
+                members: self.store.members.clone(),
                 history: self.store.history.clone(),
                 ..Loaded::default()
             };
@@ -555,6 +562,58 @@ mod tests {
         assert_eq!(
             reg.group(id).unwrap().snapshot.body.hash().to_string(),
             before
+        );
+    }
+
+    /// Every clean config's member is frozen beside its blob, and dropped
+    /// with it; a restart thaws them all and writes nothing back. A frozen
+    /// member that does not decode is built instead, frozen anew, and
+    /// serves the same snapshot.
+    #[test]
+    fn members_are_frozen_with_their_blobs_and_thawed_at_restart() {
+        let mut w = World::new(2);
+        let blue = standard(&mut w, "blue");
+        let green = standard(&mut w, "green");
+        for i in 0..4 {
+            w.put(blue, &format!("svc-{i}"));
+        }
+        w.put(green, "g");
+        fn keys<V>(m: &HashMap<String, V>) -> Vec<&String> {
+            let mut k: Vec<&String> = m.keys().collect();
+            k.sort();
+            k
+        }
+        assert_eq!(keys(&w.store.members), keys(&w.store.blobs));
+        assert!(!w.store.members.contains_key(&yaml("svc-0").hash()));
+
+        w.restart(2);
+        let standard_groups = 3; // blue, green and the default group
+        assert_eq!(
+            w.reg.restored(),
+            Restored {
+                thawed: standard_groups,
+                built: 0
+            }
+        );
+        let served = |w: &World| w.reg.group(blue).unwrap().snapshot.body.hash().to_string();
+        let before = served(&w);
+
+        let h = yaml("svc-3").hash();
+        w.store.members.get_mut(&h).unwrap()[40] ^= 1;
+        w.restart(2);
+        assert_eq!(
+            w.reg.restored(),
+            Restored {
+                thawed: standard_groups - 1,
+                built: 1
+            }
+        );
+        assert_eq!(served(&w), before);
+        w.restart(2);
+        assert_eq!(
+            w.reg.restored().built,
+            0,
+            "the rebuilt member was frozen anew"
         );
     }
 

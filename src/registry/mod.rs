@@ -159,7 +159,17 @@ pub struct Registry {
     settings: Settings,
     /// Store changes a restore found necessary (see `take_restore_changes`).
     restore_changes: Vec<Change>,
+    /// How the restore that made this registry got its members.
+    restored: Restored,
     access: Access,
+}
+
+/// Members a restore thawed (frozen by this binary for this target) and
+/// members it had to build from their configs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub thawed: usize,
+    pub built: usize,
 }
 
 impl Registry {
@@ -171,6 +181,7 @@ impl Registry {
             names: HashMap::new(),
             settings,
             restore_changes: Vec::new(),
+            restored: Restored::default(),
             access: Access::default(),
         };
         let meta = GroupMeta {

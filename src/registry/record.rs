@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 /// A node record, as the store keeps it.
 pub use super::Node;
-use super::{Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, Settings};
+use super::{
+    Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, Restored, Settings,
+};
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
 use crate::intern::Interner;
@@ -143,6 +145,10 @@ pub enum Change {
     PutGroup(Box<GroupRecord>),
     DeleteGroup(uuid::Uuid),
     PutBlob(String, Blob),
+    /// The built member of the blob with this hash, frozen
+    /// (`member::frozen`): a restart thaws it instead of building it. A
+    /// cache: `DeleteBlob` drops it, and a store without it builds.
+    PutMember(String, bytes::Bytes),
     DeleteBlob(String),
     /// Keeps (or replaces) one history entry of a group.
     PutHistory(Uuid, Box<HistoryEntry>),
@@ -164,6 +170,8 @@ pub enum Change {
 pub struct Loaded {
     pub groups: Vec<GroupRecord>,
     pub blobs: HashMap<String, Blob>,
+    /// Frozen members (`Change::PutMember`) by blob hash.
+    pub members: HashMap<String, Vec<u8>>,
     /// Each group's kept history entries, in any order.
     pub history: HashMap<Uuid, Vec<HistoryEntry>>,
     /// `None` in a store written before access control (or a new one): the
@@ -365,9 +373,11 @@ impl Registry {
             .values()
             .map(|g| Change::PutGroup(Box::new(self.record(g))))
             .collect();
+        let stamp = crate::member::validation_stamp(&self.settings.kong);
         for g in self.groups.values() {
             if let Kind::Standard { config, .. } = &g.kind {
                 changes.push(Change::PutBlob(config.hash.clone(), config.blob.clone()));
+                changes.extend(self.frozen(&config.hash, &config.member, stamp.as_deref()));
             }
             for e in g.history.iter() {
                 changes.push(Change::PutHistory(g.meta.id, Box::new((**e).clone())));
@@ -428,6 +438,18 @@ impl Registry {
         }
     }
 
+    /// The member built from blob `hash`, frozen under `stamp` for the
+    /// store, if it is clean.
+    pub(super) fn frozen(
+        &self,
+        hash: &str,
+        member: &Member,
+        stamp: Option<&str>,
+    ) -> Option<Change> {
+        let frozen = member.freeze(&self.interner, stamp?)?;
+        Some(Change::PutMember(hash.to_string(), frozen.into()))
+    }
+
     /// Whether some record names blob `hash`: a config, a published
     /// snapshot's source or a kept version's source. Asked of a write's few
     /// candidate blobs; allocates nothing.
@@ -479,6 +501,48 @@ impl Registry {
         std::mem::take(&mut self.restore_changes)
     }
 
+    /// How the restore that made this registry got its members.
+    pub fn restored(&self) -> Restored {
+        self.restored
+    }
+
+    /// The member of `r`'s config `b`: thawed from `frozen` when that was
+    /// frozen under `stamp` for a holder like `r`, otherwise built (trusted
+    /// when `r` is stamped `stamp`). And whether the store should get it
+    /// frozen anew (it was built).
+    fn thaw_or_build(
+        &self,
+        r: &GroupRecord,
+        b: &Blob,
+        frozen: Option<Vec<u8>>,
+        stamp: Option<&str>,
+    ) -> (Member, bool) {
+        if let (Some(row), Some(s)) = (frozen, stamp) {
+            match Member::thaw(r.meta.member_info(), row, &self.interner, s) {
+                Ok(m) => return (m, false),
+                Err(crate::member::Unthawed::Stale) => {}
+                Err(crate::member::Unthawed::Damaged(why)) => tracing::warn!(
+                    group = %r.meta.id,
+                    %why,
+                    "a frozen member does not decode; building it from its config"
+                ),
+            }
+        }
+        let checks = match (stamp, &r.validated) {
+            (Some(s), Some(v)) if s == v => crate::config::Checks::Trusted,
+            _ => crate::config::Checks::All,
+        };
+        let member = Member::build_checked(
+            r.meta.member_info(),
+            &b.bytes,
+            b.format,
+            &self.interner,
+            &self.settings.kong,
+            checks,
+        );
+        (member, true)
+    }
+
     /// Rebuilds the registry from the store's contents, checking that every
     /// published snapshot still assembles to the bytes it had.
     pub fn restore(
@@ -511,11 +575,13 @@ impl Registry {
             names: HashMap::new(),
             settings,
             restore_changes: Vec::new(),
+            restored: Restored::default(),
             access,
         };
         let mut kept = loaded.history;
         let mut node_rows = loaded.nodes;
         let mut blobs = loaded.blobs;
+        let mut frozen = loaded.members;
         // Each config's blob moves into its `Config` (copied only when several
         // groups hold the same bytes) rather than every blob being copied.
         let mut users: HashMap<&str, usize> = HashMap::new();
@@ -531,49 +597,48 @@ impl Registry {
                 *n -= 1;
                 *n == 0
             });
-            let b = if last == Some(true) {
-                blobs.remove(h)
+            let (b, f) = if last == Some(true) {
+                (blobs.remove(h), frozen.remove(h))
             } else {
-                blobs.get(h).cloned()
+                (blobs.get(h).cloned(), frozen.get(h).cloned())
             };
             jobs.push((
                 r,
                 h,
                 b.ok_or_else(|| format!("config blob {h} is missing"))?,
+                f,
             ));
         }
-        // Build every standard group's member in parallel: this is the
-        // expensive part. A config this binary already found clean for this
-        // target is trusted: only what builds the member is run.
-        let built: Vec<std::result::Result<(Uuid, Arc<Config>), String>> = jobs
+        // Every standard group's member, in parallel: thawed where this
+        // binary froze it for this target, otherwise built (the expensive
+        // part) and frozen for the next start-up. A config this binary
+        // already found clean for this target is trusted: only what builds
+        // the member is run.
+        // The third of each: `None` when thawed, or the member built and
+        // frozen anew (`Some(None)` when it can't be frozen).
+        let built: Vec<(Uuid, Arc<Config>, Option<Option<Change>>)> = jobs
             .into_par_iter()
-            .map(|(r, h, b)| {
-                let checks = match (&stamp, &r.validated) {
-                    (Some(s), Some(v)) if s == v => crate::config::Checks::Trusted,
-                    _ => crate::config::Checks::All,
+            .map(|(r, h, b, f)| {
+                let (member, refreeze) = reg.thaw_or_build(r, &b, f, stamp.as_deref());
+                let refrozen = refreeze.then(|| reg.frozen(h, &member, stamp.as_deref()));
+                let config = Config {
+                    hash: h.to_string(),
+                    blob: b,
+                    member: Arc::new(member),
                 };
-                let member = Member::build_checked(
-                    r.meta.member_info(),
-                    &b.bytes,
-                    b.format,
-                    &reg.interner,
-                    &reg.settings.kong,
-                    checks,
-                );
-                Ok((
-                    r.meta.id,
-                    Arc::new(Config {
-                        hash: h.to_string(),
-                        blob: b,
-                        member: Arc::new(member),
-                    }),
-                ))
+                (r.meta.id, Arc::new(config), refrozen)
             })
             .collect();
         let mut configs = HashMap::new();
-        for b in built {
-            let (id, c) = b?;
+        for (id, c, built) in built {
             configs.insert(id, c);
+            match built {
+                Some(refrozen) => {
+                    reg.restored.built += 1;
+                    reg.restore_changes.extend(refrozen);
+                }
+                None => reg.restored.thawed += 1,
+            }
         }
         let mut composites_of: HashMap<Uuid, BTreeSet<Uuid>> = HashMap::new();
         for r in &loaded.groups {

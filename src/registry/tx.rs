@@ -50,7 +50,9 @@ pub struct Tx<'a> {
     /// `last_seen` changes the view, not the record).
     pub(super) viewed: BTreeSet<Uuid>,
     pub(super) deleted: BTreeSet<Uuid>,
-    pub(super) blobs: Vec<(String, Blob)>,
+    /// Blobs this write brought (with the member built from each, when
+    /// there is one to freeze): stored if a record still names them at the end.
+    pub(super) blobs: Vec<(String, Blob, Option<Arc<Member>>)>,
     pub(super) published: BTreeSet<Uuid>,
     /// Each group's history as it was before this write first changed it
     /// (empty for a group it created): the store gets the difference.
@@ -283,9 +285,15 @@ impl<'a> Tx<'a> {
         } else {
             reg.live_blob_refs_of(self.touched.iter())
         };
-        for (h, b) in &self.blobs {
+        let stamp = (!self.blobs.is_empty())
+            .then(|| crate::member::validation_stamp(&reg.settings.kong))
+            .flatten();
+        for (h, b, member) in &self.blobs {
             if near.contains(h.as_str()) || reg.names_blob(h) {
                 effects.changes.push(Change::PutBlob(h.clone(), b.clone()));
+                if let Some(m) = member {
+                    effects.changes.extend(reg.frozen(h, m, stamp.as_deref()));
+                }
             }
         }
         dead.retain(|h| !near.contains(h.as_str()));

@@ -97,7 +97,7 @@ impl Logged {
             Change::DeleteTeam(n) => Logged::DeleteTeam(n.clone()),
             Change::PutAccessKey(k) => Logged::PutAccessKey(k.clone()),
             Change::DeleteNode(g, n) => Logged::DeleteNode(*g, n.clone()),
-            Change::PutNode(..) => return None,
+            Change::PutNode(..) | Change::PutMember(..) => return None,
         })
     }
 }
@@ -834,6 +834,9 @@ async fn write_changes(c: &Object, changes: &[Change]) -> Result<(), StoreError>
                 .await
                 .map_err(db_err("write a blob"))?;
             }
+            // Frozen members are a local cache: every daemon sharing the
+            // database builds its members from the blobs.
+            Change::PutMember(..) => {}
             Change::DeleteBlob(h) => {
                 c.execute("DELETE FROM blobs WHERE hash = $1", &[h])
                     .await
