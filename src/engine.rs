@@ -340,6 +340,7 @@ impl Engine {
                     s.commit(&reg.all_changes())?;
                 }
                 let restored = reg.restored();
+                crate::metrics::members_restored(restored.thawed, restored.built);
                 tracing::info!(
                     thawed = restored.thawed,
                     built = restored.built,

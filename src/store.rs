@@ -5,7 +5,8 @@
 //! id>/<node id>` → JSON node record, written in batches), `history`
 //! (`<group id>/<version, 20 digits>` → JSON entry of a kept version),
 //! `blobs` (content hash → member config bytes, shared by every record and
-//! kept version that names them), `teams` (team name → JSON record:
+//! kept version that names them), `members` (the same hash → the member
+//! built from it, frozen: start-up thaws it instead of building), `teams` (team name → JSON record:
 //! credentials, token hashes, grants), `access` (the token-hash key) and
 //! `audit` (sequence → JSON entry, append-only, the newest N kept). A write
 //! is one redb transaction, durable when `commit` returns. A store from

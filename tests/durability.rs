@@ -178,6 +178,16 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     let c = d.client();
     let after = state_of(&c).await;
     assert_eq!(before, after, "state after restart");
+    // Every member came back thawed (the default group, blue and yellow),
+    // none was built again: the store kept them frozen with their configs.
+    let restored = |m: &str| {
+        (
+            metric(m, "rgmerge_startup_members_thawed"),
+            metric(m, "rgmerge_startup_members_built"),
+        )
+    };
+    let m = c.get("/metrics").await.expect(200).text();
+    assert_eq!(restored(&m), (3.0, 0.0), "{m}");
     let nodes = c
         .get(&format!("{V2}/{comp}/nodes"))
         .await
@@ -212,6 +222,8 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     assert!(d.terminate().success());
     d.spawn();
     assert_eq!(before, state_of(&d.client()).await);
+    let m = d.client().get("/metrics").await.expect(200).text();
+    assert_eq!(restored(&m), (3.0, 0.0), "{m}");
 }
 
 /// Writers hammer the daemon; SIGKILL lands at a random moment; after each

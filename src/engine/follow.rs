@@ -144,7 +144,7 @@ impl Engine {
                 .map_err(restore_err)?;
             // Trimming history past --snapshot-history is local to this
             // daemon's setting: the database keeps what the writers kept.
-            let _ = reg.take_restore_changes();
+            reg.drop_restore_changes();
             let mut changes = if fresh { reg.all_changes() } else { Vec::new() };
             if reg.access_needs_bootstrap() {
                 let key = new_key().map_err(|e| restore_err(e.detail))?;
@@ -436,7 +436,7 @@ impl Writer {
                 return;
             }
         };
-        let _ = reg.take_restore_changes();
+        reg.drop_restore_changes();
         pg.pos = pos;
         pg.needs_reload = false;
         pg.status.reached(pos);

@@ -159,6 +159,9 @@ pub struct Registry {
     settings: Settings,
     /// Store changes a restore found necessary (see `take_restore_changes`).
     restore_changes: Vec<Change>,
+    /// Configs whose member a restore built: frozen for the store by
+    /// `take_restore_changes` (not before: a PostgreSQL store keeps none).
+    unfrozen: Vec<Arc<Config>>,
     /// How the restore that made this registry got its members.
     restored: Restored,
     access: Access,
@@ -181,6 +184,7 @@ impl Registry {
             names: HashMap::new(),
             settings,
             restore_changes: Vec::new(),
+            unfrozen: Vec::new(),
             restored: Restored::default(),
             access: Access::default(),
         };

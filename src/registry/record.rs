@@ -498,7 +498,22 @@ impl Registry {
     /// `--snapshot-history`, the served version of a store written before
     /// history was kept). The engine commits them once at start-up.
     pub fn take_restore_changes(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.restore_changes)
+        let stamp = crate::member::validation_stamp(&self.settings.kong);
+        let unfrozen = std::mem::take(&mut self.unfrozen);
+        let frozen: Vec<Change> = unfrozen
+            .par_iter()
+            .filter_map(|c| self.frozen(&c.hash, &c.member, stamp.as_deref()))
+            .collect();
+        let mut changes = std::mem::take(&mut self.restore_changes);
+        changes.extend(frozen);
+        changes
+    }
+
+    /// Forgets what restoring found to tidy, for a store this daemon does
+    /// not tidy (PostgreSQL: shared, and it keeps no frozen members).
+    pub fn drop_restore_changes(&mut self) {
+        self.restore_changes.clear();
+        self.unfrozen.clear();
     }
 
     /// How the restore that made this registry got its members.
@@ -575,6 +590,7 @@ impl Registry {
             names: HashMap::new(),
             settings,
             restore_changes: Vec::new(),
+            unfrozen: Vec::new(),
             restored: Restored::default(),
             access,
         };
@@ -614,31 +630,28 @@ impl Registry {
         // part) and frozen for the next start-up. A config this binary
         // already found clean for this target is trusted: only what builds
         // the member is run.
-        // The third of each: `None` when thawed, or the member built and
-        // frozen anew (`Some(None)` when it can't be frozen).
-        let built: Vec<(Uuid, Arc<Config>, Option<Option<Change>>)> = jobs
+        // The third of each: whether it was built (and is to be frozen).
+        let built: Vec<(Uuid, Arc<Config>, bool)> = jobs
             .into_par_iter()
             .map(|(r, h, b, f)| {
-                let (member, refreeze) = reg.thaw_or_build(r, &b, f, stamp.as_deref());
-                let refrozen = refreeze.then(|| reg.frozen(h, &member, stamp.as_deref()));
+                let (member, built) = reg.thaw_or_build(r, &b, f, stamp.as_deref());
                 let config = Config {
                     hash: h.to_string(),
                     blob: b,
                     member: Arc::new(member),
                 };
-                (r.meta.id, Arc::new(config), refrozen)
+                (r.meta.id, Arc::new(config), built)
             })
             .collect();
         let mut configs = HashMap::new();
         for (id, c, built) in built {
-            configs.insert(id, c);
-            match built {
-                Some(refrozen) => {
-                    reg.restored.built += 1;
-                    reg.restore_changes.extend(refrozen);
-                }
-                None => reg.restored.thawed += 1,
+            if built {
+                reg.restored.built += 1;
+                reg.unfrozen.push(c.clone());
+            } else {
+                reg.restored.thawed += 1;
             }
+            configs.insert(id, c);
         }
         let mut composites_of: HashMap<Uuid, BTreeSet<Uuid>> = HashMap::new();
         for r in &loaded.groups {
