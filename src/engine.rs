@@ -346,9 +346,9 @@ impl Engine {
                     built = restored.built,
                     "members restored (built ones are frozen for the next start-up)"
                 );
-                // History entries past --snapshot-history, the served
-                // version of a store written before history was kept, and
-                // members frozen anew.
+                // History entries past --snapshot-history, or the served
+                // version of a store written before history was kept (the
+                // members it built are stored by the writer's first job).
                 s.commit(&reg.take_restore_changes())?;
                 let removed = s.collect_garbage(&reg.live_blobs())?;
                 if removed > 0 {
@@ -434,6 +434,11 @@ impl Engine {
             shared.watchers.insert(g.meta.id, tx);
         }
         let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        if store.is_some() {
+            // First of all, off the start-up's path: a new binary builds
+            // every member once, and storing them frozen is a big write.
+            let _ = jobs.send(Job::Run(Box::new(Writer::store_frozen)));
+        }
         let jobs = Arc::new(jobs);
         let status = pg.as_ref().map(|p| p.status.clone());
         if let Some(p) = &pg {
@@ -1272,6 +1277,21 @@ impl Writer {
                 for (table, dirty) in taken {
                     table.mark_dirty(dirty.into_iter().map(|(id, _)| id));
                 }
+            }
+        }
+    }
+
+    /// Stores the members the restore had to build, frozen, so the next
+    /// start-up thaws them. Losing them costs that start-up time, nothing else.
+    fn store_frozen(&mut self) {
+        let changes = self.reg.take_frozen_changes();
+        let Some(s) = self.store.as_mut().filter(|_| !changes.is_empty()) else {
+            return;
+        };
+        match s.commit(&changes) {
+            Ok(()) => tracing::info!(members = changes.len(), "built members stored frozen"),
+            Err(e) => {
+                tracing::warn!(error = %e, "built members not stored frozen; the next start-up builds them again")
             }
         }
     }

@@ -224,6 +224,32 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     assert_eq!(before, state_of(&d.client()).await);
     let m = d.client().get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (3.0, 0.0), "{m}");
+
+    // Frozen members that no longer decode (a damaged row, or one another
+    // binary wrote) are built from their configs: the same state is
+    // served, and the writer stores them frozen again for the next start.
+    assert!(d.terminate().success());
+    {
+        use rgmerge::registry::record::Change;
+        let mut store = rgmerge::store::Store::open(&d.data).expect("store");
+        let loaded = store.load().expect("load");
+        assert!(!loaded.members.is_empty(), "the store keeps frozen members");
+        let damaged: Vec<Change> = loaded
+            .members
+            .keys()
+            .map(|h| Change::PutMember(h.clone(), bytes::Bytes::from_static(b"not a member")))
+            .collect();
+        store.commit(&damaged).expect("commit");
+    }
+    d.spawn();
+    assert_eq!(before, state_of(&d.client()).await);
+    let m = d.client().get("/metrics").await.expect(200).text();
+    assert_eq!(restored(&m), (0.0, 3.0), "{m}");
+    assert!(d.terminate().success());
+    d.spawn();
+    assert_eq!(before, state_of(&d.client()).await);
+    let m = d.client().get("/metrics").await.expect(200).text();
+    assert_eq!(restored(&m), (3.0, 0.0), "{m}");
 }
 
 /// Writers hammer the daemon; SIGKILL lands at a random moment; after each

@@ -505,6 +505,7 @@ mod tests {
             self.reg = Registry::restore(Arc::new(Interner::new()), settings, loaded).unwrap();
             let tidy = self.reg.take_restore_changes();
             apply(&mut self.store, &tidy);
+            apply(&mut self.store, &self.reg.take_frozen_changes());
         }
 
         fn versions(&self, id: Uuid) -> Vec<u64> {

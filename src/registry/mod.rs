@@ -160,7 +160,7 @@ pub struct Registry {
     /// Store changes a restore found necessary (see `take_restore_changes`).
     restore_changes: Vec<Change>,
     /// Configs whose member a restore built: frozen for the store by
-    /// `take_restore_changes` (not before: a PostgreSQL store keeps none).
+    /// `take_frozen_changes` (not before: a PostgreSQL store keeps none).
     unfrozen: Vec<Arc<Config>>,
     /// How the restore that made this registry got its members.
     restored: Restored,

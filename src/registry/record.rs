@@ -498,15 +498,19 @@ impl Registry {
     /// `--snapshot-history`, the served version of a store written before
     /// history was kept). The engine commits them once at start-up.
     pub fn take_restore_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.restore_changes)
+    }
+
+    /// The members the restore had to build, frozen for the store so the
+    /// next start-up thaws them. Apart from `take_restore_changes`: they
+    /// can be stored after start-up, and a PostgreSQL store keeps none.
+    pub fn take_frozen_changes(&mut self) -> Vec<Change> {
         let stamp = crate::member::validation_stamp(&self.settings.kong);
         let unfrozen = std::mem::take(&mut self.unfrozen);
-        let frozen: Vec<Change> = unfrozen
+        unfrozen
             .par_iter()
             .filter_map(|c| self.frozen(&c.hash, &c.member, stamp.as_deref()))
-            .collect();
-        let mut changes = std::mem::take(&mut self.restore_changes);
-        changes.extend(frozen);
-        changes
+            .collect()
     }
 
     /// Forgets what restoring found to tidy, for a store this daemon does
