@@ -112,6 +112,17 @@ pub enum StoreError {
     Database(String),
 }
 
+/// redb keeps every page it reads cached, up to this many bytes (1 GiB by
+/// default). Start-up reads every config and frozen member once and copies
+/// them out; a cache the size of the store would only hold a second copy.
+const CACHE_BYTES: usize = 64 << 20;
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES);
+    b
+}
+
 /// Opens an existing store. After a crash redb repairs the file on open, which
 /// writes to it; if the file is damaged beyond repair, that attempt must not
 /// leave it changed. So a store that does not open cleanly read-only is copied
@@ -120,7 +131,7 @@ fn open_existing(path: &Path) -> Result<Database, redb::DatabaseError> {
     match redb::ReadOnlyDatabase::open(path) {
         Ok(ro) => {
             drop(ro);
-            return Database::open(path);
+            return builder().open(path);
         }
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             return Err(redb::DatabaseError::DatabaseAlreadyOpen);
@@ -131,7 +142,7 @@ fn open_existing(path: &Path) -> Result<Database, redb::DatabaseError> {
     backup.push(".pre-repair");
     let backup = PathBuf::from(backup);
     std::fs::copy(path, &backup)?;
-    match Database::open(path) {
+    match builder().open(path) {
         Ok(db) => {
             let _ = std::fs::remove_file(&backup);
             Ok(db)
@@ -174,7 +185,7 @@ impl Store {
             Ok(m) if m.len() == 0 => return Err(corrupt("the file is empty".into())),
             Ok(_) => open_existing(&path).map_err(locked_or_corrupt)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Database::create(&path).map_err(locked_or_corrupt)?
+                builder().create(&path).map_err(locked_or_corrupt)?
             }
             Err(source) => {
                 return Err(StoreError::Dir {
