@@ -671,6 +671,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
+    // Start-up read the whole store through buffers and a page cache that
+    // are dropped now: give that memory back to the system at once rather
+    // than keep it mapped (the daemon's allocator is mimalloc, `main.rs`).
+    // SAFETY: mi_collect has no preconditions.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     let opts = rgmerge::server::ServeOptions {
         socket: args
             .socket

@@ -357,6 +357,7 @@ impl Engine {
                         "removed config blobs (or frozen members) no record names"
                     );
                 }
+                s.settle()?;
                 reg
             }
             None => Registry::new(interner.clone(), settings),
