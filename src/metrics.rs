@@ -202,8 +202,6 @@ pub fn heartbeat() {
     metrics::counter!("rgmerge_heartbeats_total").increment(1);
 }
 
-/// A batch of node reports stored: `nodes` records, and every heartbeat
-/// up to number `heartbeats` is now durable (compare `rgmerge_heartbeats_total`).
 /// How the last start-up got its members: thawed from the store, or built
 /// from their configs (every member, after an upgrade).
 pub fn members_restored(thawed: usize, built: usize) {
@@ -211,6 +209,8 @@ pub fn members_restored(thawed: usize, built: usize) {
     metrics::gauge!("rgmerge_startup_members_built").set(built as f64);
 }
 
+/// A batch of node reports stored: `nodes` records, and every heartbeat
+/// up to number `heartbeats` is now durable (compare `rgmerge_heartbeats_total`).
 pub fn nodes_stored(nodes: usize, heartbeats: u64) {
     metrics::counter!("rgmerge_node_reports_stored_total").increment(nodes as u64);
     metrics::gauge!("rgmerge_heartbeats_stored").set(heartbeats as f64);

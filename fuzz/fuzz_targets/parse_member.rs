@@ -7,7 +7,8 @@
 //! - a member's snapshot is valid JSON in both forms, the Kong form without
 //!   decK-only keys, and a valid member's snapshot read
 //!   back as a member config is valid and has the same hash (a snapshot is a
-//!   fixed point: what instances receive can be fed back in unchanged).
+//!   fixed point: what instances receive can be fed back in unchanged);
+//! - a valid member frozen for the store and thawed is the same member.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -55,12 +56,26 @@ fuzz_target!(|data: &[u8]| {
             )
         });
         for key in ["_plugin_configs", "custom_entities"] {
-            assert!(kong_doc.get(key).is_none(), "{format:?} Kong form has `{key}`");
+            assert!(
+                kong_doc.get(key).is_none(),
+                "{format:?} Kong form has `{key}`"
+            );
         }
         for c in kong_doc["consumers"].as_array().into_iter().flatten() {
-            assert!(c.get("groups").is_none(), "{format:?} Kong form has consumer groups");
+            assert!(
+                c.get("groups").is_none(),
+                "{format:?} Kong form has consumer groups"
+            );
         }
         if m.is_valid() {
+            let row = m.freeze(&interner, "fuzz").expect("a valid member freezes");
+            let thawed = Member::thaw(m.info.clone(), row, &interner, "fuzz")
+                .unwrap_or_else(|e| panic!("{format:?} a frozen member does not thaw: {e:?}"));
+            assert_eq!(
+                format!("{thawed:?}"),
+                format!("{m:?}"),
+                "{format:?} thawed member differs"
+            );
             let again = Member::build(info(true), &bytes, Format::Json, &interner);
             assert!(
                 again.errors.is_empty(),

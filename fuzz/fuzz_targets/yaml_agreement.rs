@@ -23,6 +23,11 @@ fuzz_target!(|data: &[u8]| {
     );
     // Where the fast reader alone accepts the input, the full parser must too.
     if let Some(v) = parse_yaml_fast_only(data) {
-        assert_eq!(Ok(&v), reference.as_ref(), "{:?}", String::from_utf8_lossy(data));
+        assert_eq!(
+            Ok(&v),
+            reference.as_ref(),
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
     }
 });
