@@ -327,14 +327,23 @@ impl Engine {
             Some(s) => {
                 let loaded = s.load()?;
                 let fresh = loaded.groups.is_empty();
-                let reg =
-                    Registry::restore(interner.clone(), settings, loaded).map_err(|detail| {
-                        StartError::Restore {
-                            path: s.path().display().to_string(),
-                            detail,
-                        }
-                    })?;
-                let mut reg = reg;
+                let thawing = !loaded.members.is_empty();
+                let restored = match Registry::restore(interner.clone(), settings.clone(), loaded) {
+                    // A frozen member that decodes but is not what this
+                    // binary builds (a stamp two builds share) shows as a
+                    // snapshot that no longer assembles: build them all.
+                    Err(detail) if thawing => {
+                        tracing::warn!(%detail, "restoring with frozen members failed; building every member from its config");
+                        let mut loaded = s.load()?;
+                        loaded.members.clear();
+                        Registry::restore(Arc::new(Interner::new()), settings, loaded)
+                    }
+                    other => other,
+                };
+                let mut reg = restored.map_err(|detail| StartError::Restore {
+                    path: s.path().display().to_string(),
+                    detail,
+                })?;
                 if fresh {
                     // Make the default group durable before anything is served.
                     s.commit(&reg.all_changes())?;
@@ -357,7 +366,7 @@ impl Engine {
                         "removed config blobs (or frozen members) no record names"
                     );
                 }
-                s.settle()?;
+                s.settle();
                 reg
             }
             None => Registry::new(interner.clone(), settings),

@@ -120,19 +120,24 @@ pub enum StoreError {
 /// a third more time.
 const CACHE_BYTES: usize = 64 << 20;
 
-fn builder() -> redb::Builder {
-    Database::builder()
+/// redb's builder with `cache` bytes of page cache (`None`: redb's default).
+fn builder(cache: Option<usize>) -> redb::Builder {
+    let mut b = Database::builder();
+    if let Some(bytes) = cache {
+        b.set_cache_size(bytes);
+    }
+    b
 }
 
 /// Opens an existing store. After a crash redb repairs the file on open, which
 /// writes to it; if the file is damaged beyond repair, that attempt must not
 /// leave it changed. So a store that does not open cleanly read-only is copied
 /// aside first, and put back if the repair fails.
-fn open_existing(path: &Path) -> Result<Database, redb::DatabaseError> {
+fn open_existing(path: &Path, cache: Option<usize>) -> Result<Database, redb::DatabaseError> {
     match redb::ReadOnlyDatabase::open(path) {
         Ok(ro) => {
             drop(ro);
-            return builder().open(path);
+            return builder(cache).open(path);
         }
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             return Err(redb::DatabaseError::DatabaseAlreadyOpen);
@@ -143,7 +148,7 @@ fn open_existing(path: &Path) -> Result<Database, redb::DatabaseError> {
     backup.push(".pre-repair");
     let backup = PathBuf::from(backup);
     std::fs::copy(path, &backup)?;
-    match builder().open(path) {
+    match builder(cache).open(path) {
         Ok(db) => {
             let _ = std::fs::remove_file(&backup);
             Ok(db)
@@ -160,6 +165,8 @@ pub struct Store {
     /// closed and reopened before it is used again.
     db: Option<Database>,
     path: PathBuf,
+    /// The page cache of later opens: `CACHE_BYTES` once `settle`d.
+    cache: Option<usize>,
 }
 
 impl Store {
@@ -184,9 +191,9 @@ impl Store {
         };
         let db = match std::fs::metadata(&path) {
             Ok(m) if m.len() == 0 => return Err(corrupt("the file is empty".into())),
-            Ok(_) => open_existing(&path).map_err(locked_or_corrupt)?,
+            Ok(_) => open_existing(&path, None).map_err(locked_or_corrupt)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                builder().create(&path).map_err(locked_or_corrupt)?
+                builder(None).create(&path).map_err(locked_or_corrupt)?
             }
             Err(source) => {
                 return Err(StoreError::Dir {
@@ -195,7 +202,11 @@ impl Store {
                 });
             }
         };
-        let store = Store { db: Some(db), path };
+        let store = Store {
+            db: Some(db),
+            path,
+            cache: None,
+        };
         store.init()?;
         Ok(store)
     }
@@ -245,7 +256,7 @@ impl Store {
     /// Closes and reopens the database after a failed write.
     fn reopen(&mut self) {
         self.db = None;
-        match open_existing(&self.path) {
+        match open_existing(&self.path, self.cache) {
             Ok(db) => self.db = Some(db),
             Err(e) => {
                 tracing::error!(error = %e, "store reopen failed; will retry on the next write")
@@ -260,18 +271,18 @@ impl Store {
     /// Reopens the database with a small page cache (`CACHE_BYTES`), once
     /// start-up has read everything: what the default cache holds then is
     /// a copy of the store nobody reads again.
-    pub fn settle(&mut self) -> Result<(), StoreError> {
+    /// If that fails the store is reopened as before (`reopen`: the next
+    /// write retries if that fails too).
+    pub fn settle(&mut self) {
         self.db = None;
-        let mut b = Database::builder();
-        b.set_cache_size(CACHE_BYTES);
-        let db = b.open(&self.path).map_err(|e| {
-            StoreError::Read(format!(
-                "reopening {} after start-up: {e}",
-                self.path.display()
-            ))
-        })?;
-        self.db = Some(db);
-        Ok(())
+        self.cache = Some(CACHE_BYTES);
+        match builder(self.cache).open(&self.path) {
+            Ok(db) => self.db = Some(db),
+            Err(e) => {
+                tracing::warn!(error = %e, "reopening the store with a smaller cache failed");
+                self.reopen();
+            }
+        }
     }
 
     /// Reads everything; a record that does not decode is corruption.
@@ -304,12 +315,25 @@ impl Store {
             }
             Ok(out)
         };
+        // Only the members a restore can use: of current configs and of
+        // served snapshots (kept versions' stay on disk until their blob goes).
+        let mut wanted: Vec<&str> = loaded
+            .groups
+            .iter()
+            .flat_map(|g| {
+                let sources = g.snapshot.sources.iter().map(|(_, h)| h.as_str());
+                g.config.as_deref().into_iter().chain(sources)
+            })
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let read_members = || -> Result<HashMap<String, Vec<u8>>, StoreError> {
             let mut out = HashMap::new();
             let members = tx.open_table(MEMBERS).map_err(|e| r(&e))?;
-            for row in members.iter().map_err(|e| r(&e))? {
-                let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
-                out.insert(k.value().to_string(), v.value().to_vec());
+            for h in wanted {
+                if let Some(v) = members.get(h).map_err(|e| corrupt(e.to_string()))? {
+                    out.insert(h.to_string(), v.value().to_vec());
+                }
             }
             Ok(out)
         };

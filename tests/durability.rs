@@ -714,3 +714,83 @@ async fn export_validate_bundle_and_import_round_trip() {
         );
     }
 }
+
+/// A frozen member that checks out (this binary's stamp, the right blob,
+/// a sound checksum) but is not the member its config builds, as when two
+/// builds share a stamp: the composite's snapshot no longer assembles to
+/// its hash, and start-up builds every member from its config instead of
+/// refusing to start.
+#[test]
+fn a_frozen_member_that_is_not_what_the_config_builds_is_built_again() {
+    use rgmerge::commands::{bench, synth};
+    use rgmerge::config::{Format, KongTarget};
+    use rgmerge::intern::Interner;
+    use rgmerge::member::{Member, MemberInfo, validation_stamp};
+    use rgmerge::registry::record::Change;
+    use rgmerge::store::Store;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = synth::Spec {
+        entities: 20,
+        conflicts: 0.0,
+        seed: 3,
+    };
+    bench::write_startup_fixture(dir.path(), 4, &spec).expect("fixture");
+    let stamp = validation_stamp(&KongTarget::default()).expect("a stamp");
+    {
+        let mut store = Store::open(dir.path()).expect("open");
+        let loaded = store.load().expect("load");
+        let blobs: Vec<&String> = loaded
+            .groups
+            .iter()
+            .filter(|g| !g.meta.is_default)
+            .filter_map(|g| g.config.as_ref())
+            .collect();
+        assert_eq!(blobs.len(), 4, "four members");
+        // Member 1's config, frozen as if it were member 0's.
+        let interner = Interner::new();
+        let other = &loaded.blobs[blobs[1]];
+        let m = Member::build(
+            MemberInfo::unnamed("x"),
+            &other.bytes,
+            Format::Json,
+            &interner,
+        );
+        let row = m.freeze(&interner, &stamp, blobs[0]).expect("freezes");
+        let forged = Change::PutMember(blobs[0].clone(), row.into());
+        store.commit(&[forged]).expect("commit");
+        // With it, the store does not restore as it stands.
+        let settings = rgmerge::registry::Settings::default();
+        let loaded = store.load().expect("load");
+        let restored = rgmerge::registry::Registry::restore(
+            std::sync::Arc::new(Interner::new()),
+            settings,
+            loaded,
+        );
+        let why = restored.err().expect("the forged member is caught");
+        assert!(why.contains("no longer assembles"), "{why}");
+    }
+    let engine = bench::start_up(dir.path()).expect("starts, building every member");
+    drop(engine);
+    bench::wait_until_closed(dir.path());
+    // And the writer froze them again: the next start-up thaws.
+    let engine = bench::start_up(dir.path()).expect("starts");
+    drop(engine);
+    bench::wait_until_closed(dir.path());
+    let store = Store::open(dir.path()).expect("open");
+    let loaded = store.load().expect("load");
+    let interner = Interner::new();
+    for g in loaded.groups.iter().filter(|g| g.config.is_some()) {
+        let h = g.config.as_ref().expect("a config");
+        let row = loaded.members.get(h).expect("frozen").clone();
+        let blob = &loaded.blobs[h];
+        let thawed = Member::thaw(g.meta.member_info(), row, &interner, &stamp, h).expect("thaws");
+        let built = Member::build(g.meta.member_info(), &blob.bytes, blob.format, &interner);
+        assert_eq!(
+            format!("{thawed:?}"),
+            format!("{built:?}"),
+            "{}",
+            g.meta.name
+        );
+    }
+}

@@ -763,9 +763,9 @@ fn a_trusted_rebuild_of_a_clean_config_is_the_same_member() {
         let trusted = build(Checks::Trusted);
         assert_eq!(format!("{full:?}"), format!("{trusted:?}"), "{what}");
         let row = full
-            .freeze(&interner, "stamp")
+            .freeze(&interner, "stamp", "blob")
             .expect("a clean member freezes");
-        let thawed = Member::thaw(full.info.clone(), row, &interner, "stamp")
+        let thawed = Member::thaw(full.info.clone(), row, &interner, "stamp", "blob")
             .unwrap_or_else(|e| panic!("{what}: {e:?}"));
         assert_eq!(format!("{full:?}"), format!("{thawed:?}"), "{what} thawed");
     }

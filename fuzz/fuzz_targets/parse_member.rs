@@ -68,8 +68,8 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         if m.is_valid() {
-            let row = m.freeze(&interner, "fuzz").expect("a valid member freezes");
-            let thawed = Member::thaw(m.info.clone(), row, &interner, "fuzz")
+            let row = m.freeze(&interner, "fuzz", "blob").expect("a valid member freezes");
+            let thawed = Member::thaw(m.info.clone(), row, &interner, "fuzz", "blob")
                 .unwrap_or_else(|e| panic!("{format:?} a frozen member does not thaw: {e:?}"));
             assert_eq!(
                 format!("{thawed:?}"),

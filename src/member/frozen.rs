@@ -33,9 +33,21 @@ use crate::report::Note;
 /// Bytes of the checksum that starts a frozen member.
 const SUM: usize = 32;
 
+/// The head's first fields, read before the rest: a row from a binary
+/// whose head has another layout is stale, not damaged.
+#[derive(Deserialize)]
+struct Prefix<'a> {
+    stamp: &'a str,
+    blob: &'a str,
+    app_registration: bool,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Head<'a> {
     stamp: &'a str,
+    /// The hash of the blob it was built from: a row under another key is
+    /// damaged.
+    blob: &'a str,
     app_registration: bool,
     /// `(coll, field, parent, index)` of each entity (`EntityPaths::raw`).
     places: Vec<(u8, u8, u32, u32)>,
@@ -80,9 +92,9 @@ pub enum Unthawed {
 }
 
 impl Member {
-    /// This member frozen under `stamp`, or `None` when it is not clean or
-    /// its `Sym`s are not `interner`'s.
-    pub fn freeze(&self, interner: &Interner, stamp: &str) -> Option<Vec<u8>> {
+    /// This member, built from the blob with hash `blob`, frozen under
+    /// `stamp`; `None` when it is not clean or its `Sym`s are not `interner`'s.
+    pub fn freeze(&self, interner: &Interner, stamp: &str, blob: &str) -> Option<Vec<u8>> {
         if !self.is_clean() || !self.unresolved.is_empty() || self.interner_id != interner.id() {
             return None;
         }
@@ -125,6 +137,7 @@ impl Member {
         let (places, names) = self.paths.raw();
         let head = Head {
             stamp,
+            blob,
             app_registration: self.app_registration,
             places: places.collect(),
             names: names.iter().map(|n| &**n).collect(),
@@ -166,13 +179,15 @@ impl Member {
         Some(out)
     }
 
-    /// The member `row` froze, held by `info`, with its `Sym`s interned in
-    /// `interner`, if it was frozen under `stamp` for a holder like `info`.
+    /// The member `row` froze from blob `blob`, held by `info`, with its
+    /// `Sym`s interned in `interner`, if it was frozen under `stamp` for a
+    /// holder like `info`.
     pub fn thaw(
         info: MemberInfo,
         row: Vec<u8>,
         interner: &Interner,
         stamp: &str,
+        blob: &str,
     ) -> Result<Member, Unthawed> {
         let damaged = |why: &str| Unthawed::Damaged(why.to_string());
         let len = row
@@ -187,11 +202,16 @@ impl Member {
         let head_bytes = row
             .get(SUM + 4..base)
             .ok_or_else(|| damaged("shorter than its head"))?;
-        let head: Head =
-            postcard::from_bytes(head_bytes).map_err(|e| Unthawed::Damaged(e.to_string()))?;
-        if head.stamp != stamp || (head.app_registration && !info.is_default) {
+        let (prefix, _) = postcard::take_from_bytes::<Prefix>(head_bytes)
+            .map_err(|e| Unthawed::Damaged(e.to_string()))?;
+        if prefix.stamp != stamp || (prefix.app_registration && !info.is_default) {
             return Err(Unthawed::Stale);
         }
+        if prefix.blob != blob {
+            return Err(damaged("it was frozen from another config"));
+        }
+        let head: Head =
+            postcard::from_bytes(head_bytes).map_err(|e| Unthawed::Damaged(e.to_string()))?;
         let region = row.len() - base;
         let names = head.names.iter().map(|&n| Box::from(n)).collect();
         let paths = EntityPaths::from_raw(head.places.iter().copied(), names)
@@ -242,6 +262,17 @@ impl Member {
         };
         let chunk_spans = spans(&head.chunks)?;
         let kong_spans = head.kong_chunks.as_deref().map(spans).transpose()?;
+        // What snapshots assume of a member's chunks: one per collection,
+        // in order, counting no more entities than it has.
+        let entities = (0..paths.len() as u32)
+            .filter(|&e| paths.coll(e) != Coll::PluginConfigs)
+            .count();
+        for list in std::iter::once(&chunk_spans).chain(kong_spans.as_ref()) {
+            let ordered = list.windows(2).all(|w| w[0].0 < w[1].0);
+            if !ordered || list.iter().any(|c| c.3 > paths.len()) {
+                return Err(damaged("its chunks are out of order or over-counted"));
+            }
+        }
         let acl_groups = head
             .acl_groups
             .iter()
@@ -268,9 +299,6 @@ impl Member {
         let chunks = slice(chunk_spans);
         let kong_chunks = kong_spans.map(slice);
         let hash = member_hash(&chunks, kong_chunks.as_deref());
-        let entities = (0..paths.len() as u32)
-            .filter(|&e| paths.coll(e) != Coll::PluginConfigs)
-            .count();
         Ok(Member {
             info,
             entities,
@@ -298,6 +326,24 @@ mod tests {
 
     #[test]
     fn kinds_and_collections_round_trip_through_their_index() {
+        // A kind added to the enum must be added to `ALL` (and here): a
+        // member holding a kind `ALL` lacks would never thaw.
+        let last = |k: KeyKind| match k {
+            KeyKind::Id
+            | KeyKind::Name
+            | KeyKind::Username
+            | KeyKind::CustomId
+            | KeyKind::InstanceName
+            | KeyKind::UpstreamTarget
+            | KeyKind::SetKid
+            | KeyKind::Prefix
+            | KeyKind::GlobalPlugin
+            | KeyKind::SecretKey
+            | KeyKind::SecretUsername
+            | KeyKind::SecretClientId => false,
+            KeyKind::PluginScope => true,
+        };
+        assert!(last(KeyKind::ALL[KeyKind::ALL.len() - 1]));
         for (i, k) in KeyKind::ALL.iter().enumerate() {
             assert_eq!(*k as usize, i);
         }
@@ -334,9 +380,18 @@ mod tests {
                 )
             })
             .collect();
+        let paths: Vec<String> = (0..m.paths.len() as u32).map(|e| m.paths.path(e)).collect();
         format!(
-            "{:?} {} {keys:?} {vaults:?} {:?} {:?} {:?} {:?} {:?} {}",
-            m.info, m.entities, m.chunks, m.kong_chunks, m.acl_groups, m.routes, m.notes, m.hash
+            "{:?} {} {paths:?} {keys:?} {vaults:?} {:?} {:?} {:?} {:?} {:?} {} {}",
+            m.info,
+            m.entities,
+            m.chunks,
+            m.kong_chunks,
+            m.acl_groups,
+            m.routes,
+            m.notes,
+            m.hash,
+            m.app_registration
         )
     }
 
@@ -347,10 +402,12 @@ mod tests {
         let m = Member::build(info.clone(), DOC.as_bytes(), Format::Json, &built_in);
         assert!(m.is_clean(), "{:?}", m.errors);
         assert!(m.kong_chunks.is_some(), "the document has decK-only keys");
-        let row = m.freeze(&built_in, "s1").expect("a clean member freezes");
+        let row = m
+            .freeze(&built_in, "s1", "b")
+            .expect("a clean member freezes");
         let thawed_in = Interner::new();
         thawed_in.intern("something else first");
-        let t = Member::thaw(info, row, &thawed_in, "s1").expect("thaws");
+        let t = Member::thaw(info, row, &thawed_in, "s1", "b").expect("thaws");
         assert_eq!(spelled(&t, &thawed_in), spelled(&m, &built_in));
     }
 
@@ -359,11 +416,15 @@ mod tests {
         let i = Interner::new();
         let info = MemberInfo::new("m", "blue", false);
         let m = Member::build(info.clone(), DOC.as_bytes(), Format::Json, &i);
-        let row = m.freeze(&i, "s1").expect("freezes");
+        let row = m.freeze(&i, "s1", "b").expect("freezes");
         let thaw = |info: &MemberInfo, row: &[u8], stamp| {
-            Member::thaw(info.clone(), row.to_vec(), &i, stamp).map(|_| ())
+            Member::thaw(info.clone(), row.to_vec(), &i, stamp, "b").map(|_| ())
         };
         assert_eq!(thaw(&info, &row, "s2"), Err(Unthawed::Stale));
+        assert!(matches!(
+            Member::thaw(info.clone(), row.clone(), &i, "s1", "another blob"),
+            Err(Unthawed::Damaged(_))
+        ));
         let default = MemberInfo::new("m", "blue", true);
         assert_eq!(
             thaw(&default, &row, "s1"),
@@ -376,7 +437,7 @@ mod tests {
             "plugins":[{"name":"konnect-application-auth","config":{"key_names":["k"]}}]}]}"#;
         let m = Member::build(default.clone(), app, Format::Json, &i);
         assert!(m.is_clean(), "{:?}", m.errors);
-        let app_row = m.freeze(&i, "s1").expect("freezes");
+        let app_row = m.freeze(&i, "s1", "b").expect("freezes");
         assert_eq!(thaw(&default, &app_row, "s1"), Ok(()));
         assert_eq!(thaw(&info, &app_row, "s1"), Err(Unthawed::Stale));
         // Every truncation and every flipped byte is refused as damage.
@@ -401,7 +462,7 @@ mod tests {
             bad[n] ^= 0x5a;
             let sum = blake3::hash(&bad[SUM..]);
             bad[..SUM].copy_from_slice(sum.as_bytes());
-            if let Ok(m) = Member::thaw(info.clone(), bad, &i, "s1") {
+            if let Ok(m) = Member::thaw(info.clone(), bad, &i, "s1", "b") {
                 for e in 0..m.paths.len() as u32 {
                     let _ = m.paths.path(e);
                 }
@@ -422,6 +483,6 @@ mod tests {
             &i,
         );
         assert!(!m.is_clean());
-        assert!(m.freeze(&i, "s1").is_none());
+        assert!(m.freeze(&i, "s1", "b").is_none());
     }
 }

@@ -446,7 +446,7 @@ impl Registry {
         member: &Member,
         stamp: Option<&str>,
     ) -> Option<Change> {
-        let frozen = member.freeze(&self.interner, stamp?)?;
+        let frozen = member.freeze(&self.interner, stamp?, hash)?;
         Some(Change::PutMember(hash.to_string(), frozen.into()))
     }
 
@@ -525,19 +525,20 @@ impl Registry {
         self.restored
     }
 
-    /// The member of `r`'s config `b`: thawed from `frozen` when that was
+    /// The member of `r`'s config `b` (hash `h`): thawed from `frozen` when that was
     /// frozen under `stamp` for a holder like `r`, otherwise built (trusted
     /// when `r` is stamped `stamp`). And whether the store should get it
     /// frozen anew (it was built).
     fn thaw_or_build(
         &self,
         r: &GroupRecord,
+        h: &str,
         b: &Blob,
         frozen: Option<Vec<u8>>,
         stamp: Option<&str>,
     ) -> (Member, bool) {
         if let (Some(row), Some(s)) = (frozen, stamp) {
-            match Member::thaw(r.meta.member_info(), row, &self.interner, s) {
+            match Member::thaw(r.meta.member_info(), row, &self.interner, s, h) {
                 Ok(m) => return (m, false),
                 Err(crate::member::Unthawed::Stale) => {}
                 Err(crate::member::Unthawed::Damaged(why)) => tracing::warn!(
@@ -638,7 +639,7 @@ impl Registry {
         let built: Vec<(Uuid, Arc<Config>, bool)> = jobs
             .into_par_iter()
             .map(|(r, h, b, f)| {
-                let (member, built) = reg.thaw_or_build(r, &b, f, stamp.as_deref());
+                let (member, built) = reg.thaw_or_build(r, h, &b, f, stamp.as_deref());
                 let config = Config {
                     hash: h.to_string(),
                     blob: b,
@@ -707,13 +708,21 @@ impl Registry {
                             .or_else(|| configs.values().find(|c| &c.hash == h).map(|c| &c.blob))
                             .ok_or_else(|| format!("config blob {h} is missing"))?;
                         let info = MemberInfo::unnamed(mid);
-                        Arc::new(Member::build_for(
-                            info,
-                            &b.bytes,
-                            b.format,
-                            &reg.interner,
-                            &reg.settings.kong,
-                        ))
+                        let thawed = match (frozen.get(h), stamp.as_deref()) {
+                            (Some(row), Some(s)) => {
+                                Member::thaw(info.clone(), row.clone(), &reg.interner, s, h).ok()
+                            }
+                            _ => None,
+                        };
+                        Arc::new(thawed.unwrap_or_else(|| {
+                            Member::build_for(
+                                info,
+                                &b.bytes,
+                                b.format,
+                                &reg.interner,
+                                &reg.settings.kong,
+                            )
+                        }))
                     }
                 };
                 members.push(m);
