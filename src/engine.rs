@@ -361,10 +361,7 @@ impl Engine {
                 s.commit(&reg.take_restore_changes())?;
                 let removed = s.collect_garbage(&reg.live_blobs())?;
                 if removed > 0 {
-                    tracing::info!(
-                        removed,
-                        "removed config blobs (or frozen members) no record names"
-                    );
+                    tracing::info!(removed, "removed config blobs no record names");
                 }
                 s.settle();
                 reg

@@ -583,24 +583,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes blobs no record names any more (and their frozen members,
-    /// and frozen members whose blob is gone).
+    /// Removes blobs no record names any more, and with each its frozen
+    /// member (`DeleteBlob`). The `members` table itself is not scanned:
+    /// every row is written beside a live blob and dropped with it, and
+    /// scanning would read every kept version's frozen member at start-up.
     pub fn collect_garbage(&mut self, live: &HashSet<String>) -> Result<usize, StoreError> {
         let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
         let dead: Vec<String> = {
             let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
+            let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
             let mut dead = Vec::new();
-            for table in [BLOBS, MEMBERS] {
-                let table = tx.open_table(table).map_err(|e| r(&e))?;
-                for row in table.iter().map_err(|e| r(&e))? {
-                    let (k, _) = row.map_err(|e| r(&e))?;
-                    if !live.contains(k.value()) {
-                        dead.push(k.value().to_string());
-                    }
+            for row in blobs.iter().map_err(|e| r(&e))? {
+                let (k, _) = row.map_err(|e| r(&e))?;
+                if !live.contains(k.value()) {
+                    dead.push(k.value().to_string());
                 }
             }
-            dead.sort_unstable();
-            dead.dedup();
             dead
         };
         let n = dead.len();
