@@ -525,35 +525,37 @@ impl Registry {
         self.restored
     }
 
-    /// The member of `r`'s config `b` (hash `h`): thawed from `frozen` when that was
-    /// frozen under `stamp` for a holder like `r`, otherwise built (trusted
-    /// when `r` is stamped `stamp`). And whether the store should get it
-    /// frozen anew (it was built).
+    /// The member `info` holds of config `b` (hash `h`): thawed from
+    /// `frozen` when that was frozen under `stamp` for a holder like `info`,
+    /// otherwise built (trusted when the holder's record is stamped
+    /// `validated == stamp`). And whether the store should get it frozen
+    /// anew (it was built).
     fn thaw_or_build(
         &self,
-        r: &GroupRecord,
+        info: MemberInfo,
+        validated: Option<&str>,
         h: &str,
         b: &Blob,
         frozen: Option<Vec<u8>>,
         stamp: Option<&str>,
     ) -> (Member, bool) {
         if let (Some(row), Some(s)) = (frozen, stamp) {
-            match Member::thaw(r.meta.member_info(), row, &self.interner, s, h) {
+            match Member::thaw(info.clone(), row, &self.interner, s, h) {
                 Ok(m) => return (m, false),
                 Err(crate::member::Unthawed::Stale) => {}
                 Err(crate::member::Unthawed::Damaged(why)) => tracing::warn!(
-                    group = %r.meta.id,
+                    member = %info.id,
                     %why,
                     "a frozen member does not decode; building it from its config"
                 ),
             }
         }
-        let checks = match (stamp, &r.validated) {
+        let checks = match (stamp, validated) {
             (Some(s), Some(v)) if s == v => crate::config::Checks::Trusted,
             _ => crate::config::Checks::All,
         };
         let member = Member::build_checked(
-            r.meta.member_info(),
+            info,
             &b.bytes,
             b.format,
             &self.interner,
@@ -639,7 +641,14 @@ impl Registry {
         let built: Vec<(Uuid, Arc<Config>, bool)> = jobs
             .into_par_iter()
             .map(|(r, h, b, f)| {
-                let (member, built) = reg.thaw_or_build(r, h, &b, f, stamp.as_deref());
+                let (member, built) = reg.thaw_or_build(
+                    r.meta.member_info(),
+                    r.validated.as_deref(),
+                    h,
+                    &b,
+                    f,
+                    stamp.as_deref(),
+                );
                 let config = Config {
                     hash: h.to_string(),
                     blob: b,
@@ -707,22 +716,15 @@ impl Registry {
                             .get(h)
                             .or_else(|| configs.values().find(|c| &c.hash == h).map(|c| &c.blob))
                             .ok_or_else(|| format!("config blob {h} is missing"))?;
-                        let info = MemberInfo::unnamed(mid);
-                        let thawed = match (frozen.get(h), stamp.as_deref()) {
-                            (Some(row), Some(s)) => {
-                                Member::thaw(info.clone(), row.clone(), &reg.interner, s, h).ok()
-                            }
-                            _ => None,
-                        };
-                        Arc::new(thawed.unwrap_or_else(|| {
-                            Member::build_for(
-                                info,
-                                &b.bytes,
-                                b.format,
-                                &reg.interner,
-                                &reg.settings.kong,
-                            )
-                        }))
+                        let (m, _) = reg.thaw_or_build(
+                            MemberInfo::unnamed(mid),
+                            None,
+                            h,
+                            b,
+                            frozen.get(h).cloned(),
+                            stamp.as_deref(),
+                        );
+                        Arc::new(m)
                     }
                 };
                 members.push(m);
