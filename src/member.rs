@@ -533,13 +533,13 @@ fn member_hash(chunks: &[Chunk], kong: Option<&[Chunk]>) -> blake3::Hash {
 mod tests {
     use super::*;
 
-    /// The member of a JSON document read an entity at a time (`Member::build`)
+    /// The member of a document read an entity at a time (`Member::build`)
     /// and read from the whole parsed tree, with one interner.
-    fn both_ways(json: &[u8], target: &KongTarget) -> (Member, Member) {
+    fn both_ways(bytes: &[u8], format: Format, target: &KongTarget) -> (Member, Member) {
         let interner = Interner::new();
         let info = MemberInfo::new("m", "m", false);
-        let streamed = Member::build_for(info.clone(), json, Format::Json, &interner, target);
-        let doc = config::parse(json, Format::Json).expect("valid JSON");
+        let streamed = Member::build_for(info.clone(), bytes, format, &interner, target);
+        let doc = config::parse(bytes, format).expect("parses");
         let tree = Member::from_model(
             info,
             config::read_value_in(doc, target, &interner),
@@ -599,9 +599,85 @@ mod tests {
         };
         for (name, json) in &docs {
             for target in [KongTarget::default(), oss.clone()] {
-                let (streamed, tree) = both_ways(json, &target);
+                let (streamed, tree) = both_ways(json, Format::Json, &target);
                 assert_eq!(format!("{streamed:?}"), format!("{tree:?}"), "{name}");
             }
         }
+    }
+
+    /// The same for YAML in decK's subset: every YAML test-case file as it
+    /// is, every test case and generated member written as YAML, for both
+    /// editions.
+    #[test]
+    fn streaming_yaml_reads_the_same_member_as_the_tree() {
+        let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
+        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+        for case in std::fs::read_dir(&cases).expect("tests/cases").flatten() {
+            for f in std::fs::read_dir(case.path()).expect("case dir").flatten() {
+                let p = f.path();
+                let name = p.display().to_string();
+                if p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_none_or(|n| n.starts_with("expected") || n.starts_with('_'))
+                {
+                    continue;
+                }
+                let Ok(bytes) = std::fs::read(&p) else {
+                    continue;
+                };
+                let format = Format::from_path(&p, &bytes);
+                if let Ok(doc) = config::parse(&bytes, format) {
+                    if format == Format::Yaml {
+                        docs.push((name.clone(), bytes));
+                    }
+                    let yaml = crate::synth::to_yaml(&doc).expect("writable as YAML");
+                    docs.push((format!("{name} as YAML"), yaml));
+                }
+            }
+        }
+        assert!(docs.len() > 150, "found only {} case files", docs.len());
+        for (i, conflicts) in [(0, 0.0), (1, 0.3), (2, 0.0)] {
+            let json = crate::synth::member_config(i, 400, conflicts, 11);
+            let doc: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+            docs.push((
+                format!("synth {i}"),
+                crate::synth::to_yaml(&doc).expect("YAML"),
+            ));
+        }
+        let dense = crate::synth::consumers_document(
+            3,
+            &crate::synth::Spec {
+                entities: 300,
+                conflicts: 0.0,
+                seed: 2,
+            },
+            0,
+        );
+        docs.push((
+            "consumers".into(),
+            crate::synth::to_yaml(&dense).expect("YAML"),
+        ));
+        let oss = KongTarget {
+            edition: config::Edition::Oss,
+            ..KongTarget::default()
+        };
+        let mut streamed_count = 0;
+        for (name, yaml) in &docs {
+            let text = std::str::from_utf8(yaml).unwrap_or("");
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            if config::parse::yaml_fast::outline(text).is_ok() {
+                streamed_count += 1;
+            }
+            for target in [KongTarget::default(), oss.clone()] {
+                let (streamed, tree) = both_ways(yaml, Format::Yaml, &target);
+                assert_eq!(format!("{streamed:?}"), format!("{tree:?}"), "{name}");
+            }
+        }
+        // Not vacuous: most documents take the streamed read.
+        assert!(
+            streamed_count * 10 > docs.len() * 9,
+            "only {streamed_count} of {} documents were outlined",
+            docs.len()
+        );
     }
 }

@@ -18,6 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rgmerge::config::parse::yaml_fast::parse_by_entries;
 use rgmerge::config::parse::{parse_yaml_fast_only, parse_yaml_reference};
 use rgmerge::config::{Format, parse};
 use serde_json::Value;
@@ -30,9 +31,19 @@ fn real_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real")
 }
 
-/// Both readers on `bytes`; panics with `name` if they disagree. Returns the
-/// result and whether the fast reader alone accepted it.
+/// Both readers on `bytes`, and the fast reader an entry at a time (what
+/// `config::read_member` streams YAML with); panics with `name` if they
+/// disagree. Returns the result and whether the fast reader alone accepted it.
 fn agree(name: &str, bytes: &[u8]) -> (Result<Value, rgmerge::config::ParseFailure>, bool) {
+    let (result, fast_only, _) = agree_by_entries(name, bytes);
+    (result, fast_only)
+}
+
+/// [`agree`], and whether the entry-at-a-time read accepted it.
+fn agree_by_entries(
+    name: &str,
+    bytes: &[u8],
+) -> (Result<Value, rgmerge::config::ParseFailure>, bool, bool) {
     let fast = parse(bytes, Format::Yaml);
     let reference = parse_yaml_reference(bytes);
     assert_eq!(
@@ -49,7 +60,16 @@ fn agree(name: &str, bytes: &[u8]) -> (Result<Value, rgmerge::config::ParseFailu
             "{name}: the fast reader alone accepted what the full parser gives differently"
         );
     }
-    (fast, fast_only.is_some())
+    let text = std::str::from_utf8(bytes).unwrap_or("");
+    let by_entries = parse_by_entries(text.strip_prefix('\u{feff}').unwrap_or(text)).ok();
+    if let Some(v) = &by_entries {
+        assert_eq!(
+            Ok(v),
+            reference.as_ref(),
+            "{name}: the fast reader an entry at a time gives what the full parser gives differently"
+        );
+    }
+    (fast, fast_only.is_some(), by_entries.is_some())
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
@@ -168,6 +188,8 @@ fn the_deck_subset_takes_the_fast_path() {
         );
         let yaml = rgmerge::synth::to_yaml(&doc).unwrap();
         assert_eq!(parse_yaml_fast_only(&yaml).as_ref(), Some(&doc));
+        let text = std::str::from_utf8(&yaml).unwrap();
+        assert_eq!(parse_by_entries(text).ok().as_ref(), Some(&doc));
     }
 }
 
@@ -186,14 +208,23 @@ fn real_files_agree() {
     let files = yaml_files(&root);
     assert!(!files.is_empty(), "no YAML file under {}", root.display());
     let mut slow = Vec::new();
+    let mut whole = Vec::new();
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
         let name = f.strip_prefix(&root).unwrap().display().to_string();
-        let (_, took_fast_path) = agree(&name, &bytes);
+        let (value, took_fast_path, by_entries) = agree_by_entries(&name, &bytes);
         if !took_fast_path {
-            slow.push(name);
+            slow.push(name.clone());
+        }
+        if matches!(value, Ok(Value::Object(_))) && !by_entries {
+            whole.push(name);
         }
     }
+    // Every real file that is a mapping is read an entry at a time.
+    assert!(
+        whole.is_empty(),
+        "real files read as a whole tree: {whole:?}"
+    );
     eprintln!(
         "{} real YAML files agree; {} left to the full parser: {slow:?}",
         files.len(),

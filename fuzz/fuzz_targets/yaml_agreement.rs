@@ -5,11 +5,14 @@
 //! Invariant: both give the same value, or both fail with the same error
 //! (message, line and column compared exactly: the fast reader never words an
 //! error itself, it hands anything it does not accept to the full parser).
-//! Neither panics.
+//! Neither panics. And where the entry-at-a-time read (`yaml_fast::outline`,
+//! what `config::read_member` streams YAML with) accepts the input, it gives
+//! the same value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rgmerge::config::Format;
+use rgmerge::config::parse::yaml_fast::parse_by_entries;
 use rgmerge::config::parse::{parse_yaml_fast_only, parse_yaml_reference};
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +30,17 @@ fuzz_target!(|data: &[u8]| {
             Ok(&v),
             reference.as_ref(),
             "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+    // The entry-at-a-time read sees the document the full parser sees.
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(v) = parse_by_entries(text.strip_prefix('\u{feff}').unwrap_or(text))
+    {
+        assert_eq!(
+            Ok(&v),
+            reference.as_ref(),
+            "entries: {:?}",
             String::from_utf8_lossy(data)
         );
     }

@@ -38,9 +38,10 @@ pub fn read_member_for(bytes: &[u8], format: Format, target: &KongTarget) -> Mod
 
 /// [`read_member_for`], interning keys and references into `interner`.
 ///
-/// JSON is read an entity at a time (`stream`): the document's tree is never
-/// built, only one batch of entities at a time. Whatever that reader does not
-/// accept, and YAML, goes through [`parse`] and the whole tree.
+/// JSON, and YAML in decK's block subset, are read an entity at a time
+/// (`stream`): the document's tree is never built, only one batch of
+/// entities (JSON) or one entity (YAML) at a time. Whatever those readers do
+/// not accept goes through [`parse`] and the whole tree.
 pub fn read_member_in(
     bytes: &[u8],
     format: Format,
@@ -68,10 +69,14 @@ pub fn read_member_checked(
     interner: &Interner,
     checks: Checks,
 ) -> Model {
-    if format == Format::Json {
-        let b = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-        if std::str::from_utf8(b).is_ok()
-            && let Some(model) = walk::read_json(b, target, interner, checks)
+    let b = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    if let Ok(text) = std::str::from_utf8(b) {
+        let mut src: Option<Box<dyn stream::Source>> = match format {
+            Format::Json => stream::Json::new(b).map(|s| Box::new(s) as _),
+            Format::Yaml => stream::Yaml::new(text).map(|s| Box::new(s) as _),
+        };
+        if let Some(src) = src.as_deref_mut()
+            && let Some(model) = walk::read_streamed(src, target, interner, checks, b.len())
         {
             return model;
         }

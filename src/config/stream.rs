@@ -13,16 +13,114 @@
 //! rules. Anything it does not accept — a syntax error, a duplicate key,
 //! another root — makes the caller fall back to the whole-document parse,
 //! which accepts or refuses it exactly as before and words the error.
+//!
+//! YAML in decK's block subset is read the same way ([`Yaml`]): the fast
+//! reader splits the document at its top-level keys and reads a collection
+//! an item at a time (`yaml_fast::outline`, `entry_items`).
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde_json::Value;
+
+use super::parse::yaml_fast;
+
+/// A member document read one top-level entry at a time. Any `None` means
+/// the reader gave up (invalid, or outside what it reads): the caller then
+/// parses the whole document, which accepts or words the error.
+pub trait Source {
+    /// The top-level entries in document order, keys distinct.
+    fn entries(&self) -> &[Entry];
+    /// One entry's value, whole.
+    fn value(&mut self, e: &Entry) -> Option<Value>;
+    /// One entry's items handed to `each` in order when it is a list
+    /// ([`Listed::Items`]); any other value whole ([`Listed::Not`]).
+    fn items(&mut self, e: &Entry, each: &mut dyn FnMut(Value)) -> Option<Listed>;
+}
+
+/// What [`Source::items`] found.
+pub enum Listed {
+    Items,
+    Not(Value),
+}
+
+/// JSON bytes (without a byte order mark, valid UTF-8).
+pub struct Json<'a> {
+    bytes: &'a [u8],
+    entries: Vec<Entry>,
+    buffers: simd_json::Buffers,
+}
+
+impl<'a> Json<'a> {
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        Some(Json {
+            entries: entries(bytes)?,
+            bytes,
+            buffers: simd_json::Buffers::default(),
+        })
+    }
+}
+
+impl Source for Json<'_> {
+    fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    fn value(&mut self, e: &Entry) -> Option<Value> {
+        value(self.bytes, e.value.clone(), &mut self.buffers)
+    }
+
+    fn items(&mut self, e: &Entry, each: &mut dyn FnMut(Value)) -> Option<Listed> {
+        if self.bytes.get(e.value.start) != Some(&b'[') {
+            return self.value(e).map(Listed::Not);
+        }
+        items(self.bytes, e.value.clone(), &mut self.buffers, each)?;
+        Some(Listed::Items)
+    }
+}
+
+/// YAML text (without a byte order mark) in the fast reader's subset; the
+/// same value as `parse`'s fast reader gives, an entry at a time.
+pub struct Yaml<'a> {
+    text: Cow<'a, str>,
+    entries: Vec<Entry>,
+}
+
+impl<'a> Yaml<'a> {
+    pub fn new(text: &'a str) -> Option<Self> {
+        let text = yaml_fast::lf_breaks(text).ok()?;
+        let entries = yaml_fast::outline(&text)
+            .ok()?
+            .into_iter()
+            .map(|(key, value)| Entry { key, value })
+            .collect();
+        Some(Yaml { text, entries })
+    }
+}
+
+impl Source for Yaml<'_> {
+    fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    fn value(&mut self, e: &Entry) -> Option<Value> {
+        yaml_fast::entry_value(&self.text, e.value.clone()).ok()
+    }
+
+    fn items(&mut self, e: &Entry, each: &mut dyn FnMut(Value)) -> Option<Listed> {
+        match yaml_fast::entry_items(&self.text, e.value.clone(), each).ok()? {
+            None => Some(Listed::Items),
+            Some(v) => Some(Listed::Not(v)),
+        }
+    }
+}
 
 /// Bytes of entities parsed as one tree: large enough that simd-json's
 /// per-call cost vanishes, small enough that the tree stays in cache.
 const BATCH: usize = 64 << 10;
 
 /// One top-level key and the bytes of its value.
+#[derive(Clone)]
 pub struct Entry {
     pub key: String,
     pub value: Range<usize>,

@@ -7,12 +7,13 @@ use super::value::get_field;
 use ahash::AHashMap;
 use serde_json::{Map, Value};
 
+use super::Checks;
 use super::kong::{self, KongTarget, PluginStatus, plugins, rules};
 use super::model::{
     EntityKey, EntityRef, Fragments, Key, KeyKind, Model, Ref, RefBy, RouteMatch, VaultRef,
 };
 use super::schema::{Coll, METADATA_KEYS, Req, Ty, custom_entity_coll};
-use super::{Checks, stream};
+use super::stream::{Listed, Source};
 use crate::intern::Interner;
 use crate::report::{ErrorKind, MemberError, Note, quote};
 
@@ -79,40 +80,37 @@ pub fn read(doc: Value, target: &KongTarget, interner: &Interner, checks: Checks
     w.finish(kong)
 }
 
-/// Reads a JSON member document an entity at a time (`config::stream`):
-/// the same model as [`read`] of the parsed document, without ever holding
-/// the document's tree. `None` when the bytes are not plainly a JSON object
-/// (invalid, another root, a duplicate key, …): the caller then parses the
-/// whole document, which words any error.
-pub fn read_json(
-    bytes: &[u8],
+/// Reads a member document an entity at a time (`config::stream`: JSON, or
+/// YAML in decK's subset): the same model as [`read`] of the parsed
+/// document, without ever holding the document's tree. `None` when the
+/// source gives up (invalid, another root, a duplicate key, outside the
+/// subset): the caller then parses the whole document, which words any error.
+pub fn read_streamed(
+    src: &mut dyn Source,
     target: &KongTarget,
     interner: &Interner,
     checks: Checks,
+    input_len: usize,
 ) -> Option<Model> {
-    let entries = stream::entries(bytes)?;
-    let mut buffers = simd_json::Buffers::default();
+    let entries = src.entries().to_vec();
     let find = |k: &str| entries.iter().find(|e| e.key == k);
-    let is_list = |e: &stream::Entry| bytes.get(e.value.start) == Some(&b'[');
     let mut w = Walker::new(target, interner, checks);
     // The decK form is about as long as the input (compact, but pretty input
     // is longer): reserved once, no doubling copies of a big member's bytes.
     // Pages never written are never resident.
-    w.fragments.buf.reserve(bytes.len());
+    w.fragments.buf.reserve(input_len);
     let version = match find("_format_version") {
-        Some(e) => Some(stream::value(bytes, e.value.clone(), &mut buffers)?),
+        Some(e) => Some(src.value(e)?),
         None => None,
     };
     check_format_version(&mut w, version.as_ref());
     for coll in [Coll::Upstreams, Coll::KeySets] {
-        if let Some(e) = find(coll.name()).filter(|e| is_list(e)) {
-            stream::items(bytes, e.value.clone(), &mut buffers, |item| {
-                w.index_canonical_name(coll, &item)
-            })?;
+        if let Some(e) = find(coll.name()) {
+            src.items(e, &mut |item| w.index_canonical_name(coll, &item))?;
         }
     }
     let mut plugin_configs = match find("_plugin_configs") {
-        Some(e) => Some(stream::value(bytes, e.value.clone(), &mut buffers)?),
+        Some(e) => Some(src.value(e)?),
         None => None,
     };
     if let Some(Value::Object(configs)) = &plugin_configs {
@@ -124,49 +122,53 @@ pub fn read_json(
             continue;
         }
         if METADATA_KEYS.contains(&key) {
-            let value = stream::value(bytes, e.value.clone(), &mut buffers)?;
+            let value = src.value(e)?;
             w.check_metadata(key, &value);
             continue;
         }
         match Coll::from_name(key) {
             Some(Coll::PluginConfigs) => w.plugin_configs(plugin_configs.take()?),
-            Some(coll) if is_list(e) => {
-                let first = bytes[e.value.start + 1..]
-                    .iter()
-                    .find(|b| !b.is_ascii_whitespace());
-                w.begin(coll, first != Some(&b']'));
+            Some(coll) => {
+                // `begin` is told whether the list has entries: at its first.
                 let mut i = 0;
-                stream::items(bytes, e.value.clone(), &mut buffers, |item| {
+                let listed = src.items(e, &mut |item| {
+                    if i == 0 {
+                        w.begin(coll, true);
+                    }
                     w.item(coll, i, &item);
                     i += 1;
                 })?;
-                w.end(coll);
-            }
-            Some(coll) => {
-                let value = stream::value(bytes, e.value.clone(), &mut buffers)?;
-                w.not_a_list(coll, &value);
+                match listed {
+                    Listed::Items => {
+                        if i == 0 {
+                            w.begin(coll, false);
+                        }
+                        w.end(coll);
+                    }
+                    Listed::Not(value) => w.not_a_list(coll, &value),
+                }
             }
             None => {
                 // Checked for syntax like every other value.
-                stream::value(bytes, e.value.clone(), &mut buffers)?;
+                src.value(e)?;
                 w.unknown_key(key);
             }
         }
     }
     let kong = if w.kong_needed() {
         // Kong's form needs the collections it rewrites, and those naming
-        // consumers and groups, as trees: parsed again, one at a time.
+        // consumers and groups, as trees: read again, one at a time.
         let marked = w.model.deck_only;
         let mut kept = Vec::new();
         for e in &entries {
             let Some(coll) = Coll::from_name(&e.key).filter(|c| kong_reads(marked, *c)) else {
                 continue;
             };
-            if coll == Coll::PluginConfigs || !is_list(e) {
+            if coll == Coll::PluginConfigs {
                 continue;
             }
             let mut objects = Vec::new();
-            stream::items(bytes, e.value.clone(), &mut buffers, |item| {
+            src.items(e, &mut |item| {
                 if item.is_object() {
                     objects.push(item);
                 }

@@ -25,6 +25,9 @@
 //! separators, floats), with non-finite floats left to the full parser (which
 //! refuses them).
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use serde_json::{Map, Number, Value};
 
 /// The input is outside the fast subset (or is an error): use the full parser.
@@ -43,12 +46,17 @@ const MAX_KEY_LEN: usize = 1000;
 
 /// Parses `text` if it is in the fast subset; `Err(Bail)` otherwise.
 pub fn parse(text: &str) -> R<Value> {
+    parse_lf(&lf_breaks(text)?)
+}
+
+/// `text` with LF line breaks. CRLF line breaks (Windows editors) are made
+/// LF: YAML reads a CRLF as one line break, so the same document with LF
+/// breaks has the same value. A CR alone bails.
+pub fn lf_breaks(text: &str) -> R<Cow<'_, str>> {
     if text.as_bytes().contains(&b'\r') {
-        // CRLF line breaks (Windows editors): YAML reads a CRLF as one line
-        // break, so the same document with LF breaks has the same value.
-        return parse_lf(&crlf_to_lf(text)?);
+        return crlf_to_lf(text).map(Cow::Owned);
     }
-    parse_lf(text)
+    Ok(Cow::Borrowed(text))
 }
 
 /// `text` with every CRLF made LF; a CR not followed by LF bails.
@@ -69,14 +77,7 @@ fn crlf_to_lf(text: &str) -> R<String> {
 fn parse_lf(text: &str) -> R<Value> {
     let bytes = text.as_bytes();
     precheck(bytes)?;
-    let mut p = Parser {
-        text,
-        s: bytes,
-        pos: 0,
-        depth: 0,
-        entries: Vec::new(),
-        items: Vec::new(),
-    };
+    let mut p = Parser::new(text, 0);
     let Some(indent) = p.next_content_line()? else {
         return Err(bail(line!()));
     };
@@ -94,6 +95,98 @@ fn parse_lf(text: &str) -> R<Value> {
         return Err(bail(line!()));
     }
     Ok(value)
+}
+
+/// The top-level entries of a document whose root is a block mapping, in
+/// order: each key with the span of its value, from after its `:` to the
+/// next top-level key. [`entry_value`] and [`entry_items`] then read one
+/// entry at a time (`config::stream`), so the whole tree is never built.
+///
+/// Top-level keys are the lines starting at column 0 with something other
+/// than `-`, `#` or a space: inside the root mapping nothing else starts
+/// there (a value's lines are indented, a sequence at its key's column
+/// starts with `-`). A span cut wrongly by that rule holds an unfinished
+/// or a second entry, which its read refuses. Bails on anything [`parse`]
+/// might not read as these same entries: another root, a duplicate key,
+/// anything outside the subset up to the keys.
+pub fn outline(text: &str) -> R<Vec<(String, Range<usize>)>> {
+    let s = text.as_bytes();
+    precheck(s)?;
+    let mut starts = Vec::new();
+    let mut line = 0;
+    while line < s.len() {
+        if !matches!(s[line], b' ' | b'\n' | b'-' | b'#' | b'\t') {
+            starts.push(line);
+        }
+        line = match memchr::memchr(b'\n', &s[line..]) {
+            Some(n) => line + n + 1,
+            None => s.len(),
+        };
+    }
+    let mut p = Parser::new(text, 1);
+    if p.next_content_line()? != Some(0) || starts.first() != Some(&p.pos) {
+        return Err(bail(line!()));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(starts.len());
+    let mut out = Vec::with_capacity(starts.len());
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(s.len());
+        p.pos = start;
+        p.check_line_start()?;
+        let key = p.key()?;
+        if p.pos > end || !seen.insert(key.clone()) {
+            return Err(bail(line!()));
+        }
+        out.push((key, p.pos..end));
+    }
+    Ok(out)
+}
+
+/// The value of a top-level entry whose span [`outline`] gave.
+pub fn entry_value(text: &str, span: Range<usize>) -> R<Value> {
+    let mut p = Parser::new(text.get(..span.end).ok_or_else(|| bail(line!()))?, 1);
+    p.pos = span.start;
+    let v = p.value_after_key(0)?;
+    p.finish_entry()?;
+    Ok(v)
+}
+
+/// A top-level entry's value read one item at a time when it is a sequence:
+/// each item goes to `each` as soon as it is read (`Ok(None)`). Any other
+/// value is returned whole (`Ok(Some)`).
+pub fn entry_items(
+    text: &str,
+    span: Range<usize>,
+    each: &mut dyn FnMut(Value),
+) -> R<Option<Value>> {
+    let mut p = Parser::new(text.get(..span.end).ok_or_else(|| bail(line!()))?, 1);
+    p.pos = span.start;
+    let v = p.value_streamed(each)?;
+    p.finish_entry()?;
+    match v {
+        Some(Value::Array(items)) => {
+            items.into_iter().for_each(each);
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+/// The document as the entry-at-a-time read sees it ([`outline`], then
+/// [`entry_items`] for each entry), put back together: for the tests and
+/// the `yaml_agreement` fuzz target, which check it is [`parse`]'s value.
+pub fn parse_by_entries(text: &str) -> R<Value> {
+    let text = lf_breaks(text)?;
+    let mut out = Map::new();
+    for (key, span) in outline(&text)? {
+        let mut items = Vec::new();
+        let v = match entry_items(&text, span, &mut |v| items.push(v))? {
+            Some(v) => v,
+            None => Value::Array(items),
+        };
+        out.insert(key, v);
+    }
+    Ok(Value::Object(out))
 }
 
 /// Bytes the fast reader leaves to the full parser wherever they appear: CR
@@ -160,6 +253,49 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    fn new(text: &'a str, depth: usize) -> Self {
+        Parser {
+            text,
+            s: text.as_bytes(),
+            pos: 0,
+            depth,
+            entries: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// After a top-level entry's value: nothing but blank and comment lines
+    /// may be left in its span.
+    fn finish_entry(&mut self) -> R<()> {
+        match self.next_content_line()? {
+            None => Ok(()),
+            Some(_) => Err(bail(line!())),
+        }
+    }
+
+    /// [`Self::value_after_key`] for a top-level key, a block sequence's
+    /// items handed to `each` instead of collected (then `None`).
+    fn value_streamed(&mut self, each: &mut dyn FnMut(Value)) -> R<Option<Value>> {
+        while self.peek() == b' ' {
+            self.pos += 1;
+        }
+        let line = match self.peek() {
+            b'\n' => self.pos + 1,
+            b'#' => self.line_end(self.pos) + 1,
+            _ => return self.inline_value(0).map(Some),
+        };
+        self.pos = line;
+        // As `block_node(0, true)` would read it: a sequence at column 0 or deeper.
+        if let Some(indent) = self.next_content_line()?
+            && self.at_seq_entry()
+        {
+            self.sequence_to(indent, Some(each))?;
+            return Ok(None);
+        }
+        self.pos = line;
+        self.block_node(0, true).map(Some)
+    }
+
     fn peek(&self) -> u8 {
         self.s.get(self.pos).copied().unwrap_or(b'\n')
     }
@@ -528,6 +664,12 @@ impl<'a> Parser<'a> {
 
     /// A block sequence whose `-` are at column `indent`; `pos` is at the first `-`.
     fn sequence(&mut self, indent: usize) -> R<Value> {
+        self.sequence_to(indent, None)
+    }
+
+    /// [`Self::sequence`]; with `each`, every item goes there as it is read
+    /// and the array returned is empty.
+    fn sequence_to(&mut self, indent: usize, mut each: Option<&mut dyn FnMut(Value)>) -> R<Value> {
         self.enter()?;
         // Items on a shared stack, each sequence allocated once (see `mapping_from`).
         let base = self.items.len();
@@ -550,7 +692,10 @@ impl<'a> Parser<'a> {
                 b'-' if matches!(self.at(self.pos + 1), b' ' | b'\n') => return Err(bail(line!())),
                 _ => self.entry(indent, self.pos - dash + indent)?,
             };
-            self.items.push(item);
+            match each.as_mut() {
+                Some(f) => f(item),
+                None => self.items.push(item),
+            }
             let line = self.pos;
             match self.next_content_line()? {
                 Some(n) if n == indent => {
@@ -1146,6 +1291,54 @@ mod tests {
 
     fn ok(s: &str) -> Value {
         parse(s).unwrap_or_else(|_| panic!("bailed on {s:?}"))
+    }
+
+    /// Documents whose top-level keys are found by lines, including lines
+    /// that look like keys but are not: the entry-at-a-time read gives
+    /// `parse`'s value, or gives up where `parse` gives up or might differ.
+    #[test]
+    fn entries_read_one_at_a_time_agree_with_the_whole_parse() {
+        let docs = [
+            "_format_version: \"3.0\"\nservices:\n- name: a\n  routes:\n  - paths: [/a]\n- name: b\nconsumers: []\n",
+            "# head\n\na: 1\n# between\nb:\n  - x\n  - y\nc:\n  d: e\n",
+            "a: |\n  text\n  more\n\nb: |+\n  kept\n\n\nc: 1",
+            "a: \"x\ny\"\n",
+            "a: \"x\n  y\"\nb: 2\n",
+            "a: plain\n  continued\nb: 2\n",
+            "a: plain\ncontinued\n",
+            "a: 1\n-b: 2\n",
+            "-b: 2\na: 1\n",
+            "a: 1\na: 2\n",
+            "- a\n- b\n",
+            "  a: 1\n",
+            "a: 1\n---\nb: 2\n",
+            "a: 1\n...\n",
+            "a: 1\n%YAML 1.2\n",
+            "a:\n- 1\n-\n  - 2\nb: [1, 2]\nc:\n",
+            "a: 1\r\nb:\r\n- x\r\n",
+            "a: 1\rb: 2\n",
+            "a: 1\n b: 2\n",
+            "a: {}\nb: ''\nc: \"\"\n",
+            "a:\n  - x\n b: 1\n",
+            "\"a\": 1\n'b': 2\n",
+            "a: 1 # c\nb: 2\n",
+            "",
+            "# only a comment\n",
+        ];
+        for doc in docs {
+            let whole = parse(doc);
+            match parse_by_entries(doc) {
+                Ok(v) => assert_eq!(Ok(v), whole, "{doc:?}"),
+                Err(Bail) => {
+                    // Gave up: fine, unless it is a plain decK document.
+                    assert!(
+                        whole.is_err() || doc.contains("-b") || doc.starts_with('-'),
+                        "gave up on {doc:?}"
+                    );
+                }
+            }
+        }
+        assert!(parse_by_entries("a: 1\nb:\n- 2\n").is_ok());
     }
 
     #[test]
