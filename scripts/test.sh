@@ -57,7 +57,7 @@ python3 scripts/loadtest.py --scenario heartbeats --nodes 200 --period 2 --secon
   --connections 8 --bin target/debug/rgmerge
 python3 scripts/loadtest.py --scenario writers --writers 4 --seconds 1 --bin target/debug/rgmerge
 step "the other measurement scripts compile (socket_limit and pg_bench need oha or a PostgreSQL and release builds: run them by hand)"
-python3 -m py_compile scripts/socket_limit.py scripts/compare_bench.py scripts/pg_bench.py
+python3 -m py_compile scripts/socket_limit.py scripts/compare_bench.py scripts/compare_validate.py scripts/pg_bench.py
 step "benches (criterion smoke mode: each bench once)"
 cargo bench --locked -- --test
 if [ -x scripts/fuzz.sh ]; then
