@@ -56,6 +56,7 @@ step "load test (brief: issue 17's scenarios, small, on the debug build the test
 python3 scripts/loadtest.py --scenario heartbeats --nodes 200 --period 2 --seconds 2 \
   --connections 8 --bin target/debug/rgmerge
 python3 scripts/loadtest.py --scenario writers --writers 4 --seconds 1 --bin target/debug/rgmerge
+python3 scripts/startup.py --members 4 --entities 50 --runs 1 --bin target/debug/rgmerge
 step "the other measurement scripts compile (socket_limit and pg_bench need oha or a PostgreSQL and release builds: run them by hand)"
 python3 -m py_compile scripts/socket_limit.py scripts/compare_bench.py scripts/compare_validate.py scripts/pg_bench.py
 step "benches (criterion smoke mode: each bench once)"
