@@ -15,6 +15,7 @@ Usage: scripts/startup.py [--members 256] [--entities 1000] [--runs 5]
                           [--bin PATH] [--baseline PATH]
 """
 import argparse
+import atexit
 import json
 import os
 import re
@@ -31,9 +32,22 @@ from loadtest import UnixConnection, build_composite, machine, request  # noqa: 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+LIVE = []
+
+
+@atexit.register
+def _kill_live():
+    """A check that exits mid-run leaves no daemon behind."""
+    for proc in LIVE:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def serve(binary, data, sock):
-    return subprocess.Popen([binary, "serve", "--data-dir", data, "--socket", sock],
+    proc = subprocess.Popen([binary, "serve", "--data-dir", data, "--socket", sock],
                             stderr=subprocess.DEVNULL)
+    LIVE.append(proc)
+    return proc
 
 
 def answering(sock, proc, limit_s=600):
