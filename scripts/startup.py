@@ -7,16 +7,16 @@ entities each through the API of `rgmerge serve` on a fresh data directory
 (the same generated files for every binary), stops it with SIGTERM, then
 starts it --runs times on that store and times each from exec until the
 socket answers GET /healthz, and checks that the composite's snapshot (its
-ETag) is the one served before the restart (exits 1 if not). Prints one JSON line per figure: the start-ups'
-median, min and max, the members thawed and built as /metrics reports them,
-and the daemon's RSS one second after its socket answered and its peak (VmHWM).
+ETag) is the one served before the restart (exits 1 if not). Prints one JSON
+line per figure: the start-ups' median and every run, the members thawed and
+built as /metrics reports them, and the daemon's RSS one second after its
+socket answered and its peak (VmHWM).
 
 Usage: scripts/startup.py [--members 256] [--entities 1000] [--runs 5]
                           [--bin PATH] [--baseline PATH]
 """
 import argparse
 import atexit
-import json
 import os
 import re
 import shutil
@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loadtest import UnixConnection, build_composite, machine, request  # noqa: E402
+from loadtest import UnixConnection, build_composite, figure, machine, request  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,15 +121,11 @@ def measure(args, binary, role, gen, tmp):
         stop(proc)
     times.sort()
     store = os.path.getsize(os.path.join(data, "rgmerge.redb"))
-
-    def figure(name, value, unit, **extra):
-        print(json.dumps({**common, "figure": name, "value": value, "unit": unit, **extra}), flush=True)
-
-    figure("startup_to_socket_s", round(times[len(times) // 2], 3), "s (median)",
+    figure(common, "startup_to_socket_s", round(times[len(times) // 2], 3), "s (median)",
            runs=[round(t, 3) for t in times], snapshot_etag=served)
-    figure("startup_members", thawed[-1], "members thawed (last run)", built=built[-1],
+    figure(common, "startup_members", thawed[-1], "members thawed (last run)", built=built[-1],
            thawed_per_run=thawed, built_per_run=built)
-    figure("startup_rss_mb", round(max(rss) / 1024, 1), "MB at socket + 1 s (max of runs)",
+    figure(common, "startup_rss_mb", round(max(rss) / 1024, 1), "MB at socket + 1 s (max of runs)",
            peak_mb=round(max(peak) / 1024, 1), store_mb=round(store / 1e6, 1))
 
 
