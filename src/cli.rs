@@ -59,6 +59,20 @@ enum Command {
     Serve(ServeArgs),
     /// Follow a group's snapshot beside a Kong data plane: write it for Kong, heartbeat its hash.
     Sidecar(SidecarArgs),
+    /// Write certificates for the cluster endpoint (`kong hybrid gen_cert`'s job):
+    /// a CA, a server certificate for `*.DOMAIN`, and with `--dp-cn` a data-plane
+    /// certificate to pin.
+    ClusterCert {
+        /// The endpoint's domain: group G is `<label of G>.DOMAIN`.
+        #[arg(long)]
+        domain: String,
+        /// A directory (created); existing files are never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write a self-signed data-plane certificate (`dp.crt`, `dp.key`) with this CN.
+        #[arg(long, value_name = "CN")]
+        dp_cn: Option<String>,
+    },
     /// Write the whole state of a (stopped) daemon's data directory as decK files and a bundle manifest.
     Export {
         #[arg(long, default_value = "rgmerge-data")]
@@ -397,6 +411,31 @@ struct ServeArgs {
     /// The store keeps the newest this many audit entries.
     #[arg(long, default_value_t = 1_000_000)]
     audit_max_entries: u64,
+    /// Open the cluster endpoint for Kong data planes in hybrid mode (mTLS,
+    /// WebSocket) on this address, e.g. 0.0.0.0:8005. Needs --cluster-cert,
+    /// --cluster-cert-key and --cluster-domain.
+    #[arg(long, value_name = "ADDR:PORT", requires_all = ["cluster_cert", "cluster_cert_key", "cluster_domain"])]
+    cluster_listen: Option<std::net::SocketAddr>,
+    /// The endpoint's certificate chain (PEM) for `*.DOMAIN` (`rgmerge cluster-cert` makes one).
+    #[arg(long, value_name = "PEM")]
+    cluster_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    cluster_cert_key: Option<PathBuf>,
+    /// Group G's endpoint is `https://<label of G>.DOMAIN[:PORT]`; data planes
+    /// send that host as their TLS server name (`cluster_server_name`).
+    #[arg(long, value_name = "DOMAIN")]
+    cluster_domain: Option<String>,
+    /// The port data planes reach the endpoint on, when it is not the listening
+    /// one (behind a load balancer); 443 is left out of the URL.
+    #[arg(long, value_name = "PORT")]
+    cluster_public_port: Option<u16>,
+    /// Data-plane connections open at once; more are closed at once.
+    #[arg(long, default_value_t = 20_000)]
+    cluster_max_connections: usize,
+    /// A data-plane connection must finish TLS and its upgrade request within this many seconds.
+    #[arg(long, default_value_t = 10)]
+    cluster_handshake_timeout_secs: u64,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -433,6 +472,20 @@ pub fn main() -> ExitCode {
             merge(&inputs, form, &kong.target()?)
         })(),
         Command::Serve(args) => return serve(args),
+        Command::ClusterCert { domain, out, dp_cn } => {
+            return match rgmerge::commands::cluster_cert::write(&domain, &out, dp_cn.as_deref()) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rgmerge cluster-cert: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Admin(args) => return admin(args),
         Command::Sidecar(args) => {
             init_tracing();
@@ -690,6 +743,35 @@ fn serve(args: ServeArgs) -> ExitCode {
             idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
         },
         http: args.http,
+        cluster: args.cluster_domain.as_ref().zip(args.cluster_listen).map(|(domain, listen)| {
+            rgmerge::server::ClusterEndpoint {
+                domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
+                port: args.cluster_public_port.unwrap_or(listen.port()),
+            }
+        }),
+    };
+    let cluster = match (&args.cluster_listen, &args.cluster_cert, &args.cluster_cert_key, &args.cluster_domain) {
+        (Some(listen), Some(cert), Some(key), Some(domain)) => {
+            let read = |p: &PathBuf, flag: &str| {
+                std::fs::read(p).map_err(|e| format!("{flag} {}: {e}", p.display()))
+            };
+            let (cert_pem, key_pem) = match (read(cert, "--cluster-cert"), read(key, "--cluster-cert-key")) {
+                (Ok(c), Ok(k)) => (c, k),
+                (Err(e), _) | (_, Err(e)) => return fail(e),
+            };
+            Some(rgmerge::cluster::ClusterOptions {
+                listen: *listen,
+                cert_pem,
+                key_pem,
+                domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
+                limits: rgmerge::cluster::listener::Limits {
+                    handshake_timeout: std::time::Duration::from_secs(args.cluster_handshake_timeout_secs.max(1)),
+                    max_connections: args.cluster_max_connections.max(1),
+                },
+                kong_version: rgmerge::cluster::compat::KongVersion { major: 3, minor: 10, patch: 0 },
+            })
+        }
+        _ => None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -698,9 +780,32 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("can't start the async runtime: {e}")),
     };
-    match runtime.block_on(rgmerge::server::serve(engine, opts)) {
+    let served = runtime.block_on(async move {
+        // Bound after the engine restored every group's served snapshot, so
+        // nothing less is ever sent; a bad certificate or address fails the start.
+        let cluster = match cluster {
+            Some(c) => {
+                let bound = rgmerge::cluster::Cluster::bind(engine.clone(), c)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Ok(addr) = bound.local_addr() {
+                    tracing::info!(%addr, "cluster endpoint for Kong data planes");
+                }
+                Some(bound)
+            }
+            None => None,
+        };
+        rgmerge::server::serve_with(engine, opts, move |stop| async move {
+            if let Some(c) = cluster {
+                c.run(stop).await;
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e.to_string()),
+        Err(e) => fail(e),
     }
 }
 

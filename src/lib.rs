@@ -14,6 +14,7 @@
 //! The public API is what the binary, the tests, the benches and the fuzz
 //! targets use; everything else is `pub(crate)`.
 
+pub mod cluster;
 pub mod commands;
 pub mod compose;
 pub mod config;

@@ -215,3 +215,24 @@ pub fn nodes_stored(nodes: usize, heartbeats: u64) {
     metrics::counter!("rgmerge_node_reports_stored_total").increment(nodes as u64);
     metrics::gauge!("rgmerge_heartbeats_stored").set(heartbeats as f64);
 }
+
+/// A data plane connected (`1`) to the cluster endpoint or left it (`-1`).
+pub fn cluster_connection(delta: i64) {
+    metrics::gauge!("rgmerge_cluster_connections").increment(delta as f64);
+}
+
+/// A connection to the cluster endpoint refused before the upgrade, by why.
+pub fn cluster_refused(reason: &'static str) {
+    metrics::counter!("rgmerge_cluster_refused_total", "reason" => reason).increment(1);
+}
+
+/// A config sent to a data plane, and its compressed size.
+pub fn cluster_config_sent(bytes: usize) {
+    metrics::counter!("rgmerge_cluster_configs_sent_total").increment(1);
+    metrics::counter!("rgmerge_cluster_config_bytes_sent_total").increment(bytes as u64);
+}
+
+/// A served version held back from a data plane that could not load it.
+pub fn cluster_held_back() {
+    metrics::counter!("rgmerge_cluster_configs_held_back_total").increment(1);
+}

@@ -54,6 +54,28 @@ pub struct Body {
     len: usize,
     hash: String,
     wire: WireCache,
+    derived: Derived,
+}
+
+/// What a layer above derives from a body (the cluster endpoint's Kong hash
+/// and encoded payloads), kept as long as the body and shared by its clones,
+/// so it is computed once per snapshot however many readers ask. Type-erased:
+/// compose knows nothing of what is kept. Not part of the value.
+#[derive(Clone, Default)]
+struct Derived(Arc<OnceLock<Arc<dyn std::any::Any + Send + Sync>>>);
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Derived) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 /// [`Body::wire_parts`], computed on first use and shared by clones. Not
@@ -173,6 +195,7 @@ impl Body {
             len,
             hash: hash.to_hex().to_string(),
             wire: WireCache::default(),
+            derived: Derived::default(),
         }
     }
 
@@ -183,6 +206,20 @@ impl Body {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The value a layer above derived from this body, made by `init` on
+    /// first use (one type per body: the first caller's). `None` if a value
+    /// of another type is kept.
+    pub fn derived<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<Arc<T>> {
+        let any = self.derived.0.get_or_init(|| Arc::new(init()));
+        Arc::clone(any).downcast::<T>().ok()
+    }
+
+    /// The derived value, if one of type `T` was made already.
+    pub fn derived_if_made<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let any = self.derived.0.get()?;
+        Arc::clone(any).downcast::<T>().ok()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -34,6 +34,29 @@ pub struct Node {
     /// Whether it can run this group's config, as it reports.
     #[serde(default)]
     pub compatibility: Compatibility,
+    /// What a data plane connected in hybrid mode told us; `None` for a node
+    /// that reports by heartbeat (the sidecar). Shared, so a ping does not
+    /// copy its `process_conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<Arc<HybridInfo>>,
+}
+
+/// What a hybrid-mode data plane reports in its `basic_info`, and whether a
+/// daemon holds its connection now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HybridInfo {
+    #[serde(default)]
+    pub labels: serde_json::Map<String, serde_json::Value>,
+    /// Shared by the nodes that sent the same one (tens of KB each).
+    #[serde(default)]
+    pub process_conf: Arc<serde_json::Value>,
+    /// `(name, version)` of every plugin it has.
+    #[serde(default)]
+    pub plugins: Vec<(String, String)>,
+    /// True while connected; false once the connection closed (a daemon that
+    /// died holding it leaves true, which the active window then outlives).
+    #[serde(default)]
+    pub connected: bool,
 }
 
 fn gateway() -> String {
@@ -237,6 +260,8 @@ pub struct NodeReport {
     pub node_type: Option<String>,
     /// Fully compatible when absent.
     pub compatibility: Option<Compatibility>,
+    /// Set by the cluster endpoint for a hybrid-mode data plane.
+    pub hybrid: Option<Arc<HybridInfo>>,
 }
 
 /// A heartbeat's fields, checked: what a node record is made of.
@@ -249,6 +274,7 @@ pub struct CheckedReport {
     config_hash: String,
     node_type: String,
     compatibility: Compatibility,
+    hybrid: Option<Arc<HybridInfo>>,
 }
 
 impl NodeReport {
@@ -278,6 +304,7 @@ impl NodeReport {
             config_hash: self.config_hash,
             node_type,
             compatibility,
+            hybrid: self.hybrid,
         })
     }
 }
@@ -512,6 +539,7 @@ impl Table {
                 || o.version != r.version
                 || o.node_type != r.node_type
                 || o.compatibility != r.compatibility
+                || o.hybrid != r.hybrid
         });
         let node = Node {
             id: r.id.clone(),
@@ -527,6 +555,7 @@ impl Table {
             },
             node_type: r.node_type.clone(),
             compatibility: r.compatibility.clone(),
+            hybrid: r.hybrid.clone(),
         };
         if !self.dirty.contains(&r.id) {
             self.dirty.insert(r.id.clone());

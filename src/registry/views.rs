@@ -300,3 +300,12 @@ pub fn resource_type(collection: &str) -> String {
         .to_lowercase()
         .replace(' ', "_")
 }
+
+/// The label of a group's cluster endpoint, `https://<label>.DOMAIN`: the
+/// first 10 hex digits of its id, as Konnect's endpoints use. The TLS
+/// server name a data plane sends carries it, and picks the group.
+pub fn cluster_label(id: Uuid) -> String {
+    let mut hex = id.simple().to_string();
+    hex.truncate(10);
+    hex
+}

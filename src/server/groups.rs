@@ -150,9 +150,33 @@ fn check_cluster_type(ct: Option<&str>) -> ApiResult<()> {
     }
 }
 
-/// The URI of this daemon's socket: data planes (through the sidecar) reach
-/// it for their config and report to it, so it is both endpoints.
-pub fn endpoint(s: &AppState) -> String {
+/// Where a group's data planes reach this daemon: the cluster endpoint,
+/// `https://<label>.DOMAIN[:PORT]` (Konnect's form), when it is open; else
+/// the socket, which the sidecar follows.
+pub struct Endpoint {
+    socket_uri: String,
+    cluster: Option<super::ClusterEndpoint>,
+}
+
+impl Endpoint {
+    pub fn of(&self, id: uuid::Uuid) -> String {
+        match &self.cluster {
+            Some(c) if c.port == 443 => {
+                format!("https://{}.{}", crate::registry::cluster_label(id), c.domain)
+            }
+            Some(c) => format!(
+                "https://{}.{}:{}",
+                crate::registry::cluster_label(id),
+                c.domain,
+                c.port
+            ),
+            None => self.socket_uri.clone(),
+        }
+    }
+}
+
+/// The endpoint data planes are told (see [`Endpoint`]).
+pub fn endpoint(s: &AppState) -> Endpoint {
     let path = std::path::absolute(&s.opts.socket).unwrap_or_else(|_| s.opts.socket.clone());
     let mut uri = String::from("unix://");
     for b in path.to_string_lossy().bytes() {
@@ -162,12 +186,16 @@ pub fn endpoint(s: &AppState) -> String {
             uri.push_str(&format!("%{b:02X}"));
         }
     }
-    uri
+    Endpoint {
+        socket_uri: uri,
+        cluster: s.opts.cluster.clone(),
+    }
 }
 
 /// A group as Konnect's `ControlPlane`.
-pub fn group_json(v: &GroupView, endpoint: &str) -> Value {
+pub fn group_json(v: &GroupView, endpoint: &Endpoint) -> Value {
     let m = &v.meta;
+    let endpoint = endpoint.of(m.id);
     json!({
         "id": m.id,
         "name": m.name,

@@ -66,6 +66,16 @@ pub struct ServeOptions {
     /// `--http`: also serve the Runtime Manager page on this loopback TCP
     /// address (port 0 picks a free one). Only `/ui/…` is served there.
     pub http: Option<std::net::SocketAddr>,
+    /// `--cluster-listen`: each group's `control_plane_endpoint` names the
+    /// cluster endpoint instead of this socket.
+    pub cluster: Option<ClusterEndpoint>,
+}
+
+/// Where data planes reach the cluster endpoint: `<label>.DOMAIN:PORT`.
+#[derive(Clone, Debug)]
+pub struct ClusterEndpoint {
+    pub domain: String,
+    pub port: u16,
 }
 
 #[derive(Clone)]
@@ -298,6 +308,16 @@ pub async fn bind_http(addr: std::net::SocketAddr) -> Result<TcpListener, ServeE
 /// removes the socket file. With `--http`, the page is also served on that
 /// loopback port, by the same accept loop and router.
 pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError> {
+    serve_with(engine, opts, |_| async {}).await
+}
+
+/// [`serve`], with `beside` (the cluster endpoint) running until the same
+/// shutdown, finished before the store is closed.
+pub async fn serve_with<F, Fut>(engine: Engine, opts: ServeOptions, beside: F) -> Result<(), ServeError>
+where
+    F: FnOnce(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     // The handlers are installed before the socket exists: a SIGTERM that
     // arrives as soon as a client could see the daemon is a clean stop, not
     // the default action (death, store left open).
@@ -309,6 +329,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
     };
     let listener = listen::LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let beside = beside(stop_rx.clone());
     let socket = opts.socket.clone();
     let timeouts = opts.timeouts;
     let max_connections = opts.max_connections;
@@ -348,7 +369,7 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
         })
         .await;
     };
-    tokio::join!(unix, http);
+    tokio::join!(unix, http, beside);
     // Refusals' audit entries wait for a batch: write them, and close the
     // store, before leaving.
     engine_for_audit.close().await;

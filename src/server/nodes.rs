@@ -76,6 +76,7 @@ pub async fn heartbeat(
         config_hash: b.config_hash,
         node_type: b.node_type,
         compatibility: b.compatibility_status,
+        hybrid: None,
     };
     let node = s.engine.heartbeat(id, report).await?;
     let view = view_or_404(&s, id)?;

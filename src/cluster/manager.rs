@@ -1,0 +1,145 @@
+//! The data planes connected to each group, and what wakes them (koko's
+//! `manager`): one task follows the engine's change counter and, for each
+//! group that has connections, signals its nodes when the served snapshot or
+//! what admits them (certificates, `auth_type`, membership) changed. Nodes
+//! never wake on each other's pings.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::engine::Engine;
+use crate::registry::GroupView;
+
+/// What a group's nodes watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signal {
+    /// The served snapshot's version.
+    pub version: u64,
+    /// Changes whenever what admits a data plane changes.
+    pub admission: u64,
+    /// The group is gone, or became a member of a composite.
+    pub closed: bool,
+}
+
+impl Signal {
+    pub fn of(view: Option<&GroupView>) -> Signal {
+        let Some(view) = view else {
+            return Signal {
+                version: 0,
+                admission: 0,
+                closed: true,
+            };
+        };
+        let mut h = ahash::AHasher::default();
+        view.meta.auth_type.as_str().hash(&mut h);
+        for c in view.certificates() {
+            c.id.hash(&mut h);
+            c.updated_ms.hash(&mut h);
+        }
+        Signal {
+            version: view.snapshot.version,
+            admission: h.finish(),
+            closed: view.standard().is_some_and(|s| !s.composites.is_empty()),
+        }
+    }
+}
+
+struct Group {
+    signal: watch::Sender<Signal>,
+    nodes: usize,
+}
+
+/// The connected nodes, by group.
+pub struct Manager {
+    engine: Engine,
+    groups: Mutex<HashMap<Uuid, Group>>,
+    connections: AtomicUsize,
+    /// Identical `process_conf`s shared by every node that sent one: a fleet
+    /// sends the same few, and each is tens of KB.
+    confs: Mutex<HashMap<blake3::Hash, std::sync::Weak<Value>>>,
+}
+
+impl Manager {
+    pub fn new(engine: Engine) -> Arc<Manager> {
+        Arc::new(Manager {
+            engine,
+            groups: Mutex::new(HashMap::new()),
+            connections: AtomicUsize::new(0),
+            confs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A node of `group` is connected: its signal to watch.
+    pub fn join(&self, group: Uuid) -> watch::Receiver<Signal> {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let mut groups = self.groups.lock();
+        let g = groups.entry(group).or_insert_with(|| Group {
+            signal: watch::channel(Signal::of(self.engine.view(group).as_deref())).0,
+            nodes: 0,
+        });
+        g.nodes += 1;
+        g.signal.subscribe()
+    }
+
+    pub fn leave(&self, group: Uuid) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+        let mut groups = self.groups.lock();
+        if let Some(g) = groups.get_mut(&group) {
+            g.nodes -= 1;
+            if g.nodes == 0 {
+                groups.remove(&group);
+            }
+        }
+    }
+
+    /// Data planes connected now, to this daemon.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// `conf`, shared with an identical one already held.
+    pub fn share_conf(&self, conf: Value) -> Arc<Value> {
+        let key = blake3::hash(conf.to_string().as_bytes());
+        let mut confs = self.confs.lock();
+        if let Some(held) = confs.get(&key).and_then(std::sync::Weak::upgrade) {
+            return held;
+        }
+        confs.retain(|_, w| w.strong_count() > 0);
+        let conf = Arc::new(conf);
+        confs.insert(key, Arc::downgrade(&conf));
+        conf
+    }
+
+    /// Follows the engine until `stop`: after each change, re-signals the
+    /// groups whose nodes must act.
+    pub async fn run(self: Arc<Manager>, mut stop: watch::Receiver<bool>) {
+        let mut changes = self.engine.subscribe_changes();
+        loop {
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                () = super::stopped(&mut stop) => return,
+            }
+            // Heartbeats count as changes too: a short pause lets a burst of
+            // them be one pass over the groups.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            changes.mark_unchanged();
+            let groups = self.groups.lock();
+            for (id, g) in groups.iter() {
+                let now = Signal::of(self.engine.view(*id).as_deref());
+                g.signal.send_if_modified(|s| {
+                    let changed = *s != now;
+                    *s = now;
+                    changed
+                });
+            }
+        }
+    }
+}
