@@ -41,9 +41,38 @@ struct HeartbeatBody {
     compatibility_status: Option<Compatibility>,
 }
 
+/// The hashes a node in sync may hold: the snapshot's ETag (what the
+/// sidecar reports) and Kong's config hash of each form sent to data planes.
+pub struct InSync(Vec<String>);
+
+impl InSync {
+    pub fn of(view: &GroupView) -> InSync {
+        let mut hashes = crate::cluster::payload::known_hashes(&view.snapshot);
+        hashes.push(view.snapshot.body.hash().to_string());
+        InSync(hashes)
+    }
+
+    pub fn status(&self, n: &Node) -> SyncStatus {
+        if self.0.contains(&n.config_hash) {
+            SyncStatus::InSync
+        } else {
+            SyncStatus::OutOfSync
+        }
+    }
+}
+
+/// Whether a node counts as connected: seen within the window, or, for a
+/// data plane connected in hybrid mode, within Kong's ping wait (it pings
+/// every 30 s, the window's default).
+pub fn is_active(n: &Node, now_ms: u64, window_ms: u64) -> bool {
+    let connected = n.hybrid.as_ref().is_some_and(|h| h.connected);
+    let wait = crate::cluster::node::PING_WAIT.as_millis() as u64;
+    n.is_active(now_ms, if connected { window_ms.max(wait) } else { window_ms })
+}
+
 /// A node record: the spec's fields, then ours.
-fn node_json(n: &Node, current_hash: &str, active: bool) -> Value {
-    json!({
+fn node_json(n: &Node, sync: &InSync, active: bool) -> Value {
+    let mut v = json!({
         "id": n.id,
         "version": n.version,
         "hostname": n.hostname,
@@ -54,10 +83,23 @@ fn node_json(n: &Node, current_hash: &str, active: bool) -> Value {
         "config_hash": n.config_hash,
         "compatibility_status": n.compatibility,
         "ip": n.ip,
-        "sync_status": n.sync_status(current_hash),
+        "sync_status": sync.status(n),
         "active": active,
         "last_seen": rfc3339_ms(n.last_seen_ms),
-    })
+    });
+    if let (Some(h), Some(o)) = (&n.hybrid, v.as_object_mut()) {
+        o.insert("connected".into(), json!(h.connected && active));
+        o.insert("labels".into(), json!(h.labels));
+        o.insert("process_conf".into(), json!(h.process_conf));
+        o.insert(
+            "plugins".into(),
+            h.plugins
+                .iter()
+                .map(|(name, version)| json!({"name": name, "version": version}))
+                .collect(),
+        );
+    }
+    v
 }
 
 pub async fn heartbeat(
@@ -82,7 +124,7 @@ pub async fn heartbeat(
     let view = view_or_404(&s, id)?;
     Ok(ok_json(
         StatusCode::OK,
-        node_json(&node, view.snapshot.body.hash(), true),
+        node_json(&node, &InSync::of(&view), true),
     ))
 }
 
@@ -92,11 +134,11 @@ const SORTS: &[&str] = &["last_seen", "sync_status", "hostname"];
 /// A node's place in the order `sort` names, as a string that sorts the
 /// same way (most recently seen first, unless sorted by hostname), ending
 /// with its id so every key is unique.
-fn sort_key(sort: &str, n: &Node, hash: &str) -> String {
+fn sort_key(sort: &str, n: &Node, sync: &InSync) -> String {
     let recent_first = u64::MAX - n.last_seen_ms;
     match sort {
         "sync_status" => {
-            let rank = match n.sync_status(hash) {
+            let rank = match sync.status(n) {
                 SyncStatus::InSync => 0,
                 SyncStatus::OutOfSync => 1,
             };
@@ -138,12 +180,12 @@ pub async fn list(
         ));
     }
     let view = view_or_404(&s, id)?;
-    let hash = view.snapshot.body.hash();
+    let sync = InSync::of(&view);
     let all = view.nodes.list();
     let mut nodes: Vec<(String, &Node)> = all
         .iter()
         .map(|n| n.as_ref())
-        .map(|n| (sort_key(key, n, hash), n))
+        .map(|n| (sort_key(key, n, &sync), n))
         .collect();
     nodes.sort_by(|a, b| a.0.cmp(&b.0));
     if order == Order::Descending {
@@ -162,7 +204,7 @@ pub async fn list(
     let items: Vec<Value> = page
         .items
         .iter()
-        .map(|(_, n)| node_json(n, hash, n.is_active(now, window)))
+        .map(|(_, n)| node_json(n, &sync, is_active(n, now, window)))
         .collect();
     let mut paging = json!({"total_count": page.total});
     if let (Some(next), Some(o)) = (page.next, paging.as_object_mut()) {
@@ -189,10 +231,10 @@ pub async fn get(
             view.meta.name
         ))
     })?;
-    let active = node.is_active(now_ms(), s.engine.active_window_ms());
+    let active = is_active(&node, now_ms(), s.engine.active_window_ms());
     Ok(ok_json(
         StatusCode::OK,
-        json!({"item": node_json(&node, view.snapshot.body.hash(), active)}),
+        json!({"item": node_json(&node, &InSync::of(&view), active)}),
     ))
 }
 
@@ -257,7 +299,9 @@ pub async fn eol(
     ))
 }
 
-/// The hash a node in sync runs: the group's current snapshot's.
+/// The hash a node in sync pings: Kong's config hash of the group's served
+/// snapshot (`kong/clustering/config_helper.lua`), as the cluster endpoint
+/// sends it; made once per snapshot.
 pub async fn expected_config_hash(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -268,10 +312,15 @@ pub async fn expected_config_hash(
         &time::format_description::well_known::Rfc3339,
     )
     .map_or(0, |t| t.unix_timestamp().max(0));
+    let kong_hash = crate::cluster::payload::payload(&view.snapshot, None)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .hash
+        .clone();
     Ok(ok_json(
         StatusCode::OK,
         json!({
-            "expected_hash": view.snapshot.body.hash(),
+            "expected_hash": kong_hash,
             "created_at": created,
             "updated_at": unix_seconds(view.snapshot.published_ms),
         }),

@@ -338,11 +338,16 @@ pub struct InstanceRow {
     pub in_sync: bool,
     pub sync_code: &'static str,
     pub active: bool,
+    /// What keeps the config from it, one line each (empty: compatible).
+    pub compat_issues: Vec<String>,
+    /// Connected in hybrid mode (else a sidecar heartbeat).
+    pub hybrid: bool,
+    pub connected: bool,
 }
 
 /// Sorted by `sort`; ties by last seen (newest first), then id.
 pub fn instance_rows(view: &GroupView, sort: Sort, window_ms: u64) -> Vec<InstanceRow> {
-    let hash = view.snapshot.body.hash();
+    let sync = crate::server::nodes::InSync::of(view);
     let now = now_ms();
     let all = view.nodes.list();
     let mut nodes: Vec<&Node> = all.iter().map(|n| n.as_ref()).collect();
@@ -358,7 +363,7 @@ pub fn instance_rows(view: &GroupView, sort: Sort, window_ms: u64) -> Vec<Instan
         SortKey::SyncStatus => {
             nodes.sort_by(|a, b| {
                 // In Sync < Out of Sync, as the words sort.
-                let o = a.sync_status(hash).cmp(&b.sync_status(hash));
+                let o = sync.status(a).cmp(&sync.status(b));
                 let o = if sort.descending { o.reverse() } else { o };
                 o.then_with(|| by_seen(a, b))
             });
@@ -367,7 +372,7 @@ pub fn instance_rows(view: &GroupView, sort: Sort, window_ms: u64) -> Vec<Instan
     nodes
         .into_iter()
         .map(|n| {
-            let in_sync = n.sync_status(hash) == SyncStatus::InSync;
+            let in_sync = sync.status(n) == SyncStatus::InSync;
             let iso = rfc3339_ms(n.last_seen_ms);
             InstanceRow {
                 host: n.hostname.clone(),
@@ -378,7 +383,16 @@ pub fn instance_rows(view: &GroupView, sort: Sort, window_ms: u64) -> Vec<Instan
                 version: n.version.clone(),
                 in_sync,
                 sync_code: if in_sync { "IN_SYNC" } else { "OUT_OF_SYNC" },
-                active: n.is_active(now, window_ms),
+                active: crate::server::nodes::is_active(n, now, window_ms),
+                compat_issues: n
+                    .compatibility
+                    .issues
+                    .iter()
+                    .filter(|i| i.severity.as_deref() != Some("warning"))
+                    .filter_map(|i| i.description.clone())
+                    .collect(),
+                hybrid: n.hybrid.is_some(),
+                connected: n.hybrid.as_ref().is_some_and(|h| h.connected),
             }
         })
         .collect()
