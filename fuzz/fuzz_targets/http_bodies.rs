@@ -332,6 +332,7 @@ fuzz_target!(|data: &[u8]| {
                 max_connections: 16,
                 timeouts: Default::default(),
                 http: None,
+                cluster: None,
             }),
             shutdown,
         });

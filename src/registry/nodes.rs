@@ -776,6 +776,7 @@ mod tests {
             updated_ms: 0,
             node_type: "gateway".into(),
             compatibility: Compatibility::default(),
+            hybrid: None,
         };
         let gid = loaded.groups[0].meta.id;
         loaded.groups[0].nodes = vec![node("old", 5), node("both", 5)];

@@ -911,6 +911,7 @@ mod tests {
                 max_connections: 4,
                 timeouts: Default::default(),
                 http: None,
+                cluster: None,
             }),
             shutdown,
         });

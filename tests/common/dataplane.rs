@@ -573,6 +573,9 @@ fn client_config(opts: &DpOptions) -> Result<Arc<rustls::ClientConfig>, DpError>
     if roots.is_empty() {
         return Err(DpError::Tls("no CA certificate in ca_pem".into()));
     }
+    // ring, as the main crate uses: deprecated in rustls only for lacking
+    // post-quantum key exchange, which Kong's data planes do not offer.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // lua_ssl_protocols defaults to "TLSv1.2 TLSv1.3".
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -875,11 +878,21 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -973,11 +986,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let mut len = (snd & 0x7f) as usize;
         let mut hdr = 2;
         if len == 126 {
-            self.fill(4, "failed to receive the 2 byte payload length").await?;
+            self.fill(4, "failed to receive the 2 byte payload length")
+                .await?;
             len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
             hdr = 4;
         } else if len == 127 {
-            self.fill(10, "failed to receive the 8 byte payload length").await?;
+            self.fill(10, "failed to receive the 8 byte payload length")
+                .await?;
             let b = &self.buf[2..10];
             if b[0] != 0 || b[1] != 0 || b[2] != 0 || b[3] != 0 || b[4] & 0x80 != 0 {
                 return Err(RecvError::Fatal("payload len too large".into()));
@@ -1133,7 +1148,14 @@ impl RawWs {
     pub async fn connect_path(opts: &DpOptions, path: &str) -> Result<RawWs, DpError> {
         let mut s = tls_connect(opts).await?;
         let mut rng = Rng::new();
-        let rest = upgrade(&mut s, &opts.cluster_control_plane, path, opts.timeout, &mut rng).await?;
+        let rest = upgrade(
+            &mut s,
+            &opts.cluster_control_plane,
+            path,
+            opts.timeout,
+            &mut rng,
+        )
+        .await?;
         let (r, w) = tokio::io::split(s);
         Ok(RawWs {
             reader: Reader {
@@ -1173,7 +1195,11 @@ impl RawWs {
 
     /// Sends basic_info as the data plane would (binary or text per opts).
     pub async fn send_basic_info(&mut self, opts: &DpOptions) -> Result<(), DpError> {
-        let op = if opts.text_basic_info { OP_TEXT } else { OP_BINARY };
+        let op = if opts.text_basic_info {
+            OP_TEXT
+        } else {
+            OP_BINARY
+        };
         self.send_frame(true, op, &basic_info_payload(opts), true)
             .await
     }
@@ -1688,9 +1714,7 @@ impl DataPlane {
         let session = lock(&self.shared.session).clone();
         match session {
             None => Err(DpError::Closed("not connected".into())),
-            Some(s) => send_ping(&self.shared, &s)
-                .await
-                .map_err(DpError::Closed),
+            Some(s) => send_ping(&self.shared, &s).await.map_err(DpError::Closed),
         }
     }
 
@@ -1732,7 +1756,11 @@ async fn establish(p: &Prepared) -> Result<(Reader<ReadHalf<Tls>>, Arc<SessionIo
         closed: false,
         fatal: fatal.clone(),
     };
-    let op = if p.text_basic_info { OP_TEXT } else { OP_BINARY };
+    let op = if p.text_basic_info {
+        OP_TEXT
+    } else {
+        OP_BINARY
+    };
     if let Err(e) = writer.send_frame(op, &p.basic_info).await {
         // data_plane.lua L245-254: log, `c:close()`, retry later.
         writer.close().await;
@@ -1873,9 +1901,7 @@ async fn read_thread(
         if !frame.fin {
             // recv_frame returns "again" as `err` for a frame without FIN:
             // Kong's data plane cannot take fragmented messages.
-            shared.event(DpEvent::Error(
-                "fragmented frame from control plane".into(),
-            ));
+            shared.event(DpEvent::Error("fragmented frame from control plane".into()));
             return "error while receiving frame from control plane: again".into();
         }
         last_seen = Instant::now();
@@ -1884,12 +1910,10 @@ async fn read_thread(
                 // L384-394: hand the frame to the config thread; a newer
                 // frame replaces one not yet taken; the semaphore count
                 // never exceeds 1.
-                let bytes = frame.payload.len();
                 let old = lock(&s.next_data).replace(frame.payload);
                 if let Some(old) = old {
                     shared.event(DpEvent::Superseded { bytes: old.len() });
                 }
-                let _ = bytes;
                 s.config_semaphore.notify_one();
             }
             OP_PONG => {
@@ -1946,7 +1970,12 @@ async fn write_thread(shared: &Shared, p: &Prepared, s: &SessionIo) -> String {
 /// empty-config hash when none).
 async fn send_ping(shared: &Shared, s: &SessionIo) -> Result<(), String> {
     let hash = shared.ping_hash();
-    let res = s.writer.lock().await.send_frame(OP_PING, hash.as_bytes()).await;
+    let res = s
+        .writer
+        .lock()
+        .await
+        .send_frame(OP_PING, hash.as_bytes())
+        .await;
     match res {
         Ok(()) => {
             shared.pings_sent.fetch_add(1, Ordering::SeqCst);
@@ -2112,7 +2141,14 @@ fn update(shared: &Shared, p: &Prepared, msg: Msg, inflated: &[u8], bytes: usize
     if let Some(h) = hashes.as_mut() {
         match h {
             Value::Object(m) => {
-                for f in ["config", "routes", "services", "plugins", "upstreams", "targets"] {
+                for f in [
+                    "config",
+                    "routes",
+                    "services",
+                    "plugins",
+                    "upstreams",
+                    "targets",
+                ] {
                     m.entry(f.to_string())
                         .or_insert_with(|| Value::String(DECLARATIVE_EMPTY_CONFIG_HASH.into()));
                 }
@@ -2132,7 +2168,9 @@ fn update(shared: &Shared, p: &Prepared, msg: Msg, inflated: &[u8], bytes: usize
 
     // L323-333: parse_table; on failure a CONFIG_PARSE err_t.
     if let Some(problem) = schema_problem(&table) {
-        let err = format!("bad config received from control plane declarative config is invalid: {problem}");
+        let err = format!(
+            "bad config received from control plane declarative config is invalid: {problem}"
+        );
         let err_t = json!({
             "name": ERR_CONFIG_PARSE,
             "source": "kong.db.declarative.parse_table",
@@ -2159,7 +2197,11 @@ fn update(shared: &Shared, p: &Prepared, msg: Msg, inflated: &[u8], bytes: usize
         st.hash = Some(stored.clone());
         st.hashes = hashes;
         st.config_size = inflated.len();
-        st.config = if shared.keep_config { config_table } else { None };
+        st.config = if shared.keep_config {
+            config_table
+        } else {
+            None
+        };
     }
     Outcome::Loaded(stored)
 }
