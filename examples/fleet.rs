@@ -132,14 +132,14 @@ fn raise_nofile(want: u64) -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
             return 0;
         }
-        if (rl.rlim_cur as u64) < want {
+        if rl.rlim_cur < want {
             let mut new = rl;
             new.rlim_cur = rl.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 {
                 rl = new;
             }
         }
-        rl.rlim_cur as u64
+        rl.rlim_cur
     }
 }
 

@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
-TARGETS=(parse_member merge_sequence http_bodies yaml_agreement)
+TARGETS=(parse_member merge_sequence http_bodies yaml_agreement cluster_wire)
 
 skip() {
   echo "" >&2

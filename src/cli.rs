@@ -729,33 +729,42 @@ fn serve(args: ServeArgs) -> ExitCode {
     // than keep it mapped (the daemon's allocator is mimalloc, `main.rs`).
     // SAFETY: mi_collect has no preconditions.
     unsafe { libmimalloc_sys::mi_collect(true) };
-    let opts = rgmerge::server::ServeOptions {
-        socket: args
-            .socket
-            .unwrap_or_else(|| args.data_dir.join("rgmerge.sock")),
-        max_body_bytes: args.max_body_bytes,
-        max_in_flight: args.max_in_flight.max(1),
-        max_wait: std::time::Duration::from_secs(args.max_wait_secs),
-        max_connections: args.max_connections.max(1),
-        timeouts: rgmerge::server::Timeouts {
-            header_read: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
-            body_read: std::time::Duration::from_secs(args.body_read_timeout_secs.max(1)),
-            idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
-        },
-        http: args.http,
-        cluster: args.cluster_domain.as_ref().zip(args.cluster_listen).map(|(domain, listen)| {
-            rgmerge::server::ClusterEndpoint {
-                domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
-                port: args.cluster_public_port.unwrap_or(listen.port()),
-            }
-        }),
-    };
-    let cluster = match (&args.cluster_listen, &args.cluster_cert, &args.cluster_cert_key, &args.cluster_domain) {
+    let opts =
+        rgmerge::server::ServeOptions {
+            socket: args
+                .socket
+                .unwrap_or_else(|| args.data_dir.join("rgmerge.sock")),
+            max_body_bytes: args.max_body_bytes,
+            max_in_flight: args.max_in_flight.max(1),
+            max_wait: std::time::Duration::from_secs(args.max_wait_secs),
+            max_connections: args.max_connections.max(1),
+            timeouts: rgmerge::server::Timeouts {
+                header_read: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
+                body_read: std::time::Duration::from_secs(args.body_read_timeout_secs.max(1)),
+                idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
+            },
+            http: args.http,
+            cluster: args.cluster_domain.as_ref().zip(args.cluster_listen).map(
+                |(domain, listen)| rgmerge::server::ClusterEndpoint {
+                    domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
+                    port: args.cluster_public_port.unwrap_or(listen.port()),
+                },
+            ),
+        };
+    let cluster = match (
+        &args.cluster_listen,
+        &args.cluster_cert,
+        &args.cluster_cert_key,
+        &args.cluster_domain,
+    ) {
         (Some(listen), Some(cert), Some(key), Some(domain)) => {
             let read = |p: &PathBuf, flag: &str| {
                 std::fs::read(p).map_err(|e| format!("{flag} {}: {e}", p.display()))
             };
-            let (cert_pem, key_pem) = match (read(cert, "--cluster-cert"), read(key, "--cluster-cert-key")) {
+            let (cert_pem, key_pem) = match (
+                read(cert, "--cluster-cert"),
+                read(key, "--cluster-cert-key"),
+            ) {
                 (Ok(c), Ok(k)) => (c, k),
                 (Err(e), _) | (_, Err(e)) => return fail(e),
             };
@@ -765,10 +774,16 @@ fn serve(args: ServeArgs) -> ExitCode {
                 key_pem,
                 domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
                 limits: rgmerge::cluster::listener::Limits {
-                    handshake_timeout: std::time::Duration::from_secs(args.cluster_handshake_timeout_secs.max(1)),
+                    handshake_timeout: std::time::Duration::from_secs(
+                        args.cluster_handshake_timeout_secs.max(1),
+                    ),
                     max_connections: args.cluster_max_connections.max(1),
                 },
-                kong_version: rgmerge::cluster::compat::KongVersion { major: 3, minor: 10, patch: 0 },
+                kong_version: rgmerge::cluster::compat::KongVersion {
+                    major: 3,
+                    minor: 10,
+                    patch: 0,
+                },
             })
         }
         _ => None,

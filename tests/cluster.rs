@@ -33,7 +33,14 @@ fn free_addr() -> SocketAddr {
 
 fn cluster_cert(out: &Path, dp_cn: &str) {
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args(["cluster-cert", "--domain", DOMAIN, "--dp-cn", dp_cn, "--out"])
+        .args([
+            "cluster-cert",
+            "--domain",
+            DOMAIN,
+            "--dp-cn",
+            dp_cn,
+            "--out",
+        ])
         .arg(out)
         .stdout(std::process::Stdio::null())
         .status()
@@ -95,7 +102,10 @@ impl Cluster {
             )
             .await
             .expect(201);
-        r.json()["item"]["id"].as_str().expect("cert id").to_string()
+        r.json()["item"]["id"]
+            .as_str()
+            .expect("cert id")
+            .to_string()
     }
 }
 
@@ -108,12 +118,17 @@ async fn expected_hash(c: &Client, group: &str) -> String {
         .get(&format!("/v2/control-planes/{group}/expected-config-hash"))
         .await
         .expect(200);
-    r.json()["expected_hash"].as_str().expect("hash").to_string()
+    r.json()["expected_hash"]
+        .as_str()
+        .expect("hash")
+        .to_string()
 }
 
 /// The node's record, or null while there is none yet.
 async fn node(c: &Client, group: &str, id: &str) -> Value {
-    let r = c.get(&format!("/v2/control-planes/{group}/nodes/{id}")).await;
+    let r = c
+        .get(&format!("/v2/control-planes/{group}/nodes/{id}"))
+        .await;
     if r.status != 200 {
         return Value::Null;
     }
@@ -134,7 +149,11 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 fn names(config: &Value) -> Vec<String> {
     let mut n: Vec<String> = config["services"]
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s["name"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     n.sort();
     n
@@ -146,8 +165,12 @@ async fn composite(c: &Client) -> (String, String, String) {
     let green = c.standard("green").await;
     let comp = c.composite("shared").await;
     c.add(&comp, &[&blue, &green]).await.expect(204);
-    c.put_config(&blue, &service("blue-svc", "blue.internal")).await.expect(200);
-    c.put_config(&green, &service("green-svc", "green.internal")).await.expect(200);
+    c.put_config(&blue, &service("blue-svc", "blue.internal"))
+        .await
+        .expect(200);
+    c.put_config(&green, &service("green-svc", "green.internal"))
+        .await
+        .expect(200);
     (blue, green, comp)
 }
 
@@ -158,10 +181,18 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
     let (blue, green, comp) = composite(&c).await;
 
     // The group's endpoint names the cluster endpoint, with its label.
-    let g = c.get(&format!("/v2/control-planes/{comp}")).await.expect(200).json();
+    let g = c
+        .get(&format!("/v2/control-planes/{comp}"))
+        .await
+        .expect(200)
+        .json();
     assert_eq!(
         g["config"]["control_plane_endpoint"],
-        json!(format!("https://{}.{DOMAIN}:{}", label(&comp), cl.addr.port()))
+        json!(format!(
+            "https://{}.{DOMAIN}:{}",
+            label(&comp),
+            cl.addr.port()
+        ))
     );
 
     cl.pin(&c, &comp, &cl.read("dp.crt")).await;
@@ -170,10 +201,17 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
     // Kong reconnects after a dropped connection, keeping what it holds.
     opts.reconnect = Some((Duration::from_millis(100), Duration::from_millis(300)));
     let dp = DataPlane::connect(opts).await.expect("connect");
-    assert!(dp.wait_until(HANG_GUARD, |d| d.applied() >= 1).await, "{:?}", dp.events());
+    assert!(
+        dp.wait_until(HANG_GUARD, |d| d.applied() >= 1).await,
+        "{:?}",
+        dp.events()
+    );
     let expected = expected_hash(&c, &comp).await;
     assert_eq!(dp.current_hash(), expected);
-    assert_eq!(names(&dp.config().expect("config")), ["blue-svc", "green-svc"]);
+    assert_eq!(
+        names(&dp.config().expect("config")),
+        ["blue-svc", "green-svc"]
+    );
     // The config is the composite's served snapshot, as the sidecar gets it.
     let snapshot: Value = c.snapshot(&comp).await.json();
     assert_eq!(dp.config().expect("config"), snapshot);
@@ -190,22 +228,40 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
     assert_eq!(n["connected"], true);
     assert_eq!(n["labels"]["region"], "eu");
     assert_eq!(n["config_hash"], json!(expected));
-    assert_eq!(n["compatibility_status"]["state"], "COMPATIBILITY_STATE_FULLY_COMPATIBLE");
+    assert_eq!(
+        n["compatibility_status"]["state"],
+        "COMPATIBILITY_STATE_FULLY_COMPATIBLE"
+    );
     assert!(n["process_conf"].is_object());
-    let page = c.get(&format!("/ui/groups/{comp}")).await.expect(200).text();
+    let page = c
+        .get(&format!("/ui/groups/{comp}"))
+        .await
+        .expect(200)
+        .text();
     assert!(page.contains("In Sync"), "the page shows the node in sync");
 
     // A member's change reaches it.
-    let two = format!("{}- name: blue-two\n  host: two.internal\n", service("blue-svc", "blue.internal"));
+    let two = format!(
+        "{}- name: blue-two\n  host: two.internal\n",
+        service("blue-svc", "blue.internal")
+    );
     c.put_config(&blue, &two).await.expect(200);
     let after = expected_hash(&c, &comp).await;
     assert_ne!(after, expected);
-    assert!(dp.wait_until(HANG_GUARD, |d| d.current_hash() == after).await);
-    assert_eq!(names(&dp.config().expect("config")), ["blue-svc", "blue-two", "green-svc"]);
+    assert!(
+        dp.wait_until(HANG_GUARD, |d| d.current_hash() == after)
+            .await
+    );
+    assert_eq!(
+        names(&dp.config().expect("config")),
+        ["blue-svc", "blue-two", "green-svc"]
+    );
     let received = dp.received();
 
     // A conflict sends nothing: the data plane keeps the last good config.
-    c.put_config(&green, &service("blue-svc", "elsewhere.internal")).await.expect(200);
+    c.put_config(&green, &service("blue-svc", "elsewhere.internal"))
+        .await
+        .expect(200);
     assert_eq!(c.status(&comp).await["item"]["state"], "CONFLICT");
     for _ in 0..3 {
         dp.ping_now().await.expect("ping");
@@ -218,7 +274,11 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
     // current config.
     cl.daemon.terminate();
     cl.daemon.spawn();
-    assert!(dp.wait_until(HANG_GUARD, |d| d.connects() >= 2).await, "{:?}", dp.events());
+    assert!(
+        dp.wait_until(HANG_GUARD, |d| d.connects() >= 2).await,
+        "{:?}",
+        dp.events()
+    );
     for _ in 0..3 {
         dp.ping_now().await.expect("ping");
     }
@@ -227,16 +287,28 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
         node(&c, &comp, &id).await["sync_status"] == "IN_SYNC"
     })
     .await;
-    assert_eq!(dp.received(), received, "a reconnect with the current hash gets nothing");
+    assert_eq!(
+        dp.received(),
+        received,
+        "a reconnect with the current hash gets nothing"
+    );
     assert_eq!(dp.current_hash(), after);
 
     // Resolving the conflict sends the new config, once.
-    c.put_config(&green, &service("green-new", "green.internal")).await.expect(200);
+    c.put_config(&green, &service("green-new", "green.internal"))
+        .await
+        .expect(200);
     let resolved = expected_hash(&c, &comp).await;
-    assert!(dp.wait_until(HANG_GUARD, |d| d.current_hash() == resolved).await);
+    assert!(
+        dp.wait_until(HANG_GUARD, |d| d.current_hash() == resolved)
+            .await
+    );
     assert_ne!(resolved, after);
     assert_eq!(dp.received(), received + 1);
-    assert_eq!(names(&dp.config().expect("config")), ["blue-svc", "blue-two", "green-new"]);
+    assert_eq!(
+        names(&dp.config().expect("config")),
+        ["blue-svc", "blue-two", "green-new"]
+    );
     dp.close().await;
 }
 
@@ -245,13 +317,19 @@ async fn basic_info_as_text_and_a_reconnect_with_the_current_hash() {
     let cl = Cluster::start(&[]);
     let c = cl.daemon.client();
     let g = c.standard("solo").await;
-    c.put_config(&g, &service("solo-svc", "solo.internal")).await.expect(200);
+    c.put_config(&g, &service("solo-svc", "solo.internal"))
+        .await
+        .expect(200);
     cl.pin(&c, &g, &cl.read("dp.crt")).await;
     let mut opts = cl.dp(&g);
     opts.text_basic_info = true;
     opts.version = "3.10.0.0".into(); // an Enterprise node's form
     let dp = DataPlane::connect(opts.clone()).await.expect("connect");
-    assert!(dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await, "{:?}", dp.events());
+    assert!(
+        dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await,
+        "{:?}",
+        dp.events()
+    );
     let held = dp.current_hash();
     dp.close().await;
     // A second connection that already holds the hash pings it first and is
@@ -279,27 +357,101 @@ async fn every_refusal_is_clear_and_audited() {
     // (what, options, request, status, words in the answer)
     type Setup = Box<dyn Fn(&mut DpOptions)>;
     let cases: Vec<(&str, Setup, String, u16, &str)> = vec![
-        ("no client certificate", Box::new(|o| { o.cert_pem.clear(); o.key_pem.clear(); }), outlet.into(), 401, "client certificate is required"),
-        ("a certificate not pinned", Box::new(move |o| { o.cert_pem = stranger_cert.clone(); o.key_pem = stranger_key.clone(); }), outlet.into(), 403, "not pinned"),
-        ("a server name naming no group", Box::new(|o| o.server_name = format!("0000000000.{DOMAIN}")), outlet.into(), 404, "names no control plane"),
-        ("a member of a composite", Box::new({ let b = blue.clone(); move |o| o.server_name = format!("{}.{DOMAIN}", label(&b)) }), outlet.into(), 403, "member of a composite"),
-        ("no node_id", Box::new(|_| {}), outlet.replace("node_id=4e7b1e1c-0000-4000-8000-000000000001&", ""), 400, "node_id"),
-        ("cluster RPC", Box::new(|_| {}), outlet.replace("/v1/outlet", "/v2/outlet"), 404, "cluster RPC"),
-        ("wRPC probe", Box::new(|_| {}), "HEAD /v1/wrpc HTTP/1.1\r\nHost: x\r\n\r\n".into(), 404, ""),
-        ("another path", Box::new(|_| {}), outlet.replace("/v1/outlet", "/admin"), 404, "not found"),
+        (
+            "no client certificate",
+            Box::new(|o| {
+                o.cert_pem.clear();
+                o.key_pem.clear();
+            }),
+            outlet.into(),
+            401,
+            "client certificate is required",
+        ),
+        (
+            "a certificate not pinned",
+            Box::new(move |o| {
+                o.cert_pem = stranger_cert.clone();
+                o.key_pem = stranger_key.clone();
+            }),
+            outlet.into(),
+            403,
+            "not pinned",
+        ),
+        (
+            "a server name naming no group",
+            Box::new(|o| o.server_name = format!("0000000000.{DOMAIN}")),
+            outlet.into(),
+            404,
+            "names no control plane",
+        ),
+        (
+            "a member of a composite",
+            Box::new({
+                let b = blue.clone();
+                move |o| o.server_name = format!("{}.{DOMAIN}", label(&b))
+            }),
+            outlet.into(),
+            403,
+            "member of a composite",
+        ),
+        (
+            "no node_id",
+            Box::new(|_| {}),
+            outlet.replace("node_id=4e7b1e1c-0000-4000-8000-000000000001&", ""),
+            400,
+            "node_id",
+        ),
+        (
+            "cluster RPC",
+            Box::new(|_| {}),
+            outlet.replace("/v1/outlet", "/v2/outlet"),
+            404,
+            "cluster RPC",
+        ),
+        (
+            "wRPC probe",
+            Box::new(|_| {}),
+            "HEAD /v1/wrpc HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            404,
+            "",
+        ),
+        (
+            "another path",
+            Box::new(|_| {}),
+            outlet.replace("/v1/outlet", "/admin"),
+            404,
+            "not found",
+        ),
     ];
     for (what, setup, request, status, words) in cases {
         let mut o = cl.dp(&comp);
         setup(&mut o);
-        let r = http_request(&o, request.as_bytes()).await.unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(r.status, Some(status), "{what}: {}", String::from_utf8_lossy(&r.body));
-        assert!(String::from_utf8_lossy(&r.body).contains(words), "{what}: {}", String::from_utf8_lossy(&r.body));
+        let r = http_request(&o, request.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(
+            r.status,
+            Some(status),
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            String::from_utf8_lossy(&r.body).contains(words),
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     // Refusals of certificates are in the audit log, with the group.
     let audit = c.get("/v2/audit-log").await.expect(200).json();
-    let entries = audit["data"].as_array().or(audit["items"].as_array()).cloned().unwrap_or_default();
+    let entries = audit["data"]
+        .as_array()
+        .or(audit["items"].as_array())
+        .cloned()
+        .unwrap_or_default();
     assert!(
-        entries.iter().any(|e| e["credential"] == "client_certificate" && e["status"] == 403),
+        entries
+            .iter()
+            .any(|e| e["credential"] == "client_certificate" && e["status"] == 403),
         "{audit}"
     );
 
@@ -309,7 +461,9 @@ async fn every_refusal_is_clear_and_audited() {
         let mut s = tokio::net::TcpStream::connect(cl.addr).await.expect("tcp");
         s.write_all(bytes).await.expect("write");
         let mut buf = [0u8; 64];
-        let n = tokio::time::timeout(HANG_GUARD, s.read(&mut buf)).await.expect("closed in time");
+        let n = tokio::time::timeout(HANG_GUARD, s.read(&mut buf))
+            .await
+            .expect("closed in time");
         assert!(!matches!(n, Ok(k) if k > 0 && buf[..k].starts_with(b"HTTP/1.1 101")));
     }
 
@@ -321,20 +475,38 @@ async fn every_refusal_is_clear_and_audited() {
     assert_eq!(f, Some(1008), "a garbage first frame is a policy violation");
     let mut ws = RawWs::connect(&o).await.expect("upgrade");
     ws.send_basic_info(&o).await.expect("basic_info");
-    ws.send_raw(&binary_frame_header(2 * 1024 * 1024)).await.expect("send");
+    ws.send_raw(&binary_frame_header(2 * 1024 * 1024))
+        .await
+        .expect("send");
     let f = first_close(&mut ws).await;
     assert!(matches!(f, Some(1009) | None), "over the limit: {f:?}");
 
     // A certificate removed while connected ends the connection.
     let dp = DataPlane::connect(cl.dp(&comp)).await.expect("connect");
     assert!(dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await);
-    let certs = c.get(&format!("/v2/control-planes/{comp}/dp-client-certificates")).await.expect(200).json();
+    let certs = c
+        .get(&format!("/v2/control-planes/{comp}/dp-client-certificates"))
+        .await
+        .expect(200)
+        .json();
     for cert in certs["items"].as_array().expect("items") {
         let id = cert["id"].as_str().expect("id");
-        c.delete(&format!("/v2/control-planes/{comp}/dp-client-certificates/{id}")).await;
+        c.delete(&format!(
+            "/v2/control-planes/{comp}/dp-client-certificates/{id}"
+        ))
+        .await;
     }
-    assert!(dp.wait_until(HANG_GUARD, |d| !d.is_connected()).await, "revoked: closed");
-    assert!(dp.events().iter().any(|e| matches!(e, DpEvent::Close { code: Some(1008), .. })));
+    assert!(
+        dp.wait_until(HANG_GUARD, |d| !d.is_connected()).await,
+        "revoked: closed"
+    );
+    assert!(dp.events().iter().any(|e| matches!(
+        e,
+        DpEvent::Close {
+            code: Some(1008),
+            ..
+        }
+    )));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,11 +527,15 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
     let lacking = DataPlane::connect(o).await.expect("connect");
     let id = lacking.node_id().to_string();
     eventually("the node held back", async || {
-        node(&c, &g, &id).await["compatibility_status"]["state"] == "COMPATIBILITY_STATE_INCOMPATIBLE"
+        node(&c, &g, &id).await["compatibility_status"]["state"]
+            == "COMPATIBILITY_STATE_INCOMPATIBLE"
     })
     .await;
     let n = node(&c, &g, &id).await;
-    assert_eq!(n["compatibility_status"]["issues"][0]["code"], "PLUGIN_SET_INCOMPATIBLE", "{n}");
+    assert_eq!(
+        n["compatibility_status"]["issues"][0]["code"], "PLUGIN_SET_INCOMPATIBLE",
+        "{n}"
+    );
     assert_eq!(lacking.received(), 0);
     assert_eq!(n["sync_status"], "OUT_OF_SYNC");
 
@@ -369,7 +545,8 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
     let newer = DataPlane::connect(o).await.expect("connect");
     let id = newer.node_id().to_string();
     eventually("the newer node held back", async || {
-        node(&c, &g, &id).await["compatibility_status"]["issues"][0]["code"] == "KONG_VERSION_INCOMPATIBLE"
+        node(&c, &g, &id).await["compatibility_status"]["issues"][0]["code"]
+            == "KONG_VERSION_INCOMPATIBLE"
     })
     .await;
     assert_eq!(newer.received(), 0);
@@ -378,7 +555,11 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
     let mut o = cl.dp(&g);
     o.version = "3.4.2".into();
     let older = DataPlane::connect(o).await.expect("connect");
-    assert!(older.wait_until(HANG_GUARD, |d| d.applied() == 1).await, "{:?}", older.events());
+    assert!(
+        older.wait_until(HANG_GUARD, |d| d.applied() == 1).await,
+        "{:?}",
+        older.events()
+    );
     let id = older.node_id().to_string();
     eventually("the older node in sync with its form", async || {
         node(&c, &g, &id).await["sync_status"] == "IN_SYNC"
@@ -401,13 +582,17 @@ async fn pki_groups_admit_certificates_their_ca_signed_and_refuse_expired_pins()
         .as_str()
         .expect("id")
         .to_string();
-    c.put_config(&g, &service("pki-svc", "pki.internal")).await.expect(200);
+    c.put_config(&g, &service("pki-svc", "pki.internal"))
+        .await
+        .expect(200);
     let (ca_pem, leaf_pem, leaf_key) = ca_and_leaf();
     cl.pin(&c, &g, ca_pem.as_bytes()).await;
     let mut o = cl.dp(&g);
     o.cert_pem = leaf_pem.into_bytes();
     o.key_pem = leaf_key.into_bytes();
-    let dp = DataPlane::connect(o.clone()).await.expect("a CA-signed certificate is admitted");
+    let dp = DataPlane::connect(o.clone())
+        .await
+        .expect("a CA-signed certificate is admitted");
     assert!(dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await);
     dp.close().await;
     // The pinned DP certificate does not chain to the CA.

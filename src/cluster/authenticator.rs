@@ -186,13 +186,21 @@ fn within_validity(leaf: &CertificateDer<'_>, now: u64) -> Result<(), Denied> {
     if now < v.not_before.timestamp() {
         return Err(Denied::new(
             403,
-            format!("client certificate {} is not valid before {}", fingerprint(leaf), v.not_before),
+            format!(
+                "client certificate {} is not valid before {}",
+                fingerprint(leaf),
+                v.not_before
+            ),
         ));
     }
     if now > v.not_after.timestamp() {
         return Err(Denied::new(
             403,
-            format!("client certificate {} expired at {}", fingerprint(leaf), v.not_after),
+            format!(
+                "client certificate {} expired at {}",
+                fingerprint(leaf),
+                v.not_after
+            ),
         ));
     }
     Ok(())

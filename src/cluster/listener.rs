@@ -78,7 +78,8 @@ impl Listener {
     }
 
     async fn connection(&self, tcp: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
-        let upgraded = tokio::time::timeout(self.limits.handshake_timeout, self.upgrade(tcp, peer)).await;
+        let upgraded =
+            tokio::time::timeout(self.limits.handshake_timeout, self.upgrade(tcp, peer)).await;
         let (ws, who) = match upgraded {
             Ok(Ok(Some(up))) => up,
             Ok(Ok(None)) => return,
@@ -127,7 +128,12 @@ impl Listener {
             }
             // Cluster RPC (off by default in 3.10).
             (_, "/v2/outlet") => {
-                respond(&mut tls, 404, "cluster RPC is not served: set cluster_rpc = off").await?;
+                respond(
+                    &mut tls,
+                    404,
+                    "cluster RPC is not served: set cluster_rpc = off",
+                )
+                .await?;
                 return Ok(None);
             }
             (_, "/v1/outlet") => {
@@ -154,7 +160,12 @@ impl Listener {
             }
         };
         let Some(key) = request.header("sec-websocket-key") else {
-            respond(&mut tls, 400, "not a WebSocket upgrade: no Sec-WebSocket-Key").await?;
+            respond(
+                &mut tls,
+                400,
+                "not a WebSocket upgrade: no Sec-WebSocket-Key",
+            )
+            .await?;
             return Ok(None);
         };
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -181,7 +192,14 @@ impl Listener {
     ) -> Result<Admitted, (Option<Uuid>, Denied)> {
         let deny = |group, status, reason: String| Err((group, Denied { status, reason }));
         let Some(server_name) = server_name else {
-            return deny(None, 404, format!("no server name (SNI): set cluster_server_name to <label>.{}", self.domain));
+            return deny(
+                None,
+                404,
+                format!(
+                    "no server name (SNI): set cluster_server_name to <label>.{}",
+                    self.domain
+                ),
+            );
         };
         let view = match self.group_of(server_name) {
             Some(v) => v,
@@ -195,7 +213,11 @@ impl Listener {
         };
         let group = Some(view.meta.id);
         if view.composite().is_none() && view.standard().is_some_and(|s| !s.composites.is_empty()) {
-            return deny(group, 403, crate::registry::member_refusal(&view.meta.name).to_string());
+            return deny(
+                group,
+                403,
+                crate::registry::member_refusal(&view.meta.name).to_string(),
+            );
         }
         if let Err(d) = authenticator::admit(&view, &chain, &self.shared.provider, unix_now()) {
             return Err((group, d));
@@ -210,13 +232,23 @@ impl Listener {
                 .filter(|v| !v.is_empty())
         };
         // Kong's control plane refuses an outlet request without these.
-        let (Some(node_id), Some(hostname), Some(version)) =
-            (param("node_id"), param("node_hostname"), param("node_version"))
-        else {
-            return deny(group, 400, "node_id, node_hostname and node_version are required".into());
+        let (Some(node_id), Some(hostname), Some(version)) = (
+            param("node_id"),
+            param("node_hostname"),
+            param("node_version"),
+        ) else {
+            return deny(
+                group,
+                400,
+                "node_id, node_hostname and node_version are required".into(),
+            );
         };
         if node_id.len() > 255 || hostname.len() > 255 || version.len() > 64 {
-            return deny(group, 400, "node_id, node_hostname or node_version is too long".into());
+            return deny(
+                group,
+                400,
+                "node_id, node_hostname or node_version is too long".into(),
+            );
         }
         Ok(Admitted {
             group: view.meta.id,
@@ -312,7 +344,10 @@ async fn read_head(tls: &mut TlsStream<TcpStream>) -> std::io::Result<(Vec<u8>, 
     loop {
         let n = tls.read(&mut chunk).await?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a request"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before a request",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
@@ -321,12 +356,19 @@ async fn read_head(tls: &mut TlsStream<TcpStream>) -> std::io::Result<(Vec<u8>, 
         }
         if buf.len() > MAX_HEAD {
             respond(tls, 431, "request head too large").await?;
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "request head too large"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
         }
     }
 }
 
-async fn respond(tls: &mut TlsStream<TcpStream>, status: u16, message: &str) -> std::io::Result<()> {
+async fn respond(
+    tls: &mut TlsStream<TcpStream>,
+    status: u16,
+    message: &str,
+) -> std::io::Result<()> {
     let reason = match status {
         400 => "Bad Request",
         401 => "Unauthorized",

@@ -94,7 +94,8 @@ impl Cluster {
         if certs.is_empty() {
             return Err(ClusterError::Cert("no certificate in the PEM file".into()));
         }
-        let key = PrivateKeyDer::from_pem_slice(&opts.key_pem).map_err(|e| ClusterError::Key(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(&opts.key_pem)
+            .map_err(|e| ClusterError::Key(e.to_string()))?;
         let provider = provider();
         let verifier = Arc::new(authenticator::AnyClientCert::new(&provider));
         let tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))

@@ -37,7 +37,6 @@ pub const BASIC_INFO_WAIT: Duration = Duration::from_secs(10);
 /// Past this wait it is sent the config anyway.
 pub const FIRST_PING_WAIT: Duration = Duration::from_secs(2);
 
-
 /// Who connected, as the listener admitted it.
 pub struct Admitted {
     pub group: Uuid,
@@ -72,8 +71,12 @@ struct Session<S> {
 }
 
 /// Runs one connection after the upgrade until it closes.
-pub async fn run<S>(ws: WebSocketStream<S>, who: Admitted, shared: Arc<Shared>, stop: watch::Receiver<bool>)
-where
+pub async fn run<S>(
+    ws: WebSocketStream<S>,
+    who: Admitted,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let group = who.group;
@@ -128,7 +131,9 @@ where
     let bytes = match frame {
         Some(Ok(Message::Binary(b))) => b,
         Some(Ok(Message::Text(t))) => bytes::Bytes::copy_from_slice(t.as_bytes()),
-        Some(Ok(other)) => return Err(format!("expected basic_info, got a {} frame", kind(&other))),
+        Some(Ok(other)) => {
+            return Err(format!("expected basic_info, got a {} frame", kind(&other)));
+        }
         Some(Err(e)) => return Err(format!("reading basic_info: {e}")),
         None => return Err("closed before basic_info".into()),
     };
@@ -140,7 +145,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     /// The connection's loop; returns why it ended.
-    async fn serve(&mut self, mut signal: watch::Receiver<Signal>, mut stop: watch::Receiver<bool>) -> String {
+    async fn serve(
+        &mut self,
+        mut signal: watch::Receiver<Signal>,
+        mut stop: watch::Receiver<bool>,
+    ) -> String {
         if let Err(why) = self.record().await {
             close(&mut self.ws, CloseCode::Policy, &why).await;
             return why;
@@ -240,7 +249,10 @@ where
         match self.kong_version {
             None => issues.push(issue(
                 "KONG_VERSION_INCOMPATIBLE",
-                format!("data plane version '{}' is not a Kong version", self.who.version),
+                format!(
+                    "data plane version '{}' is not a Kong version",
+                    self.who.version
+                ),
                 "run a Kong Gateway 3.x data plane".into(),
                 Vec::new(),
             )),
@@ -255,7 +267,9 @@ where
                 .await
                 .map_err(|e| e.to_string())?
         } else {
-            payload::payload(&published, None).await.map_err(|e| e.to_string())?
+            payload::payload(&published, None)
+                .await
+                .map_err(|e| e.to_string())?
         };
         let configured: Vec<&str> = payload.plugins.iter().map(|(n, _)| n.as_str()).collect();
         let dp_plugins: Vec<compat::DpPlugin> = self
@@ -269,9 +283,11 @@ where
             .collect();
         let cp = self.shared.cp_version;
         issues.extend(
-            compat::check_plugins(&configured, &dp_plugins, |name| compat::bundled_plugin_version(name, cp))
-                .into_iter()
-                .map(convert),
+            compat::check_plugins(&configured, &dp_plugins, |name| {
+                compat::bundled_plugin_version(name, cp)
+            })
+            .into_iter()
+            .map(convert),
         );
         if payload.frame.len() > self.max_payload {
             issues.push(issue(
@@ -389,7 +405,12 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn issue(code: &str, description: String, resolution: String, affected: Vec<AffectedResource>) -> CompatibilityIssue {
+fn issue(
+    code: &str,
+    description: String,
+    resolution: String,
+    affected: Vec<AffectedResource>,
+) -> CompatibilityIssue {
     issue_with_severity(code, "error", description, resolution, affected)
 }
 
@@ -430,4 +451,3 @@ fn convert(i: compat::CompatIssue) -> CompatibilityIssue {
         documentation_url: i.documentation_url,
     }
 }
-

@@ -170,7 +170,10 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"nope", "not JSON"),
             (br#"{"type":"ping"}"#, "must be basic_info"),
-            (br#"{"type":"basic_info","plugins":[{"version":"1"}]}"#, "plugins"),
+            (
+                br#"{"type":"basic_info","plugins":[{"version":"1"}]}"#,
+                "plugins",
+            ),
             (br#"{"type":"basic_info","labels":"x"}"#, "labels"),
         ];
         for (frame, want) in cases {
@@ -185,9 +188,17 @@ mod tests {
     #[test]
     fn reconfigure_is_gzip_of_the_message() {
         let hashes = serde_json::json!({"config": "a"});
-        let gz = reconfigure(1_700_000_000_123, br#"{"_format_version":"3.0"}"#, "a", &hashes).unwrap();
+        let gz = reconfigure(
+            1_700_000_000_123,
+            br#"{"_format_version":"3.0"}"#,
+            "a",
+            &hashes,
+        )
+        .unwrap();
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "reconfigure");
         assert_eq!(v["timestamp"].as_f64(), Some(1_700_000_000.123));

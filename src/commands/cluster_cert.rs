@@ -21,9 +21,11 @@ pub const DP_KEY: &str = "dp.key";
 pub fn write(domain: &str, out: &Path, dp_cn: Option<&str>) -> Result<Vec<PathBuf>, String> {
     let domain = domain.trim().trim_start_matches("*.").to_ascii_lowercase();
     if domain.is_empty()
-        || !domain
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        || !domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
     {
         return Err(format!("--domain '{domain}' is not a DNS name"));
     }
@@ -32,16 +34,26 @@ pub fn write(domain: &str, out: &Path, dp_cn: Option<&str>) -> Result<Vec<PathBu
 
     let ca_key = KeyPair::generate().map_err(err)?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca.distinguished_name.push(DnType::CommonName, format!("rgmerge cluster CA for {domain}"));
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("rgmerge cluster CA for {domain}"),
+    );
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.not_before = rcgen::date_time_ymd(2024, 1, 1);
     ca.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
 
     let server_key = KeyPair::generate().map_err(err)?;
-    let mut server = CertificateParams::new(vec![format!("*.{domain}"), domain.clone()]).map_err(err)?;
-    server.distinguished_name.push(DnType::CommonName, format!("*.{domain}"));
+    let mut server =
+        CertificateParams::new(vec![format!("*.{domain}"), domain.clone()]).map_err(err)?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, format!("*.{domain}"));
     server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     server.not_before = rcgen::date_time_ymd(2024, 1, 1);
     server.not_after = rcgen::date_time_ymd(2036, 1, 1);
@@ -52,7 +64,11 @@ pub fn write(domain: &str, out: &Path, dp_cn: Option<&str>) -> Result<Vec<PathBu
         (CA_CERT, ca_cert.pem(), false),
         (CA_KEY, ca_key.serialize_pem(), true),
         // The chain, so a data plane that trusts only the CA can verify it.
-        (SERVER_CERT, format!("{}{}", server_cert.pem(), ca_cert.pem()), false),
+        (
+            SERVER_CERT,
+            format!("{}{}", server_cert.pem(), ca_cert.pem()),
+            false,
+        ),
         (SERVER_KEY, server_key.serialize_pem(), true),
     ];
     if let Some(cn) = dp_cn {
@@ -84,7 +100,8 @@ fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), String> {
         .mode(if secret { 0o600 } else { 0o644 })
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
+    f.write_all(bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -102,10 +119,17 @@ mod tests {
         let sans = cert.subject_alternative_name().unwrap().unwrap();
         assert!(format!("{:?}", sans.value).contains("*.cp.example.test"));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(SERVER_KEY)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(SERVER_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // Never overwrites.
-        assert!(write("cp.example.test", dir.path(), None).unwrap_err().contains("exists"));
+        assert!(
+            write("cp.example.test", dir.path(), None)
+                .unwrap_err()
+                .contains("exists")
+        );
         assert!(write("not a domain", dir.path(), None).is_err());
     }
 }

@@ -211,7 +211,10 @@ impl Body {
     /// The value a layer above derived from this body, made by `init` on
     /// first use (one type per body: the first caller's). `None` if a value
     /// of another type is kept.
-    pub fn derived<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<Arc<T>> {
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<Arc<T>> {
         let any = self.derived.0.get_or_init(|| Arc::new(init()));
         Arc::clone(any).downcast::<T>().ok()
     }

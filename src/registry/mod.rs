@@ -46,9 +46,8 @@ pub use history::{DEFAULT_SNAPSHOT_HISTORY, PinOutcome, assemble_version, kept_r
 pub use memberships::{MAX_COMPOSITES_PER_GROUP, MAX_MEMBERS, MAX_PER_REQUEST};
 pub use nodes::{
     AffectedResource, Beat, CheckedReport, Compatibility, CompatibilityIssue, FULLY_COMPATIBLE,
-    HybridInfo,
-    MAX_COMPATIBILITY_ISSUES, Node, NodeReport, NodeTable, SyncStatus, member_refusal, now_ms,
-    rfc3339_ms, this_month,
+    HybridInfo, MAX_COMPATIBILITY_ISSUES, Node, NodeReport, NodeTable, SyncStatus, member_refusal,
+    now_ms, rfc3339_ms, this_month,
 };
 pub use refusal::{Refusal, RefusalKind, Result};
 pub use tx::{Effects, Mode, Staged, Tx, stage, transact};

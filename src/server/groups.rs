@@ -162,7 +162,11 @@ impl Endpoint {
     pub fn of(&self, id: uuid::Uuid) -> String {
         match &self.cluster {
             Some(c) if c.port == 443 => {
-                format!("https://{}.{}", crate::registry::cluster_label(id), c.domain)
+                format!(
+                    "https://{}.{}",
+                    crate::registry::cluster_label(id),
+                    c.domain
+                )
             }
             Some(c) => format!(
                 "https://{}.{}:{}",

@@ -313,7 +313,11 @@ pub async fn serve(engine: Engine, opts: ServeOptions) -> Result<(), ServeError>
 
 /// [`serve`], with `beside` (the cluster endpoint) running until the same
 /// shutdown, finished before the store is closed.
-pub async fn serve_with<F, Fut>(engine: Engine, opts: ServeOptions, beside: F) -> Result<(), ServeError>
+pub async fn serve_with<F, Fut>(
+    engine: Engine,
+    opts: ServeOptions,
+    beside: F,
+) -> Result<(), ServeError>
 where
     F: FnOnce(watch::Receiver<bool>) -> Fut,
     Fut: std::future::Future<Output = ()>,

@@ -67,7 +67,14 @@ impl InSync {
 pub fn is_active(n: &Node, now_ms: u64, window_ms: u64) -> bool {
     let connected = n.hybrid.as_ref().is_some_and(|h| h.connected);
     let wait = crate::cluster::node::PING_WAIT.as_millis() as u64;
-    n.is_active(now_ms, if connected { window_ms.max(wait) } else { window_ms })
+    n.is_active(
+        now_ms,
+        if connected {
+            window_ms.max(wait)
+        } else {
+            window_ms
+        },
+    )
 }
 
 /// A node record: the spec's fields, then ours.
