@@ -57,6 +57,9 @@ python3 scripts/loadtest.py --scenario heartbeats --nodes 200 --period 2 --secon
   --connections 8 --bin target/debug/rgmerge
 python3 scripts/loadtest.py --scenario writers --writers 4 --seconds 1 --bin target/debug/rgmerge
 python3 scripts/startup.py --members 4 --entities 50 --runs 1 --bin target/debug/rgmerge
+# Issue 30: a small fleet of fake Kong data planes (examples/fleet.rs, built by cargo test).
+python3 scripts/loadtest.py --scenario hybrid --nodes 50 --ping-interval 2 --seconds 10 \
+  --connect-rate 200 --bin target/debug/rgmerge
 step "the other measurement scripts compile (socket_limit and pg_bench need oha or a PostgreSQL and release builds: run them by hand)"
 python3 -m py_compile scripts/socket_limit.py scripts/compare_bench.py scripts/compare_validate.py scripts/pg_bench.py
 step "benches (criterion smoke mode: each bench once)"
