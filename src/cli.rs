@@ -828,7 +828,10 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// Every data plane on the cluster endpoint holds a connection, and every
 /// sidecar one on the socket: take the hard limit on open files, as servers do.
 fn raise_open_files_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read and write the struct given.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {

@@ -565,7 +565,14 @@ async fn browse(
     // --- the instances table, sorted by each sortable column
     assert_eq!(
         headers(b, "#instances").await,
-        ["Host", "IP", "Last Seen", "Version", "Sync Status"]
+        [
+            "Host",
+            "IP",
+            "Last Seen",
+            "Version",
+            "Sync Status",
+            "Compatibility"
+        ]
     );
     let rows = instances(b).await;
     assert_eq!(rows.len(), 4);

@@ -5,10 +5,8 @@
 
 mod common;
 #[path = "common/dataplane.rs"]
-#[allow(dead_code)]
 mod dataplane;
 #[path = "common/postgres.rs"]
-#[allow(dead_code)]
 mod pg;
 
 use std::net::SocketAddr;
@@ -549,13 +547,21 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
     assert_eq!(n["sync_status"], "OUT_OF_SYNC");
     // A dry run says so before the change: this data plane would not get it.
     let dry = c
-        .send("PUT", &format!("/v2/control-planes/{g}/config?dry_run=true"), &[("content-type", "application/yaml")], Some(cfg.clone().into_bytes()))
+        .send(
+            "PUT",
+            &format!("/v2/control-planes/{g}/config?dry_run=true"),
+            &[("content-type", "application/yaml")],
+            Some(cfg.clone().into_bytes()),
+        )
         .await
         .expect(200)
         .json();
     let held = &dry["held_back_data_planes"];
     assert_eq!(held[0]["code"], "PLUGIN_SET_INCOMPATIBLE", "{dry}");
-    assert_eq!(held[0]["message"], "1 data plane on 3.10.0 lack the plugin `rate-limiting`");
+    assert_eq!(
+        held[0]["message"],
+        "1 data plane on 3.10.0 lack the plugin `rate-limiting`"
+    );
     assert_eq!(held[0]["node_ids"], json!([id]));
 
     // A newer major version gets nothing either.
@@ -662,31 +668,53 @@ async fn first_close(ws: &mut RawWs) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_per_node() {
-    let Some(server) = pg::PgServer::start() else { return };
+    let Some(server) = pg::PgServer::start() else {
+        return;
+    };
     let url = server.url("rgmerge");
     let a = Cluster::start(&["--store", &url]);
     let b = Cluster::start_with(a.certs.clone(), &["--store", &url]);
     let (ca, cb) = (a.daemon.client(), b.daemon.client());
     let g = ca.standard("shared-pg").await;
-    ca.put_config(&g, &service("pg-svc", "pg.internal")).await.expect(200);
+    ca.put_config(&g, &service("pg-svc", "pg.internal"))
+        .await
+        .expect(200);
     a.pin(&ca, &g, &a.read("dp.crt")).await;
     // B follows A's writes.
-    eventually("B to hold the group", async || cb.get(&format!("/v2/control-planes/{g}")).await.status == 200).await;
+    eventually("B to hold the group", async || {
+        cb.get(&format!("/v2/control-planes/{g}")).await.status == 200
+    })
+    .await;
 
     let on_a = DataPlane::connect(a.dp(&g)).await.expect("connect to A");
     let on_b = DataPlane::connect(b.dp(&g)).await.expect("connect to B");
     for dp in [&on_a, &on_b] {
-        assert!(dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await, "{:?}", dp.events());
+        assert!(
+            dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await,
+            "{:?}",
+            dp.events()
+        );
     }
-    assert_eq!(on_a.current_hash(), on_b.current_hash(), "the same version, the same hash");
+    assert_eq!(
+        on_a.current_hash(),
+        on_b.current_hash(),
+        "the same version, the same hash"
+    );
     assert_eq!(on_a.current_hash(), expected_hash(&cb, &g).await);
 
     // A write through B reaches both.
-    cb.put_config(&g, &service("pg-two", "pg.internal")).await.expect(200);
+    cb.put_config(&g, &service("pg-two", "pg.internal"))
+        .await
+        .expect(200);
     let next = expected_hash(&cb, &g).await;
     eventually("A to follow", async || expected_hash(&ca, &g).await == next).await;
     for dp in [&on_a, &on_b] {
-        assert!(dp.wait_until(HANG_GUARD, |d| d.current_hash() == next).await, "{:?}", dp.events());
+        assert!(
+            dp.wait_until(HANG_GUARD, |d| d.current_hash() == next)
+                .await,
+            "{:?}",
+            dp.events()
+        );
     }
 
     // Each daemon lists both nodes, in sync, whichever daemon holds them.

@@ -1511,6 +1511,9 @@ fn node_steps() -> Vec<Step> {
         extension("GET", format!("{V2}/{{shared}}/snapshot"), 200).check(|ctx, r| {
             let etag = r.header("etag").ok_or("no ETag")?;
             ctx.set("hash", etag.trim_matches('"'));
+            // What a hybrid data plane pings: Kong's config hash of the snapshot.
+            let body = r.at("")?;
+            ctx.set("kong_hash", &rgmerge::cluster::hash::config_hash(body).0);
             Ok(())
         }),
         heartbeat(NODE_1, "dp-1", "3.10.0.1", "{hash}"),
@@ -1573,7 +1576,7 @@ fn node_steps() -> Vec<Step> {
             format!("{V2}/{{shared}}/expected-config-hash"),
             200,
         )
-        .eq("/expected_hash", json!("{hash}"))
+        .eq("/expected_hash", json!("{kong_hash}"))
         .unix_seconds("/created_at")
         .unix_seconds("/updated_at"),
         call(

@@ -43,7 +43,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The Kong version the cluster endpoint serves (the daemon's rules are
 /// Kong 3.10's).
-pub const KONG_VERSION: compat::KongVersion = compat::KongVersion { major: 3, minor: 10, patch: 0 };
+pub const KONG_VERSION: compat::KongVersion = compat::KongVersion {
+    major: 3,
+    minor: 10,
+    patch: 0,
+};
 
 /// Resolves once `stop` turns true (or its sender is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {

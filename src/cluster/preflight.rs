@@ -37,7 +37,10 @@ pub fn held_back(groups: &[&GroupView], plugins: &[String], cp: KongVersion) -> 
                 Some(v) if compat::check_version(cp, v).is_ok() => {}
                 _ => {
                     found
-                        .entry(key(compat::KONG_VERSION_INCOMPATIBLE, "run a Kong version this control plane can serve".into()))
+                        .entry(key(
+                            compat::KONG_VERSION_INCOMPATIBLE,
+                            "run a Kong version this control plane can serve".into(),
+                        ))
                         .or_default()
                         .push(node.id.clone());
                     continue;
@@ -46,7 +49,10 @@ pub fn held_back(groups: &[&GroupView], plugins: &[String], cp: KongVersion) -> 
             for p in plugins {
                 if !h.plugins.iter().any(|(name, _)| name == p) {
                     found
-                        .entry(key(compat::PLUGIN_SET_INCOMPATIBLE, format!("lack the plugin `{p}`")))
+                        .entry(key(
+                            compat::PLUGIN_SET_INCOMPATIBLE,
+                            format!("lack the plugin `{p}`"),
+                        ))
                         .or_default()
                         .push(node.id.clone());
                 }
@@ -60,7 +66,10 @@ pub fn held_back(groups: &[&GroupView], plugins: &[String], cp: KongVersion) -> 
                     if n == 1 { "" } else { "s" }
                 )
             } else {
-                format!("{n} data plane{} on {version} {what}", if n == 1 { "" } else { "s" })
+                format!(
+                    "{n} data plane{} on {version} {what}",
+                    if n == 1 { "" } else { "s" }
+                )
             };
             out.push(HeldBack {
                 control_plane_id: view.meta.id,

@@ -65,7 +65,11 @@ impl ConfigOutcome {
 
 /// Collects `name` of every plugin entity in `v`; `plugins` says `v` is a
 /// list of plugins itself.
-fn plugin_names(v: &serde_json::Value, plugins: bool, out: &mut std::collections::BTreeSet<String>) {
+fn plugin_names(
+    v: &serde_json::Value,
+    plugins: bool,
+    out: &mut std::collections::BTreeSet<String>,
+) {
     match v {
         serde_json::Value::Array(items) => {
             for item in items {

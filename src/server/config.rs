@@ -92,7 +92,10 @@ pub async fn put(
                 "composites": composites,
             });
             if dry_run && let Some(o) = v.as_object_mut() {
-                o.insert("held_back_data_planes".into(), json!(held_back(&s, id, &outcome).await));
+                o.insert(
+                    "held_back_data_planes".into(),
+                    json!(held_back(&s, id, &outcome).await),
+                );
             }
             // A dry run changed nothing, so it has no version to report.
             if !dry_run && let Some(o) = v.as_object_mut() {
@@ -133,7 +136,10 @@ pub async fn held_back(
         outcome.composites.iter().map(|c| c.id).collect()
     };
     let views: Vec<_> = targets.iter().filter_map(|t| s.engine.view(*t)).collect();
-    if views.iter().all(|v| v.nodes.list().iter().all(|n| n.hybrid.is_none())) {
+    if views
+        .iter()
+        .all(|v| v.nodes.list().iter().all(|n| n.hybrid.is_none()))
+    {
         return Vec::new();
     }
     let outcome = outcome.clone();
