@@ -671,7 +671,7 @@ async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_pe
     let Some(server) = pg::PgServer::start() else {
         return;
     };
-    let url = server.url("rgmerge");
+    let url = server.database("rgmerge");
     let a = Cluster::start(&["--store", &url]);
     let b = Cluster::start_with(a.certs.clone(), &["--store", &url]);
     let (ca, cb) = (a.daemon.client(), b.daemon.client());
