@@ -666,6 +666,7 @@ proptest! {
         // PROPTEST_CASES=5000 for a longer run.
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
         max_shrink_iters: 2000,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct("fixtures/proptest/registry_props.proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 

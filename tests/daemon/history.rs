@@ -1,40 +1,15 @@
 //! Snapshot history, pins, disaster recovery and per-group metrics (issue 15):
 //! the real binary on a real socket.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
-use std::process::Command;
 
-use common::{Client, Daemon, HANG_GUARD, Resp, service};
+use crate::common::{Client, Daemon, Resp, V2, hang_guard, rgmerge, service};
 use serde_json::{Value, json};
-
-const V2: &str = "/v2/control-planes";
-
-fn rgmerge(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args(args)
-        .output()
-        .expect("run rgmerge")
-}
-
-fn version(r: &Resp) -> u64 {
-    r.header("x-snapshot-version")
-        .and_then(|v| v.parse().ok())
-        .expect("x-snapshot-version")
-}
-
-fn etag(r: &Resp) -> String {
-    r.header("etag")
-        .expect("etag")
-        .trim_matches('"')
-        .to_string()
-}
 
 /// What a group serves: (version, hash, bytes).
 async fn served(c: &Client, id: &str) -> (u64, String, Vec<u8>) {
     let r = c.snapshot(id).await;
-    (version(&r), etag(&r), r.body)
+    (r.version(), r.etag(), r.body)
 }
 
 async fn history(c: &Client, id: &str) -> Value {
@@ -45,13 +20,8 @@ async fn history(c: &Client, id: &str) -> Value {
 }
 
 async fn pin(c: &Client, id: &str, v: u64) -> Resp {
-    c.send(
-        "PUT",
-        &format!("{V2}/{id}/snapshot/pin"),
-        &[("content-type", "application/json")],
-        Some(json!({"version": v}).to_string().into_bytes()),
-    )
-    .await
+    c.put_json(&format!("{V2}/{id}/snapshot/pin"), &json!({"version": v}))
+        .await
 }
 
 async fn default_id(c: &Client) -> String {
@@ -77,7 +47,7 @@ async fn default_id(c: &Client) -> String {
 
 #[tokio::test]
 async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_restart() {
-    let mut d = Daemon::start(&["--snapshot-history", "3"]);
+    let mut d = Daemon::builder().flag("--snapshot-history", 3).start();
     let c = d.client();
     let blue = c.standard("blue").await;
     let mut seen: BTreeMap<u64, (String, Vec<u8>)> = BTreeMap::new();
@@ -116,8 +86,8 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
             .get(&format!("{V2}/{blue}/snapshot?version={v}"))
             .await
             .expect(200);
-        assert_eq!(version(&r), v);
-        assert_eq!(etag(&r), seen[&v].0);
+        assert_eq!(r.version(), v);
+        assert_eq!(r.etag(), seen[&v].0);
         assert_eq!(
             r.body, seen[&v].1,
             "version {v}: the bytes it was served with"
@@ -147,7 +117,7 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
 
     // Durable: the same after SIGKILL.
     d.kill9();
-    d.spawn();
+    d.restart();
     let c = d.client();
     assert_eq!(history(&c, &blue).await, h);
     let r = c
@@ -157,8 +127,8 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
     assert_eq!(r.body, seen[&4].1);
     // Keeping fewer after a restart drops the oldest for good.
     d.kill9();
-    d.extra_args(&["--snapshot-history", "2"]);
-    d.spawn();
+    d.set_args(&["--snapshot-history", "2"]);
+    d.restart();
     let c = d.client();
     let h = history(&c, &blue).await;
     assert_eq!(h["kept"]["oldest"], 5, "{h}");
@@ -174,7 +144,7 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
 
 #[tokio::test]
 async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_forward() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -210,16 +180,16 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     assert_eq!(r["served"]["hash"], good_hash.as_str());
     assert_eq!(r["pin"]["version"], good_v);
     assert_eq!(r["pin"]["served_as"], bad_v + 1);
-    let woke = tokio::time::timeout(HANG_GUARD, poll)
+    let woke = tokio::time::timeout(hang_guard(), poll)
         .await
         .expect("the long-poll woke")
         .unwrap()
         .expect(200);
-    assert_eq!(version(&woke), bad_v + 1);
+    assert_eq!(woke.version(), bad_v + 1);
     assert_eq!(woke.body, good_body);
     let s = c.snapshot(&comp).await;
     assert_eq!(s.header("x-snapshot-pinned"), Some(good_v.to_string()));
-    assert_eq!(etag(&s), good_hash);
+    assert_eq!(s.etag(), good_hash);
     let pinned_v = bad_v + 1;
 
     // Members go on changing: nothing new is served, and the pin says what it hides.
@@ -261,11 +231,11 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
         .get(&format!("{V2}/{comp}/snapshot?version={bad_v}"))
         .await
         .expect(200);
-    assert_eq!(etag(&r), bad_hash);
+    assert_eq!(r.etag(), bad_hash);
 
     // Durable.
     d.kill9();
-    d.spawn();
+    d.restart();
     let c = d.client();
     assert_eq!(
         served(&c, &comp).await,
@@ -302,12 +272,12 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     assert_eq!(r["published"], true, "{r}");
     assert_eq!(r["pin"], Value::Null);
     assert_eq!(r["served"]["version"], pinned_v + 1);
-    let woke = tokio::time::timeout(HANG_GUARD, poll)
+    let woke = tokio::time::timeout(hang_guard(), poll)
         .await
         .expect("the long-poll woke")
         .unwrap()
         .expect(200);
-    assert_eq!(version(&woke), pinned_v + 1);
+    assert_eq!(woke.version(), pinned_v + 1);
     assert!(woke.text().contains("yellow-fixed"));
     assert!(
         c.snapshot(&comp)
@@ -346,16 +316,19 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
 
 #[tokio::test]
 async fn wait_without_a_known_version_answers_at_once() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     // No If-None-Match and no version: nothing to wait against, so the
     // served snapshot comes back (a poll that waited would end in 304).
-    let r = tokio::time::timeout(HANG_GUARD, c.get(&format!("{V2}/{blue}/snapshot?wait=300")))
-        .await
-        .expect("answered")
-        .expect(200);
-    assert_eq!(version(&r), 1);
+    let r = tokio::time::timeout(
+        hang_guard(),
+        c.get(&format!("{V2}/{blue}/snapshot?wait=300")),
+    )
+    .await
+    .expect("answered")
+    .expect(200);
+    assert_eq!(r.version(), 1);
     // With the version the caller has, it waits (and times out with 304).
     c.get(&format!("{V2}/{blue}/snapshot?wait=0.2&version=1"))
         .await
@@ -364,7 +337,7 @@ async fn wait_without_a_known_version_answers_at_once() {
 
 #[tokio::test]
 async fn metrics_name_groups_and_forget_deleted_ones() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared \"eu\"").await;
     let blue = c.standard("blue").await;
@@ -439,7 +412,7 @@ async fn everything(c: &Client) -> BTreeMap<String, Value> {
 
 #[tokio::test]
 async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_served() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     // A composite that had a good merge, then went into conflict.
     let shared = c.composite("shared").await;
@@ -507,7 +480,7 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     assert_eq!(c.status(&apps).await["item"]["state"], "OK");
 
     let before = everything(&c).await;
-    assert!(d.terminate().success());
+    assert!(d.stop().success());
     let out_dir = d.dir.path().join("export");
     let out = rgmerge(&[
         "export",
@@ -571,7 +544,7 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     }
 
     // Import into a fresh data directory and serve it.
-    let mut d2 = Daemon::start(&[]);
+    let mut d2 = Daemon::start();
     d2.kill9();
     std::fs::remove_dir_all(&d2.data).ok();
     let imp = rgmerge(&[
@@ -585,7 +558,7 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
         "{}",
         String::from_utf8_lossy(&imp.stderr)
     );
-    d2.spawn();
+    d2.restart();
     let c2 = d2.client();
     let after = everything(&c2).await;
     assert_eq!(before.len(), after.len());

@@ -1,25 +1,13 @@
 //! Nothing acknowledged is ever lost (issue 5): restarts, SIGKILL under
 //! concurrent writes, damaged stores, a full disk, export and import.
 
-mod common;
-
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, service};
+use crate::common::{Daemon, V2, rgmerge, service};
 use serde_json::json;
 
-const V2: &str = "/v2/control-planes";
-
-fn rgmerge(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args(args)
-        .output()
-        .expect("run rgmerge")
-}
-
-async fn state_of(c: &common::Client) -> serde_json::Value {
+async fn state_of(c: &crate::common::Client) -> serde_json::Value {
     let groups = c
         .get(&format!("{V2}?page[size]=1000"))
         .await
@@ -77,10 +65,10 @@ async fn state_of(c: &common::Client) -> serde_json::Value {
 /// Replaces group `g`'s config with one service named `name`, as the
 /// concurrent writers do; a dropped connection (the daemon killed) is `Err`.
 async fn put_service(
-    c: &common::Client,
+    c: &crate::common::Client,
     g: &str,
     name: &str,
-) -> Result<common::Resp, reqwest::Error> {
+) -> Result<crate::common::Resp, reqwest::Error> {
     let body = service(name, "h.internal").into_bytes();
     c.try_send(
         "PUT",
@@ -102,7 +90,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Waits until every heartbeat answered so far is in the store.
-async fn heartbeats_stored(c: &common::Client) {
+async fn heartbeats_stored(c: &crate::common::Client) {
     let taken = metric(
         &c.get("/metrics").await.expect(200).text(),
         "rgmerge_heartbeats_total",
@@ -120,7 +108,7 @@ async fn heartbeats_stored(c: &common::Client) {
 
 #[tokio::test]
 async fn restart_restores_everything_and_versions_keep_growing() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -174,7 +162,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     );
 
     d.kill9();
-    d.spawn();
+    d.restart();
     let c = d.client();
     let after = state_of(&c).await;
     assert_eq!(before, after, "state after restart");
@@ -219,8 +207,8 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     assert_eq!(v2, v + 1);
     // And a clean shutdown keeps everything as well.
     let before = state_of(&c).await;
-    assert!(d.terminate().success());
-    d.spawn();
+    assert!(d.stop().success());
+    d.restart();
     assert_eq!(before, state_of(&d.client()).await);
     let m = d.client().get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (3.0, 0.0), "{m}");
@@ -228,7 +216,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     // Frozen members that no longer decode (a damaged row, or one another
     // binary wrote) are built from their configs: the same state is
     // served, and the writer stores them frozen again for the next start.
-    assert!(d.terminate().success());
+    assert!(d.stop().success());
     {
         use rgmerge::registry::record::Change;
         let mut store = rgmerge::store::Store::open(&d.data).expect("store");
@@ -241,12 +229,12 @@ async fn restart_restores_everything_and_versions_keep_growing() {
             .collect();
         store.commit(&damaged).expect("commit");
     }
-    d.spawn();
+    d.restart();
     assert_eq!(before, state_of(&d.client()).await);
     let m = d.client().get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (0.0, 3.0), "{m}");
-    assert!(d.terminate().success());
-    d.spawn();
+    assert!(d.stop().success());
+    d.restart();
     assert_eq!(before, state_of(&d.client()).await);
     let m = d.client().get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (3.0, 0.0), "{m}");
@@ -257,7 +245,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
 /// their members' configs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let mut groups = Vec::new();
@@ -302,7 +290,7 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
             }
         }
         counter += 1000;
-        d.spawn();
+        d.restart();
         let c = d.client();
         for g in &groups {
             let cfg = c.get(&format!("{V2}/{g}/config")).await.expect(200).text();
@@ -352,7 +340,7 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
     const WRITERS: usize = 32;
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let mut groups = Vec::new();
     let mut composites = Vec::new();
@@ -415,7 +403,7 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
                 }
             }
         }
-        d.spawn();
+        d.restart();
         let c = d.client();
         let mut stored = HashMap::new();
         for g in &groups {
@@ -498,7 +486,7 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
 
 #[test]
 fn a_damaged_store_is_refused_never_overwritten() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     d.kill9();
     let file = d.data.join("rgmerge.redb");
     let len = std::fs::metadata(&file).unwrap().len();
@@ -531,13 +519,13 @@ fn a_damaged_store_is_refused_never_overwritten() {
         );
         std::fs::write(&file, &original).unwrap();
     }
-    d.spawn();
+    d.restart();
     d.kill9();
 }
 
 #[tokio::test]
 async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("small", "s"))
@@ -547,8 +535,8 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
     let size = std::fs::metadata(d.data.join("rgmerge.redb"))
         .unwrap()
         .len();
-    d.file_size_limit = Some(size + 64 * 1024);
-    d.spawn();
+    d.set_file_size_limit(Some(size + 64 * 1024));
+    d.restart();
     let c = d.client();
     let before = c.snapshot(&blue).await;
     // A config far larger than what is left on the "disk".
@@ -586,8 +574,8 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
         .expect(200);
     // After a restart without the limit, the state is the acknowledged one.
     d.kill9();
-    d.file_size_limit = None;
-    d.spawn();
+    d.set_file_size_limit(None);
+    d.restart();
     assert!(
         d.client()
             .get(&format!("{V2}/{blue}/config"))
@@ -600,7 +588,7 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
 
 #[tokio::test]
 async fn export_validate_bundle_and_import_round_trip() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -632,7 +620,7 @@ async fn export_validate_bundle_and_import_round_trip() {
         "{}",
         String::from_utf8_lossy(&running.stderr)
     );
-    assert!(d.terminate().success());
+    assert!(d.stop().success());
 
     let out = rgmerge(&[
         "export",
@@ -694,11 +682,11 @@ async fn export_validate_bundle_and_import_round_trip() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds state"));
 
-    let mut d2 = Daemon::start(&[]);
+    let mut d2 = Daemon::start();
     d2.kill9();
     std::fs::remove_dir_all(&d2.data).ok();
     std::fs::rename(&data2, &d2.data).unwrap();
-    d2.spawn();
+    d2.restart();
     let after = state_of(&d2.client()).await;
     // An export carries what each group served: versions, hashes and bytes
     // come back as they were, the conflicted composite's last good one included.

@@ -1,19 +1,15 @@
 //! The daemon end to end: the real binary on a temporary Unix socket, driven
 //! over HTTP (issue 4).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{Daemon, HANG_GUARD, service};
+use crate::common::{Daemon, V2, hang_guard, service};
 use serde_json::json;
-
-const V2: &str = "/v2/control-planes";
 
 #[tokio::test]
 async fn serving_basics_health_metrics_socket_mode_and_json_errors() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     assert_eq!(c.get("/healthz").await.expect(200).json()["status"], "ok");
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
@@ -36,13 +32,13 @@ async fn serving_basics_health_metrics_socket_mode_and_json_errors() {
 
 #[tokio::test]
 async fn stale_socket_is_removed_and_a_foreign_file_is_refused() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     d.kill9();
     assert!(d.socket.exists(), "a crashed run leaves its socket behind");
-    d.spawn();
+    d.restart();
     d.client().get("/healthz").await.expect(200);
     // SIGTERM: clean exit, socket removed.
-    let status = d.terminate();
+    let status = d.stop();
     assert!(status.success(), "{status:?}");
     assert!(!d.socket.exists());
     // A regular file where the socket should go is not ours to replace.
@@ -65,13 +61,13 @@ async fn stale_socket_is_removed_and_a_foreign_file_is_refused() {
 
 #[tokio::test]
 async fn default_group_rules() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let list = c.get(V2).await.expect(200).json();
     let def = &list["data"][0];
     assert_eq!(def["name"], "default");
     let id = def["id"].as_str().unwrap();
-    let details = |c: common::Client| async move {
+    let details = |c: crate::common::Client| async move {
         c.get(&format!("{V2}/{id}/details"))
             .await
             .expect(200)
@@ -98,7 +94,7 @@ async fn default_group_rules() {
 
 #[tokio::test]
 async fn groups_create_list_filter_page_rename_label_delete() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let r = c.post_json(V2, &json!({"name": "blue", "description": "team blue", "labels": {"team": "blue", "env": "prod"}})).await.expect(201).json();
     let blue = r["id"].as_str().unwrap().to_string();
@@ -229,7 +225,7 @@ async fn groups_create_list_filter_page_rename_label_delete() {
 
 #[tokio::test]
 async fn group_field_rules() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let long = "x".repeat(257);
     c.post_json(V2, &json!({"name": long})).await.expect(400);
@@ -273,7 +269,7 @@ async fn group_field_rules() {
 
 #[tokio::test]
 async fn max_groups_reproduces_the_enterprise_plan() {
-    let d = Daemon::start(&["--max-groups", "3"]);
+    let d = Daemon::builder().flag("--max-groups", 3).start();
     let c = d.client();
     c.standard("one").await;
     c.standard("two").await;
@@ -287,7 +283,7 @@ async fn max_groups_reproduces_the_enterprise_plan() {
 
 #[tokio::test]
 async fn membership_rules_each_refusal_changes_nothing() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let other = c.composite("other").await;
@@ -296,7 +292,7 @@ async fn membership_rules_each_refusal_changes_nothing() {
     let busy = c.standard("busy").await;
     c.heartbeat(&busy, "dp-1", "").await.expect(200);
 
-    let members = |c: common::Client, id: String| async move {
+    let members = |c: crate::common::Client, id: String| async move {
         c.get(&format!("{V2}/{id}/group-memberships"))
             .await
             .expect(200)
@@ -376,7 +372,7 @@ async fn membership_rules_each_refusal_changes_nothing() {
 
 #[tokio::test]
 async fn limits_51_per_request_257_members_6_composites() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("big").await;
     let mut ids = Vec::new();
@@ -415,7 +411,7 @@ async fn limits_51_per_request_257_members_6_composites() {
 
 #[tokio::test]
 async fn conflict_lifecycle_keeps_the_last_good_snapshot() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -499,7 +495,7 @@ async fn conflict_lifecycle_keeps_the_last_good_snapshot() {
 
 #[tokio::test]
 async fn dry_runs_answer_and_change_nothing() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -620,7 +616,7 @@ async fn dry_runs_answer_and_change_nothing() {
 
 #[tokio::test]
 async fn rejected_config_lists_every_error_and_changes_nothing() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -698,7 +694,7 @@ async fn rejected_config_lists_every_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn etag_304_and_long_poll_wakes_on_publish() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     let s = c.snapshot(&blue).await;
@@ -744,7 +740,7 @@ async fn etag_304_and_long_poll_wakes_on_publish() {
         .expect(200);
     // It woke: 200 with the new version, not the 304 of `wait=30` running
     // out. The timeout is a hang guard only.
-    let r = tokio::time::timeout(HANG_GUARD, poller)
+    let r = tokio::time::timeout(hang_guard(), poller)
         .await
         .expect("long-poll woke")
         .unwrap()
@@ -771,7 +767,7 @@ async fn etag_304_and_long_poll_wakes_on_publish() {
 
 #[tokio::test]
 async fn nodes_heartbeat_list_sort_and_sync_status() {
-    let d = Daemon::start(&["--active-window-secs", "30"]);
+    let d = Daemon::builder().flag("--active-window-secs", 30).start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -852,7 +848,7 @@ async fn nodes_heartbeat_list_sort_and_sync_status() {
 
 #[tokio::test]
 async fn deleting_a_composite_releases_its_members() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -872,7 +868,7 @@ async fn deleting_a_composite_releases_its_members() {
 
 #[tokio::test]
 async fn bad_requests_get_json_errors_and_change_nothing() {
-    let d = Daemon::start(&["--max-body-bytes", "4096"]);
+    let d = Daemon::builder().flag("--max-body-bytes", 4096).start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("keep", "k")).await.expect(200);
@@ -1004,7 +1000,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_do_not_hold_the_in_flight_limit() {
-    let d = Daemon::start(&["--max-in-flight", "2"]);
+    let d = Daemon::builder().flag("--max-in-flight", 2).start();
     let c = d.client();
     let blue = c.standard("blue").await;
     let etag = c.snapshot(&blue).await.header("etag").unwrap();
@@ -1026,12 +1022,12 @@ async fn long_polls_do_not_hold_the_in_flight_limit() {
     // ...and a write still goes through, and wakes them all: every poll
     // answers 200 with it, none the 304 of `wait=20` running out (as they
     // would if the write had waited for them). The timeouts are hang guards.
-    tokio::time::timeout(HANG_GUARD, c.put_config(&blue, &service("go", "g")))
+    tokio::time::timeout(hang_guard(), c.put_config(&blue, &service("go", "g")))
         .await
         .expect("the write was not blocked by waiting long-polls")
         .expect(200);
     for p in polls {
-        let r = tokio::time::timeout(HANG_GUARD, p)
+        let r = tokio::time::timeout(hang_guard(), p)
             .await
             .unwrap()
             .unwrap()
@@ -1046,7 +1042,7 @@ async fn long_polls_do_not_hold_the_in_flight_limit() {
 /// member refuses heartbeats, a group deleted mid-stream takes its nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn heartbeats_racing_a_membership_change_never_leave_a_member_with_nodes() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let (mut joined, mut refused) = (0, 0);

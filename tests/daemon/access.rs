@@ -3,15 +3,13 @@
 //! run as root, as CI does) and bearer tokens. The role × endpoint matrix is
 //! one table checked by one helper; the edge cases follow it.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use common::{Client, Daemon, HANG_GUARD, Resp, service};
+use crate::common::{Client, Daemon, Resp, hang_guard, service};
 use serde_json::{Value, json};
 
 fn is_root() -> bool {
@@ -26,7 +24,7 @@ fn open_socket(d: &Daemon) {
 }
 
 fn start(extra: &[&str]) -> Daemon {
-    let d = Daemon::start(extra);
+    let d = Daemon::builder().args(extra).start();
     open_socket(&d);
     d
 }
@@ -640,7 +638,7 @@ async fn tokens_are_shown_once_hashed_and_die_when_revoked_expired_or_orphaned()
     let (short, _) = issue(&root, "ci", json!({"expires_in_seconds": 1})).await;
     let short_client = Client::with_token(&d.socket, &short);
     short_client.get("/v2/me").await.expect(200);
-    let deadline = Instant::now() + HANG_GUARD;
+    let deadline = Instant::now() + hang_guard();
     loop {
         let r = short_client.get("/v2/me").await;
         if r.status == 401 {
@@ -973,7 +971,7 @@ async fn access_state_and_the_audit_log_survive_a_crash() {
     let (token, _) = issue(&root, "keepers", json!({})).await;
     // Acknowledged, so durable: the write and its audit entry.
     d.kill9();
-    d.spawn();
+    d.restart();
     open_socket(&d);
     let c = Client::with_token(&d.socket, &token);
     c.get(&format!("/v2/control-planes/{g}")).await.expect(200);
@@ -1213,7 +1211,7 @@ async fn the_sidecar_follows_its_group_with_a_node_token() {
         .stderr(Stdio::null())
         .spawn()
         .expect("sidecar");
-    let deadline = Instant::now() + HANG_GUARD;
+    let deadline = Instant::now() + hang_guard();
     let mut synced = false;
     while Instant::now() < deadline {
         let nodes = root

@@ -1,43 +1,13 @@
 //! The sidecar beside a data plane: it follows its group's snapshot, writes it
 //! atomically, heartbeats the hash it applied, and rides out daemon restarts.
 
-mod common;
+use std::time::Duration;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{Daemon, service};
-
-const V2: &str = "/v2/control-planes";
-
-struct Sidecar(Child);
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    // A hang guard only: the sidecar's progress is the outcome asserted.
-    let deadline = Instant::now() + common::HANG_GUARD;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+use crate::common::{Daemon, Sidecar, V2, service, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_applies_snapshots_and_sync_status_follows() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("edge").await;
     let blue = c.standard("blue").await;
@@ -47,31 +17,14 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
         .expect(200);
 
     let out = d.dir.path().join("kong.json");
-    let log = std::fs::File::create(d.dir.path().join("sidecar.log")).unwrap();
-    let _sidecar = Sidecar(
-        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                "edge",
-                "--node-id",
-                "dp-1",
-                "--hostname",
-                "dp-1.local",
-                "--interval",
-                "1",
-                "--socket",
-            ])
-            .arg(&d.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
+    let _sidecar = Sidecar::builder("edge", "dp-1")
+        .flag("--hostname", "dp-1.local")
+        .socket(&d.socket)
+        .out(&out)
+        .log(&d.path("sidecar.log"))
+        .spawn();
 
-    let node_status = |c: common::Client, comp: String| async move {
+    let node_status = |c: crate::common::Client, comp: String| async move {
         let r = c.get(&format!("{V2}/{comp}/nodes")).await;
         if r.status != 200 {
             return None;
@@ -124,7 +77,7 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
     // The daemon restarts; the sidecar carries on and applies what comes next.
     d.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    d.spawn();
+    d.restart();
     let c = d.client();
     c.put_config(&blue, &service("third", "third.internal"))
         .await
@@ -169,35 +122,18 @@ async fn sidecar_posts_to_a_kong_admin_config_endpoint() {
     let admin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
 
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("svc", "svc.internal"))
         .await
         .expect(200);
     let out = d.dir.path().join("kong.json");
-    let _sidecar = Sidecar(
-        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                &blue,
-                "--node-id",
-                "dp-k",
-                "--interval",
-                "1",
-                "--kong-admin",
-                &admin,
-                "--socket",
-            ])
-            .arg(&d.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _sidecar = Sidecar::builder(&blue, "dp-k")
+        .flag("--kong-admin", &admin)
+        .socket(&d.socket)
+        .out(&out)
+        .spawn();
     let snap = c.snapshot(&blue).await;
     wait_for("Kong received the snapshot", || {
         let received = received.clone();
@@ -289,38 +225,20 @@ async fn sidecar_ships_only_what_kong_accepted() {
     let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let admin = stand_in_kong(answer.clone(), received.clone()).await;
 
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("good", "good.internal"))
         .await
         .expect(200);
     let out = d.dir.path().join("kong.json");
-    let _sidecar = Sidecar(
-        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                &blue,
-                "--node-id",
-                "dp-k",
-                "--interval",
-                "1",
-                "--kong-timeout-secs",
-                "1",
-                "--kong-admin",
-                &admin,
-                "--socket",
-            ])
-            .arg(&d.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let node = |c: common::Client, blue: String| async move {
+    let _sidecar = Sidecar::builder(&blue, "dp-k")
+        .flag("--kong-timeout-secs", "1")
+        .flag("--kong-admin", &admin)
+        .socket(&d.socket)
+        .out(&out)
+        .spawn();
+    let node = |c: crate::common::Client, blue: String| async move {
         let r = c.get(&format!("{V2}/{blue}/nodes")).await;
         r.json()["items"][0].clone()
     };

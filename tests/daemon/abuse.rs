@@ -6,15 +6,12 @@
 //! the input is legal, accepted), the daemon stays up, and nothing accepted
 //! before is changed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, HANG_GUARD, service};
+use crate::common::{Client, Daemon, V2, hang_guard, service};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const V2: &str = "/v2/control-planes";
 const MB: usize = 1024 * 1024;
 const LIMIT: usize = 2 * MB;
 
@@ -92,11 +89,11 @@ async fn check(c: &Client, k: &Case) {
     // No bound on how long an answer takes (a debug build on a busy 2-core
     // machine took 14.7 s for the 1 MB top-level key): a hang guard only.
     let r = tokio::time::timeout(
-        HANG_GUARD,
+        hang_guard(),
         c.send(k.method, &k.path, &headers, Some(k.body.clone())),
     )
     .await
-    .unwrap_or_else(|_| panic!("{}: no answer within {HANG_GUARD:?}", k.what));
+    .unwrap_or_else(|_| panic!("{}: no answer within {:?}", k.what, hang_guard()));
     let body = r.text();
     let short: String = body.chars().take(400).collect();
     assert_eq!(r.status, k.status, "{}: {short}", k.what);
@@ -155,14 +152,16 @@ fn route_with(field: &str, value: &str) -> Vec<u8> {
 async fn bad_input_is_refused_with_json_and_changes_nothing() {
     // green's node must stay connected however slowly a loaded machine
     // gets through the cases: a window no run reaches.
-    let d = Daemon::start(&[
-        "--max-body-bytes",
-        &LIMIT.to_string(),
-        "--max-wait-secs",
-        "1",
-        "--active-window-secs",
-        "86400",
-    ]);
+    let d = Daemon::builder()
+        .args(&[
+            "--max-body-bytes",
+            &LIMIT.to_string(),
+            "--max-wait-secs",
+            "1",
+            "--active-window-secs",
+            "86400",
+        ])
+        .start();
     let c = d.client();
     let blue = c.standard("blue").await;
     let green = c.standard("green").await;
@@ -552,7 +551,7 @@ async fn bad_input_is_refused_with_json_and_changes_nothing() {
     // tells a clamped wait from one of 1e20 seconds.
     let etag = c.snapshot(&blue).await.header("etag").expect("etag");
     let r = tokio::time::timeout(
-        HANG_GUARD,
+        hang_guard(),
         c.send(
             "GET",
             &format!("{V2}/{blue}/snapshot?wait=1e20"),
@@ -602,7 +601,7 @@ fn alias_bomb() -> String {
 /// address exactly what they name.
 #[tokio::test]
 async fn traversal_strings_are_opaque_names() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let r = c
         .post_json(V2, &json!({"name": "../../etc/passwd"}))
@@ -639,7 +638,7 @@ async fn traversal_strings_are_opaque_names() {
 
 /// Sends raw bytes, returns the status and body of the answer (None if the
 /// daemon hung up without one). With `want_answer` it waits for a whole
-/// answer or a hang-up (HANG_GUARD as a hang guard only); without, it looks
+/// answer or a hang-up (hang_guard() as a hang guard only); without, it looks
 /// for 3 s, and an answer that comes later (or the daemon still waiting for
 /// more bytes) is None, which such a case accepts.
 /// The write half stays open: hyper takes a half-close for a hang-up.
@@ -655,7 +654,7 @@ async fn raw(d: &Daemon, bytes: &[u8], want_answer: bool) -> (Option<u16>, Strin
     };
     let read = async {
         let patience = if want_answer {
-            HANG_GUARD
+            hang_guard()
         } else {
             Duration::from_secs(3)
         };
@@ -702,7 +701,7 @@ fn is_whole_answer(out: &[u8]) -> bool {
 /// hyper answers or hangs up; either way the daemon keeps serving.
 #[tokio::test]
 async fn protocol_garbage_keeps_the_daemon_up() {
-    let d = Daemon::start(&["--max-body-bytes", "65536"]);
+    let d = Daemon::builder().flag("--max-body-bytes", 65536).start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("keep", "k")).await.expect(200);
@@ -773,7 +772,7 @@ async fn protocol_garbage_keeps_the_daemon_up() {
 /// the first 1000 errors, and the daemon answers health checks meanwhile.
 #[tokio::test]
 async fn a_million_tiny_entities_are_answered_and_the_daemon_stays_responsive() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let big = c.standard("big").await;
     let keep = c.standard("keep").await;
@@ -788,7 +787,7 @@ async fn a_million_tiny_entities_are_answered_and_the_daemon_stays_responsive() 
             let mut worst = Duration::ZERO;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let t = Instant::now();
-                tokio::time::timeout(HANG_GUARD, c.get("/healthz"))
+                tokio::time::timeout(hang_guard(), c.get("/healthz"))
                     .await
                     .expect("a health check was answered during the big uploads")
                     .expect(200);
@@ -888,7 +887,7 @@ async fn a_million_tiny_entities_are_answered_and_the_daemon_stays_responsive() 
     );
 }
 
-fn expect_error(r: &common::Resp, status: u16) -> Value {
+fn expect_error(r: &crate::common::Resp, status: u16) -> Value {
     assert_eq!(
         r.status,
         status,

@@ -16,13 +16,11 @@
 //! the composite page's is also written to `docs/runtime-manager.png` (the
 //! README's). Waits are hang guards, never timing assertions.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, HANG_GUARD, service};
+use crate::common::{Client, Daemon, hang_guard, service};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -75,7 +73,7 @@ impl Driver {
             .process_group(0)
             .spawn()
             .expect("spawn chromedriver");
-        let deadline = Instant::now() + HANG_GUARD;
+        let deadline = Instant::now() + hang_guard();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not listen");
             std::thread::sleep(Duration::from_millis(50));
@@ -96,7 +94,7 @@ impl Drop for Driver {
 
 /// A hang guard around one browser step.
 async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(HANG_GUARD, f)
+    tokio::time::timeout(hang_guard(), f)
         .await
         .unwrap_or_else(|_| panic!("hang guard: {what} did not finish"))
 }
@@ -219,12 +217,14 @@ async fn fixture(c: &Client) -> Fixture {
 
 async fn start_daemon() -> (Daemon, u16) {
     let port = free_port();
-    let d = Daemon::start(&[
-        "--http",
-        &format!("127.0.0.1:{port}"),
-        "--active-window-secs",
-        "3600",
-    ]);
+    let d = Daemon::builder()
+        .args(&[
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--active-window-secs",
+            "3600",
+        ])
+        .start();
     (d, port)
 }
 
@@ -294,7 +294,7 @@ async fn click_link(b: &fantoccini::Client, css: &str) {
 
 /// Waits (hang guard only) until `script` returns true.
 async fn wait_until(b: &fantoccini::Client, what: &str, script: &str) {
-    let deadline = Instant::now() + HANG_GUARD;
+    let deadline = Instant::now() + hang_guard();
     loop {
         let ok = b
             .execute(script, vec![])
@@ -367,7 +367,7 @@ async fn runtime_manager_in_headless_chromium() {
     });
 
     let outcome =
-        tokio::time::timeout(HANG_GUARD * 4, browse(&b, &base, &c, &f, &token, port)).await;
+        tokio::time::timeout(hang_guard() * 4, browse(&b, &base, &c, &f, &token, port)).await;
     let _ = b.clone().close().await;
     drop(driver);
     match outcome {
@@ -961,7 +961,7 @@ async fn tcp(port: u16, request: String) -> (u16, String) {
         .expect("connect");
     s.write_all(request.as_bytes()).await.expect("write");
     let mut out = Vec::new();
-    tokio::time::timeout(HANG_GUARD, s.read_to_end(&mut out))
+    tokio::time::timeout(hang_guard(), s.read_to_end(&mut out))
         .await
         .expect("hang guard")
         .expect("read");
@@ -1276,7 +1276,7 @@ async fn live_events_say_when_anything_changes() {
     let mut lines = BufReader::new(s).lines();
     // Headers, then nothing until a change.
     loop {
-        let l = tokio::time::timeout(HANG_GUARD, lines.next_line())
+        let l = tokio::time::timeout(hang_guard(), lines.next_line())
             .await
             .expect("hang guard")
             .expect("read")
@@ -1292,7 +1292,7 @@ async fn live_events_say_when_anything_changes() {
         .await
         .expect(200);
     loop {
-        let l = tokio::time::timeout(HANG_GUARD, lines.next_line())
+        let l = tokio::time::timeout(hang_guard(), lines.next_line())
             .await
             .expect("hang guard: no event after a change")
             .expect("read")
