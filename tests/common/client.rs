@@ -82,6 +82,17 @@ impl Resp {
     }
 }
 
+/// Asserts two snapshot answers are one version with the same bytes.
+#[track_caller]
+pub fn assert_same_snapshot(before: &Resp, after: &Resp) {
+    assert_eq!(
+        before.header("x-snapshot-version"),
+        after.header("x-snapshot-version"),
+        "version"
+    );
+    assert!(before.body == after.body, "the snapshot's bytes changed");
+}
+
 impl Client {
     /// A client over `transport`, without a token.
     pub fn over(transport: Transport) -> Client {
@@ -221,6 +232,35 @@ impl Client {
     /// Creates a composite group; its id.
     pub async fn composite(&self, name: &str) -> String {
         self.create(name, "CLUSTER_TYPE_CONTROL_PLANE_GROUP").await
+    }
+
+    /// A composite `name` of new standard groups, each `(name, config)`:
+    /// the composite is created first, then the members, which join it,
+    /// then each member's config is PUT. The composite's id and the members'.
+    pub async fn composite_with<const N: usize>(
+        &self,
+        name: &str,
+        members: [(&str, &str); N],
+    ) -> (String, [String; N]) {
+        let comp = self.composite(name).await;
+        let mut ids = Vec::new();
+        for (m, _) in &members {
+            ids.push(self.standard(m).await);
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.add(&comp, &refs).await.expect(204);
+        for ((_, config), id) in members.iter().zip(&ids) {
+            self.put_config(id, config).await.expect(200);
+        }
+        (comp, ids.try_into().expect("N ids"))
+    }
+
+    /// A group's current config (200), as text.
+    pub async fn config(&self, id: &str) -> String {
+        self.get(&format!("{V2}/{id}/config"))
+            .await
+            .expect(200)
+            .text()
     }
 
     /// Sets a group's labels.

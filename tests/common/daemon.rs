@@ -32,6 +32,19 @@ pub fn rgmerge_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
     err
 }
 
+/// Runs `rgmerge ARGS`, asserts its exit code (showing its stderr).
+#[track_caller]
+pub fn rgmerge_exit<S: AsRef<OsStr>>(args: &[S], code: i32) -> Output {
+    let o = rgmerge(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "rgmerge: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// Whether `rgmerge serve` takes `flag` (a test of a flag that a binary may
 /// not have yet runs without it and says so).
 pub fn serve_accepts(flag: &str) -> bool {

@@ -22,8 +22,10 @@ pub mod openapi;
 pub mod postgres;
 pub mod wait;
 
-pub use client::{Client, Resp, Transport};
-pub use daemon::{Daemon, DaemonBuilder, Sidecar, rgmerge, rgmerge_ok, serve_accepts};
+pub use client::{Client, Resp, Transport, assert_same_snapshot};
+pub use daemon::{
+    Daemon, DaemonBuilder, Sidecar, rgmerge, rgmerge_exit, rgmerge_ok, serve_accepts,
+};
 pub use json::{check_json, find_mismatch};
 pub use wait::{HANG_GUARD, guard, hang_guard, wait_for, wait_for_some, wait_for_sync};
 

@@ -637,6 +637,19 @@ fn csrf(html: &str) -> String {
     html[at..].split('"').next().expect("value").to_string()
 }
 
+/// POSTs `fields` as multipart/form-data, with `headers` too.
+async fn form_post(
+    c: &Client,
+    path: &str,
+    fields: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> crate::common::Resp {
+    let (ct, body) = multipart(fields);
+    let mut all = vec![("content-type", ct.as_str())];
+    all.extend_from_slice(headers);
+    c.send("POST", path, &all, Some(body)).await
+}
+
 fn multipart(fields: &[(&str, &str)]) -> (String, Vec<u8>) {
     let boundary = "----rgmergeTestBoundary7MA4YWxk";
     let mut body = String::new();
@@ -689,40 +702,36 @@ async fn pages_on_the_socket_preflight_and_apply_with_csrf() {
     let token = csrf(&form);
     let fixed = service("yellow_service", "y.example");
     for bad in ["", "00", &"ab".repeat(32)] {
-        let (ct, body) = multipart(&[("csrf", bad), ("config", &fixed)]);
-        c.send(
-            "POST",
+        form_post(
+            &c,
             &format!("/ui/groups/{}/apply", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
+            &[("csrf", bad), ("config", &fixed)],
+            &[],
         )
         .await
         .expect(403);
     }
     // A cross-site post is refused even with the token.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", &fixed)]);
-    c.send(
-        "POST",
+    form_post(
+        &c,
         &format!("/ui/groups/{}/apply", f.yellow),
-        &[("content-type", &ct), ("sec-fetch-site", "cross-site")],
-        Some(body),
+        &[("csrf", &token), ("config", &fixed)],
+        &[("sec-fetch-site", "cross-site")],
     )
     .await
     .expect(403);
     assert_eq!(c.status(&f.shared).await["item"]["state"], "CONFLICT");
 
     // Dry run: the report per composite, nothing changed.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", &fixed)]);
-    let dry = c
-        .send(
-            "POST",
-            &format!("/ui/groups/{}/preflight", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
-        )
-        .await
-        .expect(200)
-        .text();
+    let dry = form_post(
+        &c,
+        &format!("/ui/groups/{}/preflight", f.yellow),
+        &[("csrf", &token), ("config", &fixed)],
+        &[],
+    )
+    .await
+    .expect(200)
+    .text();
     assert!(dry.contains("id=\"apply-form\""), "{dry}");
     assert!(
         dry.contains("CONFLICT</span> → <span class=\"badge badge-ok\">✔ OK"),
@@ -730,34 +739,30 @@ async fn pages_on_the_socket_preflight_and_apply_with_csrf() {
     );
     assert_eq!(c.status(&f.shared).await["item"]["state"], "CONFLICT");
     // An invalid config: its errors, and no Apply.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", "services: [")]);
-    let bad = c
-        .send(
-            "POST",
-            &format!("/ui/groups/{}/preflight", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
-        )
-        .await
-        .expect(200)
-        .text();
+    let bad = form_post(
+        &c,
+        &format!("/ui/groups/{}/preflight", f.yellow),
+        &[("csrf", &token), ("config", "services: [")],
+        &[],
+    )
+    .await
+    .expect(200)
+    .text();
     assert!(
         bad.contains("parse_error") && !bad.contains("apply-form"),
         "{bad}"
     );
 
     // Apply: the composite merges again.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", &fixed)]);
-    let applied = c
-        .send(
-            "POST",
-            &format!("/ui/groups/{}/apply", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
-        )
-        .await
-        .expect(200)
-        .text();
+    let applied = form_post(
+        &c,
+        &format!("/ui/groups/{}/apply", f.yellow),
+        &[("csrf", &token), ("config", &fixed)],
+        &[],
+    )
+    .await
+    .expect(200)
+    .text();
     assert!(applied.contains("Applied"), "{applied}");
     assert_eq!(c.status(&f.shared).await["item"]["state"], "OK");
     // A composite has no pre-flight of its own.

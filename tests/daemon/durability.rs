@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::{Daemon, V2, rgmerge, service};
+use crate::common::{Daemon, V2, assert_same_snapshot, rgmerge, rgmerge_exit, service};
 use serde_json::json;
 
 async fn state_of(c: &crate::common::Client) -> serde_json::Value {
@@ -555,19 +555,8 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
     );
     // Still serving, nothing changed.
     c.get("/healthz").await.expect(200);
-    let after = c.snapshot(&blue).await;
-    assert_eq!(before.body, after.body);
-    assert_eq!(
-        before.header("x-snapshot-version"),
-        after.header("x-snapshot-version")
-    );
-    assert!(
-        c.get(&format!("{V2}/{blue}/config"))
-            .await
-            .expect(200)
-            .text()
-            .contains("small")
-    );
+    assert_same_snapshot(&before, &c.snapshot(&blue).await);
+    assert!(c.config(&blue).await.contains("small"));
     // Small writes that fit still work.
     c.put_config(&blue, &service("still-small", "s"))
         .await
@@ -608,30 +597,25 @@ async fn export_validate_bundle_and_import_round_trip() {
     let before = state_of(&c).await;
     // Export needs the store, which the running daemon holds.
     let out_dir = d.dir.path().join("export");
-    let running = rgmerge(&[
-        "export",
-        "--data-dir",
-        d.data.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        running.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&running.stderr)
+    rgmerge_exit(
+        &[
+            "export",
+            "--data-dir",
+            d.data.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        2,
     );
     assert!(d.stop().success());
 
-    let out = rgmerge(&[
-        "export",
-        "--data-dir",
-        d.data.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    rgmerge_exit(
+        &[
+            "export",
+            "--data-dir",
+            d.data.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        0,
     );
     assert!(out_dir.join("members/blue.yaml").exists());
     assert!(
@@ -639,18 +623,15 @@ async fn export_validate_bundle_and_import_round_trip() {
         "names can't escape the directory"
     );
     // The bundle validates: the composite is in conflict (both define blue-svc).
-    let v = rgmerge(&[
-        "validate",
-        "--format",
-        "json",
-        "--bundle",
-        out_dir.join("bundle.yaml").to_str().unwrap(),
-    ]);
-    assert_eq!(
-        v.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&v.stderr)
+    let v = rgmerge_exit(
+        &[
+            "validate",
+            "--format",
+            "json",
+            "--bundle",
+            out_dir.join("bundle.yaml").to_str().unwrap(),
+        ],
+        1,
     );
     let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(report["composites"][0]["name"], "shared");
@@ -661,16 +642,14 @@ async fn export_validate_bundle_and_import_round_trip() {
 
     // Import into a fresh data directory, and serve from it.
     let data2 = d.dir.path().join("data2");
-    let imp = rgmerge(&[
-        "import",
-        "--data-dir",
-        data2.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        imp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imp.stderr)
+    rgmerge_exit(
+        &[
+            "import",
+            "--data-dir",
+            data2.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        0,
     );
     // Importing twice is refused: the directory now holds state.
     let again = rgmerge(&[

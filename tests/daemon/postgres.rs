@@ -444,16 +444,15 @@ async fn an_embedded_store_moves_into_postgres_and_back_with_the_same_snapshots(
     // merge served, a rename.
     let mut embedded = Daemon::start();
     let c = embedded.client();
-    let blue = c.standard("blue").await;
-    let yellow = c.standard("yellow").await;
-    let comp = c.composite("shared").await;
-    c.add(&comp, &[&blue, &yellow]).await.expect(204);
-    c.put_config(&blue, &service("a", "a.internal"))
-        .await
-        .expect(200);
-    c.put_config(&yellow, &service("b", "b.internal"))
-        .await
-        .expect(200);
+    let (comp, [blue, yellow]) = c
+        .composite_with(
+            "shared",
+            [
+                ("blue", &service("a", "a.internal")),
+                ("yellow", &service("b", "b.internal")),
+            ],
+        )
+        .await;
     c.put_config(&yellow, &service("a", "clash.internal"))
         .await
         .expect(200);

@@ -3,7 +3,36 @@
 
 use std::time::Duration;
 
-use crate::common::{Daemon, Sidecar, V2, service, wait_for};
+use crate::common::{Client, Daemon, Sidecar, V2, service, wait_for};
+
+/// The first node's (sync status, config hash), once it has reported.
+async fn node_status(c: &Client, comp: &str) -> Option<(String, String)> {
+    let r = c.get(&format!("{V2}/{comp}/nodes")).await;
+    if r.status != 200 {
+        return None;
+    }
+    let v = r.json();
+    v["items"].as_array().and_then(|a| a.first()).map(|n| {
+        (
+            n["sync_status"].as_str().unwrap_or("").to_string(),
+            n["config_hash"].as_str().unwrap_or("").to_string(),
+        )
+    })
+}
+
+/// Waits until the node reports the composite's current hash IN_SYNC,
+/// then checks the file Kong loads holds `needle`.
+async fn applied(c: &Client, comp: &str, out: &std::path::Path, needle: &str) {
+    let hash = c.etag(comp).await;
+    wait_for(&format!("the snapshot with {needle} applied"), || async {
+        node_status(c, comp)
+            .await
+            .is_some_and(|(s, h)| s == "IN_SYNC" && h == hash)
+    })
+    .await;
+    let file = std::fs::read_to_string(out).unwrap();
+    assert!(file.contains(needle), "{file}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_applies_snapshots_and_sync_status_follows() {
@@ -24,27 +53,11 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
         .log(&d.path("sidecar.log"))
         .spawn();
 
-    let node_status = |c: crate::common::Client, comp: String| async move {
-        let r = c.get(&format!("{V2}/{comp}/nodes")).await;
-        if r.status != 200 {
-            return None;
-        }
-        let v = r.json();
-        v["items"].as_array().and_then(|a| a.first()).map(|n| {
-            (
-                n["sync_status"].as_str().unwrap_or("").to_string(),
-                n["config_hash"].as_str().unwrap_or("").to_string(),
-            )
-        })
-    };
     // It fetches, writes the file Kong loads, and reports the hash: IN_SYNC.
-    wait_for("first snapshot applied", || {
-        let (c, comp) = (c.clone(), comp.clone());
-        async move {
-            node_status(c, comp)
-                .await
-                .is_some_and(|(s, _)| s == "IN_SYNC")
-        }
+    wait_for("first snapshot applied", || async {
+        node_status(&c, &comp)
+            .await
+            .is_some_and(|(s, _)| s == "IN_SYNC")
     })
     .await;
     let snap = c.snapshot(&comp).await;
@@ -58,21 +71,7 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
     c.put_config(&blue, &service("second", "second.internal"))
         .await
         .expect(200);
-    let new_hash = c.etag(&comp).await;
-    wait_for("second snapshot applied", || {
-        let (c, comp, h) = (c.clone(), comp.clone(), new_hash.clone());
-        async move {
-            node_status(c, comp)
-                .await
-                .is_some_and(|(s, hash)| s == "IN_SYNC" && hash == h)
-        }
-    })
-    .await;
-    assert!(
-        String::from_utf8(std::fs::read(&out).unwrap())
-            .unwrap()
-            .contains("second")
-    );
+    applied(&c, &comp, &out, "second").await;
 
     // The daemon restarts; the sidecar carries on and applies what comes next.
     d.kill9();
@@ -82,21 +81,7 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
     c.put_config(&blue, &service("third", "third.internal"))
         .await
         .expect(200);
-    let third = c.etag(&comp).await;
-    wait_for("third snapshot applied after a daemon restart", || {
-        let (c, comp, h) = (c.clone(), comp.clone(), third.clone());
-        async move {
-            node_status(c, comp)
-                .await
-                .is_some_and(|(s, hash)| s == "IN_SYNC" && hash == h)
-        }
-    })
-    .await;
-    assert!(
-        String::from_utf8(std::fs::read(&out).unwrap())
-            .unwrap()
-            .contains("third")
-    );
+    applied(&c, &comp, &out, "third").await;
 }
 
 /// With `--kong-admin`, each snapshot is POSTed to Kong's `/config`; the node
