@@ -17,6 +17,7 @@ pub mod browser;
 pub mod client;
 pub mod daemon;
 pub mod expect;
+#[macro_use]
 pub mod json;
 pub mod openapi;
 pub mod postgres;
