@@ -175,6 +175,11 @@ impl Client {
         self.send("GET", path, &[], None).await
     }
 
+    /// GET, asserting 200; the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.expect(200).json()
+    }
+
     /// `method` with a JSON body.
     pub async fn send_json(&self, method: &str, path: &str, v: &Value) -> Resp {
         self.send(
@@ -211,6 +216,17 @@ impl Client {
             &format!("{V2}/{id}/config"),
             &[("content-type", "application/yaml")],
             Some(yaml.as_bytes().to_vec()),
+        )
+        .await
+    }
+
+    /// PUTs a JSON config.
+    pub async fn put_config_json(&self, id: &str, json: &str) -> Resp {
+        self.send(
+            "PUT",
+            &format!("{V2}/{id}/config"),
+            &[("content-type", "application/json")],
+            Some(json.as_bytes().to_vec()),
         )
         .await
     }

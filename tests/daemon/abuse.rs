@@ -61,7 +61,7 @@ impl Case {
 /// What must not change: blue's config, every snapshot, the group list.
 async fn observe(c: &Client, ids: &[&str]) -> Vec<String> {
     let mut out = vec![
-        c.get(V2).await.expect(200).json()["data"]
+        c.get_json(V2).await["data"]
             .as_array()
             .expect("data")
             .iter()
@@ -415,10 +415,7 @@ async fn bad_input_is_refused_with_json_and_changes_nothing() {
     }
     assert_file(&expected_file(), &(answers.join("\n") + "\n"));
 
-    assert_eq!(
-        c.get(&certs).await.expect(200).json()["page"]["total_count"],
-        0
-    );
+    assert_eq!(c.get_json(&certs).await["page"]["total_count"], 0);
 
     // Over the limit: the daemon reads and drops the body (up to a bound),
     // then answers 413; sent raw, as a client that keeps writing would.
@@ -502,18 +499,16 @@ async fn traversal_strings_are_opaque_names() {
     let id = r["id"].as_str().expect("id").to_string();
     assert_eq!(r["name"], "../../etc/passwd");
     let list = c
-        .get(&format!("{V2}?filter[name][eq]=..%2F..%2Fetc%2Fpasswd"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}?filter[name][eq]=..%2F..%2Fetc%2Fpasswd"))
+        .await;
     assert_eq!(list["data"][0]["id"], id.as_str());
     c.heartbeat(&id, "../../etc/shadow", "h").await.expect(200);
-    let nodes = c.get(&format!("{V2}/{id}/nodes")).await.expect(200).json();
+    let nodes = c.get_json(&format!("{V2}/{id}/nodes")).await;
     assert_eq!(nodes["items"][0]["id"], "../../etc/shadow");
     c.delete(&format!("{V2}/{id}/nodes/..%2F..%2Fetc%2Fshadow"))
         .await
         .expect(204);
-    let nodes = c.get(&format!("{V2}/{id}/nodes")).await.expect(200).json();
+    let nodes = c.get_json(&format!("{V2}/{id}/nodes")).await;
     assert_eq!(nodes["page"]["total_count"], 0);
     // A literal `../` in the request target matches no route (no normalisation).
     let (status, body) = raw(

@@ -333,7 +333,7 @@ async fn the_list_shows_only_groups_the_caller_may_view() {
         vec!["mine"],
         "nobody has implicit access, the default group included"
     );
-    let all = root.get("/v2/control-planes").await.expect(200).json();
+    let all = root.get_json("/v2/control-planes").await;
     assert_eq!(all["data"].as_array().map(Vec::len), Some(3));
 }
 
@@ -378,7 +378,7 @@ async fn tokens_are_shown_once_hashed_and_die_when_revoked_expired_or_orphaned()
         "{token}"
     );
     let ci = Client::with_token(&d.socket, &token);
-    let me = ci.get("/v2/me").await.expect(200).json();
+    let me = ci.get_json("/v2/me").await;
     assert_eq!(me["teams"], json!(["ci"]));
     assert_eq!(me["credential"]["token_id"], json!(id));
     ci.put_config(&g, &service("svc", "a.example"))
@@ -510,11 +510,7 @@ async fn a_thousand_failed_attempts_are_refused_counted_and_audited() {
         .expect("count");
     assert!(n >= 1000.0, "{line}");
     // Every refusal is in the audit log (batched; reading it flushes).
-    let log = root
-        .get("/v2/audit-log?page[size]=1000")
-        .await
-        .expect(200)
-        .json();
+    let log = root.get_json("/v2/audit-log?page[size]=1000").await;
     let entries = log["data"].as_array().expect("data");
     let refused = entries
         .iter()
@@ -654,7 +650,7 @@ async fn a_deleted_groups_former_editors_have_nothing_left() {
     root.delete(&format!("/v2/control-planes/{g}"))
         .await
         .expect(204);
-    let grants = root.get("/v2/teams/eds/grants").await.expect(200).json();
+    let grants = root.get_json("/v2/teams/eds/grants").await;
     assert_eq!(
         grants["data"],
         json!([]),
@@ -670,7 +666,7 @@ async fn a_deleted_groups_former_editors_have_nothing_left() {
         "needs editor",
         "new group",
     );
-    assert!(c.get("/v2/control-planes").await.expect(200).json()["data"] == json!([]));
+    assert!(c.get_json("/v2/control-planes").await["data"] == json!([]));
 }
 
 #[tokio::test]
@@ -797,11 +793,7 @@ async fn the_audit_log_is_filtered_bounded_and_rotated() {
         .start();
     let root = d.client();
     let g = root.standard("audited").await;
-    let before = root
-        .get("/v2/audit-log?page[size]=1")
-        .await
-        .expect(200)
-        .json()["data"][0]["time"]
+    let before = root.get_json("/v2/audit-log?page[size]=1").await["data"][0]["time"]
         .as_str()
         .expect("time")
         .to_string();
@@ -817,57 +809,35 @@ async fn the_audit_log_is_filtered_bounded_and_rotated() {
     let (token, _) = root.token("denied", json!({})).await;
     let denied = Client::with_token(&d.socket, &token);
     denied.put_config(&g, "_format_version: \"3.0\"\n").await;
-    let all = root
-        .get("/v2/audit-log?page[size]=1000")
-        .await
-        .expect(200)
-        .json();
+    let all = root.get_json("/v2/audit-log?page[size]=1000").await;
     let n = all["data"].as_array().map(Vec::len).unwrap_or(0);
     assert!(n <= 25 && n > 0, "{n} entries kept");
-    let by_group = root
-        .get(&format!("/v2/audit-log?group={g}"))
-        .await
-        .expect(200)
-        .json();
+    let by_group = root.get_json(&format!("/v2/audit-log?group={g}")).await;
     let groups: Vec<&Value> = by_group["data"].as_array().expect("data").iter().collect();
     assert_eq!(groups.len(), 2, "{by_group}");
     assert!(groups.iter().all(|e| e["group"] == json!(g)));
     assert_eq!(groups[0]["result"], json!("forbidden"));
     assert_eq!(groups[0]["teams"], json!(["denied"]));
     assert_eq!(groups[0]["credential"], json!("token"));
-    let by_team = root
-        .get("/v2/audit-log?team=denied")
-        .await
-        .expect(200)
-        .json();
+    let by_team = root.get_json("/v2/audit-log?team=denied").await;
     assert_eq!(by_team["data"].as_array().map(Vec::len), Some(1));
     let since = root
-        .get(&format!(
+        .get_json(&format!(
             "/v2/audit-log?since={before}&until=2999-01-01T00:00:00Z&page[size]=1000"
         ))
-        .await
-        .expect(200)
-        .json();
+        .await;
     assert!(since["data"].as_array().is_some_and(|a| !a.is_empty()));
     let empty = root
-        .get("/v2/audit-log?until=2000-01-01T00:00:00Z")
-        .await
-        .expect(200)
-        .json();
+        .get_json("/v2/audit-log?until=2000-01-01T00:00:00Z")
+        .await;
     assert_eq!(empty["data"], json!([]));
     root.get("/v2/audit-log?since=yesterday").await.expect(400);
     // Paging: `before` continues where a page stopped.
-    let page = root
-        .get("/v2/audit-log?page[size]=5")
-        .await
-        .expect(200)
-        .json();
+    let page = root.get_json("/v2/audit-log?page[size]=5").await;
     let next = page["meta"]["next_before"].as_u64().expect("next");
     let page2 = root
-        .get(&format!("/v2/audit-log?page[size]=5&before={next}"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("/v2/audit-log?page[size]=5&before={next}"))
+        .await;
     assert!(page2["data"][0]["seq"].as_u64().is_some_and(|s| s < next));
     // The file is rotated by size.
     let size = std::fs::metadata(d.data.join("audit.log"))

@@ -11,7 +11,7 @@ use serde_json::json;
 async fn serving_basics_health_metrics_socket_mode_and_json_errors() {
     let d = Daemon::start();
     let c = d.client();
-    assert_eq!(c.get("/healthz").await.expect(200).json()["status"], "ok");
+    assert_eq!(c.get_json("/healthz").await["status"], "ok");
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "socket mode");
     let nf = c.get("/nope").await.expect(404).json();
@@ -63,16 +63,12 @@ async fn stale_socket_is_removed_and_a_foreign_file_is_refused() {
 async fn default_group_rules() {
     let d = Daemon::start();
     let c = d.client();
-    let list = c.get(V2).await.expect(200).json();
+    let list = c.get_json(V2).await;
     let def = &list["data"][0];
     assert_eq!(def["name"], "default");
     let id = def["id"].as_str().unwrap();
-    let details = |c: crate::common::Client| async move {
-        c.get(&format!("{V2}/{id}/details"))
-            .await
-            .expect(200)
-            .json()
-    };
+    let details =
+        |c: crate::common::Client| async move { c.get_json(&format!("{V2}/{id}/details")).await };
     assert_eq!(details(c.clone()).await["is_default"], true);
     // Renamable, never deletable, never un-defaulted.
     let r = c
@@ -86,10 +82,7 @@ async fn default_group_rules() {
     c.patch_json(&format!("{V2}/{id}"), &json!({"is_default": false}))
         .await
         .expect(400);
-    assert_eq!(
-        c.get(&format!("{V2}/{id}")).await.expect(200).json()["name"],
-        "platform"
-    );
+    assert_eq!(c.get_json(&format!("{V2}/{id}")).await["name"], "platform");
 }
 
 #[tokio::test]
@@ -129,63 +122,32 @@ async fn groups_create_list_filter_page_rename_label_delete() {
     c.post_json(V2, &json!({"name": "blue"})).await.expect(409);
     c.post_json(V2, &json!({"name": "Blue"})).await.expect(201);
 
-    let names = |v: serde_json::Value| -> Vec<String> {
-        v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["name"].as_str().unwrap().to_string())
-            .collect()
+    // The names a list query answers.
+    let names = |query: &'static str| {
+        let c = c.clone();
+        async move {
+            let v = c.get_json(&format!("{V2}{query}")).await;
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["name"].as_str().unwrap().to_string())
+                .collect::<Vec<String>>()
+        }
     };
+    assert_eq!(names("?filter[name][eq]=blue").await, vec!["blue"]);
+    assert_eq!(names("?labels=team:yellow").await, vec!["yellow"]);
+    assert_eq!(names("?labels=env:prod").await.len(), 2);
     assert_eq!(
-        names(
-            c.get(&format!("{V2}?filter[name][eq]=blue"))
-                .await
-                .expect(200)
-                .json()
-        ),
-        vec!["blue"]
-    );
-    assert_eq!(
-        names(
-            c.get(&format!("{V2}?labels=team:yellow"))
-                .await
-                .expect(200)
-                .json()
-        ),
-        vec!["yellow"]
-    );
-    assert_eq!(
-        names(
-            c.get(&format!("{V2}?labels=env:prod"))
-                .await
-                .expect(200)
-                .json()
-        )
-        .len(),
-        2
-    );
-    assert_eq!(
-        names(
-            c.get(&format!(
-                "{V2}?filter[cluster_type][eq]=CLUSTER_TYPE_K8S_INGRESS_CONTROLLER"
-            ))
-            .await
-            .expect(200)
-            .json()
-        ),
+        names("?filter[cluster_type][eq]=CLUSTER_TYPE_K8S_INGRESS_CONTROLLER").await,
         vec!["kic"]
     );
     let p1 = c
-        .get(&format!("{V2}?page[size]=2&page[number]=1"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}?page[size]=2&page[number]=1"))
+        .await;
     let p3 = c
-        .get(&format!("{V2}?page[size]=2&page[number]=3"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}?page[size]=2&page[number]=3"))
+        .await;
     assert_eq!(p1["data"].as_array().unwrap().len(), 2);
     assert_eq!(p1["meta"]["page"]["total"], 6);
     assert_eq!(p3["data"].as_array().unwrap().len(), 2);
@@ -293,10 +255,7 @@ async fn membership_rules_each_refusal_changes_nothing() {
     c.heartbeat(&busy, "dp-1", "").await.expect(200);
 
     let members = |c: crate::common::Client, id: String| async move {
-        c.get(&format!("{V2}/{id}/group-memberships"))
-            .await
-            .expect(200)
-            .json()["meta"]["page"]["total"]
+        c.get_json(&format!("{V2}/{id}/group-memberships")).await["meta"]["page"]["total"]
             .as_u64()
             .unwrap()
     };
@@ -336,16 +295,10 @@ async fn membership_rules_each_refusal_changes_nothing() {
     c.add(&comp, &[&blue]).await.expect(400);
     assert_eq!(members(c.clone(), comp.clone()).await, 1);
     let ms = c
-        .get(&format!("{V2}/{blue}/group-member-status"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}/{blue}/group-member-status"))
+        .await;
     assert_eq!(ms, json!({"is_member": true}));
-    let details = c
-        .get(&format!("{V2}/{blue}/details"))
-        .await
-        .expect(200)
-        .json();
+    let details = c.get_json(&format!("{V2}/{blue}/details")).await;
     assert_eq!(details["composites"][0]["name"], "shared");
 
     // A member refuses nodes; its config may be written, the composite's may not.
@@ -362,10 +315,8 @@ async fn membership_rules_each_refusal_changes_nothing() {
     c.remove(&comp, &[&blue]).await.expect(204);
     assert_eq!(members(c.clone(), comp.clone()).await, 0);
     assert_eq!(
-        c.get(&format!("{V2}/{blue}/group-member-status"))
-            .await
-            .expect(200)
-            .json(),
+        c.get_json(&format!("{V2}/{blue}/group-member-status"))
+            .await,
         json!({"is_member": false})
     );
 }
@@ -388,10 +339,8 @@ async fn limits_51_per_request_257_members_6_composites() {
     let r = c.add(&comp, &refs[256..]).await.expect(400).json();
     assert!(r["detail"].as_str().unwrap().contains("256"), "{r}");
     let total = c
-        .get(&format!("{V2}/{comp}/group-memberships?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}/{comp}/group-memberships?page[size]=1000"))
+        .await;
     assert_eq!(total["meta"]["page"]["total"], 256);
 
     // A group may be in 5 composites, not 6.
@@ -483,10 +432,8 @@ async fn conflict_lifecycle_keeps_the_last_good_snapshot() {
     assert!(names.contains(&"yellow_service") && names.contains(&"example_service"));
     // Provenance says who contributed what, apart from the snapshot.
     let prov = c
-        .get(&format!("{V2}/{comp}/snapshot/provenance"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}/{comp}/snapshot/provenance"))
+        .await;
     let runs = prov["collections"]["services"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     assert!(
@@ -525,10 +472,7 @@ async fn dry_runs_answer_and_change_nothing() {
     assert_eq!(r["state"], "CONFLICT");
     assert_eq!(r["conflicts"][0]["type"], "duplicate_name");
     assert_eq!(
-        c.get(&format!("{V2}/{comp}/group-memberships"))
-            .await
-            .expect(200)
-            .json()["meta"]["page"]["total"],
+        c.get_json(&format!("{V2}/{comp}/group-memberships")).await["meta"]["page"]["total"],
         1
     );
 
@@ -550,10 +494,7 @@ async fn dry_runs_answer_and_change_nothing() {
     assert_eq!(r["dry_run"], true);
     assert_eq!(r["members"], json!([{"name": "yellow", "entities": 2}]));
     assert_eq!(
-        c.get(&format!("{V2}/{comp}/group-memberships"))
-            .await
-            .expect(200)
-            .json()["data"][0]["id"],
+        c.get_json(&format!("{V2}/{comp}/group-memberships")).await["data"][0]["id"],
         json!(blue)
     );
 
@@ -602,10 +543,7 @@ async fn dry_runs_answer_and_change_nothing() {
         .json();
     assert_eq!(r["dry_run"], true);
     assert_eq!(
-        c.get(&format!("{V2}/{comp}/group-memberships"))
-            .await
-            .expect(200)
-            .json()["meta"]["page"]["total"],
+        c.get_json(&format!("{V2}/{comp}/group-memberships")).await["meta"]["page"]["total"],
         1
     );
     let after = c.snapshot(&comp).await;
@@ -656,11 +594,7 @@ async fn rejected_config_lists_every_error_and_changes_nothing() {
     let app = "_format_version: \"3.0\"\nplugins:\n- name: konnect-application-auth\n";
     let r = c.put_config(&blue, app).await.expect(400).json();
     assert_eq!(r["errors"][0]["type"], "app_registration_outside_default");
-    let def = c
-        .get(&format!("{V2}?filter[name][eq]=default"))
-        .await
-        .expect(200)
-        .json()["data"][0]["id"]
+    let def = c.get_json(&format!("{V2}?filter[name][eq]=default")).await["data"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -771,10 +705,8 @@ async fn nodes_heartbeat_list_sort_and_sync_status() {
     let n = c.heartbeat(&comp, "dp-b", "stale").await.expect(200).json();
     assert_eq!(n["sync_status"], "OUT_OF_SYNC");
     let list = c
-        .get(&format!("{V2}/{comp}/nodes?sort=last_seen"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}/{comp}/nodes?sort=last_seen"))
+        .await;
     let ids: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -783,16 +715,11 @@ async fn nodes_heartbeat_list_sort_and_sync_status() {
         .collect();
     assert_eq!(ids, vec!["dp-b", "dp-a"], "most recently seen first");
     let list = c
-        .get(&format!("{V2}/{comp}/nodes?sort=sync_status"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}/{comp}/nodes?sort=sync_status"))
+        .await;
     assert_eq!(list["items"][0]["sync_status"], "IN_SYNC");
     assert_eq!(
-        c.get(&format!("{V2}/{comp}/details"))
-            .await
-            .expect(200)
-            .json()["active_instances"],
+        c.get_json(&format!("{V2}/{comp}/details")).await["active_instances"],
         2
     );
     c.get(&format!("{V2}/{comp}/nodes?sort=colour"))
@@ -801,24 +728,20 @@ async fn nodes_heartbeat_list_sort_and_sync_status() {
     // Sorted (ours) and paged by cursor (Konnect's): the `next` link goes on.
     for (sort, first, second) in [("hostname", "dp-a", "dp-b"), ("-hostname", "dp-b", "dp-a")] {
         let p1 = c
-            .get(&format!("{V2}/{comp}/nodes?sort={sort}&page[size]=1"))
-            .await
-            .expect(200)
-            .json();
+            .get_json(&format!("{V2}/{comp}/nodes?sort={sort}&page[size]=1"))
+            .await;
         assert_eq!(p1["items"][0]["id"], first, "{p1}");
         assert_eq!(p1["page"]["total_count"], 2);
         let next = p1["page"]["next"].as_str().expect("a next page");
-        let p2 = c.get(&format!("/v2{next}")).await.expect(200).json();
+        let p2 = c.get_json(&format!("/v2{next}")).await;
         assert_eq!(p2["items"][0]["id"], second, "{p2}");
         assert!(p2["page"].get("next").is_none(), "{p2}");
     }
     // A new snapshot flips the synced node to OUT_OF_SYNC until it reports the new hash.
     c.put_config(&blue, &service("svc2", "b")).await.expect(200);
     let list = c
-        .get(&format!("{V2}/{comp}/nodes?sort=sync_status"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("{V2}/{comp}/nodes?sort=sync_status"))
+        .await;
     assert!(
         list["items"]
             .as_array()
@@ -846,10 +769,8 @@ async fn deleting_a_composite_releases_its_members() {
     c.add(&comp, &[&blue]).await.expect(204);
     c.delete(&format!("{V2}/{comp}")).await.expect(204);
     assert_eq!(
-        c.get(&format!("{V2}/{blue}/group-member-status"))
-            .await
-            .expect(200)
-            .json(),
+        c.get_json(&format!("{V2}/{blue}/group-member-status"))
+            .await,
         json!({"is_member": false})
     );
     c.get(&format!("{V2}/{comp}/snapshot")).await.expect(404);
@@ -1009,7 +930,7 @@ async fn heartbeats_racing_a_membership_change_never_leave_a_member_with_nodes()
             statuses.iter().all(|s| *s == 200 || *s == 409),
             "{statuses:?}"
         );
-        let nodes = c.get(&format!("{V2}/{g}/nodes")).await.expect(200).json();
+        let nodes = c.get_json(&format!("{V2}/{g}/nodes")).await;
         let listed = nodes["page"]["total_count"].as_u64().unwrap();
         match add.status {
             204 => {

@@ -901,10 +901,8 @@ async fn the_http_port_serves_the_page_to_signed_in_sessions_only() {
     assert!(page.contains(&f.yellow) && page.contains(&f.shared));
     assert!(!page.contains(">default<"), "default is not the team's");
     let default_id = c
-        .get("/v2/control-planes?filter[name][eq]=default")
-        .await
-        .expect(200)
-        .json()["data"][0]["id"]
+        .get_json("/v2/control-planes?filter[name][eq]=default")
+        .await["data"][0]["id"]
         .as_str()
         .expect("default id")
         .to_string();
@@ -955,7 +953,7 @@ async fn the_http_port_serves_the_page_to_signed_in_sessions_only() {
     assert!(body.contains("Applied"), "{body}");
     assert_eq!(c.status(&f.shared).await["item"]["state"], "OK");
     // The page's writes are in the audit log, as the team.
-    let audit = c.get("/v2/audit-log").await.expect(200).json();
+    let audit = c.get_json("/v2/audit-log").await;
     let entries = audit["data"].as_array().cloned().unwrap_or_default();
     assert!(
         entries

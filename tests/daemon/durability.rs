@@ -8,25 +8,15 @@ use crate::common::{Daemon, V2, assert_same_snapshot, rgmerge, rgmerge_exit, ser
 use serde_json::json;
 
 async fn state_of(c: &crate::common::Client) -> serde_json::Value {
-    let groups = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+    let groups = c.get_json(&format!("{V2}?page[size]=1000")).await;
     let mut out = serde_json::Map::new();
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap();
         let snap = c.snapshot(id).await;
-        let details = c
-            .get(&format!("{V2}/{id}/details"))
-            .await
-            .expect(200)
-            .json();
+        let details = c.get_json(&format!("{V2}/{id}/details")).await;
         let certificates = c
-            .get(&format!("{V2}/{id}/dp-client-certificates"))
-            .await
-            .expect(200)
-            .json()["items"]
+            .get_json(&format!("{V2}/{id}/dp-client-certificates"))
+            .await["items"]
             .clone();
         // The endpoints say where this daemon listens, not what it stores.
         let mut config = g["config"].clone();
@@ -43,11 +33,7 @@ async fn state_of(c: &crate::common::Client) -> serde_json::Value {
         });
         if g["config"]["cluster_type"] == "CLUSTER_TYPE_CONTROL_PLANE_GROUP" {
             v["status"] = c.status(id).await["item"]["state"].clone();
-            v["members"] = c
-                .get(&format!("{V2}/{id}/group-memberships"))
-                .await
-                .expect(200)
-                .json()["data"]
+            v["members"] = c.get_json(&format!("{V2}/{id}/group-memberships")).await["data"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -176,11 +162,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     };
     let m = c.get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (3.0, 0.0), "{m}");
-    let nodes = c
-        .get(&format!("{V2}/{comp}/nodes"))
-        .await
-        .expect(200)
-        .json();
+    let nodes = c.get_json(&format!("{V2}/{comp}/nodes")).await;
     assert_eq!(
         nodes["items"][0]["sync_status"], "IN_SYNC",
         "a node in sync stays in sync"
@@ -462,10 +444,8 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
         loop {
             let q = before.map(|b| format!("&before={b}")).unwrap_or_default();
             let page = c
-                .get(&format!("/v2/audit-log?group={g}&page[size]=1000{q}"))
-                .await
-                .expect(200)
-                .json();
+                .get_json(&format!("/v2/audit-log?group={g}&page[size]=1000{q}"))
+                .await;
             audited += page["data"]
                 .as_array()
                 .expect("data")
@@ -586,11 +566,9 @@ async fn export_validate_bundle_and_import_round_trip() {
     c.put_config(&blue, &service("blue-svc", "b"))
         .await
         .expect(200);
-    c.send(
-        "PUT",
-        &format!("{V2}/{evil}/config"),
-        &[("content-type", "application/json")],
-        Some(br#"{"_format_version":"3.0","services":[{"name":"blue-svc","host":"e"}]}"#.to_vec()),
+    c.put_config_json(
+        &evil,
+        r#"{"_format_version":"3.0","services":[{"name":"blue-svc","host":"e"}]}"#,
     )
     .await
     .expect(200);

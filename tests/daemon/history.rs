@@ -13,10 +13,7 @@ async fn served(c: &Client, id: &str) -> (u64, String, Vec<u8>) {
 }
 
 async fn history(c: &Client, id: &str) -> Value {
-    c.get(&format!("{V2}/{id}/snapshot/history"))
-        .await
-        .expect(200)
-        .json()
+    c.get_json(&format!("{V2}/{id}/snapshot/history")).await
 }
 
 async fn pin(c: &Client, id: &str, v: u64) -> Resp {
@@ -25,19 +22,11 @@ async fn pin(c: &Client, id: &str, v: u64) -> Resp {
 }
 
 async fn default_id(c: &Client) -> String {
-    let groups = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+    let groups = c.get_json(&format!("{V2}?page[size]=1000")).await;
     // Which group is the default one is an extension: `/details` says.
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap().to_string();
-        let d = c
-            .get(&format!("{V2}/{id}/details"))
-            .await
-            .expect(200)
-            .json();
+        let d = c.get_json(&format!("{V2}/{id}/details")).await;
         if d["is_default"] == true {
             return id;
         }
@@ -220,11 +209,7 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     );
     assert_ne!(h["pin"]["hides"]["current_hash"], json!(good_hash));
     // The pin is ours, so it is shown where our extras live: `/details`.
-    let g = c
-        .get(&format!("{V2}/{comp}/details"))
-        .await
-        .expect(200)
-        .json();
+    let g = c.get_json(&format!("{V2}/{comp}/details")).await;
     assert_eq!(g["snapshot"]["pin"]["version"], good_v, "{g}");
     let m = c.get("/metrics").await.expect(200).text();
     assert!(
@@ -389,11 +374,7 @@ fn conflict_keys(list: &Value) -> Vec<Value> {
 
 /// Every group's (version, hash, bytes), status and pin, by id.
 async fn everything(c: &Client) -> BTreeMap<String, Value> {
-    let groups = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+    let groups = c.get_json(&format!("{V2}?page[size]=1000")).await;
     let mut out = BTreeMap::new();
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap().to_string();
@@ -472,11 +453,9 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     let teal_upper = c.standard("Teal").await;
     let teal_lower = c.standard("teal").await;
     c.add(&apps, &[&def, &teal_upper]).await.expect(204);
-    c.send(
-        "PUT",
-        &format!("{V2}/{teal_upper}/config"),
-        &[("content-type", "application/json")],
-        Some(br#"{"_format_version":"3.0","services":[{"name":"teal-a","host":"t"}]}"#.to_vec()),
+    c.put_config_json(
+        &teal_upper,
+        r#"{"_format_version":"3.0","services":[{"name":"teal-a","host":"t"}]}"#,
     )
     .await
     .expect(200);

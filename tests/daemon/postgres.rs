@@ -17,11 +17,7 @@ fn daemon(url: &str) -> Daemon {
 
 /// Every group's (name, served version, snapshot hash), by id.
 async fn served(c: &Client) -> BTreeMap<String, (String, String, String)> {
-    let list = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+    let list = c.get_json(&format!("{V2}?page[size]=1000")).await;
     let mut out = BTreeMap::new();
     for g in list["data"].as_array().expect("data") {
         let id = g["id"].as_str().expect("id").to_string();
@@ -397,11 +393,7 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
     wait_for_file("first.internal", &mut seen);
     // Heartbeats through the first socket reach both daemons.
     wait_for("a heartbeat", || async {
-        let nodes = cb
-            .get(&format!("{V2}/{blue}/nodes"))
-            .await
-            .expect(200)
-            .json();
+        let nodes = cb.get_json(&format!("{V2}/{blue}/nodes")).await;
         nodes["items"].as_array().is_some_and(|a| !a.is_empty())
     })
     .await;

@@ -277,16 +277,8 @@ async fn soak_mixed_clients_then_incremental_equals_from_scratch() {
     let mut conflicts_seen = 0;
     for comp in &comps {
         let status = c.status(comp).await["item"].clone();
-        let details = c
-            .get(&format!("{V2}/{comp}/details"))
-            .await
-            .expect(200)
-            .json();
-        let members = c
-            .get(&format!("{V2}/{comp}/group-memberships"))
-            .await
-            .expect(200)
-            .json()["data"]
+        let details = c.get_json(&format!("{V2}/{comp}/details")).await;
+        let members = c.get_json(&format!("{V2}/{comp}/group-memberships")).await["data"]
             .as_array()
             .cloned()
             .unwrap_or_default();
@@ -299,11 +291,7 @@ async fn soak_mixed_clients_then_incremental_equals_from_scratch() {
                 Some("application/yaml") => Format::Yaml,
                 _ => Format::Json,
             };
-            let member = c
-                .get(&format!("{V2}/{id}/details"))
-                .await
-                .expect(200)
-                .json();
+            let member = c.get_json(&format!("{V2}/{id}/details")).await;
             let info = MemberInfo::new(
                 id.to_string(),
                 m["name"].as_str().expect("name").to_string(),
