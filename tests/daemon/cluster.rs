@@ -3,19 +3,15 @@
 //! (which follows Kong's `data_plane.lua`), over real TLS with certificates
 //! made by `rgmerge cluster-cert` and by rcgen here.
 
-mod common;
-#[path = "common/dataplane.rs"]
-mod dataplane;
-#[path = "common/postgres.rs"]
-mod pg;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Client, Daemon, HANG_GUARD, service};
-use dataplane::{DataPlane, DpEvent, DpOptions, RawWs, http_request};
 use serde_json::{Value, json};
+
+use crate::common::dataplane::{DataPlane, DpEvent, DpOptions, RawWs, http_request};
+use crate::common::postgres::PgServer;
+use crate::common::{Client, Daemon, hang_guard, rgmerge_ok, service, wait_for};
 
 const DOMAIN: &str = "cp.example.test";
 
@@ -23,57 +19,44 @@ const DOMAIN: &str = "cp.example.test";
 /// data planes use.
 struct Cluster {
     daemon: Daemon,
+    /// Shared by the daemons of one test; removed with the last.
+    certs_dir: std::sync::Arc<tempfile::TempDir>,
     certs: PathBuf,
     addr: SocketAddr,
 }
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
 fn cluster_cert(out: &Path, dp_cn: &str) {
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args([
-            "cluster-cert",
-            "--domain",
-            DOMAIN,
-            "--dp-cn",
-            dp_cn,
-            "--out",
-        ])
-        .arg(out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run cluster-cert");
-    assert!(status.success(), "cluster-cert failed");
+    let out = out.to_str().expect("utf-8 path");
+    rgmerge_ok(&[
+        "cluster-cert",
+        "--domain",
+        DOMAIN,
+        "--dp-cn",
+        dp_cn,
+        "--out",
+        out,
+    ]);
 }
 
 impl Cluster {
     fn start(extra: &[&str]) -> Cluster {
-        let certs = tempfile::tempdir().expect("tempdir").keep();
-        cluster_cert(&certs, "kong-dp");
-        Cluster::start_with(certs, extra)
+        let dir = tempfile::tempdir().expect("tempdir");
+        cluster_cert(dir.path(), "kong-dp");
+        Cluster::start_with(std::sync::Arc::new(dir), extra)
     }
 
     /// Another daemon with the same certificates (several daemons on one
     /// PostgreSQL serve one fleet).
-    fn start_with(certs: PathBuf, extra: &[&str]) -> Cluster {
-        let addr = free_addr();
-        let mut args: Vec<String> = vec![
-            "--cluster-listen".into(),
-            addr.to_string(),
-            "--cluster-cert".into(),
-            certs.join("cluster.crt").display().to_string(),
-            "--cluster-cert-key".into(),
-            certs.join("cluster.key").display().to_string(),
-            "--cluster-domain".into(),
-            DOMAIN.into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fn start_with(certs_dir: std::sync::Arc<tempfile::TempDir>, extra: &[&str]) -> Cluster {
+        let certs = certs_dir.path().to_path_buf();
+        let daemon = Daemon::builder()
+            .cluster(&certs, DOMAIN)
+            .args(extra)
+            .start();
+        let addr = daemon.cluster_addr().expect("cluster endpoint");
         Cluster {
-            daemon: Daemon::start(&args),
+            daemon,
+            certs_dir,
             certs,
             addr,
         }
@@ -142,17 +125,6 @@ async fn node(c: &Client, group: &str, id: &str) -> Value {
     r.json()["item"].clone()
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while std::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn names(config: &Value) -> Vec<String> {
     let mut n: Vec<String> = config["services"]
         .as_array()
@@ -209,7 +181,7 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
     opts.reconnect = Some((Duration::from_millis(100), Duration::from_millis(300)));
     let dp = DataPlane::connect(opts).await.expect("connect");
     assert!(
-        dp.wait_until(HANG_GUARD, |d| d.applied() >= 1).await,
+        dp.wait_until(hang_guard(), |d| d.applied() >= 1).await,
         "{:?}",
         dp.events()
     );
@@ -226,7 +198,7 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
 
     // A runtime instance, in sync.
     let id = dp.node_id().to_string();
-    eventually("the node in sync", async || {
+    wait_for("the node in sync", async || {
         node(&c, &comp, &id).await["sync_status"] == "IN_SYNC"
     })
     .await;
@@ -256,7 +228,7 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
     let after = expected_hash(&c, &comp).await;
     assert_ne!(after, expected);
     assert!(
-        dp.wait_until(HANG_GUARD, |d| d.current_hash() == after)
+        dp.wait_until(hang_guard(), |d| d.current_hash() == after)
             .await
     );
     assert_eq!(
@@ -273,16 +245,19 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
     for _ in 0..3 {
         dp.ping_now().await.expect("ping");
     }
-    assert!(dp.wait_until(HANG_GUARD, |d| d.pongs_received() >= 3).await);
+    assert!(
+        dp.wait_until(hang_guard(), |d| d.pongs_received() >= 3)
+            .await
+    );
     assert_eq!(dp.received(), received, "nothing sent while in conflict");
     assert_eq!(dp.current_hash(), after);
 
     // A restart sends nothing less, and nothing to a node that holds the
     // current config.
-    cl.daemon.terminate();
-    cl.daemon.spawn();
+    cl.daemon.stop();
+    cl.daemon.restart();
     assert!(
-        dp.wait_until(HANG_GUARD, |d| d.connects() >= 2).await,
+        dp.wait_until(hang_guard(), |d| d.connects() >= 2).await,
         "{:?}",
         dp.events()
     );
@@ -290,7 +265,7 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
         dp.ping_now().await.expect("ping");
     }
     let c = cl.daemon.client();
-    eventually("the node in sync after the restart", async || {
+    wait_for("the node in sync after the restart", async || {
         node(&c, &comp, &id).await["sync_status"] == "IN_SYNC"
     })
     .await;
@@ -307,7 +282,7 @@ async fn a_data_plane_gets_its_composite_keeps_it_through_a_conflict_and_a_resta
         .expect(200);
     let resolved = expected_hash(&c, &comp).await;
     assert!(
-        dp.wait_until(HANG_GUARD, |d| d.current_hash() == resolved)
+        dp.wait_until(hang_guard(), |d| d.current_hash() == resolved)
             .await
     );
     assert_ne!(resolved, after);
@@ -333,7 +308,7 @@ async fn basic_info_as_text_and_a_reconnect_with_the_current_hash() {
     opts.version = "3.10.0.0".into(); // an Enterprise node's form
     let dp = DataPlane::connect(opts.clone()).await.expect("connect");
     assert!(
-        dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await,
+        dp.wait_until(hang_guard(), |d| d.applied() == 1).await,
         "{:?}",
         dp.events()
     );
@@ -344,7 +319,7 @@ async fn basic_info_as_text_and_a_reconnect_with_the_current_hash() {
     let mut again = opts;
     again.node_id = uuid::Uuid::new_v4().to_string();
     let dp = DataPlane::connect(again).await.expect("connect");
-    assert!(dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await);
+    assert!(dp.wait_until(hang_guard(), |d| d.applied() == 1).await);
     assert_eq!(dp.current_hash(), held);
     dp.close().await;
 }
@@ -468,7 +443,7 @@ async fn every_refusal_is_clear_and_audited() {
         let mut s = tokio::net::TcpStream::connect(cl.addr).await.expect("tcp");
         s.write_all(bytes).await.expect("write");
         let mut buf = [0u8; 64];
-        let n = tokio::time::timeout(HANG_GUARD, s.read(&mut buf))
+        let n = tokio::time::timeout(hang_guard(), s.read(&mut buf))
             .await
             .expect("closed in time");
         assert!(!matches!(n, Ok(k) if k > 0 && buf[..k].starts_with(b"HTTP/1.1 101")));
@@ -490,7 +465,7 @@ async fn every_refusal_is_clear_and_audited() {
 
     // A certificate removed while connected ends the connection.
     let dp = DataPlane::connect(cl.dp(&comp)).await.expect("connect");
-    assert!(dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await);
+    assert!(dp.wait_until(hang_guard(), |d| d.applied() == 1).await);
     let certs = c
         .get(&format!("/v2/control-planes/{comp}/dp-client-certificates"))
         .await
@@ -504,7 +479,7 @@ async fn every_refusal_is_clear_and_audited() {
         .await;
     }
     assert!(
-        dp.wait_until(HANG_GUARD, |d| !d.is_connected()).await,
+        dp.wait_until(hang_guard(), |d| !d.is_connected()).await,
         "revoked: closed"
     );
     assert!(dp.events().iter().any(|e| matches!(
@@ -533,7 +508,7 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
     o.plugins.retain(|(n, _)| n != "rate-limiting");
     let lacking = DataPlane::connect(o).await.expect("connect");
     let id = lacking.node_id().to_string();
-    eventually("the node held back", async || {
+    wait_for("the node held back", async || {
         node(&c, &g, &id).await["compatibility_status"]["state"]
             == "COMPATIBILITY_STATE_INCOMPATIBLE"
     })
@@ -569,7 +544,7 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
     o.version = "4.0.0".into();
     let newer = DataPlane::connect(o).await.expect("connect");
     let id = newer.node_id().to_string();
-    eventually("the newer node held back", async || {
+    wait_for("the newer node held back", async || {
         node(&c, &g, &id).await["compatibility_status"]["issues"][0]["code"]
             == "KONG_VERSION_INCOMPATIBLE"
     })
@@ -581,12 +556,12 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
     o.version = "3.4.2".into();
     let older = DataPlane::connect(o).await.expect("connect");
     assert!(
-        older.wait_until(HANG_GUARD, |d| d.applied() == 1).await,
+        older.wait_until(hang_guard(), |d| d.applied() == 1).await,
         "{:?}",
         older.events()
     );
     let id = older.node_id().to_string();
-    eventually("the older node in sync with its form", async || {
+    wait_for("the older node in sync with its form", async || {
         node(&c, &g, &id).await["sync_status"] == "IN_SYNC"
     })
     .await;
@@ -618,7 +593,7 @@ async fn pki_groups_admit_certificates_their_ca_signed_and_refuse_expired_pins()
     let dp = DataPlane::connect(o.clone())
         .await
         .expect("a CA-signed certificate is admitted");
-    assert!(dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await);
+    assert!(dp.wait_until(hang_guard(), |d| d.applied() == 1).await);
     dp.close().await;
     // The pinned DP certificate does not chain to the CA.
     let r = http_request(&cl.dp(&g), b"GET /v1/outlet?node_id=a&node_hostname=b&node_version=3.10.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.expect("answer");
@@ -658,7 +633,7 @@ fn binary_frame_header(len: u64) -> Vec<u8> {
 
 async fn first_close(ws: &mut RawWs) -> Option<u16> {
     loop {
-        match ws.recv_frame(HANG_GUARD).await {
+        match ws.recv_frame(hang_guard()).await {
             Ok(Some(f)) if f.opcode == 0x8 => return f.close_code,
             Ok(Some(_)) => continue,
             Ok(None) | Err(_) => return None,
@@ -668,12 +643,12 @@ async fn first_close(ws: &mut RawWs) -> Option<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_per_node() {
-    let Some(server) = pg::PgServer::start() else {
+    let Some(server) = PgServer::start() else {
         return;
     };
     let url = server.database("rgmerge");
     let a = Cluster::start(&["--store", &url]);
-    let b = Cluster::start_with(a.certs.clone(), &["--store", &url]);
+    let b = Cluster::start_with(a.certs_dir.clone(), &["--store", &url]);
     let (ca, cb) = (a.daemon.client(), b.daemon.client());
     let g = ca.standard("shared-pg").await;
     ca.put_config(&g, &service("pg-svc", "pg.internal"))
@@ -681,7 +656,7 @@ async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_pe
         .expect(200);
     a.pin(&ca, &g, &a.read("dp.crt")).await;
     // B follows A's writes.
-    eventually("B to hold the group", async || {
+    wait_for("B to hold the group", async || {
         cb.get(&format!("/v2/control-planes/{g}")).await.status == 200
     })
     .await;
@@ -690,7 +665,7 @@ async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_pe
     let on_b = DataPlane::connect(b.dp(&g)).await.expect("connect to B");
     for dp in [&on_a, &on_b] {
         assert!(
-            dp.wait_until(HANG_GUARD, |d| d.applied() == 1).await,
+            dp.wait_until(hang_guard(), |d| d.applied() == 1).await,
             "{:?}",
             dp.events()
         );
@@ -707,10 +682,10 @@ async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_pe
         .await
         .expect(200);
     let next = expected_hash(&cb, &g).await;
-    eventually("A to follow", async || expected_hash(&ca, &g).await == next).await;
+    wait_for("A to follow", async || expected_hash(&ca, &g).await == next).await;
     for dp in [&on_a, &on_b] {
         assert!(
-            dp.wait_until(HANG_GUARD, |d| d.current_hash() == next)
+            dp.wait_until(hang_guard(), |d| d.current_hash() == next)
                 .await,
             "{:?}",
             dp.events()
@@ -721,7 +696,7 @@ async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_pe
     let (ida, idb) = (on_a.node_id().to_string(), on_b.node_id().to_string());
     for c in [&ca, &cb] {
         for id in [&ida, &idb] {
-            eventually("every node on every daemon", async || {
+            wait_for("every node on every daemon", async || {
                 node(c, &g, id).await["sync_status"] == "IN_SYNC"
             })
             .await;
