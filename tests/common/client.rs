@@ -16,6 +16,13 @@ pub enum Transport {
     Unix(PathBuf),
     /// Plain HTTP to a base URL (`http://127.0.0.1:PORT`).
     Http(String),
+    /// HTTPS to `https://HOST:PORT` at `addr`, trusting the CA in `ca_pem`
+    /// (the `--api-listen` listener).
+    Https {
+        host: String,
+        addr: std::net::SocketAddr,
+        ca_pem: Vec<u8>,
+    },
 }
 
 #[derive(Clone)]
@@ -105,6 +112,26 @@ impl Client {
                 "http://localhost".to_string(),
             ),
             Transport::Http(base) => (reqwest::Client::new(), base),
+            Transport::Https { host, addr, ca_pem } => {
+                use rustls::pki_types::{CertificateDer, pem::PemObject};
+                // reqwest wants a process-wide provider even for a preconfigured client.
+                let _ = (*rgmerge::cluster::provider()).clone().install_default();
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(&ca_pem) {
+                    roots.add(c.expect("CA PEM")).expect("CA certificate");
+                }
+                let tls = rustls::ClientConfig::builder_with_provider(rgmerge::cluster::provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("TLS versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let http = reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .resolve(&host, addr)
+                    .build()
+                    .expect("client");
+                (http, format!("https://{host}:{}", addr.port()))
+            }
         };
         Client {
             http,

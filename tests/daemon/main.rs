@@ -15,6 +15,7 @@ mod cluster;
 mod durability;
 mod history;
 mod konnect;
+mod network;
 mod postgres;
 mod sidecar;
 mod slowloris;
