@@ -7,5 +7,8 @@ mod settings_file;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // One TLS provider for the process (ring), so any TLS client or server
+    // in it, ours or a library's, finds it.
+    let _ = (*rgmerge::cluster::provider()).clone().install_default();
     cli::main()
 }

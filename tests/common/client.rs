@@ -103,6 +103,9 @@ pub fn assert_same_snapshot(before: &Resp, after: &Resp) {
 impl Client {
     /// A client over `transport`, without a token.
     pub fn over(transport: Transport) -> Client {
+        // reqwest (with rustls for HTTPS) wants a process-wide TLS provider,
+        // whatever the transport: the daemon's own, ring.
+        let _ = (*rgmerge::cluster::provider()).clone().install_default();
         let (http, base) = match transport {
             Transport::Unix(socket) => (
                 reqwest::Client::builder()
@@ -114,8 +117,6 @@ impl Client {
             Transport::Http(base) => (reqwest::Client::new(), base),
             Transport::Https { host, addr, ca_pem } => {
                 use rustls::pki_types::{CertificateDer, pem::PemObject};
-                // reqwest wants a process-wide provider even for a preconfigured client.
-                let _ = (*rgmerge::cluster::provider()).clone().install_default();
                 let mut roots = rustls::RootCertStore::empty();
                 for c in CertificateDer::pem_slice_iter(&ca_pem) {
                     roots.add(c.expect("CA PEM")).expect("CA certificate");
