@@ -57,7 +57,7 @@ enum Command {
         inputs: Vec<PathBuf>,
     },
     /// Run the daemon: groups, composites and snapshots over HTTP on a Unix socket.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Follow a group's snapshot beside a Kong data plane: write it for Kong, heartbeat its hash.
     Sidecar(SidecarArgs),
     /// Write certificates for the cluster endpoint (`kong hybrid gen_cert`'s job):
@@ -536,7 +536,7 @@ pub fn main() -> ExitCode {
             })?;
             merge(&inputs, form, &kong.target()?)
         })(),
-        Command::Serve(args) => return serve(args),
+        Command::Serve(args) => return serve(*args),
         Command::ClusterCert { domain, out, dp_cn } => {
             return match rgmerge::commands::cluster_cert::write(&domain, &out, dp_cn.as_deref()) {
                 Ok(files) => {
