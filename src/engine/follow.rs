@@ -441,6 +441,20 @@ impl Writer {
         pg.needs_reload = false;
         pg.status.reached(pos);
         pg.status.caught_up();
+        // Node reports taken since the last batch live only in the tables
+        // being replaced: carry them over (the newer report wins) and store
+        // them with the next batch, so a reload loses none (issue 27).
+        for g in reg.groups() {
+            if let Ok(old) = self.reg.group(g.meta.id) {
+                let newer: Vec<String> = old
+                    .nodes
+                    .list()
+                    .into_iter()
+                    .filter_map(|n| g.nodes.absorb((*n).clone()).then(|| n.id.clone()))
+                    .collect();
+                g.nodes.mark_dirty(newer);
+            }
+        }
         tracing::info!(pos, "reloaded the state from the database");
         self.reg = reg;
         self.reg.settle_all_nodes();

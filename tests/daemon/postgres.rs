@@ -574,3 +574,58 @@ async fn a_sidecar_never_writes_a_version_older_than_the_one_applied() {
         "1000"
     );
 }
+
+/// Issue 27, item 5: a reload from the database (here forced by a gap in
+/// the change log) keeps the node reports taken since the last batch was
+/// stored, and stores them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_node_reports_not_yet_stored() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("reload");
+    // At info, the log says when the daemon reloaded.
+    let mut d = Daemon::builder()
+        .postgres(&url)
+        .env("RUST_LOG", "info")
+        .start();
+    let c = d.client();
+    let g = c.standard("fleet").await;
+    for round in 0..5 {
+        let node = format!("dp-{round}");
+        c.heartbeat(&g, &node, "").await.expect(200);
+        // A gap at once: the log's head moves past what this daemon read.
+        server.psql(
+            "reload",
+            "UPDATE log_head SET pos = pos + 1; SELECT pg_notify('rgmerge_log', 'gap');",
+        );
+        wait_for("the reload", async || {
+            d.log()
+                .matches("reloaded the state from the database")
+                .count()
+                > round
+        })
+        .await;
+        let listed = c.get(&format!("{V2}/{g}/nodes")).await.expect(200).json();
+        let ids: Vec<&str> = listed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|n| n["id"].as_str())
+            .collect();
+        assert!(
+            ids.contains(&node.as_str()),
+            "round {round}: {node} lost in {ids:?}"
+        );
+    }
+    // And they reach the store.
+    d.stop();
+    d.restart();
+    let listed = d
+        .client()
+        .get(&format!("{V2}/{g}/nodes"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(listed["page"]["total_count"], 5, "{listed}");
+}
