@@ -245,6 +245,42 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
+/// The cluster endpoint's cost per served version (issue 30): Kong's config
+/// hash over the snapshot (parse, then hash) and the gzip'd reconfigure
+/// frame, each made once per version and sent to every data plane.
+fn cluster_payload(c: &mut Criterion) {
+    let n = SIZES[1];
+    let shared: OnceLock<(Vec<u8>, serde_json::Value)> = OnceLock::new();
+    let setup = || {
+        shared.get_or_init(|| {
+            let f = fixture();
+            let composite = Composite::from_members(f.interner.clone(), f.members[..n].to_vec());
+            let bytes = composite.assemble_kong().to_vec();
+            let value = serde_json::from_slice(&bytes).expect("a snapshot is JSON");
+            (bytes, value)
+        })
+    };
+    let mut g = c.benchmark_group(format!("cluster_payload_{n}"));
+    g.sample_size(10);
+    g.bench_function("parse_and_kong_hash", |b| {
+        let (bytes, _) = setup();
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_slice(bytes).expect("json");
+            rgmerge::cluster::hash::config_hash(&v)
+        })
+    });
+    g.bench_function("kong_hash", |b| {
+        let (_, value) = setup();
+        b.iter(|| rgmerge::cluster::hash::config_hash(value))
+    });
+    g.bench_function("gzip_reconfigure_frame", |b| {
+        let (bytes, _) = setup();
+        let hashes = serde_json::json!({"config": "0"});
+        b.iter(|| rgmerge::cluster::wire::reconfigure(0, bytes, "0", &hashes).expect("gzip"))
+    });
+    g.finish();
+}
+
 /// Start-up: `Store::open` + `Engine::start` on a data directory holding one
 /// composite of `n` members (members rebuilt in parallel, the composite
 /// merged, every published snapshot's hash checked). Each start-up takes
@@ -289,6 +325,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = parse, yaml, member, full_merge, incremental, snapshot, startup
+    targets = parse, yaml, member, full_merge, incremental, snapshot, cluster_payload, startup
 }
 criterion_main!(benches);
