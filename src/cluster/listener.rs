@@ -174,9 +174,14 @@ impl Listener {
         );
         tls.write_all(response.as_bytes()).await?;
         tls.flush().await?;
+        // Small buffers: a data plane sends pings (and one basic_info), and
+        // each config goes out eagerly as the one frame it is. tungstenite's
+        // 128 KiB defaults would be most of an idle connection's memory.
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_INCOMING_FRAME))
-            .max_frame_size(Some(MAX_INCOMING_FRAME));
+            .max_frame_size(Some(MAX_INCOMING_FRAME))
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0);
         let ws = WebSocketStream::from_partially_read(tls, rest, Role::Server, Some(config)).await;
         Ok(Some((ws, who)))
     }

@@ -65,6 +65,8 @@ pub struct Manager {
     /// Identical `process_conf`s shared by every node that sent one: a fleet
     /// sends the same few, and each is tens of KB.
     confs: Mutex<HashMap<blake3::Hash, std::sync::Weak<Value>>>,
+    /// Identical plugin lists, shared likewise.
+    plugin_lists: Mutex<HashMap<blake3::Hash, std::sync::Weak<Vec<(String, String)>>>>,
 }
 
 impl Manager {
@@ -74,6 +76,7 @@ impl Manager {
             groups: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
             confs: Mutex::new(HashMap::new()),
+            plugin_lists: Mutex::new(HashMap::new()),
         })
     }
 
@@ -108,14 +111,16 @@ impl Manager {
     /// `conf`, shared with an identical one already held.
     pub fn share_conf(&self, conf: Value) -> Arc<Value> {
         let key = blake3::hash(conf.to_string().as_bytes());
-        let mut confs = self.confs.lock();
-        if let Some(held) = confs.get(&key).and_then(std::sync::Weak::upgrade) {
-            return held;
+        share(&self.confs, key, conf)
+    }
+
+    /// `plugins`, shared with an identical list already held.
+    pub fn share_plugins(&self, plugins: Vec<(String, String)>) -> Arc<Vec<(String, String)>> {
+        let mut h = blake3::Hasher::new();
+        for (name, version) in &plugins {
+            h.update(name.as_bytes()).update(b"\0").update(version.as_bytes()).update(b"\0");
         }
-        confs.retain(|_, w| w.strong_count() > 0);
-        let conf = Arc::new(conf);
-        confs.insert(key, Arc::downgrade(&conf));
-        conf
+        share(&self.plugin_lists, h.finalize(), plugins)
     }
 
     /// Follows the engine until `stop`: after each change, re-signals the
@@ -142,4 +147,16 @@ impl Manager {
             }
         }
     }
+}
+
+/// The value held under `key` while anyone holds it, else `value`, now held.
+fn share<T>(held: &Mutex<HashMap<blake3::Hash, std::sync::Weak<T>>>, key: blake3::Hash, value: T) -> Arc<T> {
+    let mut held = held.lock();
+    if let Some(v) = held.get(&key).and_then(std::sync::Weak::upgrade) {
+        return v;
+    }
+    held.retain(|_, w| w.strong_count() > 0);
+    let value = Arc::new(value);
+    held.insert(key, Arc::downgrade(&value));
+    value
 }

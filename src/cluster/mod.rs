@@ -87,6 +87,20 @@ pub enum ClusterError {
     Listen { addr: SocketAddr, detail: String },
 }
 
+/// Binds with a deep accept backlog: a fleet reconnects all at once after a
+/// restart or a network blip, and connections that find the backlog full
+/// fail and back off 5–10 s (tokio's default backlog is 1024).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
+}
+
 /// A bound cluster endpoint, not yet serving.
 pub struct Cluster {
     listener: listener::Listener,
@@ -113,12 +127,10 @@ impl Cluster {
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
             .map_err(|e| ClusterError::Key(e.to_string()))?;
-        let tcp = tokio::net::TcpListener::bind(opts.listen)
-            .await
-            .map_err(|e| ClusterError::Listen {
-                addr: opts.listen,
-                detail: e.to_string(),
-            })?;
+        let tcp = listen(opts.listen).map_err(|e| ClusterError::Listen {
+            addr: opts.listen,
+            detail: e.to_string(),
+        })?;
         let manager = manager::Manager::new(engine.clone());
         let shared = Arc::new(node::Shared {
             engine,

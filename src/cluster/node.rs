@@ -95,7 +95,7 @@ pub async fn run<S>(
     let hybrid = Arc::new(HybridInfo {
         labels: info.labels,
         process_conf: shared.manager.share_conf(info.process_conf),
-        plugins: info.plugins,
+        plugins: shared.manager.share_plugins(info.plugins),
         connected: true,
     });
     let mut session = Session {

@@ -50,9 +50,10 @@ pub struct HybridInfo {
     /// Shared by the nodes that sent the same one (tens of KB each).
     #[serde(default)]
     pub process_conf: Arc<serde_json::Value>,
-    /// `(name, version)` of every plugin it has.
+    /// `(name, version)` of every plugin it has; shared by the nodes that
+    /// sent the same list (a fleet runs a few).
     #[serde(default)]
-    pub plugins: Vec<(String, String)>,
+    pub plugins: Arc<Vec<(String, String)>>,
     /// True while connected; false once the connection closed (a daemon that
     /// died holding it leaves true, which the active window then outlives).
     #[serde(default)]
