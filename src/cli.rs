@@ -358,7 +358,10 @@ struct ServeArgs {
     #[arg(long, default_value = "rgmerge-data")]
     data_dir: PathBuf,
     /// Keep state in PostgreSQL (15 or later) instead, shared with other
-    /// daemons: `postgres://user@host/db` or `postgres:///db?host=/run/postgresql`.
+    /// daemons: `postgres://user@host/db?sslrootcert=ca.pem` or
+    /// `postgres:///db?host=/run/postgresql`. TLS as libpq's `sslmode`
+    /// (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`);
+    /// a host on the network defaults to `verify-full`, a local one to `disable`.
     /// DATA_DIR then holds only the default socket.
     #[arg(long, value_name = "postgres://…", env = "RGMERGE_STORE")]
     store: Option<String>,
