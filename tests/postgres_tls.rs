@@ -222,7 +222,14 @@ impl TlsServer {
         let data = self.data();
         let out = self.run(
             "pg_ctl",
-            &["-D", data.to_str().expect("utf-8"), "-m", "fast", "-w", "stop"],
+            &[
+                "-D",
+                data.to_str().expect("utf-8"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
         );
         assert!(out.status.success(), "pg_ctl stop: {}", show(&out));
         self.running = false;
@@ -235,8 +242,22 @@ impl TlsServer {
         let out = self.run(
             "psql",
             &[
-                "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", &dir, "-p", &port, "-U",
-                "postgres", "-d", db, "-c", sql,
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &dir,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
             ],
         );
         assert!(out.status.success(), "psql {sql}: {}", show(&out));
@@ -321,7 +342,10 @@ async fn the_store_is_reached_over_verified_tls() {
 
     // localhost defaults to no TLS, as before: this server refuses that.
     let err = serve_refused(&base);
-    assert!(err.contains("sslmode=disable, the default for a local host"), "{err}");
+    assert!(
+        err.contains("sslmode=disable, the default for a local host"),
+        "{err}"
+    );
     assert!(err.contains("no encryption"), "{err}");
 
     // A root that did not sign the server's certificate: refused.
@@ -341,13 +365,20 @@ async fn the_store_is_reached_over_verified_tls() {
     let err = serve_refused(&full);
     eprintln!("verify-full against a certificate for another name: {err}");
     assert!(err.contains("sslmode=verify-full"), "{err}");
-    assert!(err.contains(&format!("sslrootcert={}", ca.display())), "{err}");
+    assert!(
+        err.contains(&format!("sslrootcert={}", ca.display())),
+        "{err}"
+    );
     assert!(
         err.contains("not valid for name \"localhost\"") && err.contains("db.other.test"),
         "the mismatch is named: {err}"
     );
     // verify-ca checks the chain only: accepted (same state as before).
-    let d = works(&format!("{base}?sslmode=verify-ca&sslrootcert={ca_q}"), "ca").await;
+    let d = works(
+        &format!("{base}?sslmode=verify-ca&sslrootcert={ca_q}"),
+        "ca",
+    )
+    .await;
     drop(d);
     // require without a root: encrypted, unverified, works.
     let d = works(&format!("{base}?sslmode=require"), "req").await;
@@ -368,7 +399,12 @@ fn a_bad_ssl_parameter_is_refused_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("rg.sock");
     let out = Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args(["serve", "--store", "postgres://u@db.example.com/x", "--socket"])
+        .args([
+            "serve",
+            "--store",
+            "postgres://u@db.example.com/x",
+            "--socket",
+        ])
         .arg(&socket)
         .env("HOME", home.path())
         .output()
@@ -380,6 +416,11 @@ fn a_bad_ssl_parameter_is_refused_naming_it() {
             && err.contains("sslrootcert=PATH"),
         "{err}"
     );
-    let err = serve_refused("postgres://u@db.example.com/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
-    assert!(err.contains("sslrootcert=/nonexistent/ca.pem: can't read it"), "{err}");
+    let err = serve_refused(
+        "postgres://u@db.example.com/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    );
+    assert!(
+        err.contains("sslrootcert=/nonexistent/ca.pem: can't read it"),
+        "{err}"
+    );
 }

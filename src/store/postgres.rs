@@ -224,9 +224,7 @@ impl PgStore {
         // `sslmode`/`sslrootcert` are read here (tokio-postgres knows
         // neither verify mode nor the root file), the rest by tokio-postgres.
         let (rest, mode, root) = tls::split(url).map_err(bad)?;
-        let mut config: tokio_postgres::Config = rest
-            .parse()
-            .map_err(|e| bad(describe(&e)))?;
+        let mut config: tokio_postgres::Config = rest.parse().map_err(|e| bad(describe(&e)))?;
         let params = tls::settle(mode, root, tls::is_local(&config));
         let connector = tls::connector(&params).map_err(bad)?;
         config.ssl_mode(connector.ssl_mode);

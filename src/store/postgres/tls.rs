@@ -97,7 +97,10 @@ pub fn split(url: &str) -> Result<(String, Option<Mode>, Option<PathBuf>), Strin
             "sslmode" => mode = Some(Mode::parse(&value)?),
             "sslrootcert" => {
                 if value.is_empty() {
-                    return Err("sslrootcert=: empty; give the path of a PEM file of CA certificates".into());
+                    return Err(
+                        "sslrootcert=: empty; give the path of a PEM file of CA certificates"
+                            .into(),
+                    );
                 }
                 root = Some(PathBuf::from(value));
             }
@@ -153,7 +156,8 @@ fn default_root() -> Option<PathBuf> {
 /// The CA certificates in the PEM file `path`.
 fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("sslrootcert={shown}: can't read it: {e}"))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("sslrootcert={shown}: can't read it: {e}"))?;
     let mut roots = RootCertStore::empty();
     for (i, cert) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
         let cert = cert.map_err(|e| format!("sslrootcert={shown}: certificate {}: {e}", i + 1))?;
@@ -201,44 +205,45 @@ pub fn connector(p: &Params) -> Result<Connector, String> {
         }
         (false, m) => format!("sslmode={}, the default for a local host", m.as_str()),
     };
-    let (ssl_mode, verifier, describe): (SslMode, Arc<dyn ServerCertVerifier>, String) =
-        match (p.mode, root) {
-            (Mode::Disable, _) => (SslMode::Disable, Arc::new(Unverified::new(&provider)), how),
-            (Mode::Allow | Mode::Prefer, _) => {
-                (SslMode::Prefer, Arc::new(Unverified::new(&provider)), how)
-            }
-            (Mode::Require, None) => (SslMode::Require, Arc::new(Unverified::new(&provider)), how),
-            (Mode::VerifyCa | Mode::Require, Some(root)) => {
-                let roots = load_roots(&root)?;
-                (
-                    SslMode::Require,
-                    Arc::new(ChainOnly {
-                        roots: Arc::new(roots),
-                        provider: Arc::clone(&provider),
-                    }),
-                    format!("{how}, sslrootcert={}", root.display()),
-                )
-            }
-            (Mode::VerifyFull, Some(root)) => {
-                let roots = load_roots(&root)?;
-                let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    Arc::clone(&provider),
-                )
-                .build()
-                .map_err(|e| format!("sslrootcert={}: {e}", root.display()))?;
-                (
-                    SslMode::Require,
-                    v,
-                    format!("{how}, sslrootcert={}", root.display()),
-                )
-            }
-            (Mode::VerifyCa | Mode::VerifyFull, None) => {
-                return Err(format!(
-                    "{how}: it verifies the server's certificate and needs the CA that signed it: add sslrootcert=PATH (a PEM file; /etc/ssl/certs/ca-certificates.crt for a public CA), or sslmode=require to encrypt without verifying (~/.postgresql/root.crt, libpq's default, does not exist)"
-                ));
-            }
-        };
+    let (ssl_mode, verifier, describe): (SslMode, Arc<dyn ServerCertVerifier>, String) = match (
+        p.mode, root,
+    ) {
+        (Mode::Disable, _) => (SslMode::Disable, Arc::new(Unverified::new(&provider)), how),
+        (Mode::Allow | Mode::Prefer, _) => {
+            (SslMode::Prefer, Arc::new(Unverified::new(&provider)), how)
+        }
+        (Mode::Require, None) => (SslMode::Require, Arc::new(Unverified::new(&provider)), how),
+        (Mode::VerifyCa | Mode::Require, Some(root)) => {
+            let roots = load_roots(&root)?;
+            (
+                SslMode::Require,
+                Arc::new(ChainOnly {
+                    roots: Arc::new(roots),
+                    provider: Arc::clone(&provider),
+                }),
+                format!("{how}, sslrootcert={}", root.display()),
+            )
+        }
+        (Mode::VerifyFull, Some(root)) => {
+            let roots = load_roots(&root)?;
+            let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::clone(&provider),
+            )
+            .build()
+            .map_err(|e| format!("sslrootcert={}: {e}", root.display()))?;
+            (
+                SslMode::Require,
+                v,
+                format!("{how}, sslrootcert={}", root.display()),
+            )
+        }
+        (Mode::VerifyCa | Mode::VerifyFull, None) => {
+            return Err(format!(
+                "{how}: it verifies the server's certificate and needs the CA that signed it: add sslrootcert=PATH (a PEM file; /etc/ssl/certs/ca-certificates.crt for a public CA), or sslmode=require to encrypt without verifying (~/.postgresql/root.crt, libpq's default, does not exist)"
+            ));
+        }
+    };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
