@@ -631,8 +631,21 @@ fn validate_bundle(
                     v
                 })
                 .collect();
-            let doc =
-                serde_json::json!({"state": worst.unwrap_or(State::Ok), "composites": composites});
+            // Every state any composite is in: a member error somewhere and
+            // a conflict elsewhere are both said.
+            let states = State::all(
+                results
+                    .iter()
+                    .any(|(_, r)| r.states.contains(&State::Invalid)),
+                results
+                    .iter()
+                    .any(|(_, r)| r.states.contains(&State::Conflict)),
+            );
+            let doc = serde_json::json!({
+                "state": worst.unwrap_or(State::Ok),
+                "states": states,
+                "composites": composites,
+            });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Text => {
@@ -662,7 +675,7 @@ fn merge(
         eprint!("{}", text::render(&report));
         eprintln!(
             "rgmerge: no snapshot: the composite is {}",
-            report.state.as_str()
+            report.states_words()
         );
         return Ok(ExitCode::from(1));
     }
