@@ -507,14 +507,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, ca.pem()).expect("write");
-        let c = connector(&settle(Some(Mode::Require), Some(path.clone()), false))
-            .ok()
-            .expect("connector");
+        let c =
+            connector(&settle(Some(Mode::Require), Some(path.clone()), false)).expect("connector");
         assert_eq!(c.ssl_mode, SslMode::Require);
         assert!(c.describe.contains("sslrootcert="), "{}", c.describe);
-        let c = connector(&settle(Some(Mode::VerifyFull), Some(path), false))
-            .ok()
-            .expect("connector");
+        let c = connector(&settle(Some(Mode::VerifyFull), Some(path), false)).expect("connector");
         assert_eq!(
             c.describe,
             format!(
