@@ -209,6 +209,11 @@ async fn main() {
     }
 
     let start = Instant::now();
+    // The wall clock at `start`, so a caller can relate `first_at_ms` to
+    // when it made a change (issue 30: from a member's write to each node).
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let deadline = start + Duration::from_secs_f64(args.seconds);
     let expect: Option<Arc<str>> = args.expect_hash.as_deref().map(Arc::from);
 
@@ -421,6 +426,7 @@ async fn main() {
             "hash_changes": changes,
             "hash_change_spread": spread,
             "elapsed_s": round(elapsed.as_secs_f64()),
+            "start_unix_ms": round(start_unix_ms),
             "open_files_limit": nofile,
         });
         if let Some(e) = &expect {

@@ -9,7 +9,7 @@
 # Each run first replays the committed seeds in fuzz/corpus/TARGET (the project's
 # own inputs and every input that once crashed; parse_member and yaml_agreement
 # also replay the real decK/Kong files of ../shared/fixtures/real, and
-# yaml_agreement the cases of tests/yaml), then mutates. New corpus entries go to
+# yaml_agreement the cases of fixtures/yaml), then mutates. New corpus entries go to
 # fuzz/target/work/TARGET (kept between `long` and `run` runs, so they build on
 # each other; `smoke` uses a fresh directory so it stays short), never into the
 # committed corpus. A crash leaves its input in fuzz/artifacts/TARGET and fails
@@ -87,8 +87,8 @@ for t in "${targets[@]}"; do
       -exec cp {} "$real/" \;
     seeds+=("$real")
   fi
-  if [ "$t" = yaml_agreement ] && [ -d tests/yaml ]; then
-    seeds+=("tests/yaml")
+  if [ "$t" = yaml_agreement ] && [ -d fixtures/yaml ]; then
+    seeds+=("fixtures/yaml")
   fi
   cargo +nightly fuzz run "$t" "$work" "${seeds[@]}" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \

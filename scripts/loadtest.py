@@ -46,6 +46,21 @@ Issue 17 (one JSON line per figure; exits 1 if a correctness check fails):
          back: acknowledged writes/s and acknowledgement p50/p99.
        Either with [--bin PATH] [--baseline PATH]: the baseline binary runs
        the same scenario right after, in the same run.
+
+Issue 30 (the cluster endpoint; one JSON line per figure; exits 1 if a check fails):
+
+       scripts/loadtest.py --scenario hybrid [--nodes 10000] [--ping-interval 30]
+                           [--seconds 60] [--connect-rate 2000] [--fleet PATH]
+         the daemon with --cluster-listen on loopback and certificates from
+         `rgmerge cluster-cert`; a group with a config and the fleet's pinned
+         certificate; --nodes fake Kong data planes (examples/fleet.rs, which
+         follows Kong's data_plane.lua) connect and get the config. Then: the
+         daemon's memory per connected data plane (RSS after minus before,
+         over the nodes), the pings it handled per second (its heartbeat
+         counter over a quiet window), and, after one member write, the time
+         from the write's acknowledgement until each data plane held the new
+         hash (p50/p99/max). Checks: every node connected, every node ended on
+         the new hash, no failed connects.
 """
 import asyncio
 import argparse
@@ -618,12 +633,145 @@ async def run_writers_async(args, sock, common):
     return not failed
 
 
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def metric(conn, name):
+    st, body = await conn.request("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def run_hybrid(args, common):
+    """Issue 30: a fleet of hybrid-mode data planes on the cluster endpoint."""
+    fleet = args.fleet or os.path.join(os.path.dirname(BIN), "examples", "fleet")
+    if not os.path.exists(fleet):
+        sys.exit(f"{fleet} not found: cargo build --release --example fleet (or pass --fleet)")
+    tmp = tempfile.mkdtemp(prefix="rgmerge-hybrid-")
+    certs = os.path.join(tmp, "certs")
+    domain = "cp.loadtest.internal"
+    subprocess.run([BIN, "cluster-cert", "--domain", domain, "--out", certs, "--dp-cn", "fleet"],
+                   check=True, stdout=subprocess.DEVNULL)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sock = os.path.join(tmp, "rg.sock")
+    daemon = subprocess.Popen(
+        [BIN, "serve", "--data-dir", os.path.join(tmp, "data"), "--socket", sock,
+         "--cluster-listen", f"127.0.0.1:{port}", "--cluster-domain", domain,
+         "--cluster-cert", os.path.join(certs, "cluster.crt"),
+         "--cluster-cert-key", os.path.join(certs, "cluster.key"),
+         "--active-window-secs", str(max(30, int(args.ping_interval * 2)))],
+        stderr=subprocess.DEVNULL)
+    for _ in range(400):
+        if os.path.exists(sock):
+            break
+        time.sleep(0.05)
+    ok = True
+    fleet_proc = None
+    try:
+        async def setup():
+            conn = AsyncConn(sock)
+            st, body = await conn.request("POST", "/v2/control-planes", json.dumps({"name": "fleet"}).encode())
+            assert st == 201, body
+            gid = json.loads(body)["id"]
+            st, body = await conn.request("PUT", f"/v2/control-planes/{gid}/config",
+                                          small_config("fleet-svc", "a.internal"))
+            assert st == 200, body
+            with open(os.path.join(certs, "dp.crt")) as f:
+                pem = f.read()
+            st, body = await conn.request("POST", f"/v2/control-planes/{gid}/dp-client-certificates",
+                                          json.dumps({"cert": pem}).encode())
+            assert st == 201, body
+            return gid
+        gid = asyncio.run(setup())
+        label = gid.replace("-", "")[:10]
+        rss_before = rss_kb(daemon.pid)
+        fleet_proc = subprocess.Popen(
+            [fleet, "--addr", f"127.0.0.1:{port}", "--server-name", f"{label}.{domain}",
+             "--ca", os.path.join(certs, "ca.crt"), "--cert", os.path.join(certs, "dp.crt"),
+             "--key", os.path.join(certs, "dp.key"), "--nodes", str(args.nodes),
+             "--seconds", str(args.seconds), "--ping-interval", str(args.ping_interval),
+             "--connect-rate", str(args.connect_rate)],
+            stdout=subprocess.PIPE, text=True)
+
+        async def measure():
+            conn = AsyncConn(sock)
+            path = f"/v2/control-planes/{gid}/nodes?page[size]=1"
+            deadline = time.time() + args.seconds
+            total = 0
+            while time.time() < deadline:
+                st, body = await conn.request("GET", path)
+                total = json.loads(body)["page"]["total_count"] if st == 200 else 0
+                if total >= args.nodes:
+                    break
+                await asyncio.sleep(0.2)
+            # Every node has connected (and pinged): the idle fleet's cost.
+            await asyncio.sleep(min(2.0, args.ping_interval))
+            rss_after = rss_kb(daemon.pid)
+            window = max(1.0, min(args.ping_interval, 5.0))
+            b0 = await metric(conn, "rgmerge_heartbeats_total")
+            await asyncio.sleep(window)
+            b1 = await metric(conn, "rgmerge_heartbeats_total")
+            t0 = time.time()
+            st, body = await conn.request("PUT", f"/v2/control-planes/{gid}/config",
+                                          small_config("fleet-svc", "b.internal"))
+            assert st == 200, body
+            written_ms = time.time() * 1000.0
+            ack_ms = (time.time() - t0) * 1000.0
+            st, body = await conn.request("GET", f"/v2/control-planes/{gid}/expected-config-hash")
+            return total, rss_after, (b1 - b0) / window, written_ms, ack_ms, json.loads(body)["expected_hash"]
+        total, rss_after, pings_per_s, written_ms, ack_ms, new_hash = asyncio.run(measure())
+        out, _ = fleet_proc.communicate(timeout=args.seconds + 120)
+        report = json.loads(out.strip().splitlines()[-1])
+        change = next((c for c in report["hash_changes"] if c["hash"] == new_hash), None)
+        held = report["hashes_held"].get(new_hash, 0)
+        per_conn = (rss_after - rss_before) * 1024 / max(total, 1)
+        figure(common, "connected_data_planes", report["connected"], "nodes", nodes=args.nodes,
+               node_records=total, failed_connects=report["failed_connects"])
+        figure(common, "memory_per_connection_kb", per_conn / 1024, "KB (daemon RSS delta / nodes)",
+               rss_before_mb=round(rss_before / 1024, 1), rss_after_mb=round(rss_after / 1024, 1))
+        figure(common, "pings_per_s", pings_per_s, "pings handled/s",
+               ping_interval_s=args.ping_interval)
+        if change:
+            offset = report["start_unix_ms"] + change["first_at_ms"] - written_ms
+            figure(common, "propagation_p50_ms", offset + change["p50_ms"], "ms from the write's ack")
+            figure(common, "propagation_p99_ms", offset + change["p99_ms"], "ms from the write's ack",
+                   max_ms=round(offset + change["max_ms"], 1), write_ack_ms=round(ack_ms, 1),
+                   nodes_moved=change["nodes"])
+        correct = (report["connected"] == args.nodes and held == args.nodes
+                   and not report["failed_connects"] and change is not None)
+        figure(common, "correct", correct, "bool", nodes_on_new_hash=held,
+               configs_received=report["configs_received"])
+        ok = correct
+    finally:
+        if fleet_proc and fleet_proc.poll() is None:
+            fleet_proc.kill()
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ok
+
+
 def run_scenario(args):
     """Runs --scenario for --bin, then for --baseline if given (the same
     way, one after the other, in this run). Exits 1 if a check failed."""
     global BIN
     ok = True
     bins = [BIN] + ([os.path.abspath(args.baseline)] if args.baseline else [])
+    if args.scenario == "hybrid":
+        common = {"scenario": "hybrid", "binary": BIN, "role": "measured"}
+        common.update(machine())
+        if not run_hybrid(args, common):
+            sys.exit(1)
+        return
     for b in bins:
         BIN = b
         tmp = tempfile.mkdtemp(prefix="rgmerge-load-")
@@ -663,8 +811,15 @@ def main():
                          "group-status falls back to Python readers without it)")
     ap.add_argument("--readers", type=int, default=8, help="reader threads for --read status")
     ap.add_argument("--bin", default=None, help="the rgmerge binary to measure")
-    ap.add_argument("--scenario", choices=["heartbeats", "writers"], default=None,
-                    help="issue 17: a fleet of data planes heartbeating, or concurrent writers")
+    ap.add_argument("--scenario", choices=["heartbeats", "writers", "hybrid"], default=None,
+                    help="issue 17: a fleet of data planes heartbeating, or concurrent writers; "
+                         "issue 30: hybrid-mode data planes on the cluster endpoint")
+    ap.add_argument("--ping-interval", type=float, default=30.0,
+                    help="seconds between a hybrid data plane's pings (Kong: 30)")
+    ap.add_argument("--connect-rate", type=float, default=2000.0,
+                    help="hybrid data planes connecting per second")
+    ap.add_argument("--fleet", default=None,
+                    help="the fleet example binary [default: beside --bin, examples/fleet]")
     ap.add_argument("--baseline", default=None,
                     help="with --scenario: another binary measured the same way right after")
     ap.add_argument("--nodes", type=int, default=10_000, help="data planes (--scenario heartbeats)")

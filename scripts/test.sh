@@ -7,13 +7,48 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Each stage's wall time, printed as a table at the end (also when a stage
+# fails: the failing stage is marked).
+STAGES=()
+STAGE=""
+STAGE_START=$SECONDS
+SCRIPT_START=$SECONDS
+stage() {
+  stage_end
+  STAGE=$1
+  STAGE_START=$SECONDS
+  shift
+  step "$*"
+}
+stage_end() {
+  if [ -n "$STAGE" ]; then
+    STAGES+=("$STAGE|$((SECONDS - STAGE_START))|${1:-ok}")
+    STAGE=""
+  fi
+}
+summary() {
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then stage_end FAILED; else stage_end; fi
+  printf '\n%-10s %9s  %s\n' stage time result
+  local row name secs result
+  for row in "${STAGES[@]}"; do
+    IFS='|' read -r name secs result <<<"$row"
+    printf '%-10s %5dm%02ds  %s\n' "$name" $((secs / 60)) $((secs % 60)) "$result"
+  done
+  local total=$((SECONDS - SCRIPT_START))
+  printf '%-10s %5dm%02ds\n' total $((total / 60)) $((total % 60))
+  exit "$rc"
+}
+trap summary EXIT
+
 # The Runtime Manager page is tested in headless Chromium over WebDriver
-# (tests/browser.rs): Debian's chromium and chromium-driver. Without them the
+# (tests/daemon/browser.rs): Debian's chromium and chromium-driver. Without them the
 # browser test says SKIPPED, except under CI=true, where it fails.
 browser_tools() {
   command -v chromedriver >/dev/null 2>&1 &&
     { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
 }
+stage setup "the tools the tests need"
 if ! browser_tools; then
   step "installing chromium and chromium-driver (apt-get)"
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -26,7 +61,7 @@ if ! browser_tools; then
   fi
 fi
 
-# Several daemons on one PostgreSQL (tests/postgres.rs) run a real server
+# Several daemons on one PostgreSQL (tests/daemon/postgres.rs) run a real server
 # from Debian's postgresql (15 or later) on a temporary directory and a Unix
 # socket. Without it those tests say SKIPPED, except under CI=true.
 pg_tools() {
@@ -46,23 +81,27 @@ if ! pg_tools; then
   fi
 fi
 
-step "format"
+stage format "format"
 cargo fmt --check
-step "clippy"
+stage clippy "clippy"
 cargo clippy --locked --all-targets -- -D warnings
-step "tests"
+stage tests "tests"
 cargo test --locked
-step "load test (brief: issue 17's scenarios, small, on the debug build the tests made)"
+stage load "load test (brief: issue 17's scenarios, small, on the debug build the tests made)"
 python3 scripts/loadtest.py --scenario heartbeats --nodes 200 --period 2 --seconds 2 \
   --connections 8 --bin target/debug/rgmerge
 python3 scripts/loadtest.py --scenario writers --writers 4 --seconds 1 --bin target/debug/rgmerge
 python3 scripts/startup.py --members 4 --entities 50 --runs 1 --bin target/debug/rgmerge
+# Issue 30: a small fleet of fake Kong data planes (examples/fleet.rs, built by cargo test).
+python3 scripts/loadtest.py --scenario hybrid --nodes 50 --ping-interval 2 --seconds 10 \
+  --connect-rate 200 --bin target/debug/rgmerge
 step "the other measurement scripts compile (socket_limit and pg_bench need oha or a PostgreSQL and release builds: run them by hand)"
 python3 -m py_compile scripts/socket_limit.py scripts/compare_bench.py scripts/compare_validate.py scripts/pg_bench.py
-step "benches (criterion smoke mode: each bench once)"
+stage benches "benches (criterion smoke mode: each bench once)"
 cargo bench --locked -- --test
 if [ -x scripts/fuzz.sh ]; then
-  step "fuzz targets (brief)"
+  stage fuzz "fuzz targets (brief)"
   scripts/fuzz.sh smoke
 fi
+stage_end
 step "all checks passed"

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::settings_file;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -334,11 +335,11 @@ fn admin(args: AdminArgs) -> ExitCode {
 #[derive(clap::Args)]
 struct KongArgs {
     /// Kong Gateway edition of the data planes (Konnect runs Enterprise).
-    #[arg(long, value_name = "enterprise|oss")]
+    #[arg(long, env = "RGMERGE_KONG_EDITION", value_name = "enterprise|oss")]
     kong_edition: Option<String>,
     /// Plugins the data planes run, as Kong's own `plugins` setting:
     /// `bundled` and/or custom plugin names, comma-separated.
-    #[arg(long, value_name = "bundled,NAME,…")]
+    #[arg(long, env = "RGMERGE_PLUGINS", value_name = "bundled,NAME,…")]
     plugins: Option<String>,
 }
 
@@ -355,7 +356,7 @@ impl KongArgs {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Where state is kept (an embedded redb store, created on first start).
-    #[arg(long, default_value = "rgmerge-data")]
+    #[arg(env = "RGMERGE_DATA_DIR", long, default_value = "rgmerge-data")]
     data_dir: PathBuf,
     /// Keep state in PostgreSQL (15 or later) instead, shared with other
     /// daemons: `postgres://user@host/db?sslrootcert=ca.pem` or
@@ -366,79 +367,121 @@ struct ServeArgs {
     #[arg(long, value_name = "postgres://…", env = "RGMERGE_STORE")]
     store: Option<String>,
     /// The Unix socket to serve on [default: DATA_DIR/rgmerge.sock].
-    #[arg(long)]
+    #[arg(env = "RGMERGE_SOCKET", long)]
     socket: Option<PathBuf>,
     /// Also serve the Runtime Manager page (only `/ui/…`) on this loopback
     /// address, e.g. 127.0.0.1:8080 (port 0 picks a free one). The page is
     /// always on the socket too.
-    #[arg(long, value_name = "127.0.0.1:PORT")]
+    #[arg(env = "RGMERGE_HTTP", long, value_name = "127.0.0.1:PORT")]
     http: Option<std::net::SocketAddr>,
     /// Most groups the organisation may hold (3 reproduces Konnect's Enterprise plan).
-    #[arg(long)]
+    #[arg(env = "RGMERGE_MAX_GROUPS", long)]
     max_groups: Option<usize>,
     /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[arg(env = "RGMERGE_MAX_BODY_BYTES", long, default_value_t = 64 * 1024 * 1024)]
     max_body_bytes: usize,
     /// A node seen within this many seconds counts as connected.
-    #[arg(long, default_value_t = 30)]
+    #[arg(env = "RGMERGE_ACTIVE_WINDOW_SECS", long, default_value_t = 30)]
     active_window_secs: u64,
     /// Requests handled at once (snapshot reads excepted); more wait their turn.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(env = "RGMERGE_MAX_IN_FLIGHT", long, default_value_t = 1024)]
     max_in_flight: usize,
     /// Connections open at once (idle keep-alive ones included); more wait
     /// in the socket's backlog until one closes.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(env = "RGMERGE_MAX_CONNECTIONS", long, default_value_t = 4096)]
     max_connections: usize,
     #[command(flatten)]
     kong: KongArgs,
     /// Longest long-poll (`?wait=`) in seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(env = "RGMERGE_MAX_WAIT_SECS", long, default_value_t = 300)]
     max_wait_secs: u64,
     /// A connection that has not sent a whole request head this many seconds
     /// after connecting (or after the first byte of its next request) is closed.
-    #[arg(long, default_value_t = 10)]
+    #[arg(env = "RGMERGE_HEADER_READ_TIMEOUT_SECS", long, default_value_t = 10)]
     header_read_timeout_secs: u64,
     /// A request body not read in full within this many seconds gets 408.
-    #[arg(long, default_value_t = 30)]
+    #[arg(env = "RGMERGE_BODY_READ_TIMEOUT_SECS", long, default_value_t = 30)]
     body_read_timeout_secs: u64,
     /// A keep-alive connection idle this many seconds between requests is closed.
-    #[arg(long, default_value_t = 60)]
+    #[arg(env = "RGMERGE_IDLE_TIMEOUT_SECS", long, default_value_t = 60)]
     idle_timeout_secs: u64,
     /// Snapshot versions kept per group (served by `?version=`, pinnable).
-    #[arg(long, default_value_t = rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY as u64,
+    #[arg(env = "RGMERGE_SNAPSHOT_HISTORY", long, default_value_t = rgmerge::registry::DEFAULT_SNAPSHOT_HISTORY as u64,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     snapshot_history: u64,
     /// DATA_DIR/audit.log is rotated to audit.log.1 before it passes this many bytes.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[arg(env = "RGMERGE_AUDIT_MAX_BYTES", long, default_value_t = 64 * 1024 * 1024)]
     audit_max_bytes: u64,
     /// The store keeps the newest this many audit entries.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(env = "RGMERGE_AUDIT_MAX_ENTRIES", long, default_value_t = 1_000_000)]
     audit_max_entries: u64,
     /// Open the cluster endpoint for Kong data planes in hybrid mode (mTLS,
     /// WebSocket) on this address, e.g. 0.0.0.0:8005. Needs --cluster-cert,
     /// --cluster-cert-key and --cluster-domain.
-    #[arg(long, value_name = "ADDR:PORT", requires_all = ["cluster_cert", "cluster_cert_key", "cluster_domain"])]
+    #[arg(env = "RGMERGE_CLUSTER_LISTEN", long, value_name = "ADDR:PORT", requires_all = ["cluster_cert", "cluster_cert_key", "cluster_domain"])]
     cluster_listen: Option<std::net::SocketAddr>,
     /// The endpoint's certificate chain (PEM) for `*.DOMAIN` (`rgmerge cluster-cert` makes one).
-    #[arg(long, value_name = "PEM")]
+    #[arg(env = "RGMERGE_CLUSTER_CERT", long, value_name = "PEM")]
     cluster_cert: Option<PathBuf>,
     /// Its private key (PEM).
-    #[arg(long, value_name = "PEM")]
+    #[arg(env = "RGMERGE_CLUSTER_CERT_KEY", long, value_name = "PEM")]
     cluster_cert_key: Option<PathBuf>,
     /// Group G's endpoint is `https://<label of G>.DOMAIN[:PORT]`; data planes
     /// send that host as their TLS server name (`cluster_server_name`).
-    #[arg(long, value_name = "DOMAIN")]
+    #[arg(env = "RGMERGE_CLUSTER_DOMAIN", long, value_name = "DOMAIN")]
     cluster_domain: Option<String>,
     /// The port data planes reach the endpoint on, when it is not the listening
     /// one (behind a load balancer); 443 is left out of the URL.
-    #[arg(long, value_name = "PORT")]
+    #[arg(env = "RGMERGE_CLUSTER_PUBLIC_PORT", long, value_name = "PORT")]
     cluster_public_port: Option<u16>,
     /// Data-plane connections open at once; more are closed at once.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(
+        env = "RGMERGE_CLUSTER_MAX_CONNECTIONS",
+        long,
+        default_value_t = 20_000
+    )]
     cluster_max_connections: usize,
     /// A data-plane connection must finish TLS and its upgrade request within this many seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(
+        env = "RGMERGE_CLUSTER_HANDSHAKE_TIMEOUT_SECS",
+        long,
+        default_value_t = 10
+    )]
     cluster_handshake_timeout_secs: u64,
+    /// Serve the whole API (Konnect's, with bearer tokens) and the page on the
+    /// network, e.g. 0.0.0.0:8443: HTTPS with --api-cert and --api-cert-key;
+    /// plain HTTP only on a loopback address.
+    #[arg(env = "RGMERGE_API_LISTEN", long, value_name = "ADDR:PORT")]
+    api_listen: Option<std::net::SocketAddr>,
+    /// The API listener's certificate chain (PEM).
+    #[arg(
+        env = "RGMERGE_API_CERT",
+        long,
+        value_name = "PEM",
+        requires = "api_cert_key"
+    )]
+    api_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(
+        env = "RGMERGE_API_CERT_KEY",
+        long,
+        value_name = "PEM",
+        requires = "api_cert"
+    )]
+    api_cert_key: Option<PathBuf>,
+    /// Requests per second for each token (or address, without one) on the
+    /// API listener; past it, 429 with Retry-After.
+    #[arg(env = "RGMERGE_API_RATE_LIMIT", long, default_value_t = 100)]
+    api_rate_limit: u32,
+    /// Read settings from this TOML file (`key = value`, keys as the flags
+    /// without `--`). A flag wins over RGMERGE_… in the environment, which
+    /// wins over the file, which wins over the default.
+    #[arg(env = "RGMERGE_CONFIG", long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the settings `serve` would run with, each with where it came
+    /// from, secrets masked, and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Copy, Clone, ValueEnum, PartialEq, Eq)]
@@ -448,7 +491,29 @@ enum OutputFormat {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `serve --config FILE`: its settings become RGMERGE_… variables where
+    // the environment has none, so clap's order is flag, environment, file, default.
+    let from_file = match settings_file::apply(&Cli::command()) {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!("rgmerge serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = Cli::command().get_matches();
+    if let Some(("serve", serve)) = matches.subcommand()
+        && serve.get_flag("print_config")
+    {
+        print!(
+            "{}",
+            settings_file::render(&Cli::command(), serve, &from_file)
+        );
+        return ExitCode::SUCCESS;
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Validate {
             format,
@@ -702,6 +767,7 @@ fn init_tracing() {
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_tracing();
+    raise_open_files_limit();
     rgmerge::metrics::install();
     let fail = |msg: String| {
         eprintln!("rgmerge serve: {msg}");
@@ -745,6 +811,24 @@ fn serve(args: ServeArgs) -> ExitCode {
     // than keep it mapped (the daemon's allocator is mimalloc, `main.rs`).
     // SAFETY: mi_collect has no preconditions.
     unsafe { libmimalloc_sys::mi_collect(true) };
+    let api = match args.api_listen {
+        None => None,
+        Some(addr) => {
+            let tls = match (&args.api_cert, &args.api_cert_key) {
+                (Some(c), Some(k)) => match (std::fs::read(c), std::fs::read(k)) {
+                    (Ok(c), Ok(k)) => Some((c, k)),
+                    (Err(e), _) => return fail(format!("--api-cert {}: {e}", c.display())),
+                    (_, Err(e)) => return fail(format!("--api-cert-key {}: {e}", k.display())),
+                },
+                _ => None,
+            };
+            Some(rgmerge::server::ApiListen {
+                addr,
+                tls,
+                rate_limit: args.api_rate_limit.max(1),
+            })
+        }
+    };
     let opts =
         rgmerge::server::ServeOptions {
             socket: args
@@ -760,6 +844,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
             },
             http: args.http,
+            api,
             cluster: args.cluster_domain.as_ref().zip(args.cluster_listen).map(
                 |(domain, listen)| rgmerge::server::ClusterEndpoint {
                     domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
@@ -837,6 +922,22 @@ fn serve(args: ServeArgs) -> ExitCode {
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+/// Every data plane on the cluster endpoint holds a connection, and every
+/// sidecar one on the socket: take the hard limit on open files, as servers do.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 

@@ -554,8 +554,8 @@ mod tests {
     #[test]
     fn streaming_json_reads_the_same_member_as_the_tree() {
         let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
-        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
-        for case in std::fs::read_dir(&cases).expect("tests/cases").flatten() {
+        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases");
+        for case in std::fs::read_dir(&cases).expect("fixtures/cases").flatten() {
             for f in std::fs::read_dir(case.path()).expect("case dir").flatten() {
                 let p = f.path();
                 let name = p
@@ -611,8 +611,8 @@ mod tests {
     #[test]
     fn streaming_yaml_reads_the_same_member_as_the_tree() {
         let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
-        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
-        for case in std::fs::read_dir(&cases).expect("tests/cases").flatten() {
+        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases");
+        for case in std::fs::read_dir(&cases).expect("fixtures/cases").flatten() {
             for f in std::fs::read_dir(case.path()).expect("case dir").flatten() {
                 let p = f.path();
                 let name = p.display().to_string();

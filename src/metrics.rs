@@ -276,3 +276,8 @@ pub fn cluster_config_sent(bytes: usize) {
 pub fn cluster_held_back() {
     metrics::counter!("rgmerge_cluster_configs_held_back_total").increment(1);
 }
+
+/// A request refused by `--api-rate-limit`.
+pub fn rate_limited() {
+    metrics::counter!("rgmerge_rate_limited_total").increment(1);
+}

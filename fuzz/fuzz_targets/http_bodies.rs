@@ -333,6 +333,7 @@ fuzz_target!(|data: &[u8]| {
                 timeouts: Default::default(),
                 http: None,
                 cluster: None,
+                api: None,
             }),
             shutdown,
         });

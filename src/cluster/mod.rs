@@ -20,6 +20,7 @@ pub mod listener;
 pub mod manager;
 pub mod node;
 pub mod payload;
+pub mod preflight;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -39,6 +40,14 @@ use crate::engine::Engine;
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
+
+/// The Kong version the cluster endpoint serves (the daemon's rules are
+/// Kong 3.10's).
+pub const KONG_VERSION: compat::KongVersion = compat::KongVersion {
+    major: 3,
+    minor: 10,
+    patch: 0,
+};
 
 /// Resolves once `stop` turns true (or its sender is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {

@@ -38,6 +38,56 @@ pub struct ConfigOutcome {
     pub hash: String,
     /// Each composite the group belongs to, and its report after the change.
     pub composites: Vec<CompositeOutcome>,
+    /// The member as written, for what the answer derives on demand.
+    member: Arc<Member>,
+}
+
+impl ConfigOutcome {
+    /// The names of the plugins the config configures, at any nesting depth,
+    /// sorted and once each (what a data plane must have to load it). Reads
+    /// the member's serialized entities: for dry runs, not every write.
+    pub fn configured_plugins(&self) -> Vec<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for chunk in self.member.kong() {
+            let mut doc = Vec::with_capacity(chunk.bytes.len() + 2);
+            doc.push(b'[');
+            doc.extend_from_slice(&chunk.bytes);
+            doc.push(b']');
+            let Ok(entities) = serde_json::from_slice::<serde_json::Value>(&doc) else {
+                continue;
+            };
+            let is_plugins = chunk.coll == crate::config::Coll::Plugins;
+            plugin_names(&entities, is_plugins, &mut names);
+        }
+        names.into_iter().collect()
+    }
+}
+
+/// Collects `name` of every plugin entity in `v`; `plugins` says `v` is a
+/// list of plugins itself.
+fn plugin_names(
+    v: &serde_json::Value,
+    plugins: bool,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    match v {
+        serde_json::Value::Array(items) => {
+            for item in items {
+                if plugins && let Some(n) = item.get("name").and_then(serde_json::Value::as_str) {
+                    out.insert(n.to_string());
+                }
+                plugin_names(item, false, out);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, child) in m {
+                if child.is_array() {
+                    plugin_names(child, k == "plugins", out);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -226,10 +276,14 @@ impl Tx<'_> {
                 report: self.reg.composite_report(*c)?,
             });
         }
+        let Kind::Standard { config, .. } = &g.kind else {
+            return Err(Refusal::invalid("not a standard group"));
+        };
         Ok(ConfigOutcome {
             version: g.snapshot.version,
             hash: g.snapshot.body.hash().to_string(),
             composites: out,
+            member: Arc::clone(&config.member),
         })
     }
 

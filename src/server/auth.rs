@@ -912,6 +912,7 @@ mod tests {
                 timeouts: Default::default(),
                 http: None,
                 cluster: None,
+                api: None,
             }),
             shutdown,
         });

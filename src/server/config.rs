@@ -91,6 +91,12 @@ pub async fn put(
                 "errors": [],
                 "composites": composites,
             });
+            if dry_run && let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "held_back_data_planes".into(),
+                    json!(held_back(&s, id, &outcome).await),
+                );
+            }
             // A dry run changed nothing, so it has no version to report.
             if !dry_run && let Some(o) = v.as_object_mut() {
                 o.insert("version".into(), json!(outcome.version));
@@ -115,4 +121,31 @@ pub async fn put(
             Err(e)
         }
     }
+}
+
+/// The connected data planes the config would be held back from, in the
+/// group itself or in each composite it is in (a dry run's pre-flight).
+pub async fn held_back(
+    s: &AppState,
+    id: uuid::Uuid,
+    outcome: &crate::registry::ConfigOutcome,
+) -> Vec<crate::cluster::preflight::HeldBack> {
+    let targets: Vec<uuid::Uuid> = if outcome.composites.is_empty() {
+        vec![id]
+    } else {
+        outcome.composites.iter().map(|c| c.id).collect()
+    };
+    let views: Vec<_> = targets.iter().filter_map(|t| s.engine.view(*t)).collect();
+    if views
+        .iter()
+        .all(|v| v.nodes.list().iter().all(|n| n.hybrid.is_none()))
+    {
+        return Vec::new();
+    }
+    let outcome = outcome.clone();
+    let plugins = tokio::task::spawn_blocking(move || outcome.configured_plugins())
+        .await
+        .unwrap_or_default();
+    let refs: Vec<&crate::registry::GroupView> = views.iter().map(|v| v.as_ref()).collect();
+    crate::cluster::preflight::held_back(&refs, &plugins, crate::cluster::KONG_VERSION)
 }

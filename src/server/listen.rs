@@ -56,7 +56,27 @@ use super::auth::Peer;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Unix,
-    Tcp { peer: std::net::SocketAddr },
+    /// The `--http` loopback port: the page only.
+    Tcp {
+        peer: std::net::SocketAddr,
+    },
+    /// The `--api-listen` network listener: the whole API and the page, to
+    /// bearer tokens and signed-in sessions; `tls` unless on loopback.
+    Api {
+        peer: std::net::SocketAddr,
+        tls: bool,
+    },
+}
+
+/// What a listener serves, for [`run`].
+#[derive(Clone)]
+pub enum Role {
+    /// The socket, or the `--http` page port: connections as they come.
+    Plain,
+    /// `--api-listen`: each connection's requests are `Transport::Api`;
+    /// with an acceptor, after a TLS handshake that must finish within the
+    /// header read timeout.
+    Api(Option<tokio_rustls::TlsAcceptor>),
 }
 
 /// A connection the accept loop can serve: any stream that says how it came,
@@ -85,6 +105,7 @@ impl Connection for UnixStream {
 }
 
 impl Connection for TcpStream {
+    /// `run` makes it `Transport::Api` on the `--api-listen` listener.
     fn transport(&self) -> Transport {
         match self.peer_addr() {
             Ok(peer) => Transport::Tcp { peer },
@@ -156,6 +177,7 @@ pub(super) async fn run<L>(
     mut listener: LimitedListener<L>,
     app: Router,
     timeouts: Timeouts,
+    role: Role,
     shutdown: impl Future<Output = ()>,
 ) where
     L: axum::serve::Listener,
@@ -175,18 +197,56 @@ pub(super) async fn run<L>(
             () = &mut shutdown => break,
         };
         let watch = Arc::new(Watch::new(timeouts));
+        let transport = match (&role, io.transport()) {
+            (Role::Api(tls), Transport::Tcp { peer } | Transport::Api { peer, .. }) => {
+                Transport::Api {
+                    peer,
+                    tls: tls.is_some(),
+                }
+            }
+            (_, t) => t,
+        };
         let service = ConnService {
             app: app.clone(),
             watch: watch.clone(),
             body_read: timeouts.body_read,
-            transport: io.transport(),
+            transport,
             peer: io.peer(),
         };
         let mut io = io;
         io.watch = Some(watch.clone());
-        let io = TokioIo::new(io);
-        let conn = graceful.watch(http.serve_connection(io, service));
-        tokio::spawn(drive(conn, watch));
+        match &role {
+            Role::Api(Some(acceptor)) => {
+                // The handshake runs on the connection's own task, under the
+                // header read timeout, so a slow one holds up nobody else.
+                let acceptor = acceptor.clone();
+                let http = http.clone();
+                let graceful = graceful.watcher();
+                let limit = timeouts.header_read;
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(limit, acceptor.accept(io)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(
+                                "TLS handshake not finished within the header read timeout"
+                            );
+                            return;
+                        }
+                    };
+                    let conn = graceful.watch(http.serve_connection(TokioIo::new(tls), service));
+                    drive(conn, watch).await;
+                });
+            }
+            _ => {
+                let io = TokioIo::new(io);
+                let conn = graceful.watch(http.serve_connection(io, service));
+                tokio::spawn(drive(conn, watch));
+            }
+        }
     }
     // Stop accepting; clients still in the backlog see the socket close.
     drop(listener);

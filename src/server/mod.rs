@@ -24,6 +24,7 @@ mod listen;
 mod memberships;
 mod nodes;
 pub mod pages;
+mod ratelimit;
 mod snapshot;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -69,6 +70,18 @@ pub struct ServeOptions {
     /// `--cluster-listen`: each group's `control_plane_endpoint` names the
     /// cluster endpoint instead of this socket.
     pub cluster: Option<ClusterEndpoint>,
+    /// `--api-listen`.
+    pub api: Option<ApiListen>,
+}
+
+/// `--api-listen`: the whole API and the page on the network.
+#[derive(Clone, Debug)]
+pub struct ApiListen {
+    pub addr: std::net::SocketAddr,
+    /// The certificate chain and key (PEM); `None` only on a loopback address.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Requests per second for each caller.
+    pub rate_limit: u32,
 }
 
 /// Where data planes reach the cluster endpoint: `<label>.DOMAIN:PORT`.
@@ -97,6 +110,55 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         detail: String,
     },
+    #[error("--api-listen {addr}: {detail}")]
+    Api {
+        addr: std::net::SocketAddr,
+        detail: String,
+    },
+}
+
+/// Binds `--api-listen` and makes its TLS acceptor. Plain HTTP only on a
+/// loopback address: tokens must not cross a network in the clear.
+async fn bind_api(
+    api: &ApiListen,
+) -> Result<(tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>), ServeError> {
+    let fail = |detail: String| ServeError::Api {
+        addr: api.addr,
+        detail,
+    };
+    let tls = match &api.tls {
+        None if !api.addr.ip().is_loopback() => {
+            return Err(fail(
+                "plain HTTP is served only on a loopback address: give --api-cert and --api-cert-key".into(),
+            ));
+        }
+        None => None,
+        Some((cert, key)) => {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(format!("--api-cert: {e}")))?;
+            if certs.is_empty() {
+                return Err(fail("--api-cert: no certificate in the PEM file".into()));
+            }
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .map_err(|e| fail(format!("--api-cert-key: {e}")))?;
+            let mut config =
+                rustls::ServerConfig::builder_with_provider(crate::cluster::provider())
+                    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                    .map_err(|e| fail(e.to_string()))?
+                    .with_no_client_auth()
+                    .with_single_cert(certs, key)
+                    .map_err(|e| fail(format!("--api-cert-key: {e}")))?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        }
+    };
+    let tcp = tokio::net::TcpListener::bind(api.addr)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((tcp, tls))
 }
 
 /// The route table, the one place every (method, path) is named. Konnect's
@@ -228,6 +290,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(pages::guard_tcp))
         .layer(axum::Extension(pages::PageState::new()))
         .layer(axum::middleware::from_fn(record_metrics))
+        .layer(axum::middleware::map_response(version_header))
         .layer(axum::middleware::from_fn(error::problem_details))
         .with_state(state)
 }
@@ -331,6 +394,10 @@ where
         Some(addr) => Some(bind_http(addr).await?),
         None => None,
     };
+    let api = match &opts.api {
+        Some(a) => Some((bind_api(a).await?, a.rate_limit)),
+        None => None,
+    };
     let listener = listen::LimitedListener::new(bind(&opts.socket).await?, opts.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let beside = beside(stop_rx.clone());
@@ -349,11 +416,19 @@ where
         close_when_waited_for,
     ));
     tracing::info!(socket = %socket.display(), "serving");
-    let unix = listen::run(listener, unix_app, timeouts, async move {
-        stop_signal.await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-    });
+    let api_app = app.clone();
+    let api_stop = stop_rx.clone();
+    let unix = listen::run(
+        listener,
+        unix_app,
+        timeouts,
+        listen::Role::Plain,
+        async move {
+            stop_signal.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        },
+    );
     let http = async move {
         let Some(tcp) = tcp else { return };
         let tcp = axum::serve::ListenerExt::tap_io(tcp, |s| {
@@ -368,17 +443,57 @@ where
             close_when_waited_for,
         ));
         let mut stop = stop_rx;
-        listen::run(tcp, tcp_app, timeouts, async move {
+        listen::run(tcp, tcp_app, timeouts, listen::Role::Plain, async move {
             let _ = stop.wait_for(|s| *s).await;
         })
         .await;
     };
-    tokio::join!(unix, http, beside);
+    let api = async move {
+        let Some(((tcp, tls), rate)) = api else {
+            return;
+        };
+        if let Ok(addr) = tcp.local_addr() {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!("serving the API and the page on {scheme}://{addr}/");
+        }
+        let tcp = axum::serve::ListenerExt::tap_io(tcp, |s| {
+            let _ = s.set_nodelay(true);
+        });
+        let tcp = listen::LimitedListener::new(tcp, max_connections);
+        let mut app = api_app
+            .layer(axum::middleware::from_fn_with_state(
+                ratelimit::RateLimiter::new(rate),
+                ratelimit::limit,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                tcp.waiting(),
+                close_when_waited_for,
+            ));
+        if tls.is_some() {
+            app = app.layer(axum::middleware::from_fn(ratelimit::secure_cookies));
+        }
+        let mut stop = api_stop;
+        listen::run(tcp, app, timeouts, listen::Role::Api(tls), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    };
+    tokio::join!(unix, http, api, beside);
     // Refusals' audit entries wait for a batch: write them, and close the
     // store, before leaving.
     engine_for_audit.close().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// Every answer says which daemon version served it (`X-Rgmerge-Version`),
+/// so a team's CI can tell after an upgrade.
+async fn version_header(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "x-rgmerge-version",
+        axum::http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+    );
+    resp
 }
 
 /// While a connection waits to be served, every answer says `Connection:

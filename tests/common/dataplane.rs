@@ -488,7 +488,9 @@ pub enum DpEvent {
     /// Something failed: a config that did not apply, a frame error, a
     /// failed send or reconnect.
     Error(String),
-    /// The connection ended; `reason` is what Kong would log.
+    /// The connection ended; `reason` is the text Kong logs for it (for a
+    /// frame that fails to inflate or decode, where Kong's config thread
+    /// dies on an `assert`, the assertion).
     Disconnected { reason: String },
 }
 
@@ -1118,8 +1120,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 
     /// client.lua `close`: unless fatal, send a close frame — `send_close`
-    /// with no code, so an empty payload — then close the socket (nginx
-    /// sends TLS close_notify and FIN).
+    /// with no code, so an empty payload — then close the socket (here: TLS
+    /// close_notify and FIN).
     async fn close(&mut self) {
         if !self.fatal.load(Ordering::SeqCst) && !self.closed {
             let _ = self.send_frame(OP_CLOSE, &[]).await;

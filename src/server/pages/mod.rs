@@ -156,7 +156,7 @@ impl Viewer {
 
     pub fn chrome(&self, title: impl Into<String>, engine: &crate::engine::Engine) -> Chrome {
         let via = match self.transport {
-            Transport::Tcp { .. } => "",
+            Transport::Tcp { .. } | Transport::Api { .. } => "",
             Transport::Unix if self.caller.credential == "token" => " (token, on the socket)",
             Transport::Unix => " (Unix user, on the socket)",
         };

@@ -183,6 +183,7 @@ async fn run(
             composites: Vec::new(),
             conflicts: 0,
             cannot_apply: Some("There is nothing to apply.".into()),
+            held_back: Vec::new(),
         };
         return page(
             &s,
@@ -235,8 +236,18 @@ async fn run(
             composites: Vec::new(),
             conflicts: 0,
             cannot_apply: Some("Fix the member errors first: an invalid config is refused.".into()),
+            held_back: Vec::new(),
         },
         Ok(ConfigWrite::Applied(outcome)) => {
+            let held_back = if applied {
+                Vec::new()
+            } else {
+                crate::server::config::held_back(&s, view.meta.id, &outcome)
+                    .await
+                    .into_iter()
+                    .map(|h| format!("{}: {}", h.control_plane_name, h.message))
+                    .collect()
+            };
             let composites: Vec<CompositeResult> = outcome
                 .composites
                 .iter()
@@ -308,6 +319,7 @@ async fn run(
                 } else {
                     viewer.write_refusal(view.meta.id)
                 },
+                held_back,
             }
         }
     };

@@ -649,6 +649,9 @@ pub struct PreflightResult {
     pub conflicts: usize,
     /// Why there is no Apply button, if there isn't.
     pub cannot_apply: Option<String>,
+    /// Connected data planes the config would be held back from, one line
+    /// per group and reason.
+    pub held_back: Vec<String>,
 }
 
 #[derive(Template)]

@@ -225,8 +225,15 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
         .unwrap_or(Transport::Unix);
     let access = s.engine.access();
     let peer = req.extensions().get::<Peer>().copied();
-    let found = match transport {
-        Transport::Unix => match identify(&access, &req) {
+    // On the network listener a bearer token works as on the socket (a
+    // script); a browser signs in for a session cookie.
+    let direct = match transport {
+        Transport::Unix => true,
+        Transport::Api { .. } => req.headers().contains_key(header::AUTHORIZATION),
+        Transport::Tcp { .. } => false,
+    };
+    let found = match direct {
+        true => match identify(&access, &req) {
             Ok(c) => {
                 let (credential, token_id) = match c.proof {
                     Proof::Peer { by_uid: true, .. } => ("uid", None),
@@ -245,7 +252,7 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
             }
             Err(u) => Err(u.detail),
         },
-        Transport::Tcp { .. } => {
+        false => {
             let pages = req.extensions().get::<Arc<super::PageState>>().cloned();
             let session = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
             match (pages, session) {
@@ -301,7 +308,7 @@ fn unidentified(
     query: Option<&str>,
     why: &str,
 ) -> Response {
-    let tcp = matches!(transport, Transport::Tcp { .. });
+    let tcp = matches!(transport, Transport::Tcp { .. } | Transport::Api { .. });
     if tcp && method == Method::GET && path != "/ui/events" {
         let next = match query {
             Some(q) => format!("{path}?{q}"),

@@ -16,90 +16,13 @@
 //! the composite page's is also written to `docs/runtime-manager.png` (the
 //! README's). Waits are hang guards, never timing assertions.
 
-mod common;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{Client, Daemon, HANG_GUARD, service};
-use fantoccini::{ClientBuilder, Locator};
-use serde_json::{Value, json};
-
-fn which(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        for n in names {
-            let p = dir.join(n);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).expect("target/test-artifacts");
-    dir
-}
-
-/// `chromedriver` in its own process group, killed with everything it
-/// started (the browser) when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start(bin: &Path, log: &Path) -> Driver {
-        use std::os::unix::process::CommandExt;
-        let port = free_port();
-        let log = std::fs::File::create(log).expect("driver log");
-        let child = Command::new(bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .process_group(0)
-            .spawn()
-            .expect("spawn chromedriver");
-        let deadline = Instant::now() + HANG_GUARD;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Driver { child, port }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's process group.
-        unsafe {
-            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A hang guard around one browser step.
-async fn guard<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(HANG_GUARD, f)
-        .await
-        .unwrap_or_else(|_| panic!("hang guard: {what} did not finish"))
-}
+use crate::common::browser::{Browser, click_link, screenshot, wait_until};
+use crate::common::{Client, Daemon, guard, hang_guard, service};
+use fantoccini::Locator;
+use serde_json::json;
 
 /// The fixture: three teams' groups, a composite in conflict (with its last
 /// good version served) and runtime instances in and out of sync, and a
@@ -112,49 +35,10 @@ struct Fixture {
     quiet: String,
 }
 
-async fn label(c: &Client, id: &str, labels: Value) {
-    c.patch_json(
-        &format!("/v2/control-planes/{id}"),
-        &json!({ "labels": labels }),
-    )
-    .await
-    .expect(200);
-}
-
-/// A team holding `grants` (group id, role), and a token of it.
-async fn team_token(c: &Client, team: &str, grants: &[(&str, &str)]) -> String {
-    c.post_json("/v2/teams", &json!({ "name": team }))
-        .await
-        .expect(201);
-    for (group, role) in grants {
-        c.send(
-            "PUT",
-            &format!("/v2/teams/{team}/grants"),
-            &[("content-type", "application/json")],
-            Some(
-                json!({"group": group, "role": role})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await
-        .expect(200);
-    }
-    let t = c
-        .post_json(
-            &format!("/v2/teams/{team}/tokens"),
-            &json!({"name": "page"}),
-        )
-        .await
-        .expect(201);
-    t.json()["token"].as_str().expect("token").to_string()
-}
-
 /// The yellow team: editor on yellow, viewer on the rest of the fixture
 /// (not on `default`), as a team running its own group would be.
 async fn yellow_team(c: &Client, f: &Fixture) -> String {
-    team_token(
-        c,
+    c.team_token(
         "yellow-team",
         &[
             (&f.yellow, "editor"),
@@ -173,10 +57,12 @@ async fn fixture(c: &Client) -> Fixture {
     let green = c.standard("green").await;
     let shared = c.composite("shared").await;
     let quiet = c.composite("quiet").await;
-    label(c, &blue, json!({"team": "blue", "env": "prod"})).await;
-    label(c, &yellow, json!({"team": "yellow", "env": "prod"})).await;
-    label(c, &green, json!({"team": "platform", "env": "dev"})).await;
-    label(c, &shared, json!({"env": "prod"})).await;
+    c.label(&blue, json!({"team": "blue", "env": "prod"})).await;
+    c.label(&yellow, json!({"team": "yellow", "env": "prod"}))
+        .await;
+    c.label(&green, json!({"team": "platform", "env": "dev"}))
+        .await;
+    c.label(&shared, json!({"env": "prod"})).await;
     c.put_config(&blue, &service("example_service", "blue.example"))
         .await
         .expect(200);
@@ -217,14 +103,13 @@ async fn fixture(c: &Client) -> Fixture {
     }
 }
 
+/// A daemon serving the page on a loopback port too; that port.
 async fn start_daemon() -> (Daemon, u16) {
-    let port = free_port();
-    let d = Daemon::start(&[
-        "--http",
-        &format!("127.0.0.1:{port}"),
-        "--active-window-secs",
-        "3600",
-    ]);
+    let d = Daemon::builder()
+        .http()
+        .flag("--active-window-secs", 3600)
+        .start();
+    let port = d.http_port.expect("--http");
     (d, port)
 }
 
@@ -283,96 +168,25 @@ async fn aria_sort(b: &fantoccini::Client) -> (String, String) {
     serde_json::from_value(v).expect("pair")
 }
 
-async fn click_link(b: &fantoccini::Client, css: &str) {
-    let e = guard(css, b.wait().for_element(Locator::Css(css)))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    e.click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-}
-
-/// Waits (hang guard only) until `script` returns true.
-async fn wait_until(b: &fantoccini::Client, what: &str, script: &str) {
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        let ok = b
-            .execute(script, vec![])
-            .await
-            .map(|v| v == json!(true))
-            .unwrap_or(false);
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "hang guard: waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn screenshot(b: &fantoccini::Client, name: &str) -> PathBuf {
-    let png = guard("screenshot", b.screenshot())
-        .await
-        .expect("screenshot");
-    let path = artifacts().join(format!("runtime-manager-{name}.png"));
-    std::fs::write(&path, &png).expect("write screenshot");
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_manager_in_headless_chromium() {
-    let tools = (
-        which(&["chromedriver"]),
-        which(&["chromium", "chromium-browser", "google-chrome"]),
-    );
-    let (Some(driver_bin), Some(chromium)) = tools else {
-        let why = "chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver; scripts/test.sh does)";
-        assert!(!in_ci(), "{why}");
-        eprintln!("SKIPPED runtime_manager_in_headless_chromium: {why}");
+    let (daemon, port) = start_daemon().await;
+    let Some(browser) = Browser::start("runtime_manager_in_headless_chromium", daemon.dir()).await
+    else {
         return;
     };
-    let (daemon, port) = start_daemon().await;
     let c = daemon.client();
     let f = fixture(&c).await;
     let token = yellow_team(&c, &f).await;
-    let base = format!("http://127.0.0.1:{port}");
-
-    let driver = Driver::start(&driver_bin, &daemon.dir.path().join("chromedriver.log"));
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,1024",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
-    );
-    let b = guard(
-        "a WebDriver session",
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port)),
+    let base = daemon.http_url();
+    let outcome = tokio::time::timeout(
+        hang_guard() * 4,
+        browse(&browser.b, &base, &c, &f, &token, port),
     )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "WebDriver session: {e}; see {}",
-            daemon.dir.path().display()
-        )
-    });
-
-    let outcome =
-        tokio::time::timeout(HANG_GUARD * 4, browse(&b, &base, &c, &f, &token, port)).await;
-    let _ = b.clone().close().await;
-    drop(driver);
-    match outcome {
-        Ok(()) => {}
-        Err(_) => panic!("hang guard: the browser session did not finish"),
+    .await;
+    browser.close().await;
+    if outcome.is_err() {
+        panic!("hang guard: the browser session did not finish");
     }
 }
 
@@ -427,7 +241,7 @@ async fn browse(
     .await
     .expect("text");
     assert!(error.contains("Unknown token"), "{error}");
-    screenshot(b, "sign-in").await;
+    screenshot(b, "runtime-manager-sign-in").await;
     // --- signed in: back where we were going, with an HttpOnly session cookie
     sign_in(b, token).await;
     wait_until(
@@ -488,7 +302,7 @@ async fn browse(
         .await
         .expect("quiet");
     assert_eq!(quiet_state, json!("✔ OK"));
-    screenshot(b, "groups").await;
+    screenshot(b, "runtime-manager-groups").await;
 
     // --- filter by name, then by label
     let name = b
@@ -565,7 +379,14 @@ async fn browse(
     // --- the instances table, sorted by each sortable column
     assert_eq!(
         headers(b, "#instances").await,
-        ["Host", "IP", "Last Seen", "Version", "Sync Status"]
+        [
+            "Host",
+            "IP",
+            "Last Seen",
+            "Version",
+            "Sync Status",
+            "Compatibility"
+        ]
     );
     let rows = instances(b).await;
     assert_eq!(rows.len(), 4);
@@ -583,7 +404,7 @@ async fn browse(
             "{text}"
         );
     }
-    screenshot(b, "composite").await;
+    screenshot(b, "runtime-manager-composite").await;
     if std::env::var("UPDATE_SCREENSHOT").is_ok_and(|v| v == "1") {
         let png = guard("screenshot", b.screenshot()).await.expect("png");
         std::fs::write(
@@ -737,7 +558,7 @@ async fn browse(
     assert!(report.contains("shared"), "{report}");
     assert!(report.contains("OK → ✖ CONFLICT"), "{report}");
     assert!(report.contains("example_service"), "{report}");
-    screenshot(b, "preflight").await;
+    screenshot(b, "runtime-manager-preflight").await;
     // Nothing changed: it was a dry run.
     assert_eq!(c.status(&f.shared).await["item"]["state"], "OK");
     // --- then a config that merges, applied (the team is yellow's editor)
@@ -823,6 +644,19 @@ fn csrf(html: &str) -> String {
     html[at..].split('"').next().expect("value").to_string()
 }
 
+/// POSTs `fields` as multipart/form-data, with `headers` too.
+async fn form_post(
+    c: &Client,
+    path: &str,
+    fields: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> crate::common::Resp {
+    let (ct, body) = multipart(fields);
+    let mut all = vec![("content-type", ct.as_str())];
+    all.extend_from_slice(headers);
+    c.send("POST", path, &all, Some(body)).await
+}
+
 fn multipart(fields: &[(&str, &str)]) -> (String, Vec<u8>) {
     let boundary = "----rgmergeTestBoundary7MA4YWxk";
     let mut body = String::new();
@@ -875,40 +709,36 @@ async fn pages_on_the_socket_preflight_and_apply_with_csrf() {
     let token = csrf(&form);
     let fixed = service("yellow_service", "y.example");
     for bad in ["", "00", &"ab".repeat(32)] {
-        let (ct, body) = multipart(&[("csrf", bad), ("config", &fixed)]);
-        c.send(
-            "POST",
+        form_post(
+            &c,
             &format!("/ui/groups/{}/apply", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
+            &[("csrf", bad), ("config", &fixed)],
+            &[],
         )
         .await
         .expect(403);
     }
     // A cross-site post is refused even with the token.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", &fixed)]);
-    c.send(
-        "POST",
+    form_post(
+        &c,
         &format!("/ui/groups/{}/apply", f.yellow),
-        &[("content-type", &ct), ("sec-fetch-site", "cross-site")],
-        Some(body),
+        &[("csrf", &token), ("config", &fixed)],
+        &[("sec-fetch-site", "cross-site")],
     )
     .await
     .expect(403);
     assert_eq!(c.status(&f.shared).await["item"]["state"], "CONFLICT");
 
     // Dry run: the report per composite, nothing changed.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", &fixed)]);
-    let dry = c
-        .send(
-            "POST",
-            &format!("/ui/groups/{}/preflight", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
-        )
-        .await
-        .expect(200)
-        .text();
+    let dry = form_post(
+        &c,
+        &format!("/ui/groups/{}/preflight", f.yellow),
+        &[("csrf", &token), ("config", &fixed)],
+        &[],
+    )
+    .await
+    .expect(200)
+    .text();
     assert!(dry.contains("id=\"apply-form\""), "{dry}");
     assert!(
         dry.contains("CONFLICT</span> → <span class=\"badge badge-ok\">✔ OK"),
@@ -916,34 +746,30 @@ async fn pages_on_the_socket_preflight_and_apply_with_csrf() {
     );
     assert_eq!(c.status(&f.shared).await["item"]["state"], "CONFLICT");
     // An invalid config: its errors, and no Apply.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", "services: [")]);
-    let bad = c
-        .send(
-            "POST",
-            &format!("/ui/groups/{}/preflight", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
-        )
-        .await
-        .expect(200)
-        .text();
+    let bad = form_post(
+        &c,
+        &format!("/ui/groups/{}/preflight", f.yellow),
+        &[("csrf", &token), ("config", "services: [")],
+        &[],
+    )
+    .await
+    .expect(200)
+    .text();
     assert!(
         bad.contains("parse_error") && !bad.contains("apply-form"),
         "{bad}"
     );
 
     // Apply: the composite merges again.
-    let (ct, body) = multipart(&[("csrf", &token), ("config", &fixed)]);
-    let applied = c
-        .send(
-            "POST",
-            &format!("/ui/groups/{}/apply", f.yellow),
-            &[("content-type", &ct)],
-            Some(body),
-        )
-        .await
-        .expect(200)
-        .text();
+    let applied = form_post(
+        &c,
+        &format!("/ui/groups/{}/apply", f.yellow),
+        &[("csrf", &token), ("config", &fixed)],
+        &[],
+    )
+    .await
+    .expect(200)
+    .text();
     assert!(applied.contains("Applied"), "{applied}");
     assert_eq!(c.status(&f.shared).await["item"]["state"], "OK");
     // A composite has no pre-flight of its own.
@@ -961,7 +787,7 @@ async fn tcp(port: u16, request: String) -> (u16, String) {
         .expect("connect");
     s.write_all(request.as_bytes()).await.expect("write");
     let mut out = Vec::new();
-    tokio::time::timeout(HANG_GUARD, s.read_to_end(&mut out))
+    tokio::time::timeout(hang_guard(), s.read_to_end(&mut out))
         .await
         .expect("hang guard")
         .expect("read");
@@ -1082,10 +908,8 @@ async fn the_http_port_serves_the_page_to_signed_in_sessions_only() {
     assert!(page.contains(&f.yellow) && page.contains(&f.shared));
     assert!(!page.contains(">default<"), "default is not the team's");
     let default_id = c
-        .get("/v2/control-planes?filter[name][eq]=default")
-        .await
-        .expect(200)
-        .json()["data"][0]["id"]
+        .get_json("/v2/control-planes?filter[name][eq]=default")
+        .await["data"][0]["id"]
         .as_str()
         .expect("default id")
         .to_string();
@@ -1136,7 +960,7 @@ async fn the_http_port_serves_the_page_to_signed_in_sessions_only() {
     assert!(body.contains("Applied"), "{body}");
     assert_eq!(c.status(&f.shared).await["item"]["state"], "OK");
     // The page's writes are in the audit log, as the team.
-    let audit = c.get("/v2/audit-log").await.expect(200).json();
+    let audit = c.get_json("/v2/audit-log").await;
     let entries = audit["data"].as_array().cloned().unwrap_or_default();
     assert!(
         entries
@@ -1201,7 +1025,7 @@ async fn a_token_on_the_socket_sees_only_its_groups() {
     let (daemon, _) = start_daemon().await;
     let c = daemon.client();
     let f = fixture(&c).await;
-    let token = team_token(&c, "blue-viewers", &[(&f.blue, "viewer")]).await;
+    let token = c.team_token("blue-viewers", &[(&f.blue, "viewer")]).await;
     let t = Client::with_token(&daemon.socket, &token);
     let page = t.get("/ui/groups").await.expect(200).text();
     assert!(
@@ -1241,7 +1065,7 @@ async fn a_token_on_the_socket_sees_only_its_groups() {
 #[tokio::test]
 async fn a_non_loopback_http_address_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_rgmerge"))
+    let out = std::process::Command::new(crate::common::daemon::bin())
         .args(["serve", "--data-dir"])
         .arg(dir.path().join("d"))
         .arg("--socket")
@@ -1276,7 +1100,7 @@ async fn live_events_say_when_anything_changes() {
     let mut lines = BufReader::new(s).lines();
     // Headers, then nothing until a change.
     loop {
-        let l = tokio::time::timeout(HANG_GUARD, lines.next_line())
+        let l = tokio::time::timeout(hang_guard(), lines.next_line())
             .await
             .expect("hang guard")
             .expect("read")
@@ -1292,7 +1116,7 @@ async fn live_events_say_when_anything_changes() {
         .await
         .expect(200);
     loop {
-        let l = tokio::time::timeout(HANG_GUARD, lines.next_line())
+        let l = tokio::time::timeout(hang_guard(), lines.next_line())
             .await
             .expect("hang guard: no event after a change")
             .expect("read")

@@ -1,73 +1,32 @@
 //! Snapshot history, pins, disaster recovery and per-group metrics (issue 15):
 //! the real binary on a real socket.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
-use std::process::Command;
 
-use common::{Client, Daemon, HANG_GUARD, Resp, service};
+use crate::common::{Client, Daemon, Resp, V2, hang_guard, rgmerge_exit, service};
 use serde_json::{Value, json};
-
-const V2: &str = "/v2/control-planes";
-
-fn rgmerge(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args(args)
-        .output()
-        .expect("run rgmerge")
-}
-
-fn version(r: &Resp) -> u64 {
-    r.header("x-snapshot-version")
-        .and_then(|v| v.parse().ok())
-        .expect("x-snapshot-version")
-}
-
-fn etag(r: &Resp) -> String {
-    r.header("etag")
-        .expect("etag")
-        .trim_matches('"')
-        .to_string()
-}
 
 /// What a group serves: (version, hash, bytes).
 async fn served(c: &Client, id: &str) -> (u64, String, Vec<u8>) {
     let r = c.snapshot(id).await;
-    (version(&r), etag(&r), r.body)
+    (r.version(), r.etag(), r.body)
 }
 
 async fn history(c: &Client, id: &str) -> Value {
-    c.get(&format!("{V2}/{id}/snapshot/history"))
-        .await
-        .expect(200)
-        .json()
+    c.get_json(&format!("{V2}/{id}/snapshot/history")).await
 }
 
 async fn pin(c: &Client, id: &str, v: u64) -> Resp {
-    c.send(
-        "PUT",
-        &format!("{V2}/{id}/snapshot/pin"),
-        &[("content-type", "application/json")],
-        Some(json!({"version": v}).to_string().into_bytes()),
-    )
-    .await
+    c.put_json(&format!("{V2}/{id}/snapshot/pin"), &json!({"version": v}))
+        .await
 }
 
 async fn default_id(c: &Client) -> String {
-    let groups = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+    let groups = c.get_json(&format!("{V2}?page[size]=1000")).await;
     // Which group is the default one is an extension: `/details` says.
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap().to_string();
-        let d = c
-            .get(&format!("{V2}/{id}/details"))
-            .await
-            .expect(200)
-            .json();
+        let d = c.get_json(&format!("{V2}/{id}/details")).await;
         if d["is_default"] == true {
             return id;
         }
@@ -77,7 +36,7 @@ async fn default_id(c: &Client) -> String {
 
 #[tokio::test]
 async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_restart() {
-    let mut d = Daemon::start(&["--snapshot-history", "3"]);
+    let mut d = Daemon::builder().flag("--snapshot-history", 3).start();
     let c = d.client();
     let blue = c.standard("blue").await;
     let mut seen: BTreeMap<u64, (String, Vec<u8>)> = BTreeMap::new();
@@ -100,15 +59,22 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
         .map(|e| e["version"].as_u64().unwrap())
         .collect();
     assert_eq!(listed, vec![6, 5, 4], "{h}");
-    assert_eq!(h["kept"]["oldest"], 4);
-    assert_eq!(h["served"]["version"], 6);
-    assert_eq!(h["data"][0]["served"], true);
-    assert_eq!(h["data"][1]["served"], false);
-    assert_eq!(h["data"][1]["change"], "config of 'blue'");
-    assert_eq!(h["data"][1]["state"], "OK");
-    assert_eq!(h["data"][1]["hash"], seen[&5].0.as_str());
-    assert!(h["data"][1]["published_at"].as_str().is_some());
-    assert_eq!(h["pin"], Value::Null);
+    assert_json_include!(h, {
+        "kept": {"oldest": 4},
+        "served": {"version": 6},
+        "data": [
+            {"served": true},
+            {
+                "served": false,
+                "change": "config of 'blue'",
+                "state": "OK",
+                "hash": seen[&5].0,
+                "published_at": "[..]"
+            },
+            "{...}"
+        ],
+        "pin": null
+    });
 
     // ?version=V answers exactly V: its bytes, hash and number.
     for v in [4u64, 5, 6] {
@@ -116,8 +82,8 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
             .get(&format!("{V2}/{blue}/snapshot?version={v}"))
             .await
             .expect(200);
-        assert_eq!(version(&r), v);
-        assert_eq!(etag(&r), seen[&v].0);
+        assert_eq!(r.version(), v);
+        assert_eq!(r.etag(), seen[&v].0);
         assert_eq!(
             r.body, seen[&v].1,
             "version {v}: the bytes it was served with"
@@ -147,7 +113,7 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
 
     // Durable: the same after SIGKILL.
     d.kill9();
-    d.spawn();
+    d.restart();
     let c = d.client();
     assert_eq!(history(&c, &blue).await, h);
     let r = c
@@ -157,8 +123,8 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
     assert_eq!(r.body, seen[&4].1);
     // Keeping fewer after a restart drops the oldest for good.
     d.kill9();
-    d.extra_args(&["--snapshot-history", "2"]);
-    d.spawn();
+    d.set_args(&["--snapshot-history", "2"]);
+    d.restart();
     let c = d.client();
     let h = history(&c, &blue).await;
     assert_eq!(h["kept"]["oldest"], 5, "{h}");
@@ -174,18 +140,17 @@ async fn kept_versions_are_served_exactly_404_past_the_oldest_and_survive_a_rest
 
 #[tokio::test]
 async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_forward() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
-    let comp = c.composite("shared").await;
-    let blue = c.standard("blue").await;
-    let yellow = c.standard("yellow").await;
-    c.add(&comp, &[&blue, &yellow]).await.expect(204);
-    c.put_config(&blue, &service("blue-svc", "b"))
-        .await
-        .expect(200);
-    c.put_config(&yellow, &service("yellow-svc", "y"))
-        .await
-        .expect(200);
+    let (comp, [blue, yellow]) = c
+        .composite_with(
+            "shared",
+            [
+                ("blue", &service("blue-svc", "b")),
+                ("yellow", &service("yellow-svc", "y")),
+            ],
+        )
+        .await;
     let (good_v, good_hash, good_body) = served(&c, &comp).await;
     // A bad change goes out.
     c.put_config(&yellow, &service("yellow-bad", "y"))
@@ -205,21 +170,21 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
         })
     };
     let r = pin(&c, &comp, good_v).await.expect(200).json();
-    assert_eq!(r["published"], true, "{r}");
-    assert_eq!(r["served"]["version"], bad_v + 1);
-    assert_eq!(r["served"]["hash"], good_hash.as_str());
-    assert_eq!(r["pin"]["version"], good_v);
-    assert_eq!(r["pin"]["served_as"], bad_v + 1);
-    let woke = tokio::time::timeout(HANG_GUARD, poll)
+    assert_json_include!(r, {
+        "published": true,
+        "served": {"version": bad_v + 1, "hash": good_hash},
+        "pin": {"version": good_v, "served_as": bad_v + 1}
+    });
+    let woke = tokio::time::timeout(hang_guard(), poll)
         .await
         .expect("the long-poll woke")
         .unwrap()
         .expect(200);
-    assert_eq!(version(&woke), bad_v + 1);
+    assert_eq!(woke.version(), bad_v + 1);
     assert_eq!(woke.body, good_body);
     let s = c.snapshot(&comp).await;
     assert_eq!(s.header("x-snapshot-pinned"), Some(good_v.to_string()));
-    assert_eq!(etag(&s), good_hash);
+    assert_eq!(s.etag(), good_hash);
     let pinned_v = bad_v + 1;
 
     // Members go on changing: nothing new is served, and the pin says what it hides.
@@ -231,11 +196,12 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
         (pinned_v, good_hash.clone(), good_body.clone())
     );
     let h = history(&c, &comp).await;
-    assert_eq!(h["data"][0]["version"], pinned_v);
-    assert_eq!(h["data"][0]["pin_of"], good_v);
-    assert_eq!(h["data"][0]["change"], format!("pin to version {good_v}"));
-    assert_eq!(h["pin"]["hides"]["state"], "OK");
-    assert_eq!(h["pin"]["hides"]["differs"], true);
+    assert_json_include!(h["data"][0], {
+        "version": pinned_v,
+        "pin_of": good_v,
+        "change": format!("pin to version {good_v}")
+    });
+    assert_json_include!(h["pin"]["hides"], {"state": "OK", "differs": true});
     assert_eq!(
         h["pin"]["hides"]["members"],
         json!([{"id": yellow, "name": "yellow", "change": "changed"}]),
@@ -243,11 +209,7 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     );
     assert_ne!(h["pin"]["hides"]["current_hash"], json!(good_hash));
     // The pin is ours, so it is shown where our extras live: `/details`.
-    let g = c
-        .get(&format!("{V2}/{comp}/details"))
-        .await
-        .expect(200)
-        .json();
+    let g = c.get_json(&format!("{V2}/{comp}/details")).await;
     assert_eq!(g["snapshot"]["pin"]["version"], good_v, "{g}");
     let m = c.get("/metrics").await.expect(200).text();
     assert!(
@@ -261,11 +223,11 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
         .get(&format!("{V2}/{comp}/snapshot?version={bad_v}"))
         .await
         .expect(200);
-    assert_eq!(etag(&r), bad_hash);
+    assert_eq!(r.etag(), bad_hash);
 
     // Durable.
     d.kill9();
-    d.spawn();
+    d.restart();
     let c = d.client();
     assert_eq!(
         served(&c, &comp).await,
@@ -302,12 +264,12 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
     assert_eq!(r["published"], true, "{r}");
     assert_eq!(r["pin"], Value::Null);
     assert_eq!(r["served"]["version"], pinned_v + 1);
-    let woke = tokio::time::timeout(HANG_GUARD, poll)
+    let woke = tokio::time::timeout(hang_guard(), poll)
         .await
         .expect("the long-poll woke")
         .unwrap()
         .expect(200);
-    assert_eq!(version(&woke), pinned_v + 1);
+    assert_eq!(woke.version(), pinned_v + 1);
     assert!(woke.text().contains("yellow-fixed"));
     assert!(
         c.snapshot(&comp)
@@ -346,16 +308,19 @@ async fn a_pin_is_served_while_members_change_survives_restart_and_unpin_moves_f
 
 #[tokio::test]
 async fn wait_without_a_known_version_answers_at_once() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     // No If-None-Match and no version: nothing to wait against, so the
     // served snapshot comes back (a poll that waited would end in 304).
-    let r = tokio::time::timeout(HANG_GUARD, c.get(&format!("{V2}/{blue}/snapshot?wait=300")))
-        .await
-        .expect("answered")
-        .expect(200);
-    assert_eq!(version(&r), 1);
+    let r = tokio::time::timeout(
+        hang_guard(),
+        c.get(&format!("{V2}/{blue}/snapshot?wait=300")),
+    )
+    .await
+    .expect("answered")
+    .expect(200);
+    assert_eq!(r.version(), 1);
     // With the version the caller has, it waits (and times out with 304).
     c.get(&format!("{V2}/{blue}/snapshot?wait=0.2&version=1"))
         .await
@@ -364,7 +329,7 @@ async fn wait_without_a_known_version_answers_at_once() {
 
 #[tokio::test]
 async fn metrics_name_groups_and_forget_deleted_ones() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared \"eu\"").await;
     let blue = c.standard("blue").await;
@@ -409,11 +374,7 @@ fn conflict_keys(list: &Value) -> Vec<Value> {
 
 /// Every group's (version, hash, bytes), status and pin, by id.
 async fn everything(c: &Client) -> BTreeMap<String, Value> {
-    let groups = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+    let groups = c.get_json(&format!("{V2}?page[size]=1000")).await;
     let mut out = BTreeMap::new();
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap().to_string();
@@ -439,19 +400,18 @@ async fn everything(c: &Client) -> BTreeMap<String, Value> {
 
 #[tokio::test]
 async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_served() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     // A composite that had a good merge, then went into conflict.
-    let shared = c.composite("shared").await;
-    let blue = c.standard("blue").await;
-    let yellow = c.standard("yellow").await;
-    c.add(&shared, &[&blue, &yellow]).await.expect(204);
-    c.put_config(&blue, &service("blue-svc", "b"))
-        .await
-        .expect(200);
-    c.put_config(&yellow, &service("yellow-svc", "y"))
-        .await
-        .expect(200);
+    let (shared, [_, yellow]) = c
+        .composite_with(
+            "shared",
+            [
+                ("blue", &service("blue-svc", "b")),
+                ("yellow", &service("yellow-svc", "y")),
+            ],
+        )
+        .await;
     let good = served(&c, &shared).await;
     c.put_config(&yellow, &service("blue-svc", "y"))
         .await
@@ -493,11 +453,9 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     let teal_upper = c.standard("Teal").await;
     let teal_lower = c.standard("teal").await;
     c.add(&apps, &[&def, &teal_upper]).await.expect(204);
-    c.send(
-        "PUT",
-        &format!("{V2}/{teal_upper}/config"),
-        &[("content-type", "application/json")],
-        Some(br#"{"_format_version":"3.0","services":[{"name":"teal-a","host":"t"}]}"#.to_vec()),
+    c.put_config_json(
+        &teal_upper,
+        r#"{"_format_version":"3.0","services":[{"name":"teal-a","host":"t"}]}"#,
     )
     .await
     .expect(200);
@@ -507,18 +465,16 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     assert_eq!(c.status(&apps).await["item"]["state"], "OK");
 
     let before = everything(&c).await;
-    assert!(d.terminate().success());
+    assert!(d.stop().success());
     let out_dir = d.dir.path().join("export");
-    let out = rgmerge(&[
-        "export",
-        "--data-dir",
-        d.data.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    rgmerge_exit(
+        &[
+            "export",
+            "--data-dir",
+            d.data.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        0,
     );
 
     // File names are unique ignoring case, and `Teal`/`teal` both kept.
@@ -541,18 +497,15 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
         "{bundle}"
     );
     // validate --bundle gives the daemon's verdict on every composite.
-    let v = rgmerge(&[
-        "validate",
-        "--format",
-        "json",
-        "--bundle",
-        out_dir.join("bundle.yaml").to_str().unwrap(),
-    ]);
-    assert_eq!(
-        v.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&v.stderr)
+    let v = rgmerge_exit(
+        &[
+            "validate",
+            "--format",
+            "json",
+            "--bundle",
+            out_dir.join("bundle.yaml").to_str().unwrap(),
+        ],
+        1,
     );
     let report: Value = serde_json::from_slice(&v.stdout).unwrap();
     for r in report["composites"].as_array().unwrap() {
@@ -571,21 +524,19 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
     }
 
     // Import into a fresh data directory and serve it.
-    let mut d2 = Daemon::start(&[]);
+    let mut d2 = Daemon::start();
     d2.kill9();
     std::fs::remove_dir_all(&d2.data).ok();
-    let imp = rgmerge(&[
-        "import",
-        "--data-dir",
-        d2.data.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        imp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imp.stderr)
+    rgmerge_exit(
+        &[
+            "import",
+            "--data-dir",
+            d2.data.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        0,
     );
-    d2.spawn();
+    d2.restart();
     let c2 = d2.client();
     let after = everything(&c2).await;
     assert_eq!(before.len(), after.len());

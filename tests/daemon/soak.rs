@@ -9,22 +9,18 @@
 //!
 //! Also: connections past `--max-connections` wait and are served in turn.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, HANG_GUARD, serve_accepts};
+use crate::common::{Client, Daemon, V2, hang_guard, serve_accepts};
 use rgmerge::compose::Composite;
 use rgmerge::config::Format;
 use rgmerge::intern::Interner;
 use rgmerge::member::{Member, MemberInfo};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const V2: &str = "/v2/control-planes";
 
 /// A tiny deterministic PRNG (xorshift), so a failing run can be replayed by seed.
 struct Rng(u64);
@@ -122,14 +118,11 @@ async fn soak_mixed_clients_then_incremental_equals_from_scratch() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let d = Daemon::start(&[
-        "--max-connections",
-        "16",
-        "--max-in-flight",
-        "8",
-        "--max-wait-secs",
-        "1",
-    ]);
+    let d = Daemon::builder()
+        .flag("--max-connections", 16)
+        .flag("--max-in-flight", 8)
+        .flag("--max-wait-secs", 1)
+        .start();
     let c = d.client();
     let mut stds = Vec::new();
     for i in 0..6 {
@@ -284,16 +277,8 @@ async fn soak_mixed_clients_then_incremental_equals_from_scratch() {
     let mut conflicts_seen = 0;
     for comp in &comps {
         let status = c.status(comp).await["item"].clone();
-        let details = c
-            .get(&format!("{V2}/{comp}/details"))
-            .await
-            .expect(200)
-            .json();
-        let members = c
-            .get(&format!("{V2}/{comp}/group-memberships"))
-            .await
-            .expect(200)
-            .json()["data"]
+        let details = c.get_json(&format!("{V2}/{comp}/details")).await;
+        let members = c.get_json(&format!("{V2}/{comp}/group-memberships")).await["data"]
             .as_array()
             .cloned()
             .unwrap_or_default();
@@ -306,11 +291,7 @@ async fn soak_mixed_clients_then_incremental_equals_from_scratch() {
                 Some("application/yaml") => Format::Yaml,
                 _ => Format::Json,
             };
-            let member = c
-                .get(&format!("{V2}/{id}/details"))
-                .await
-                .expect(200)
-                .json();
+            let member = c.get_json(&format!("{V2}/{id}/details")).await;
             let info = MemberInfo::new(
                 id.to_string(),
                 m["name"].as_str().expect("name").to_string(),
@@ -384,11 +365,11 @@ async fn one_request(socket: &std::path::Path) -> std::io::Result<String> {
 async fn connections_past_the_limit_wait_and_are_served_in_turn() {
     // The idle connections below send nothing: a header read timeout far
     // longer than the test keeps the daemon from closing them meanwhile.
-    let mut args = vec!["--max-connections", "4"];
+    let mut b = Daemon::builder().flag("--max-connections", 4);
     if serve_accepts("--header-read-timeout-secs") {
-        args.extend(["--header-read-timeout-secs", "3600"]);
+        b = b.flag("--header-read-timeout-secs", 3600);
     }
-    let d = Daemon::start(&args);
+    let d = b.start();
     let c = d.client();
     c.get("/healthz").await.expect(200);
     drop(c);
@@ -425,8 +406,8 @@ async fn connections_past_the_limit_wait_and_are_served_in_turn() {
     drop(idle);
     let started = Instant::now();
     for t in waiting {
-        // A hang guard only (HANG_GUARD): being served at all is the outcome.
-        let line = tokio::time::timeout(HANG_GUARD, t)
+        // A hang guard only (hang_guard()): being served at all is the outcome.
+        let line = tokio::time::timeout(hang_guard(), t)
             .await
             .expect("served")
             .expect("task")
@@ -449,7 +430,7 @@ async fn connections_past_the_limit_wait_and_are_served_in_turn() {
         })
         .collect();
     for t in tasks {
-        tokio::time::timeout(HANG_GUARD, t)
+        tokio::time::timeout(hang_guard(), t)
             .await
             .expect("pooled clients starved")
             .expect("task");
@@ -465,7 +446,7 @@ async fn connections_past_the_limit_wait_and_are_served_in_turn() {
 /// when it is mostly garbage.
 #[tokio::test]
 async fn distinct_strings_in_dry_runs_do_not_grow_memory_forever() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let g = c.standard("gg").await;
     let mut r = Rng(42);

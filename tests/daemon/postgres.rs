@@ -3,30 +3,21 @@
 //! versions and hashes, nothing acknowledged is lost when a daemon is
 //! killed, a stopped database is waited out, sidecars fail over.
 
-mod common;
-#[path = "common/postgres.rs"]
-mod pg;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Client, Daemon, HANG_GUARD, service};
-use pg::PgServer;
-use serde_json::Value;
-
-const V2: &str = "/v2/control-planes";
+use crate::common::postgres::PgServer;
+use crate::common::{
+    Client, Daemon, Sidecar, V2, hang_guard, rgmerge, rgmerge_ok, service, wait_for, wait_for_some,
+};
 
 fn daemon(url: &str) -> Daemon {
-    Daemon::start(&["--store", url])
+    Daemon::builder().postgres(url).start()
 }
 
 /// Every group's (name, served version, snapshot hash), by id.
 async fn served(c: &Client) -> BTreeMap<String, (String, String, String)> {
-    let list = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+    let list = c.get_json(&format!("{V2}?page[size]=1000")).await;
     let mut out = BTreeMap::new();
     for g in list["data"].as_array().expect("data") {
         let id = g["id"].as_str().expect("id").to_string();
@@ -48,12 +39,12 @@ async fn served(c: &Client) -> BTreeMap<String, (String, String, String)> {
 /// Waits until every daemon has applied the same change log position and
 /// serves exactly the same groups, versions and hashes; returns that state.
 async fn converged(daemons: &[&Daemon]) -> BTreeMap<String, (String, String, String)> {
-    let deadline = Instant::now() + HANG_GUARD;
+    let deadline = Instant::now() + hang_guard();
     loop {
         let mut states = Vec::new();
         let mut positions = Vec::new();
         for d in daemons {
-            positions.push(health(&d.client()).await["store"]["position"].clone());
+            positions.push(d.client().health().await["store"]["position"].clone());
             states.push(served(&d.client()).await);
         }
         if positions.windows(2).all(|w| w[0] == w[1]) && states.windows(2).all(|w| w[0] == w[1]) {
@@ -66,10 +57,6 @@ async fn converged(daemons: &[&Daemon]) -> BTreeMap<String, (String, String, Str
     }
 }
 
-async fn health(c: &Client) -> Value {
-    c.get("/healthz").await.expect(200).json()
-}
-
 #[tokio::test]
 async fn one_daemon_keeps_its_state_in_postgres_across_restarts() {
     let Some(server) = PgServer::start() else {
@@ -78,7 +65,7 @@ async fn one_daemon_keeps_its_state_in_postgres_across_restarts() {
     let url = server.database("single");
     let mut d = daemon(&url);
     let c = d.client();
-    let h = health(&c).await;
+    let h = c.health().await;
     assert_eq!(h["status"], "ok", "{h}");
     assert_eq!(h["store"]["kind"], "postgres");
     let blue = c.standard("blue").await;
@@ -99,7 +86,7 @@ async fn one_daemon_keeps_its_state_in_postgres_across_restarts() {
     );
 
     d.kill9();
-    d.spawn();
+    d.restart();
     let c = d.client();
     assert_eq!(
         served(&c).await,
@@ -120,7 +107,7 @@ async fn one_daemon_keeps_its_state_in_postgres_across_restarts() {
         .parse()
         .expect("number");
     assert!(log >= 6, "a log entry per write: {log}");
-    assert_eq!(health(&c).await["store"]["position"], log);
+    assert_eq!(c.health().await["store"]["position"], log);
 }
 
 #[tokio::test]
@@ -187,19 +174,12 @@ async fn writes_through_every_daemon_converge_to_the_same_versions_and_hashes() 
         .parse()
         .expect("number");
     for d in [&ca, &cb, &cc] {
-        let deadline = Instant::now() + HANG_GUARD;
-        loop {
-            let h = health(d).await;
-            if h["store"]["position"] == head {
-                assert_eq!(h["status"], "ok");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "position never reached {head}: {h}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let h = wait_for_some(&format!("position {head}"), || async {
+            let h = d.health().await;
+            (h["store"]["position"] == head).then_some(h)
+        })
+        .await;
+        assert_eq!(h["status"], "ok");
     }
 }
 
@@ -292,7 +272,7 @@ async fn kill_9_under_concurrent_writes_loses_nothing_acknowledged() {
         );
     }
     // The killed daemon comes back and catches up with the same versions.
-    daemons[2].spawn();
+    daemons[2].restart();
     let all = [&daemons[0], &daemons[1], &daemons[2]];
     let state = converged(&all).await;
     assert!(state.contains_key(&comp));
@@ -333,7 +313,7 @@ async fn a_stopped_database_is_waited_out_serving_reads_and_refusing_writes() {
             detail.contains("unreachable") && detail.contains("refused"),
             "{detail}"
         );
-        let h = health(c).await;
+        let h = c.health().await;
         assert_eq!(h["status"], "degraded", "{h}");
         assert_eq!(h["store"]["reachable"], false);
         let m = c.get("/metrics").await.expect(200).text();
@@ -346,11 +326,10 @@ async fn a_stopped_database_is_waited_out_serving_reads_and_refusing_writes() {
     server.start_server();
     // Each daemon notices by itself, then writes are accepted again.
     for c in [&ca, &cb] {
-        let deadline = Instant::now() + HANG_GUARD;
-        while health(c).await["status"] != "ok" {
-            assert!(Instant::now() < deadline, "never recovered");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for("the store to recover", || async {
+            c.health().await["status"] == "ok"
+        })
+        .await;
     }
     cb.put_config(&blue, &service("a", "c.internal"))
         .await
@@ -367,50 +346,6 @@ async fn a_stopped_database_is_waited_out_serving_reads_and_refusing_writes() {
         m.contains("rgmerge_store_lag_changes{store=\"postgres\"} 0"),
         "{m}"
     );
-}
-
-/// Kills the sidecar when the test ends.
-struct Sidecar(std::process::Child);
-
-impl Sidecar {
-    /// `rgmerge sidecar` for `group` as node `dp-1`, polling every second,
-    /// trying `sockets` in order, writing `out`; its stderr goes to `log`.
-    fn spawn(
-        group: &str,
-        sockets: &[&std::path::Path],
-        out: &std::path::Path,
-        log: &std::path::Path,
-    ) -> Sidecar {
-        let log = std::fs::File::create(log).expect("log");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"));
-        cmd.args([
-            "sidecar",
-            "--group",
-            group,
-            "--node-id",
-            "dp-1",
-            "--interval",
-            "1",
-        ]);
-        for s in sockets {
-            cmd.arg("--socket").arg(s);
-        }
-        Sidecar(
-            cmd.arg("--out")
-                .arg(out)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::from(log))
-                .spawn()
-                .expect("spawn the sidecar"),
-        )
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test]
@@ -430,16 +365,16 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
 
     let out = b.dir.path().join("kong.json");
     let version_file = b.dir.path().join("kong.json.version");
-    let _sidecar = Sidecar::spawn(
-        "blue",
-        &[&a.socket, &b.socket],
-        &out,
-        &b.dir.path().join("sidecar.log"),
-    );
+    let _sidecar = Sidecar::builder("blue", "dp-1")
+        .socket(&a.socket)
+        .socket(&b.socket)
+        .out(&out)
+        .log(&b.path("sidecar.log"))
+        .spawn();
     // Versions the file held, in the order seen: they never go down.
     let mut seen: Vec<u64> = Vec::new();
     let wait_for_file = |needle: &'static str, seen: &mut Vec<u64>| {
-        let deadline = Instant::now() + HANG_GUARD;
+        let deadline = Instant::now() + hang_guard();
         loop {
             if let Some(v) = std::fs::read_to_string(&version_file)
                 .ok()
@@ -457,22 +392,11 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
     };
     wait_for_file("first.internal", &mut seen);
     // Heartbeats through the first socket reach both daemons.
-    let nodes = cb
-        .get(&format!("{V2}/{blue}/nodes"))
-        .await
-        .expect(200)
-        .json();
-    let deadline = Instant::now() + HANG_GUARD;
-    let mut nodes = nodes;
-    while nodes["items"].as_array().is_none_or(|a| a.is_empty()) {
-        assert!(Instant::now() < deadline, "no heartbeat arrived: {nodes}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        nodes = cb
-            .get(&format!("{V2}/{blue}/nodes"))
-            .await
-            .expect(200)
-            .json();
-    }
+    wait_for("a heartbeat", || async {
+        let nodes = cb.get_json(&format!("{V2}/{blue}/nodes")).await;
+        nodes["items"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
 
     a.kill9();
     cb.put_config(&blue, &service("second", "second.internal"))
@@ -490,7 +414,7 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
         .and_then(|v| v.parse().ok())
         .expect("version");
     // The version file follows the snapshot file.
-    let deadline = Instant::now() + HANG_GUARD;
+    let deadline = Instant::now() + hang_guard();
     while seen.last() != Some(&served) {
         assert!(Instant::now() < deadline, "{seen:?} never reached {served}");
         wait_for_file("third.internal", &mut seen);
@@ -503,19 +427,6 @@ async fn a_sidecar_fails_over_when_its_daemon_is_killed_and_never_goes_backwards
     );
 }
 
-fn rgmerge(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args(args)
-        .output()
-        .expect("run rgmerge")
-}
-
-fn ok(o: std::process::Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "rgmerge failed: {err}");
-    err
-}
-
 #[tokio::test]
 async fn an_embedded_store_moves_into_postgres_and_back_with_the_same_snapshots() {
     let Some(server) = PgServer::start() else {
@@ -523,18 +434,17 @@ async fn an_embedded_store_moves_into_postgres_and_back_with_the_same_snapshots(
     };
     // State worth moving: a composite, a conflict that keeps an older
     // merge served, a rename.
-    let mut embedded = Daemon::start(&[]);
+    let mut embedded = Daemon::start();
     let c = embedded.client();
-    let blue = c.standard("blue").await;
-    let yellow = c.standard("yellow").await;
-    let comp = c.composite("shared").await;
-    c.add(&comp, &[&blue, &yellow]).await.expect(204);
-    c.put_config(&blue, &service("a", "a.internal"))
-        .await
-        .expect(200);
-    c.put_config(&yellow, &service("b", "b.internal"))
-        .await
-        .expect(200);
+    let (comp, [blue, yellow]) = c
+        .composite_with(
+            "shared",
+            [
+                ("blue", &service("a", "a.internal")),
+                ("yellow", &service("b", "b.internal")),
+            ],
+        )
+        .await;
     c.put_config(&yellow, &service("a", "clash.internal"))
         .await
         .expect(200);
@@ -550,12 +460,12 @@ async fn an_embedded_store_moves_into_postgres_and_back_with_the_same_snapshots(
         comp_body.contains("b.internal"),
         "the last good merge is served"
     );
-    assert_eq!(embedded.terminate().code(), Some(0));
+    assert_eq!(embedded.stop().code(), Some(0));
 
     // One command moves it.
     let url = server.database("moved");
     let data = embedded.data.to_str().expect("utf-8").to_string();
-    let said = ok(rgmerge(&["migrate", "--data-dir", &data, "--to", &url]));
+    let said = rgmerge_ok(&["migrate", "--data-dir", &data, "--to", &url]);
     assert!(said.contains("moved 4 control plane(s)"), "{said}");
     assert!(!said.contains("secret"));
     let on_pg = daemon(&url);
@@ -577,28 +487,24 @@ async fn an_embedded_store_moves_into_postgres_and_back_with_the_same_snapshots(
     // directory.
     let out = server.dir.path().join("export");
     let out_s = out.to_str().expect("utf-8").to_string();
-    ok(rgmerge(&["export", "--store", &url, &out_s]));
+    rgmerge_ok(&["export", "--store", &url, &out_s]);
     let url2 = server.database("second");
     let live = daemon(&url2);
-    ok(rgmerge(&["import", "--store", &url2, &out_s]));
+    rgmerge_ok(&["import", "--store", &url2, &out_s]);
     let lc = live.client();
-    let deadline = Instant::now() + HANG_GUARD;
-    while served(&lc).await != before {
-        assert!(
-            Instant::now() < deadline,
-            "the running daemon never followed the import"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("the running daemon to follow the import", || async {
+        served(&lc).await == before
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let back = dir.path().join("data");
     let back_s = back.to_str().expect("utf-8").to_string();
-    ok(rgmerge(&["import", "--data-dir", &back_s, &out_s]));
-    let mut again = Daemon::start(&[]);
+    rgmerge_ok(&["import", "--data-dir", &back_s, &out_s]);
+    let mut again = Daemon::start();
     again.kill9();
     std::fs::remove_dir_all(&again.data).ok();
     std::fs::rename(&back, &again.data).expect("move the imported store in");
-    again.spawn();
+    again.restart();
     assert_eq!(served(&again.client()).await, before);
 }
 
@@ -653,19 +559,15 @@ async fn a_sidecar_never_writes_a_version_older_than_the_one_applied() {
     std::fs::write(&out, "newer").expect("write");
     std::fs::write(a.dir.path().join("kong.json.version"), "1000").expect("write");
     let log_path = a.dir.path().join("sidecar.log");
-    let _sidecar = Sidecar::spawn(&blue, &[&a.socket], &out, &log_path);
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        let said = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if said.contains("older than the applied 1000") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sidecar never refused: {said}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _sidecar = Sidecar::builder(&blue, "dp-1")
+        .socket(&a.socket)
+        .out(&out)
+        .log(&log_path)
+        .spawn();
+    wait_for("the sidecar to refuse the older version", || async {
+        std::fs::read_to_string(&log_path).is_ok_and(|s| s.contains("older than the applied 1000"))
+    })
+    .await;
     assert_eq!(std::fs::read_to_string(&out).expect("read"), "newer");
     assert_eq!(
         std::fs::read_to_string(a.dir.path().join("kong.json.version")).expect("read"),

@@ -1,43 +1,42 @@
 //! The sidecar beside a data plane: it follows its group's snapshot, writes it
 //! atomically, heartbeats the hash it applied, and rides out daemon restarts.
 
-mod common;
+use std::time::Duration;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use crate::common::{Client, Daemon, Sidecar, V2, service, wait_for};
 
-use common::{Daemon, service};
-
-const V2: &str = "/v2/control-planes";
-
-struct Sidecar(Child);
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// The first node's (sync status, config hash), once it has reported.
+async fn node_status(c: &Client, comp: &str) -> Option<(String, String)> {
+    let r = c.get(&format!("{V2}/{comp}/nodes")).await;
+    if r.status != 200 {
+        return None;
     }
+    let v = r.json();
+    v["items"].as_array().and_then(|a| a.first()).map(|n| {
+        (
+            n["sync_status"].as_str().unwrap_or("").to_string(),
+            n["config_hash"].as_str().unwrap_or("").to_string(),
+        )
+    })
 }
 
-async fn wait_for<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    // A hang guard only: the sidecar's progress is the outcome asserted.
-    let deadline = Instant::now() + common::HANG_GUARD;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// Waits until the node reports the composite's current hash IN_SYNC,
+/// then checks the file Kong loads holds `needle`.
+async fn applied(c: &Client, comp: &str, out: &std::path::Path, needle: &str) {
+    let hash = c.etag(comp).await;
+    wait_for(&format!("the snapshot with {needle} applied"), || async {
+        node_status(c, comp)
+            .await
+            .is_some_and(|(s, h)| s == "IN_SYNC" && h == hash)
+    })
+    .await;
+    let file = std::fs::read_to_string(out).unwrap();
+    assert!(file.contains(needle), "{file}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_applies_snapshots_and_sync_status_follows() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("edge").await;
     let blue = c.standard("blue").await;
@@ -47,51 +46,18 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
         .expect(200);
 
     let out = d.dir.path().join("kong.json");
-    let log = std::fs::File::create(d.dir.path().join("sidecar.log")).unwrap();
-    let _sidecar = Sidecar(
-        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                "edge",
-                "--node-id",
-                "dp-1",
-                "--hostname",
-                "dp-1.local",
-                "--interval",
-                "1",
-                "--socket",
-            ])
-            .arg(&d.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
+    let _sidecar = Sidecar::builder("edge", "dp-1")
+        .flag("--hostname", "dp-1.local")
+        .socket(&d.socket)
+        .out(&out)
+        .log(&d.path("sidecar.log"))
+        .spawn();
 
-    let node_status = |c: common::Client, comp: String| async move {
-        let r = c.get(&format!("{V2}/{comp}/nodes")).await;
-        if r.status != 200 {
-            return None;
-        }
-        let v = r.json();
-        v["items"].as_array().and_then(|a| a.first()).map(|n| {
-            (
-                n["sync_status"].as_str().unwrap_or("").to_string(),
-                n["config_hash"].as_str().unwrap_or("").to_string(),
-            )
-        })
-    };
     // It fetches, writes the file Kong loads, and reports the hash: IN_SYNC.
-    wait_for("first snapshot applied", || {
-        let (c, comp) = (c.clone(), comp.clone());
-        async move {
-            node_status(c, comp)
-                .await
-                .is_some_and(|(s, _)| s == "IN_SYNC")
-        }
+    wait_for("first snapshot applied", || async {
+        node_status(&c, &comp)
+            .await
+            .is_some_and(|(s, _)| s == "IN_SYNC")
     })
     .await;
     let snap = c.snapshot(&comp).await;
@@ -105,45 +71,17 @@ async fn sidecar_applies_snapshots_and_sync_status_follows() {
     c.put_config(&blue, &service("second", "second.internal"))
         .await
         .expect(200);
-    let new_hash = c.etag(&comp).await;
-    wait_for("second snapshot applied", || {
-        let (c, comp, h) = (c.clone(), comp.clone(), new_hash.clone());
-        async move {
-            node_status(c, comp)
-                .await
-                .is_some_and(|(s, hash)| s == "IN_SYNC" && hash == h)
-        }
-    })
-    .await;
-    assert!(
-        String::from_utf8(std::fs::read(&out).unwrap())
-            .unwrap()
-            .contains("second")
-    );
+    applied(&c, &comp, &out, "second").await;
 
     // The daemon restarts; the sidecar carries on and applies what comes next.
     d.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    d.spawn();
+    d.restart();
     let c = d.client();
     c.put_config(&blue, &service("third", "third.internal"))
         .await
         .expect(200);
-    let third = c.etag(&comp).await;
-    wait_for("third snapshot applied after a daemon restart", || {
-        let (c, comp, h) = (c.clone(), comp.clone(), third.clone());
-        async move {
-            node_status(c, comp)
-                .await
-                .is_some_and(|(s, hash)| s == "IN_SYNC" && hash == h)
-        }
-    })
-    .await;
-    assert!(
-        String::from_utf8(std::fs::read(&out).unwrap())
-            .unwrap()
-            .contains("third")
-    );
+    applied(&c, &comp, &out, "third").await;
 }
 
 /// With `--kong-admin`, each snapshot is POSTed to Kong's `/config`; the node
@@ -169,35 +107,18 @@ async fn sidecar_posts_to_a_kong_admin_config_endpoint() {
     let admin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
 
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("svc", "svc.internal"))
         .await
         .expect(200);
     let out = d.dir.path().join("kong.json");
-    let _sidecar = Sidecar(
-        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                &blue,
-                "--node-id",
-                "dp-k",
-                "--interval",
-                "1",
-                "--kong-admin",
-                &admin,
-                "--socket",
-            ])
-            .arg(&d.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _sidecar = Sidecar::builder(&blue, "dp-k")
+        .flag("--kong-admin", &admin)
+        .socket(&d.socket)
+        .out(&out)
+        .spawn();
     let snap = c.snapshot(&blue).await;
     wait_for("Kong received the snapshot", || {
         let received = received.clone();
@@ -289,38 +210,20 @@ async fn sidecar_ships_only_what_kong_accepted() {
     let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let admin = stand_in_kong(answer.clone(), received.clone()).await;
 
-    let d = Daemon::start(&[]);
+    let d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("good", "good.internal"))
         .await
         .expect(200);
     let out = d.dir.path().join("kong.json");
-    let _sidecar = Sidecar(
-        Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-            .args([
-                "sidecar",
-                "--group",
-                &blue,
-                "--node-id",
-                "dp-k",
-                "--interval",
-                "1",
-                "--kong-timeout-secs",
-                "1",
-                "--kong-admin",
-                &admin,
-                "--socket",
-            ])
-            .arg(&d.socket)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let node = |c: common::Client, blue: String| async move {
+    let _sidecar = Sidecar::builder(&blue, "dp-k")
+        .flag("--kong-timeout-secs", "1")
+        .flag("--kong-admin", &admin)
+        .socket(&d.socket)
+        .out(&out)
+        .spawn();
+    let node = |c: crate::common::Client, blue: String| async move {
         let r = c.get(&format!("{V2}/{blue}/nodes")).await;
         r.json()["items"][0].clone()
     };

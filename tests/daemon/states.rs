@@ -8,14 +8,9 @@
 //! was started for (Enterprise: consumer groups), and the daemon is
 //! restarted for OSS data planes.
 
-mod common;
-#[path = "common/openapi.rs"]
-mod openapi;
-
-use common::{Client, Daemon, service};
 use serde_json::{Value, json};
 
-const V2: &str = "/v2/control-planes";
+use crate::common::{Client, Daemon, V2, openapi, service};
 
 async fn details(c: &Client, id: &str) -> Value {
     c.get(&format!("{V2}/{id}/details"))
@@ -33,7 +28,7 @@ fn metric(text: &str, prefix: &str) -> Option<String> {
 
 #[tokio::test]
 async fn a_member_error_and_a_conflict_read_as_both() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     let yellow = c.standard("yellow").await;
@@ -69,9 +64,8 @@ async fn a_member_error_and_a_conflict_read_as_both() {
     assert_eq!(entries.len(), 4, "{st}");
 
     // Restarted for OSS data planes: blue's consumer group is now an error.
-    d.terminate();
-    d.extra_args(&["--kong-edition", "oss"]);
-    d.spawn();
+    d.set_args(&["--kong-edition", "oss"]);
+    d.restart();
     let c = d.client();
 
     let det = details(&c, &comp).await;

@@ -25,17 +25,13 @@
 //! request body and query string are checked against the spec without a
 //! daemon, and the schema translation against the spec's own examples.
 
-mod common;
-#[path = "common/openapi.rs"]
-mod openapi;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Client, Daemon};
-use openapi::{Operation, Specs, fold_indexes, media_type, shorten, validate, validate_folded};
+use crate::common::openapi::{
+    Operation, Specs, fold_indexes, media_type, shorten, validate, validate_folded,
+};
+use crate::common::{Client, Daemon, V2};
 use serde_json::{Value, json};
-
-const V2: &str = "/v2/control-planes";
 
 // ---- the step table ----
 
@@ -361,7 +357,7 @@ async fn conformance(test: &str, daemon_args: &[&str], steps: Vec<Step>) {
     let Some(specs) = Specs::load(test) else {
         return;
     };
-    let daemon = Daemon::start(daemon_args);
+    let daemon = Daemon::builder().args(daemon_args).start();
     let client = daemon.client();
     let mut ctx = Ctx::default();
     ctx.set("socket", &daemon.socket.display().to_string());
@@ -567,11 +563,11 @@ impl Runner<'_> {
             Kind::Problem => "errors outside any operation (unknown path, 405, 413)".into(),
             Kind::Extension => "extensions (ours, outside the spec)".into(),
             Kind::Restart => {
-                let status = self.daemon.terminate();
+                let status = self.daemon.stop();
                 if !status.success() {
                     self.finding("restart", "SIGTERM", format!("daemon exited with {status}"));
                 }
-                self.daemon.spawn();
+                self.daemon.restart();
                 self.client = self.daemon.client();
                 return;
             }
@@ -1511,6 +1507,9 @@ fn node_steps() -> Vec<Step> {
         extension("GET", format!("{V2}/{{shared}}/snapshot"), 200).check(|ctx, r| {
             let etag = r.header("etag").ok_or("no ETag")?;
             ctx.set("hash", etag.trim_matches('"'));
+            // What a hybrid data plane pings: Kong's config hash of the snapshot.
+            let body = r.at("")?;
+            ctx.set("kong_hash", &rgmerge::cluster::hash::config_hash(body).0);
             Ok(())
         }),
         heartbeat(NODE_1, "dp-1", "3.10.0.1", "{hash}"),
@@ -1573,7 +1572,7 @@ fn node_steps() -> Vec<Step> {
             format!("{V2}/{{shared}}/expected-config-hash"),
             200,
         )
-        .eq("/expected_hash", json!("{hash}"))
+        .eq("/expected_hash", json!("{kong_hash}"))
         .unix_seconds("/created_at")
         .unix_seconds("/updated_at"),
         call(

@@ -9,18 +9,14 @@
 //! asserted; the p99 < 50 ms figure is measured by
 //! `scripts/loadtest.py --slowloris` on a release build (BENCHMARKS.md).
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, HANG_GUARD, serve_accepts, service};
+use crate::common::{Daemon, V2, hang_guard, serve_accepts, service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-
-const V2: &str = "/v2/control-planes";
 
 /// The daemon's read timeouts for these tests, and the flags that set them.
 struct Limits {
@@ -67,7 +63,7 @@ impl Limits {
     fn start(&self, extra: &[&str]) -> Daemon {
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
-        Daemon::start(&args)
+        Daemon::builder().args(&args).start()
     }
 }
 
@@ -124,9 +120,9 @@ async fn slow_client(
     }
 }
 
-/// Waits (at most `HANG_GUARD`) until `n` clients have connected.
+/// Waits (at most `hang_guard()`) until `n` clients have connected.
 async fn all_connected(connected: &AtomicUsize, n: usize) {
-    tokio::time::timeout(HANG_GUARD, async {
+    tokio::time::timeout(hang_guard(), async {
         while connected.load(Ordering::Relaxed) < n {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -224,7 +220,7 @@ async fn slow_clients_are_closed_while_a_normal_client_is_served() {
         })
     };
 
-    let closed = tokio::time::timeout(HANG_GUARD + lim.body, async {
+    let closed = tokio::time::timeout(hang_guard() + lim.body, async {
         let mut out = Vec::new();
         for (kind, tasks) in [("headers", heads), ("body", bodies), ("idle", idles)] {
             for t in tasks {
@@ -258,7 +254,7 @@ async fn slow_clients_are_closed_while_a_normal_client_is_served() {
             }
         }
     }
-    let mut took = tokio::time::timeout(HANG_GUARD, normal)
+    let mut took = tokio::time::timeout(hang_guard(), normal)
         .await
         .expect("the normal client finished")
         .expect("every normal request succeeded");
@@ -300,13 +296,13 @@ async fn slow_clients_cannot_keep_the_connection_limit() {
         .collect();
     all_connected(&connected, silent.len()).await;
     let t = Instant::now();
-    tokio::time::timeout(HANG_GUARD, d.client().get("/healthz"))
+    tokio::time::timeout(hang_guard(), d.client().get("/healthz"))
         .await
         .expect("served once the silent connections timed out")
         .expect(200);
     eprintln!("the normal client was served after {:?}", t.elapsed());
     for s in silent {
-        let c = tokio::time::timeout(HANG_GUARD, s)
+        let c = tokio::time::timeout(hang_guard(), s)
             .await
             .expect("closed")
             .expect("task");

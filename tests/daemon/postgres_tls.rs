@@ -8,12 +8,11 @@
 //! The server is started here rather than by `common/postgres.rs` (which
 //! serves a Unix socket only): same layout, same skip rules.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Daemon, service};
+use crate::common::daemon::free_port;
+use crate::common::{Daemon, service};
 
 struct TlsServer {
     dir: tempfile::TempDir,
@@ -50,12 +49,6 @@ fn show(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// A port nobody listens on now (the kernel's pick, released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// A test CA and server certificates it signs.
@@ -301,7 +294,7 @@ fn serve_refused(url: &str) -> String {
 
 /// A daemon on `url` serves: a group is created, configured and read back.
 async fn works(url: &str, name: &str) -> Daemon {
-    let d = Daemon::start(&["--store", url]);
+    let d = Daemon::builder().postgres(url).start();
     let c = d.client();
     let h = c.get("/healthz").await.expect(200).json();
     assert_eq!(h["status"], "ok", "{h}");

@@ -249,6 +249,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 160,
         max_shrink_iters: 2_000,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct("fixtures/proptest/props.proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 

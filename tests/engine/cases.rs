@@ -1,4 +1,4 @@
-//! Data-driven engine tests: every directory under `tests/cases/` is one
+//! Data-driven engine tests: every directory under `fixtures/cases/` is one
 //! composite. Its member files (`blue.yaml`, `yellow.json`, …; the member name
 //! is the file stem, `default` is the default group) are merged through the
 //! library, and the JSON report must equal `expected.json` byte for byte.
@@ -7,12 +7,13 @@
 //! file is Kong's declarative form (what data planes load); a case may also
 //! pin the decK form (`?format=deck`) in `expected-snapshot-deck.json`.
 //!
-//! `UPDATE_EXPECT=1 cargo test --test cases` rewrites the expectations
+//! `UPDATE_EXPECT=1 cargo test --test engine cases::` rewrites the expectations
 //! (`expected-snapshot.json` only where it already exists): review the diff.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::common::expect::expect_file;
 use rgmerge::batch;
 use rgmerge::compose::Form;
 use rgmerge::config::{Edition, KongTarget, PluginSet};
@@ -20,11 +21,7 @@ use rgmerge::intern::Interner;
 use rgmerge::report::State;
 
 fn cases_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases")
-}
-
-fn updating() -> bool {
-    std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1")
+    crate::common::fixtures().join("cases")
 }
 
 /// The member files of a case: every `*.yaml|*.yml|*.json` except the expectations.
@@ -42,42 +39,6 @@ fn member_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// Compares `actual` with the file at `path`, or rewrites it when updating.
-fn expect_file(path: &Path, actual: &str) -> Result<(), String> {
-    if updating() {
-        std::fs::write(path, actual).unwrap();
-        return Ok(());
-    }
-    let expected = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: {e} (run with UPDATE_EXPECT=1 to create it)",
-            path.display()
-        )
-    })?;
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} differs:\n{}",
-            path.display(),
-            first_difference(&expected, actual)
-        ))
-    }
-}
-
-fn first_difference(expected: &str, actual: &str) -> String {
-    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    let i = e.iter().zip(&a).take_while(|(x, y)| x == y).count();
-    let from = i.saturating_sub(3);
-    let show = |v: &[&str]| v[from.min(v.len())..(i + 4).min(v.len())].join("\n");
-    format!(
-        "--- expected (from line {}):\n{}\n+++ actual:\n{}",
-        from + 1,
-        show(&e),
-        show(&a)
-    )
 }
 
 /// The data planes a case is checked for: `target.txt` (`edition=oss`,

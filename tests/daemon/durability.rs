@@ -1,44 +1,22 @@
 //! Nothing acknowledged is ever lost (issue 5): restarts, SIGKILL under
 //! concurrent writes, damaged stores, a full disk, export and import.
 
-mod common;
-
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, service};
+use crate::common::{Daemon, V2, assert_same_snapshot, rgmerge, rgmerge_exit, service};
 use serde_json::json;
 
-const V2: &str = "/v2/control-planes";
-
-fn rgmerge(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rgmerge"))
-        .args(args)
-        .output()
-        .expect("run rgmerge")
-}
-
-async fn state_of(c: &common::Client) -> serde_json::Value {
-    let groups = c
-        .get(&format!("{V2}?page[size]=1000"))
-        .await
-        .expect(200)
-        .json();
+async fn state_of(c: &crate::common::Client) -> serde_json::Value {
+    let groups = c.get_json(&format!("{V2}?page[size]=1000")).await;
     let mut out = serde_json::Map::new();
     for g in groups["data"].as_array().unwrap() {
         let id = g["id"].as_str().unwrap();
         let snap = c.snapshot(id).await;
-        let details = c
-            .get(&format!("{V2}/{id}/details"))
-            .await
-            .expect(200)
-            .json();
+        let details = c.get_json(&format!("{V2}/{id}/details")).await;
         let certificates = c
-            .get(&format!("{V2}/{id}/dp-client-certificates"))
-            .await
-            .expect(200)
-            .json()["items"]
+            .get_json(&format!("{V2}/{id}/dp-client-certificates"))
+            .await["items"]
             .clone();
         // The endpoints say where this daemon listens, not what it stores.
         let mut config = g["config"].clone();
@@ -55,11 +33,7 @@ async fn state_of(c: &common::Client) -> serde_json::Value {
         });
         if g["config"]["cluster_type"] == "CLUSTER_TYPE_CONTROL_PLANE_GROUP" {
             v["status"] = c.status(id).await["item"]["state"].clone();
-            v["members"] = c
-                .get(&format!("{V2}/{id}/group-memberships"))
-                .await
-                .expect(200)
-                .json()["data"]
+            v["members"] = c.get_json(&format!("{V2}/{id}/group-memberships")).await["data"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -77,10 +51,10 @@ async fn state_of(c: &common::Client) -> serde_json::Value {
 /// Replaces group `g`'s config with one service named `name`, as the
 /// concurrent writers do; a dropped connection (the daemon killed) is `Err`.
 async fn put_service(
-    c: &common::Client,
+    c: &crate::common::Client,
     g: &str,
     name: &str,
-) -> Result<common::Resp, reqwest::Error> {
+) -> Result<crate::common::Resp, reqwest::Error> {
     let body = service(name, "h.internal").into_bytes();
     c.try_send(
         "PUT",
@@ -102,7 +76,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Waits until every heartbeat answered so far is in the store.
-async fn heartbeats_stored(c: &common::Client) {
+async fn heartbeats_stored(c: &crate::common::Client) {
     let taken = metric(
         &c.get("/metrics").await.expect(200).text(),
         "rgmerge_heartbeats_total",
@@ -120,7 +94,7 @@ async fn heartbeats_stored(c: &common::Client) {
 
 #[tokio::test]
 async fn restart_restores_everything_and_versions_keep_growing() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -174,7 +148,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     );
 
     d.kill9();
-    d.spawn();
+    d.restart();
     let c = d.client();
     let after = state_of(&c).await;
     assert_eq!(before, after, "state after restart");
@@ -188,11 +162,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     };
     let m = c.get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (3.0, 0.0), "{m}");
-    let nodes = c
-        .get(&format!("{V2}/{comp}/nodes"))
-        .await
-        .expect(200)
-        .json();
+    let nodes = c.get_json(&format!("{V2}/{comp}/nodes")).await;
     assert_eq!(
         nodes["items"][0]["sync_status"], "IN_SYNC",
         "a node in sync stays in sync"
@@ -219,8 +189,8 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     assert_eq!(v2, v + 1);
     // And a clean shutdown keeps everything as well.
     let before = state_of(&c).await;
-    assert!(d.terminate().success());
-    d.spawn();
+    assert!(d.stop().success());
+    d.restart();
     assert_eq!(before, state_of(&d.client()).await);
     let m = d.client().get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (3.0, 0.0), "{m}");
@@ -228,7 +198,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
     // Frozen members that no longer decode (a damaged row, or one another
     // binary wrote) are built from their configs: the same state is
     // served, and the writer stores them frozen again for the next start.
-    assert!(d.terminate().success());
+    assert!(d.stop().success());
     {
         use rgmerge::registry::record::Change;
         let mut store = rgmerge::store::Store::open(&d.data).expect("store");
@@ -241,12 +211,12 @@ async fn restart_restores_everything_and_versions_keep_growing() {
             .collect();
         store.commit(&damaged).expect("commit");
     }
-    d.spawn();
+    d.restart();
     assert_eq!(before, state_of(&d.client()).await);
     let m = d.client().get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (0.0, 3.0), "{m}");
-    assert!(d.terminate().success());
-    d.spawn();
+    assert!(d.stop().success());
+    d.restart();
     assert_eq!(before, state_of(&d.client()).await);
     let m = d.client().get("/metrics").await.expect(200).text();
     assert_eq!(restored(&m), (3.0, 0.0), "{m}");
@@ -257,7 +227,7 @@ async fn restart_restores_everything_and_versions_keep_growing() {
 /// their members' configs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let mut groups = Vec::new();
@@ -302,7 +272,7 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
             }
         }
         counter += 1000;
-        d.spawn();
+        d.restart();
         let c = d.client();
         for g in &groups {
             let cfg = c.get(&format!("{V2}/{g}/config")).await.expect(200).text();
@@ -352,7 +322,7 @@ async fn sigkill_under_concurrent_writes_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
     const WRITERS: usize = 32;
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let mut groups = Vec::new();
     let mut composites = Vec::new();
@@ -415,7 +385,7 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
                 }
             }
         }
-        d.spawn();
+        d.restart();
         let c = d.client();
         let mut stored = HashMap::new();
         for g in &groups {
@@ -474,10 +444,8 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
         loop {
             let q = before.map(|b| format!("&before={b}")).unwrap_or_default();
             let page = c
-                .get(&format!("/v2/audit-log?group={g}&page[size]=1000{q}"))
-                .await
-                .expect(200)
-                .json();
+                .get_json(&format!("/v2/audit-log?group={g}&page[size]=1000{q}"))
+                .await;
             audited += page["data"]
                 .as_array()
                 .expect("data")
@@ -498,7 +466,7 @@ async fn sigkill_mid_batch_loses_nothing_acknowledged_and_applies_no_half() {
 
 #[test]
 fn a_damaged_store_is_refused_never_overwritten() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     d.kill9();
     let file = d.data.join("rgmerge.redb");
     let len = std::fs::metadata(&file).unwrap().len();
@@ -531,13 +499,13 @@ fn a_damaged_store_is_refused_never_overwritten() {
         );
         std::fs::write(&file, &original).unwrap();
     }
-    d.spawn();
+    d.restart();
     d.kill9();
 }
 
 #[tokio::test]
 async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let blue = c.standard("blue").await;
     c.put_config(&blue, &service("small", "s"))
@@ -547,8 +515,8 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
     let size = std::fs::metadata(d.data.join("rgmerge.redb"))
         .unwrap()
         .len();
-    d.file_size_limit = Some(size + 64 * 1024);
-    d.spawn();
+    d.set_file_size_limit(Some(size + 64 * 1024));
+    d.restart();
     let c = d.client();
     let before = c.snapshot(&blue).await;
     // A config far larger than what is left on the "disk".
@@ -567,27 +535,16 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
     );
     // Still serving, nothing changed.
     c.get("/healthz").await.expect(200);
-    let after = c.snapshot(&blue).await;
-    assert_eq!(before.body, after.body);
-    assert_eq!(
-        before.header("x-snapshot-version"),
-        after.header("x-snapshot-version")
-    );
-    assert!(
-        c.get(&format!("{V2}/{blue}/config"))
-            .await
-            .expect(200)
-            .text()
-            .contains("small")
-    );
+    assert_same_snapshot(&before, &c.snapshot(&blue).await);
+    assert!(c.config(&blue).await.contains("small"));
     // Small writes that fit still work.
     c.put_config(&blue, &service("still-small", "s"))
         .await
         .expect(200);
     // After a restart without the limit, the state is the acknowledged one.
     d.kill9();
-    d.file_size_limit = None;
-    d.spawn();
+    d.set_file_size_limit(None);
+    d.restart();
     assert!(
         d.client()
             .get(&format!("{V2}/{blue}/config"))
@@ -600,7 +557,7 @@ async fn a_full_disk_fails_the_write_and_the_daemon_keeps_serving() {
 
 #[tokio::test]
 async fn export_validate_bundle_and_import_round_trip() {
-    let mut d = Daemon::start(&[]);
+    let mut d = Daemon::start();
     let c = d.client();
     let comp = c.composite("shared").await;
     let blue = c.standard("blue").await;
@@ -609,41 +566,34 @@ async fn export_validate_bundle_and_import_round_trip() {
     c.put_config(&blue, &service("blue-svc", "b"))
         .await
         .expect(200);
-    c.send(
-        "PUT",
-        &format!("{V2}/{evil}/config"),
-        &[("content-type", "application/json")],
-        Some(br#"{"_format_version":"3.0","services":[{"name":"blue-svc","host":"e"}]}"#.to_vec()),
+    c.put_config_json(
+        &evil,
+        r#"{"_format_version":"3.0","services":[{"name":"blue-svc","host":"e"}]}"#,
     )
     .await
     .expect(200);
     let before = state_of(&c).await;
     // Export needs the store, which the running daemon holds.
     let out_dir = d.dir.path().join("export");
-    let running = rgmerge(&[
-        "export",
-        "--data-dir",
-        d.data.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        running.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&running.stderr)
+    rgmerge_exit(
+        &[
+            "export",
+            "--data-dir",
+            d.data.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        2,
     );
-    assert!(d.terminate().success());
+    assert!(d.stop().success());
 
-    let out = rgmerge(&[
-        "export",
-        "--data-dir",
-        d.data.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    rgmerge_exit(
+        &[
+            "export",
+            "--data-dir",
+            d.data.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        0,
     );
     assert!(out_dir.join("members/blue.yaml").exists());
     assert!(
@@ -651,18 +601,15 @@ async fn export_validate_bundle_and_import_round_trip() {
         "names can't escape the directory"
     );
     // The bundle validates: the composite is in conflict (both define blue-svc).
-    let v = rgmerge(&[
-        "validate",
-        "--format",
-        "json",
-        "--bundle",
-        out_dir.join("bundle.yaml").to_str().unwrap(),
-    ]);
-    assert_eq!(
-        v.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&v.stderr)
+    let v = rgmerge_exit(
+        &[
+            "validate",
+            "--format",
+            "json",
+            "--bundle",
+            out_dir.join("bundle.yaml").to_str().unwrap(),
+        ],
+        1,
     );
     let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
     assert_eq!(report["composites"][0]["name"], "shared");
@@ -673,16 +620,14 @@ async fn export_validate_bundle_and_import_round_trip() {
 
     // Import into a fresh data directory, and serve from it.
     let data2 = d.dir.path().join("data2");
-    let imp = rgmerge(&[
-        "import",
-        "--data-dir",
-        data2.to_str().unwrap(),
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        imp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imp.stderr)
+    rgmerge_exit(
+        &[
+            "import",
+            "--data-dir",
+            data2.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+        ],
+        0,
     );
     // Importing twice is refused: the directory now holds state.
     let again = rgmerge(&[
@@ -694,11 +639,11 @@ async fn export_validate_bundle_and_import_round_trip() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds state"));
 
-    let mut d2 = Daemon::start(&[]);
+    let mut d2 = Daemon::start();
     d2.kill9();
     std::fs::remove_dir_all(&d2.data).ok();
     std::fs::rename(&data2, &d2.data).unwrap();
-    d2.spawn();
+    d2.restart();
     let after = state_of(&d2.client()).await;
     // An export carries what each group served: versions, hashes and bytes
     // come back as they were, the conflicted composite's last good one included.

@@ -2,11 +2,11 @@
 //! parser it falls back to (`parse_yaml_reference`, serde-saphyr into the
 //! strict value: the reader before the fast path existed), on data:
 //!
-//! - every case in `tests/yaml/` (our own tricky inputs: anchors, merge keys,
+//! - every case in `fixtures/yaml/` (our own tricky inputs: anchors, merge keys,
 //!   block scalars, flow collections, quoted keys, comments, tabs, CRLF, BOM,
 //!   duplicate keys, booleans, numbers, timestamps, several documents, …), with
-//!   the values of some pinned in `tests/yaml/expected.json` and the errors of
-//!   some in `tests/yaml/expected_errors.json`;
+//!   the values of some pinned in `fixtures/yaml/expected.json` and the errors of
+//!   some in `fixtures/yaml/expected_errors.json`;
 //! - every real YAML file under `../shared/fixtures/real` (never committed
 //!   here; skipped with a printed reason when missing, a failure under `CI=true`);
 //! - generated decK files (`rgmerge::synth`) and CRLF, BOM and nesting variants
@@ -24,7 +24,7 @@ use rgmerge::config::{Format, parse};
 use serde_json::Value;
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/yaml")
+    crate::common::fixtures().join("yaml")
 }
 
 fn real_root() -> PathBuf {
@@ -103,7 +103,7 @@ fn read_json(path: &Path) -> serde_json::Map<String, Value> {
 #[test]
 fn our_cases_agree_and_match_their_expectations() {
     let files = yaml_files(&cases_dir());
-    assert!(files.len() >= 40, "tests/yaml has {} cases", files.len());
+    assert!(files.len() >= 40, "fixtures/yaml has {} cases", files.len());
     let values = read_json(&cases_dir().join("expected.json"));
     let errors = read_json(&cases_dir().join("expected_errors.json"));
     let mut fast = Vec::new();

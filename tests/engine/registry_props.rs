@@ -378,15 +378,25 @@ fn apply(w: &mut World, op: &Op) -> (bool, String) {
             Op::Add {
                 comp,
                 members,
-                dry_run: _,
                 wild,
+                ..
+            }
+            | Op::SetMembers {
+                comp,
+                members,
+                wild,
+                ..
             } => {
                 let mut m: Vec<Uuid> = members.iter().map(|&i| pick_in(*wild, &stds, i)).collect();
                 if !wild {
                     dedup(&mut m);
                 }
                 let c = pick_in(*wild, &comps, *comp);
-                tx.add_members(c, &m).map(|_| ())
+                if matches!(op, Op::Add { .. }) {
+                    tx.add_members(c, &m).map(|_| ())
+                } else {
+                    tx.set_members(c, &m).map(|_| ())
+                }
             }
             Op::Remove {
                 comp,
@@ -410,19 +420,6 @@ fn apply(w: &mut World, op: &Op) -> (bool, String) {
                     dedup(&mut m);
                 }
                 tx.remove_members(c, &m).map(|_| ())
-            }
-            Op::SetMembers {
-                comp,
-                members,
-                dry_run: _,
-                wild,
-            } => {
-                let mut m: Vec<Uuid> = members.iter().map(|&i| pick_in(*wild, &stds, i)).collect();
-                if !wild {
-                    dedup(&mut m);
-                }
-                let c = pick_in(*wild, &comps, *comp);
-                tx.set_members(c, &m).map(|_| ())
             }
             Op::PinCert { group, cert } => tx
                 .add_certificate(
@@ -666,6 +663,7 @@ proptest! {
         // PROPTEST_CASES=5000 for a longer run.
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
         max_shrink_iters: 2000,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct("fixtures/proptest/registry_props.proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 

@@ -3,32 +3,17 @@
 //! run as root, as CI does) and bearer tokens. The role × endpoint matrix is
 //! one table checked by one helper; the edge cases follow it.
 
-mod common;
-
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use common::{Client, Daemon, HANG_GUARD, Resp, service};
+use crate::common::{Client, Daemon, Resp, hang_guard, service};
 use serde_json::{Value, json};
 
 fn is_root() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// Other users must reach the socket: open its directory and the socket.
-fn open_socket(d: &Daemon) {
-    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
-    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-}
-
-fn start(extra: &[&str]) -> Daemon {
-    let d = Daemon::start(extra);
-    open_socket(&d);
-    d
 }
 
 /// One request sent by curl running as `uid`:`gid` (a real other Unix user).
@@ -107,42 +92,6 @@ fn uniq(p: &str) -> String {
     format!("{p}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn team(c: &Client, name: &str, uids: &[u32], gids: &[u32]) {
-    c.post_json(
-        "/v2/teams",
-        &json!({"name": name, "uids": uids, "gids": gids}),
-    )
-    .await
-    .expect(201);
-}
-
-async fn grant(c: &Client, team: &str, group: &str, role: &str) {
-    c.send(
-        "PUT",
-        &format!("/v2/teams/{team}/grants"),
-        &[("content-type", "application/json")],
-        Some(
-            json!({"group": group, "role": role})
-                .to_string()
-                .into_bytes(),
-        ),
-    )
-    .await
-    .expect(200);
-}
-
-async fn issue(c: &Client, team: &str, body: Value) -> (String, String) {
-    let r = c
-        .post_json(&format!("/v2/teams/{team}/tokens"), &body)
-        .await
-        .expect(201)
-        .json();
-    (
-        r["token"].as_str().expect("token").to_string(),
-        r["id"].as_str().expect("id").to_string(),
-    )
-}
-
 // ---- the role × endpoint matrix ----
 
 /// Who calls: a team per role (each with that role on the row's groups and
@@ -202,256 +151,62 @@ impl Who {
     }
 }
 
-/// What a cell expects: an exact status, `P` (allowed: anything but 401/403,
-/// for Konnect routes another branch is adding), `F` (403 with a reason) or
-/// `U` (401).
-const P: u16 = 1;
-const F: u16 = 403;
-const U: u16 = 401;
+/// The table: `fixtures/access/matrix.txt` (its header says how to read it).
+fn matrix_file() -> std::path::PathBuf {
+    crate::common::fixtures().join("access/matrix.txt")
+}
 
-/// Rows: method, path and body templates (`{S}` a standard group, `{C}` a
-/// composite with member `{M}`, `{X}` a standalone group, `{N}` a node of
-/// `{S}`, `{name}` a fresh name), then the expectation per caller in
-/// [`WHO`] order: viewer, editor, admin, node, outsider, stranger, root.
-const MATRIX: &[(&str, &str, Option<&str>, [u16; 7])] = &[
-    ("GET", "/healthz", None, [200, 200, 200, 200, 200, 200, 200]),
-    ("GET", "/metrics", None, [200, 200, 200, 200, 200, U, 200]),
-    ("GET", "/v2/me", None, [200, 200, 200, 200, 200, U, 200]),
-    (
-        "GET",
-        "/v2/control-planes",
-        None,
-        [200, 200, 200, 200, 200, U, 200],
-    ),
-    (
-        "POST",
-        "/v2/control-planes",
-        Some(r#"{"name":"{name}"}"#),
-        [F, F, F, F, F, U, 201],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "PATCH",
-        "/v2/control-planes/{S}",
-        Some(r#"{"labels":{"team":"x"}}"#),
-        [F, F, 200, F, F, U, 200],
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{S}",
-        None,
-        [F, F, 204, F, F, U, 204],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{C}/group-memberships",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{C}/group-memberships/add",
-        Some(r#"{"members":[{"id":"{X}"}]}"#),
-        [F, F, 204, F, F, U, 204],
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{C}/group-memberships/add?dry_run=true",
-        Some(r#"{"members":[{"id":"{X}"}]}"#),
-        [F, F, 200, F, F, U, 200],
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{C}/group-memberships/remove",
-        Some(r#"{"members":[{"id":"{M}"}]}"#),
-        [F, F, 204, F, F, U, 204],
-    ),
-    (
-        "PUT",
-        "/v2/control-planes/{C}/group-memberships",
-        Some(r#"{"members":[{"id":"{X}"}]}"#),
-        [F, F, P, F, F, U, P],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{C}/group-status",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/group-member-status",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/details",
-        None,
-        [P, P, P, F, F, U, P],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/config",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "PUT",
-        "/v2/control-planes/{S}/config",
-        Some("_format_version: \"3.0\"\n"),
-        [F, 200, 200, F, F, U, 200],
-    ),
-    (
-        "PUT",
-        "/v2/control-planes/{S}/config?dry_run=true",
-        Some("_format_version: \"3.0\"\n"),
-        [F, 200, 200, F, F, U, 200],
-    ),
-    // Composites stay read-only for everyone: the rights pass, the registry refuses.
-    (
-        "PUT",
-        "/v2/control-planes/{C}/config",
-        Some("_format_version: \"3.0\"\n"),
-        [F, 405, 405, F, F, U, 405],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/snapshot",
-        None,
-        [200, 200, 200, 200, F, U, 200],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{C}/snapshot",
-        None,
-        [200, 200, 200, 200, F, U, 200],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/snapshot/provenance",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/snapshot/history",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "PUT",
-        "/v2/control-planes/{S}/snapshot/pin",
-        Some(r#"{"version":1}"#),
-        [F, F, 200, F, F, U, 200],
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{S}/snapshot/pin",
-        None,
-        [F, F, P, F, F, U, P],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/nodes",
-        None,
-        [200, 200, 200, F, F, U, 200],
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{S}/nodes",
-        Some(r#"{"id":"n2","hostname":"n2"}"#),
-        [F, F, F, 200, F, U, 200],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/nodes/{N}",
-        None,
-        [P, P, P, F, F, U, P],
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{S}/nodes/{N}",
-        None,
-        [F, F, 204, F, F, U, 204],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/nodes/eol",
-        None,
-        [P, P, P, F, F, U, P],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/expected-config-hash",
-        None,
-        [P, P, P, F, F, U, P],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/dp-client-certificates",
-        None,
-        [P, P, P, F, F, U, P],
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{S}/dp-client-certificates",
-        Some(r#"{"cert":"x"}"#),
-        [F, F, P, F, F, U, P],
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{S}/dp-client-certificates/c1",
-        None,
-        [P, P, P, F, F, U, P],
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{S}/dp-client-certificates/c1",
-        None,
-        [F, F, P, F, F, U, P],
-    ),
-    ("GET", "/v2/teams", None, [F, F, F, F, F, U, 200]),
-    (
-        "POST",
-        "/v2/teams",
-        Some(r#"{"name":"{name}"}"#),
-        [F, F, F, F, F, U, 201],
-    ),
-    ("GET", "/v2/teams/m-viewer", None, [F, F, F, F, F, U, 200]),
-    (
-        "POST",
-        "/v2/teams/m-outsider/credentials",
-        Some(r#"{"gid":4321}"#),
-        [F, F, F, F, F, U, 200],
-    ),
-    (
-        "DELETE",
-        "/v2/teams/m-outsider/credentials/gid:4321",
-        None,
-        [F, F, F, F, F, U, P],
-    ),
-    (
-        "PUT",
-        "/v2/teams/m-outsider/grants",
-        Some(r#"{"group":"{S}","role":"viewer"}"#),
-        [F, F, F, F, F, U, 200],
-    ),
-    (
-        "POST",
-        "/v2/teams/m-outsider/tokens",
-        Some(r#"{"name":"x"}"#),
-        [F, F, F, F, F, U, 201],
-    ),
-    ("GET", "/v2/audit-log", None, [F, F, F, F, F, U, 200]),
-    // A route nobody wrote down: org admins only.
-    ("GET", "/v2/no-such-thing", None, [F, F, F, F, F, U, 404]),
-];
+/// One row of the table: method, path and body templates, the cells in
+/// [`WHO`] order, and where the cells start in its line.
+struct Row {
+    method: String,
+    path: String,
+    body: Option<String>,
+    cells: Vec<String>,
+}
+
+fn parse_row(line: &str) -> Row {
+    let (left, right) = line
+        .split_once(" => ")
+        .unwrap_or_else(|| panic!("matrix.txt: no ` => ` in {line:?}"));
+    let mut parts = left.trim_end().splitn(3, ' ');
+    let method = parts.next().expect("method").to_string();
+    let path = parts.next().expect("path").to_string();
+    let body = parts.next().map(|b| b.replace("\\n", "\n"));
+    let cells: Vec<String> = right.split_whitespace().map(str::to_string).collect();
+    assert_eq!(cells.len(), WHO.len(), "matrix.txt: {line}");
+    Row {
+        method,
+        path,
+        body,
+        cells,
+    }
+}
+
+/// Whether an answer is what a cell expects: an exact status, `P`
+/// (allowed: anything but 401/403), `F` (403 with a reason) or `U` (401).
+fn cell_holds(cell: &str, r: &Resp, what: &str) -> bool {
+    match cell {
+        "P" => r.status != 401 && r.status != 403,
+        "F" | "U" => {
+            let want = if cell == "F" { 403 } else { 401 };
+            if r.status == want {
+                assert_problem(r, want, if want == 403 { "needs " } else { "" }, what);
+            }
+            r.status == want
+        }
+        code => code.parse::<u16>().ok() == Some(r.status),
+    }
+}
+
+/// The cell that says what came back.
+fn cell_of(status: u16) -> String {
+    match status {
+        403 => "F".into(),
+        401 => "U".into(),
+        s => s.to_string(),
+    }
+}
 
 /// Fresh groups for one cell, with the caller's team holding its role.
 async fn fixture(root: &Client, who: Who) -> Vec<(&'static str, String)> {
@@ -462,10 +217,10 @@ async fn fixture(root: &Client, who: Who) -> Vec<(&'static str, String)> {
     root.add(&c, &[&m]).await.expect(204);
     root.heartbeat(&s, "n1", "").await.expect(200);
     if let (Some(team), Some(role)) = (who.team(), who.role()) {
-        grant(root, team, &s, role).await;
-        grant(root, team, &c, role).await;
+        root.grant(team, &s, role).await;
+        root.grant(team, &c, role).await;
         if who != Who::Node {
-            grant(root, team, &x, "viewer").await;
+            root.grant(team, &x, "viewer").await;
         }
     }
     vec![
@@ -482,46 +237,53 @@ fn fill(t: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(t.to_string(), |s, (k, v)| s.replace(k, v))
 }
 
-/// The one helper: every cell of the matrix, each on fresh groups.
+/// The one runner: every cell of the table, each on fresh groups. With
+/// `UPDATE_EXPECT=1` the cells that do not hold are rewritten with what came back.
 async fn check_matrix(d: &Daemon) {
     let root = d.client();
     for who in WHO {
         if let Some(t) = who.team() {
-            team(&root, t, &[who.uid()], &[]).await;
+            root.team(t, &[who.uid()], &[]).await;
         }
     }
+    let text = std::fs::read_to_string(matrix_file()).expect("fixtures/access/matrix.txt");
     let mut failures = Vec::new();
-    for (method, path, body, expect) in MATRIX {
-        for (who, want) in WHO.iter().zip(expect) {
+    let mut lines_out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            lines_out.push(line.to_string());
+            continue;
+        }
+        let mut row = parse_row(line);
+        for (k, who) in WHO.iter().enumerate() {
             let vars = fixture(&root, *who).await;
-            let path = fill(path, &vars);
-            let body = body.map(|b| fill(b, &vars));
-            let r = as_user(d, who.uid(), who.uid(), method, &path, body.as_deref());
-            let what = format!("{who:?} {method} {path}");
-            let ok = match *want {
-                P => r.status != 401 && r.status != 403,
-                F | U => {
-                    if r.status == *want {
-                        assert_problem(&r, *want, if *want == F { "needs " } else { "" }, &what);
-                    }
-                    r.status == *want
-                }
-                code => r.status == code,
-            };
-            if !ok {
+            let path = fill(&row.path, &vars);
+            let body = row.body.as_ref().map(|b| fill(b, &vars));
+            let r = as_user(d, who.uid(), who.uid(), &row.method, &path, body.as_deref());
+            let what = format!("{who:?} {} {path}", row.method);
+            if !cell_holds(&row.cells[k], &r, &what) {
                 failures.push(format!(
-                    "{what}: want {want}, got {} {}",
+                    "{what}: want {}, got {} {}",
+                    row.cells[k],
                     r.status,
                     r.text()
                 ));
+                row.cells[k] = cell_of(r.status);
             }
         }
+        let (left, _) = line.split_once(" => ").expect("=>");
+        let cells: Vec<String> = row.cells.iter().map(|c| format!("{c:>3}")).collect();
+        lines_out.push(format!("{left} => {}", cells.join(" ")));
     }
-    assert!(
-        failures.is_empty(),
-        "matrix cells failed:\n{}",
-        failures.join("\n")
-    );
+    if crate::common::expect::updating() {
+        std::fs::write(matrix_file(), lines_out.join("\n") + "\n").expect("rewrite matrix.txt");
+    } else {
+        assert!(
+            failures.is_empty(),
+            "matrix cells failed (UPDATE_EXPECT=1 rewrites fixtures/access/matrix.txt):\n{}",
+            failures.join("\n")
+        );
+    }
     // Each successful write stored its audit entry in its own commit, with
     // the status `success_status` predicts for its route; a wrong prediction
     // would be corrected by a second entry, and counted.
@@ -542,7 +304,7 @@ async fn role_by_endpoint_matrix() {
         eprintln!("SKIPPED: the matrix runs clients as other Unix users, which needs root");
         return;
     }
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     check_matrix(&d).await;
 }
 
@@ -553,12 +315,12 @@ async fn the_list_shows_only_groups_the_caller_may_view() {
     if !is_root() {
         return;
     }
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let mine = root.standard("mine").await;
     let _theirs = root.standard("theirs").await;
-    team(&root, "lister", &[2201], &[]).await;
-    grant(&root, "lister", &mine, "viewer").await;
+    root.team("lister", &[2201], &[]).await;
+    root.grant("lister", &mine, "viewer").await;
     let r = as_user(&d, 2201, 2201, "GET", "/v2/control-planes", None).expect(200);
     let names: Vec<String> = r.json()["data"]
         .as_array()
@@ -571,7 +333,7 @@ async fn the_list_shows_only_groups_the_caller_may_view() {
         vec!["mine"],
         "nobody has implicit access, the default group included"
     );
-    let all = root.get("/v2/control-planes").await.expect(200).json();
+    let all = root.get_json("/v2/control-planes").await;
     assert_eq!(all["data"].as_array().map(Vec::len), Some(3));
 }
 
@@ -580,11 +342,11 @@ async fn gid_credentials_identify_a_team() {
     if !is_root() {
         return;
     }
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let g = root.standard("ops-group").await;
-    team(&root, "ops", &[], &[3300]).await;
-    grant(&root, "ops", &g, "editor").await;
+    root.team("ops", &[], &[3300]).await;
+    root.grant("ops", &g, "editor").await;
     let r = as_user(&d, 2301, 3300, "GET", "/v2/me", None)
         .expect(200)
         .json();
@@ -605,18 +367,18 @@ async fn gid_credentials_identify_a_team() {
 
 #[tokio::test]
 async fn tokens_are_shown_once_hashed_and_die_when_revoked_expired_or_orphaned() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let g = root.standard("ci-group").await;
-    team(&root, "ci", &[], &[]).await;
-    grant(&root, "ci", &g, "editor").await;
-    let (token, id) = issue(&root, "ci", json!({"name": "pipeline"})).await;
+    root.team("ci", &[], &[]).await;
+    root.grant("ci", &g, "editor").await;
+    let (token, id) = root.token("ci", json!({"name": "pipeline"})).await;
     assert!(
         token.starts_with("rgmpat_") && token.len() == 7 + 64,
         "{token}"
     );
     let ci = Client::with_token(&d.socket, &token);
-    let me = ci.get("/v2/me").await.expect(200).json();
+    let me = ci.get_json("/v2/me").await;
     assert_eq!(me["teams"], json!(["ci"]));
     assert_eq!(me["credential"]["token_id"], json!(id));
     ci.put_config(&g, &service("svc", "a.example"))
@@ -637,10 +399,10 @@ async fn tokens_are_shown_once_hashed_and_die_when_revoked_expired_or_orphaned()
         Some("Bearer realm=\"rgmerge\"")
     );
     // Expired.
-    let (short, _) = issue(&root, "ci", json!({"expires_in_seconds": 1})).await;
+    let (short, _) = root.token("ci", json!({"expires_in_seconds": 1})).await;
     let short_client = Client::with_token(&d.socket, &short);
     short_client.get("/v2/me").await.expect(200);
-    let deadline = Instant::now() + HANG_GUARD;
+    let deadline = Instant::now() + hang_guard();
     loop {
         let r = short_client.get("/v2/me").await;
         if r.status == 401 {
@@ -651,7 +413,7 @@ async fn tokens_are_shown_once_hashed_and_die_when_revoked_expired_or_orphaned()
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     // A token whose team was deleted.
-    let (orphan, _) = issue(&root, "ci", json!({})).await;
+    let (orphan, _) = root.token("ci", json!({})).await;
     root.delete("/v2/teams/ci").await.expect(204);
     let r = Client::with_token(&d.socket, &orphan).get("/v2/me").await;
     assert_problem(&r, 401, "unknown token", "deleted team's token");
@@ -666,7 +428,7 @@ async fn tokens_are_shown_once_hashed_and_die_when_revoked_expired_or_orphaned()
 
 #[tokio::test]
 async fn malformed_and_huge_authorization_headers_are_401_and_the_daemon_stays_up() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let c = d.client();
     let huge = format!("Bearer rgmpat_{}", "a".repeat(16 * 1024));
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
@@ -717,7 +479,7 @@ async fn malformed_and_huge_authorization_headers_are_401_and_the_daemon_stays_u
 
 #[tokio::test]
 async fn a_thousand_failed_attempts_are_refused_counted_and_audited() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let bad = Client::with_token(&d.socket, &format!("rgmpat_{}", "0".repeat(64)));
     for chunk in 0..10 {
@@ -748,11 +510,7 @@ async fn a_thousand_failed_attempts_are_refused_counted_and_audited() {
         .expect("count");
     assert!(n >= 1000.0, "{line}");
     // Every refusal is in the audit log (batched; reading it flushes).
-    let log = root
-        .get("/v2/audit-log?page[size]=1000")
-        .await
-        .expect(200)
-        .json();
+    let log = root.get_json("/v2/audit-log?page[size]=1000").await;
     let entries = log["data"].as_array().expect("data");
     let refused = entries
         .iter()
@@ -767,13 +525,13 @@ async fn a_thousand_failed_attempts_are_refused_counted_and_audited() {
 
 #[tokio::test]
 async fn a_node_reads_its_own_snapshot_only_and_existence_never_leaks() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let a = root.standard("edge-a").await;
     let b = root.standard("edge-b").await;
-    team(&root, "edge-nodes", &[], &[]).await;
-    grant(&root, "edge-nodes", &a, "node").await;
-    let (token, _) = issue(&root, "edge-nodes", json!({"name": "dp"})).await;
+    root.team("edge-nodes", &[], &[]).await;
+    root.grant("edge-nodes", &a, "node").await;
+    let (token, _) = root.token("edge-nodes", json!({"name": "dp"})).await;
     let node = Client::with_token(&d.socket, &token);
     node.get(&format!("/v2/control-planes/{a}/snapshot"))
         .await
@@ -824,14 +582,14 @@ async fn a_node_reads_its_own_snapshot_only_and_existence_never_leaks() {
 
 #[tokio::test]
 async fn a_members_editor_cannot_write_the_composite_or_its_membership() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let blue = root.standard("blue").await;
     let comp = root.composite("shared").await;
     root.add(&comp, &[&blue]).await.expect(204);
-    team(&root, "blue-team", &[], &[]).await;
-    grant(&root, "blue-team", &blue, "editor").await;
-    let (token, _) = issue(&root, "blue-team", json!({})).await;
+    root.team("blue-team", &[], &[]).await;
+    root.grant("blue-team", &blue, "editor").await;
+    let (token, _) = root.token("blue-team", json!({})).await;
     let c = Client::with_token(&d.socket, &token);
     c.put_config(&blue, &service("blue-svc", "b.example"))
         .await
@@ -846,7 +604,7 @@ async fn a_members_editor_cannot_write_the_composite_or_its_membership() {
     let r = c.remove(&comp, &[&blue]).await;
     assert_problem(&r, 403, "needs admin", "member editor changes membership");
     // Even an editor of the composite can't: composites are read-only for everyone.
-    grant(&root, "blue-team", &comp, "editor").await;
+    root.grant("blue-team", &comp, "editor").await;
     c.put_config(&comp, &service("x", "x.example"))
         .await
         .expect(405);
@@ -854,13 +612,13 @@ async fn a_members_editor_cannot_write_the_composite_or_its_membership() {
 
 #[tokio::test]
 async fn adding_a_member_needs_viewer_on_it() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let comp = root.composite("cc").await;
     let y = root.standard("yy").await;
-    team(&root, "c-admins", &[], &[]).await;
-    grant(&root, "c-admins", &comp, "admin").await;
-    let (token, _) = issue(&root, "c-admins", json!({})).await;
+    root.team("c-admins", &[], &[]).await;
+    root.grant("c-admins", &comp, "admin").await;
+    let (token, _) = root.token("c-admins", json!({})).await;
     let c = Client::with_token(&d.socket, &token);
     let r = c.add(&comp, &[&y]).await;
     assert_problem(
@@ -872,19 +630,19 @@ async fn adding_a_member_needs_viewer_on_it() {
     let ghost = uuid::Uuid::new_v4().to_string();
     let r = c.add(&comp, &[&ghost]).await;
     assert_problem(&r, 403, "needs viewer", "add a group that does not exist");
-    grant(&root, "c-admins", &y, "viewer").await;
+    root.grant("c-admins", &y, "viewer").await;
     c.add(&comp, &[&y]).await.expect(204);
     c.remove(&comp, &[&y]).await.expect(204);
 }
 
 #[tokio::test]
 async fn a_deleted_groups_former_editors_have_nothing_left() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let g = root.standard("doomed").await;
-    team(&root, "eds", &[], &[]).await;
-    grant(&root, "eds", &g, "editor").await;
-    let (token, _) = issue(&root, "eds", json!({})).await;
+    root.team("eds", &[], &[]).await;
+    root.grant("eds", &g, "editor").await;
+    let (token, _) = root.token("eds", json!({})).await;
     let c = Client::with_token(&d.socket, &token);
     c.put_config(&g, &service("s", "s.example"))
         .await
@@ -892,7 +650,7 @@ async fn a_deleted_groups_former_editors_have_nothing_left() {
     root.delete(&format!("/v2/control-planes/{g}"))
         .await
         .expect(204);
-    let grants = root.get("/v2/teams/eds/grants").await.expect(200).json();
+    let grants = root.get_json("/v2/teams/eds/grants").await;
     assert_eq!(
         grants["data"],
         json!([]),
@@ -908,23 +666,23 @@ async fn a_deleted_groups_former_editors_have_nothing_left() {
         "needs editor",
         "new group",
     );
-    assert!(c.get("/v2/control-planes").await.expect(200).json()["data"] == json!([]));
+    assert!(c.get_json("/v2/control-planes").await["data"] == json!([]));
 }
 
 #[tokio::test]
 async fn the_global_plugin_scenario_end_to_end() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let platform = root.standard("platform").await;
     let blue = root.standard("blue").await;
     let comp = root.composite("shared").await;
     root.add(&comp, &[&platform, &blue]).await.expect(204);
-    team(&root, "platform-team", &[], &[]).await;
-    team(&root, "blue-team", &[], &[]).await;
-    grant(&root, "platform-team", &platform, "editor").await;
-    grant(&root, "blue-team", &blue, "editor").await;
-    let plat = Client::with_token(&d.socket, &issue(&root, "platform-team", json!({})).await.0);
-    let bl = Client::with_token(&d.socket, &issue(&root, "blue-team", json!({})).await.0);
+    root.team("platform-team", &[], &[]).await;
+    root.team("blue-team", &[], &[]).await;
+    root.grant("platform-team", &platform, "editor").await;
+    root.grant("blue-team", &blue, "editor").await;
+    let plat = Client::with_token(&d.socket, &root.token("platform-team", json!({})).await.0);
+    let bl = Client::with_token(&d.socket, &root.token("blue-team", json!({})).await.0);
     let global =
         "_format_version: \"3.0\"\nplugins:\n- name: rate-limiting\n  config:\n    minute: 5\n";
     // Only the platform team writes the platform group.
@@ -965,16 +723,15 @@ async fn the_global_plugin_scenario_end_to_end() {
 
 #[tokio::test]
 async fn access_state_and_the_audit_log_survive_a_crash() {
-    let mut d = start(&[]);
+    let mut d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let g = root.standard("kept").await;
-    team(&root, "keepers", &[], &[]).await;
-    grant(&root, "keepers", &g, "viewer").await;
-    let (token, _) = issue(&root, "keepers", json!({})).await;
+    root.team("keepers", &[], &[]).await;
+    root.grant("keepers", &g, "viewer").await;
+    let (token, _) = root.token("keepers", json!({})).await;
     // Acknowledged, so durable: the write and its audit entry.
     d.kill9();
-    d.spawn();
-    open_socket(&d);
+    d.restart();
     let c = Client::with_token(&d.socket, &token);
     c.get(&format!("/v2/control-planes/{g}")).await.expect(200);
     assert_problem(
@@ -1029,14 +786,14 @@ async fn access_state_and_the_audit_log_survive_a_crash() {
 
 #[tokio::test]
 async fn the_audit_log_is_filtered_bounded_and_rotated() {
-    let d = start(&["--audit-max-bytes", "4096", "--audit-max-entries", "25"]);
+    let d = Daemon::builder()
+        .open_to_all_users()
+        .flag("--audit-max-bytes", 4096)
+        .flag("--audit-max-entries", 25)
+        .start();
     let root = d.client();
     let g = root.standard("audited").await;
-    let before = root
-        .get("/v2/audit-log?page[size]=1")
-        .await
-        .expect(200)
-        .json()["data"][0]["time"]
+    let before = root.get_json("/v2/audit-log?page[size]=1").await["data"][0]["time"]
         .as_str()
         .expect("time")
         .to_string();
@@ -1048,61 +805,39 @@ async fn the_audit_log_is_filtered_bounded_and_rotated() {
     root.put_config(&g, "_format_version: \"3.0\"\n")
         .await
         .expect(200);
-    team(&root, "denied", &[], &[]).await;
-    let (token, _) = issue(&root, "denied", json!({})).await;
+    root.team("denied", &[], &[]).await;
+    let (token, _) = root.token("denied", json!({})).await;
     let denied = Client::with_token(&d.socket, &token);
     denied.put_config(&g, "_format_version: \"3.0\"\n").await;
-    let all = root
-        .get("/v2/audit-log?page[size]=1000")
-        .await
-        .expect(200)
-        .json();
+    let all = root.get_json("/v2/audit-log?page[size]=1000").await;
     let n = all["data"].as_array().map(Vec::len).unwrap_or(0);
     assert!(n <= 25 && n > 0, "{n} entries kept");
-    let by_group = root
-        .get(&format!("/v2/audit-log?group={g}"))
-        .await
-        .expect(200)
-        .json();
+    let by_group = root.get_json(&format!("/v2/audit-log?group={g}")).await;
     let groups: Vec<&Value> = by_group["data"].as_array().expect("data").iter().collect();
     assert_eq!(groups.len(), 2, "{by_group}");
     assert!(groups.iter().all(|e| e["group"] == json!(g)));
     assert_eq!(groups[0]["result"], json!("forbidden"));
     assert_eq!(groups[0]["teams"], json!(["denied"]));
     assert_eq!(groups[0]["credential"], json!("token"));
-    let by_team = root
-        .get("/v2/audit-log?team=denied")
-        .await
-        .expect(200)
-        .json();
+    let by_team = root.get_json("/v2/audit-log?team=denied").await;
     assert_eq!(by_team["data"].as_array().map(Vec::len), Some(1));
     let since = root
-        .get(&format!(
+        .get_json(&format!(
             "/v2/audit-log?since={before}&until=2999-01-01T00:00:00Z&page[size]=1000"
         ))
-        .await
-        .expect(200)
-        .json();
+        .await;
     assert!(since["data"].as_array().is_some_and(|a| !a.is_empty()));
     let empty = root
-        .get("/v2/audit-log?until=2000-01-01T00:00:00Z")
-        .await
-        .expect(200)
-        .json();
+        .get_json("/v2/audit-log?until=2000-01-01T00:00:00Z")
+        .await;
     assert_eq!(empty["data"], json!([]));
     root.get("/v2/audit-log?since=yesterday").await.expect(400);
     // Paging: `before` continues where a page stopped.
-    let page = root
-        .get("/v2/audit-log?page[size]=5")
-        .await
-        .expect(200)
-        .json();
+    let page = root.get_json("/v2/audit-log?page[size]=5").await;
     let next = page["meta"]["next_before"].as_u64().expect("next");
     let page2 = root
-        .get(&format!("/v2/audit-log?page[size]=5&before={next}"))
-        .await
-        .expect(200)
-        .json();
+        .get_json(&format!("/v2/audit-log?page[size]=5&before={next}"))
+        .await;
     assert!(page2["data"][0]["seq"].as_u64().is_some_and(|s| s < next));
     // The file is rotated by size.
     let size = std::fs::metadata(d.data.join("audit.log"))
@@ -1114,7 +849,7 @@ async fn the_audit_log_is_filtered_bounded_and_rotated() {
 
 #[tokio::test]
 async fn the_admin_cli_manages_access_as_the_calling_user() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let g = root.standard("cli-group").await;
     let cli = |args: &[&str]| {
@@ -1184,15 +919,15 @@ async fn the_admin_cli_manages_access_as_the_calling_user() {
 
 #[tokio::test]
 async fn the_sidecar_follows_its_group_with_a_node_token() {
-    let d = start(&[]);
+    let d = Daemon::builder().open_to_all_users().start();
     let root = d.client();
     let g = root.standard("dp-group").await;
     root.put_config(&g, &service("svc", "svc.example"))
         .await
         .expect(200);
-    team(&root, "dp", &[], &[]).await;
-    grant(&root, "dp", &g, "node").await;
-    let (token, _) = issue(&root, "dp", json!({})).await;
+    root.team("dp", &[], &[]).await;
+    root.grant("dp", &g, "node").await;
+    let (token, _) = root.token("dp", json!({})).await;
     let out = d.dir.path().join("kong.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_rgmerge"))
         .args(["sidecar", "--socket"])
@@ -1213,7 +948,7 @@ async fn the_sidecar_follows_its_group_with_a_node_token() {
         .stderr(Stdio::null())
         .spawn()
         .expect("sidecar");
-    let deadline = Instant::now() + HANG_GUARD;
+    let deadline = Instant::now() + hang_guard();
     let mut synced = false;
     while Instant::now() < deadline {
         let nodes = root

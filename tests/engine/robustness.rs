@@ -299,7 +299,7 @@ fn entities(doc: &Value) -> Vec<(Coll, String, String)> {
 }
 
 fn rich_configs() -> Vec<Value> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let root = crate::common::fixtures().join("cases");
     [
         "conflict-duplicate-id-every-collection/blue.yaml",
         "assoc-every-row-inside-one-member-is-clean/blue.yaml",
@@ -406,12 +406,12 @@ fn a_missing_required_field_anywhere_is_a_schema_error() {
 
 fn valid_doc() -> Vec<u8> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/cases/assoc-every-row-inside-one-member-is-clean/blue.yaml");
+        .join("fixtures/cases/assoc-every-row-inside-one-member-is-clean/blue.yaml");
     std::fs::read(root).unwrap()
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct("fixtures/proptest/robustness.proptest-regressions"))), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), yaml: bool) {
