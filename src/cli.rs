@@ -28,6 +28,9 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of its largest variant (`serve`'s many
+// flags) costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Validate member configs as one composite (each file is a member named by its stem).
