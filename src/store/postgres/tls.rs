@@ -87,12 +87,12 @@ pub fn split(url: &str) -> Result<(String, Option<Mode>, Option<PathBuf>), Strin
     let (mut mode, mut root) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decoded: Vec<(String, String)> = serde_urlencoded::from_str(&format!("{k}={v}"))
-            .map_err(|e| format!("the URL parameter {k}: {e}"))?;
-        let Some((key, value)) = decoded.into_iter().next() else {
+        let key = percent_decode(k).map_err(|e| format!("the URL parameter {k}: {e}"))?;
+        if key != "sslmode" && key != "sslrootcert" {
             kept.push(pair);
             continue;
-        };
+        }
+        let value = percent_decode(v).map_err(|e| format!("{key}={v}: {e}"))?;
         match key.as_str() {
             "sslmode" => mode = Some(Mode::parse(&value)?),
             "sslrootcert" => {
@@ -113,6 +113,29 @@ pub fn split(url: &str) -> Result<(String, Option<Mode>, Option<PathBuf>), Strin
         format!("{base}?{}", kept.join("&"))
     };
     Ok((url, mode, root))
+}
+
+/// A URL component with its `%XX` escapes decoded, as libpq reads a URL
+/// (`+` stays `+`: this is not a form).
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("a '%' not followed by two hex digits")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8 once decoded".to_string())
 }
 
 /// Whether every host of `config` is this machine: a Unix socket
@@ -397,6 +420,10 @@ mod tests {
         let (rest, p) = parsed("postgres://u@h/db?sslrootcert=ca.pem");
         assert_eq!(rest, "postgres://u@h/db");
         assert_eq!(p.root.as_deref(), Some(Path::new("ca.pem")));
+        // Percent-decoded as libpq does; `+` is a plus, not a space.
+        let (_, p) = parsed("postgres://u@h/db?ssl%6dode=require&sslrootcert=%2Fetc%2Fc+a%20x.pem");
+        assert_eq!(p.mode, Mode::Require);
+        assert_eq!(p.root.as_deref(), Some(Path::new("/etc/c+a x.pem")));
     }
 
     #[test]
@@ -450,6 +477,8 @@ mod tests {
         assert!(e.starts_with("sslmode=verify: not a mode"), "{e}");
         let e = split("postgres://u@h/x?sslrootcert=").expect_err("refused");
         assert!(e.starts_with("sslrootcert=: empty"), "{e}");
+        let e = split("postgres://u@h/x?sslrootcert=%2").expect_err("refused");
+        assert_eq!(e, "sslrootcert=%2: a '%' not followed by two hex digits");
         let p = settle(
             Some(Mode::VerifyFull),
             Some(PathBuf::from("/nonexistent/ca.pem")),
