@@ -28,9 +28,6 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once at start: the size of its largest variant (`serve`'s many
-// flags) costs nothing worth a Box.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Validate member configs as one composite (each file is a member named by its stem).
@@ -60,7 +57,7 @@ enum Command {
         inputs: Vec<PathBuf>,
     },
     /// Run the daemon: groups, composites and snapshots over HTTP on a Unix socket.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Follow a group's snapshot beside a Kong data plane: write it for Kong, heartbeat its hash.
     Sidecar(SidecarArgs),
     /// Write certificates for the cluster endpoint (`kong hybrid gen_cert`'s job):
@@ -542,7 +539,7 @@ pub fn main() -> ExitCode {
             })?;
             merge(&inputs, form, &kong.target()?)
         })(),
-        Command::Serve(args) => return serve(args),
+        Command::Serve(args) => return serve(*args),
         Command::ClusterCert { domain, out, dp_cn } => {
             return match rgmerge::commands::cluster_cert::write(&domain, &out, dp_cn.as_deref()) {
                 Ok(files) => {

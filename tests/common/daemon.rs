@@ -59,6 +59,9 @@ pub fn serve_accepts(flag: &str) -> bool {
     .contains(flag)
 }
 
+/// The name the `.api()` listener's certificate is for.
+pub const API_HOST: &str = "api.example.test";
+
 /// A free TCP port on the loopback address.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -76,6 +79,7 @@ pub struct DaemonBuilder {
     env: Vec<(OsString, OsString)>,
     file_size_limit: Option<u64>,
     http: bool,
+    api: bool,
     open_to_all: bool,
 }
 
@@ -124,6 +128,14 @@ impl DaemonBuilder {
             .arg(certs.join("cluster.key"))
     }
 
+    /// Also serves the API over HTTPS (`--api-listen`) on a free loopback
+    /// port, with a certificate for [`API_HOST`] made at start:
+    /// `Daemon::https_client`.
+    pub fn api(mut self) -> Self {
+        self.api = true;
+        self
+    }
+
     /// RLIMIT_FSIZE for the daemon: writes past it fail as on a full disk.
     pub fn file_size_limit(mut self, bytes: u64) -> Self {
         self.file_size_limit = Some(bytes);
@@ -145,14 +157,31 @@ impl DaemonBuilder {
     }
 
     /// Starts the daemon and waits until its socket answers.
-    pub fn start(self) -> Daemon {
+    pub fn start(mut self) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let http_port = self.http.then(free_port);
+        let api = self.api.then(|| {
+            let certs = dir.path().join("api-certs");
+            let out = certs.to_str().expect("utf-8").to_string();
+            rgmerge_ok(&["cluster-cert", "--domain", API_HOST, "--out", &out]);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+            self.args.extend([
+                "--api-listen".into(),
+                addr.to_string().into(),
+                "--api-cert".into(),
+                certs.join("cluster.crt").into_os_string(),
+                "--api-cert-key".into(),
+                certs.join("cluster.key").into_os_string(),
+            ]);
+            let ca_pem = std::fs::read(certs.join("ca.crt")).expect("ca.crt");
+            (addr, ca_pem)
+        });
         let mut d = Daemon {
             data: dir.path().join("data"),
             socket: dir.path().join("rg.sock"),
             dir,
             http_port,
+            api,
             child: None,
             spec: self,
         };
@@ -170,6 +199,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     /// The `--http` port, with `.http()`.
     pub http_port: Option<u16>,
+    /// The `--api-listen` address and the CA of its certificate, with `.api()`.
+    pub api: Option<(std::net::SocketAddr, Vec<u8>)>,
     child: Option<Child>,
     spec: DaemonBuilder,
 }
@@ -182,6 +213,16 @@ impl Daemon {
     /// A daemon with every default.
     pub fn start() -> Daemon {
         Daemon::builder().start()
+    }
+
+    /// A client of the HTTPS API listener (`.api()`), without a token.
+    pub fn https_client(&self) -> Client {
+        let (addr, ca_pem) = self.api.clone().expect("started with .api()");
+        Client::over(crate::common::Transport::Https {
+            host: API_HOST.into(),
+            addr,
+            ca_pem,
+        })
     }
 
     /// Where the cluster endpoint listens, with `.cluster()`.

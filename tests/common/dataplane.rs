@@ -82,54 +82,9 @@ pub const ERR_CONFIG_PARSE: &str = "declarative configuration parse failure";
 pub const ERR_RELOAD: &str = "configuration reload failed";
 pub const ERR_GENERIC: &str = "generic or unknown error";
 
-/// The bundled plugins of Kong 3.10 OSS, in kong/constants.lua order.
-const KONG_3_10_PLUGINS: &[&str] = &[
-    "jwt",
-    "acl",
-    "correlation-id",
-    "cors",
-    "oauth2",
-    "tcp-log",
-    "udp-log",
-    "file-log",
-    "http-log",
-    "key-auth",
-    "hmac-auth",
-    "basic-auth",
-    "ip-restriction",
-    "request-transformer",
-    "response-transformer",
-    "request-size-limiting",
-    "rate-limiting",
-    "response-ratelimiting",
-    "syslog",
-    "loggly",
-    "datadog",
-    "ldap-auth",
-    "statsd",
-    "bot-detection",
-    "aws-lambda",
-    "request-termination",
-    "prometheus",
-    "proxy-cache",
-    "session",
-    "acme",
-    "grpc-gateway",
-    "grpc-web",
-    "pre-function",
-    "post-function",
-    "azure-functions",
-    "zipkin",
-    "opentelemetry",
-    "ai-proxy",
-    "ai-prompt-decorator",
-    "ai-prompt-template",
-    "ai-prompt-guard",
-    "ai-request-transformer",
-    "ai-response-transformer",
-    "standard-webhooks",
-    "redirect",
-];
+/// The bundled plugins of Kong 3.10 OSS (kong/constants.lua): the same fact
+/// the control plane's compat table holds, so one list.
+const KONG_3_10_PLUGINS: &[&str] = rgmerge::cluster::compat::BUNDLED_PLUGINS;
 
 // WebSocket opcodes (protocol.lua `types`).
 const OP_CONTINUATION: u8 = 0x0;

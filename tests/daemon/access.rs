@@ -237,13 +237,56 @@ fn fill(t: &str, vars: &[(&str, String)]) -> String {
     vars.iter().fold(t.to_string(), |s, (k, v)| s.replace(k, v))
 }
 
+/// How the callers reach the daemon: as real other Unix users on the
+/// socket, or over the network API (issue 25) with a bearer token each (the
+/// stranger with none, the root with an org admin's).
+enum Via {
+    Users,
+    Https(Vec<Option<Client>>),
+}
+
+impl Via {
+    async fn call(
+        &self,
+        d: &Daemon,
+        k: usize,
+        who: Who,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Resp {
+        match self {
+            Via::Users => as_user(d, who.uid(), who.uid(), method, path, body),
+            Via::Https(clients) => {
+                // The content type as `as_user` sends it.
+                let headers: &[(&str, &str)] = match body {
+                    Some(b) if b.starts_with('{') => &[("content-type", "application/json")],
+                    Some(_) => &[("content-type", "application/yaml")],
+                    None => &[],
+                };
+                let body = body.map(|b| b.as_bytes().to_vec());
+                match &clients[k] {
+                    Some(c) => c.send(method, path, headers, body).await,
+                    None => d.https_client().send(method, path, headers, body).await,
+                }
+            }
+        }
+    }
+}
+
 /// The one runner: every cell of the table, each on fresh groups. With
 /// `UPDATE_EXPECT=1` the cells that do not hold are rewritten with what came back.
 async fn check_matrix(d: &Daemon) {
+    check_matrix_via(d, &Via::Users).await;
+}
+
+async fn check_matrix_via(d: &Daemon, via: &Via) {
     let root = d.client();
-    for who in WHO {
-        if let Some(t) = who.team() {
-            root.team(t, &[who.uid()], &[]).await;
+    if let Via::Users = via {
+        for who in WHO {
+            if let Some(t) = who.team() {
+                root.team(t, &[who.uid()], &[]).await;
+            }
         }
     }
     let text = std::fs::read_to_string(matrix_file()).expect("fixtures/access/matrix.txt");
@@ -259,7 +302,9 @@ async fn check_matrix(d: &Daemon) {
             let vars = fixture(&root, *who).await;
             let path = fill(&row.path, &vars);
             let body = row.body.as_ref().map(|b| fill(b, &vars));
-            let r = as_user(d, who.uid(), who.uid(), &row.method, &path, body.as_deref());
+            let r = via
+                .call(d, k, *who, &row.method, &path, body.as_deref())
+                .await;
             let what = format!("{who:?} {} {path}", row.method);
             if !cell_holds(&row.cells[k], &r, &what) {
                 failures.push(format!(
@@ -304,8 +349,26 @@ async fn role_by_endpoint_matrix() {
         eprintln!("SKIPPED: the matrix runs clients as other Unix users, which needs root");
         return;
     }
-    let d = Daemon::builder().open_to_all_users().start();
+    // The table's callers make hundreds of requests each: no rate limit in the way.
+    let d = Daemon::builder()
+        .open_to_all_users()
+        .api()
+        .flag("--api-rate-limit", 100_000)
+        .start();
     check_matrix(&d).await;
+    // The same table over the network API, each caller with a token of its
+    // team: the rights are the same whichever way a request comes.
+    let root = d.client();
+    let mut clients = Vec::new();
+    for who in WHO {
+        let token = match (who, who.team()) {
+            (Who::Root, _) => Some(root.token("org-admins", json!({"name": "matrix"})).await.0),
+            (_, Some(team)) => Some(root.token(team, json!({"name": "matrix"})).await.0),
+            (_, None) => None,
+        };
+        clients.push(token.map(|t| d.https_client().with_bearer(&t)));
+    }
+    check_matrix_via(&d, &Via::Https(clients)).await;
 }
 
 // ---- the edges ----

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::dataplane::{DataPlane, DpEvent, DpOptions, RawWs, http_request};
 use crate::common::postgres::PgServer;
-use crate::common::{Client, Daemon, hang_guard, rgmerge_ok, service, wait_for};
+use crate::common::{Client, Daemon, V2, hang_guard, rgmerge_ok, service, wait_for};
 
 const DOMAIN: &str = "cp.example.test";
 
@@ -715,4 +715,45 @@ fn without_fingerprints(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_hit_a_limit_of_their_own_and_the_socket_api_stays_up() {
+    use tokio::io::AsyncReadExt;
+    let cl = Cluster::start(&[
+        "--cluster-max-connections",
+        "3",
+        "--cluster-handshake-timeout-secs",
+        "600",
+    ]);
+    let c = cl.daemon.client();
+    let g = c.standard("limited").await;
+    c.put_config(&g, &service("l-svc", "l.internal"))
+        .await
+        .expect(200);
+    cl.pin(&c, &g, &cl.read("dp.crt")).await;
+    // Three connections that never say anything hold every place.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(cl.addr).await.expect("tcp"));
+    }
+    // The fourth is closed at once, and so a data plane can't connect.
+    wait_for("a connection past the limit to be closed", async || {
+        let mut s = tokio::net::TcpStream::connect(cl.addr).await.expect("tcp");
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(hang_guard(), s.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    })
+    .await;
+    assert!(DataPlane::connect(cl.dp(&g)).await.is_err());
+    // The API on the socket is not slowed down by any of it.
+    c.get(&format!("{V2}/{g}")).await.expect(200);
+    // Once they go, data planes get in.
+    drop(idle);
+    wait_for("a data plane to get in", async || {
+        DataPlane::connect(cl.dp(&g)).await.is_ok()
+    })
+    .await;
 }

@@ -350,6 +350,8 @@ struct Runner<'a> {
     client: Client,
     ctx: Ctx,
     findings: Vec<Finding>,
+    /// One line per step sent: the operation and the status it got.
+    answers: Vec<String>,
 }
 
 /// Starts a daemon, runs every step, and fails with every finding.
@@ -376,6 +378,7 @@ async fn conformance(test: &str, daemon_args: &[&str], steps: Vec<Step>) {
         client,
         ctx,
         findings: Vec::new(),
+        answers: Vec::new(),
     };
     let total = steps.len();
     for step in &steps {
@@ -383,6 +386,15 @@ async fn conformance(test: &str, daemon_args: &[&str], steps: Vec<Step>) {
     }
     let report = report(test, total, &runner.findings);
     assert!(runner.findings.is_empty(), "{report}");
+    // Which operations this table calls and what each answered: a step
+    // dropped or answered otherwise shows as a difference
+    // (`UPDATE_EXPECT=1` rewrites the file).
+    let mut answers = runner.answers.join("\n");
+    answers.push('\n');
+    crate::common::expect::assert_file(
+        &crate::common::fixtures().join(format!("konnect/{test}.txt")),
+        &answers,
+    );
     eprintln!("{test}: {total} steps, all conformant");
 }
 
@@ -616,6 +628,7 @@ impl Runner<'_> {
             .and_then(|v| v.to_str().ok())
             .map(media_type)
             .unwrap_or_default();
+        self.answers.push(format!("{label} => {}", resp.status));
         let reply = Reply {
             status: resp.status,
             json: serde_json::from_slice(&resp.body).ok(),

@@ -4,32 +4,13 @@
 
 use serde_json::json;
 
-use crate::common::daemon::free_port;
-use crate::common::{Client, Daemon, Transport, V2, rgmerge, service};
-
-const HOST: &str = "api.example.test";
+use crate::common::{Client, Daemon, V2, rgmerge, service};
 
 /// A daemon serving the API over HTTPS on a free loopback port, and a
 /// client of it (no token yet).
 fn https_daemon(extra: &[&str]) -> (Daemon, Client) {
-    let certs = tempfile::tempdir().expect("tempdir");
-    let out = certs.path().to_str().expect("utf-8").to_string();
-    crate::common::rgmerge_ok(&["cluster-cert", "--domain", HOST, "--out", &out]);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let daemon = Daemon::builder()
-        .flag("--api-listen", addr)
-        .arg("--api-cert")
-        .arg(certs.path().join("cluster.crt"))
-        .arg("--api-cert-key")
-        .arg(certs.path().join("cluster.key"))
-        .args(extra)
-        .start();
-    let ca_pem = std::fs::read(certs.path().join("ca.crt")).expect("ca");
-    let client = Client::over(Transport::Https {
-        host: HOST.into(),
-        addr,
-        ca_pem,
-    });
+    let daemon = Daemon::builder().api().args(extra).start();
+    let client = daemon.https_client();
     (daemon, client)
 }
 
