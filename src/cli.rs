@@ -359,7 +359,10 @@ struct ServeArgs {
     #[arg(env = "RGMERGE_DATA_DIR", long, default_value = "rgmerge-data")]
     data_dir: PathBuf,
     /// Keep state in PostgreSQL (15 or later) instead, shared with other
-    /// daemons: `postgres://user@host/db` or `postgres:///db?host=/run/postgresql`.
+    /// daemons: `postgres://user@host/db?sslrootcert=ca.pem` or
+    /// `postgres:///db?host=/run/postgresql`. TLS as libpq's `sslmode`
+    /// (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`);
+    /// a host on the network defaults to `verify-full`, a local one to `disable`.
     /// DATA_DIR then holds only the default socket.
     #[arg(long, value_name = "postgres://…", env = "RGMERGE_STORE")]
     store: Option<String>,
@@ -693,8 +696,21 @@ fn validate_bundle(
                     v
                 })
                 .collect();
-            let doc =
-                serde_json::json!({"state": worst.unwrap_or(State::Ok), "composites": composites});
+            // Every state any composite is in: a member error somewhere and
+            // a conflict elsewhere are both said.
+            let states = State::all(
+                results
+                    .iter()
+                    .any(|(_, r)| r.states.contains(&State::Invalid)),
+                results
+                    .iter()
+                    .any(|(_, r)| r.states.contains(&State::Conflict)),
+            );
+            let doc = serde_json::json!({
+                "state": worst.unwrap_or(State::Ok),
+                "states": states,
+                "composites": composites,
+            });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Text => {
@@ -724,7 +740,7 @@ fn merge(
         eprint!("{}", text::render(&report));
         eprintln!(
             "rgmerge: no snapshot: the composite is {}",
-            report.state.as_str()
+            report.states_words()
         );
         return Ok(ExitCode::from(1));
     }

@@ -1,5 +1,5 @@
 //! Prometheus metrics: request counts and latencies, write (merge) durations,
-//! conflicts per composite, snapshot versions. Process-wide series are
+//! conflicts, member errors and states per composite, snapshot versions. Process-wide series are
 //! recorded through the `metrics` facade and rendered by
 //! `metrics-exporter-prometheus`; per-group series are rendered at scrape
 //! time from what the caller passes (the published views), so a deleted
@@ -45,6 +45,8 @@ pub struct GroupSeries<'a> {
     pub version: u64,
     /// A composite's conflicts now; `None` for a standard group.
     pub conflicts: Option<usize>,
+    /// A composite's member errors now; `None` for a standard group.
+    pub errors: Option<usize>,
     pub pinned: bool,
 }
 
@@ -60,35 +62,73 @@ pub fn render(groups: &[GroupSeries]) -> String {
     }
     let mut groups = groups.to_vec();
     groups.sort_by(|a, b| a.id.cmp(b.id));
-    let mut family = |name: &str, help: &str, value: &dyn Fn(&GroupSeries) -> Option<f64>| {
-        let rows: Vec<(String, f64)> = groups
-            .iter()
-            .filter_map(|g| value(g).map(|v| (labels(g), v)))
-            .collect();
-        if rows.is_empty() {
-            return;
-        }
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for (l, v) in rows {
-            out.push_str(&format!("{name}{{{l}}} {v}\n"));
-        }
-    };
+    let g = &groups;
     family(
+        &mut out,
         "rgmerge_snapshot_version",
         "The version of the snapshot a group serves.",
-        &|g| Some(g.version as f64),
+        g.iter().map(|g| (labels(g), Some(g.version as f64))),
     );
     family(
+        &mut out,
         "rgmerge_composite_conflicts",
         "The conflicts a composite has now.",
-        &|g| g.conflicts.map(|c| c as f64),
+        g.iter().map(|g| (labels(g), g.conflicts.map(|c| c as f64))),
     );
     family(
+        &mut out,
+        "rgmerge_composite_member_errors",
+        "The member errors a composite has now (INVALID while above 0).",
+        g.iter().map(|g| (labels(g), g.errors.map(|c| c as f64))),
+    );
+    // One series per state, 1 while it holds: a composite with member
+    // errors and conflicts is INVALID and CONFLICT at once.
+    family(
+        &mut out,
+        "rgmerge_composite_state",
+        "1 for each state a composite is in now (INVALID and CONFLICT may both be 1).",
+        g.iter()
+            .filter_map(|g| Some((labels(g), g.errors?, g.conflicts?)))
+            .flat_map(|(l, errors, conflicts)| {
+                [
+                    ("OK", errors == 0 && conflicts == 0),
+                    ("INVALID", errors > 0),
+                    ("CONFLICT", conflicts > 0),
+                ]
+                .map(|(state, on)| {
+                    (
+                        format!("{l},state=\"{state}\""),
+                        Some(if on { 1.0 } else { 0.0 }),
+                    )
+                })
+            }),
+    );
+    family(
+        &mut out,
         "rgmerge_snapshot_pinned",
         "1 while a group is pinned to a kept version.",
-        &|g| Some(if g.pinned { 1.0 } else { 0.0 }),
+        g.iter()
+            .map(|g| (labels(g), Some(if g.pinned { 1.0 } else { 0.0 }))),
     );
     out
+}
+
+/// One gauge family: its rows (labels, value), those with a value; none
+/// and the family is left out.
+fn family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (String, Option<f64>)>,
+) {
+    let rows: Vec<(String, f64)> = rows.filter_map(|(l, v)| Some((l, v?))).collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    for (l, v) in rows {
+        out.push_str(&format!("{name}{{{l}}} {v}\n"));
+    }
 }
 
 fn labels(g: &GroupSeries) -> String {

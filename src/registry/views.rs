@@ -17,7 +17,7 @@ use super::{
 use crate::config::{Coll, Format, KeyKind};
 use crate::intern::Interner;
 use crate::member::Member;
-use crate::report::{Conflict, Report, State};
+use crate::report::{Conflict, MemberError, Report, State};
 
 /// One group as readers see it.
 #[derive(Debug)]
@@ -103,6 +103,20 @@ pub struct ConflictEntry {
 
 /// Most entries a group status lists, as Konnect.
 pub const MAX_CONFLICT_ENTRIES: usize = 256;
+
+/// One member error as Konnect's group status lists it (as a conflict:
+/// Konnect has no state for it): which member, which error of the report,
+/// and the entity it is in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorEntry {
+    /// The member (Konnect's `cluster_id`).
+    pub member: Uuid,
+    /// Index of the error in the view's report.
+    pub error: usize,
+    /// The entity's `id` in the member's config, else a stable UUID v5 over
+    /// the member, the collection and its name (or the error's path).
+    pub resource_id: Uuid,
+}
 
 /// The namespace of rgmerge's derived resource ids (UUID v5).
 pub const RESOURCE_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_3c2a_58b4_4e0f_9a7c_2d1e_0b3f_4a59);
@@ -202,10 +216,69 @@ impl CompositeView {
         out
     }
 
+    /// One entry per member error, in the report's order (at most
+    /// [`MAX_CONFLICT_ENTRIES`]).
+    pub fn error_entries(&self) -> Vec<ErrorEntry> {
+        let by_name: HashMap<&str, &Member> = self
+            .merged
+            .iter()
+            .map(|m| (m.info.name.as_str(), m.as_ref()))
+            .collect();
+        let mut keys: HashMap<(&str, Coll), HashMap<String, EntityKeys>> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, e) in self.report.errors.iter().enumerate() {
+            let Some(member) = by_name.get(e.member.as_str()) else {
+                continue;
+            };
+            let Ok(member_id) = Uuid::parse_str(&member.info.id) else {
+                continue;
+            };
+            // The entity the error is in: the longest entity path that is
+            // the error's path or a prefix of it (`services[0]` of
+            // `services[0].port`).
+            let entity = Coll::from_name(&e.entity).and_then(|coll| {
+                keys.entry((e.member.as_str(), coll))
+                    .or_insert_with(|| self.entity_keys(member, coll))
+                    .iter()
+                    .filter(|(path, _)| within(&e.path, path))
+                    .max_by_key(|(path, _)| path.len())
+                    .map(|(_, k)| *k)
+            });
+            let entity = entity.unwrap_or_default();
+            let resource_id = entity
+                .id
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .unwrap_or_else(|| {
+                    resource_id(&member.info.id, &e.entity, entity.name.unwrap_or(&e.path))
+                });
+            out.push(ErrorEntry {
+                member: member_id,
+                error: i,
+                resource_id,
+            });
+            if out.len() == MAX_CONFLICT_ENTRIES {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The error an entry stands for.
+    pub fn error_of(&self, entry: &ErrorEntry) -> Option<&MemberError> {
+        self.report.errors.get(entry.error)
+    }
+
     /// The conflict an entry is a side of.
     pub fn conflict_of(&self, entry: &ConflictEntry) -> Option<&Conflict> {
         self.report.conflicts.get(entry.conflict)
     }
+}
+
+/// Whether `path` is `entity` or inside it (`services[0].port`,
+/// `services[0]` → yes; `services[10]` → no).
+fn within(path: &str, entity: &str) -> bool {
+    path.strip_prefix(entity)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// A member config as it was written: its bytes and their media type.

@@ -63,7 +63,9 @@ pub fn quote(s: &str) -> String {
     out
 }
 
-/// `OK`: no findings; `CONFLICT`: conflicts only; `INVALID`: member errors.
+/// `OK`: no findings; `CONFLICT`: conflicts only; `INVALID`: member errors
+/// (with or without conflicts: the single value older clients read; see
+/// [`Report::states`] for both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
@@ -80,6 +82,27 @@ impl State {
             State::Invalid => "INVALID",
         }
     }
+
+    /// Every state that holds, member errors first: `[OK]`, `[CONFLICT]`,
+    /// `[INVALID]` or `[INVALID, CONFLICT]`. A member error and a conflict
+    /// need different people to act, so neither may hide the other.
+    pub fn all(errors: bool, conflicts: bool) -> Vec<State> {
+        match (errors, conflicts) {
+            (false, false) => vec![State::Ok],
+            (false, true) => vec![State::Conflict],
+            (true, false) => vec![State::Invalid],
+            (true, true) => vec![State::Invalid, State::Conflict],
+        }
+    }
+
+    /// `states` in words: `OK`, `CONFLICT`, `INVALID`, `INVALID and CONFLICT`.
+    pub fn words(states: &[State]) -> String {
+        states
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +114,13 @@ pub struct MemberSummary {
 /// The JSON report of README: Validate a composite from files.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// One value, as before: `INVALID` when there are member errors, even
+    /// with conflicts too.
     pub state: State,
+    /// Every state that holds ([`State::all`]): both when there are member
+    /// errors and conflicts.
+    #[serde(default)]
+    pub states: Vec<State>,
     pub members: Vec<MemberSummary>,
     pub conflicts: Vec<Conflict>,
     pub errors: Vec<MemberError>,
@@ -118,12 +147,22 @@ impl Report {
         };
         Report {
             state,
+            states: State::all(!errors.is_empty(), !conflicts.is_empty()),
             members,
             conflicts,
             errors,
             warnings: Vec::new(),
             notes: Vec::new(),
         }
+    }
+
+    /// [`Report::states`] in words, e.g. `INVALID and CONFLICT`.
+    pub fn states_words(&self) -> String {
+        if self.states.is_empty() {
+            // A report from before `states` (deserialized).
+            return self.state.as_str().to_string();
+        }
+        State::words(&self.states)
     }
 
     /// The same report with its warnings and notes.
@@ -135,5 +174,45 @@ impl Report {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error() -> MemberError {
+        MemberError::new(
+            ErrorKind::SchemaError,
+            "services",
+            "services[0]",
+            "a message",
+        )
+    }
+
+    #[test]
+    fn a_member_error_and_a_conflict_are_both_said() {
+        let conflict = || Conflict {
+            kind: ConflictKind::DuplicateName,
+            entity: "services".into(),
+            field: "name".into(),
+            value: "shared".into(),
+            members: vec!["blue".into(), "yellow".into()],
+            paths: Default::default(),
+            noun: "service",
+        };
+        let r = Report::new(vec![], vec![], vec![]);
+        assert_eq!((r.state, r.states_words().as_str()), (State::Ok, "OK"));
+        let r = Report::new(vec![], vec![conflict()], vec![]);
+        assert_eq!(r.states, vec![State::Conflict]);
+        let r = Report::new(vec![], vec![], vec![error()]);
+        assert_eq!(r.states, vec![State::Invalid]);
+        let r = Report::new(vec![], vec![conflict()], vec![error()]);
+        assert_eq!(r.state, State::Invalid, "the single value is as before");
+        assert_eq!(r.states, vec![State::Invalid, State::Conflict]);
+        assert_eq!(r.states_words(), "INVALID and CONFLICT");
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
+        assert_eq!(json["state"], "INVALID");
+        assert_eq!(json["states"], serde_json::json!(["INVALID", "CONFLICT"]));
     }
 }

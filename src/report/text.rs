@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Conflict, ConflictKind, ErrorKind, MemberError, Report, State, WarningKind};
+use super::{Conflict, ConflictKind, ErrorKind, MemberError, Report, WarningKind};
 
 /// How to resolve each finding code; the README's catalogue says the same.
 pub fn help_for_error(kind: ErrorKind) -> &'static str {
@@ -122,11 +122,7 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{}: {} member(s), {} entities, {} conflict(s), {} member error(s){}",
-        match report.state {
-            State::Ok => "OK",
-            State::Conflict => "CONFLICT",
-            State::Invalid => "INVALID",
-        },
+        report.states_words(),
         report.members.len(),
         entities,
         report.conflicts.len(),

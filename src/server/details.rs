@@ -47,6 +47,7 @@ fn details_json(s: &AppState, v: &GroupView) -> Value {
     if let Some(c) = v.composite() {
         o.insert("members".into(), json!(c.members.len()));
         o.insert("state".into(), json!(c.report.state.as_str()));
+        o.insert("states".into(), json!(c.report.states));
         o.insert("report".into(), json!(c.report.as_ref()));
     }
     out

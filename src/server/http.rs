@@ -500,6 +500,7 @@ pub async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) ->
             name: &v.meta.name,
             version: v.snapshot.version,
             conflicts: v.composite().map(|c| c.report.conflicts.len()),
+            errors: v.composite().map(|c| c.report.errors.len()),
             pinned: v.pin.is_some(),
         })
         .collect();

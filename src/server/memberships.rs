@@ -16,7 +16,9 @@ use super::groups::{endpoint, group_json};
 use super::http::{
     cursor_page, json_body, next_link, ok_json, parse_id, parse_uuid, query, view_or_404,
 };
-use crate::registry::{CompositeView, GroupView, Mode, resource_type, rfc3339_ms};
+use crate::registry::{
+    CompositeView, GroupView, MAX_CONFLICT_ENTRIES, Mode, resource_type, rfc3339_ms,
+};
 use crate::report::State as ReportState;
 
 /// The body of `group-memberships` (PUT) and its `/add` and `/remove`.
@@ -154,11 +156,22 @@ pub async fn list(
     ))
 }
 
-/// Konnect's `GroupStatus`: one entry per member and entity in conflict
-/// (at most 256), each with Konnect's fields and the report's.
+/// Konnect's `GroupStatus`: one entry per member and entity in conflict,
+/// and one per member error (Konnect has no state for an invalid member, so
+/// it stays `CONFLICT`, but each entry names the member and its error). At
+/// most 256 entries, as Konnect; when there are both kinds, each keeps at
+/// least half of them.
 fn status_json(v: &GroupView, c: &CompositeView) -> Value {
-    let conflicts: Vec<Value> = c
-        .conflict_entries()
+    let conflict_entries = c.conflict_entries();
+    let error_entries = c.error_entries();
+    let half = MAX_CONFLICT_ENTRIES / 2;
+    let errors_take = error_entries
+        .len()
+        .min(MAX_CONFLICT_ENTRIES - conflict_entries.len().min(half));
+    let conflicts_take = conflict_entries
+        .len()
+        .min(MAX_CONFLICT_ENTRIES - errors_take);
+    let mut conflicts: Vec<Value> = conflict_entries[..conflicts_take]
         .iter()
         .filter_map(|e| {
             let conflict = c.conflict_of(e)?;
@@ -180,8 +193,34 @@ fn status_json(v: &GroupView, c: &CompositeView) -> Value {
             Some(item)
         })
         .collect();
-    // Konnect's states are OK, CONFLICT and UNKNOWN; member errors in a
-    // composite (never accepted by the daemon) count as a conflict.
+    conflicts.extend(error_entries[..errors_take].iter().filter_map(|e| {
+        let error = c.error_of(e)?;
+        let mut item = serde_json::to_value(error).ok()?;
+        let o = item.as_object_mut()?;
+        o.insert("cluster_id".into(), json!(e.member));
+        let place = if error.path.is_empty() {
+            String::new()
+        } else {
+            format!(" at {}", error.path)
+        };
+        o.insert(
+            "description".into(),
+            json!(format!(
+                "invalid member '{}' ({}): {}{place}: {}",
+                error.member,
+                e.member,
+                error.kind.code(),
+                error.message
+            )),
+        );
+        o.insert(
+            "resource".into(),
+            json!({"id": e.resource_id, "type": resource_type(&error.entity)}),
+        );
+        Some(item)
+    }));
+    // Konnect's states are OK, CONFLICT and UNKNOWN: member errors count
+    // as a conflict there (the entries above say which they are).
     let state = match c.report.state {
         ReportState::Ok => "OK",
         ReportState::Conflict | ReportState::Invalid => "CONFLICT",

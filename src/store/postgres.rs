@@ -24,10 +24,12 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::StoreError;
+mod tls;
+
 use crate::registry::record::{
     AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded, Node,
     TeamRecord,
@@ -130,6 +132,10 @@ pub struct PgStore {
     /// The database as given, without its password, for messages.
     display: String,
     config: tokio_postgres::Config,
+    /// The TLS connector every connection (pool and listener) uses.
+    tls: MakeRustlsConnect,
+    /// What TLS checks, for messages: `sslmode=…, sslrootcert=…`.
+    tls_describe: String,
     /// The connection holding the head's lock during a write.
     locked: Option<Object>,
 }
@@ -151,17 +157,25 @@ fn db_err(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(inner) = src {
-                s.push_str(": ");
-                s.push_str(&inner.to_string());
-                src = inner.source();
-            }
-            s
-        }
+        None => chain(e),
     }
+}
+
+/// An error and its sources, `: `-joined: a TLS refusal's reason (a name
+/// mismatch, an unknown issuer) is only in the sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let next = inner.to_string();
+        // Some errors repeat their source in their own message.
+        if !s.ends_with(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        src = inner.source();
+    }
+    s
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -206,9 +220,14 @@ impl PgStore {
     /// database whose schema is newer than this binary is refused.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
         let display = redact(url);
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Database(format!("--store {display}: {e}")))?;
+        let bad = |e: String| StoreError::Database(format!("--store {display}: {e}"));
+        // `sslmode`/`sslrootcert` are read here (tokio-postgres knows
+        // neither verify mode nor the root file), the rest by tokio-postgres.
+        let (rest, mode, root) = tls::split(url).map_err(bad)?;
+        let mut config: tokio_postgres::Config = rest.parse().map_err(|e| bad(describe(&e)))?;
+        let params = tls::settle(mode, root, tls::is_local(&config));
+        let connector = tls::connector(&params).map_err(bad)?;
+        config.ssl_mode(connector.ssl_mode);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(3));
         }
@@ -221,7 +240,7 @@ impl PgStore {
             .map_err(|e| StoreError::Database(format!("can't start the database runtime: {e}")))?;
         let mgr = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.make.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -240,6 +259,8 @@ impl PgStore {
             pool,
             display,
             config,
+            tls: connector.make,
+            tls_describe: connector.describe,
             locked: None,
         };
         store.migrate()?;
@@ -272,7 +293,16 @@ impl PgStore {
 
     async fn conn(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| {
-            StoreError::Database(format!("the database {} is unreachable: {e}", self.display))
+            // The driver's error without deadpool's "Error occurred while
+            // creating a new object" in front of it.
+            let why = match &e {
+                deadpool_postgres::PoolError::Backend(be) => describe(be),
+                other => chain(other),
+            };
+            StoreError::Database(format!(
+                "the database {} is unreachable ({}): {why}",
+                self.display, self.tls_describe
+            ))
         })
     }
 
@@ -724,9 +754,10 @@ impl PgStore {
             return;
         };
         let config = self.config.clone();
+        let tls = self.tls.clone();
         rt.spawn(async move {
             loop {
-                if let Err(e) = listen_once(&config, &wake).await {
+                if let Err(e) = listen_once(&config, tls.clone(), &wake).await {
                     tracing::warn!(error = %e, "lost the database's notifications; reconnecting");
                 }
                 wake();
@@ -739,10 +770,11 @@ impl PgStore {
 /// One LISTEN session, until its connection ends.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     wake: &Arc<dyn Fn() + Send + Sync>,
 ) -> Result<(), String> {
     use futures_util::StreamExt;
-    let (client, mut conn) = config.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let (client, mut conn) = config.connect(tls).await.map_err(|e| describe(&e))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));

@@ -17,6 +17,8 @@ mod history;
 mod konnect;
 mod network;
 mod postgres;
+mod postgres_tls;
 mod sidecar;
 mod slowloris;
 mod soak;
+mod states;

@@ -198,8 +198,8 @@ async fn run(
     let before = |c: Uuid| {
         s.engine
             .view(c)
-            .and_then(|v| v.composite().map(|x| x.report.state))
-            .unwrap_or(ReportState::Ok)
+            .and_then(|v| v.composite().map(|x| Badge::all(&x.report)))
+            .unwrap_or_else(|| vec![Badge::of(ReportState::Ok)])
     };
     let written = s
         .engine
@@ -270,12 +270,12 @@ async fn run(
                         id: c.id,
                         name: c.name.clone(),
                         // Applied: the state before is gone; the outcome is now.
-                        before: Badge::of(if applied {
-                            c.report.state
+                        before: if applied {
+                            Badge::all(&c.report)
                         } else {
                             before(c.id)
-                        }),
-                        after: Badge::of(c.report.state),
+                        },
+                        after: Badge::all(&c.report),
                         conflicts: conflict_views(&c.report.conflicts, &id_of),
                     }
                 })

@@ -51,6 +51,15 @@ impl Badge {
             },
         }
     }
+
+    /// A report's badges: one per state that holds, so a composite with
+    /// member errors and conflicts shows INVALID and CONFLICT.
+    pub fn all(report: &Report) -> Vec<Badge> {
+        if report.states.is_empty() {
+            return vec![Badge::of(report.state)];
+        }
+        report.states.iter().map(|s| Badge::of(*s)).collect()
+    }
 }
 
 /// The runtime type column: Kong Gateway for every group we serve.
@@ -79,7 +88,8 @@ pub struct GroupRow {
     pub is_default: bool,
     pub active: usize,
     pub labels: Vec<String>,
-    pub badge: Option<Badge>,
+    /// A composite's badges (none for a standard group: no state of its own).
+    pub badges: Vec<Badge>,
     pub attention: bool,
 }
 
@@ -136,7 +146,10 @@ pub fn group_rows(
         .iter()
         .filter(|v| filter.matches(v, &name_lower))
         .map(|v| {
-            let badge = v.composite().map(|c| Badge::of(c.report.state));
+            let badges = v
+                .composite()
+                .map(|c| Badge::all(&c.report))
+                .unwrap_or_default();
             GroupRow {
                 id: v.meta.id,
                 name: v.meta.name.clone(),
@@ -144,8 +157,8 @@ pub fn group_rows(
                 is_default: v.meta.is_default,
                 active: v.active_instances(now, window_ms),
                 labels: labels_of(v),
-                attention: badge.is_some_and(|b| b.text != "OK"),
-                badge,
+                attention: badges.iter().any(|b| b.text != "OK"),
+                badges,
             }
         })
         .collect();
@@ -412,13 +425,15 @@ pub struct MemberRow {
     pub id: Uuid,
     pub name: String,
     pub entities: usize,
+    /// This member's errors in the composite (INVALID).
+    pub errors: usize,
     pub conflicts: usize,
 }
 
 pub struct CompositeLink {
     pub id: Uuid,
     pub name: String,
-    pub badge: Badge,
+    pub badges: Vec<Badge>,
 }
 
 pub struct HistoryRow {
@@ -458,8 +473,9 @@ pub struct GroupPage {
     pub chrome: Chrome,
     pub g: GroupHead,
     pub description: Option<String>,
-    pub badge: Option<Badge>,
-    pub state: &'static str,
+    pub badges: Vec<Badge>,
+    /// Every state that holds, in words (`INVALID and CONFLICT`).
+    pub state: String,
     pub version: u64,
     pub hash: String,
     pub pin: Option<u64>,
@@ -502,8 +518,8 @@ pub fn group_page(
             labels: labels_of(view),
         },
         description: view.meta.description.clone().filter(|d| !d.is_empty()),
-        badge: None,
-        state: "OK",
+        badges: Vec::new(),
+        state: "OK".into(),
         version: served.version,
         hash: served.body.hash().to_string(),
         pin: view.pin.as_ref().map(|p| p.pin.version),
@@ -539,8 +555,8 @@ pub fn group_page(
     if let Some(c) = view.composite() {
         let report: &Report = &c.report;
         page.is_composite = true;
-        page.state = report.state.as_str();
-        page.badge = Some(Badge::of(report.state));
+        page.state = report.states_words();
+        page.badges = Badge::all(report);
         let members: Vec<Arc<GroupView>> = c.members.iter().filter_map(|m| lookup(*m)).collect();
         let id_of = |name: &str| {
             members
@@ -559,6 +575,11 @@ pub fn group_page(
                 id: m.meta.id,
                 name: m.meta.name.clone(),
                 entities: entities.get(m.meta.name.as_str()).copied().unwrap_or(0),
+                errors: report
+                    .errors
+                    .iter()
+                    .filter(|e| e.member == m.meta.name)
+                    .count(),
                 conflicts: report
                     .conflicts
                     .iter()
@@ -598,7 +619,10 @@ pub fn group_page(
             .map(|c| CompositeLink {
                 id: c.meta.id,
                 name: c.meta.name.clone(),
-                badge: Badge::of(c.composite().map_or(ReportState::Ok, |x| x.report.state)),
+                badges: c.composite().map_or_else(
+                    || vec![Badge::of(ReportState::Ok)],
+                    |x| Badge::all(&x.report),
+                ),
             })
             .collect();
     }
@@ -610,8 +634,8 @@ pub fn group_page(
 pub struct CompositeResult {
     pub id: Uuid,
     pub name: String,
-    pub before: Badge,
-    pub after: Badge,
+    pub before: Vec<Badge>,
+    pub after: Vec<Badge>,
     pub conflicts: Vec<ConflictView>,
 }
 
