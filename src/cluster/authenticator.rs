@@ -113,13 +113,11 @@ pub fn admit(
         .iter()
         .filter_map(|c| CertificateDer::from_pem_slice(c.cert.as_bytes()).ok())
         .collect();
+    // Refusals name no group: the caller is not yet known to be its.
     if registered.is_empty() {
         return Err(Denied::new(
             403,
-            format!(
-                "control plane '{}' has no dp-client-certificates: register one first",
-                view.meta.name
-            ),
+            "this control plane has no dp-client-certificates: register one first",
         ));
     }
     match view.meta.auth_type {
@@ -128,9 +126,8 @@ pub fn admit(
                 return Err(Denied::new(
                     403,
                     format!(
-                        "client certificate {} is not pinned on control plane '{}'",
-                        fingerprint(leaf),
-                        view.meta.name
+                        "client certificate {} is not pinned on this control plane",
+                        fingerprint(leaf)
                     ),
                 ));
             }
@@ -146,10 +143,7 @@ pub fn admit(
             if roots.is_empty() {
                 return Err(Denied::new(
                     403,
-                    format!(
-                        "control plane '{}' has no usable CA certificate",
-                        view.meta.name
-                    ),
+                    "this control plane has no usable CA certificate",
                 ));
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -166,9 +160,8 @@ pub fn admit(
                     Denied::new(
                         403,
                         format!(
-                            "client certificate {} does not chain to a CA certificate of control plane '{}': {e}",
-                            fingerprint(leaf),
-                            view.meta.name
+                            "client certificate {} does not chain to a CA certificate of this control plane: {e}",
+                            fingerprint(leaf)
                         ),
                     )
                 })?;

@@ -217,15 +217,17 @@ impl Listener {
             }
         };
         let group = Some(view.meta.id);
+        // The certificate first: a caller the group does not admit learns
+        // nothing more about it (the audit entry names it for operators).
+        if let Err(d) = authenticator::admit(&view, &chain, &self.shared.provider, unix_now()) {
+            return Err((group, d));
+        }
         if view.composite().is_none() && view.standard().is_some_and(|s| !s.composites.is_empty()) {
             return deny(
                 group,
                 403,
                 crate::registry::member_refusal(&view.meta.name).to_string(),
             );
-        }
-        if let Err(d) = authenticator::admit(&view, &chain, &self.shared.provider, unix_now()) {
-            return Err((group, d));
         }
         let query = request.path.split_once('?').map_or("", |(_, q)| q);
         let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();

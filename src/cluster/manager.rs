@@ -118,7 +118,10 @@ impl Manager {
     pub fn share_plugins(&self, plugins: Vec<(String, String)>) -> Arc<Vec<(String, String)>> {
         let mut h = blake3::Hasher::new();
         for (name, version) in &plugins {
-            h.update(name.as_bytes()).update(b"\0").update(version.as_bytes()).update(b"\0");
+            h.update(name.as_bytes())
+                .update(b"\0")
+                .update(version.as_bytes())
+                .update(b"\0");
         }
         share(&self.plugin_lists, h.finalize(), plugins)
     }
@@ -150,7 +153,11 @@ impl Manager {
 }
 
 /// The value held under `key` while anyone holds it, else `value`, now held.
-fn share<T>(held: &Mutex<HashMap<blake3::Hash, std::sync::Weak<T>>>, key: blake3::Hash, value: T) -> Arc<T> {
+fn share<T>(
+    held: &Mutex<HashMap<blake3::Hash, std::sync::Weak<T>>>,
+    key: blake3::Hash,
+    value: T,
+) -> Arc<T> {
     let mut held = held.lock();
     if let Some(v) = held.get(&key).and_then(std::sync::Weak::upgrade) {
         return v;

@@ -330,6 +330,8 @@ async fn every_refusal_is_clear_and_audited() {
     let c = cl.daemon.client();
     let (blue, _green, comp) = composite(&c).await;
     cl.pin(&c, &comp, &cl.read("dp.crt")).await;
+    // Pinned on the member too: its refusal is then for being a member.
+    cl.pin(&c, &blue, &cl.read("dp.crt")).await;
     let other = tempfile::tempdir().expect("tempdir");
     cluster_cert(other.path(), "stranger");
     let stranger_cert = std::fs::read(other.path().join("dp.crt")).expect("cert");
