@@ -64,9 +64,9 @@ pub struct Manager {
     connections: AtomicUsize,
     /// Identical `process_conf`s shared by every node that sent one: a fleet
     /// sends the same few, and each is tens of KB.
-    confs: Mutex<HashMap<blake3::Hash, std::sync::Weak<Value>>>,
+    confs: Held<Value>,
     /// Identical plugin lists, shared likewise.
-    plugin_lists: Mutex<HashMap<blake3::Hash, std::sync::Weak<Vec<(String, String)>>>>,
+    plugin_lists: Held<Vec<(String, String)>>,
 }
 
 impl Manager {
