@@ -152,12 +152,11 @@ impl Manager {
     }
 }
 
+/// Values shared by content while anyone holds them.
+type Held<T> = Mutex<HashMap<blake3::Hash, std::sync::Weak<T>>>;
+
 /// The value held under `key` while anyone holds it, else `value`, now held.
-fn share<T>(
-    held: &Mutex<HashMap<blake3::Hash, std::sync::Weak<T>>>,
-    key: blake3::Hash,
-    value: T,
-) -> Arc<T> {
+fn share<T>(held: &Held<T>, key: blake3::Hash, value: T) -> Arc<T> {
     let mut held = held.lock();
     if let Some(v) = held.get(&key).and_then(std::sync::Weak::upgrade) {
         return v;
