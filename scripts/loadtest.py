@@ -716,7 +716,8 @@ def run_hybrid(args, common):
             # Every node has connected (and pinged): the idle fleet's cost.
             await asyncio.sleep(min(2.0, args.ping_interval))
             rss_after = rss_kb(daemon.pid)
-            window = max(1.0, min(args.ping_interval, 5.0))
+            # One whole ping interval: every node pings once in it.
+            window = max(1.0, args.ping_interval)
             b0 = await metric(conn, "rgmerge_heartbeats_total")
             await asyncio.sleep(window)
             b1 = await metric(conn, "rgmerge_heartbeats_total")

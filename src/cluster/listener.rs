@@ -180,7 +180,7 @@ impl Listener {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_INCOMING_FRAME))
             .max_frame_size(Some(MAX_INCOMING_FRAME))
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(1024)
             .write_buffer_size(0);
         let ws = WebSocketStream::from_partially_read(tls, rest, Role::Server, Some(config)).await;
         Ok(Some((ws, who)))
