@@ -1062,24 +1062,35 @@ impl<'i> Walker<'i> {
                 .and_then(|n| self.plugin_config_map.get(n))
                 .cloned();
             let unresolved_base = obj.contains_key("_config") && base.is_none();
-            match (p.config, get_field(obj, "config")) {
-                (None, _) => self.note_unmodelled(name, path),
-                (Some(_), Some(other)) if !other.is_object() && !other.is_null() => {}
-                (Some(schema), own) => {
+            let data = match p.config {
+                Some(_) => None,
+                None => kong::schemas::plugin(name),
+            };
+            match (p.config, data, get_field(obj, "config")) {
+                (None, None, _) => self.note_unmodelled(name, path),
+                (_, _, Some(other)) if !other.is_object() && !other.is_null() => {}
+                (schema, data, own) => {
                     let at = format!("{path}.config");
                     let empty = Map::new();
                     let own = match own {
                         Some(Value::Object(o)) => o,
                         _ => &empty,
                     };
-                    match base {
+                    let merged;
+                    let (cfg, partial) = match base {
                         Some(mut cfg) => {
                             for (k, v) in own {
                                 cfg.insert(k.clone(), v.clone());
                             }
-                            self.plugin_config(name, schema, &cfg, &at, false);
+                            merged = cfg;
+                            (&merged, false)
                         }
-                        None => self.plugin_config(name, schema, own, &at, unresolved_base),
+                        None => (own, unresolved_base),
+                    };
+                    if let Some(schema) = schema {
+                        self.plugin_config(name, schema, cfg, &at, partial);
+                    } else if let Some(data) = data {
+                        self.data_config(name, data, cfg, &at, partial);
                     }
                 }
             }
@@ -1132,6 +1143,31 @@ impl<'i> Walker<'i> {
                     quote(name)
                 ),
             });
+        }
+    }
+
+    /// A plugin's config against its description in `plugin_schemas.json`,
+    /// each problem in Kong's words beside its path.
+    fn data_config(
+        &mut self,
+        name: &str,
+        schema: &'static kong::schemas::PluginSchema,
+        cfg: &Map<String, Value>,
+        at: &str,
+        partial: bool,
+    ) {
+        let mut problems = Vec::new();
+        kong::schemas::check_config(schema, cfg, partial, &mut problems);
+        for (field, why) in problems {
+            let (p, message) = if field.is_empty() {
+                (at.to_string(), format!("plugin {} config: {why}", quote(name)))
+            } else {
+                (
+                    format!("{at}.{field}"),
+                    format!("plugin {} config `{field}`: {why}", quote(name)),
+                )
+            };
+            self.error(Coll::Plugins.name(), &p, message);
         }
     }
 
@@ -1586,13 +1622,12 @@ fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, Stri
     let want = |w: &str| Err((None, format!("expected {w}, found {}", describe(v))));
     match ty {
         Any => Ok(()),
-        Str => {
-            if v.is_string() {
-                Ok(())
-            } else {
-                want("a string")
-            }
-        }
+        // Kong refuses an empty string unless the schema says `len_min = 0`.
+        Str => match v.as_str() {
+            Some("") => Err((None, "length must be at least 1".into())),
+            Some(_) => Ok(()),
+            None => want("a string"),
+        },
         Bool => {
             if v.is_boolean() {
                 Ok(())
@@ -1642,6 +1677,9 @@ fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, Stri
                         format!("expected a string, found {}", describe(item)),
                     ));
                 };
+                if s.is_empty() {
+                    return Err((Some(i), "length must be at least 1".into()));
+                }
                 match ty {
                     ListOneOf(allowed) if !allowed.contains(&s) => {
                         return Err((Some(i), format!("expected one of: {}", allowed.join(", "))));
