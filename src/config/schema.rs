@@ -356,6 +356,14 @@ impl Coll {
                 ("slots", Int),
                 ("hash_on", Str),
                 ("hash_fallback", Str),
+                ("hash_on_header", Str),
+                ("hash_fallback_header", Str),
+                ("hash_on_cookie", Str),
+                ("hash_on_cookie_path", Str),
+                ("hash_on_query_arg", Str),
+                ("hash_fallback_query_arg", Str),
+                ("hash_on_uri_capture", Str),
+                ("hash_fallback_uri_capture", Str),
                 ("host_header", Str),
                 ("healthchecks", Obj),
                 ("tags", StrList),
@@ -483,6 +491,18 @@ pub enum Ty {
 }
 
 impl Ty {
+    /// Kong's own words for a value of the wrong type (`kong/db/schema/init.lua`).
+    pub fn kong(self) -> &'static str {
+        match self {
+            Ty::Str => "expected a string",
+            Ty::Int => "expected an integer",
+            Ty::Num => "expected a number",
+            Ty::Bool => "expected a boolean",
+            Ty::Obj => "expected a record",
+            Ty::List | Ty::StrList => "expected an array",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Ty::Str => "a string",

@@ -274,6 +274,9 @@ struct Walker<'i> {
     open: (usize, usize),
     /// `Checks::Trusted`: the checks that only find errors are skipped.
     trusted: bool,
+    /// CA certificates by their PEM's base64 text, with their path: Kong's
+    /// `cert_digest` (the certificate's SHA-256) is unique.
+    ca_digests: AHashMap<String, String>,
 }
 
 impl<'i> Walker<'i> {
@@ -290,6 +293,7 @@ impl<'i> Walker<'i> {
             fragments: Fragments::default(),
             open: (0, 0),
             trusted: checks == Checks::Trusted,
+            ca_digests: AHashMap::new(),
         }
     }
 
@@ -688,12 +692,16 @@ impl<'i> Walker<'i> {
                         };
                         s[slot] = p.ident.to_string();
                     }
+                    // Kong loads two plugins of one scope when one has its
+                    // own `id` (the later one wins), so such a copy is not
+                    // a scope key.
+                    let own_id = get_field(obj, "id").is_some_and(Value::is_string);
                     if parent.is_none() && s.iter().all(|x| x.is_empty()) {
                         keys.push(Key {
                             kind: KeyKind::GlobalPlugin,
                             value: name.clone(),
                         });
-                    } else {
+                    } else if !own_id {
                         keys.push(Key {
                             kind: KeyKind::PluginScope,
                             value: format!(
@@ -889,9 +897,43 @@ impl<'i> Walker<'i> {
             self.error(coll.name(), &at, message);
         }
 
-        // A nested entity belongs to its parent: the foreign key of its
-        // parent's kind is filled in by Kong, so it may only name the parent.
-        if let Some(p) = parent
+        if coll == Coll::CaCertificates
+            && let Some(Value::String(pem)) = get_field(obj, "cert")
+        {
+            self.unique_ca_digest(pem, path);
+        }
+        // decK refuses a plugin nested under a consumer, route or service
+        // that names a parent of that kind itself, even the same one
+        // (go-database-reconciler's `checkForNestedForeignKeys`).
+        let deck_nested = parent.and_then(|p| match (coll, p.coll) {
+            (Coll::Plugins, Coll::Consumers) => Some("consumer"),
+            (Coll::Plugins, Coll::Routes) => Some("route"),
+            (Coll::Plugins, Coll::Services) => Some("service"),
+            _ => None,
+        });
+        if let Some(kind) = deck_nested
+            && let Some(v) = get_field(obj, kind).filter(|v| !v.is_null())
+        {
+            let named = match v {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => ["id", "name", "username"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str))
+                    .unwrap_or_default()
+                    .to_string(),
+                other => describe(other),
+            };
+            let plugin = get_field(obj, "name").and_then(Value::as_str).unwrap_or("");
+            self.error(
+                coll.name(),
+                &format!("{path}.{kind}"),
+                format!(
+                    "nesting {kind} ({}) under {kind}-scoped plugin ({}) is not allowed (decK): remove `{kind}` from the nested plugin",
+                    clip(&named),
+                    clip(plugin)
+                ),
+            );
+        } else if let Some(p) = parent
             && let Some(fk) = coll.parent_key(p.coll)
             && let Some(v) = get_field(obj, fk).filter(|v| !v.is_null())
             && !names_parent(v, p.obj)
@@ -942,6 +984,35 @@ impl<'i> Walker<'i> {
                 &format!("{path}.groups"),
                 "consumer `groups` need Kong Gateway Enterprise (consumer groups are an Enterprise feature); the target data planes run Kong Gateway OSS".into(),
             );
+        }
+    }
+
+    /// Two CA certificates with one certificate break Kong's unique
+    /// `cert_digest`. The same DER is the same digest, so the PEM's base64
+    /// text (whitespace aside) stands for it.
+    fn unique_ca_digest(&mut self, pem: &str, path: &str) {
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+            .collect();
+        if body.is_empty() {
+            return;
+        }
+        match self.ca_digests.get(&body) {
+            Some(first) => {
+                let why = format!(
+                    "UNIQUE violation detected on cert_digest: this CA certificate is the one at {first}; Kong keeps one CA certificate per certificate"
+                );
+                self.error(
+                    Coll::CaCertificates.name(),
+                    &format!("{path}.cert"),
+                    format!("CA certificate `cert`: {why}"),
+                );
+            }
+            None => {
+                self.ca_digests.insert(body, path.to_string());
+            }
         }
     }
 
@@ -1342,9 +1413,10 @@ impl<'i> Walker<'i> {
                     coll.name(),
                     &format!("{path}.{field}"),
                     format!(
-                        "{} field `{field}` must be {}, found {}{}",
+                        "{} field `{field}` must be {} ({}), found {}{}",
                         coll.noun(),
                         ty.describe(),
+                        ty.kong(),
                         describe(v),
                         yaml11_hint(v, ty)
                     ),
@@ -1410,7 +1482,7 @@ impl<'i> Walker<'i> {
             ],
             Coll::Keys => &[("set", Coll::KeySets)],
             Coll::DegraphqlRoutes | Coll::GraphqlCostDecorations => &[("service", Coll::Services)],
-            Coll::Services => &[("client_certificate", Coll::Certificates)],
+            Coll::Services | Coll::Upstreams => &[("client_certificate", Coll::Certificates)],
             Coll::ConsumerGroupConsumers => &[
                 ("consumer", Coll::Consumers),
                 ("consumer_group", Coll::ConsumerGroups),
@@ -1434,8 +1506,9 @@ impl<'i> Walker<'i> {
                 value: name.clone(),
             });
         }
+        // A service's `ca_certificates` are not followed: Kong keeps them as
+        // a list of UUIDs and does not resolve them when it loads a config.
         let lists: &[(&str, Coll)] = match coll {
-            Coll::Services => &[("ca_certificates", Coll::CaCertificates)],
             Coll::Consumers => &[("groups", Coll::ConsumerGroups)],
             Coll::ConsumerGroups => &[("consumers", Coll::Consumers)],
             _ => &[],

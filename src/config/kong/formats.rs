@@ -233,7 +233,12 @@ pub fn route_path(s: &str) -> Result<(), String> {
         percent_ok(s)?;
     }
     if regex {
-        return Ok(());
+        // Kong dry-runs the regex with PCRE when it loads the route.
+        let re = &s[1..];
+        return match super::schemas::compile(re) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("invalid regex: '{re}' (PCRE returned: {e})")),
+        };
     }
     for seg in s.split('/') {
         if seg == "." || seg == ".." {
