@@ -499,19 +499,8 @@ impl Ty {
             Ty::Num => "expected a number",
             Ty::Bool => "expected a boolean",
             Ty::Obj => "expected a record",
-            Ty::List | Ty::StrList => "expected an array",
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Ty::Str => "a string",
-            Ty::Int => "an integer",
-            Ty::Num => "a number",
-            Ty::Bool => "a boolean",
-            Ty::Obj => "an object",
-            Ty::List => "a list",
-            Ty::StrList => "a list of strings",
+            Ty::List => "expected an array",
+            Ty::StrList => "expected an array of strings",
         }
     }
 }

@@ -1320,7 +1320,7 @@ impl<'i> Walker<'i> {
                 coll.name(),
                 at,
                 format!(
-                    "plugin {} config: only one of these fields must be non-empty: {}",
+                    "plugin {} config: exactly one of these fields must be non-empty: {}",
                     quote(name),
                     schema
                         .only_one_of
@@ -1413,9 +1413,8 @@ impl<'i> Walker<'i> {
                     coll.name(),
                     &format!("{path}.{field}"),
                     format!(
-                        "{} field `{field}` must be {} ({}), found {}{}",
+                        "{} field `{field}`: {}, found {}{}",
                         coll.noun(),
-                        ty.describe(),
                         ty.kong(),
                         describe(v),
                         yaml11_hint(v, ty)

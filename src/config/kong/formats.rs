@@ -237,7 +237,7 @@ pub fn route_path(s: &str) -> Result<(), String> {
         let re = &s[1..];
         return match super::schemas::compile(re) {
             Ok(_) => Ok(()),
-            Err(e) => Err(format!("invalid regex: '{re}' (PCRE returned: {e})")),
+            Err(e) => Err(format!("invalid regex: '{re}' ({e})")),
         };
     }
     for seg in s.split('/') {

@@ -874,7 +874,7 @@ fn check_headers(obj: &Map<String, Value>, err: &mut Sink<'_>) {
             if let Err(e) = super::schemas::compile(re) {
                 err(
                     &at,
-                    format!("invalid regex: '{re}' (PCRE returned: {e})"),
+                    format!("invalid regex: '{re}' ({e})"),
                 );
             }
         }
