@@ -5,7 +5,6 @@
 
 mod common;
 #[path = "common/dataplane.rs"]
-#[allow(dead_code)]
 mod dataplane;
 
 use std::net::SocketAddr;

@@ -114,7 +114,9 @@ fn plugin(i: usize, p: Value) -> Result<(String, String), WireError> {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 40 {
-        format!("{}…", &s[..s.floor_char_boundary(40)])
+        // `str::floor_char_boundary` is newer than the crate's MSRV (1.90).
+        let end = (0..=40).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        format!("{}…", &s[..end])
     } else {
         s
     }

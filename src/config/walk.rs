@@ -1231,7 +1231,10 @@ impl<'i> Walker<'i> {
         kong::schemas::check_config(schema, cfg, partial, &mut problems);
         for (field, why) in problems {
             let (p, message) = if field.is_empty() {
-                (at.to_string(), format!("plugin {} config: {why}", quote(name)))
+                (
+                    at.to_string(),
+                    format!("plugin {} config: {why}", quote(name)),
+                )
             } else {
                 (
                     format!("{at}.{field}"),

@@ -512,7 +512,8 @@ pub static FIELD_RULES: &[FieldRule] = &[
         "typedefs.tags",
         r#"["team-a"]"#,
         r#"["a,b"]"#,
-    ),    row(
+    ),
+    row(
         C::BasicauthCredentials,
         "tags",
         EachFmt(formats::tag),
@@ -872,10 +873,7 @@ fn check_headers(obj: &Map<String, Value>, err: &mut Sink<'_>) {
         // A `~*` value is a regex Kong's router compiles with PCRE.
         for re in regexes.into_iter().filter_map(|v| v.strip_prefix("~*")) {
             if let Err(e) = super::schemas::compile(re) {
-                err(
-                    &at,
-                    format!("invalid regex: '{re}' ({e})"),
-                );
+                err(&at, format!("invalid regex: '{re}' ({e})"));
             }
         }
     }

@@ -155,7 +155,8 @@ pub struct CustomCheck {
 /// parsing; at run time a broken file only means no plugin is modelled here).
 pub fn file() -> Option<&'static SchemaFile> {
     static FILE: OnceLock<Option<SchemaFile>> = OnceLock::new();
-    FILE.get_or_init(|| serde_json::from_str(DATA).ok()).as_ref()
+    FILE.get_or_init(|| serde_json::from_str(DATA).ok())
+        .as_ref()
 }
 
 /// The described schema of a plugin.
@@ -366,9 +367,7 @@ impl Cx<'static> {
         out: &mut Vec<Problem>,
     ) {
         for (k, v) in obj {
-            let field = fields
-                .get(k)
-                .or_else(|| shorthands.and_then(|s| s.get(k)));
+            let field = fields.get(k).or_else(|| shorthands.and_then(|s| s.get(k)));
             match field {
                 Some(f) => self.value(self.resolve(f), v, &join(at, k), out),
                 None => out.push((join(at, &clip(k)), "unknown field".into())),
@@ -647,14 +646,23 @@ mod tests {
     fn kong_words_for_each_rule() {
         let p = problems("tcp-log", json!({"host": "logs.example.com"}));
         assert_eq!(p, [("port".into(), "required field missing".into())]);
-        let p = problems("redirect", json!({"location": "https://x.example", "status_code": 600}));
+        let p = problems(
+            "redirect",
+            json!({"location": "https://x.example", "status_code": 600}),
+        );
         assert_eq!(
             p,
-            [("status_code".into(), "value should be between 100 and 599".into())]
+            [(
+                "status_code".into(),
+                "value should be between 100 and 599".into()
+            )]
         );
         let p = problems("request-transformer", json!({"add": ["a:b"], "nope": 1}));
         assert_eq!(p.len(), 2, "{p:?}");
-        let p = problems("proxy-cache", json!({"strategy": "memory", "response_code": [], "cache_ttl": -60}));
+        let p = problems(
+            "proxy-cache",
+            json!({"strategy": "memory", "response_code": [], "cache_ttl": -60}),
+        );
         assert_eq!(
             p,
             [
@@ -664,12 +672,18 @@ mod tests {
         );
         let p = problems("hmac-auth", json!({"algorithms": ["hmac-md5"]}));
         assert_eq!(p[0].0, "algorithms[0]");
-        let p = problems("http-log", json!({"http_endpoint": "http://x.example", "content_type": "text/plain"}));
+        let p = problems(
+            "http-log",
+            json!({"http_endpoint": "http://x.example", "content_type": "text/plain"}),
+        );
         assert_eq!(
             p[0].1,
             "expected one of: application/json, application/json; charset=utf-8"
         );
-        let p = problems("acme", json!({"account_email": "a@b.example", "storage": "disk"}));
+        let p = problems(
+            "acme",
+            json!({"account_email": "a@b.example", "storage": "disk"}),
+        );
         assert_eq!(
             p,
             [(
