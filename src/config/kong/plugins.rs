@@ -64,7 +64,10 @@ pub struct Field {
 /// The type of a config field, with its constraint.
 #[derive(Debug)]
 pub enum FTy {
+    /// A non-empty string (Kong's default `len_min = 1`).
     Str,
+    /// A string that may be empty (`len_min = 0`).
+    StrOrEmpty,
     /// A string, one of these.
     OneOf(&'static [&'static str]),
     /// A string of a format (`formats::*`).
@@ -206,7 +209,7 @@ static RATE_LIMITING: Config = Config {
         f("sync_rate", Num(f64::MIN, f64::MAX)),
         f("redis_host", Str),
         f("redis_port", Int(0, 65535)),
-        f("redis_password", Str),
+        f("redis_password", StrOrEmpty),
         f("redis_username", Str),
         f("redis_ssl", Bool),
         f("redis_ssl_verify", Bool),
@@ -300,7 +303,8 @@ const OSS: bool = false;
 const EE: bool = true;
 use Protos::{All, Http};
 
-/// Every plugin Kong Gateway 3.10 bundles, sorted by name.
+/// Every plugin Kong Gateway 3.10 bundles, sorted by name. The OSS rows'
+/// protocols and forbidden scopes follow each `schema.lua` at 3.10.
 pub static BUNDLED: &[Plugin] = &[
     with(no_consumer("acl", OSS), &ACL),
     Plugin {
@@ -319,7 +323,7 @@ pub static BUNDLED: &[Plugin] = &[
     p("ai-proxy-advanced", EE, Http),
     p("ai-rag-injector", EE, Http),
     p("ai-rate-limiting-advanced", EE, Http),
-    p("ai-request-transformer", OSS, Http),
+    no_consumer("ai-request-transformer", OSS),
     p("ai-response-transformer", OSS, Http),
     p("ai-sanitizer", EE, Http),
     p("ai-semantic-cache", EE, Http),
@@ -327,7 +331,7 @@ pub static BUNDLED: &[Plugin] = &[
     p("app-dynamics", EE, Http),
     no_consumer("application-registration", EE),
     p("aws-lambda", OSS, Http),
-    p("azure-functions", OSS, Http),
+    p("azure-functions", OSS, All),
     with(no_consumer("basic-auth", OSS), &BASIC_AUTH),
     no_consumer("bot-detection", OSS),
     p("canary", EE, Http),
@@ -343,8 +347,8 @@ pub static BUNDLED: &[Plugin] = &[
     p("forward-proxy", EE, Http),
     p("graphql-proxy-cache-advanced", EE, Http),
     p("graphql-rate-limiting-advanced", EE, Http),
-    no_consumer("grpc-gateway", OSS),
-    no_consumer("grpc-web", OSS),
+    p("grpc-gateway", OSS, All),
+    p("grpc-web", OSS, All),
     no_consumer("header-cert-auth", EE),
     no_consumer("hmac-auth", OSS),
     p("http-log", OSS, All),
@@ -371,11 +375,17 @@ pub static BUNDLED: &[Plugin] = &[
     no_consumer("oauth2-introspection", EE),
     p("opa", EE, Http),
     no_consumer("openid-connect", EE),
-    p("opentelemetry", OSS, All),
-    no_consumer("post-function", OSS),
-    no_consumer("pre-function", OSS),
+    p("opentelemetry", OSS, Http),
+    Plugin {
+        protocols: All,
+        ..no_consumer("post-function", OSS)
+    },
+    Plugin {
+        protocols: All,
+        ..no_consumer("pre-function", OSS)
+    },
     with(p("prometheus", OSS, All), &PROMETHEUS),
-    p("proxy-cache", OSS, Http),
+    p("proxy-cache", OSS, All),
     p("proxy-cache-advanced", EE, Http),
     with(p("rate-limiting", OSS, Http), &RATE_LIMITING),
     p("rate-limiting-advanced", EE, Http),
@@ -386,7 +396,7 @@ pub static BUNDLED: &[Plugin] = &[
         &REQUEST_SIZE_LIMITING,
     ),
     p("request-termination", OSS, Http),
-    p("request-transformer", OSS, Http),
+    p("request-transformer", OSS, All),
     p("request-transformer-advanced", EE, Http),
     p("request-validator", EE, Http),
     p("response-ratelimiting", OSS, Http),
@@ -396,8 +406,11 @@ pub static BUNDLED: &[Plugin] = &[
     p("route-transformer-advanced", EE, Http),
     no_consumer("saml", EE),
     p("service-protection", EE, Http),
-    no_consumer("session", OSS),
-    p("standard-webhooks", OSS, Http),
+    Plugin {
+        protocols: All,
+        ..no_consumer("session", OSS)
+    },
+    no_consumer("standard-webhooks", OSS),
     p("statsd", OSS, All),
     p("statsd-advanced", EE, All),
     p("syslog", OSS, All),

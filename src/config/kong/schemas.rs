@@ -111,6 +111,8 @@ pub struct Field {
 pub struct MatchNone {
     pub pattern: String,
     pub err: String,
+    /// Why the regex reads as it does (documentation only).
+    pub why: Option<String>,
 }
 
 /// Kong's entity checks, with field paths relative to `config`.
