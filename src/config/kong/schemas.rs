@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::formats;
+use crate::config::walk::describe;
 
 const DATA: &str = include_str!("plugin_schemas.json");
 
@@ -130,11 +131,17 @@ pub enum EntityCheck {
 #[serde(deny_unknown_fields)]
 pub struct Conditional {
     pub if_field: String,
+    /// The condition: the field is one of these values…
+    #[serde(default)]
     pub if_one_of: Vec<Value>,
+    /// …or a number greater than this.
+    pub if_gt: Option<f64>,
     pub then_field: String,
     #[serde(default)]
     pub then_required: bool,
     pub then_eq: Option<Value>,
+    /// The then-field is a list holding this value.
+    pub then_contains: Option<Value>,
     pub then_err: Option<String>,
 }
 
@@ -301,7 +308,9 @@ fn entity_check(check: &EntityCheck, cfg: &Map<String, Value>, out: &mut Vec<Pro
             let Some(v) = lookup(cfg, &c.if_field) else {
                 return;
             };
-            if !c.if_one_of.contains(v) {
+            let on = c.if_one_of.contains(v)
+                || c.if_gt.is_some_and(|gt| v.as_f64().is_some_and(|n| n > gt));
+            if !on {
                 return;
             }
             let then = lookup(cfg, &c.then_field).filter(|v| !v.is_null());
@@ -311,6 +320,15 @@ fn entity_check(check: &EntityCheck, cfg: &Map<String, Value>, out: &mut Vec<Pro
                 && then.unwrap_or(&Value::Null) != want
             {
                 Some(format!("value must be {want}"))
+            } else if let Some(want) = &c.then_contains
+                && !then
+                    .and_then(Value::as_array)
+                    .is_some_and(|items| items.contains(want))
+            {
+                Some(format!(
+                    "expected to contain: {}",
+                    list(std::slice::from_ref(want))
+                ))
             } else {
                 None
             };
@@ -395,7 +413,7 @@ impl Cx<'static> {
             Ty::Any => {}
             Ty::String => {
                 let Some(s) = v.as_str() else {
-                    return err("expected a string".into());
+                    return err(format!("expected a string, found {}", describe(v)));
                 };
                 if f.referenceable && formats::is_vault_ref(s) {
                     return;
@@ -407,8 +425,10 @@ impl Cx<'static> {
             Ty::Integer | Ty::Number => {
                 let n = match v.as_f64() {
                     Some(n) if f.ty == Ty::Number || n.fract() == 0.0 => n,
-                    _ if f.ty == Ty::Integer => return err("expected an integer".into()),
-                    _ => return err("expected a number".into()),
+                    _ if f.ty == Ty::Integer => {
+                        return err(format!("expected an integer, found {}", describe(v)));
+                    }
+                    _ => return err(format!("expected a number, found {}", describe(v))),
                 };
                 if let Some(all) = &f.one_of
                     && !all.iter().any(|a| a.as_f64() == Some(n))
@@ -428,7 +448,7 @@ impl Cx<'static> {
             }
             Ty::Boolean => {
                 if !v.is_boolean() {
-                    err("expected a boolean".into());
+                    err(format!("expected a boolean, found {}", describe(v)));
                 }
             }
             Ty::Array | Ty::Set => {
@@ -437,11 +457,8 @@ impl Cx<'static> {
                     Value::Array(a) => a,
                     Value::Object(o) if o.is_empty() => &[],
                     _ => {
-                        return err(if f.ty == Ty::Set {
-                            "expected a set".into()
-                        } else {
-                            "expected an array".into()
-                        });
+                        let want = if f.ty == Ty::Set { "a set" } else { "an array" };
+                        return err(format!("expected {want}, found {}", describe(v)));
                     }
                 };
                 if let Some(min) = f.len_min
@@ -466,7 +483,7 @@ impl Cx<'static> {
                 let obj = match v {
                     Value::Object(o) => o,
                     Value::Array(a) if a.is_empty() => &empty,
-                    _ => return err("expected a map".into()),
+                    _ => return err(format!("expected a map, found {}", describe(v))),
                 };
                 for (k, item) in obj {
                     let kat = join(at, &clip(k));
@@ -485,7 +502,7 @@ impl Cx<'static> {
                 let obj = match v {
                     Value::Object(o) => o,
                     Value::Array(a) if a.is_empty() => &empty,
-                    _ => return err("expected a record".into()),
+                    _ => return err(format!("expected a record, found {}", describe(v))),
                 };
                 static NONE: BTreeMap<String, Field> = BTreeMap::new();
                 let fields = f.fields.as_ref().unwrap_or(&NONE);
@@ -560,6 +577,10 @@ pub fn format(name: &str, s: &str) -> Result<(), String> {
         "route_host" => formats::route_host(s),
         "url" => formats::url(s).map(|_| ()),
         "header_name" => formats::header_name(s).map_err(|_| format!("bad header name '{s}'")),
+        "ip_or_cidr" => formats::ip_or_cidr(s),
+        // cors `origins`: `*` or a regex Kong's PCRE compiles.
+        "asterisk_or_regex" if s == "*" || compile(s).is_ok() => Ok(()),
+        "asterisk_or_regex" => Err(format!("'{s}' is not a valid regex")),
         // request-transformer: `name[:value]`, the name a header name.
         "header_pair" => header_pair(s, false),
         "header_rename" => header_pair(s, true),
@@ -573,6 +594,8 @@ pub const FORMATS: &[&str] = &[
     "route_host",
     "url",
     "header_name",
+    "ip_or_cidr",
+    "asterisk_or_regex",
     "header_pair",
     "header_rename",
 ];
