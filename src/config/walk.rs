@@ -1288,6 +1288,15 @@ impl<'i> Walker<'i> {
         if partial {
             return;
         }
+        if name == "rate-limiting" {
+            for why in rate_limiting_rules(cfg) {
+                self.error(
+                    coll.name(),
+                    at,
+                    format!("plugin {} config: {why}", quote(name)),
+                );
+            }
+        }
         for field in schema.fields.iter().filter(|f| f.required) {
             if cfg.get(field.name).is_none_or(Value::is_null) && !has_default(&field.ty) {
                 self.error(
@@ -1685,6 +1694,38 @@ fn names_parent(v: &Value, parent: &Map<String, Value>) -> bool {
 }
 
 /// A required config field Kong fills with a default when it is missing.
+/// rate-limiting's `custom_validator` (Kong 3.10): a longer period may not
+/// have a lower limit, and `sync_rate` is for the `redis` policy only.
+fn rate_limiting_rules(cfg: &Map<String, Value>) -> Vec<String> {
+    const PERIODS: [&str; 6] = ["second", "minute", "hour", "day", "month", "year"];
+    let mut out = Vec::new();
+    let limit = |p: &str| cfg.get(p).and_then(Value::as_f64);
+    'periods: for (i, lower) in PERIODS.iter().enumerate() {
+        let Some(v1) = limit(lower) else { continue };
+        for upper in &PERIODS[i + 1..] {
+            if let Some(v2) = limit(upper)
+                && v2 < v1
+            {
+                out.push(format!(
+                    "The limit for {upper}({v2:.1}) cannot be lower than the limit for {lower}({v1:.1})"
+                ));
+                break 'periods;
+            }
+        }
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    let policy = cfg.get("policy").and_then(Value::as_str).unwrap_or("local");
+    let sync_rate = cfg.get("sync_rate").and_then(Value::as_f64).unwrap_or(-1.0);
+    if policy != "redis" && sync_rate != -1.0 {
+        out.push("sync_rate can only be used with the redis policy".into());
+    } else if policy == "redis" && sync_rate != -1.0 && sync_rate < 0.02 {
+        out.push("sync_rate must be greater than 0.02, or -1 to disable".into());
+    }
+    out
+}
+
 fn has_default(ty: &plugins::FTy) -> bool {
     // Every required field of the hand-written tables has a default in
     // Kong; a required plain string would not (none is left: `file-log`

@@ -124,7 +124,7 @@ pub enum EntityCheck {
     OnlyOneOf(Vec<String>),
     MutuallyExclusive(Vec<String>),
     MutuallyRequired(Vec<String>),
-    Conditional(Conditional),
+    Conditional(Box<Conditional>),
 }
 
 #[derive(Debug, Deserialize)]
