@@ -173,8 +173,8 @@ pub fn plugin(name: &str) -> Option<&'static PluginSchema> {
     file()?.plugins.get(name)
 }
 
-/// A compiled regex, cached: patterns come from the data file and from
-/// configs (`is_regex`), and compiling them is the costly part.
+/// A compiled regex of the data file (`match`, `match_none`), cached:
+/// compiling is the costly part. Regexes from configs are never cached.
 fn regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
     use parking_lot::Mutex;
     use std::collections::HashMap;
@@ -225,7 +225,7 @@ pub fn check_config(
         return;
     }
     for check in &schema.entity_checks {
-        entity_check(check, cfg, out);
+        entity_check(check, &schema.config, cfg, out);
     }
     for c in &schema.custom_checks {
         let on = match (&c.if_set, &c.if_true) {
@@ -276,7 +276,26 @@ fn quoted(fields: &[String]) -> String {
         .join(", ")
 }
 
-fn entity_check(check: &EntityCheck, cfg: &Map<String, Value>, out: &mut Vec<Problem>) {
+/// The default of the field at a dotted path below `config`.
+fn default_at<'a>(fields: &'a BTreeMap<String, Field>, path: &str) -> Option<&'a Value> {
+    let mut fields = fields;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let f = fields.get(p)?;
+        if parts.peek().is_none() {
+            return f.default.as_ref();
+        }
+        fields = f.fields.as_ref()?;
+    }
+    None
+}
+
+fn entity_check(
+    check: &EntityCheck,
+    fields: &BTreeMap<String, Field>,
+    cfg: &Map<String, Value>,
+    out: &mut Vec<Problem>,
+) {
     let count = |fs: &[String]| fs.iter().filter(|f| set(lookup(cfg, f))).count();
     match check {
         EntityCheck::AtLeastOneOf(fs) if count(fs) == 0 => out.push((
@@ -305,7 +324,11 @@ fn entity_check(check: &EntityCheck, cfg: &Map<String, Value>, out: &mut Vec<Pro
             format!("all or none of these fields must be set: {}", quoted(fs)),
         )),
         EntityCheck::Conditional(c) => {
-            let Some(v) = lookup(cfg, &c.if_field) else {
+            // Kong fills defaults in before its entity checks run.
+            let Some(v) = lookup(cfg, &c.if_field)
+                .filter(|v| !v.is_null())
+                .or_else(|| default_at(fields, &c.if_field))
+            else {
                 return;
             };
             let on = c.if_one_of.contains(v)
@@ -313,7 +336,9 @@ fn entity_check(check: &EntityCheck, cfg: &Map<String, Value>, out: &mut Vec<Pro
             if !on {
                 return;
             }
-            let then = lookup(cfg, &c.then_field).filter(|v| !v.is_null());
+            let then = lookup(cfg, &c.then_field)
+                .filter(|v| !v.is_null())
+                .or_else(|| default_at(fields, &c.then_field));
             let why = if c.then_required && then.is_none() {
                 Some("required field missing".to_string())
             } else if let Some(want) = &c.then_eq
@@ -543,7 +568,7 @@ impl Cx<'static> {
             }
         }
         if f.is_regex
-            && let Err(e) = regex(s)
+            && let Err(e) = compile(s)
         {
             return Some(format!("not a valid regex: {} ({e})", shown(s)));
         }
