@@ -103,6 +103,9 @@ pub struct Field {
     pub fields: Option<BTreeMap<String, Field>>,
     /// Deprecated names a record still takes (Kong's `shorthand_fields`).
     pub shorthand_fields: Option<BTreeMap<String, Field>>,
+    /// A record's own entity checks, paths relative to it.
+    #[serde(default)]
+    pub entity_checks: Vec<EntityCheck>,
     /// Why the description differs in form from Kong's (documentation only).
     pub why: Option<String>,
 }
@@ -142,6 +145,8 @@ pub struct Conditional {
     pub then_eq: Option<Value>,
     /// The then-field is a list holding this value.
     pub then_contains: Option<Value>,
+    /// A shorthand (old) name Kong moves into the then-field before checking.
+    pub then_shorthand: Option<String>,
     pub then_err: Option<String>,
 }
 
@@ -225,7 +230,7 @@ pub fn check_config(
         return;
     }
     for check in &schema.entity_checks {
-        entity_check(check, &schema.config, cfg, out);
+        entity_check(check, &schema.config, &file.shared, cfg, "", out);
     }
     for c in &schema.custom_checks {
         let on = match (&c.if_set, &c.if_true) {
@@ -268,20 +273,30 @@ fn lookup<'a>(cfg: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     Some(v)
 }
 
-fn quoted(fields: &[String]) -> String {
+/// Kong's `quoted_list`: names as the entity sees them (`config.…` for the
+/// plugin's own checks, bare inside a nested record).
+fn quoted(fields: &[String], at: &str) -> String {
+    let prefix = if at.is_empty() { "config." } else { "" };
     fields
         .iter()
-        .map(|f| format!("'config.{f}'"))
+        .map(|f| format!("'{prefix}{f}'"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// The default of the field at a dotted path below `config`.
-fn default_at<'a>(fields: &'a BTreeMap<String, Field>, path: &str) -> Option<&'a Value> {
+/// The default of the field at a dotted path below a record.
+fn default_at<'a>(
+    fields: &'a BTreeMap<String, Field>,
+    shared: &'a BTreeMap<String, Field>,
+    path: &str,
+) -> Option<&'a Value> {
     let mut fields = fields;
     let mut parts = path.split('.').peekable();
     while let Some(p) = parts.next() {
-        let f = fields.get(p)?;
+        let mut f = fields.get(p)?;
+        if let Some(r) = &f.reference {
+            f = shared.get(r)?;
+        }
         if parts.peek().is_none() {
             return f.default.as_ref();
         }
@@ -290,44 +305,51 @@ fn default_at<'a>(fields: &'a BTreeMap<String, Field>, path: &str) -> Option<&'a
     None
 }
 
+/// One of Kong's entity checks on a record (`at`: its path below `config`,
+/// empty for the config itself).
 fn entity_check(
     check: &EntityCheck,
     fields: &BTreeMap<String, Field>,
+    shared: &BTreeMap<String, Field>,
     cfg: &Map<String, Value>,
+    at: &str,
     out: &mut Vec<Problem>,
 ) {
     let count = |fs: &[String]| fs.iter().filter(|f| set(lookup(cfg, f))).count();
     match check {
         EntityCheck::AtLeastOneOf(fs) if count(fs) == 0 => out.push((
-            String::new(),
+            at.to_string(),
             format!(
                 "at least one of these fields must be non-empty: {}",
-                quoted(fs)
+                quoted(fs, at)
             ),
         )),
         EntityCheck::OnlyOneOf(fs) if count(fs) != 1 => out.push((
-            String::new(),
+            at.to_string(),
             format!(
                 "exactly one of these fields must be non-empty: {}",
-                quoted(fs)
+                quoted(fs, at)
             ),
         )),
         EntityCheck::MutuallyExclusive(fs) if count(fs) > 1 => out.push((
-            String::new(),
+            at.to_string(),
             format!(
                 "only one or none of these fields must be set: {}",
-                quoted(fs)
+                quoted(fs, at)
             ),
         )),
         EntityCheck::MutuallyRequired(fs) if count(fs) != 0 && count(fs) != fs.len() => out.push((
-            String::new(),
-            format!("all or none of these fields must be set: {}", quoted(fs)),
+            at.to_string(),
+            format!(
+                "all or none of these fields must be set: {}",
+                quoted(fs, at)
+            ),
         )),
         EntityCheck::Conditional(c) => {
             // Kong fills defaults in before its entity checks run.
             let Some(v) = lookup(cfg, &c.if_field)
                 .filter(|v| !v.is_null())
-                .or_else(|| default_at(fields, &c.if_field))
+                .or_else(|| default_at(fields, shared, &c.if_field))
             else {
                 return;
             };
@@ -338,7 +360,13 @@ fn entity_check(
             }
             let then = lookup(cfg, &c.then_field)
                 .filter(|v| !v.is_null())
-                .or_else(|| default_at(fields, &c.then_field));
+                .or_else(|| {
+                    c.then_shorthand
+                        .as_deref()
+                        .and_then(|f| lookup(cfg, f))
+                        .filter(|v| !v.is_null())
+                })
+                .or_else(|| default_at(fields, shared, &c.then_field));
             let why = if c.then_required && then.is_none() {
                 Some("required field missing".to_string())
             } else if let Some(want) = &c.then_eq
@@ -358,11 +386,12 @@ fn entity_check(
                 None
             };
             if let Some(why) = why {
-                out.push((c.then_field.clone(), c.then_err.clone().unwrap_or(why)));
+                let prefix = if at.is_empty() { "config." } else { "" };
+                out.push((join(at, &c.then_field), c.then_err.clone().unwrap_or(why)));
                 out.push((
-                    String::new(),
+                    at.to_string(),
                     format!(
-                        "failed conditional validation given value of field 'config.{}'",
+                        "failed conditional validation given value of field '{prefix}{}'",
                         c.if_field
                     ),
                 ));
@@ -532,6 +561,11 @@ impl Cx<'static> {
                 static NONE: BTreeMap<String, Field> = BTreeMap::new();
                 let fields = f.fields.as_ref().unwrap_or(&NONE);
                 self.record(fields, f.shorthand_fields.as_ref(), obj, at, out);
+                if !self.partial {
+                    for check in &f.entity_checks {
+                        entity_check(check, fields, self.shared, obj, at, out);
+                    }
+                }
             }
         }
     }
