@@ -76,6 +76,9 @@ pub struct Field {
     /// Kong fills it in when the field is absent, so a required field with
     /// a default is never missing.
     pub default: Option<Value>,
+    /// Kong generates it when absent (`auto = true`): never missing either.
+    #[serde(default)]
+    pub auto: bool,
     pub one_of: Option<Vec<Value>>,
     pub between: Option<[f64; 2]>,
     pub gt: Option<f64>,
@@ -156,6 +159,9 @@ pub struct Conditional {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomCheck {
+    /// At least one of these booleans must be `true` (absent is `false`).
+    #[serde(default)]
+    pub any_true: Vec<String>,
     pub if_set: Option<String>,
     pub if_true: Option<String>,
     #[serde(default)]
@@ -233,6 +239,16 @@ pub fn check_config(
         entity_check(check, &schema.config, &file.shared, cfg, "", out);
     }
     for c in &schema.custom_checks {
+        if !c.any_true.is_empty() {
+            if !c
+                .any_true
+                .iter()
+                .any(|f| lookup(cfg, f) == Some(&Value::Bool(true)))
+            {
+                out.push((String::new(), c.err.clone()));
+            }
+            continue;
+        }
         let on = match (&c.if_set, &c.if_true) {
             (Some(f), _) => present(lookup(cfg, f)),
             (_, Some(f)) => lookup(cfg, f) == Some(&Value::Bool(true)),
@@ -452,7 +468,8 @@ impl Cx<'static> {
         }
         for (k, f) in fields {
             let f = self.resolve(f);
-            if f.required && f.default.is_none() && obj.get(k).is_none_or(Value::is_null) {
+            if f.required && f.default.is_none() && !f.auto && obj.get(k).is_none_or(Value::is_null)
+            {
                 out.push((join(at, k), "required field missing".into()));
             }
         }
