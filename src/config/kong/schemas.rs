@@ -744,6 +744,27 @@ mod tests {
     }
 
     #[test]
+    fn regexes_pcre_takes_compile_and_broken_ones_do_not() {
+        for ok in [
+            r"/api/v\d+/users/(?<id>[^/]+)$",
+            r"/orders/(?P<id>\d+)",
+            r"\/escaped\/slashes",
+            r"/files/[\w\-.]+",
+            r"(?i)/CaseLess",
+            r"/look(?=ahead)",
+            r"/(?!internal)[a-z]+",
+            r"/(a)\1",
+            r"/atomic(?>ab|a)c",
+        ] {
+            assert!(compile(ok).is_ok(), "{ok}");
+        }
+        // (fancy-regex takes `x{2,1}`, which PCRE refuses: a known gap.)
+        for bad in [r"/(unclosed", r"/[a-", r"/*star"] {
+            assert!(compile(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn kong_words_for_each_rule() {
         let p = problems("tcp-log", json!({"host": "logs.example.com"}));
         assert_eq!(p, [("port".into(), "required field missing".into())]);
