@@ -162,6 +162,10 @@ pub struct CustomCheck {
     /// At least one of these booleans must be `true` (absent is `false`).
     #[serde(default)]
     pub any_true: Vec<String>,
+    /// At least one of these must be set (an entity check that must also
+    /// count a shorthand field).
+    #[serde(default)]
+    pub any_set: Vec<String>,
     pub if_set: Option<String>,
     pub if_true: Option<String>,
     #[serde(default)]
@@ -239,6 +243,12 @@ pub fn check_config(
         entity_check(check, &schema.config, &file.shared, cfg, "", out);
     }
     for c in &schema.custom_checks {
+        if !c.any_set.is_empty() {
+            if !c.any_set.iter().any(|f| set(lookup(cfg, f))) {
+                out.push((String::new(), c.err.clone()));
+            }
+            continue;
+        }
         if !c.any_true.is_empty() {
             if !c
                 .any_true
