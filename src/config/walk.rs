@@ -277,6 +277,9 @@ struct Walker<'i> {
     /// CA certificates by their PEM's base64 text, with their path: Kong's
     /// `cert_digest` (the certificate's SHA-256) is unique.
     ca_digests: AHashMap<String, String>,
+    /// ACLs without an `id`, by (consumer as written, group), with their
+    /// path: Kong derives their ids from that cache key, so two collide.
+    acl_keys: AHashMap<(String, String), String>,
 }
 
 impl<'i> Walker<'i> {
@@ -294,20 +297,22 @@ impl<'i> Walker<'i> {
             open: (0, 0),
             trusted: checks == Checks::Trusted,
             ca_digests: AHashMap::new(),
+            acl_keys: AHashMap::new(),
         }
     }
 
     fn error(&mut self, entity: &str, path: &str, message: String) {
+        self.error_of(ErrorKind::SchemaError, entity, path, message);
+    }
+
+    fn error_of(&mut self, kind: ErrorKind, entity: &str, path: &str, message: String) {
         if self.model.errors.len() >= crate::report::MAX_MEMBER_ERRORS {
             self.model.more_errors += 1;
             return;
         }
-        self.model.errors.push(MemberError::new(
-            ErrorKind::SchemaError,
-            entity,
-            path,
-            message,
-        ));
+        self.model
+            .errors
+            .push(MemberError::new(kind, entity, path, message));
     }
 
     fn index_canonical_name(&mut self, coll: Coll, item: &Value) {
@@ -902,6 +907,9 @@ impl<'i> Walker<'i> {
         {
             self.unique_ca_digest(pem, path);
         }
+        if coll == Coll::Acls {
+            self.unique_acl(obj, path, parent);
+        }
         // decK refuses a plugin nested under a consumer, route or service
         // that names a parent of that kind itself, even the same one
         // (go-database-reconciler's `checkForNestedForeignKeys`).
@@ -1004,7 +1012,8 @@ impl<'i> Walker<'i> {
                 let why = format!(
                     "UNIQUE violation detected on cert_digest: this CA certificate is the one at {first}; Kong keeps one CA certificate per certificate"
                 );
-                self.error(
+                self.error_of(
+                    ErrorKind::DuplicateInMember,
                     Coll::CaCertificates.name(),
                     &format!("{path}.cert"),
                     format!("CA certificate `cert`: {why}"),
@@ -1012,6 +1021,47 @@ impl<'i> Walker<'i> {
             }
             None => {
                 self.ca_digests.insert(body, path.to_string());
+            }
+        }
+    }
+
+    /// Kong's declarative loader gives an ACL without an `id` one derived
+    /// from its cache key (consumer, group): the same group twice on one
+    /// consumer is then one id declared twice. The consumer counts as
+    /// written (a nested ACL's parent, or the `consumer` value), as Kong's
+    /// key does.
+    fn unique_acl(&mut self, obj: &Map<String, Value>, path: &str, parent: Option<&Parent<'_>>) {
+        if get_field(obj, "id").is_some_and(|v| !v.is_null()) {
+            return;
+        }
+        let Some(Value::String(group)) = get_field(obj, "group") else {
+            return;
+        };
+        let consumer = match (parent, get_field(obj, "consumer")) {
+            (Some(p), _) => format!("nested:{}", p.ident),
+            (None, Some(Value::String(c))) => format!("top:{c}"),
+            (None, Some(Value::Object(o))) => match o.get("id").or_else(|| o.get("username")) {
+                Some(Value::String(c)) => format!("top:{c}"),
+                _ => return,
+            },
+            _ => return,
+        };
+        match self.acl_keys.get(&(consumer.clone(), group.clone())) {
+            Some(first) => {
+                let why = format!(
+                    "uniqueness violation: group {} is already declared for this consumer at {first} (Kong derives both ids from the consumer and the group)",
+                    quote(group)
+                );
+                self.error_of(
+                    ErrorKind::DuplicateInMember,
+                    Coll::Acls.name(),
+                    &format!("{path}.group"),
+                    format!("ACL `group`: {why}"),
+                );
+            }
+            None => {
+                self.acl_keys
+                    .insert((consumer, group.clone()), path.to_string());
             }
         }
     }
