@@ -80,6 +80,7 @@ pub struct Field {
     #[serde(default)]
     pub auto: bool,
     pub one_of: Option<Vec<Value>>,
+    pub not_one_of: Option<Vec<Value>>,
     pub between: Option<[f64; 2]>,
     pub gt: Option<f64>,
     /// Strings default to 1, as in Kong (`validate_field`: empty strings
@@ -613,6 +614,11 @@ impl Cx<'static> {
             && !all.iter().any(|a| a.as_str() == Some(s))
         {
             return Some(format!("expected one of: {}", list(all)));
+        }
+        if let Some(all) = &f.not_one_of
+            && all.iter().any(|a| a.as_str() == Some(s))
+        {
+            return Some(format!("must not be one of: {}", list(all)));
         }
         if let Some(p) = &f.pattern
             && !regex(p).is_ok_and(|r| r.is_match(s).unwrap_or(true))
