@@ -1278,7 +1278,8 @@ impl<'i> Walker<'i> {
         partial: bool,
     ) {
         let mut problems = Vec::new();
-        kong::schemas::check_config(schema, cfg, partial, &mut problems);
+        let oss = self.target.is_oss();
+        kong::schemas::check_config(schema, cfg, partial, oss, &mut problems);
         for (field, why) in problems {
             let (p, message) = if field.is_empty() {
                 (

@@ -3,9 +3,9 @@
 //! config schema (field names, types, required fields, enums, ranges).
 //!
 //! Config schemas live in two forms: data (`plugin_schemas.json`, read by
-//! `schemas`), the form plugins are added in, and four older hand-written
-//! tables below (`Config`: key-auth, basic-auth, acl, rate-limiting), kept
-//! because they carry Enterprise-only fields the OSS source does not show. A plugin described in neither is reported
+//! `schemas`), the form plugins are added in, and one older hand-written
+//! table below (`Config`: rate-limiting, whose custom validator the walker
+//! runs). A plugin described in neither is reported
 //! once per member as a note; it never passes silently.
 
 /// The protocols a plugin may run on (its `protocols` field's elements).
@@ -93,57 +93,10 @@ const fn f(name: &'static str, ty: FTy) -> Field {
     }
 }
 
-const fn req(name: &'static str, ty: FTy) -> Field {
-    Field {
-        name,
-        ty,
-        required: true,
-    }
-}
-
 use super::formats;
 use FTy::*;
 
 const MAX_I32: i64 = 2_147_483_647;
-
-static KEY_AUTH: Config = Config {
-    fields: &[
-        req("key_names", ListFmt(formats::header_name)),
-        f("hide_credentials", Bool),
-        f("anonymous", Str),
-        f("key_in_header", Bool),
-        f("key_in_query", Bool),
-        f("key_in_body", Bool),
-        f("run_on_preflight", Bool),
-        f("realm", Str),
-        f("identity_realms", Any),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static BASIC_AUTH: Config = Config {
-    fields: &[
-        f("anonymous", Str),
-        f("hide_credentials", Bool),
-        f("realm", Str),
-        f("brute_force_protection", Record),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static ACL: Config = Config {
-    fields: &[
-        f("allow", StrList),
-        f("deny", StrList),
-        f("hide_groups_header", Bool),
-        f("include_consumer_groups", Bool),
-        f("always_use_authenticated_groups", Bool),
-    ],
-    at_least_one_of: &["allow", "deny"],
-    only_one_of: &["allow", "deny"],
-};
 
 static RATE_LIMITING: Config = Config {
     fields: &[
@@ -224,7 +177,7 @@ use Protos::{All, Http};
 /// Every plugin Kong Gateway 3.10 bundles, sorted by name. The OSS rows'
 /// protocols and forbidden scopes follow each `schema.lua` at 3.10.
 pub static BUNDLED: &[Plugin] = &[
-    with(no_consumer("acl", OSS), &ACL),
+    no_consumer("acl", OSS),
     Plugin {
         no_consumer: true,
         no_route: true,
@@ -250,7 +203,7 @@ pub static BUNDLED: &[Plugin] = &[
     no_consumer("application-registration", EE),
     p("aws-lambda", OSS, Http),
     p("azure-functions", OSS, All),
-    with(no_consumer("basic-auth", OSS), &BASIC_AUTH),
+    no_consumer("basic-auth", OSS),
     no_consumer("bot-detection", OSS),
     p("canary", EE, Http),
     p("confluent", EE, Http),
@@ -280,7 +233,7 @@ pub static BUNDLED: &[Plugin] = &[
     p("kafka-consume", EE, Http),
     p("kafka-log", EE, All),
     p("kafka-upstream", EE, Http),
-    with(no_consumer("key-auth", OSS), &KEY_AUTH),
+    no_consumer("key-auth", OSS),
     no_consumer("key-auth-enc", EE),
     no_consumer("konnect-application-auth", EE),
     no_consumer("ldap-auth", OSS),

@@ -112,6 +112,10 @@ pub struct Field {
     pub entity_checks: Vec<EntityCheck>,
     /// Why the description differs in form from Kong's (documentation only).
     pub why: Option<String>,
+    /// `enterprise` or `oss`: the field exists in that edition only (the
+    /// other refuses it as unknown). Enterprise fields come from Kong's
+    /// published 3.10 plugin schemas.
+    pub only: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +231,7 @@ pub fn check_config(
     schema: &'static PluginSchema,
     cfg: &Map<String, Value>,
     partial: bool,
+    oss: bool,
     out: &mut Vec<Problem>,
 ) {
     let Some(file) = file() else {
@@ -235,6 +240,7 @@ pub fn check_config(
     let cx = Cx {
         shared: &file.shared,
         partial,
+        edition: if oss { "oss" } else { "enterprise" },
     };
     cx.record(&schema.config, None, cfg, "", out);
     if partial {
@@ -431,6 +437,8 @@ fn entity_check(
 struct Cx<'a> {
     shared: &'a BTreeMap<String, Field>,
     partial: bool,
+    /// The target's edition, as `Field::only` names it.
+    edition: &'static str,
 }
 
 fn join(at: &str, key: &str) -> String {
@@ -467,8 +475,12 @@ impl Cx<'static> {
         at: &str,
         out: &mut Vec<Problem>,
     ) {
+        let here = |f: &&Field| f.only.as_deref().is_none_or(|e| e == self.edition);
         for (k, v) in obj {
-            let field = fields.get(k).or_else(|| shorthands.and_then(|s| s.get(k)));
+            let field = fields
+                .get(k)
+                .or_else(|| shorthands.and_then(|s| s.get(k)))
+                .filter(here);
             match field {
                 Some(f) => self.value(self.resolve(f), v, &join(at, k), out),
                 None => out.push((join(at, &clip(k)), "unknown field".into())),
@@ -477,7 +489,7 @@ impl Cx<'static> {
         if self.partial {
             return;
         }
-        for (k, f) in fields {
+        for (k, f) in fields.iter().filter(|(_, f)| here(f)) {
             let f = self.resolve(f);
             if f.required && f.default.is_none() && !f.auto && obj.get(k).is_none_or(Value::is_null)
             {
@@ -715,7 +727,13 @@ mod tests {
     fn problems(name: &str, cfg: Value) -> Vec<Problem> {
         let mut out = Vec::new();
         let schema = plugin(name).expect("described");
-        check_config(schema, cfg.as_object().expect("object"), false, &mut out);
+        check_config(
+            schema,
+            cfg.as_object().expect("object"),
+            false,
+            true,
+            &mut out,
+        );
         out
     }
 
