@@ -1183,14 +1183,10 @@ impl<'i> Walker<'i> {
                 .and_then(|n| self.plugin_config_map.get(n))
                 .cloned();
             let unresolved_base = obj.contains_key("_config") && base.is_none();
-            let data = match p.config {
-                Some(_) => None,
-                None => kong::schemas::plugin(name),
-            };
-            match (p.config, data, get_field(obj, "config")) {
-                (None, None, _) => self.note_unmodelled(name, path),
-                (_, _, Some(other)) if !other.is_object() && !other.is_null() => {}
-                (schema, data, own) => {
+            match (kong::schemas::plugin(name), get_field(obj, "config")) {
+                (None, _) => self.note_unmodelled(name, path),
+                (_, Some(other)) if !other.is_object() && !other.is_null() => {}
+                (Some(schema), own) => {
                     let at = format!("{path}.config");
                     let empty = Map::new();
                     let own = match own {
@@ -1208,11 +1204,7 @@ impl<'i> Walker<'i> {
                         }
                         None => (own, unresolved_base),
                     };
-                    if let Some(schema) = schema {
-                        self.plugin_config(name, schema, cfg, &at, partial);
-                    } else if let Some(data) = data {
-                        self.data_config(name, data, cfg, &at, partial);
-                    }
+                    self.data_config(name, schema, cfg, &at, partial);
                 }
             }
         } else {
@@ -1293,106 +1285,6 @@ impl<'i> Walker<'i> {
                 )
             };
             self.error(Coll::Plugins.name(), &p, message);
-        }
-    }
-
-    /// A plugin's config against its modelled schema. `partial`: fields may
-    /// come from `_plugin_configs` (decK's `_config`), so none is required.
-    fn plugin_config(
-        &mut self,
-        name: &str,
-        schema: &plugins::Config,
-        cfg: &Map<String, Value>,
-        at: &str,
-        partial: bool,
-    ) {
-        let coll = Coll::Plugins;
-        for (k, v) in cfg {
-            let Some(field) = schema.fields.iter().find(|f| f.name == k) else {
-                self.error(
-                    coll.name(),
-                    &format!("{at}.{}", rules::clip_key(k)),
-                    format!(
-                        "plugin {} has no config field {}: unknown field (Kong Gateway {})",
-                        quote(name),
-                        quote(k),
-                        kong::KONG_VERSION
-                    ),
-                );
-                continue;
-            };
-            if v.is_null() {
-                continue;
-            }
-            if let Err((i, why)) = config_value(&field.ty, v) {
-                let p = match i {
-                    Some(i) => format!("{at}.{k}[{i}]"),
-                    None => format!("{at}.{k}"),
-                };
-                self.error(
-                    coll.name(),
-                    &p,
-                    format!("plugin {} config `{k}`: {why}", quote(name)),
-                );
-            }
-        }
-        if partial {
-            return;
-        }
-        if name == "rate-limiting" {
-            for why in rate_limiting_rules(cfg) {
-                self.error(
-                    coll.name(),
-                    at,
-                    format!("plugin {} config: {why}", quote(name)),
-                );
-            }
-        }
-        for field in schema.fields.iter().filter(|f| f.required) {
-            if cfg.get(field.name).is_none_or(Value::is_null) && !has_default(&field.ty) {
-                self.error(
-                    coll.name(),
-                    &format!("{at}.{}", field.name),
-                    format!(
-                        "plugin {} config needs `{}` (required field missing)",
-                        quote(name),
-                        field.name
-                    ),
-                );
-            }
-        }
-        let set = |f: &&str| rules::set(cfg, f);
-        if !schema.at_least_one_of.is_empty() && !schema.at_least_one_of.iter().any(set) {
-            self.error(
-                coll.name(),
-                at,
-                format!(
-                    "plugin {} config: at least one of these fields must be non-empty: {}",
-                    quote(name),
-                    schema
-                        .at_least_one_of
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-        }
-        if schema.only_one_of.iter().filter(|f| set(f)).count() > 1 {
-            self.error(
-                coll.name(),
-                at,
-                format!(
-                    "plugin {} config: exactly one of these fields must be non-empty: {}",
-                    quote(name),
-                    schema
-                        .only_one_of
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
         }
     }
 
@@ -1745,128 +1637,6 @@ fn names_parent(v: &Value, parent: &Map<String, Value>) -> bool {
 }
 
 /// A required config field Kong fills with a default when it is missing.
-/// rate-limiting's `custom_validator` (Kong 3.10): a longer period may not
-/// have a lower limit, and `sync_rate` is for the `redis` policy only.
-fn rate_limiting_rules(cfg: &Map<String, Value>) -> Vec<String> {
-    const PERIODS: [&str; 6] = ["second", "minute", "hour", "day", "month", "year"];
-    let mut out = Vec::new();
-    let limit = |p: &str| cfg.get(p).and_then(Value::as_f64);
-    'periods: for (i, lower) in PERIODS.iter().enumerate() {
-        let Some(v1) = limit(lower) else { continue };
-        for upper in &PERIODS[i + 1..] {
-            if let Some(v2) = limit(upper)
-                && v2 < v1
-            {
-                out.push(format!(
-                    "The limit for {upper}({v2:.1}) cannot be lower than the limit for {lower}({v1:.1})"
-                ));
-                break 'periods;
-            }
-        }
-    }
-    if !out.is_empty() {
-        return out;
-    }
-    let policy = cfg.get("policy").and_then(Value::as_str).unwrap_or("local");
-    let sync_rate = cfg.get("sync_rate").and_then(Value::as_f64).unwrap_or(-1.0);
-    if policy != "redis" && sync_rate != -1.0 {
-        out.push("sync_rate can only be used with the redis policy".into());
-    } else if policy == "redis" && sync_rate != -1.0 && sync_rate < 0.02 {
-        out.push("sync_rate must be greater than 0.02, or -1 to disable".into());
-    }
-    out
-}
-
-fn has_default(ty: &plugins::FTy) -> bool {
-    // Every required field of the hand-written tables has a default in
-    // Kong; a required plain string would not (none is left: `file-log`
-    // moved to `plugin_schemas.json`).
-    !matches!(ty, plugins::FTy::Str)
-}
-
-/// Checks one config value against its modelled type.
-fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, String)> {
-    use plugins::FTy::*;
-    let want = |w: &str| Err((None, format!("expected {w}, found {}", describe(v))));
-    match ty {
-        Any => Ok(()),
-        // Kong refuses an empty string unless the schema says `len_min = 0`.
-        Str => match v.as_str() {
-            Some("") => Err((None, "length must be at least 1".into())),
-            Some(_) => Ok(()),
-            None => want("a string"),
-        },
-        StrOrEmpty => match v.as_str() {
-            Some(_) => Ok(()),
-            None => want("a string"),
-        },
-        Bool => {
-            if v.is_boolean() {
-                Ok(())
-            } else {
-                want("a boolean")
-            }
-        }
-        Record => {
-            if v.is_object() {
-                Ok(())
-            } else {
-                want("a mapping")
-            }
-        }
-        OneOf(allowed) => match v.as_str() {
-            Some(s) if allowed.contains(&s) => Ok(()),
-            Some(_) => Err((None, format!("expected one of: {}", allowed.join(", ")))),
-            None => want("a string"),
-        },
-        Fmt(f) => match v.as_str() {
-            Some(s) if kong::formats::is_vault_ref(s) => Ok(()),
-            Some(s) => f(s).map_err(|e| (None, e)),
-            None => want("a string"),
-        },
-        Int(lo, hi) => match v.as_i64() {
-            Some(n) if (*lo..=*hi).contains(&n) => Ok(()),
-            Some(_) => Err((None, format!("value should be between {lo} and {hi}"))),
-            None => want("an integer"),
-        },
-        Num(lo, hi) => match v.as_f64() {
-            Some(n) if n >= *lo && n <= *hi => Ok(()),
-            Some(_) if *lo == f64::MIN_POSITIVE => {
-                Err((None, "value must be greater than 0".into()))
-            }
-            Some(_) if *hi == f64::MAX => Err((None, format!("value must be at least {lo}"))),
-            Some(_) => Err((None, format!("value should be between {lo} and {hi}"))),
-            None => want("a number"),
-        },
-        StrList | ListOneOf(_) | ListFmt(_) => {
-            let Value::Array(items) = v else {
-                return want("a list of strings");
-            };
-            for (i, item) in items.iter().enumerate() {
-                let Some(s) = item.as_str() else {
-                    return Err((
-                        Some(i),
-                        format!("expected a string, found {}", describe(item)),
-                    ));
-                };
-                if s.is_empty() {
-                    return Err((Some(i), "length must be at least 1".into()));
-                }
-                match ty {
-                    ListOneOf(allowed) if !allowed.contains(&s) => {
-                        return Err((Some(i), format!("expected one of: {}", allowed.join(", "))));
-                    }
-                    ListFmt(f) if !kong::formats::is_vault_ref(s) => {
-                        f(s).map_err(|e| (Some(i), e))?;
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
 /// The name a reference to this entity would use: its name-like key, else its id.
 fn ident_of(coll: Coll, obj: &Map<String, Value>) -> Option<String> {
     let fields: &[&str] = match coll {

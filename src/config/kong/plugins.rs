@@ -1,12 +1,8 @@
-//! Kong Gateway's bundled plugins (3.10): which edition ships each, the
-//! scopes and protocols it allows, and — for the most used ones — the
-//! config schema (field names, types, required fields, enums, ranges).
-//!
-//! Config schemas live in two forms: data (`plugin_schemas.json`, read by
-//! `schemas`), the form plugins are added in, and one older hand-written
-//! table below (`Config`: rate-limiting, whose custom validator the walker
-//! runs). A plugin described in neither is reported
-//! once per member as a note; it never passes silently.
+//! Kong Gateway's bundled plugins (3.10): which edition ships each, and the
+//! scopes and protocols it allows. Their config schemas are data
+//! (`plugin_schemas.json`, read by `schemas`); a plugin described there is
+//! checked, any other is reported once per member as a note — it never
+//! passes silently.
 
 /// The protocols a plugin may run on (its `protocols` field's elements).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -31,7 +27,8 @@ pub const ALL_PROTOCOLS: &[&str] = &[
     "wss",
 ];
 
-/// One bundled plugin.
+/// One bundled plugin: who ships it, where it may run. Its config schema
+/// is data (`schemas`, `plugin_schemas.json`).
 #[derive(Debug)]
 pub struct Plugin {
     pub name: &'static str,
@@ -41,107 +38,7 @@ pub struct Plugin {
     pub no_consumer: bool,
     pub no_route: bool,
     pub no_service: bool,
-    /// The config schema, when modelled.
-    pub config: Option<&'static Config>,
 }
-
-/// A plugin's config schema: its fields, and checks across fields.
-#[derive(Debug)]
-pub struct Config {
-    pub fields: &'static [Field],
-    /// At least one of these must be set (and non-empty).
-    pub at_least_one_of: &'static [&'static str],
-    /// At most one of these may be set (and non-empty).
-    pub only_one_of: &'static [&'static str],
-}
-
-#[derive(Debug)]
-pub struct Field {
-    pub name: &'static str,
-    pub ty: FTy,
-    pub required: bool,
-}
-
-/// The type of a config field, with its constraint.
-#[derive(Debug)]
-pub enum FTy {
-    /// A non-empty string (Kong's default `len_min = 1`).
-    Str,
-    /// A string that may be empty (`len_min = 0`).
-    StrOrEmpty,
-    /// A string, one of these.
-    OneOf(&'static [&'static str]),
-    /// A string of a format (`formats::*`).
-    Fmt(fn(&str) -> Result<(), String>),
-    Int(i64, i64),
-    Num(f64, f64),
-    Bool,
-    StrList,
-    ListOneOf(&'static [&'static str]),
-    ListFmt(fn(&str) -> Result<(), String>),
-    /// A record: its own fields are not modelled.
-    Record,
-    /// Anything (a field whose type is not modelled).
-    Any,
-}
-
-const fn f(name: &'static str, ty: FTy) -> Field {
-    Field {
-        name,
-        ty,
-        required: false,
-    }
-}
-
-use super::formats;
-use FTy::*;
-
-const MAX_I32: i64 = 2_147_483_647;
-
-static RATE_LIMITING: Config = Config {
-    fields: &[
-        f("second", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("minute", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("hour", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("day", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("month", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("year", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f(
-            "limit_by",
-            OneOf(&[
-                "consumer",
-                "credential",
-                "ip",
-                "service",
-                "header",
-                "path",
-                "consumer-group",
-            ]),
-        ),
-        f("header_name", Fmt(formats::header_name)),
-        f("path", Fmt(formats::service_path)),
-        // The data planes rgmerge feeds run without a database (hybrid or
-        // DB-less), where Kong's schema offers only these two.
-        f("policy", OneOf(&["local", "redis"])),
-        f("fault_tolerant", Bool),
-        f("redis", Record),
-        f("hide_client_headers", Bool),
-        f("error_code", Num(f64::MIN, f64::MAX)),
-        f("error_message", Str),
-        f("sync_rate", Num(f64::MIN, f64::MAX)),
-        f("redis_host", Str),
-        f("redis_port", Int(0, 65535)),
-        f("redis_password", StrOrEmpty),
-        f("redis_username", Str),
-        f("redis_ssl", Bool),
-        f("redis_ssl_verify", Bool),
-        f("redis_server_name", Str),
-        f("redis_timeout", Int(0, MAX_I32)),
-        f("redis_database", Int(0, MAX_I32)),
-    ],
-    at_least_one_of: &["second", "minute", "hour", "day", "month", "year"],
-    only_one_of: &[],
-};
 
 const fn p(name: &'static str, enterprise: bool, protocols: Protos) -> Plugin {
     Plugin {
@@ -151,7 +48,6 @@ const fn p(name: &'static str, enterprise: bool, protocols: Protos) -> Plugin {
         no_consumer: false,
         no_route: false,
         no_service: false,
-        config: None,
     }
 }
 
@@ -163,11 +59,6 @@ const fn no_consumer(name: &'static str, enterprise: bool) -> Plugin {
         no_consumer: true,
         ..p(name, enterprise, Protos::Http)
     }
-}
-
-const fn with(mut plugin: Plugin, config: &'static Config) -> Plugin {
-    plugin.config = Some(config);
-    plugin
 }
 
 const OSS: bool = false;
@@ -258,7 +149,7 @@ pub static BUNDLED: &[Plugin] = &[
     p("prometheus", OSS, All),
     p("proxy-cache", OSS, All),
     p("proxy-cache-advanced", EE, Http),
-    with(p("rate-limiting", OSS, Http), &RATE_LIMITING),
+    p("rate-limiting", OSS, Http),
     p("rate-limiting-advanced", EE, Http),
     p("redirect", OSS, Http),
     p("request-callout", EE, Http),

@@ -42,6 +42,9 @@ pub struct PluginSchema {
     /// Kong's `custom_validator`s that data can say.
     #[serde(default)]
     pub custom_checks: Vec<CustomCheck>,
+    /// Kong's `custom_validator`s that are code, by name ([`VALIDATORS`]).
+    #[serde(default)]
+    pub validators: Vec<String>,
     /// What Kong checks that this description leaves to Kong (for the report).
     #[serde(default)]
     pub unchecked: Vec<String>,
@@ -80,6 +83,8 @@ pub struct Field {
     #[serde(default)]
     pub auto: bool,
     pub one_of: Option<Vec<Value>>,
+    /// More values `one_of` takes on an Enterprise target.
+    pub enterprise_one_of: Option<Vec<Value>>,
     pub not_one_of: Option<Vec<Value>>,
     pub between: Option<[f64; 2]>,
     pub gt: Option<f64>,
@@ -110,6 +115,9 @@ pub struct Field {
     /// A record's own entity checks, paths relative to it.
     #[serde(default)]
     pub entity_checks: Vec<EntityCheck>,
+    /// A record's named custom validators ([`VALIDATORS`]).
+    #[serde(default)]
+    pub validators: Vec<String>,
     /// Why the description differs in form from Kong's (documentation only).
     pub why: Option<String>,
     /// `enterprise` or `oss`: the field exists in that edition only (the
@@ -248,6 +256,11 @@ pub fn check_config(
     }
     for check in &schema.entity_checks {
         entity_check(check, &schema.config, &file.shared, cfg, "", out);
+    }
+    for v in &schema.validators {
+        for why in validator(v, cfg) {
+            out.push((String::new(), why));
+        }
     }
     for c in &schema.custom_checks {
         if !c.any_set.is_empty() {
@@ -605,6 +618,11 @@ impl Cx<'static> {
                     for check in &f.entity_checks {
                         entity_check(check, fields, self.shared, obj, at, out);
                     }
+                    for v in &f.validators {
+                        for why in validator(v, obj) {
+                            out.push((at.to_string(), why));
+                        }
+                    }
                 }
             }
         }
@@ -622,10 +640,15 @@ impl Cx<'static> {
         {
             return Some(format!("length must be at most {max}"));
         }
-        if let Some(all) = &f.one_of
-            && !all.iter().any(|a| a.as_str() == Some(s))
-        {
-            return Some(format!("expected one of: {}", list(all)));
+        if let Some(all) = &f.one_of {
+            let extra = match (self.edition, &f.enterprise_one_of) {
+                ("enterprise", Some(more)) => more.as_slice(),
+                _ => &[],
+            };
+            if !all.iter().chain(extra).any(|a| a.as_str() == Some(s)) {
+                let all: Vec<Value> = all.iter().chain(extra).cloned().collect();
+                return Some(format!("expected one of: {}", list(&all)));
+            }
         }
         if let Some(all) = &f.not_one_of
             && all.iter().any(|a| a.as_str() == Some(s))
@@ -682,6 +705,7 @@ pub fn format(name: &str, s: &str) -> Result<(), String> {
         "url" => formats::url(s).map(|_| ()),
         "header_name" => formats::header_name(s).map_err(|_| format!("bad header name '{s}'")),
         "ip_or_cidr" => formats::ip_or_cidr(s),
+        "path" => formats::service_path(s),
         // cors `origins`: `*` or a regex Kong's PCRE compiles.
         "asterisk_or_regex" if s == "*" || compile(s).is_ok() => Ok(()),
         "asterisk_or_regex" => Err(format!("'{s}' is not a valid regex")),
@@ -692,6 +716,54 @@ pub fn format(name: &str, s: &str) -> Result<(), String> {
     }
 }
 
+/// The named custom validators [`validator`] knows.
+pub const VALIDATORS: &[&str] = &["rate_limiting", "response_ratelimiting_periods"];
+
+const PERIODS: [&str; 6] = ["second", "minute", "hour", "day", "month", "year"];
+
+/// Kong's `validate_periods_order`: a longer period may not have a lower
+/// limit. `the`: how the plugin's message starts (`The`/`the`).
+fn periods_ascending(cfg: &Map<String, Value>, the: &str) -> Option<String> {
+    let limit = |p: &str| cfg.get(p).and_then(Value::as_f64);
+    for (i, lower) in PERIODS.iter().enumerate() {
+        let Some(v1) = limit(lower) else { continue };
+        for upper in &PERIODS[i + 1..] {
+            if let Some(v2) = limit(upper)
+                && v2 < v1
+            {
+                return Some(format!(
+                    "{the} limit for {upper}({v2:.1}) cannot be lower than the limit for {lower}({v1:.1})"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// A named custom validator of Kong's (code in Kong, so code here): the
+/// problems it finds in a record.
+fn validator(name: &str, cfg: &Map<String, Value>) -> Vec<String> {
+    match name {
+        // rate-limiting: periods in order; `sync_rate` for `redis` only.
+        "rate_limiting" => {
+            if let Some(why) = periods_ascending(cfg, "The") {
+                return vec![why];
+            }
+            let policy = cfg.get("policy").and_then(Value::as_str).unwrap_or("local");
+            let sync_rate = cfg.get("sync_rate").and_then(Value::as_f64).unwrap_or(-1.0);
+            if policy != "redis" && sync_rate != -1.0 {
+                vec!["sync_rate can only be used with the redis policy".into()]
+            } else if policy == "redis" && sync_rate != -1.0 && sync_rate < 0.02 {
+                vec!["sync_rate must be greater than 0.02, or -1 to disable".into()]
+            } else {
+                Vec::new()
+            }
+        }
+        "response_ratelimiting_periods" => periods_ascending(cfg, "the").into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The formats [`format`] knows.
 pub const FORMATS: &[&str] = &[
     "host",
@@ -699,6 +771,7 @@ pub const FORMATS: &[&str] = &[
     "url",
     "header_name",
     "ip_or_cidr",
+    "path",
     "asterisk_or_regex",
     "header_pair",
     "header_rename",
@@ -750,6 +823,9 @@ mod tests {
         if let Some(p) = &f.pattern {
             assert!(compile(p).is_ok(), "{p}");
         }
+        for v in &f.validators {
+            assert!(VALIDATORS.contains(&v.as_str()), "validator {v}");
+        }
     }
 
     #[test]
@@ -765,6 +841,9 @@ mod tests {
             assert!(FORMATS.contains(&f), "unknown format {f}");
         }
         for (name, p) in &file.plugins {
+            for v in &p.validators {
+                assert!(VALIDATORS.contains(&v.as_str()), "{name}: validator {v}");
+            }
             assert!(
                 super::super::plugins::bundled(name).is_some(),
                 "{name} is not bundled"
