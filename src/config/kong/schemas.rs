@@ -857,6 +857,28 @@ mod tests {
     }
 
     #[test]
+    fn every_oss_plugin_is_described_but_the_llm_ones() {
+        // ai-proxy and the AI transformers share Kong's large LLM schema:
+        // not described yet, so they get the note.
+        let left = [
+            "ai-proxy",
+            "ai-request-transformer",
+            "ai-response-transformer",
+        ];
+        for p in super::super::plugins::BUNDLED
+            .iter()
+            .filter(|p| !p.enterprise)
+        {
+            assert_eq!(
+                plugin(p.name).is_none(),
+                left.contains(&p.name),
+                "{}",
+                p.name
+            );
+        }
+    }
+
+    #[test]
     fn regexes_pcre_takes_compile_and_broken_ones_do_not() {
         for ok in [
             r"/api/v\d+/users/(?<id>[^/]+)$",
