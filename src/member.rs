@@ -237,6 +237,16 @@ impl Member {
             })
         };
 
+        // Whether an entity has its own `id` (its keys are contiguous, in
+        // entity order).
+        let has_id = |ent: u32| {
+            let from = all.partition_point(|k| k.entity < ent);
+            all[from..]
+                .iter()
+                .take_while(|k| k.entity == ent)
+                .any(|k| k.kind == KeyKind::Id)
+        };
+
         let mut keys = Vec::new();
         let mut entities = 0;
         let app_registration = !model.app_auth.is_empty();
@@ -253,6 +263,12 @@ impl Member {
                 let holder = first[at as usize];
                 if holder != at {
                     let held_by = all[holder as usize].entity;
+                    // Kong loads two global plugins of one name when a copy
+                    // has its own `id` (the later one wins), as it does on
+                    // any scope.
+                    if k.kind == KeyKind::GlobalPlugin && (has_id(e) || has_id(held_by)) {
+                        continue;
+                    }
                     more.push(&mut errors, ErrorKind::DuplicateInMember, || {
                         MemberError::new(
                             ErrorKind::DuplicateInMember,

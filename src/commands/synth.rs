@@ -706,6 +706,9 @@ impl<'a> Gen<'a> {
                 "request_method": ["GET", "HEAD"],
                 "response_code": [200, 301, 404],
             }),
+            "http-log" => json!({
+                "http_endpoint": format!("https://logs.{}.internal/ingest", self.tag),
+            }),
             "ip-restriction" => json!({
                 "allow": [format!("10.{}.0.0/16", self.index % 256)],
                 "status": 403,

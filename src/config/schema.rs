@@ -356,6 +356,14 @@ impl Coll {
                 ("slots", Int),
                 ("hash_on", Str),
                 ("hash_fallback", Str),
+                ("hash_on_header", Str),
+                ("hash_fallback_header", Str),
+                ("hash_on_cookie", Str),
+                ("hash_on_cookie_path", Str),
+                ("hash_on_query_arg", Str),
+                ("hash_fallback_query_arg", Str),
+                ("hash_on_uri_capture", Str),
+                ("hash_fallback_uri_capture", Str),
                 ("host_header", Str),
                 ("healthchecks", Obj),
                 ("tags", StrList),
@@ -483,15 +491,16 @@ pub enum Ty {
 }
 
 impl Ty {
-    pub fn describe(self) -> &'static str {
+    /// Kong's own words for a value of the wrong type (`kong/db/schema/init.lua`).
+    pub fn kong(self) -> &'static str {
         match self {
-            Ty::Str => "a string",
-            Ty::Int => "an integer",
-            Ty::Num => "a number",
-            Ty::Bool => "a boolean",
-            Ty::Obj => "an object",
-            Ty::List => "a list",
-            Ty::StrList => "a list of strings",
+            Ty::Str => "expected a string",
+            Ty::Int => "expected an integer",
+            Ty::Num => "expected a number",
+            Ty::Bool => "expected a boolean",
+            Ty::Obj => "expected a record",
+            Ty::List => "expected an array",
+            Ty::StrList => "expected an array of strings",
         }
     }
 }

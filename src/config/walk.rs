@@ -274,6 +274,12 @@ struct Walker<'i> {
     open: (usize, usize),
     /// `Checks::Trusted`: the checks that only find errors are skipped.
     trusted: bool,
+    /// CA certificates by their PEM's base64 text, with their path: Kong's
+    /// `cert_digest` (the certificate's SHA-256) is unique.
+    ca_digests: AHashMap<String, String>,
+    /// ACLs without an `id`, by (consumer as written, group), with their
+    /// path: Kong derives their ids from that cache key, so two collide.
+    acl_keys: AHashMap<(String, String), String>,
 }
 
 impl<'i> Walker<'i> {
@@ -290,20 +296,23 @@ impl<'i> Walker<'i> {
             fragments: Fragments::default(),
             open: (0, 0),
             trusted: checks == Checks::Trusted,
+            ca_digests: AHashMap::new(),
+            acl_keys: AHashMap::new(),
         }
     }
 
     fn error(&mut self, entity: &str, path: &str, message: String) {
+        self.error_of(ErrorKind::SchemaError, entity, path, message);
+    }
+
+    fn error_of(&mut self, kind: ErrorKind, entity: &str, path: &str, message: String) {
         if self.model.errors.len() >= crate::report::MAX_MEMBER_ERRORS {
             self.model.more_errors += 1;
             return;
         }
-        self.model.errors.push(MemberError::new(
-            ErrorKind::SchemaError,
-            entity,
-            path,
-            message,
-        ));
+        self.model
+            .errors
+            .push(MemberError::new(kind, entity, path, message));
     }
 
     fn index_canonical_name(&mut self, coll: Coll, item: &Value) {
@@ -688,12 +697,16 @@ impl<'i> Walker<'i> {
                         };
                         s[slot] = p.ident.to_string();
                     }
+                    // Kong loads two plugins of one scope when one has its
+                    // own `id` (the later one wins), so such a copy is not
+                    // a scope key.
+                    let own_id = get_field(obj, "id").is_some_and(Value::is_string);
                     if parent.is_none() && s.iter().all(|x| x.is_empty()) {
                         keys.push(Key {
                             kind: KeyKind::GlobalPlugin,
                             value: name.clone(),
                         });
-                    } else {
+                    } else if !own_id {
                         keys.push(Key {
                             kind: KeyKind::PluginScope,
                             value: format!(
@@ -889,9 +902,46 @@ impl<'i> Walker<'i> {
             self.error(coll.name(), &at, message);
         }
 
-        // A nested entity belongs to its parent: the foreign key of its
-        // parent's kind is filled in by Kong, so it may only name the parent.
-        if let Some(p) = parent
+        if coll == Coll::CaCertificates
+            && let Some(Value::String(pem)) = get_field(obj, "cert")
+        {
+            self.unique_ca_digest(pem, path);
+        }
+        if coll == Coll::Acls {
+            self.unique_acl(obj, path, parent);
+        }
+        // decK refuses a plugin nested under a consumer, route or service
+        // that names a parent of that kind itself, even the same one
+        // (go-database-reconciler's `checkForNestedForeignKeys`).
+        let deck_nested = parent.and_then(|p| match (coll, p.coll) {
+            (Coll::Plugins, Coll::Consumers) => Some("consumer"),
+            (Coll::Plugins, Coll::Routes) => Some("route"),
+            (Coll::Plugins, Coll::Services) => Some("service"),
+            _ => None,
+        });
+        if let Some(kind) = deck_nested
+            && let Some(v) = get_field(obj, kind).filter(|v| !v.is_null())
+        {
+            let named = match v {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => ["id", "name", "username"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str))
+                    .unwrap_or_default()
+                    .to_string(),
+                other => describe(other),
+            };
+            let plugin = get_field(obj, "name").and_then(Value::as_str).unwrap_or("");
+            self.error(
+                coll.name(),
+                &format!("{path}.{kind}"),
+                format!(
+                    "nesting {kind} ({}) under {kind}-scoped plugin ({}) is not allowed (decK): remove `{kind}` from the nested plugin",
+                    clip(&named),
+                    clip(plugin)
+                ),
+            );
+        } else if let Some(p) = parent
             && let Some(fk) = coll.parent_key(p.coll)
             && let Some(v) = get_field(obj, fk).filter(|v| !v.is_null())
             && !names_parent(v, p.obj)
@@ -942,6 +992,77 @@ impl<'i> Walker<'i> {
                 &format!("{path}.groups"),
                 "consumer `groups` need Kong Gateway Enterprise (consumer groups are an Enterprise feature); the target data planes run Kong Gateway OSS".into(),
             );
+        }
+    }
+
+    /// Two CA certificates with one certificate break Kong's unique
+    /// `cert_digest`. The same DER is the same digest, so the PEM's base64
+    /// text (whitespace aside) stands for it.
+    fn unique_ca_digest(&mut self, pem: &str, path: &str) {
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .flat_map(|l| l.chars().filter(|c| !c.is_whitespace()))
+            .collect();
+        if body.is_empty() {
+            return;
+        }
+        match self.ca_digests.get(&body) {
+            Some(first) => {
+                let why = format!(
+                    "UNIQUE violation detected on cert_digest: this CA certificate is the one at {first}; Kong keeps one CA certificate per certificate"
+                );
+                self.error_of(
+                    ErrorKind::DuplicateInMember,
+                    Coll::CaCertificates.name(),
+                    &format!("{path}.cert"),
+                    format!("CA certificate `cert`: {why}"),
+                );
+            }
+            None => {
+                self.ca_digests.insert(body, path.to_string());
+            }
+        }
+    }
+
+    /// Kong's declarative loader gives an ACL without an `id` one derived
+    /// from its cache key (consumer, group): the same group twice on one
+    /// consumer is then one id declared twice. The consumer counts as
+    /// written (a nested ACL's parent, or the `consumer` value), as Kong's
+    /// key does.
+    fn unique_acl(&mut self, obj: &Map<String, Value>, path: &str, parent: Option<&Parent<'_>>) {
+        if get_field(obj, "id").is_some_and(|v| !v.is_null()) {
+            return;
+        }
+        let Some(Value::String(group)) = get_field(obj, "group") else {
+            return;
+        };
+        let consumer = match (parent, get_field(obj, "consumer")) {
+            (Some(p), _) => format!("nested:{}", p.ident),
+            (None, Some(Value::String(c))) => format!("top:{c}"),
+            (None, Some(Value::Object(o))) => match o.get("id").or_else(|| o.get("username")) {
+                Some(Value::String(c)) => format!("top:{c}"),
+                _ => return,
+            },
+            _ => return,
+        };
+        match self.acl_keys.get(&(consumer.clone(), group.clone())) {
+            Some(first) => {
+                let why = format!(
+                    "uniqueness violation: group {} is already declared for this consumer at {first} (Kong derives both ids from the consumer and the group)",
+                    quote(group)
+                );
+                self.error_of(
+                    ErrorKind::DuplicateInMember,
+                    Coll::Acls.name(),
+                    &format!("{path}.group"),
+                    format!("ACL `group`: {why}"),
+                );
+            }
+            None => {
+                self.acl_keys
+                    .insert((consumer, group.clone()), path.to_string());
+            }
         }
     }
 
@@ -1062,9 +1183,9 @@ impl<'i> Walker<'i> {
                 .and_then(|n| self.plugin_config_map.get(n))
                 .cloned();
             let unresolved_base = obj.contains_key("_config") && base.is_none();
-            match (p.config, get_field(obj, "config")) {
+            match (kong::schemas::plugin(name), get_field(obj, "config")) {
                 (None, _) => self.note_unmodelled(name, path),
-                (Some(_), Some(other)) if !other.is_object() && !other.is_null() => {}
+                (_, Some(other)) if !other.is_object() && !other.is_null() => {}
                 (Some(schema), own) => {
                     let at = format!("{path}.config");
                     let empty = Map::new();
@@ -1072,15 +1193,18 @@ impl<'i> Walker<'i> {
                         Some(Value::Object(o)) => o,
                         _ => &empty,
                     };
-                    match base {
+                    let merged;
+                    let (cfg, partial) = match base {
                         Some(mut cfg) => {
                             for (k, v) in own {
                                 cfg.insert(k.clone(), v.clone());
                             }
-                            self.plugin_config(name, schema, &cfg, &at, false);
+                            merged = cfg;
+                            (&merged, false)
                         }
-                        None => self.plugin_config(name, schema, own, &at, unresolved_base),
-                    }
+                        None => (own, unresolved_base),
+                    };
+                    self.data_config(name, schema, cfg, &at, partial);
                 }
             }
         } else {
@@ -1135,94 +1259,32 @@ impl<'i> Walker<'i> {
         }
     }
 
-    /// A plugin's config against its modelled schema. `partial`: fields may
-    /// come from `_plugin_configs` (decK's `_config`), so none is required.
-    fn plugin_config(
+    /// A plugin's config against its description in `plugin_schemas.json`,
+    /// each problem in Kong's words beside its path.
+    fn data_config(
         &mut self,
         name: &str,
-        schema: &plugins::Config,
+        schema: &'static kong::schemas::PluginSchema,
         cfg: &Map<String, Value>,
         at: &str,
         partial: bool,
     ) {
-        let coll = Coll::Plugins;
-        for (k, v) in cfg {
-            let Some(field) = schema.fields.iter().find(|f| f.name == k) else {
-                self.error(
-                    coll.name(),
-                    &format!("{at}.{}", rules::clip_key(k)),
-                    format!(
-                        "plugin {} has no config field {}: unknown field (Kong Gateway {})",
-                        quote(name),
-                        quote(k),
-                        kong::KONG_VERSION
-                    ),
-                );
-                continue;
+        let mut problems = Vec::new();
+        let oss = self.target.is_oss();
+        kong::schemas::check_config(schema, cfg, partial, oss, &mut problems);
+        for (field, why) in problems {
+            let (p, message) = if field.is_empty() {
+                (
+                    at.to_string(),
+                    format!("plugin {} config: {why}", quote(name)),
+                )
+            } else {
+                (
+                    format!("{at}.{field}"),
+                    format!("plugin {} config `{field}`: {why}", quote(name)),
+                )
             };
-            if v.is_null() {
-                continue;
-            }
-            if let Err((i, why)) = config_value(&field.ty, v) {
-                let p = match i {
-                    Some(i) => format!("{at}.{k}[{i}]"),
-                    None => format!("{at}.{k}"),
-                };
-                self.error(
-                    coll.name(),
-                    &p,
-                    format!("plugin {} config `{k}`: {why}", quote(name)),
-                );
-            }
-        }
-        if partial {
-            return;
-        }
-        for field in schema.fields.iter().filter(|f| f.required) {
-            if cfg.get(field.name).is_none_or(Value::is_null) && !has_default(&field.ty) {
-                self.error(
-                    coll.name(),
-                    &format!("{at}.{}", field.name),
-                    format!(
-                        "plugin {} config needs `{}` (required field missing)",
-                        quote(name),
-                        field.name
-                    ),
-                );
-            }
-        }
-        let set = |f: &&str| rules::set(cfg, f);
-        if !schema.at_least_one_of.is_empty() && !schema.at_least_one_of.iter().any(set) {
-            self.error(
-                coll.name(),
-                at,
-                format!(
-                    "plugin {} config: at least one of these fields must be non-empty: {}",
-                    quote(name),
-                    schema
-                        .at_least_one_of
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-        }
-        if schema.only_one_of.iter().filter(|f| set(f)).count() > 1 {
-            self.error(
-                coll.name(),
-                at,
-                format!(
-                    "plugin {} config: only one of these fields must be non-empty: {}",
-                    quote(name),
-                    schema
-                        .only_one_of
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+            self.error(Coll::Plugins.name(), &p, message);
         }
     }
 
@@ -1306,9 +1368,9 @@ impl<'i> Walker<'i> {
                     coll.name(),
                     &format!("{path}.{field}"),
                     format!(
-                        "{} field `{field}` must be {}, found {}{}",
+                        "{} field `{field}`: {}, found {}{}",
                         coll.noun(),
-                        ty.describe(),
+                        ty.kong(),
                         describe(v),
                         yaml11_hint(v, ty)
                     ),
@@ -1374,7 +1436,7 @@ impl<'i> Walker<'i> {
             ],
             Coll::Keys => &[("set", Coll::KeySets)],
             Coll::DegraphqlRoutes | Coll::GraphqlCostDecorations => &[("service", Coll::Services)],
-            Coll::Services => &[("client_certificate", Coll::Certificates)],
+            Coll::Services | Coll::Upstreams => &[("client_certificate", Coll::Certificates)],
             Coll::ConsumerGroupConsumers => &[
                 ("consumer", Coll::Consumers),
                 ("consumer_group", Coll::ConsumerGroups),
@@ -1398,8 +1460,9 @@ impl<'i> Walker<'i> {
                 value: name.clone(),
             });
         }
+        // A service's `ca_certificates` are not followed: Kong keeps them as
+        // a list of UUIDs and does not resolve them when it loads a config.
         let lists: &[(&str, Coll)] = match coll {
-            Coll::Services => &[("ca_certificates", Coll::CaCertificates)],
             Coll::Consumers => &[("groups", Coll::ConsumerGroups)],
             Coll::ConsumerGroups => &[("consumers", Coll::Consumers)],
             _ => &[],
@@ -1574,89 +1637,6 @@ fn names_parent(v: &Value, parent: &Map<String, Value>) -> bool {
 }
 
 /// A required config field Kong fills with a default when it is missing.
-fn has_default(ty: &plugins::FTy) -> bool {
-    // Every required field modelled so far has a default in Kong except
-    // plain strings (`file-log`'s `path`).
-    !matches!(ty, plugins::FTy::Str)
-}
-
-/// Checks one config value against its modelled type.
-fn config_value(ty: &plugins::FTy, v: &Value) -> Result<(), (Option<usize>, String)> {
-    use plugins::FTy::*;
-    let want = |w: &str| Err((None, format!("expected {w}, found {}", describe(v))));
-    match ty {
-        Any => Ok(()),
-        Str => {
-            if v.is_string() {
-                Ok(())
-            } else {
-                want("a string")
-            }
-        }
-        Bool => {
-            if v.is_boolean() {
-                Ok(())
-            } else {
-                want("a boolean")
-            }
-        }
-        Record => {
-            if v.is_object() {
-                Ok(())
-            } else {
-                want("a mapping")
-            }
-        }
-        OneOf(allowed) => match v.as_str() {
-            Some(s) if allowed.contains(&s) => Ok(()),
-            Some(_) => Err((None, format!("expected one of: {}", allowed.join(", ")))),
-            None => want("a string"),
-        },
-        Fmt(f) => match v.as_str() {
-            Some(s) if kong::formats::is_vault_ref(s) => Ok(()),
-            Some(s) => f(s).map_err(|e| (None, e)),
-            None => want("a string"),
-        },
-        Int(lo, hi) => match v.as_i64() {
-            Some(n) if (*lo..=*hi).contains(&n) => Ok(()),
-            Some(_) => Err((None, format!("value should be between {lo} and {hi}"))),
-            None => want("an integer"),
-        },
-        Num(lo, hi) => match v.as_f64() {
-            Some(n) if n >= *lo && n <= *hi => Ok(()),
-            Some(_) if *lo == f64::MIN_POSITIVE => {
-                Err((None, "value must be greater than 0".into()))
-            }
-            Some(_) if *hi == f64::MAX => Err((None, format!("value must be at least {lo}"))),
-            Some(_) => Err((None, format!("value should be between {lo} and {hi}"))),
-            None => want("a number"),
-        },
-        StrList | ListOneOf(_) | ListFmt(_) => {
-            let Value::Array(items) = v else {
-                return want("a list of strings");
-            };
-            for (i, item) in items.iter().enumerate() {
-                let Some(s) = item.as_str() else {
-                    return Err((
-                        Some(i),
-                        format!("expected a string, found {}", describe(item)),
-                    ));
-                };
-                match ty {
-                    ListOneOf(allowed) if !allowed.contains(&s) => {
-                        return Err((Some(i), format!("expected one of: {}", allowed.join(", "))));
-                    }
-                    ListFmt(f) if !kong::formats::is_vault_ref(s) => {
-                        f(s).map_err(|e| (Some(i), e))?;
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
 /// The name a reference to this entity would use: its name-like key, else its id.
 fn ident_of(coll: Coll, obj: &Map<String, Value>) -> Option<String> {
     let fields: &[&str] = match coll {

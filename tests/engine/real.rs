@@ -106,11 +106,12 @@ const REFUSED: &[(&str, &[(&str, usize)])] = &[
         "Kong__go-database-reconciler/pkg__file__testdata__file.json",
         &[("schema_error", 1)],
     ),
-    // Also a decK template (`${{ env "…" }}`) as a service host: decK
-    // substitutes it, Kong would not take the literal.
+    // Also a decK template (`${{ env "…" }}`) as a service host and as a
+    // pre-function's `log` (an array in Kong): decK substitutes it, Kong
+    // would not take the literal.
     (
         "Kong__go-database-reconciler/pkg__file__testdata__file.yaml",
-        &[("schema_error", 2)],
+        &[("schema_error", 3)],
     ),
     // `_format_version: "1.1"`.
     (

@@ -3,8 +3,9 @@
 //! `host:port` targets, PEM certificates and keys, JWKs.
 //!
 //! Each check returns `Err(reason)` with the reason in words; the caller
-//! adds the field and the path. No regex: hand-written scanners, no
-//! allocation on the success path.
+//! adds the field and the path. Hand-written scanners, no allocation on
+//! the success path; the one regex engine is for a route's `~` path, which
+//! Kong compiles (`schemas::compile`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -233,7 +234,12 @@ pub fn route_path(s: &str) -> Result<(), String> {
         percent_ok(s)?;
     }
     if regex {
-        return Ok(());
+        // Kong dry-runs the regex with PCRE when it loads the route.
+        let re = &s[1..];
+        return match super::schemas::compile(re) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("invalid regex: '{re}' ({e})")),
+        };
     }
     for seg in s.split('/') {
         if seg == "." || seg == ".." {

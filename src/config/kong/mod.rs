@@ -11,6 +11,7 @@
 pub mod formats;
 pub mod plugins;
 pub mod rules;
+pub mod schemas;
 
 /// The Kong Gateway version the rule tables follow.
 pub const KONG_VERSION: &str = "3.10";

@@ -1,9 +1,8 @@
-//! Kong Gateway's bundled plugins (3.10): which edition ships each, the
-//! scopes and protocols it allows, and — for the most used ones — the
-//! config schema (field names, types, required fields, enums, ranges).
-//!
-//! A plugin whose config is not modelled here is reported once per member
-//! as a note; it never passes silently.
+//! Kong Gateway's bundled plugins (3.10): which edition ships each, and the
+//! scopes and protocols it allows. Their config schemas are data
+//! (`plugin_schemas.json`, read by `schemas`); a plugin described there is
+//! checked, any other is reported once per member as a note — it never
+//! passes silently.
 
 /// The protocols a plugin may run on (its `protocols` field's elements).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -28,7 +27,8 @@ pub const ALL_PROTOCOLS: &[&str] = &[
     "wss",
 ];
 
-/// One bundled plugin.
+/// One bundled plugin: who ships it, where it may run. Its config schema
+/// is data (`schemas`, `plugin_schemas.json`).
 #[derive(Debug)]
 pub struct Plugin {
     pub name: &'static str,
@@ -38,261 +38,7 @@ pub struct Plugin {
     pub no_consumer: bool,
     pub no_route: bool,
     pub no_service: bool,
-    /// The config schema, when modelled.
-    pub config: Option<&'static Config>,
 }
-
-/// A plugin's config schema: its fields, and checks across fields.
-#[derive(Debug)]
-pub struct Config {
-    pub fields: &'static [Field],
-    /// At least one of these must be set (and non-empty).
-    pub at_least_one_of: &'static [&'static str],
-    /// At most one of these may be set (and non-empty).
-    pub only_one_of: &'static [&'static str],
-}
-
-#[derive(Debug)]
-pub struct Field {
-    pub name: &'static str,
-    pub ty: FTy,
-    pub required: bool,
-}
-
-/// The type of a config field, with its constraint.
-#[derive(Debug)]
-pub enum FTy {
-    Str,
-    /// A string, one of these.
-    OneOf(&'static [&'static str]),
-    /// A string of a format (`formats::*`).
-    Fmt(fn(&str) -> Result<(), String>),
-    Int(i64, i64),
-    Num(f64, f64),
-    Bool,
-    StrList,
-    ListOneOf(&'static [&'static str]),
-    ListFmt(fn(&str) -> Result<(), String>),
-    /// A record: its own fields are not modelled.
-    Record,
-    /// Anything (a field whose type is not modelled).
-    Any,
-}
-
-const fn f(name: &'static str, ty: FTy) -> Field {
-    Field {
-        name,
-        ty,
-        required: false,
-    }
-}
-
-const fn req(name: &'static str, ty: FTy) -> Field {
-    Field {
-        name,
-        ty,
-        required: true,
-    }
-}
-
-use super::formats;
-use FTy::*;
-
-const MAX_I32: i64 = 2_147_483_647;
-
-static KEY_AUTH: Config = Config {
-    fields: &[
-        req("key_names", ListFmt(formats::header_name)),
-        f("hide_credentials", Bool),
-        f("anonymous", Str),
-        f("key_in_header", Bool),
-        f("key_in_query", Bool),
-        f("key_in_body", Bool),
-        f("run_on_preflight", Bool),
-        f("realm", Str),
-        f("identity_realms", Any),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static BASIC_AUTH: Config = Config {
-    fields: &[
-        f("anonymous", Str),
-        f("hide_credentials", Bool),
-        f("realm", Str),
-        f("brute_force_protection", Record),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static ACL: Config = Config {
-    fields: &[
-        f("allow", StrList),
-        f("deny", StrList),
-        f("hide_groups_header", Bool),
-        f("include_consumer_groups", Bool),
-        f("always_use_authenticated_groups", Bool),
-    ],
-    at_least_one_of: &["allow", "deny"],
-    only_one_of: &["allow", "deny"],
-};
-
-static IP_RESTRICTION: Config = Config {
-    fields: &[
-        f("allow", ListFmt(formats::ip_or_cidr)),
-        f("deny", ListFmt(formats::ip_or_cidr)),
-        f("status", Int(0, 999)),
-        f("message", Str),
-    ],
-    at_least_one_of: &["allow", "deny"],
-    only_one_of: &[],
-};
-
-static CORS: Config = Config {
-    fields: &[
-        f("origins", StrList),
-        f("headers", StrList),
-        f("exposed_headers", StrList),
-        f(
-            "methods",
-            ListOneOf(&[
-                "GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", "CONNECT",
-            ]),
-        ),
-        f("max_age", Num(f64::MIN, f64::MAX)),
-        f("credentials", Bool),
-        f("private_network", Bool),
-        f("preflight_continue", Bool),
-        f("allow_origin_absent", Bool),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static RATE_LIMITING: Config = Config {
-    fields: &[
-        f("second", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("minute", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("hour", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("day", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("month", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f("year", Num(f64::MIN_POSITIVE, f64::MAX)),
-        f(
-            "limit_by",
-            OneOf(&[
-                "consumer",
-                "credential",
-                "ip",
-                "service",
-                "header",
-                "path",
-                "consumer-group",
-            ]),
-        ),
-        f("header_name", Fmt(formats::header_name)),
-        f("path", Fmt(formats::service_path)),
-        f("policy", OneOf(&["local", "cluster", "redis"])),
-        f("fault_tolerant", Bool),
-        f("redis", Record),
-        f("hide_client_headers", Bool),
-        f("error_code", Num(f64::MIN, f64::MAX)),
-        f("error_message", Str),
-        f("sync_rate", Num(f64::MIN, f64::MAX)),
-        f("redis_host", Str),
-        f("redis_port", Int(0, 65535)),
-        f("redis_password", Str),
-        f("redis_username", Str),
-        f("redis_ssl", Bool),
-        f("redis_ssl_verify", Bool),
-        f("redis_server_name", Str),
-        f("redis_timeout", Int(0, MAX_I32)),
-        f("redis_database", Int(0, MAX_I32)),
-    ],
-    at_least_one_of: &["second", "minute", "hour", "day", "month", "year"],
-    only_one_of: &[],
-};
-
-static REQUEST_TERMINATION: Config = Config {
-    fields: &[
-        f("status_code", Int(100, 599)),
-        f("message", Str),
-        f("content_type", Str),
-        f("body", Str),
-        f("echo", Bool),
-        f("trigger", Str),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static CORRELATION_ID: Config = Config {
-    fields: &[
-        f("header_name", Str),
-        f("generator", OneOf(&["uuid", "uuid#counter", "tracker"])),
-        f("echo_downstream", Bool),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static REQUEST_SIZE_LIMITING: Config = Config {
-    fields: &[
-        f("allowed_payload_size", Int(0, MAX_I32)),
-        f("size_unit", OneOf(&["megabytes", "kilobytes", "bytes"])),
-        f("require_content_length", Bool),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static JWT: Config = Config {
-    fields: &[
-        f("uri_param_names", StrList),
-        f("cookie_names", StrList),
-        f("key_claim_name", Str),
-        f("secret_is_base64", Bool),
-        f("claims_to_verify", ListOneOf(&["exp", "nbf"])),
-        f("anonymous", Str),
-        f("run_on_preflight", Bool),
-        f("maximum_expiration", Num(0.0, 31_536_000.0)),
-        f("header_names", StrList),
-        f("realm", Str),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static BOT_DETECTION: Config = Config {
-    fields: &[f("allow", StrList), f("deny", StrList)],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static PROMETHEUS: Config = Config {
-    fields: &[
-        f("per_consumer", Bool),
-        f("status_code_metrics", Bool),
-        f("latency_metrics", Bool),
-        f("bandwidth_metrics", Bool),
-        f("upstream_health_metrics", Bool),
-        f("ai_metrics", Bool),
-        f("wasm_metrics", Bool),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
-
-static FILE_LOG: Config = Config {
-    fields: &[
-        req("path", Str),
-        f("reopen", Bool),
-        f("custom_fields_by_lua", Any),
-    ],
-    at_least_one_of: &[],
-    only_one_of: &[],
-};
 
 const fn p(name: &'static str, enterprise: bool, protocols: Protos) -> Plugin {
     Plugin {
@@ -302,7 +48,6 @@ const fn p(name: &'static str, enterprise: bool, protocols: Protos) -> Plugin {
         no_consumer: false,
         no_route: false,
         no_service: false,
-        config: None,
     }
 }
 
@@ -316,18 +61,14 @@ const fn no_consumer(name: &'static str, enterprise: bool) -> Plugin {
     }
 }
 
-const fn with(mut plugin: Plugin, config: &'static Config) -> Plugin {
-    plugin.config = Some(config);
-    plugin
-}
-
 const OSS: bool = false;
 const EE: bool = true;
 use Protos::{All, Http};
 
-/// Every plugin Kong Gateway 3.10 bundles, sorted by name.
+/// Every plugin Kong Gateway 3.10 bundles, sorted by name. The OSS rows'
+/// protocols and forbidden scopes follow each `schema.lua` at 3.10.
 pub static BUNDLED: &[Plugin] = &[
-    with(no_consumer("acl", OSS), &ACL),
+    no_consumer("acl", OSS),
     Plugin {
         no_consumer: true,
         no_route: true,
@@ -344,7 +85,7 @@ pub static BUNDLED: &[Plugin] = &[
     p("ai-proxy-advanced", EE, Http),
     p("ai-rag-injector", EE, Http),
     p("ai-rate-limiting-advanced", EE, Http),
-    p("ai-request-transformer", OSS, Http),
+    no_consumer("ai-request-transformer", OSS),
     p("ai-response-transformer", OSS, Http),
     p("ai-sanitizer", EE, Http),
     p("ai-semantic-cache", EE, Http),
@@ -352,38 +93,38 @@ pub static BUNDLED: &[Plugin] = &[
     p("app-dynamics", EE, Http),
     no_consumer("application-registration", EE),
     p("aws-lambda", OSS, Http),
-    p("azure-functions", OSS, Http),
-    with(no_consumer("basic-auth", OSS), &BASIC_AUTH),
-    with(no_consumer("bot-detection", OSS), &BOT_DETECTION),
+    p("azure-functions", OSS, All),
+    no_consumer("basic-auth", OSS),
+    no_consumer("bot-detection", OSS),
     p("canary", EE, Http),
     p("confluent", EE, Http),
     p("confluent-consume", EE, Http),
-    with(p("correlation-id", OSS, Http), &CORRELATION_ID),
-    with(no_consumer("cors", OSS), &CORS),
+    p("correlation-id", OSS, Http),
+    no_consumer("cors", OSS),
     p("datadog", OSS, All),
     p("datakit", EE, Http),
     p("degraphql", EE, Http),
     p("exit-transformer", EE, Http),
-    with(p("file-log", OSS, All), &FILE_LOG),
+    p("file-log", OSS, All),
     p("forward-proxy", EE, Http),
     p("graphql-proxy-cache-advanced", EE, Http),
     p("graphql-rate-limiting-advanced", EE, Http),
-    no_consumer("grpc-gateway", OSS),
-    no_consumer("grpc-web", OSS),
+    p("grpc-gateway", OSS, All),
+    p("grpc-web", OSS, All),
     no_consumer("header-cert-auth", EE),
     no_consumer("hmac-auth", OSS),
     p("http-log", OSS, All),
     p("injection-protection", EE, Http),
-    with(p("ip-restriction", OSS, All), &IP_RESTRICTION),
+    p("ip-restriction", OSS, All),
     p("jq", EE, Http),
     p("json-threat-protection", EE, Http),
     p("jwe-decrypt", EE, Http),
-    with(no_consumer("jwt", OSS), &JWT),
+    no_consumer("jwt", OSS),
     no_consumer("jwt-signer", EE),
     p("kafka-consume", EE, Http),
     p("kafka-log", EE, All),
     p("kafka-upstream", EE, Http),
-    with(no_consumer("key-auth", OSS), &KEY_AUTH),
+    no_consumer("key-auth", OSS),
     no_consumer("key-auth-enc", EE),
     no_consumer("konnect-application-auth", EE),
     no_consumer("ldap-auth", OSS),
@@ -396,22 +137,25 @@ pub static BUNDLED: &[Plugin] = &[
     no_consumer("oauth2-introspection", EE),
     p("opa", EE, Http),
     no_consumer("openid-connect", EE),
-    p("opentelemetry", OSS, All),
-    no_consumer("post-function", OSS),
-    no_consumer("pre-function", OSS),
-    with(p("prometheus", OSS, All), &PROMETHEUS),
-    p("proxy-cache", OSS, Http),
+    p("opentelemetry", OSS, Http),
+    Plugin {
+        protocols: All,
+        ..no_consumer("post-function", OSS)
+    },
+    Plugin {
+        protocols: All,
+        ..no_consumer("pre-function", OSS)
+    },
+    p("prometheus", OSS, All),
+    p("proxy-cache", OSS, All),
     p("proxy-cache-advanced", EE, Http),
-    with(p("rate-limiting", OSS, Http), &RATE_LIMITING),
+    p("rate-limiting", OSS, Http),
     p("rate-limiting-advanced", EE, Http),
     p("redirect", OSS, Http),
     p("request-callout", EE, Http),
-    with(
-        p("request-size-limiting", OSS, Http),
-        &REQUEST_SIZE_LIMITING,
-    ),
-    with(p("request-termination", OSS, Http), &REQUEST_TERMINATION),
-    p("request-transformer", OSS, Http),
+    p("request-size-limiting", OSS, Http),
+    p("request-termination", OSS, Http),
+    p("request-transformer", OSS, All),
     p("request-transformer-advanced", EE, Http),
     p("request-validator", EE, Http),
     p("response-ratelimiting", OSS, Http),
@@ -421,8 +165,11 @@ pub static BUNDLED: &[Plugin] = &[
     p("route-transformer-advanced", EE, Http),
     no_consumer("saml", EE),
     p("service-protection", EE, Http),
-    no_consumer("session", OSS),
-    p("standard-webhooks", OSS, Http),
+    Plugin {
+        protocols: All,
+        ..no_consumer("session", OSS)
+    },
+    no_consumer("standard-webhooks", OSS),
     p("statsd", OSS, All),
     p("statsd-advanced", EE, All),
     p("syslog", OSS, All),

@@ -513,6 +513,46 @@ pub static FIELD_RULES: &[FieldRule] = &[
         r#"["team-a"]"#,
         r#"["a,b"]"#,
     ),
+    row(
+        C::BasicauthCredentials,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a/b"]"#,
+    ),
+    row(
+        C::HmacauthCredentials,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a/b"]"#,
+    ),
+    row(
+        C::JwtSecrets,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a/b"]"#,
+    ),
+    row(
+        C::Oauth2Credentials,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a/b"]"#,
+    ),
+    row(
+        C::MtlsAuthCredentials,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a/b"]"#,
+    ),
 ];
 
 fn uuid(s: &str) -> Result<(), String> {
@@ -820,10 +860,21 @@ fn check_headers(obj: &Map<String, Value>, err: &mut Sink<'_>) {
                     .into(),
             );
         }
-        match values {
-            Value::Array(a) if a.iter().all(Value::is_string) => {}
-            Value::String(_) => {}
-            _ => err(&at, "a header's values must be a list of strings".into()),
+        let regexes: Vec<&str> = match values {
+            Value::Array(a) if a.iter().all(Value::is_string) => {
+                a.iter().filter_map(Value::as_str).collect()
+            }
+            Value::String(s) => vec![s.as_str()],
+            _ => {
+                err(&at, "a header's values must be a list of strings".into());
+                Vec::new()
+            }
+        };
+        // A `~*` value is a regex Kong's router compiles with PCRE.
+        for re in regexes.into_iter().filter_map(|v| v.strip_prefix("~*")) {
+            if let Err(e) = super::schemas::compile(re) {
+                err(&at, format!("invalid regex: '{re}' ({e})"));
+            }
         }
     }
 }
