@@ -185,8 +185,9 @@ fn deep_but_allowed_nesting_is_accepted_by_both_syntaxes() {
     for i in 0..110 {
         config = json!({ format!("k{i}"): config });
     }
-    let doc =
-        json!({"_format_version": "3.0", "plugins": [{"name": "pre-function", "config": config}]});
+    // A plugin whose config rgmerge leaves to Kong (an Enterprise plugin not
+    // described as data yet), so the nesting itself is all that is judged.
+    let doc = json!({"_format_version": "3.0", "plugins": [{"name": "request-validator", "config": config}]});
     let j = report(&serde_json::to_vec(&doc).unwrap(), Format::Json);
     let y = report(
         serde_saphyr::to_string(&doc).unwrap().as_bytes(),
