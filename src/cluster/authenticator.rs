@@ -199,6 +199,14 @@ fn within_validity(leaf: &CertificateDer<'_>, now: u64) -> Result<(), Denied> {
     Ok(())
 }
 
+/// When the presented certificate stops being valid (Unix seconds): a
+/// connection admitted with it is closed then.
+pub fn not_after(chain: &[CertificateDer<'_>]) -> Option<u64> {
+    let leaf = chain.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    u64::try_from(cert.validity().not_after.timestamp()).ok()
+}
+
 /// The first 16 hex digits of a certificate's blake3: enough to find it in
 /// an audit entry, never its contents.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {

@@ -156,6 +156,17 @@ where
         }
         let first_ping = tokio::time::sleep(FIRST_PING_WAIT);
         tokio::pin!(first_ping);
+        // The certificate it was admitted with expires while it is connected:
+        // the connection ends then, as a new one would be refused.
+        let expires = authenticator::not_after(&self.who.chain).map(|t| {
+            // Valid through its notAfter second: closed the second after.
+            let left = t.saturating_sub(unix_now()) + 1;
+            tokio::time::Instant::now() + Duration::from_secs(left.min(10 * 365 * 24 * 3600))
+        });
+        let expiry = tokio::time::sleep_until(expires.unwrap_or_else(|| {
+            tokio::time::Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600)
+        }));
+        tokio::pin!(expiry);
         let mut waiting_first_ping = true;
         let mut last_ping = tokio::time::Instant::now();
         loop {
@@ -211,6 +222,11 @@ where
                         return why;
                     }
                     if !waiting_first_ping && let Err(why) = self.push().await { return why; }
+                }
+                () = &mut expiry, if expires.is_some() => {
+                    let why = "the client certificate expired".to_string();
+                    close(&mut self.ws, CloseCode::Policy, &why).await;
+                    return why;
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     let why = format!("no ping for {} s", PING_WAIT.as_secs());

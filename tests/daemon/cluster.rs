@@ -568,7 +568,7 @@ async fn a_data_plane_never_gets_a_config_it_would_refuse() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pki_groups_admit_certificates_their_ca_signed_and_refuse_expired_pins() {
+async fn pki_groups_admit_certificates_their_ca_signed_and_refuse_others() {
     let cl = Cluster::start(&[]);
     let c = cl.daemon.client();
     let g = c
@@ -758,4 +758,47 @@ async fn idle_connections_hit_a_limit_of_their_own_and_the_socket_api_stays_up()
         DataPlane::connect(cl.dp(&g)).await.is_ok()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_expires_while_connected_ends_the_connection_and_is_refused_after() {
+    let cl = Cluster::start(&[]);
+    let c = cl.daemon.client();
+    let g = c.standard("expiring").await;
+    c.put_config(&g, &service("e-svc", "e.internal"))
+        .await
+        .expect(200);
+    // A pinned certificate valid for a few more seconds.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "short-lived");
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let cert = params.self_signed(&key).expect("cert");
+    cl.pin(&c, &g, cert.pem().as_bytes()).await;
+    let mut o = cl.dp(&g);
+    o.cert_pem = cert.pem().into_bytes();
+    o.key_pem = key.serialize_pem().into_bytes();
+    let dp = DataPlane::connect(o.clone())
+        .await
+        .expect("admitted while valid");
+    assert!(dp.wait_until(hang_guard(), |d| d.applied() == 1).await);
+    assert!(
+        dp.wait_until(hang_guard(), |d| !d.is_connected()).await,
+        "closed when it expired"
+    );
+    assert!(
+        dp.events()
+            .iter()
+            .any(|e| matches!(e, DpEvent::Close { code: Some(1008), reason } if reason.contains("expired"))),
+        "{:?}",
+        dp.events()
+    );
+    let r = http_request(&o, b"GET /v1/outlet?node_id=a&node_hostname=b&node_version=3.10.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .expect("answer");
+    assert_eq!(r.status, Some(403));
+    assert!(String::from_utf8_lossy(&r.body).contains("expired"));
 }
