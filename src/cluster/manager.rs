@@ -55,6 +55,9 @@ impl Signal {
 struct Group {
     signal: watch::Sender<Signal>,
     nodes: usize,
+    /// Connections per node id: a data plane that reconnects before its old
+    /// connection is seen to close holds two for a while.
+    sessions: HashMap<String, usize>,
 }
 
 /// The connected nodes, by group.
@@ -80,27 +83,43 @@ impl Manager {
         })
     }
 
-    /// A node of `group` is connected: its signal to watch.
-    pub fn join(&self, group: Uuid) -> watch::Receiver<Signal> {
+    /// Node `node` of `group` is connected: its signal to watch.
+    pub fn join(&self, group: Uuid, node: &str) -> watch::Receiver<Signal> {
         self.connections.fetch_add(1, Ordering::Relaxed);
         let mut groups = self.groups.lock();
         let g = groups.entry(group).or_insert_with(|| Group {
             signal: watch::channel(Signal::of(self.engine.view(group).as_deref())).0,
             nodes: 0,
+            sessions: HashMap::new(),
         });
         g.nodes += 1;
+        *g.sessions.entry(node.to_string()).or_default() += 1;
         g.signal.subscribe()
     }
 
-    pub fn leave(&self, group: Uuid) {
+    /// A connection of `node` closed; whether it was the node's last one
+    /// (only then is the node disconnected).
+    pub fn leave(&self, group: Uuid, node: &str) -> bool {
         self.connections.fetch_sub(1, Ordering::Relaxed);
         let mut groups = self.groups.lock();
-        if let Some(g) = groups.get_mut(&group) {
-            g.nodes -= 1;
-            if g.nodes == 0 {
-                groups.remove(&group);
+        let Some(g) = groups.get_mut(&group) else {
+            return true;
+        };
+        g.nodes -= 1;
+        let last = match g.sessions.get_mut(node) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
             }
+            _ => {
+                g.sessions.remove(node);
+                true
+            }
+        };
+        if g.nodes == 0 {
+            groups.remove(&group);
         }
+        last
     }
 
     /// Data planes connected now, to this daemon.

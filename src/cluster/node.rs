@@ -90,7 +90,7 @@ pub async fn run<S>(
         }
     };
     crate::metrics::cluster_connection(1);
-    let signal = shared.manager.join(group);
+    let signal = shared.manager.join(group, &who.node_id);
     let max_payload = info.max_payload();
     let hybrid = Arc::new(HybridInfo {
         labels: info.labels,
@@ -111,12 +111,14 @@ pub async fn run<S>(
     };
     let why = session.serve(signal, stop).await;
     tracing::info!(node = %session.who.node_id, %why, "data plane disconnected");
-    session.info = Arc::new(HybridInfo {
-        connected: false,
-        ..(*session.info).clone()
-    });
-    let _ = session.record().await;
-    shared.manager.leave(group);
+    // Disconnected, unless the data plane already holds a newer connection.
+    if shared.manager.leave(group, &session.who.node_id) {
+        session.info = Arc::new(HybridInfo {
+            connected: false,
+            ..(*session.info).clone()
+        });
+        let _ = session.record().await;
+    }
     crate::metrics::cluster_connection(-1);
 }
 
