@@ -15,6 +15,10 @@ pub struct PgServer {
     /// Run the server's tools as this user (`None`: as ourselves).
     user: Option<String>,
     running: bool,
+    /// With [`PgServer::serve_tls`]: TCP on 127.0.0.1 at this port, TLS only.
+    port: Option<u16>,
+    /// The certificate and key files it presents then.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The newest `/usr/lib/postgresql/N/bin` (Debian's layout), else the PATH's.
@@ -41,6 +45,13 @@ fn find_bin() -> Option<PathBuf> {
 impl PgServer {
     /// A fresh server, or `None` (printed) when PostgreSQL is not installed.
     pub fn start() -> Option<PgServer> {
+        let mut s = PgServer::init()?;
+        s.start_server();
+        Some(s)
+    }
+
+    /// A fresh cluster, initialized but not serving (see [`PgServer::serve_tls`]).
+    pub fn init() -> Option<PgServer> {
         let Some(bin) = find_bin() else {
             let why = "PostgreSQL 15 or later is not installed (initdb not found); scripts/test.sh installs Debian's postgresql";
             if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -64,11 +75,13 @@ impl PgServer {
                 .expect("chown");
             assert!(st.success(), "chown the server's directory to postgres");
         }
-        let mut s = PgServer {
+        let s = PgServer {
             dir,
             bin,
             user,
             running: false,
+            port: None,
+            tls: None,
         };
         let data = s.data();
         let out = s.run(
@@ -84,8 +97,48 @@ impl PgServer {
             ],
         );
         assert!(out.status.success(), "initdb: {}", show(&out));
-        s.start_server();
         Some(s)
+    }
+
+    /// (Re)starts the server on TCP 127.0.0.1 (a free port) as well as its
+    /// socket, with `ssl = on`, presenting `cert`/`key` (PEM), and refusing
+    /// TCP in the clear (`pg_hba.conf`): a client that works used TLS.
+    pub fn serve_tls(&mut self, tag: &str, cert: &str, key: &str) {
+        if self.running {
+            self.stop_server();
+        }
+        let data = self.data();
+        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        let (crt, k) = (
+            data.join(format!("{tag}.crt")),
+            data.join(format!("{tag}.key")),
+        );
+        std::fs::write(&crt, cert).expect("cert");
+        std::fs::write(&k, key).expect("key");
+        // PostgreSQL refuses a key others can read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        self.chown(&data);
+        self.port.get_or_insert_with(super::daemon::free_port);
+        self.tls = Some((crt, k));
+        self.start_server();
+    }
+
+    /// The TCP port [`PgServer::serve_tls`] serves on (chosen on first ask).
+    pub fn port(&mut self) -> u16 {
+        *self.port.get_or_insert_with(super::daemon::free_port)
+    }
+
+    fn chown(&self, path: &Path) {
+        if let Some(u) = &self.user {
+            let st = Command::new("chown")
+                .args(["-R", &format!("{u}:{u}")])
+                .arg(path)
+                .status()
+                .expect("chown");
+            assert!(st.success(), "chown to {u}");
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -113,10 +166,18 @@ impl PgServer {
     /// Starts (or restarts) the server on the same data.
     pub fn start_server(&mut self) {
         let data = self.data();
-        let opts = format!(
-            "-k {} -c listen_addresses='' -c fsync=off -c max_connections=200",
+        let mut opts = format!(
+            "-k {} -c fsync=off -c max_connections=200",
             self.socket_dir().display()
         );
+        match (&self.port, &self.tls) {
+            (Some(port), Some((crt, k))) => opts.push_str(&format!(
+                " -c listen_addresses=127.0.0.1 -c port={port} -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                k.display()
+            )),
+            _ => opts.push_str(" -c listen_addresses=''"),
+        }
         let log = self.dir.path().join("server.log");
         let out = self.run(
             "pg_ctl",
@@ -161,6 +222,8 @@ impl PgServer {
     /// Runs SQL as the superuser on `db`.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let dir = self.socket_dir().to_str().expect("utf-8").to_string();
+        // The socket's name carries the port.
+        let port = self.port.unwrap_or(5432).to_string();
         let out = self.run(
             "psql",
             &[
@@ -172,6 +235,8 @@ impl PgServer {
                 "ON_ERROR_STOP=1",
                 "-h",
                 &dir,
+                "-p",
+                &port,
                 "-U",
                 "postgres",
                 "-d",

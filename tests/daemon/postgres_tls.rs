@@ -5,43 +5,13 @@
 //! for another name is refused under `verify-full` (naming the mismatch) and
 //! accepted under `verify-ca`; `require` works with no root.
 //!
-//! The server is started here rather than by `common/postgres.rs` (which
-//! serves a Unix socket only): same layout, same skip rules.
+//! The server is `common/postgres.rs`'s, serving TLS on TCP
+//! (`PgServer::serve_tls`).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::daemon::free_port;
+use crate::common::postgres::PgServer;
 use crate::common::{Daemon, service};
-
-struct TlsServer {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    user: Option<String>,
-    port: u16,
-    running: bool,
-}
-
-/// The newest `/usr/lib/postgresql/N/bin` (Debian's layout), else the PATH's.
-fn find_bin() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((v, bin)) = versions.pop() {
-        return (v >= 15).then_some(bin);
-    }
-    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
-    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    bin.join("initdb").exists().then_some(bin)
-}
 
 fn show(o: &Output) -> String {
     format!(
@@ -89,194 +59,6 @@ impl Pki {
     }
 }
 
-impl TlsServer {
-    /// An initialized cluster with database `rg` (not yet serving TCP), or
-    /// `None` (printed) without PostgreSQL; under `CI=true` that fails.
-    fn init() -> Option<TlsServer> {
-        let Some(bin) = find_bin() else {
-            let why = "PostgreSQL 15 or later is not installed (initdb not found); scripts/test.sh installs Debian's postgresql";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{why}");
-            }
-            eprintln!("SKIPPED: {why}");
-            return None;
-        };
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let dir = tempfile::Builder::new()
-            .prefix("rgm-pgtls")
-            .tempdir()
-            .expect("tempdir");
-        let s = TlsServer {
-            dir,
-            bin,
-            user: root.then(|| "postgres".to_string()),
-            port: free_port(),
-            running: false,
-        };
-        s.chown(s.dir.path());
-        let data = s.data();
-        let out = s.run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().expect("utf-8"),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        );
-        assert!(out.status.success(), "initdb: {}", show(&out));
-        // TCP only over TLS: a connection in the clear is refused, so a
-        // daemon that works is one that used TLS.
-        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n";
-        std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
-        Some(s)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn chown(&self, path: &Path) {
-        if let Some(u) = &self.user {
-            let st = Command::new("chown")
-                .args(["-R", &format!("{u}:{u}")])
-                .arg(path)
-                .status()
-                .expect("chown");
-            assert!(st.success(), "chown to {u}");
-        }
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
-        let exe = self.bin.join(tool);
-        let mut cmd = match &self.user {
-            Some(u) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", u, "--"]).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        cmd.args(args).output().expect("run a PostgreSQL tool")
-    }
-
-    /// (Re)starts serving 127.0.0.1 with TLS, presenting `cert`/`key`.
-    fn serve_with(&mut self, tag: &str, cert: &str, key: &str) {
-        if self.running {
-            self.stop();
-        }
-        let (crt, k) = (
-            self.data().join(format!("{tag}.crt")),
-            self.data().join(format!("{tag}.key")),
-        );
-        std::fs::write(&crt, cert).expect("cert");
-        std::fs::write(&k, key).expect("key");
-        self.chown(&crt);
-        self.chown(&k);
-        // PostgreSQL refuses a key others can read.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let opts = format!(
-            "-k {} -c listen_addresses=127.0.0.1 -c port={} -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off",
-            self.dir.path().display(),
-            self.port,
-            crt.display(),
-            k.display()
-        );
-        let log = self.dir.path().join("server.log");
-        let data = self.data();
-        let out = self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().expect("utf-8"),
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().expect("utf-8"),
-                "-w",
-                "start",
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}\n{}",
-            show(&out),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        self.running = true;
-    }
-
-    fn stop(&mut self) {
-        let data = self.data();
-        let out = self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().expect("utf-8"),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-        );
-        assert!(out.status.success(), "pg_ctl stop: {}", show(&out));
-        self.running = false;
-    }
-
-    /// Runs SQL as the superuser over the Unix socket.
-    fn psql(&self, db: &str, sql: &str) -> String {
-        let dir = self.dir.path().to_str().expect("utf-8").to_string();
-        let port = self.port.to_string();
-        let out = self.run(
-            "psql",
-            &[
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &dir,
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ],
-        );
-        assert!(out.status.success(), "psql {sql}: {}", show(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        if self.running {
-            let data = self.data();
-            let _ = self.run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    data.to_str().unwrap_or_default(),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ],
-            );
-        }
-    }
-}
-
 /// `rgmerge serve --store URL` expected to refuse to start: its stderr.
 fn serve_refused(url: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -310,7 +92,7 @@ async fn works(url: &str, name: &str) -> Daemon {
 
 #[tokio::test]
 async fn the_store_is_reached_over_verified_tls() {
-    let Some(mut server) = TlsServer::init() else {
+    let Some(mut server) = PgServer::init() else {
         return;
     };
     let pki = Pki::new("rgmerge test CA");
@@ -318,11 +100,11 @@ async fn the_store_is_reached_over_verified_tls() {
     let ca = certs.path().join("ca.pem");
     std::fs::write(&ca, pki.ca.pem()).expect("ca.pem");
     let ca_q = ca.to_str().expect("utf-8").replace('/', "%2F");
-    let base = format!("postgres://postgres@localhost:{}/postgres", server.port);
+    let base = format!("postgres://postgres@localhost:{}/postgres", server.port());
 
     // A certificate for localhost, signed by the CA: verify-full works.
     let (cert, key) = pki.server("localhost");
-    server.serve_with("localhost", &cert, &key);
+    server.serve_tls("localhost", &cert, &key);
     let full = format!("{base}?sslmode=verify-full&sslrootcert={ca_q}");
     let d = works(&full, "full").await;
     // Its sessions are encrypted (the server says so).
@@ -354,7 +136,7 @@ async fn the_store_is_reached_over_verified_tls() {
 
     // A certificate for another name, by the same CA.
     let (cert, key) = pki.server("db.other.test");
-    server.serve_with("other", &cert, &key);
+    server.serve_tls("other", &cert, &key);
     let err = serve_refused(&full);
     eprintln!("verify-full against a certificate for another name: {err}");
     assert!(err.contains("sslmode=verify-full"), "{err}");
