@@ -1,6 +1,6 @@
 //! The batch tools, apart from the daemon's layers: validate and merge
 //! (`batch`), `gen` (`synth`), `bench`, `export`/`import` (`transfer`), the
-//! data-plane `sidecar` and the access-control client `admin`. Each takes a plain options struct; the flags that
+//! data-plane `sidecar`, the access-control client `admin` and `cluster-cert`. Each takes a plain options struct; the flags that
 //! fill it live in the binary's `cli` module.
 
 pub mod admin;
