@@ -162,17 +162,25 @@ impl CompositeView {
                     continue;
                 };
                 let path = c.paths.get(name).cloned().unwrap_or_default();
+                // The entity the conflict is in: its path, or the longest
+                // entity path the conflict's path is inside (a vault
+                // reference's `services[1].host` is in `services[1]`), so two
+                // entities with the same value stay two entries.
                 let entity = Coll::from_name(&c.entity).and_then(|coll| {
                     keys.entry((name.as_str(), coll))
                         .or_insert_with(|| self.entity_keys(member, coll))
-                        .get(path.as_str())
-                        .copied()
+                        .iter()
+                        .filter(|(p, _)| within(&path, p))
+                        .max_by_key(|(p, _)| p.len())
+                        .map(|(_, k)| *k)
                 });
                 let entity = entity.unwrap_or_default();
                 let resource_id = entity
                     .id
                     .and_then(|id| Uuid::parse_str(id).ok())
-                    .unwrap_or_else(|| resource_id(&member.info.id, &c.entity, &c.value));
+                    .unwrap_or_else(|| {
+                        resource_id(&member.info.id, &c.entity, entity.name.unwrap_or(&c.value))
+                    });
                 if !seen.insert((member_id, resource_id)) {
                     continue;
                 }

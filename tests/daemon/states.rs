@@ -188,3 +188,28 @@ async fn a_member_error_and_a_conflict_read_as_both() {
     assert_eq!(st["item"]["state"], "OK");
     assert_eq!(st["item"]["conflicts"], json!([]));
 }
+
+/// Two entities of one member with the same unresolved vault reference are
+/// two conflicts, and group-status lists both (it once folded them into
+/// one, as if they were one entity: found by the soak test).
+#[tokio::test]
+async fn each_entity_with_a_conflict_has_its_own_entry() {
+    let d = crate::common::Daemon::start();
+    let c = d.client();
+    let team = c.standard("team-v").await;
+    let comp = c.composite("shared-v").await;
+    c.add(&comp, &[&team]).await.expect(204);
+    let cfg = "_format_version: \"3.0\"\nservices:\n- name: a\n  host: \"{vault://p1/host}\"\n- name: b\n  host: \"{vault://p1/host}\"\n";
+    c.put_config(&team, cfg).await.expect(200);
+    let status = c.status(&comp).await;
+    let entries = status["item"]["conflicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let paths: Vec<&str> = entries.iter().filter_map(|e| e["path"].as_str()).collect();
+    assert_eq!(entries.len(), 2, "{status}");
+    assert_ne!(
+        entries[0]["resource"]["id"], entries[1]["resource"]["id"],
+        "{paths:?}"
+    );
+}
