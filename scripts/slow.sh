@@ -31,6 +31,6 @@ case "$what" in
     python3 scripts/crashloop.py --rounds "${2:-100}" --store redb --bin target/debug/rgmerge
     python3 scripts/crashloop.py --rounds "${2:-100}" --store postgres --bin target/debug/rgmerge ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2 ;;
 esac
