@@ -282,10 +282,10 @@ async fn main() {
             DpEvent::Reconfigure { hash, .. } => {
                 counters.received.fetch_add(1, Ordering::Relaxed);
                 let mut f = fleet.lock().unwrap();
-                if let Some(&i) = f.index.get(node) {
-                    if let Some(t) = f.trace.get_mut(i) {
-                        t.push(Arc::from(hash.as_str()));
-                    }
+                if let Some(&i) = f.index.get(node)
+                    && let Some(t) = f.trace.get_mut(i)
+                {
+                    t.push(Arc::from(hash.as_str()));
                 }
             }
             DpEvent::Error(_) => {
