@@ -23,6 +23,13 @@
 //! `--seconds` (exit 1).
 //!
 //! Per node it keeps the hash and the config size, never the config.
+//!
+//! With `--trace` (for `scripts/crashloop.py`) it also keeps, per node, the
+//! `config_hash` of every reconfigure frame it was sent, in order, and prints
+//! them as `trace` (a list per node); the run then also ends when its stdin
+//! closes, so the caller decides how long it lasts. `--reconnect LO:HI`
+//! sets the reconnect and connect-retry delay in seconds (default `5:10`,
+//! Kong's).
 
 #[path = "../tests/common/dataplane.rs"]
 mod dataplane;
@@ -49,6 +56,8 @@ struct Args {
     connect_rate: f64,
     expect_hash: Option<String>,
     until_synced: bool,
+    trace: bool,
+    reconnect: (f64, f64),
 }
 
 fn usage(msg: &str) -> ! {
@@ -56,7 +65,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: fleet --addr HOST:PORT --server-name NAME --ca CA.pem --cert CERT.pem --key KEY.pem \
          [--nodes N] [--seconds S] [--ping-interval S] [--version V] [--connect-rate N] \
-         [--expect-hash HASH --until-synced]"
+         [--expect-hash HASH --until-synced] [--trace] [--reconnect LO:HI]"
     );
     std::process::exit(2)
 }
@@ -69,7 +78,7 @@ fn parse_args() -> Args {
         let Some(name) = a.strip_prefix("--") else {
             usage(&format!("unexpected argument {a:?}"))
         };
-        if name == "until-synced" {
+        if name == "until-synced" || name == "trace" {
             flags.push(name.to_string());
             continue;
         }
@@ -111,6 +120,15 @@ fn parse_args() -> Args {
         connect_rate: num("connect-rate", 500.0),
         expect_hash: m.get("expect-hash").cloned(),
         until_synced: flags.iter().any(|f| f == "until-synced"),
+        trace: flags.iter().any(|f| f == "trace"),
+        reconnect: match m.get("reconnect") {
+            None => (5.0, 10.0),
+            Some(v) => v
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .filter(|&(a, b): &(f64, f64)| a >= 0.0 && b >= a)
+                .unwrap_or_else(|| usage(&format!("--reconnect: not LO:HI seconds: {v}"))),
+        },
     };
     if args.until_synced && args.expect_hash.is_none() {
         usage("--until-synced needs --expect-hash");
@@ -157,6 +175,8 @@ struct Fleet {
     /// Nodes holding --expect-hash.
     synced: usize,
     first_synced: Option<Instant>,
+    /// With --trace: per node, the hash of every reconfigure frame, in order.
+    trace: Vec<Vec<Arc<str>>>,
 }
 
 struct HashTiming {
@@ -221,12 +241,15 @@ async fn main() {
     base.version = args.version.clone();
     base.ping_interval = Duration::from_secs_f64(args.ping_interval);
     // data_plane.lua L209, L437-441: reconnect after math.random(5, 10) s.
-    base.reconnect = Some((Duration::from_secs(5), Duration::from_secs(10)));
+    let (lo, hi) = args.reconnect;
+    let retry_ms = ((lo * 1000.0) as u64, (hi * 1000.0) as u64);
+    base.reconnect = Some((Duration::from_secs_f64(lo), Duration::from_secs_f64(hi)));
     base.keep_config = false;
     base.record_events = false;
 
     let fleet = Arc::new(Mutex::new(Fleet {
         held: vec![None; args.nodes],
+        trace: vec![Vec::new(); if args.trace { args.nodes } else { 0 }],
         ..Fleet::default()
     }));
     let counters = Arc::new(Counters::default());
@@ -256,8 +279,14 @@ async fn main() {
             DpEvent::Pong { .. } => {
                 counters.pongs.fetch_add(1, Ordering::Relaxed);
             }
-            DpEvent::Reconfigure { .. } => {
+            DpEvent::Reconfigure { hash, .. } => {
                 counters.received.fetch_add(1, Ordering::Relaxed);
+                let mut f = fleet.lock().unwrap();
+                if let Some(&i) = f.index.get(node)
+                    && let Some(t) = f.trace.get_mut(i)
+                {
+                    t.push(Arc::from(hash.as_str()));
+                }
             }
             DpEvent::Error(_) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -340,7 +369,10 @@ async fn main() {
                             Err(e) => {
                                 *failed.lock().unwrap().entry(reason(&e)).or_default() += 1;
                                 let wait = Duration::from_millis(
-                                    5000 + (uuid::Uuid::new_v4().as_u128() % 5001) as u64,
+                                    retry_ms.0
+                                        + (uuid::Uuid::new_v4().as_u128()
+                                            % (retry_ms.1 - retry_ms.0 + 1) as u128)
+                                            as u64,
                                 );
                                 if Instant::now() + wait >= deadline {
                                     return;
@@ -354,9 +386,18 @@ async fn main() {
         })
     };
 
+    // --trace: the run also ends when stdin closes.
+    let stdin_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if args.trace {
+        let closed = stdin_closed.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            closed.store(true, Ordering::Relaxed);
+        });
+    }
     let mut synced_at = None;
     let mut last_report = Instant::now();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !stdin_closed.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if args.until_synced && fleet.lock().unwrap().synced == args.nodes {
             synced_at = Some(Instant::now());
@@ -429,6 +470,14 @@ async fn main() {
             "start_unix_ms": round(start_unix_ms),
             "open_files_limit": nofile,
         });
+        if args.trace {
+            out["trace"] = json!(
+                f.trace
+                    .iter()
+                    .map(|t| t.iter().map(|h| &**h).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            );
+        }
         if let Some(e) = &expect {
             out["expect_hash"] = json!(&**e);
             out["synced_nodes"] = json!(f.synced);

@@ -7,6 +7,9 @@
 #   scripts/slow.sh fleet [NODES]      10,000 hybrid data planes on the cluster endpoint, release
 #                                      build (scripts/loadtest.py --scenario hybrid)
 #   scripts/slow.sh heartbeats         issue 17's heartbeat and writer scenarios, release build
+#   scripts/slow.sh crashloop [ROUNDS] issue 27's crash loop: kill -9 under writes, heartbeats and
+#                                      data planes, ROUNDS (default 100) on redb, then on
+#                                      PostgreSQL with two daemons (scripts/crashloop.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-}
@@ -23,7 +26,11 @@ case "$what" in
     cargo build --release --bin rgmerge
     python3 scripts/loadtest.py --scenario heartbeats --bin target/release/rgmerge
     python3 scripts/loadtest.py --scenario writers --bin target/release/rgmerge ;;
+  crashloop)
+    cargo build --bin rgmerge --example fleet
+    python3 scripts/crashloop.py --rounds "${2:-100}" --store redb --bin target/debug/rgmerge
+    python3 scripts/crashloop.py --rounds "${2:-100}" --store postgres --bin target/debug/rgmerge ;;
   *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2 ;;
 esac

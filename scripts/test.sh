@@ -95,6 +95,10 @@ python3 scripts/startup.py --members 4 --entities 50 --runs 1 --bin target/debug
 # Issue 30: a small fleet of fake Kong data planes (examples/fleet.rs, built by cargo test).
 python3 scripts/loadtest.py --scenario hybrid --nodes 50 --ping-interval 2 --seconds 10 \
   --connect-rate 200 --bin target/debug/rgmerge
+# Issue 27: the crash loop, 3 rounds on redb and 3 on PostgreSQL (two daemons; needs
+# PostgreSQL 15+); scripts/slow.sh crashloop runs 100 of each.
+python3 scripts/crashloop.py --rounds 3 --store redb --bin target/debug/rgmerge
+python3 scripts/crashloop.py --rounds 3 --store postgres --bin target/debug/rgmerge
 step "the other measurement scripts compile (socket_limit and pg_bench need oha or a PostgreSQL and release builds: run them by hand)"
 python3 -m py_compile scripts/socket_limit.py scripts/compare_bench.py scripts/compare_validate.py scripts/pg_bench.py
 stage benches "benches (criterion smoke mode: each bench once)"
