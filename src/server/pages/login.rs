@@ -136,17 +136,25 @@ pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
     }
     let access = s.engine.access();
     match check_sign_in(&access, &f.token) {
-        Ok((team, token_id, expires)) => {
-            let Some(session) = pages.sessions.open(&team, token_id, expires) else {
-                return login_page(
-                    &s,
-                    &pages,
-                    &login_cookie,
-                    &next,
-                    None,
-                    Some("No session could be made (no randomness); try again.".into()),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                );
+        Ok((team, token_id)) => {
+            // A write: stored (and on PostgreSQL logged for every daemon)
+            // before the cookie is handed out.
+            let session = match s.engine.open_session(team.clone(), token_id).await {
+                Ok((cookie, _expires)) => cookie,
+                Err(r) => {
+                    return login_page(
+                        &s,
+                        &pages,
+                        &login_cookie,
+                        &next,
+                        None,
+                        Some(format!(
+                            "No session could be made: {}; try again.",
+                            r.detail
+                        )),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    );
+                }
             };
             let mut e = audit_entry(None, &Method::POST, &path, None, StatusCode::OK, None);
             e.teams = vec![team];
@@ -206,7 +214,15 @@ pub async fn sign_out(
     let Some(session) = viewer.caller.session.clone() else {
         return Redirect::to("/ui/groups").into_response();
     };
-    viewer.pages.sessions.close(&session);
+    if let Err(r) = s.engine.close_session(session).await {
+        return super::message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &viewer,
+            &s,
+            "Not signed out",
+            &format!("The session could not be ended: {}; try again.", r.detail),
+        );
+    }
     viewer
         .audit_write(&s, None, StatusCode::OK, Some("signed out".into()))
         .await;

@@ -44,11 +44,10 @@ pub use session::PageCaller;
 pub use render::{group_rows, groups_page};
 
 /// What the pages keep between requests: the key their form tokens are
-/// made with (new at every start, so old pages' forms expire with it) and
-/// the signed-in sessions of the TCP port.
+/// made with (new at every start, so old pages' forms expire with it).
+/// Sessions are not here: they are stored (`registry::access`).
 pub struct PageState {
     csrf_key: [u8; 32],
-    sessions: session::Sessions,
 }
 
 impl PageState {
@@ -59,10 +58,7 @@ impl PageState {
         if let Ok(k) = crate::registry::new_key() {
             key = k;
         }
-        Arc::new(PageState {
-            csrf_key: key,
-            sessions: session::Sessions::default(),
-        })
+        Arc::new(PageState { csrf_key: key })
     }
 
     /// The form token for callers bound to `binding`.
