@@ -801,6 +801,91 @@ mod tests {
     }
 
     #[test]
+    fn sessions_are_stored_hashed_bounded_and_end_with_their_token() {
+        let mut reg = reg();
+        let far = now_ms() + 3_600_000;
+        let (a, b) = (
+            new_token_secret().expect("random"),
+            new_token_secret().expect("random"),
+        );
+        let ((ta, tb), _) = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| {
+                tx.create_team(NewTeam {
+                    name: "blue".into(),
+                    ..NewTeam::default()
+                })?;
+                Ok((
+                    tx.issue_token("blue", "a".into(), far, &a)?,
+                    tx.issue_token("blue", "b".into(), far, &b)?,
+                ))
+            },
+        )
+        .expect("issue");
+        let open = |reg: &mut Registry, id: Uuid| {
+            let cookie = new_session_cookie().expect("random");
+            transact(
+                reg,
+                Mode::Apply,
+                |_| Ok(()),
+                |tx| tx.open_session("blue", id, &cookie),
+            )
+            .expect("sign in");
+            cookie
+        };
+        let ca = open(&mut reg, ta.id);
+        let cb = open(&mut reg, tb.id);
+        let v = reg.access_view();
+        assert_eq!(v.check_session(&ca, now_ms()), Some(("blue", ta.id)));
+        assert_eq!(v.check_session(&cb, now_ms()), Some(("blue", tb.id)));
+        assert_eq!(v.check_session(&ca, far + 1), None, "not past its token");
+        let team = v.team("blue").expect("team");
+        assert!(team.sessions.iter().all(|s| s.hash != ca && s.hash != cb));
+        // Revoking a token ends (and drops) its sessions only.
+        transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.revoke_token("blue", tb.id),
+        )
+        .expect("revoke");
+        let v = reg.access_view();
+        assert_eq!(v.check_session(&cb, now_ms()), None);
+        assert!(v.check_session(&ca, now_ms()).is_some());
+        assert_eq!(v.team("blue").expect("team").sessions.len(), 1);
+        // No session for a revoked token; signing out ends one.
+        let r = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.open_session("blue", tb.id, &new_session_cookie()?),
+        );
+        assert!(r.is_err());
+        let (closed, _) = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.close_session(&ca),
+        )
+        .expect("sign out");
+        assert!(closed);
+        assert_eq!(reg.access_view().check_session(&ca, now_ms()), None);
+        // Bounded per team: the oldest go first.
+        let first = open(&mut reg, ta.id);
+        for _ in 0..MAX_SESSIONS_PER_TEAM {
+            open(&mut reg, ta.id);
+        }
+        let v = reg.access_view();
+        assert_eq!(
+            v.team("blue").expect("team").sessions.len(),
+            MAX_SESSIONS_PER_TEAM
+        );
+        assert_eq!(v.check_session(&first, now_ms()), None);
+    }
+
+    #[test]
     fn the_last_org_admin_credential_stays() {
         let mut reg = reg();
         let r = transact(
