@@ -15,6 +15,7 @@ use super::session::{
     set_cookie,
 };
 use super::{AppState, PageState, Viewer, cross_site, param, query_pairs, rendered};
+use crate::registry::now_ms;
 use crate::server::listen::Transport;
 
 #[derive(Deserialize)]
@@ -139,8 +140,8 @@ pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
         Ok((team, token_id)) => {
             // A write: stored (and on PostgreSQL logged for every daemon)
             // before the cookie is handed out.
-            let session = match s.engine.open_session(team.clone(), token_id).await {
-                Ok((cookie, _expires)) => cookie,
+            let (session, expires_ms) = match s.engine.open_session(team.clone(), token_id).await {
+                Ok(opened) => opened,
                 Err(r) => {
                     return login_page(
                         &s,
@@ -166,7 +167,13 @@ pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
             let h = resp.headers_mut();
             h.append(
                 header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, &session, SESSION_TTL_MS / 1000),
+                // The browser drops it when the session ends (its token's
+                // expiry may come before the 8 hours).
+                set_cookie(
+                    SESSION_COOKIE,
+                    &session,
+                    expires_ms.saturating_sub(now_ms()).min(SESSION_TTL_MS) / 1000,
+                ),
             );
             h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
