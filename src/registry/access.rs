@@ -532,6 +532,9 @@ pub struct AccessView {
     tokens: HashMap<[u8; 8], Vec<TokenEntry>>,
     /// Page sessions, the same way by their cookie's keyed hash.
     sessions: HashMap<[u8; 8], Vec<SessionEntry>>,
+    /// What the page's form tokens are keyed with, derived from the access
+    /// key: shared by every daemon of a store; `None` before bootstrap.
+    form_key: Option<[u8; 32]>,
 }
 
 fn head(hash: &blake3::Hash) -> [u8; 8] {
@@ -546,6 +549,10 @@ impl Registry {
         let mut v = AccessView {
             key: self.access.key.unwrap_or([0; 32]),
             teams: self.access.teams.clone(),
+            form_key: self
+                .access
+                .key
+                .map(|k| blake3::derive_key("rgmerge 2026 page form token", &k)),
             ..AccessView::default()
         };
         for t in self.access.teams.values() {
@@ -640,6 +647,12 @@ impl AccessView {
                 .any(|k| k.id == s.token_id && k.revoked_at.is_none() && k.expires_at_ms > now_ms)
         });
         (s.expires_ms > now_ms && token_live).then_some((s.team.as_str(), s.token_id))
+    }
+
+    /// The key the page's form (CSRF) tokens are made with, once access
+    /// control is set up.
+    pub fn form_key(&self) -> Option<[u8; 32]> {
+        self.form_key
     }
 
     /// The teams a Unix peer acts as: those naming its uid or its gid.

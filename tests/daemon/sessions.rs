@@ -74,13 +74,15 @@ async fn a_session_survives_a_restart_and_ends_with_its_token() {
     for s in [&kept, &revoked, &signed_out] {
         assert_eq!(groups_page(port, s).await, 200);
     }
-    // Sign out of one: a write like sign-in, so it stays signed out.
+    // Sign out of one, with a form shown before a restart: a write like
+    // sign-in, so it stays signed out.
     let host = format!("127.0.0.1:{port}");
     let (_, form) = tcp(
         port,
         get_with(&format!("/ui/groups/{blue}"), &host, &signed_out),
     )
     .await;
+    d.restart();
     let (status, answer) = tcp(
         port,
         post_form(
@@ -156,9 +158,17 @@ async fn a_session_works_on_every_daemon_of_one_postgres_and_ends_on_all() {
     assert_eq!(groups_page(pa, &session).await, 200);
     assert_eq!(groups_page(pb, &session).await, 200);
 
-    // Signed out on b: gone on a too.
+    // Signed out on b with a form a showed: gone on a too.
     let host = format!("127.0.0.1:{pb}");
-    let (_, form) = tcp(pb, get_with(&format!("/ui/groups/{blue}"), &host, &session)).await;
+    let (_, form) = tcp(
+        pa,
+        get_with(
+            &format!("/ui/groups/{blue}"),
+            &format!("127.0.0.1:{pa}"),
+            &session,
+        ),
+    )
+    .await;
     let (status, answer) = tcp(
         pb,
         post_form(

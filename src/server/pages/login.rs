@@ -45,7 +45,10 @@ fn login_page(
     let page = LoginPage {
         chrome: Chrome {
             title: "Sign in".into(),
-            csrf: pages.csrf_for(&binding(login_cookie)).to_hex().to_string(),
+            csrf: pages
+                .csrf_for(&s.engine.access(), &binding(login_cookie))
+                .to_hex()
+                .to_string(),
             changes: *s.engine.subscribe_changes().borrow(),
             signed_in: None,
             can_sign_out: false,
@@ -122,7 +125,7 @@ pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
     let next = safe_next(Some(&f.next));
     let csrf_ok = login_cookie
         .as_deref()
-        .is_some_and(|c| pages.csrf_ok(&binding(c), &f.csrf));
+        .is_some_and(|c| pages.csrf_ok(&s.engine.access(), &binding(c), &f.csrf));
     let login_cookie = login_cookie.unwrap_or_else(fresh);
     if cross_site(&headers) || !csrf_ok {
         return login_page(

@@ -51,6 +51,11 @@ pub struct PageCaller {
 }
 
 impl PageCaller {
+    /// The access state this caller was identified against.
+    pub fn access(&self) -> &AccessView {
+        &self.access
+    }
+
     pub fn may(&self, right: Right, group: Uuid) -> bool {
         self.org_admin || self.access.allows(&self.teams, right, group)
     }
