@@ -37,8 +37,8 @@ use crate::registry::{
     AccessView, AuditEntry, AuditFilter, Beat, ConfigWrite, Credential, DpCertificate, Effects,
     GroupMeta, GroupRole, GroupUpdate, GroupView, Mode, NewCertificate, NewGroup, NewTeam, Node,
     NodeReport, PinOutcome, Published, Refusal, Registry, Settings, Staged, TeamRecord,
-    TokenRecord, Tx, assemble_version, kept_range, member_refusal, new_key, new_token_secret,
-    now_ms, stage, transact,
+    TokenRecord, Tx, assemble_version, kept_range, member_refusal, new_key, new_session_cookie,
+    new_token_secret, now_ms, stage, transact,
 };
 use crate::report::Report;
 use crate::store::{Store, StoreError};
@@ -917,6 +917,28 @@ impl Engine {
 
     pub async fn revoke_token(&self, team: String, id: Uuid) -> Result<TokenRecord, Refusal> {
         self.write(Mode::Apply, move |tx| tx.revoke_token(&team, id))
+            .await
+    }
+
+    /// Signs a page session in for `team`'s token `token_id`: a write, made
+    /// durable (and on PostgreSQL logged for every daemon) before it returns
+    /// the new cookie, which is never stored, and the session's expiry.
+    pub async fn open_session(
+        &self,
+        team: String,
+        token_id: Uuid,
+    ) -> Result<(String, u64), Refusal> {
+        let cookie = new_session_cookie()?;
+        self.write(Mode::Apply, move |tx| {
+            let expires_ms = tx.open_session(&team, token_id, &cookie)?;
+            Ok((cookie, expires_ms))
+        })
+        .await
+    }
+
+    /// Signs the page session of `cookie` out, everywhere.
+    pub async fn close_session(&self, cookie: String) -> Result<bool, Refusal> {
+        self.write(Mode::Apply, move |tx| tx.close_session(&cookie))
             .await
     }
 

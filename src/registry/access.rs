@@ -9,13 +9,17 @@
 //! Tokens are stored only as a blake3 hash keyed by a random per-store
 //! secret; a presented token is hashed the same way, found by the first bytes
 //! of its hash, and compared in constant time (`blake3::Hash` equality).
+//! Page sessions are kept the same way, in their team's record: only the
+//! cookie's keyed hash, the token it was exchanged for and its expiry, so a
+//! session outlives a restart, is seen by every daemon on a shared store, and
+//! ends with its token (revoked, expired, or its team deleted).
 //! Knows nothing of HTTP.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use super::record::{GroupRole, Right, TeamRecord, TokenRecord};
+use super::record::{GroupRole, Right, SessionRecord, TeamRecord, TokenRecord};
 use super::tx::Undo;
 use super::{Refusal, Registry, Result, Tx, now, now_ms};
 
@@ -33,6 +37,11 @@ pub const MAX_TOKEN_NAME: usize = 256;
 pub const MAX_TOKEN_LIFETIME_MS: u64 = 2 * 365 * 24 * 3600 * 1000;
 /// Hex digits of a token after its prefix (32 random bytes).
 const SECRET_HEX: usize = 64;
+/// Page sessions kept per team; past it the oldest go first. Each sign-in
+/// rewrites the team's record, so this also bounds that write.
+pub const MAX_SESSIONS_PER_TEAM: usize = 200;
+/// How long a page session lasts at most (less if its token expires sooner).
+pub const SESSION_TTL_MS: u64 = 8 * 3600 * 1000;
 
 /// A Unix credential of a team's members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +99,23 @@ fn token_hash(key: &[u8; 32], token: &str) -> blake3::Hash {
     blake3::keyed_hash(key, token.as_bytes())
 }
 
+/// A session cookie's keyed hash; its key is derived from the access key, so
+/// a cookie can never hash to a token's stored hash.
+fn session_hash(key: &[u8; 32], cookie: &str) -> blake3::Hash {
+    let session_key = blake3::derive_key("rgmerge 2026 page session cookie", key);
+    blake3::keyed_hash(&session_key, cookie.as_bytes())
+}
+
+/// Whether `cookie` has the shape of a session cookie (32 bytes in hex).
+pub fn well_formed_session(cookie: &str) -> bool {
+    cookie.len() == SECRET_HEX && cookie.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A fresh session cookie: 32 random bytes in hex.
+pub fn new_session_cookie() -> Result<String> {
+    Ok(blake3::Hash::from(new_key()?).to_hex().to_string())
+}
+
 pub fn check_team_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_TEAM_NAME
@@ -121,11 +147,24 @@ impl Tx<'_> {
         name: &str,
         f: impl FnOnce(&mut TeamRecord) -> Result<R>,
     ) -> Result<R> {
+        self.change_team_record(name, true, f)
+    }
+
+    /// `change_team`; `touch` sets `updated_at` (a sign-in does not: it
+    /// changes no setting of the team).
+    fn change_team_record<R>(
+        &mut self,
+        name: &str,
+        touch: bool,
+        f: impl FnOnce(&mut TeamRecord) -> Result<R>,
+    ) -> Result<R> {
         let before = self.team(name)?.clone();
         let mut team = before.clone();
         let r = f(&mut team)?;
         if team != before {
-            team.updated_at = now();
+            if touch {
+                team.updated_at = now();
+            }
             self.undo
                 .push(Undo::Team(name.to_string(), Some(Box::new(before))));
             self.reg.access.teams.insert(name.to_string(), team);
@@ -210,6 +249,7 @@ impl Tx<'_> {
             grants: BTreeMap::new(),
             created_at: t.clone(),
             updated_at: t,
+            sessions: Vec::new(),
         };
         self.undo.push(Undo::Team(req.name.clone(), None));
         self.reg.access.teams.insert(req.name.clone(), team.clone());
@@ -326,7 +366,83 @@ impl Tx<'_> {
             if k.revoked_at.is_none() {
                 k.revoked_at = Some(now());
             }
-            Ok(k.clone())
+            let k = k.clone();
+            // Its sessions would be refused from now on anyway; drop them.
+            t.sessions.retain(|s| s.token_id != id);
+            Ok(k)
+        })
+    }
+
+    /// Signs a page session in for `team`'s live token `token_id`: stores
+    /// the keyed hash of `cookie` (never the cookie), ending no later than
+    /// the token. Drops the team's expired sessions and those of tokens no
+    /// longer live, then the oldest past [`MAX_SESSIONS_PER_TEAM`].
+    pub fn open_session(&mut self, team: &str, token_id: Uuid, cookie: &str) -> Result<u64> {
+        let key = self
+            .reg
+            .access
+            .key
+            .ok_or_else(|| Refusal::internal("access control is not set up"))?;
+        if !well_formed_session(cookie) {
+            return Err(Refusal::internal(
+                "a new session cookie has the wrong shape",
+            ));
+        }
+        let now = now_ms();
+        self.change_team_record(team, false, |t| {
+            let live = |id: Uuid| {
+                t.tokens
+                    .iter()
+                    .find(|k| k.id == id && k.revoked_at.is_none() && k.expires_at_ms > now)
+                    .map(|k| k.expires_at_ms)
+            };
+            let token_expires = live(token_id).ok_or_else(|| {
+                Refusal::conflict(format!(
+                    "token {token_id} of team '{}' is no longer valid",
+                    t.name
+                ))
+            })?;
+            let kept: Vec<SessionRecord> = t
+                .sessions
+                .iter()
+                .filter(|s| s.expires_ms > now && live(s.token_id).is_some())
+                .cloned()
+                .collect();
+            t.sessions = kept;
+            t.sessions.sort_by_key(|s| s.created_ms);
+            while t.sessions.len() >= MAX_SESSIONS_PER_TEAM {
+                t.sessions.remove(0);
+            }
+            let expires_ms = token_expires.min(now.saturating_add(SESSION_TTL_MS));
+            t.sessions.push(SessionRecord {
+                hash: session_hash(&key, cookie).to_hex().to_string(),
+                token_id,
+                created_ms: now,
+                expires_ms,
+            });
+            Ok(expires_ms)
+        })
+    }
+
+    /// Signs the session of `cookie` out; `false` if there was none.
+    pub fn close_session(&mut self, cookie: &str) -> Result<bool> {
+        let Some(key) = self.reg.access.key else {
+            return Ok(false);
+        };
+        let hash = session_hash(&key, cookie).to_hex().to_string();
+        let holder = self
+            .reg
+            .access
+            .teams
+            .values()
+            .find(|t| t.sessions.iter().any(|s| s.hash == hash))
+            .map(|t| t.name.clone());
+        let Some(team) = holder else {
+            return Ok(false);
+        };
+        self.change_team_record(&team, false, |t| {
+            t.sessions.retain(|s| s.hash != hash);
+            Ok(true)
         })
     }
 
@@ -389,6 +505,14 @@ pub enum TokenCheck<'a> {
 }
 
 #[derive(Debug)]
+struct SessionEntry {
+    hash: blake3::Hash,
+    team: String,
+    token_id: Uuid,
+    expires_ms: u64,
+}
+
+#[derive(Debug)]
 struct TokenEntry {
     hash: blake3::Hash,
     team: String,
@@ -406,6 +530,17 @@ pub struct AccessView {
     by_gid: HashMap<u32, Vec<String>>,
     /// By the first 8 bytes of the token's keyed hash (not secret: the key is).
     tokens: HashMap<[u8; 8], Vec<TokenEntry>>,
+    /// Page sessions, the same way by their cookie's keyed hash.
+    sessions: HashMap<[u8; 8], Vec<SessionEntry>>,
+    /// What the page's form tokens are keyed with, derived from the access
+    /// key: shared by every daemon of a store; `None` before bootstrap.
+    form_key: Option<[u8; 32]>,
+}
+
+fn head(hash: &blake3::Hash) -> [u8; 8] {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&hash.as_bytes()[..8]);
+    head
 }
 
 impl Registry {
@@ -414,6 +549,10 @@ impl Registry {
         let mut v = AccessView {
             key: self.access.key.unwrap_or([0; 32]),
             teams: self.access.teams.clone(),
+            form_key: self
+                .access
+                .key
+                .map(|k| blake3::derive_key("rgmerge 2026 page form token", &k)),
             ..AccessView::default()
         };
         for t in self.access.teams.values() {
@@ -436,6 +575,20 @@ impl Registry {
                     expires_at_ms: k.expires_at_ms,
                     revoked: k.revoked_at.is_some(),
                 });
+            }
+            for s in &t.sessions {
+                let Ok(hash) = blake3::Hash::from_hex(&s.hash) else {
+                    continue;
+                };
+                v.sessions
+                    .entry(head(&hash))
+                    .or_default()
+                    .push(SessionEntry {
+                        hash,
+                        team: t.name.clone(),
+                        token_id: s.token_id,
+                        expires_ms: s.expires_ms,
+                    });
             }
         }
         v
@@ -472,6 +625,34 @@ impl AccessView {
         } else {
             TokenCheck::Valid { team, id }
         }
+    }
+
+    /// The team and token of the page session whose cookie is `cookie`,
+    /// while the session and its token hold (not revoked, not expired, its
+    /// team not deleted).
+    pub fn check_session(&self, cookie: &str, now_ms: u64) -> Option<(&str, Uuid)> {
+        if !well_formed_session(cookie) {
+            return None;
+        }
+        let hash = session_hash(&self.key, cookie);
+        // `blake3::Hash` compares in constant time.
+        let s = self
+            .sessions
+            .get(&head(&hash))?
+            .iter()
+            .find(|s| s.hash == hash)?;
+        let token_live = self.teams.get(&s.team).is_some_and(|t| {
+            t.tokens
+                .iter()
+                .any(|k| k.id == s.token_id && k.revoked_at.is_none() && k.expires_at_ms > now_ms)
+        });
+        (s.expires_ms > now_ms && token_live).then_some((s.team.as_str(), s.token_id))
+    }
+
+    /// The key the page's form (CSRF) tokens are made with, once access
+    /// control is set up.
+    pub fn form_key(&self) -> Option<[u8; 32]> {
+        self.form_key
     }
 
     /// The teams a Unix peer acts as: those naming its uid or its gid.
@@ -630,6 +811,91 @@ mod tests {
             reg.access_view().check_token(&secret, now_ms()),
             TokenCheck::Unknown
         );
+    }
+
+    #[test]
+    fn sessions_are_stored_hashed_bounded_and_end_with_their_token() {
+        let mut reg = reg();
+        let far = now_ms() + 3_600_000;
+        let (a, b) = (
+            new_token_secret().expect("random"),
+            new_token_secret().expect("random"),
+        );
+        let ((ta, tb), _) = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| {
+                tx.create_team(NewTeam {
+                    name: "blue".into(),
+                    ..NewTeam::default()
+                })?;
+                Ok((
+                    tx.issue_token("blue", "a".into(), far, &a)?,
+                    tx.issue_token("blue", "b".into(), far, &b)?,
+                ))
+            },
+        )
+        .expect("issue");
+        let open = |reg: &mut Registry, id: Uuid| {
+            let cookie = new_session_cookie().expect("random");
+            transact(
+                reg,
+                Mode::Apply,
+                |_| Ok(()),
+                |tx| tx.open_session("blue", id, &cookie),
+            )
+            .expect("sign in");
+            cookie
+        };
+        let ca = open(&mut reg, ta.id);
+        let cb = open(&mut reg, tb.id);
+        let v = reg.access_view();
+        assert_eq!(v.check_session(&ca, now_ms()), Some(("blue", ta.id)));
+        assert_eq!(v.check_session(&cb, now_ms()), Some(("blue", tb.id)));
+        assert_eq!(v.check_session(&ca, far + 1), None, "not past its token");
+        let team = v.team("blue").expect("team");
+        assert!(team.sessions.iter().all(|s| s.hash != ca && s.hash != cb));
+        // Revoking a token ends (and drops) its sessions only.
+        transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.revoke_token("blue", tb.id),
+        )
+        .expect("revoke");
+        let v = reg.access_view();
+        assert_eq!(v.check_session(&cb, now_ms()), None);
+        assert!(v.check_session(&ca, now_ms()).is_some());
+        assert_eq!(v.team("blue").expect("team").sessions.len(), 1);
+        // No session for a revoked token; signing out ends one.
+        let r = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.open_session("blue", tb.id, &new_session_cookie()?),
+        );
+        assert!(r.is_err());
+        let (closed, _) = transact(
+            &mut reg,
+            Mode::Apply,
+            |_| Ok(()),
+            |tx| tx.close_session(&ca),
+        )
+        .expect("sign out");
+        assert!(closed);
+        assert_eq!(reg.access_view().check_session(&ca, now_ms()), None);
+        // Bounded per team: the oldest go first.
+        let first = open(&mut reg, ta.id);
+        for _ in 0..MAX_SESSIONS_PER_TEAM {
+            open(&mut reg, ta.id);
+        }
+        let v = reg.access_view();
+        assert_eq!(
+            v.team("blue").expect("team").sessions.len(),
+            MAX_SESSIONS_PER_TEAM
+        );
+        assert_eq!(v.check_session(&first, now_ms()), None);
     }
 
     #[test]

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub use access::{
-    AccessView, BOOTSTRAP_TEAM, Credential, NewTeam, TOKEN_PREFIX, TokenCheck, new_key,
-    new_token_secret,
+    AccessView, BOOTSTRAP_TEAM, Credential, MAX_SESSIONS_PER_TEAM, NewTeam, SESSION_TTL_MS,
+    TOKEN_PREFIX, TokenCheck, new_key, new_session_cookie, new_token_secret,
 };
 pub use certificates::{
     Certificates, DpCertificate, MAX_CERT_BYTES, MAX_CERTIFICATES, MAX_TITLE, NewCertificate,
@@ -53,7 +53,9 @@ pub use refusal::{Refusal, RefusalKind, Result};
 pub use tx::{Effects, Mode, Staged, Tx, stage, transact};
 pub use views::*;
 
-pub use record::{AuditEntry, AuditFilter, GroupRole, Right, TeamRecord, TokenRecord};
+pub use record::{
+    AuditEntry, AuditFilter, GroupRole, Right, SessionRecord, TeamRecord, TokenRecord,
+};
 
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::KongTarget;

@@ -276,6 +276,22 @@ pub struct TeamRecord {
     pub grants: BTreeMap<Uuid, GroupRole>,
     pub created_at: String,
     pub updated_at: String,
+    /// Page sessions signed in with this team's tokens: kept with the team
+    /// so they are stored, followed and deleted like its tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<SessionRecord>,
+}
+
+/// A page session as stored: never its cookie, only the cookie's keyed hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// blake3 keyed by a key derived from the store's access key, lowercase hex.
+    pub hash: String,
+    /// The token it was exchanged for: the session holds only while it does.
+    pub token_id: Uuid,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    pub expires_ms: u64,
 }
 
 /// A bearer token as stored: never the token, only its keyed hash.

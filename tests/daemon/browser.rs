@@ -639,7 +639,7 @@ async fn browse(
 // ------------------------------------------------- the page over HTTP alone
 
 /// The form token of a page.
-fn csrf(html: &str) -> String {
+pub(super) fn csrf(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..].split('"').next().expect("value").to_string()
 }
@@ -780,7 +780,7 @@ async fn pages_on_the_socket_preflight_and_apply_with_csrf() {
 }
 
 /// Raw HTTP/1.1 over TCP (the `--http` port), answered status and body.
-async fn tcp(port: u16, request: String) -> (u16, String) {
+pub(super) async fn tcp(port: u16, request: String) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -800,12 +800,12 @@ async fn tcp(port: u16, request: String) -> (u16, String) {
     (status, text)
 }
 
-fn get(path: &str, host: &str) -> String {
+pub(super) fn get(path: &str, host: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
 }
 
 /// A header's value in a raw answer (the first one, any case).
-fn header_of<'a>(answer: &'a str, name: &str) -> Vec<&'a str> {
+pub(super) fn header_of<'a>(answer: &'a str, name: &str) -> Vec<&'a str> {
     let head = answer.split("\r\n\r\n").next().unwrap_or("");
     head.lines()
         .filter_map(|l| l.split_once(':'))
@@ -815,21 +815,21 @@ fn header_of<'a>(answer: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 /// `name=value` of a `Set-Cookie` named `name`.
-fn set_cookie<'a>(answer: &'a str, name: &str) -> &'a str {
+pub(super) fn set_cookie<'a>(answer: &'a str, name: &str) -> &'a str {
     header_of(answer, "set-cookie")
         .into_iter()
         .find(|c| c.starts_with(&format!("{name}=")))
         .unwrap_or_else(|| panic!("no {name} cookie in {answer}"))
 }
 
-fn post_form(path: &str, host: &str, cookie: &str, body: &str) -> String {
+pub(super) fn post_form(path: &str, host: &str, cookie: &str, body: &str) -> String {
     format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
 }
 
-fn get_with(path: &str, host: &str, cookie: &str) -> String {
+pub(super) fn get_with(path: &str, host: &str, cookie: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
 }
 

@@ -18,6 +18,7 @@ mod konnect;
 mod network;
 mod postgres;
 mod postgres_tls;
+mod sessions;
 mod sidecar;
 mod slowloris;
 mod soak;

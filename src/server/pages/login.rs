@@ -15,6 +15,7 @@ use super::session::{
     set_cookie,
 };
 use super::{AppState, PageState, Viewer, cross_site, param, query_pairs, rendered};
+use crate::registry::now_ms;
 use crate::server::listen::Transport;
 
 #[derive(Deserialize)]
@@ -44,7 +45,10 @@ fn login_page(
     let page = LoginPage {
         chrome: Chrome {
             title: "Sign in".into(),
-            csrf: pages.csrf_for(&binding(login_cookie)).to_hex().to_string(),
+            csrf: pages
+                .csrf_for(&s.engine.access(), &binding(login_cookie))
+                .to_hex()
+                .to_string(),
             changes: *s.engine.subscribe_changes().borrow(),
             signed_in: None,
             can_sign_out: false,
@@ -121,7 +125,7 @@ pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
     let next = safe_next(Some(&f.next));
     let csrf_ok = login_cookie
         .as_deref()
-        .is_some_and(|c| pages.csrf_ok(&binding(c), &f.csrf));
+        .is_some_and(|c| pages.csrf_ok(&s.engine.access(), &binding(c), &f.csrf));
     let login_cookie = login_cookie.unwrap_or_else(fresh);
     if cross_site(&headers) || !csrf_ok {
         return login_page(
@@ -136,17 +140,25 @@ pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
     }
     let access = s.engine.access();
     match check_sign_in(&access, &f.token) {
-        Ok((team, token_id, expires)) => {
-            let Some(session) = pages.sessions.open(&team, token_id, expires) else {
-                return login_page(
-                    &s,
-                    &pages,
-                    &login_cookie,
-                    &next,
-                    None,
-                    Some("No session could be made (no randomness); try again.".into()),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                );
+        Ok((team, token_id)) => {
+            // A write: stored (and on PostgreSQL logged for every daemon)
+            // before the cookie is handed out.
+            let (session, expires_ms) = match s.engine.open_session(team.clone(), token_id).await {
+                Ok(opened) => opened,
+                Err(r) => {
+                    return login_page(
+                        &s,
+                        &pages,
+                        &login_cookie,
+                        &next,
+                        None,
+                        Some(format!(
+                            "No session could be made: {}; try again.",
+                            r.detail
+                        )),
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    );
+                }
             };
             let mut e = audit_entry(None, &Method::POST, &path, None, StatusCode::OK, None);
             e.teams = vec![team];
@@ -158,7 +170,13 @@ pub async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
             let h = resp.headers_mut();
             h.append(
                 header::SET_COOKIE,
-                set_cookie(SESSION_COOKIE, &session, SESSION_TTL_MS / 1000),
+                // The browser drops it when the session ends (its token's
+                // expiry may come before the 8 hours).
+                set_cookie(
+                    SESSION_COOKIE,
+                    &session,
+                    expires_ms.saturating_sub(now_ms()).min(SESSION_TTL_MS) / 1000,
+                ),
             );
             h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -206,7 +224,15 @@ pub async fn sign_out(
     let Some(session) = viewer.caller.session.clone() else {
         return Redirect::to("/ui/groups").into_response();
     };
-    viewer.pages.sessions.close(&session);
+    if let Err(r) = s.engine.close_session(session).await {
+        return super::message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &viewer,
+            &s,
+            "Not signed out",
+            &format!("The session could not be ended: {}; try again.", r.detail),
+        );
+    }
     viewer
         .audit_write(&s, None, StatusCode::OK, Some("signed out".into()))
         .await;

@@ -37,18 +37,17 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::listen::Transport;
-use crate::registry::Right;
+use crate::registry::{AccessView, Right};
 use render::{Chrome, GroupFilter, MessagePage, Sort};
 pub use session::PageCaller;
 
 pub use render::{group_rows, groups_page};
 
-/// What the pages keep between requests: the key their form tokens are
-/// made with (new at every start, so old pages' forms expire with it) and
-/// the signed-in sessions of the TCP port.
+/// What the pages keep between requests: a key for form tokens until access
+/// control is set up (then the store's form key is used). Sessions are not
+/// here: they are stored (`registry::access`).
 pub struct PageState {
     csrf_key: [u8; 32],
-    sessions: session::Sessions,
 }
 
 impl PageState {
@@ -59,20 +58,21 @@ impl PageState {
         if let Ok(k) = crate::registry::new_key() {
             key = k;
         }
-        Arc::new(PageState {
-            csrf_key: key,
-            sessions: session::Sessions::default(),
-        })
+        Arc::new(PageState { csrf_key: key })
     }
 
-    /// The form token for callers bound to `binding`.
-    fn csrf_for(&self, binding: &str) -> blake3::Hash {
-        blake3::keyed_hash(&self.csrf_key, binding.as_bytes())
+    /// The form token for callers bound to `binding`: keyed by the store's
+    /// form key, so a form outlives a restart and works on every daemon of a
+    /// shared store, like the session it is bound to (this daemon's own
+    /// key only before access control is set up).
+    fn csrf_for(&self, access: &AccessView, binding: &str) -> blake3::Hash {
+        let key = access.form_key().unwrap_or(self.csrf_key);
+        blake3::keyed_hash(&key, binding.as_bytes())
     }
 
     /// Whether `token` is the form token of `binding` (constant time).
-    fn csrf_ok(&self, binding: &str, token: &str) -> bool {
-        blake3::Hash::from_hex(token.trim()).is_ok_and(|t| t == self.csrf_for(binding))
+    fn csrf_ok(&self, access: &AccessView, binding: &str, token: &str) -> bool {
+        blake3::Hash::from_hex(token.trim()).is_ok_and(|t| t == self.csrf_for(access, binding))
     }
 }
 
@@ -144,7 +144,7 @@ pub struct Viewer {
 impl Viewer {
     pub fn csrf(&self) -> String {
         self.pages
-            .csrf_for(&self.caller.binding())
+            .csrf_for(self.caller.access(), &self.caller.binding())
             .to_hex()
             .to_string()
     }
@@ -172,7 +172,11 @@ impl Viewer {
     /// Checks a posted form: its token, and that the browser says it came
     /// from this site. The page to answer with when it fails.
     pub fn form_refusal(&self, headers: &HeaderMap, token: &str, s: &AppState) -> Option<Response> {
-        if cross_site(headers) || !self.pages.csrf_ok(&self.caller.binding(), token) {
+        if cross_site(headers)
+            || !self
+                .pages
+                .csrf_ok(self.caller.access(), &self.caller.binding(), token)
+        {
             return Some(message(
                 StatusCode::FORBIDDEN,
                 self,

@@ -4,16 +4,18 @@
 //!   as `auth::identify` finds it for the API.
 //! - Over `--http`: a session. `/ui/login` takes a token (`rgmpat_…`) in a
 //!   CSRF-protected form and sets `rgm_session`, an HttpOnly, SameSite=Strict
-//!   cookie holding a random id; the daemon keeps the session in memory (its
-//!   id hashed) until it expires, the token is revoked or expires, its team
-//!   is deleted, or `/ui/logout` clears it. The token itself is not kept:
-//!   each request re-checks the token's record by id.
+//!   cookie holding a random id; the session is stored with its team
+//!   (`registry::access`: the id's keyed hash, the token's id, the expiry),
+//!   so it outlives a restart and every daemon on a shared store knows it.
+//!   It holds until it expires, the token is revoked or expires, its team is
+//!   deleted, or `/ui/logout` ends it. The token itself is not kept: each
+//!   request checks the session and its token in the published
+//!   `AccessView`, without the writer.
 //!
 //! Without an identity a page answers 401 on the socket and redirects to the
 //! sign-in page over TCP. Sign-ins (both outcomes), sign-outs and refusals
 //! go to the audit log like the API's.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -32,78 +34,7 @@ pub const SESSION_COOKIE: &str = "rgm_session";
 /// A sign-in form's own cookie: its CSRF token is bound to it.
 pub const LOGIN_COOKIE: &str = "rgm_login";
 /// How long a session lasts at most (less if its token expires sooner).
-pub const SESSION_TTL_MS: u64 = 8 * 3600 * 1000;
-/// Sessions kept at once; past it the oldest go first.
-const MAX_SESSIONS: usize = 10_000;
-
-struct Session {
-    team: String,
-    token_id: Uuid,
-    expires_ms: u64,
-    created_ms: u64,
-}
-
-/// The page's sessions, by the blake3 hash of their cookie value.
-#[derive(Default)]
-pub struct Sessions {
-    map: parking_lot::Mutex<HashMap<[u8; 32], Session>>,
-}
-
-fn session_key(cookie: &str) -> [u8; 32] {
-    *blake3::hash(cookie.as_bytes()).as_bytes()
-}
-
-impl Sessions {
-    /// A new session for the token's team; the cookie value to set.
-    pub fn open(&self, team: &str, token_id: Uuid, token_expires_ms: u64) -> Option<String> {
-        let id = crate::registry::new_key().ok()?;
-        let cookie = blake3::Hash::from(id).to_hex().to_string();
-        let now = now_ms();
-        let mut map = self.map.lock();
-        map.retain(|_, s| s.expires_ms > now);
-        while map.len() >= MAX_SESSIONS {
-            let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.created_ms)
-                .map(|(k, _)| *k)
-            else {
-                break;
-            };
-            map.remove(&oldest);
-        }
-        map.insert(
-            session_key(&cookie),
-            Session {
-                team: team.to_string(),
-                token_id,
-                expires_ms: token_expires_ms.min(now.saturating_add(SESSION_TTL_MS)),
-                created_ms: now,
-            },
-        );
-        Some(cookie)
-    }
-
-    pub fn close(&self, cookie: &str) {
-        self.map.lock().remove(&session_key(cookie));
-    }
-
-    /// The session's team and token, while the session and its token hold.
-    fn check(&self, cookie: &str, access: &AccessView, now: u64) -> Option<(String, Uuid)> {
-        let key = session_key(cookie);
-        let mut map = self.map.lock();
-        let s = map.get(&key)?;
-        let token_ok = access.team(&s.team).is_some_and(|t| {
-            t.tokens
-                .iter()
-                .any(|k| k.id == s.token_id && k.revoked_at.is_none() && k.expires_at_ms > now)
-        });
-        if s.expires_ms <= now || !token_ok {
-            map.remove(&key);
-            return None;
-        }
-        Some((s.team.clone(), s.token_id))
-    }
-}
+pub use crate::registry::SESSION_TTL_MS;
 
 /// An identified page viewer and what it may do.
 #[derive(Clone)]
@@ -120,6 +51,11 @@ pub struct PageCaller {
 }
 
 impl PageCaller {
+    /// The access state this caller was identified against.
+    pub fn access(&self) -> &AccessView {
+        &self.access
+    }
+
     pub fn may(&self, right: Right, group: Uuid) -> bool {
         self.org_admin || self.access.allows(&self.teams, right, group)
     }
@@ -253,27 +189,24 @@ pub async fn authenticate(State(s): State<AppState>, mut req: Request, next: Nex
             Err(u) => Err(u.detail),
         },
         false => {
-            let pages = req.extensions().get::<Arc<super::PageState>>().cloned();
             let session = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
-            match (pages, session) {
-                (Some(pages), Some(cookie)) => {
-                    match pages.sessions.check(&cookie, &access, now_ms()) {
-                        Some((team, token_id)) => {
-                            let teams = vec![team];
-                            Ok(PageCaller {
-                                org_admin: access.is_org_admin(&teams),
-                                teams,
-                                access: access.clone(),
-                                credential: "token",
-                                peer: None,
-                                token_id: Some(token_id),
-                                session: Some(cookie),
-                            })
-                        }
-                        None => Err("the session has ended; sign in again".into()),
+            match session {
+                Some(cookie) => match access.check_session(&cookie, now_ms()) {
+                    Some((team, token_id)) => {
+                        let teams = vec![team.to_string()];
+                        Ok(PageCaller {
+                            org_admin: access.is_org_admin(&teams),
+                            teams,
+                            access: access.clone(),
+                            credential: "token",
+                            peer: None,
+                            token_id: Some(token_id),
+                            session: Some(cookie),
+                        })
                     }
-                }
-                _ => Err("sign in with a token first".into()),
+                    None => Err("the session has ended; sign in again".into()),
+                },
+                None => Err("sign in with a token first".into()),
             }
         }
     };
@@ -378,17 +311,11 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// What a token presented at sign-in turned out to be: (team, id, expiry)
-/// or why it was refused.
-pub fn check_sign_in(access: &AccessView, token: &str) -> Result<(String, Uuid, u64), String> {
+/// What a token presented at sign-in turned out to be: (team, id) or why
+/// it was refused.
+pub fn check_sign_in(access: &AccessView, token: &str) -> Result<(String, Uuid), String> {
     match access.check_token(token.trim(), now_ms()) {
-        TokenCheck::Valid { team, id } => {
-            let expires = access
-                .team(team)
-                .and_then(|t| t.tokens.iter().find(|k| k.id == id))
-                .map_or(0, |k| k.expires_at_ms);
-            Ok((team.to_string(), id, expires))
-        }
+        TokenCheck::Valid { team, id } => Ok((team.to_string(), id)),
         TokenCheck::Unknown => {
             Err("Unknown token: it was never issued here, or its team was deleted.".into())
         }
@@ -431,15 +358,5 @@ mod tests {
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
-    }
-
-    #[test]
-    fn sessions_end_with_their_token() {
-        let s = Sessions::default();
-        let access = AccessView::default();
-        let c = s.open("blue", Uuid::new_v4(), u64::MAX).expect("random");
-        // No such team or token in this access view: the session is gone.
-        assert!(s.check(&c, &access, now_ms()).is_none());
-        assert!(s.map.lock().is_empty());
     }
 }
