@@ -102,7 +102,10 @@ python3 scripts/crashloop.py --rounds 3 --store postgres --bin target/debug/rgme
 step "the other measurement scripts compile (socket_limit and pg_bench need oha or a PostgreSQL and release builds: run them by hand)"
 python3 -m py_compile scripts/socket_limit.py scripts/compare_bench.py scripts/compare_validate.py scripts/pg_bench.py
 stage benches "benches (criterion smoke mode: each bench once)"
-cargo bench --locked -- --test
+# The dev profile the tests already built: the smoke run checks that every
+# bench builds and runs once, which a release build (9+ minutes here) adds
+# nothing to. Figures come from scripts/bench.sh, in release.
+cargo bench --locked --profile dev -- --test
 if [ -x scripts/fuzz.sh ]; then
   stage fuzz "fuzz targets (brief)"
   scripts/fuzz.sh smoke
