@@ -162,19 +162,8 @@ impl CompositeView {
                     continue;
                 };
                 let path = c.paths.get(name).cloned().unwrap_or_default();
-                // The entity the conflict is in: its path, or the longest
-                // entity path the conflict's path is inside (a vault
-                // reference's `services[1].host` is in `services[1]`), so two
-                // entities with the same value stay two entries.
-                let entity = Coll::from_name(&c.entity).and_then(|coll| {
-                    keys.entry((name.as_str(), coll))
-                        .or_insert_with(|| self.entity_keys(member, coll))
-                        .iter()
-                        .filter(|(p, _)| within(&path, p))
-                        .max_by_key(|(p, _)| p.len())
-                        .map(|(_, k)| *k)
-                });
-                let entity = entity.unwrap_or_default();
+                // Two entities with the same value stay two entries.
+                let entity = self.entity_at(&mut keys, member, &c.entity, &path);
                 let resource_id = entity
                     .id
                     .and_then(|id| Uuid::parse_str(id).ok())
@@ -197,6 +186,28 @@ impl CompositeView {
             }
         }
         out
+    }
+
+    /// The `id` and name of the entity of `member` a finding at `path` is in:
+    /// the longest entity path that is `path` or contains it (`services[1]`
+    /// of `services[1].host`). `keys` caches each (member, collection).
+    fn entity_at<'a>(
+        &'a self,
+        keys: &mut HashMap<(&'a str, Coll), HashMap<String, EntityKeys<'a>>>,
+        member: &'a Member,
+        collection: &str,
+        path: &str,
+    ) -> EntityKeys<'a> {
+        Coll::from_name(collection)
+            .and_then(|coll| {
+                keys.entry((member.info.name.as_str(), coll))
+                    .or_insert_with(|| self.entity_keys(member, coll))
+                    .iter()
+                    .filter(|(p, _)| within(path, p))
+                    .max_by_key(|(p, _)| p.len())
+                    .map(|(_, k)| *k)
+            })
+            .unwrap_or_default()
     }
 
     /// Entity path → `id` and name of `member`'s entities in `coll`.
@@ -241,18 +252,7 @@ impl CompositeView {
             let Ok(member_id) = Uuid::parse_str(&member.info.id) else {
                 continue;
             };
-            // The entity the error is in: the longest entity path that is
-            // the error's path or a prefix of it (`services[0]` of
-            // `services[0].port`).
-            let entity = Coll::from_name(&e.entity).and_then(|coll| {
-                keys.entry((e.member.as_str(), coll))
-                    .or_insert_with(|| self.entity_keys(member, coll))
-                    .iter()
-                    .filter(|(path, _)| within(&e.path, path))
-                    .max_by_key(|(path, _)| path.len())
-                    .map(|(_, k)| *k)
-            });
-            let entity = entity.unwrap_or_default();
+            let entity = self.entity_at(&mut keys, member, &e.entity, &e.path);
             let resource_id = entity
                 .id
                 .and_then(|id| Uuid::parse_str(id).ok())
