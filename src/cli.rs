@@ -811,6 +811,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     // than keep it mapped (the daemon's allocator is mimalloc, `main.rs`).
     // SAFETY: mi_collect has no preconditions.
     unsafe { libmimalloc_sys::mi_collect(true) };
+    // `*.cp.example.com` and `CP.example.com` name the same domain: normalized once.
+    let cluster_domain = args
+        .cluster_domain
+        .as_deref()
+        .map(|d| d.trim().trim_start_matches("*.").to_ascii_lowercase());
     let api = match args.api_listen {
         None => None,
         Some(addr) => {
@@ -829,34 +834,34 @@ fn serve(args: ServeArgs) -> ExitCode {
             })
         }
     };
-    let opts =
-        rgmerge::server::ServeOptions {
-            socket: args
-                .socket
-                .unwrap_or_else(|| args.data_dir.join("rgmerge.sock")),
-            max_body_bytes: args.max_body_bytes,
-            max_in_flight: args.max_in_flight.max(1),
-            max_wait: std::time::Duration::from_secs(args.max_wait_secs),
-            max_connections: args.max_connections.max(1),
-            timeouts: rgmerge::server::Timeouts {
-                header_read: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
-                body_read: std::time::Duration::from_secs(args.body_read_timeout_secs.max(1)),
-                idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
-            },
-            http: args.http,
-            api,
-            cluster: args.cluster_domain.as_ref().zip(args.cluster_listen).map(
-                |(domain, listen)| rgmerge::server::ClusterEndpoint {
-                    domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
-                    port: args.cluster_public_port.unwrap_or(listen.port()),
-                },
-            ),
-        };
+    let opts = rgmerge::server::ServeOptions {
+        socket: args
+            .socket
+            .unwrap_or_else(|| args.data_dir.join("rgmerge.sock")),
+        max_body_bytes: args.max_body_bytes,
+        max_in_flight: args.max_in_flight.max(1),
+        max_wait: std::time::Duration::from_secs(args.max_wait_secs),
+        max_connections: args.max_connections.max(1),
+        timeouts: rgmerge::server::Timeouts {
+            header_read: std::time::Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            body_read: std::time::Duration::from_secs(args.body_read_timeout_secs.max(1)),
+            idle: std::time::Duration::from_secs(args.idle_timeout_secs.max(1)),
+        },
+        http: args.http,
+        api,
+        cluster: cluster_domain
+            .clone()
+            .zip(args.cluster_listen)
+            .map(|(domain, listen)| rgmerge::server::ClusterEndpoint {
+                domain,
+                port: args.cluster_public_port.unwrap_or(listen.port()),
+            }),
+    };
     let cluster = match (
         &args.cluster_listen,
         &args.cluster_cert,
         &args.cluster_cert_key,
-        &args.cluster_domain,
+        cluster_domain,
     ) {
         (Some(listen), Some(cert), Some(key), Some(domain)) => {
             let read = |p: &PathBuf, flag: &str| {
@@ -873,7 +878,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 listen: *listen,
                 cert_pem,
                 key_pem,
-                domain: domain.trim().trim_start_matches("*.").to_ascii_lowercase(),
+                domain,
                 limits: rgmerge::cluster::listener::Limits {
                     handshake_timeout: std::time::Duration::from_secs(
                         args.cluster_handshake_timeout_secs.max(1),

@@ -219,7 +219,12 @@ impl Listener {
         let group = Some(view.meta.id);
         // The certificate first: a caller the group does not admit learns
         // nothing more about it (the audit entry names it for operators).
-        if let Err(d) = authenticator::admit(&view, &chain, &self.shared.provider, unix_now()) {
+        if let Err(d) = authenticator::admit(
+            &view,
+            &chain,
+            &self.shared.provider,
+            crate::registry::now_ms() / 1000,
+        ) {
             return Err((group, d));
         }
         if view.composite().is_none() && view.standard().is_some_and(|s| !s.composites.is_empty()) {
@@ -393,10 +398,4 @@ async fn respond(
     tls.write_all(head.as_bytes()).await?;
     tls.write_all(body.as_bytes()).await?;
     tls.shutdown().await
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

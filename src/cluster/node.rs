@@ -162,7 +162,7 @@ where
         // the connection ends then, as a new one would be refused.
         let expires = authenticator::not_after(&self.who.chain).map(|t| {
             // Valid through its notAfter second: closed the second after.
-            let left = t.saturating_sub(unix_now()) + 1;
+            let left = t.saturating_sub(crate::registry::now_ms() / 1000) + 1;
             tokio::time::Instant::now() + Duration::from_secs(left.min(10 * 365 * 24 * 3600))
         });
         let expiry = tokio::time::sleep_until(expires.unwrap_or_else(|| {
@@ -250,8 +250,13 @@ where
             .engine
             .view(self.who.group)
             .ok_or("the control plane was deleted")?;
-        authenticator::admit(&view, &self.who.chain, &self.shared.provider, unix_now())
-            .map_err(|d| d.reason)
+        authenticator::admit(
+            &view,
+            &self.who.chain,
+            &self.shared.provider,
+            crate::registry::now_ms() / 1000,
+        )
+        .map_err(|d| d.reason)
     }
 
     /// Sends the served snapshot if the data plane can load it and lacks it.
@@ -415,12 +420,6 @@ where
         })),
     )
     .await;
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn issue(
