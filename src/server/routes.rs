@@ -330,6 +330,9 @@ table! {
     GET ce!("/schemas/plugins/{eid}") => entities::plugin_schema, On(View), Some("fetch-plugin-schema");
     GET ce!("/schemas/partials/{eid}") => entities::partial_schema, On(View), Some("fetch-partial-schema");
     POST ce!("/schemas/{eid}/validate") => entities::validate, On(View), Some("validate-entity-schema");
+    // The same operation where a path of its own (`schemas/plugins/{name}`) would take it.
+    POST ce!("/schemas/plugins/validate") => entities::validate, On(View), None;
+    POST ce!("/schemas/partials/validate") => entities::validate, On(View), None;
 
     // ---- ours ----
     GET cp!("/{id}/details") => details::get, On(View), None;

@@ -152,3 +152,22 @@ fn field_json(f: &Field) -> Value {
     }
     Value::Object(o)
 }
+
+/// A partial type's schema, where the validator has its fields: `redis-ce`
+/// is Kong's shared Redis record (`kong/tools/redis/schema.lua`).
+pub fn partial_schema(ty: &str) -> Option<Value> {
+    let shared = match ty {
+        "redis-ce" => schemas::file()?.shared.get("redis")?,
+        _ => return None,
+    };
+    let fields = shared.fields.as_ref()?;
+    Some(json!({
+        "fields": [
+            {"id": {"type": "string", "uuid": true, "auto": true}},
+            {"name": {"type": "string"}},
+            {"type": {"type": "string", "required": true}},
+            {"tags": {"type": "set", "elements": {"type": "string"}}},
+            {"config": {"type": "record", "required": true, "fields": fields_json(fields)}},
+        ],
+    }))
+}

@@ -388,17 +388,35 @@ impl Doc {
         Ok(out)
     }
 
-    /// Where a new entity of `kind` goes: under `parent` (from the path) or,
-    /// with exactly one foreign key naming an entity that nests this kind,
-    /// under that one, as decK writes it.
+    /// The parent the path names, as the foreign key it stands for.
+    fn parent_key(&self, kind: &Kind, parent: Option<usize>, body: &mut Map<String, Value>) {
+        if let Some(p) = parent {
+            let pe = &self.entries[p];
+            if let Some((fk, _)) = kind.foreign.iter().find(|(_, c)| *c == pe.kind.coll) {
+                body.insert((*fk).into(), json!({ "id": pe.id }));
+            }
+        }
+    }
+
+    /// Where a new entity of `kind` goes: under `parent` (from the path)
+    /// or, with exactly one foreign key naming an entity that nests this
+    /// kind, under that one, as decK writes it. `None`: at the top.
     fn nest_for(
         &self,
         kind: &Kind,
         parent: Option<usize>,
         body: &Map<String, Value>,
     ) -> Option<usize> {
-        if parent.is_some() {
-            return parent;
+        let nests = |p: usize| {
+            self.entries[p]
+                .kind
+                .coll
+                .nested()
+                .iter()
+                .any(|(_, c)| *c == kind.coll)
+        };
+        if let Some(p) = parent {
+            return Some(p).filter(|p| nests(*p));
         }
         let set: Vec<_> = kind
             .foreign
@@ -408,12 +426,8 @@ impl Doc {
         let [(fk, target)] = set.as_slice() else {
             return None;
         };
-        let tk = by_coll(*target)?;
-        if !target.nested().iter().any(|(_, c)| *c == kind.coll) {
-            return None;
-        }
         let r = body.get(*fk).and_then(named)?;
-        self.find(tk, r)
+        self.find(by_coll(*target)?, r).filter(|p| nests(*p))
     }
 
     /// Inserts a new entity; its id (made when absent). 409 when its id or a
@@ -459,6 +473,7 @@ impl Doc {
             }
         }
         body.insert("id".into(), json!(id));
+        self.parent_key(kind, parent, &mut body);
         let nest = self.nest_for(kind, parent, &body);
         let mut item = self.to_item(kind, body, nest)?;
         let now = now_secs();
@@ -519,26 +534,19 @@ impl Doc {
     ) -> Result<String, EditError> {
         let e = self.entries[i].clone();
         body.insert("id".into(), json!(e.id));
-        let nest = e.parent.filter(|p| {
-            // Still under the same parent unless the body names another.
-            let pe = &self.entries[*p];
-            e.kind.foreign.iter().all(|(fk, c)| {
-                *c != pe.kind.coll
-                    || body
-                        .get(*fk)
-                        .and_then(named)
-                        .is_none_or(|r| self.resolve(*c, r) == pe.id)
-            })
-        });
-        if e.parent.is_some() && nest.is_none() || parent.is_some() && parent != e.parent {
-            // Moved: out of its old place, into the new one.
+        self.parent_key(e.kind, parent, &mut body);
+        let nest = self.nest_for(e.kind, parent, &body);
+        if nest != e.parent {
+            // Moved to another parent: out of its old place, into the new one.
             let old = self.item(i).cloned().unwrap_or_default();
+            self.materialize_ids();
             self.remove_paths(vec![e.path.clone()]);
-            let mut body = body;
+            self.index();
             if let Some(c) = old.get("created_at") {
                 body.entry("created_at").or_insert(c.clone());
             }
-            return self.insert(e.kind, parent, body);
+            // The body names the new parent by its foreign key.
+            return self.insert(e.kind, None, body);
         }
         let mut item = self.to_item(e.kind, body, nest)?;
         let old = self.item(i).cloned().unwrap_or_default();

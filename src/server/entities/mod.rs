@@ -685,20 +685,25 @@ pub async fn plugin_schema(Path(params): Params) -> ApiResult<Response> {
 /// `GET schemas/partials/{type}`.
 pub async fn partial_schema(Path(params): Params) -> ApiResult<Response> {
     let ty = params.get("eid").map_or("", String::as_str);
-    Err(ApiError::not_found(format!(
-        "no schema for partials of type '{ty}': rgmerge checks a partial's fields only through the plugins that use it"
-    )))
+    defaults::partial_schema(ty)
+        .map(|v| ok_json(StatusCode::OK, v))
+        .ok_or_else(|| ApiError::not_found(format!("No partial of type '{ty}'")))
 }
 
 /// `POST schemas/{entity}/validate`: the entity checked alone by the
 /// validator a whole-config write uses.
 pub async fn validate(
     State(s): State<AppState>,
+    path: MatchedPath,
     Path(params): Params,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let entity = params.get("eid").cloned().unwrap_or_default();
+    let entity = match params.get("eid") {
+        Some(e) => e.clone(),
+        None if path.as_str().contains("/schemas/plugins/") => "plugins".into(),
+        None => "partials".into(),
+    };
     let coll = Coll::from_name(&entity)
         .or_else(|| {
             kinds::KINDS
