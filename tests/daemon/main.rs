@@ -12,6 +12,7 @@ mod access;
 mod api;
 mod browser;
 mod cluster;
+mod deck;
 mod durability;
 mod history;
 mod konnect;
