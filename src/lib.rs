@@ -19,6 +19,7 @@ pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod engine;
+pub mod entities;
 pub mod intern;
 pub mod member;
 pub mod metrics;

@@ -207,24 +207,7 @@ pub fn identify(access: &Arc<AccessView>, req: &Request) -> Result<Caller, Unide
     })
 }
 
-/// What a route needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Need {
-    /// Anyone, even unidentified.
-    Open,
-    /// Any identified caller (the answer may depend on who: a list is
-    /// filtered to the groups the caller can view).
-    Known,
-    /// An org admin.
-    OrgAdmin,
-    /// This right on the group the `{id}` segment names.
-    On(Right),
-    /// Administer the composite `{id}`, and view every group the body names
-    /// (adding members).
-    Members,
-}
-
-use super::routes::ROUTES;
+use super::routes::{Need, ROUTES};
 
 /// A request's place in [`ROUTES`].
 #[derive(Debug, PartialEq, Eq)]

@@ -15,8 +15,8 @@ mod admin;
 mod auth;
 mod certificates;
 mod config;
+mod core_entities;
 mod details;
-mod entities;
 mod error;
 mod groups;
 mod history;
@@ -43,10 +43,10 @@ use tokio::net::{TcpListener, UnixListener};
 
 use tokio::sync::watch;
 
-pub use auth::{Need, Peer, route_of};
+pub use auth::{Peer, route_of};
 pub use error::ApiError;
 pub use listen::{Timeouts, Transport};
-pub use routes::{ROUTES, Route};
+pub use routes::{Need, ROUTES, Route};
 
 use crate::engine::Engine;
 

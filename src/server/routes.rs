@@ -12,12 +12,29 @@
 use axum::Router;
 use axum::routing::{MethodFilter, on};
 
-use super::auth::Need;
 use super::{
-    AppState, admin, certificates, config, details, entities, groups, history, http, memberships,
-    nodes, snapshot,
+    AppState, admin, certificates, config, core_entities, details, groups, history, http,
+    memberships, nodes, snapshot,
 };
+use crate::registry::Right;
 use crate::registry::Right::{Administer, Edit, Heartbeat, ReadSnapshot, View};
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Anyone, even unidentified.
+    Open,
+    /// Any identified caller (the answer may depend on who: a list is
+    /// filtered to the groups the caller can view).
+    Known,
+    /// An org admin.
+    OrgAdmin,
+    /// This right on the group the `{id}` segment names.
+    On(Right),
+    /// Administer the composite `{id}`, and view every group the body names
+    /// (adding members).
+    Members,
+}
 
 /// One route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +42,7 @@ pub struct Route {
     pub method: &'static str,
     pub template: &'static str,
     pub need: Need,
-    /// The handler's path in `server` (`entities::list`).
+    /// The handler's path in `server` (`core_entities::list`).
     pub handler: &'static str,
     /// The `operationId` in `../shared/konnect-api/`; `None` for our
     /// extensions (which sit at paths neither spec uses).
@@ -119,220 +136,220 @@ table! {
     DELETE cp!("/{id}/dp-client-certificates/{cert_id}") => certificates::delete, On(Administer), Some("delete-dataplane-certificate");
 
     // ---- control-planes-config v2: config stores (need Konnect's secret store) ----
-    GET cp!("/{id}/config-stores") => entities::unsupported, On(View), Some("list-config-stores");
-    POST cp!("/{id}/config-stores") => entities::unsupported, On(Edit), Some("create-config-store");
-    GET cp!("/{id}/config-stores/{eid}") => entities::unsupported, On(View), Some("get-config-store");
-    PUT cp!("/{id}/config-stores/{eid}") => entities::unsupported, On(Edit), Some("update-config-store");
-    DELETE cp!("/{id}/config-stores/{eid}") => entities::unsupported, On(Edit), Some("delete-config-store");
-    GET cp!("/{id}/config-stores/{eid}/secrets") => entities::unsupported, On(View), Some("list-config-store-secrets");
-    POST cp!("/{id}/config-stores/{eid}/secrets") => entities::unsupported, On(Edit), Some("create-config-store-secret");
-    GET cp!("/{id}/config-stores/{eid}/secrets/{cid}") => entities::unsupported, On(View), Some("get-config-store-secret");
-    PUT cp!("/{id}/config-stores/{eid}/secrets/{cid}") => entities::unsupported, On(Edit), Some("update-config-store-secret");
-    DELETE cp!("/{id}/config-stores/{eid}/secrets/{cid}") => entities::unsupported, On(Edit), Some("delete-config-store-secret");
+    GET cp!("/{id}/config-stores") => core_entities::unsupported, On(View), Some("list-config-stores");
+    POST cp!("/{id}/config-stores") => core_entities::unsupported, On(Edit), Some("create-config-store");
+    GET cp!("/{id}/config-stores/{eid}") => core_entities::unsupported, On(View), Some("get-config-store");
+    PUT cp!("/{id}/config-stores/{eid}") => core_entities::unsupported, On(Edit), Some("update-config-store");
+    DELETE cp!("/{id}/config-stores/{eid}") => core_entities::unsupported, On(Edit), Some("delete-config-store");
+    GET cp!("/{id}/config-stores/{eid}/secrets") => core_entities::unsupported, On(View), Some("list-config-store-secrets");
+    POST cp!("/{id}/config-stores/{eid}/secrets") => core_entities::unsupported, On(Edit), Some("create-config-store-secret");
+    GET cp!("/{id}/config-stores/{eid}/secrets/{cid}") => core_entities::unsupported, On(View), Some("get-config-store-secret");
+    PUT cp!("/{id}/config-stores/{eid}/secrets/{cid}") => core_entities::unsupported, On(Edit), Some("update-config-store-secret");
+    DELETE cp!("/{id}/config-stores/{eid}/secrets/{cid}") => core_entities::unsupported, On(Edit), Some("delete-config-store-secret");
 
     // ---- control-planes-config v2: core entities ----
-    GET ce!("/services") => entities::list, On(View), Some("list-service");
-    POST ce!("/services") => entities::create, On(Edit), Some("create-service");
-    GET ce!("/services/{eid}") => entities::get, On(View), Some("get-service");
-    PUT ce!("/services/{eid}") => entities::upsert, On(Edit), Some("upsert-service");
-    DELETE ce!("/services/{eid}") => entities::delete, On(Edit), Some("delete-service");
-    GET ce!("/services/{eid}/routes") => entities::list, On(View), Some("list-route-with-service");
-    POST ce!("/services/{eid}/routes") => entities::create, On(Edit), Some("create-route-with-service");
-    GET ce!("/services/{eid}/routes/{cid}") => entities::get, On(View), Some("get-route-with-service");
-    PUT ce!("/services/{eid}/routes/{cid}") => entities::upsert, On(Edit), Some("upsert-route-with-service");
-    DELETE ce!("/services/{eid}/routes/{cid}") => entities::delete, On(Edit), Some("delete-route-with-service");
-    GET ce!("/services/{eid}/plugins") => entities::list, On(View), Some("list-plugin-with-service");
-    POST ce!("/services/{eid}/plugins") => entities::create, On(Edit), Some("create-plugin-with-service");
-    GET ce!("/services/{eid}/plugins/{cid}") => entities::get, On(View), Some("get-plugin-with-service");
-    PUT ce!("/services/{eid}/plugins/{cid}") => entities::upsert, On(Edit), Some("upsert-plugin-with-service");
-    DELETE ce!("/services/{eid}/plugins/{cid}") => entities::delete, On(Edit), Some("delete-plugin-with-service");
-    GET ce!("/services/{eid}/degraphql/routes") => entities::list, On(View), Some("list-degraphql_route-with-service");
-    POST ce!("/services/{eid}/degraphql/routes") => entities::create, On(Edit), Some("create-degraphql_route-with-service");
-    GET ce!("/services/{eid}/degraphql/routes/{cid}") => entities::get, On(View), Some("get-degraphql_route-with-service");
-    PUT ce!("/services/{eid}/degraphql/routes/{cid}") => entities::upsert, On(Edit), Some("upsert-degraphql_route-with-service");
-    DELETE ce!("/services/{eid}/degraphql/routes/{cid}") => entities::delete, On(Edit), Some("delete-degraphql_route-with-service");
-    GET ce!("/services/{eid}/graphql-rate-limiting-advanced/costs") => entities::list, On(View), Some("list-graphql-rate-limiting-advanced-cost-with-service");
-    POST ce!("/services/{eid}/graphql-rate-limiting-advanced/costs") => entities::create, On(Edit), Some("create-graphql-rate-limiting-advanced-cost-with-service");
-    GET ce!("/services/{eid}/graphql-rate-limiting-advanced/costs/{cid}") => entities::get, On(View), Some("get-graphql-rate-limiting-advanced-cost-with-service");
-    PUT ce!("/services/{eid}/graphql-rate-limiting-advanced/costs/{cid}") => entities::upsert, On(Edit), Some("upsert-graphql-rate-limiting-advanced-cost-with-service");
-    DELETE ce!("/services/{eid}/graphql-rate-limiting-advanced/costs/{cid}") => entities::delete, On(Edit), Some("delete-graphql-rate-limiting-advanced-cost-with-service");
+    GET ce!("/services") => core_entities::list, On(View), Some("list-service");
+    POST ce!("/services") => core_entities::create, On(Edit), Some("create-service");
+    GET ce!("/services/{eid}") => core_entities::get, On(View), Some("get-service");
+    PUT ce!("/services/{eid}") => core_entities::upsert, On(Edit), Some("upsert-service");
+    DELETE ce!("/services/{eid}") => core_entities::delete, On(Edit), Some("delete-service");
+    GET ce!("/services/{eid}/routes") => core_entities::list, On(View), Some("list-route-with-service");
+    POST ce!("/services/{eid}/routes") => core_entities::create, On(Edit), Some("create-route-with-service");
+    GET ce!("/services/{eid}/routes/{cid}") => core_entities::get, On(View), Some("get-route-with-service");
+    PUT ce!("/services/{eid}/routes/{cid}") => core_entities::upsert, On(Edit), Some("upsert-route-with-service");
+    DELETE ce!("/services/{eid}/routes/{cid}") => core_entities::delete, On(Edit), Some("delete-route-with-service");
+    GET ce!("/services/{eid}/plugins") => core_entities::list, On(View), Some("list-plugin-with-service");
+    POST ce!("/services/{eid}/plugins") => core_entities::create, On(Edit), Some("create-plugin-with-service");
+    GET ce!("/services/{eid}/plugins/{cid}") => core_entities::get, On(View), Some("get-plugin-with-service");
+    PUT ce!("/services/{eid}/plugins/{cid}") => core_entities::upsert, On(Edit), Some("upsert-plugin-with-service");
+    DELETE ce!("/services/{eid}/plugins/{cid}") => core_entities::delete, On(Edit), Some("delete-plugin-with-service");
+    GET ce!("/services/{eid}/degraphql/routes") => core_entities::list, On(View), Some("list-degraphql_route-with-service");
+    POST ce!("/services/{eid}/degraphql/routes") => core_entities::create, On(Edit), Some("create-degraphql_route-with-service");
+    GET ce!("/services/{eid}/degraphql/routes/{cid}") => core_entities::get, On(View), Some("get-degraphql_route-with-service");
+    PUT ce!("/services/{eid}/degraphql/routes/{cid}") => core_entities::upsert, On(Edit), Some("upsert-degraphql_route-with-service");
+    DELETE ce!("/services/{eid}/degraphql/routes/{cid}") => core_entities::delete, On(Edit), Some("delete-degraphql_route-with-service");
+    GET ce!("/services/{eid}/graphql-rate-limiting-advanced/costs") => core_entities::list, On(View), Some("list-graphql-rate-limiting-advanced-cost-with-service");
+    POST ce!("/services/{eid}/graphql-rate-limiting-advanced/costs") => core_entities::create, On(Edit), Some("create-graphql-rate-limiting-advanced-cost-with-service");
+    GET ce!("/services/{eid}/graphql-rate-limiting-advanced/costs/{cid}") => core_entities::get, On(View), Some("get-graphql-rate-limiting-advanced-cost-with-service");
+    PUT ce!("/services/{eid}/graphql-rate-limiting-advanced/costs/{cid}") => core_entities::upsert, On(Edit), Some("upsert-graphql-rate-limiting-advanced-cost-with-service");
+    DELETE ce!("/services/{eid}/graphql-rate-limiting-advanced/costs/{cid}") => core_entities::delete, On(Edit), Some("delete-graphql-rate-limiting-advanced-cost-with-service");
 
-    GET ce!("/routes") => entities::list, On(View), Some("list-route");
-    POST ce!("/routes") => entities::create, On(Edit), Some("create-route");
-    GET ce!("/routes/{eid}") => entities::get, On(View), Some("get-route");
-    PUT ce!("/routes/{eid}") => entities::upsert, On(Edit), Some("upsert-route");
-    DELETE ce!("/routes/{eid}") => entities::delete, On(Edit), Some("delete-route");
-    GET ce!("/routes/{eid}/plugins") => entities::list, On(View), Some("list-plugin-with-route");
-    POST ce!("/routes/{eid}/plugins") => entities::create, On(Edit), Some("create-plugin-with-route");
-    GET ce!("/routes/{eid}/plugins/{cid}") => entities::get, On(View), Some("get-plugin-with-route");
-    PUT ce!("/routes/{eid}/plugins/{cid}") => entities::upsert, On(Edit), Some("upsert-plugin-with-route");
-    DELETE ce!("/routes/{eid}/plugins/{cid}") => entities::delete, On(Edit), Some("delete-plugin-with-route");
+    GET ce!("/routes") => core_entities::list, On(View), Some("list-route");
+    POST ce!("/routes") => core_entities::create, On(Edit), Some("create-route");
+    GET ce!("/routes/{eid}") => core_entities::get, On(View), Some("get-route");
+    PUT ce!("/routes/{eid}") => core_entities::upsert, On(Edit), Some("upsert-route");
+    DELETE ce!("/routes/{eid}") => core_entities::delete, On(Edit), Some("delete-route");
+    GET ce!("/routes/{eid}/plugins") => core_entities::list, On(View), Some("list-plugin-with-route");
+    POST ce!("/routes/{eid}/plugins") => core_entities::create, On(Edit), Some("create-plugin-with-route");
+    GET ce!("/routes/{eid}/plugins/{cid}") => core_entities::get, On(View), Some("get-plugin-with-route");
+    PUT ce!("/routes/{eid}/plugins/{cid}") => core_entities::upsert, On(Edit), Some("upsert-plugin-with-route");
+    DELETE ce!("/routes/{eid}/plugins/{cid}") => core_entities::delete, On(Edit), Some("delete-plugin-with-route");
 
-    GET ce!("/plugins") => entities::list, On(View), Some("list-plugin");
-    POST ce!("/plugins") => entities::create, On(Edit), Some("create-plugin");
-    GET ce!("/plugins/{eid}") => entities::get, On(View), Some("get-plugin");
-    PUT ce!("/plugins/{eid}") => entities::upsert, On(Edit), Some("upsert-plugin");
-    DELETE ce!("/plugins/{eid}") => entities::delete, On(Edit), Some("delete-plugin");
+    GET ce!("/plugins") => core_entities::list, On(View), Some("list-plugin");
+    POST ce!("/plugins") => core_entities::create, On(Edit), Some("create-plugin");
+    GET ce!("/plugins/{eid}") => core_entities::get, On(View), Some("get-plugin");
+    PUT ce!("/plugins/{eid}") => core_entities::upsert, On(Edit), Some("upsert-plugin");
+    DELETE ce!("/plugins/{eid}") => core_entities::delete, On(Edit), Some("delete-plugin");
 
-    GET ce!("/consumers") => entities::list, On(View), Some("list-consumer");
-    POST ce!("/consumers") => entities::create, On(Edit), Some("create-consumer");
-    GET ce!("/consumers/{eid}") => entities::get, On(View), Some("get-consumer");
-    PUT ce!("/consumers/{eid}") => entities::upsert, On(Edit), Some("upsert-consumer");
-    DELETE ce!("/consumers/{eid}") => entities::delete, On(Edit), Some("delete-consumer");
-    GET ce!("/consumers/{eid}/plugins") => entities::list, On(View), Some("list-plugin-with-consumer");
-    POST ce!("/consumers/{eid}/plugins") => entities::create, On(Edit), Some("create-plugin-with-consumer");
-    GET ce!("/consumers/{eid}/plugins/{cid}") => entities::get, On(View), Some("get-plugin-with-consumer");
-    PUT ce!("/consumers/{eid}/plugins/{cid}") => entities::upsert, On(Edit), Some("upsert-plugin-with-consumer");
-    DELETE ce!("/consumers/{eid}/plugins/{cid}") => entities::delete, On(Edit), Some("delete-plugin-with-consumer");
-    GET ce!("/consumers/{eid}/acls") => entities::list, On(View), Some("list-acl-with-consumer");
-    POST ce!("/consumers/{eid}/acls") => entities::create, On(Edit), Some("create-acl-with-consumer");
-    GET ce!("/consumers/{eid}/acls/{cid}") => entities::get, On(View), Some("get-acl-with-consumer");
-    PUT ce!("/consumers/{eid}/acls/{cid}") => entities::upsert, On(Edit), Some("upsert-acl-with-consumer");
-    DELETE ce!("/consumers/{eid}/acls/{cid}") => entities::delete, On(Edit), Some("delete-acl-with-consumer");
-    GET ce!("/consumers/{eid}/basic-auth") => entities::list, On(View), Some("list-basic-auth-with-consumer");
-    POST ce!("/consumers/{eid}/basic-auth") => entities::create, On(Edit), Some("create-basic-auth-with-consumer");
-    GET ce!("/consumers/{eid}/basic-auth/{cid}") => entities::get, On(View), Some("get-basic-auth-with-consumer");
-    PUT ce!("/consumers/{eid}/basic-auth/{cid}") => entities::upsert, On(Edit), Some("upsert-basic-auth-with-consumer");
-    DELETE ce!("/consumers/{eid}/basic-auth/{cid}") => entities::delete, On(Edit), Some("delete-basic-auth-with-consumer");
-    GET ce!("/consumers/{eid}/hmac-auth") => entities::list, On(View), Some("list-hmac-auth-with-consumer");
-    POST ce!("/consumers/{eid}/hmac-auth") => entities::create, On(Edit), Some("create-hmac-auth-with-consumer");
-    GET ce!("/consumers/{eid}/hmac-auth/{cid}") => entities::get, On(View), Some("get-hmac-auth-with-consumer");
-    PUT ce!("/consumers/{eid}/hmac-auth/{cid}") => entities::upsert, On(Edit), Some("upsert-hmac-auth-with-consumer");
-    DELETE ce!("/consumers/{eid}/hmac-auth/{cid}") => entities::delete, On(Edit), Some("delete-hmac-auth-with-consumer");
-    GET ce!("/consumers/{eid}/jwt") => entities::list, On(View), Some("list-jwt-with-consumer");
-    POST ce!("/consumers/{eid}/jwt") => entities::create, On(Edit), Some("create-jwt-with-consumer");
-    GET ce!("/consumers/{eid}/jwt/{cid}") => entities::get, On(View), Some("get-jwt-with-consumer");
-    PUT ce!("/consumers/{eid}/jwt/{cid}") => entities::upsert, On(Edit), Some("upsert-jwt-with-consumer");
-    DELETE ce!("/consumers/{eid}/jwt/{cid}") => entities::delete, On(Edit), Some("delete-jwt-with-consumer");
-    GET ce!("/consumers/{eid}/key-auth") => entities::list, On(View), Some("list-key-auth-with-consumer");
-    POST ce!("/consumers/{eid}/key-auth") => entities::create, On(Edit), Some("create-key-auth-with-consumer");
-    GET ce!("/consumers/{eid}/key-auth/{cid}") => entities::get, On(View), Some("get-key-auth-with-consumer");
-    PUT ce!("/consumers/{eid}/key-auth/{cid}") => entities::upsert, On(Edit), Some("upsert-key-auth-with-consumer");
-    DELETE ce!("/consumers/{eid}/key-auth/{cid}") => entities::delete, On(Edit), Some("delete-key-auth-with-consumer");
-    GET ce!("/consumers/{eid}/mtls-auth") => entities::list, On(View), Some("list-mtls-auth-with-consumer");
-    POST ce!("/consumers/{eid}/mtls-auth") => entities::create, On(Edit), Some("create-mtls-auth-with-consumer");
-    GET ce!("/consumers/{eid}/mtls-auth/{cid}") => entities::get, On(View), Some("get-mtls-auth-with-consumer");
-    PUT ce!("/consumers/{eid}/mtls-auth/{cid}") => entities::upsert, On(Edit), Some("upsert-mtls-auth-with-consumer");
-    DELETE ce!("/consumers/{eid}/mtls-auth/{cid}") => entities::delete, On(Edit), Some("delete-mtls-auth-with-consumer");
-    GET ce!("/consumers/{eid}/consumer_groups") => entities::groups_of_consumer, On(View), Some("list-consumer-groups-for-consumer");
-    POST ce!("/consumers/{eid}/consumer_groups") => entities::add_consumer_to_group, On(Edit), Some("add-consumer-to-specific-consumer-group");
-    DELETE ce!("/consumers/{eid}/consumer_groups") => entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-all-consumer-groups");
-    DELETE ce!("/consumers/{eid}/consumer_groups/{cid}") => entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-consumer-group");
+    GET ce!("/consumers") => core_entities::list, On(View), Some("list-consumer");
+    POST ce!("/consumers") => core_entities::create, On(Edit), Some("create-consumer");
+    GET ce!("/consumers/{eid}") => core_entities::get, On(View), Some("get-consumer");
+    PUT ce!("/consumers/{eid}") => core_entities::upsert, On(Edit), Some("upsert-consumer");
+    DELETE ce!("/consumers/{eid}") => core_entities::delete, On(Edit), Some("delete-consumer");
+    GET ce!("/consumers/{eid}/plugins") => core_entities::list, On(View), Some("list-plugin-with-consumer");
+    POST ce!("/consumers/{eid}/plugins") => core_entities::create, On(Edit), Some("create-plugin-with-consumer");
+    GET ce!("/consumers/{eid}/plugins/{cid}") => core_entities::get, On(View), Some("get-plugin-with-consumer");
+    PUT ce!("/consumers/{eid}/plugins/{cid}") => core_entities::upsert, On(Edit), Some("upsert-plugin-with-consumer");
+    DELETE ce!("/consumers/{eid}/plugins/{cid}") => core_entities::delete, On(Edit), Some("delete-plugin-with-consumer");
+    GET ce!("/consumers/{eid}/acls") => core_entities::list, On(View), Some("list-acl-with-consumer");
+    POST ce!("/consumers/{eid}/acls") => core_entities::create, On(Edit), Some("create-acl-with-consumer");
+    GET ce!("/consumers/{eid}/acls/{cid}") => core_entities::get, On(View), Some("get-acl-with-consumer");
+    PUT ce!("/consumers/{eid}/acls/{cid}") => core_entities::upsert, On(Edit), Some("upsert-acl-with-consumer");
+    DELETE ce!("/consumers/{eid}/acls/{cid}") => core_entities::delete, On(Edit), Some("delete-acl-with-consumer");
+    GET ce!("/consumers/{eid}/basic-auth") => core_entities::list, On(View), Some("list-basic-auth-with-consumer");
+    POST ce!("/consumers/{eid}/basic-auth") => core_entities::create, On(Edit), Some("create-basic-auth-with-consumer");
+    GET ce!("/consumers/{eid}/basic-auth/{cid}") => core_entities::get, On(View), Some("get-basic-auth-with-consumer");
+    PUT ce!("/consumers/{eid}/basic-auth/{cid}") => core_entities::upsert, On(Edit), Some("upsert-basic-auth-with-consumer");
+    DELETE ce!("/consumers/{eid}/basic-auth/{cid}") => core_entities::delete, On(Edit), Some("delete-basic-auth-with-consumer");
+    GET ce!("/consumers/{eid}/hmac-auth") => core_entities::list, On(View), Some("list-hmac-auth-with-consumer");
+    POST ce!("/consumers/{eid}/hmac-auth") => core_entities::create, On(Edit), Some("create-hmac-auth-with-consumer");
+    GET ce!("/consumers/{eid}/hmac-auth/{cid}") => core_entities::get, On(View), Some("get-hmac-auth-with-consumer");
+    PUT ce!("/consumers/{eid}/hmac-auth/{cid}") => core_entities::upsert, On(Edit), Some("upsert-hmac-auth-with-consumer");
+    DELETE ce!("/consumers/{eid}/hmac-auth/{cid}") => core_entities::delete, On(Edit), Some("delete-hmac-auth-with-consumer");
+    GET ce!("/consumers/{eid}/jwt") => core_entities::list, On(View), Some("list-jwt-with-consumer");
+    POST ce!("/consumers/{eid}/jwt") => core_entities::create, On(Edit), Some("create-jwt-with-consumer");
+    GET ce!("/consumers/{eid}/jwt/{cid}") => core_entities::get, On(View), Some("get-jwt-with-consumer");
+    PUT ce!("/consumers/{eid}/jwt/{cid}") => core_entities::upsert, On(Edit), Some("upsert-jwt-with-consumer");
+    DELETE ce!("/consumers/{eid}/jwt/{cid}") => core_entities::delete, On(Edit), Some("delete-jwt-with-consumer");
+    GET ce!("/consumers/{eid}/key-auth") => core_entities::list, On(View), Some("list-key-auth-with-consumer");
+    POST ce!("/consumers/{eid}/key-auth") => core_entities::create, On(Edit), Some("create-key-auth-with-consumer");
+    GET ce!("/consumers/{eid}/key-auth/{cid}") => core_entities::get, On(View), Some("get-key-auth-with-consumer");
+    PUT ce!("/consumers/{eid}/key-auth/{cid}") => core_entities::upsert, On(Edit), Some("upsert-key-auth-with-consumer");
+    DELETE ce!("/consumers/{eid}/key-auth/{cid}") => core_entities::delete, On(Edit), Some("delete-key-auth-with-consumer");
+    GET ce!("/consumers/{eid}/mtls-auth") => core_entities::list, On(View), Some("list-mtls-auth-with-consumer");
+    POST ce!("/consumers/{eid}/mtls-auth") => core_entities::create, On(Edit), Some("create-mtls-auth-with-consumer");
+    GET ce!("/consumers/{eid}/mtls-auth/{cid}") => core_entities::get, On(View), Some("get-mtls-auth-with-consumer");
+    PUT ce!("/consumers/{eid}/mtls-auth/{cid}") => core_entities::upsert, On(Edit), Some("upsert-mtls-auth-with-consumer");
+    DELETE ce!("/consumers/{eid}/mtls-auth/{cid}") => core_entities::delete, On(Edit), Some("delete-mtls-auth-with-consumer");
+    GET ce!("/consumers/{eid}/consumer_groups") => core_entities::groups_of_consumer, On(View), Some("list-consumer-groups-for-consumer");
+    POST ce!("/consumers/{eid}/consumer_groups") => core_entities::add_consumer_to_group, On(Edit), Some("add-consumer-to-specific-consumer-group");
+    DELETE ce!("/consumers/{eid}/consumer_groups") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-all-consumer-groups");
+    DELETE ce!("/consumers/{eid}/consumer_groups/{cid}") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-consumer-group");
 
-    GET ce!("/acls") => entities::list, On(View), Some("list-acl");
-    GET ce!("/acls/{eid}") => entities::get, On(View), Some("get-acl");
-    GET ce!("/basic-auths") => entities::list, On(View), Some("list-basic-auth");
-    GET ce!("/basic-auths/{eid}") => entities::get, On(View), Some("get-basic-auth");
-    GET ce!("/hmac-auths") => entities::list, On(View), Some("list-hmac-auth");
-    GET ce!("/hmac-auths/{eid}") => entities::get, On(View), Some("get-hmac-auth");
-    GET ce!("/jwts") => entities::list, On(View), Some("list-jwt");
-    GET ce!("/jwts/{eid}") => entities::get, On(View), Some("get-jwt");
-    GET ce!("/key-auths") => entities::list, On(View), Some("list-key-auth");
-    GET ce!("/key-auths/{eid}") => entities::get, On(View), Some("get-key-auth");
-    GET ce!("/mtls-auths") => entities::list, On(View), Some("list-mtls-auth");
-    GET ce!("/mtls-auths/{eid}") => entities::get, On(View), Some("get-mtls-auth");
+    GET ce!("/acls") => core_entities::list, On(View), Some("list-acl");
+    GET ce!("/acls/{eid}") => core_entities::get, On(View), Some("get-acl");
+    GET ce!("/basic-auths") => core_entities::list, On(View), Some("list-basic-auth");
+    GET ce!("/basic-auths/{eid}") => core_entities::get, On(View), Some("get-basic-auth");
+    GET ce!("/hmac-auths") => core_entities::list, On(View), Some("list-hmac-auth");
+    GET ce!("/hmac-auths/{eid}") => core_entities::get, On(View), Some("get-hmac-auth");
+    GET ce!("/jwts") => core_entities::list, On(View), Some("list-jwt");
+    GET ce!("/jwts/{eid}") => core_entities::get, On(View), Some("get-jwt");
+    GET ce!("/key-auths") => core_entities::list, On(View), Some("list-key-auth");
+    GET ce!("/key-auths/{eid}") => core_entities::get, On(View), Some("get-key-auth");
+    GET ce!("/mtls-auths") => core_entities::list, On(View), Some("list-mtls-auth");
+    GET ce!("/mtls-auths/{eid}") => core_entities::get, On(View), Some("get-mtls-auth");
 
-    GET ce!("/consumer_groups") => entities::list, On(View), Some("list-consumer_group");
-    POST ce!("/consumer_groups") => entities::create, On(Edit), Some("create-consumer_group");
-    GET ce!("/consumer_groups/{eid}") => entities::get, On(View), Some("get-consumer_group");
-    PUT ce!("/consumer_groups/{eid}") => entities::upsert, On(Edit), Some("upsert-consumer_group");
-    DELETE ce!("/consumer_groups/{eid}") => entities::delete, On(Edit), Some("delete-consumer_group");
-    GET ce!("/consumer_groups/{eid}/plugins") => entities::list, On(View), Some("list-plugin-with-consumer_group");
-    POST ce!("/consumer_groups/{eid}/plugins") => entities::create, On(Edit), Some("create-plugin-with-consumer_group");
-    GET ce!("/consumer_groups/{eid}/plugins/{cid}") => entities::get, On(View), Some("get-plugin-with-consumer_group");
-    PUT ce!("/consumer_groups/{eid}/plugins/{cid}") => entities::upsert, On(Edit), Some("upsert-plugin-with-consumer_group");
-    DELETE ce!("/consumer_groups/{eid}/plugins/{cid}") => entities::delete, On(Edit), Some("delete-plugin-with-consumer_group");
-    GET ce!("/consumer_groups/{eid}/consumers") => entities::consumers_of_group, On(View), Some("list-consumers-for-consumer-group");
-    POST ce!("/consumer_groups/{eid}/consumers") => entities::add_consumer_to_group, On(Edit), Some("add-consumer-to-group");
-    DELETE ce!("/consumer_groups/{eid}/consumers") => entities::remove_consumer_from_groups, On(Edit), Some("remove-all-consumers-from-consumer-group");
-    DELETE ce!("/consumer_groups/{eid}/consumers/{cid}") => entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-group");
+    GET ce!("/consumer_groups") => core_entities::list, On(View), Some("list-consumer_group");
+    POST ce!("/consumer_groups") => core_entities::create, On(Edit), Some("create-consumer_group");
+    GET ce!("/consumer_groups/{eid}") => core_entities::get, On(View), Some("get-consumer_group");
+    PUT ce!("/consumer_groups/{eid}") => core_entities::upsert, On(Edit), Some("upsert-consumer_group");
+    DELETE ce!("/consumer_groups/{eid}") => core_entities::delete, On(Edit), Some("delete-consumer_group");
+    GET ce!("/consumer_groups/{eid}/plugins") => core_entities::list, On(View), Some("list-plugin-with-consumer_group");
+    POST ce!("/consumer_groups/{eid}/plugins") => core_entities::create, On(Edit), Some("create-plugin-with-consumer_group");
+    GET ce!("/consumer_groups/{eid}/plugins/{cid}") => core_entities::get, On(View), Some("get-plugin-with-consumer_group");
+    PUT ce!("/consumer_groups/{eid}/plugins/{cid}") => core_entities::upsert, On(Edit), Some("upsert-plugin-with-consumer_group");
+    DELETE ce!("/consumer_groups/{eid}/plugins/{cid}") => core_entities::delete, On(Edit), Some("delete-plugin-with-consumer_group");
+    GET ce!("/consumer_groups/{eid}/consumers") => core_entities::consumers_of_group, On(View), Some("list-consumers-for-consumer-group");
+    POST ce!("/consumer_groups/{eid}/consumers") => core_entities::add_consumer_to_group, On(Edit), Some("add-consumer-to-group");
+    DELETE ce!("/consumer_groups/{eid}/consumers") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-all-consumers-from-consumer-group");
+    DELETE ce!("/consumer_groups/{eid}/consumers/{cid}") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-group");
 
-    GET ce!("/certificates") => entities::list, On(View), Some("list-certificate");
-    POST ce!("/certificates") => entities::create, On(Edit), Some("create-certificate");
-    GET ce!("/certificates/{eid}") => entities::get, On(View), Some("get-certificate");
-    PUT ce!("/certificates/{eid}") => entities::upsert, On(Edit), Some("upsert-certificate");
-    DELETE ce!("/certificates/{eid}") => entities::delete, On(Edit), Some("delete-certificate");
-    GET ce!("/certificates/{eid}/snis") => entities::list, On(View), Some("list-sni-with-certificate");
-    POST ce!("/certificates/{eid}/snis") => entities::create, On(Edit), Some("create-sni-with-certificate");
-    GET ce!("/certificates/{eid}/snis/{cid}") => entities::get, On(View), Some("get-sni-with-certificate");
-    PUT ce!("/certificates/{eid}/snis/{cid}") => entities::upsert, On(Edit), Some("upsert-sni-with-certificate");
-    DELETE ce!("/certificates/{eid}/snis/{cid}") => entities::delete, On(Edit), Some("delete-sni-with-certificate");
-    GET ce!("/snis") => entities::list, On(View), Some("list-sni");
-    POST ce!("/snis") => entities::create, On(Edit), Some("create-sni");
-    GET ce!("/snis/{eid}") => entities::get, On(View), Some("get-sni");
-    PUT ce!("/snis/{eid}") => entities::upsert, On(Edit), Some("upsert-sni");
-    DELETE ce!("/snis/{eid}") => entities::delete, On(Edit), Some("delete-sni");
-    GET ce!("/ca_certificates") => entities::list, On(View), Some("list-ca_certificate");
-    POST ce!("/ca_certificates") => entities::create, On(Edit), Some("create-ca_certificate");
-    GET ce!("/ca_certificates/{eid}") => entities::get, On(View), Some("get-ca_certificate");
-    PUT ce!("/ca_certificates/{eid}") => entities::upsert, On(Edit), Some("upsert-ca_certificate");
-    DELETE ce!("/ca_certificates/{eid}") => entities::delete, On(Edit), Some("delete-ca_certificate");
+    GET ce!("/certificates") => core_entities::list, On(View), Some("list-certificate");
+    POST ce!("/certificates") => core_entities::create, On(Edit), Some("create-certificate");
+    GET ce!("/certificates/{eid}") => core_entities::get, On(View), Some("get-certificate");
+    PUT ce!("/certificates/{eid}") => core_entities::upsert, On(Edit), Some("upsert-certificate");
+    DELETE ce!("/certificates/{eid}") => core_entities::delete, On(Edit), Some("delete-certificate");
+    GET ce!("/certificates/{eid}/snis") => core_entities::list, On(View), Some("list-sni-with-certificate");
+    POST ce!("/certificates/{eid}/snis") => core_entities::create, On(Edit), Some("create-sni-with-certificate");
+    GET ce!("/certificates/{eid}/snis/{cid}") => core_entities::get, On(View), Some("get-sni-with-certificate");
+    PUT ce!("/certificates/{eid}/snis/{cid}") => core_entities::upsert, On(Edit), Some("upsert-sni-with-certificate");
+    DELETE ce!("/certificates/{eid}/snis/{cid}") => core_entities::delete, On(Edit), Some("delete-sni-with-certificate");
+    GET ce!("/snis") => core_entities::list, On(View), Some("list-sni");
+    POST ce!("/snis") => core_entities::create, On(Edit), Some("create-sni");
+    GET ce!("/snis/{eid}") => core_entities::get, On(View), Some("get-sni");
+    PUT ce!("/snis/{eid}") => core_entities::upsert, On(Edit), Some("upsert-sni");
+    DELETE ce!("/snis/{eid}") => core_entities::delete, On(Edit), Some("delete-sni");
+    GET ce!("/ca_certificates") => core_entities::list, On(View), Some("list-ca_certificate");
+    POST ce!("/ca_certificates") => core_entities::create, On(Edit), Some("create-ca_certificate");
+    GET ce!("/ca_certificates/{eid}") => core_entities::get, On(View), Some("get-ca_certificate");
+    PUT ce!("/ca_certificates/{eid}") => core_entities::upsert, On(Edit), Some("upsert-ca_certificate");
+    DELETE ce!("/ca_certificates/{eid}") => core_entities::delete, On(Edit), Some("delete-ca_certificate");
 
-    GET ce!("/upstreams") => entities::list, On(View), Some("list-upstream");
-    POST ce!("/upstreams") => entities::create, On(Edit), Some("create-upstream");
-    GET ce!("/upstreams/{eid}") => entities::get, On(View), Some("get-upstream");
-    PUT ce!("/upstreams/{eid}") => entities::upsert, On(Edit), Some("upsert-upstream");
-    DELETE ce!("/upstreams/{eid}") => entities::delete, On(Edit), Some("delete-upstream");
-    GET ce!("/upstreams/{eid}/targets") => entities::list, On(View), Some("list-target-with-upstream");
-    POST ce!("/upstreams/{eid}/targets") => entities::create, On(Edit), Some("create-target-with-upstream");
-    GET ce!("/upstreams/{eid}/targets/{cid}") => entities::get, On(View), Some("get-target-with-upstream");
-    PUT ce!("/upstreams/{eid}/targets/{cid}") => entities::upsert, On(Edit), Some("upsert-target-with-upstream");
-    DELETE ce!("/upstreams/{eid}/targets/{cid}") => entities::delete, On(Edit), Some("delete-target-with-upstream");
-    GET ce!("/targets") => entities::list, On(View), Some("list-targets");
+    GET ce!("/upstreams") => core_entities::list, On(View), Some("list-upstream");
+    POST ce!("/upstreams") => core_entities::create, On(Edit), Some("create-upstream");
+    GET ce!("/upstreams/{eid}") => core_entities::get, On(View), Some("get-upstream");
+    PUT ce!("/upstreams/{eid}") => core_entities::upsert, On(Edit), Some("upsert-upstream");
+    DELETE ce!("/upstreams/{eid}") => core_entities::delete, On(Edit), Some("delete-upstream");
+    GET ce!("/upstreams/{eid}/targets") => core_entities::list, On(View), Some("list-target-with-upstream");
+    POST ce!("/upstreams/{eid}/targets") => core_entities::create, On(Edit), Some("create-target-with-upstream");
+    GET ce!("/upstreams/{eid}/targets/{cid}") => core_entities::get, On(View), Some("get-target-with-upstream");
+    PUT ce!("/upstreams/{eid}/targets/{cid}") => core_entities::upsert, On(Edit), Some("upsert-target-with-upstream");
+    DELETE ce!("/upstreams/{eid}/targets/{cid}") => core_entities::delete, On(Edit), Some("delete-target-with-upstream");
+    GET ce!("/targets") => core_entities::list, On(View), Some("list-targets");
 
-    GET ce!("/vaults") => entities::list, On(View), Some("list-vault");
-    POST ce!("/vaults") => entities::create, On(Edit), Some("create-vault");
-    GET ce!("/vaults/{eid}") => entities::get, On(View), Some("get-vault");
-    PUT ce!("/vaults/{eid}") => entities::upsert, On(Edit), Some("upsert-vault");
-    DELETE ce!("/vaults/{eid}") => entities::delete, On(Edit), Some("delete-vault");
+    GET ce!("/vaults") => core_entities::list, On(View), Some("list-vault");
+    POST ce!("/vaults") => core_entities::create, On(Edit), Some("create-vault");
+    GET ce!("/vaults/{eid}") => core_entities::get, On(View), Some("get-vault");
+    PUT ce!("/vaults/{eid}") => core_entities::upsert, On(Edit), Some("upsert-vault");
+    DELETE ce!("/vaults/{eid}") => core_entities::delete, On(Edit), Some("delete-vault");
 
-    GET ce!("/keys") => entities::list, On(View), Some("list-key");
-    POST ce!("/keys") => entities::create, On(Edit), Some("create-key");
-    GET ce!("/keys/{eid}") => entities::get, On(View), Some("get-key");
-    PUT ce!("/keys/{eid}") => entities::upsert, On(Edit), Some("upsert-key");
-    DELETE ce!("/keys/{eid}") => entities::delete, On(Edit), Some("delete-key");
-    GET ce!("/key-sets") => entities::list, On(View), Some("list-key-set");
-    POST ce!("/key-sets") => entities::create, On(Edit), Some("create-key-set");
-    GET ce!("/key-sets/{eid}") => entities::get, On(View), Some("get-key-set");
-    PUT ce!("/key-sets/{eid}") => entities::upsert, On(Edit), Some("upsert-key-set");
-    DELETE ce!("/key-sets/{eid}") => entities::delete, On(Edit), Some("delete-key-set");
-    GET ce!("/key-sets/{eid}/keys") => entities::list, On(View), Some("list-key-with-key-set");
-    POST ce!("/key-sets/{eid}/keys") => entities::create, On(Edit), Some("create-key-with-key-set");
-    GET ce!("/key-sets/{eid}/keys/{cid}") => entities::get, On(View), Some("get-key-with-key-set");
-    PUT ce!("/key-sets/{eid}/keys/{cid}") => entities::upsert, On(Edit), Some("upsert-key-with-key-set");
-    DELETE ce!("/key-sets/{eid}/keys/{cid}") => entities::delete, On(Edit), Some("delete-key-with-key-set");
+    GET ce!("/keys") => core_entities::list, On(View), Some("list-key");
+    POST ce!("/keys") => core_entities::create, On(Edit), Some("create-key");
+    GET ce!("/keys/{eid}") => core_entities::get, On(View), Some("get-key");
+    PUT ce!("/keys/{eid}") => core_entities::upsert, On(Edit), Some("upsert-key");
+    DELETE ce!("/keys/{eid}") => core_entities::delete, On(Edit), Some("delete-key");
+    GET ce!("/key-sets") => core_entities::list, On(View), Some("list-key-set");
+    POST ce!("/key-sets") => core_entities::create, On(Edit), Some("create-key-set");
+    GET ce!("/key-sets/{eid}") => core_entities::get, On(View), Some("get-key-set");
+    PUT ce!("/key-sets/{eid}") => core_entities::upsert, On(Edit), Some("upsert-key-set");
+    DELETE ce!("/key-sets/{eid}") => core_entities::delete, On(Edit), Some("delete-key-set");
+    GET ce!("/key-sets/{eid}/keys") => core_entities::list, On(View), Some("list-key-with-key-set");
+    POST ce!("/key-sets/{eid}/keys") => core_entities::create, On(Edit), Some("create-key-with-key-set");
+    GET ce!("/key-sets/{eid}/keys/{cid}") => core_entities::get, On(View), Some("get-key-with-key-set");
+    PUT ce!("/key-sets/{eid}/keys/{cid}") => core_entities::upsert, On(Edit), Some("upsert-key-with-key-set");
+    DELETE ce!("/key-sets/{eid}/keys/{cid}") => core_entities::delete, On(Edit), Some("delete-key-with-key-set");
 
-    GET ce!("/partials") => entities::list, On(View), Some("list-partial");
-    POST ce!("/partials") => entities::create, On(Edit), Some("create-partial");
-    GET ce!("/partials/{eid}") => entities::get, On(View), Some("get-partial");
-    PUT ce!("/partials/{eid}") => entities::upsert, On(Edit), Some("upsert-partial");
-    DELETE ce!("/partials/{eid}") => entities::delete, On(Edit), Some("delete-partial");
-    GET ce!("/partials/{eid}/links") => entities::partial_links, On(View), Some("list-partial-link");
+    GET ce!("/partials") => core_entities::list, On(View), Some("list-partial");
+    POST ce!("/partials") => core_entities::create, On(Edit), Some("create-partial");
+    GET ce!("/partials/{eid}") => core_entities::get, On(View), Some("get-partial");
+    PUT ce!("/partials/{eid}") => core_entities::upsert, On(Edit), Some("upsert-partial");
+    DELETE ce!("/partials/{eid}") => core_entities::delete, On(Edit), Some("delete-partial");
+    GET ce!("/partials/{eid}/links") => core_entities::partial_links, On(View), Some("list-partial-link");
 
-    GET ce!("/degraphql_routes") => entities::list, On(View), Some("list-degraphql_route");
-    GET ce!("/degraphql_routes/{eid}") => entities::get, On(View), Some("get-degraphql_route");
-    GET ce!("/graphql-rate-limiting-advanced/costs") => entities::list, On(View), Some("list-graphql-rate-limiting-advanced-cost");
-    GET ce!("/graphql-rate-limiting-advanced/costs/{eid}") => entities::get, On(View), Some("get-graphql-rate-limiting-advanced-cost");
+    GET ce!("/degraphql_routes") => core_entities::list, On(View), Some("list-degraphql_route");
+    GET ce!("/degraphql_routes/{eid}") => core_entities::get, On(View), Some("get-degraphql_route");
+    GET ce!("/graphql-rate-limiting-advanced/costs") => core_entities::list, On(View), Some("list-graphql-rate-limiting-advanced-cost");
+    GET ce!("/graphql-rate-limiting-advanced/costs/{eid}") => core_entities::get, On(View), Some("get-graphql-rate-limiting-advanced-cost");
 
     // Code we can't run: custom plugins and plugin-schema uploads.
-    GET ce!("/custom-plugins") => entities::list, On(View), Some("list-custom-plugin");
-    POST ce!("/custom-plugins") => entities::unsupported, On(Edit), Some("create-custom-plugin");
-    GET ce!("/custom-plugins/{eid}") => entities::get, On(View), Some("get-custom-plugin");
-    PUT ce!("/custom-plugins/{eid}") => entities::unsupported, On(Edit), Some("upsert-custom-plugin");
-    DELETE ce!("/custom-plugins/{eid}") => entities::unsupported, On(Edit), Some("delete-custom-plugin");
-    GET ce!("/plugin-schemas") => entities::unsupported, On(View), Some("list-plugin-schemas");
-    POST ce!("/plugin-schemas") => entities::unsupported, On(Edit), Some("create-plugin-schemas");
-    GET ce!("/plugin-schemas/{eid}") => entities::unsupported, On(View), Some("get-plugin-schema");
-    PUT ce!("/plugin-schemas/{eid}") => entities::unsupported, On(Edit), Some("update-plugin-schemas");
-    DELETE ce!("/plugin-schemas/{eid}") => entities::unsupported, On(Edit), Some("delete-plugin-schemas");
+    GET ce!("/custom-plugins") => core_entities::list, On(View), Some("list-custom-plugin");
+    POST ce!("/custom-plugins") => core_entities::unsupported, On(Edit), Some("create-custom-plugin");
+    GET ce!("/custom-plugins/{eid}") => core_entities::get, On(View), Some("get-custom-plugin");
+    PUT ce!("/custom-plugins/{eid}") => core_entities::unsupported, On(Edit), Some("upsert-custom-plugin");
+    DELETE ce!("/custom-plugins/{eid}") => core_entities::unsupported, On(Edit), Some("delete-custom-plugin");
+    GET ce!("/plugin-schemas") => core_entities::unsupported, On(View), Some("list-plugin-schemas");
+    POST ce!("/plugin-schemas") => core_entities::unsupported, On(Edit), Some("create-plugin-schemas");
+    GET ce!("/plugin-schemas/{eid}") => core_entities::unsupported, On(View), Some("get-plugin-schema");
+    PUT ce!("/plugin-schemas/{eid}") => core_entities::unsupported, On(Edit), Some("update-plugin-schemas");
+    DELETE ce!("/plugin-schemas/{eid}") => core_entities::unsupported, On(Edit), Some("delete-plugin-schemas");
 
     // Schemas, from the rules the validator uses.
-    GET ce!("/schemas/plugins/{eid}") => entities::plugin_schema, On(View), Some("fetch-plugin-schema");
-    GET ce!("/schemas/partials/{eid}") => entities::partial_schema, On(View), Some("fetch-partial-schema");
-    POST ce!("/schemas/{eid}/validate") => entities::validate, On(View), Some("validate-entity-schema");
+    GET ce!("/schemas/plugins/{eid}") => core_entities::plugin_schema, On(View), Some("fetch-plugin-schema");
+    GET ce!("/schemas/partials/{eid}") => core_entities::partial_schema, On(View), Some("fetch-partial-schema");
+    POST ce!("/schemas/{eid}/validate") => core_entities::validate, On(View), Some("validate-entity-schema");
     // The same operation where a path of its own (`schemas/plugins/{name}`) would take it.
-    POST ce!("/schemas/plugins/validate") => entities::validate, On(View), None;
-    POST ce!("/schemas/partials/validate") => entities::validate, On(View), None;
+    POST ce!("/schemas/plugins/validate") => core_entities::validate, On(View), None;
+    POST ce!("/schemas/partials/validate") => core_entities::validate, On(View), None;
 
     // ---- ours ----
     GET cp!("/{id}/details") => details::get, On(View), None;
@@ -360,7 +377,7 @@ table! {
 }
 
 impl Route {
-    /// The handler's own name (`list` of `entities::list`).
+    /// The handler's own name (`list` of `core_entities::list`).
     pub fn handler_name(&self) -> &'static str {
         self.handler
             .rsplit("::")

@@ -14,11 +14,8 @@
 //! its served snapshot.
 //!
 //! Which entity a route serves is read off its template ([`kinds::addr`]),
-//! so the route table names each route once.
-
-mod defaults;
-mod doc;
-pub mod kinds;
+//! so the route table names each route once. The entities themselves are
+//! `crate::entities`' business; this file is their HTTP.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,10 +30,10 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::http::{Query, ok_json, parse_id, query, read_body, view_or_404};
-use crate::config::{Coll, Format};
+use crate::entities::doc::{Doc, EditError};
+use crate::entities::kinds::{self, Addr, EntityKind};
+use crate::entities::{defaults, parse_stored};
 use crate::registry::{ConfigWrite, GroupView, Mode, STALE_FIELD};
-use doc::{Doc, EditError};
-use kinds::{Addr, Kind, by_coll};
 
 type Params = Path<HashMap<String, String>>;
 
@@ -87,15 +84,10 @@ fn load(s: &AppState, id: Uuid) -> ApiResult<Loaded> {
     let (root, hash) = match view.standard() {
         Some(st) => {
             let text = st.config();
-            let format = if text.media_type.contains("json") {
-                Format::Json
-            } else {
-                Format::Yaml
-            };
-            let root = crate::config::parse(text.bytes, format).map_err(|e| {
+            let root = parse_stored(text.bytes, text.media_type).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the stored member config does not parse: {}", e.message),
+                    format!("the stored member config does not parse: {e}"),
                 )
             })?;
             (root, Some(st.config_hash().to_string()))
@@ -125,8 +117,8 @@ fn parent_of(doc: &Doc, a: &Addr, params: &HashMap<String, String>) -> ApiResult
     doc.find(pk, key).map(Some).ok_or_else(|| not_found(pk))
 }
 
-fn not_found(kind: &Kind) -> ApiError {
-    ApiError::not_found(format!("{} not found", kind.coll.noun()))
+fn not_found(kind: &EntityKind) -> ApiError {
+    ApiError::not_found(format!("{} not found", kind.noun()))
 }
 
 /// The segment naming the one entity of the route.
@@ -180,7 +172,7 @@ pub async fn get(
     let l = load(&s, group(&params)?)?;
     let i = find_own(&l.doc, &a, &params)?.ok_or_else(|| not_found(a.kind))?;
     let entity = l.doc.render(i);
-    if a.kind.coll == Coll::ConsumerGroups && a.parent.is_none() {
+    if a.kind.is(kinds::consumer_groups()) && a.parent.is_none() {
         // Konnect wraps this one answer.
         let mut v = json!({ "consumer_group": entity });
         if q.flag("list_consumers")? {
@@ -282,7 +274,7 @@ fn tags_match(v: &Value, filter: &str) -> bool {
 /// What an edit answers once written.
 enum Answer {
     /// The entity with this id, rendered from the written document.
-    Entity(&'static Kind, String, StatusCode),
+    Entity(&'static EntityKind, String, StatusCode),
     /// A body of its own, made from the written document.
     Made(StatusCode, Box<dyn Fn(&Doc) -> Value + Send>),
     NoContent,
@@ -401,7 +393,7 @@ pub async fn create(
 }
 
 fn parent_missing(a: &Addr) -> EditError {
-    let noun = a.parent.map_or("parent", |p| p.coll.noun());
+    let noun = a.parent.map_or("parent", |p| p.noun());
     EditError::new(404, format!("{noun} not found"))
 }
 
@@ -457,10 +449,6 @@ pub async fn delete(
 
 // ---- consumer-group memberships ----
 
-fn kind(coll: Coll) -> ApiResult<&'static Kind> {
-    by_coll(coll).ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unknown kind"))
-}
-
 /// `GET consumers/{eid}/consumer_groups`.
 pub async fn groups_of_consumer(
     State(s): State<AppState>,
@@ -469,7 +457,7 @@ pub async fn groups_of_consumer(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let l = load(&s, group(&params)?)?;
-    let ck = kind(Coll::Consumers)?;
+    let ck = kinds::consumers();
     let c = l
         .doc
         .find(ck, params.get("eid").map_or("", String::as_str))
@@ -492,7 +480,7 @@ pub async fn consumers_of_group(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let l = load(&s, group(&params)?)?;
-    let gk = kind(Coll::ConsumerGroups)?;
+    let gk = kinds::consumer_groups();
     let g = l
         .doc
         .find(gk, params.get("eid").map_or("", String::as_str))
@@ -533,7 +521,7 @@ pub async fn add_consumer_to_group(
             f.insert(other_field.into(), json!("required field missing"));
             ApiError::from(EditError::schema(f))
         })?;
-    let (ck, gk) = (kind(Coll::Consumers)?, kind(Coll::ConsumerGroups)?);
+    let (ck, gk) = (kinds::consumers(), kinds::consumer_groups());
     let eid = params.get("eid").cloned().unwrap_or_default();
     write(&s, id, raw, move |doc| {
         let (c, g) = if from_group {
@@ -591,24 +579,21 @@ pub async fn remove_consumer_from_groups(
 ) -> ApiResult<Response> {
     let id = group(&params)?;
     let from_group = path.as_str().contains("/consumer_groups/{eid}");
-    let (ck, gk) = (kind(Coll::Consumers)?, kind(Coll::ConsumerGroups)?);
+    let (ck, gk) = (kinds::consumers(), kinds::consumer_groups());
     let eid = params.get("eid").cloned().unwrap_or_default();
     let cid = params.get("cid").cloned();
     write(&s, id, raw, move |doc| {
         let (own, other) = if from_group { (gk, ck) } else { (ck, gk) };
         let Some(me) = doc.find(own, &eid) else {
-            return Err(EditError::new(
-                404,
-                format!("{} not found", own.coll.noun()),
-            ));
+            return Err(EditError::new(404, format!("{} not found", own.noun())));
         };
-        let them =
-            match &cid {
-                Some(k) => Some(doc.find(other, k).ok_or_else(|| {
-                    EditError::new(404, format!("{} not found", other.coll.noun()))
-                })?),
-                None => None,
-            };
+        let them = match &cid {
+            Some(k) => Some(
+                doc.find(other, k)
+                    .ok_or_else(|| EditError::new(404, format!("{} not found", other.noun())))?,
+            ),
+            None => None,
+        };
         doc.remove_memberships(|c, g| {
             let (mine, theirs) = if from_group { (g, c) } else { (c, g) };
             mine == me && them.is_none_or(|t| t == theirs)
@@ -626,7 +611,7 @@ pub async fn partial_links(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let l = load(&s, group(&params)?)?;
-    let pk = kind(Coll::Partials)?;
+    let pk = kinds::partials();
     let p = l
         .doc
         .find(pk, params.get("eid").map_or("", String::as_str))
@@ -639,7 +624,7 @@ pub async fn partial_links(
             .and_then(Value::as_str)
             .map(str::to_string),
     );
-    let plugins = kind(Coll::Plugins)?;
+    let plugins = kinds::plugins();
     let items: Vec<Value> = l
         .doc
         .list(plugins, None)
@@ -715,40 +700,19 @@ pub async fn validate(
         None if path.as_str().contains("/schemas/plugins/") => "plugins".into(),
         None => "partials".into(),
     };
-    let coll = Coll::from_name(&entity)
-        .or_else(|| {
-            kinds::KINDS
-                .iter()
-                .find(|k| k.top == entity)
-                .map(|k| k.coll)
-        })
+    let collection = crate::entities::collection_named(&entity)
         .ok_or_else(|| ApiError::not_found(format!("No entity named '{entity}'")))?;
     let body = body_object(&s, &headers, body).await?;
-    let doc = json!({"_format_version": "3.0", coll.name(): [Value::Object(body)]});
-    let bytes = serde_json::to_vec(&doc).unwrap_or_default();
     let target = s.engine.kong_target();
-    let member = tokio::task::spawn_blocking(move || {
-        let info = crate::member::MemberInfo {
-            id: "validate".into(),
-            name: "validate".into(),
-            is_default: false,
-        };
-        let interner = crate::intern::Interner::new();
-        crate::member::Member::build_for(info, &bytes, Format::Json, &interner, &target)
+    let errors = tokio::task::spawn_blocking(move || {
+        crate::entities::validate_one(collection, body, &target)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    // References to entities outside the one checked can't resolve alone.
-    let errors: Vec<_> = member
-        .errors
-        .iter()
-        .filter(|e| e.kind != crate::report::ErrorKind::UnresolvedReference)
-        .cloned()
-        .collect();
     if errors.is_empty() {
         return Ok(ok_json(
             StatusCode::OK,
-            json!({"message": format!("schema validation successful for {}", coll.name())}),
+            json!({"message": format!("schema validation successful for {collection}")}),
         ));
     }
     Err(invalid(&errors))
@@ -765,4 +729,27 @@ pub async fn unsupported(path: MatchedPath) -> ApiError {
         "custom plugins are Lua code, which rgmerge can't check or run; ship them with the data planes and configure them as plugins"
     };
     ApiError::new(StatusCode::BAD_REQUEST, format!("not supported: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every entity route of the table reads as an address.
+    #[test]
+    fn every_entity_route_has_an_address() {
+        for r in crate::server::ROUTES {
+            let generic = r.handler.starts_with("core_entities")
+                && matches!(
+                    r.handler_name(),
+                    "list" | "get" | "create" | "upsert" | "delete"
+                );
+            if generic {
+                assert!(
+                    super::kinds::addr(r.template).is_some(),
+                    "{} {}",
+                    r.method,
+                    r.template
+                );
+            }
+        }
+    }
 }

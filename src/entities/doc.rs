@@ -12,7 +12,7 @@
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::kinds::{KINDS, Kind, Stamps, by_coll};
+use super::kinds::{EntityKind, KINDS, Stamps, by_coll};
 use crate::config::Coll;
 
 /// One step of a path into the document.
@@ -25,7 +25,7 @@ pub enum Step {
 /// Where one entity sits and what it is.
 #[derive(Clone, Debug)]
 pub struct Entry {
-    pub kind: &'static Kind,
+    pub kind: &'static EntityKind,
     pub path: Vec<Step>,
     pub id: String,
     /// The entity it is nested under.
@@ -138,7 +138,7 @@ impl Doc {
 
     fn walk(
         &self,
-        kind: &'static Kind,
+        kind: &'static EntityKind,
         path: Vec<Step>,
         parent: Option<usize>,
         out: &mut Vec<Entry>,
@@ -175,7 +175,7 @@ impl Doc {
     /// the parent and the natural key; its place when it has none.
     fn derived_id(
         &self,
-        kind: &Kind,
+        kind: &EntityKind,
         item: &Map<String, Value>,
         parent: Option<&str>,
         path: &[Step],
@@ -222,7 +222,7 @@ impl Doc {
     }
 
     /// The entity of `kind` that `key` names: its id, or one of its keys.
-    pub fn find(&self, kind: &Kind, key: &str) -> Option<usize> {
+    pub fn find(&self, kind: &EntityKind, key: &str) -> Option<usize> {
         let of_kind = || {
             self.entries
                 .iter()
@@ -271,7 +271,7 @@ impl Doc {
 
     /// The entries of `kind`, under the entity `parent` when given (nested
     /// there, or naming it by a foreign key).
-    pub fn list(&self, kind: &Kind, parent: Option<usize>) -> Vec<usize> {
+    pub fn list(&self, kind: &EntityKind, parent: Option<usize>) -> Vec<usize> {
         (0..self.entries.len())
             .filter(|i| self.entries[*i].kind.coll == kind.coll)
             .filter(|i| {
@@ -344,7 +344,7 @@ impl Doc {
     /// as decK's plain references, the one naming `nest` dropped.
     fn to_item(
         &self,
-        kind: &Kind,
+        kind: &EntityKind,
         body: Map<String, Value>,
         nest: Option<usize>,
     ) -> Result<Map<String, Value>, EditError> {
@@ -389,7 +389,7 @@ impl Doc {
     }
 
     /// The parent the path names, as the foreign key it stands for.
-    fn parent_key(&self, kind: &Kind, parent: Option<usize>, body: &mut Map<String, Value>) {
+    fn parent_key(&self, kind: &EntityKind, parent: Option<usize>, body: &mut Map<String, Value>) {
         if let Some(p) = parent {
             let pe = &self.entries[p];
             if let Some((fk, _)) = kind.foreign.iter().find(|(_, c)| *c == pe.kind.coll) {
@@ -403,7 +403,7 @@ impl Doc {
     /// kind, under that one, as decK writes it. `None`: at the top.
     fn nest_for(
         &self,
-        kind: &Kind,
+        kind: &EntityKind,
         parent: Option<usize>,
         body: &Map<String, Value>,
     ) -> Option<usize> {
@@ -434,7 +434,7 @@ impl Doc {
     /// unique key is taken.
     pub fn insert(
         &mut self,
-        kind: &'static Kind,
+        kind: &'static EntityKind,
         parent: Option<usize>,
         mut body: Map<String, Value>,
     ) -> Result<String, EditError> {

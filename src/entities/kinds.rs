@@ -1,4 +1,4 @@
-//! Each entity kind the core-entities API serves: where it sits in the URL,
+//! Each kind of entity the core-entities API serves: where it sits in the URL,
 //! which decK collection holds it, and its fields as Kong's entity schema
 //! (`kong/db/schema/entities/*.lua`, 3.10) declares them, with Kong's
 //! defaults. An answer carries exactly these fields: the published schemas
@@ -15,7 +15,7 @@ pub enum Stamps {
 }
 
 #[derive(Debug)]
-pub struct Kind {
+pub struct EntityKind {
     pub coll: Coll,
     /// The path segment(s) at the top of core-entities.
     pub top: &'static str,
@@ -37,8 +37,8 @@ pub struct Kind {
 
 const HEALTHCHECKS: &str = r#"{"active":{"concurrency":10,"healthy":{"http_statuses":[200,302],"interval":0,"successes":0},"http_path":"/","https_verify_certificate":true,"timeout":1,"type":"http","unhealthy":{"http_failures":0,"http_statuses":[429,404,500,501,502,503,504,505],"interval":0,"tcp_failures":0,"timeouts":0}},"passive":{"healthy":{"http_statuses":[200,201,202,203,204,205,206,207,208,226,300,301,302,303,304,305,306,307,308],"successes":0},"type":"http","unhealthy":{"http_failures":0,"http_statuses":[429,500,503],"tcp_failures":0,"timeouts":0}},"threshold":0}"#;
 
-pub static KINDS: &[Kind] = &[
-    Kind {
+pub static KINDS: &[EntityKind] = &[
+    EntityKind {
         coll: Coll::Services,
         top: "services",
         nested: "",
@@ -64,7 +64,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Routes,
         top: "routes",
         nested: "routes",
@@ -94,7 +94,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Plugins,
         top: "plugins",
         nested: "plugins",
@@ -119,7 +119,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["instance_name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Consumers,
         top: "consumers",
         nested: "",
@@ -129,7 +129,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["username", "custom_id"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::ConsumerGroups,
         top: "consumer_groups",
         nested: "",
@@ -139,7 +139,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Certificates,
         top: "certificates",
         nested: "",
@@ -155,7 +155,7 @@ pub static KINDS: &[Kind] = &[
         keys: &[],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Snis,
         top: "snis",
         nested: "snis",
@@ -165,7 +165,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::CaCertificates,
         top: "ca_certificates",
         nested: "",
@@ -175,7 +175,7 @@ pub static KINDS: &[Kind] = &[
         keys: &[],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Upstreams,
         top: "upstreams",
         nested: "",
@@ -205,7 +205,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Targets,
         top: "targets",
         nested: "targets",
@@ -215,7 +215,7 @@ pub static KINDS: &[Kind] = &[
         keys: &[],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Vaults,
         top: "vaults",
         nested: "",
@@ -231,7 +231,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["prefix"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Keys,
         top: "keys",
         nested: "keys",
@@ -248,7 +248,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::KeySets,
         top: "key-sets",
         nested: "",
@@ -258,7 +258,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Partials,
         top: "partials",
         nested: "",
@@ -273,7 +273,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["name"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::Acls,
         top: "acls",
         nested: "acls",
@@ -283,7 +283,7 @@ pub static KINDS: &[Kind] = &[
         keys: &[],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::BasicauthCredentials,
         top: "basic-auths",
         nested: "basic-auth",
@@ -293,7 +293,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["username"],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::HmacauthCredentials,
         top: "hmac-auths",
         nested: "hmac-auth",
@@ -303,7 +303,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["username"],
         generated: &["secret"],
     },
-    Kind {
+    EntityKind {
         coll: Coll::JwtSecrets,
         top: "jwts",
         nested: "jwt",
@@ -319,7 +319,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["key"],
         generated: &["key", "secret"],
     },
-    Kind {
+    EntityKind {
         coll: Coll::KeyauthCredentials,
         top: "key-auths",
         nested: "key-auth",
@@ -329,7 +329,7 @@ pub static KINDS: &[Kind] = &[
         keys: &["key"],
         generated: &["key"],
     },
-    Kind {
+    EntityKind {
         coll: Coll::MtlsAuthCredentials,
         top: "mtls-auths",
         nested: "mtls-auth",
@@ -342,7 +342,7 @@ pub static KINDS: &[Kind] = &[
         keys: &[],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::DegraphqlRoutes,
         top: "degraphql_routes",
         nested: "degraphql/routes",
@@ -356,7 +356,7 @@ pub static KINDS: &[Kind] = &[
         keys: &[],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::GraphqlCostDecorations,
         top: "graphql-rate-limiting-advanced/costs",
         nested: "graphql-rate-limiting-advanced/costs",
@@ -372,7 +372,7 @@ pub static KINDS: &[Kind] = &[
         keys: &[],
         generated: &[],
     },
-    Kind {
+    EntityKind {
         coll: Coll::CustomPlugins,
         top: "custom-plugins",
         nested: "",
@@ -389,7 +389,7 @@ pub static KINDS: &[Kind] = &[
     },
 ];
 
-pub fn by_coll(coll: Coll) -> Option<&'static Kind> {
+pub fn by_coll(coll: Coll) -> Option<&'static EntityKind> {
     KINDS.iter().find(|k| k.coll == coll)
 }
 
@@ -397,8 +397,8 @@ pub fn by_coll(coll: Coll) -> Option<&'static Kind> {
 #[derive(Clone, Copy, Debug)]
 pub struct Addr {
     /// The parent kind, for a nested route.
-    pub parent: Option<&'static Kind>,
-    pub kind: &'static Kind,
+    pub parent: Option<&'static EntityKind>,
+    pub kind: &'static EntityKind,
 }
 
 /// The address a core-entities template stands for.
@@ -426,23 +426,48 @@ pub fn addr(template: &str) -> Option<Addr> {
     })
 }
 
+impl EntityKind {
+    /// What one is called in a sentence.
+    pub fn noun(&self) -> &'static str {
+        self.coll.noun()
+    }
+
+    /// Whether `other` is this kind.
+    pub fn is(&self, other: &EntityKind) -> bool {
+        self.coll == other.coll
+    }
+}
+
+fn named(top: &str) -> &'static EntityKind {
+    KINDS.iter().find(|k| k.top == top).unwrap_or(&KINDS[0])
+}
+
+pub fn consumers() -> &'static EntityKind {
+    named("consumers")
+}
+
+pub fn consumer_groups() -> &'static EntityKind {
+    named("consumer_groups")
+}
+
+pub fn plugins() -> &'static EntityKind {
+    named("plugins")
+}
+
+pub fn partials() -> &'static EntityKind {
+    named("partials")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every entity route of the table reads as an address.
     #[test]
-    fn every_entity_route_has_an_address() {
-        for r in crate::server::ROUTES {
-            let generic = r.handler.starts_with("entities")
-                && matches!(
-                    r.handler_name(),
-                    "list" | "get" | "create" | "upsert" | "delete"
-                );
-            if generic {
-                assert!(addr(r.template).is_some(), "{} {}", r.method, r.template);
-            }
-        }
+    fn named_kinds_are_theirs() {
+        assert_eq!(consumers().coll, Coll::Consumers);
+        assert_eq!(consumer_groups().coll, Coll::ConsumerGroups);
+        assert_eq!(plugins().coll, Coll::Plugins);
+        assert_eq!(partials().coll, Coll::Partials);
     }
 
     #[test]
