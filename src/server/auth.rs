@@ -386,6 +386,7 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("PUT", "/v2/teams/{team}/grants", Need::OrgAdmin),
     ("DELETE", "/v2/teams/{team}/grants/{group}", Need::OrgAdmin),
     ("GET", "/v2/audit-log", Need::OrgAdmin),
+    ("GET", "/v2/backup", Need::OrgAdmin),
 ];
 
 /// A request's place in [`ROUTES`].

@@ -13,6 +13,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod certificates;
 mod config;
 mod details;
@@ -273,6 +274,7 @@ pub fn router(state: AppState) -> Router {
             delete(admin::remove_grant),
         )
         .route("/v2/audit-log", get(admin::audit_log))
+        .route("/v2/backup", get(backup::get)) // ext
         .layer(limit.clone());
     Router::new()
         .route(&format!("{v2}/{{id}}/snapshot"), get(snapshot::get)) // ext
