@@ -89,7 +89,12 @@ enum Command {
         socket: Option<PathBuf>,
         /// With `--socket`: a bearer token of an org admin (else the daemon
         /// knows you by your Unix user).
-        #[arg(long, env = "RGMERGE_TOKEN", hide_env_values = true, requires = "socket")]
+        #[arg(
+            long,
+            env = "RGMERGE_TOKEN",
+            hide_env_values = true,
+            requires = "socket"
+        )]
         token: Option<String>,
         /// A new, empty directory.
         out: PathBuf,
@@ -587,11 +592,11 @@ pub fn main() -> ExitCode {
                 Some(sock) => rgmerge::transfer::export_online(sock, token.as_deref(), &out),
                 None => rgmerge::transfer::export_from(source, &out),
             }
-                .map(|n| {
-                    eprintln!("exported {n} control plane(s) to {}", out.display());
-                    ExitCode::SUCCESS
-                })
-                .map_err(|e| BatchError::Usage(e.to_string()))
+            .map(|n| {
+                eprintln!("exported {n} control plane(s) to {}", out.display());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| BatchError::Usage(e.to_string()))
         }
         Command::Import {
             data_dir,

@@ -88,7 +88,10 @@ fn append_audit_in(
 fn restore_audit_in(tx: &redb::WriteTransaction, entries: &[AuditEntry]) -> Result<(), StoreError> {
     let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
     let mut audit = tx.open_table(AUDIT).map_err(|e| w(&e))?;
-    let last = audit.last().map_err(|e| w(&e))?.map_or(0, |(k, _)| k.value());
+    let last = audit
+        .last()
+        .map_err(|e| w(&e))?
+        .map_or(0, |(k, _)| k.value());
     let keep = entries.windows(2).all(|p| p[0].seq < p[1].seq)
         && entries.first().is_none_or(|e| e.seq > last);
     for (i, e) in (1u64..).zip(entries) {

@@ -50,9 +50,9 @@ use uuid::Uuid;
 
 use crate::batch::{Bundle, BundleComposite};
 use crate::config::Format;
+use crate::engine::{Dump, EXPORT_FORMAT};
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
-use crate::engine::{Dump, EXPORT_FORMAT};
 use crate::registry::record::{Blob, Change, HistoryEntry, Pin, decode_key};
 use crate::registry::{
     AuditEntry, AuditFilter, ConfigWrite, DpCertificate, GroupMeta, Kind, Mode, Node, Refusal,
@@ -258,10 +258,9 @@ pub fn export_from(source: Source, out: &Path) -> Result<usize, TransferError> {
             hashes
                 .iter()
                 .map(|h| {
-                    blobs
-                        .get(h)
-                        .map(|b| (h.clone(), b.clone()))
-                        .ok_or_else(|| format!("a served snapshot names config blob {h}, which the store lacks"))
+                    blobs.get(h).map(|b| (h.clone(), b.clone())).ok_or_else(|| {
+                        format!("a served snapshot names config blob {h}, which the store lacks")
+                    })
                 })
                 .collect()
         },
@@ -471,7 +470,11 @@ fn write_export(dump: &Dump, out: &Path) -> Result<usize, TransferError> {
     // Every standard group's config file, by group and by blob.
     let mut files: HashMap<Uuid, PathBuf> = HashMap::new();
     let mut by_blob: HashMap<String, PathBuf> = HashMap::new();
-    for g in dump.groups.iter().filter(|g| !g.meta.cluster_type.is_composite()) {
+    for g in dump
+        .groups
+        .iter()
+        .filter(|g| !g.meta.cluster_type.is_composite())
+    {
         let Some(h) = &g.config else { continue };
         let b = blob(h, &g.meta.name)?;
         let stem = stems.get(&g.meta.id).cloned().unwrap_or_default();
@@ -522,7 +525,11 @@ fn write_export(dump: &Dump, out: &Path) -> Result<usize, TransferError> {
             } else {
                 files.get(&g.meta.id).cloned()
             },
-            members: if composite { g.members.clone() } else { Vec::new() },
+            members: if composite {
+                g.members.clone()
+            } else {
+                Vec::new()
+            },
             snapshot: Some(ExportedSnapshot {
                 version: g.snapshot.version,
                 hash: g.snapshot.hash.clone(),
@@ -840,9 +847,8 @@ impl Extras {
             let path = files.path(Path::new(TEAMS));
             match &a.key {
                 Some(k) => {
-                    decode_key(k).map_err(|e| {
-                        TransferError::Invalid(format!("{}: {e}", path.display()))
-                    })?;
+                    decode_key(k)
+                        .map_err(|e| TransferError::Invalid(format!("{}: {e}", path.display())))?;
                 }
                 None if !a.teams.is_empty() => {
                     return Err(TransferError::Invalid(format!(

@@ -225,9 +225,10 @@ impl Dump {
             group,
             node: Box::new(n),
         });
-        let audit = self.audit.into_iter().map(|e| Line::Audit {
-            entry: Box::new(e),
-        });
+        let audit = self
+            .audit
+            .into_iter()
+            .map(|e| Line::Audit { entry: Box::new(e) });
         let mut count = 0u64;
         let mut failed = false;
         header
@@ -261,7 +262,9 @@ impl Dump {
 
     /// Reads the wire form back. An error names the line and what is wrong
     /// with it; a stream without its last line is cut.
-    pub fn read_lines(mut next: impl FnMut() -> Result<Option<Vec<u8>>, String>) -> Result<Dump, String> {
+    pub fn read_lines(
+        mut next: impl FnMut() -> Result<Option<Vec<u8>>, String>,
+    ) -> Result<Dump, String> {
         let mut dump = Dump::default();
         let mut n = 0u64;
         let mut header = false;
@@ -320,7 +323,9 @@ impl Dump {
                     }
                     dump.blobs.insert(hash, blob);
                 }
-                Line::AccessKey { key } => access.get_or_insert_with(AccessRecord::default).key = key,
+                Line::AccessKey { key } => {
+                    access.get_or_insert_with(AccessRecord::default).key = key
+                }
                 Line::Team { record } => access
                     .get_or_insert_with(AccessRecord::default)
                     .teams
@@ -335,7 +340,9 @@ impl Dump {
                         ));
                     }
                     if next()?.is_some() {
-                        return Err(format!("the backup stream goes on after its end (line {n})"));
+                        return Err(format!(
+                            "the backup stream goes on after its end (line {n})"
+                        ));
                     }
                     if access.as_ref().is_some_and(|a| a.key.is_empty()) {
                         return Err("the backup stream has teams but no access key".into());
