@@ -7,7 +7,10 @@
 //!
 //! Online, [`Engine::export`] takes it on the writer between two batches,
 //! after queued audit entries are stored: no write can interleave, and every
-//! acknowledged write is in it with its audit entry. Offline,
+//! acknowledged write is in it with its audit entry (on PostgreSQL a write's
+//! entry is stored in the writer job that commits it:
+//! `Writer::store_write_audit`). On PostgreSQL it is this daemon's state at
+//! its log position, node reports as this daemon last had them. Offline,
 //! `rgmerge export --data-dir` makes the same [`Dump`] from a restored
 //! registry ([`Dump::of`]). [`Dump::lines`] is its wire form (one JSON
 //! object a line, ending with a count), which `GET /v2/backup` streams and
@@ -18,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Engine, Writer};
+use super::{AuditBatch, Engine, Writer};
 use crate::config::Format;
 use crate::registry::record::{AccessRecord, Blob, Change, GroupRecord, HistoryEntry};
 use crate::registry::{AuditEntry, AuditFilter, Kind, Node, Refusal, Registry, now_ms, rfc3339_ms};
@@ -359,6 +362,30 @@ impl Dump {
 }
 
 impl Writer {
+    /// On PostgreSQL, after a write (`out`): stores the request's audit
+    /// entry (`entry`, carried by an applied write) in the writer job that
+    /// committed it, before the answer. So an acknowledged write has its
+    /// entry, and no backup (a writer job too) holds a write without it.
+    pub(super) fn store_write_audit<R>(
+        &mut self,
+        out: Result<R, Refusal>,
+        entry: Option<AuditEntry>,
+    ) -> Result<R, Refusal> {
+        if let (Ok(_), Some(entry)) = (&out, entry) {
+            let mut batch = AuditBatch {
+                entries: vec![entry],
+                ticket: None,
+            };
+            let keep = self.audit.opts.max_entries;
+            let stored = self
+                .pg
+                .as_ref()
+                .map(|pg| pg.store.append_audit(&mut batch.entries, keep));
+            self.settle_audit(batch, stored);
+        }
+        out
+    }
+
     /// The dump of this moment: queued audit entries stored first, so every
     /// write is in it with its audit entry; taken between two batches, so
     /// no write is half in it.
