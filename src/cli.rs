@@ -89,12 +89,7 @@ enum Command {
         socket: Option<PathBuf>,
         /// With `--socket`: a bearer token of an org admin (else the daemon
         /// knows you by your Unix user).
-        #[arg(
-            long,
-            env = "RGMERGE_TOKEN",
-            hide_env_values = true,
-            requires = "socket"
-        )]
+        #[arg(long, env = "RGMERGE_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// A new, empty directory.
         out: PathBuf,

@@ -559,11 +559,9 @@ fn write_export(dump: &Dump, out: &Path) -> Result<usize, TransferError> {
         default_member,
         composites,
     };
-    let n = groups.len();
-    parts.json(GROUPS, &Exported { groups }, n)?;
-    let yaml =
-        serde_saphyr::to_string(&bundle).map_err(|e| TransferError::Invalid(e.to_string()))?;
-    parts.put(Path::new(BUNDLE), yaml.as_bytes(), bundle.composites.len())?;
+    // The parts format 1 lacked come before `groups.json`, and the manifest
+    // last: a directory an export stopped writing half-way never passes
+    // for a complete export, of either format.
     let access = ExportedAccess {
         key: dump.access.as_ref().map(|a| a.key.clone()),
         teams: dump
@@ -599,6 +597,11 @@ fn write_export(dump: &Dump, out: &Path) -> Result<usize, TransferError> {
         audit.push(b'\n');
     }
     parts.put(Path::new(AUDIT), &audit, dump.audit.len())?;
+    let n = groups.len();
+    parts.json(GROUPS, &Exported { groups }, n)?;
+    let yaml =
+        serde_saphyr::to_string(&bundle).map_err(|e| TransferError::Invalid(e.to_string()))?;
+    parts.put(Path::new(BUNDLE), yaml.as_bytes(), bundle.composites.len())?;
     let manifest = Manifest {
         format: EXPORT_FORMAT,
         rgmerge: dump.rgmerge.clone(),
