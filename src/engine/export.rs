@@ -421,3 +421,102 @@ impl Engine {
         self.submit(|w| w.dump()).await?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dump with a UTF-8 config, one that is not, a team and an audit entry.
+    fn sample() -> Dump {
+        let mut blobs = BTreeMap::new();
+        for b in [
+            Blob {
+                format: Format::Yaml,
+                bytes: b"_format_version: \"3.0\"\n".to_vec(),
+            },
+            Blob {
+                format: Format::Json,
+                bytes: vec![0xff, 0xfe, b'{', b'}'],
+            },
+        ] {
+            blobs.insert(b.hash(), b);
+        }
+        Dump {
+            format: FORMAT,
+            rgmerge: "0.0.0".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+            blobs,
+            access: Some(AccessRecord {
+                key: "ab".repeat(32),
+                teams: Vec::new(),
+            }),
+            ..Dump::default()
+        }
+    }
+
+    fn read(lines: Vec<Vec<u8>>) -> Result<Dump, String> {
+        let mut it = lines.into_iter().map(|mut l| {
+            l.pop();
+            l
+        });
+        Dump::read_lines(|| Ok(it.next()))
+    }
+
+    #[test]
+    fn the_wire_form_reads_back_whole() {
+        let lines: Vec<Vec<u8>> = sample().lines().collect();
+        let back = read(lines).expect("reads back");
+        let want = sample();
+        assert_eq!(back.blobs, want.blobs);
+        assert_eq!(back.access, want.access);
+        assert_eq!((back.format, back.at), (want.format, want.at));
+    }
+
+    /// Each damage, and the words its error must have.
+    #[test]
+    fn a_cut_changed_or_foreign_stream_is_refused_saying_why() {
+        type Damage = fn(&mut Vec<Vec<u8>>);
+        let cases: [(&str, Damage, &str); 6] = [
+            ("cut before its end", |l| drop(l.pop()), "incomplete"),
+            ("a line lost", |l| drop(l.remove(1)), "says it sent"),
+            (
+                "a line after the end",
+                |l| l.push(b"{}\n".to_vec()),
+                "goes on after its end",
+            ),
+            (
+                "a changed config",
+                |l| {
+                    let i = l
+                        .iter()
+                        .position(|x| x.windows(6).any(|w| w == b"\"yaml\""))
+                        .expect("the yaml blob");
+                    l[i] = String::from_utf8_lossy(&l[i])
+                        .replace("3.0", "3.1")
+                        .into_bytes();
+                },
+                "does not have that hash",
+            ),
+            (
+                "another format",
+                |l| {
+                    l[0] = String::from_utf8_lossy(&l[0])
+                        .replace("\"format\":2", "\"format\":9")
+                        .into_bytes()
+                },
+                "backup format 9",
+            ),
+            (
+                "no header",
+                |l| drop(l.remove(0)),
+                "does not start with its header",
+            ),
+        ];
+        for (name, damage, says) in cases {
+            let mut lines: Vec<Vec<u8>> = sample().lines().collect();
+            damage(&mut lines);
+            let err = read(lines).err().unwrap_or_default();
+            assert!(err.contains(says), "{name}: {err:?}");
+        }
+    }
+}

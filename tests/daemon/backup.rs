@@ -44,15 +44,31 @@ impl Stores {
         })
     }
 
-    fn url(&self, db: &str) -> String {
+    /// A new database.
+    fn database(&self, db: &str) -> String {
         self.pg.as_ref().expect("PostgreSQL").database(db)
+    }
+
+    /// How `rgmerge export` reaches the state of `d` (of `kind`, on
+    /// database `db`) without the daemon.
+    fn offline(&self, kind: Store, d: &Daemon, db: &str) -> [String; 2] {
+        match kind {
+            Store::Redb => ["--data-dir".into(), path_str(&d.data)],
+            Store::Postgres => [
+                "--store".into(),
+                self.pg.as_ref().expect("PostgreSQL").url(db),
+            ],
+        }
     }
 
     /// A daemon on a new store of `kind`, with the page on `--http`.
     fn daemon(&self, kind: Store, db: &str) -> Daemon {
         match kind {
             Store::Redb => Daemon::builder().http().start(),
-            Store::Postgres => Daemon::builder().http().postgres(&self.url(db)).start(),
+            Store::Postgres => Daemon::builder()
+                .http()
+                .postgres(&self.database(db))
+                .start(),
         }
     }
 
@@ -70,7 +86,7 @@ impl Stores {
                 d
             }
             Store::Postgres => {
-                let url = self.url(db);
+                let url = self.database(db);
                 rgmerge_ok(&["import", "--store", &url, &export]);
                 Daemon::builder()
                     .http()
@@ -389,7 +405,19 @@ async fn round_trip(from: Store, to: Store) {
     assert_eq!(history["pin"]["version"], 2, "{history}");
     data_plane_connects(&restored, certs.path(), &made.comp).await;
     restored.assert_no_panic();
+
+    // The same export without the daemon: the same files, byte for byte.
+    let mut source = source;
+    assert!(source.stop().success());
     source.assert_no_panic();
+    let offline = dir.path().join("offline");
+    let [flag, value] = stores.offline(from, &source, "source");
+    rgmerge_ok(&["export", &flag, &value, &path_str(&offline)]);
+    let (manifest3, files3) = read_export(&offline);
+    for (name, v) in &files {
+        assert_eq!(Some(v), files3.get(name), "{name} exported offline");
+    }
+    assert_eq!(manifest["parts"], manifest3["parts"]);
 }
 
 #[tokio::test]
