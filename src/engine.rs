@@ -45,7 +45,7 @@ use crate::store::{Store, StoreError};
 
 mod export;
 mod follow;
-pub use export::{Dump, FORMAT as EXPORT_FORMAT, format_name};
+pub use export::{Dump, FORMAT as EXPORT_FORMAT};
 pub use follow::StoreStatus;
 
 /// What the writer runs: a job that may read or do anything (between

@@ -105,7 +105,7 @@ enum Line {
     },
 }
 
-pub fn format_name(f: Format) -> &'static str {
+fn format_name(f: Format) -> &'static str {
     match f {
         Format::Json => "json",
         Format::Yaml => "yaml",
