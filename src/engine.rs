@@ -743,12 +743,16 @@ impl Engine {
     /// Parses and validates a member config off the writer, then applies it
     /// (or, for an invalid one, answers its errors and changes nothing).
     /// `content_type` picks the syntax; without one the bytes are sniffed.
+    /// With `expected`, the write applies only if the group's config is
+    /// still the one with that hash (a read-modify-write, such as one
+    /// entity's change, must not lose a write that came in between).
     pub async fn put_config(
         &self,
         id: Uuid,
         bytes: Vec<u8>,
         content_type: Option<&str>,
         mode: Mode,
+        expected: Option<String>,
     ) -> Result<ConfigWrite, Refusal> {
         let format = Format::from_content_type(content_type, &bytes);
         let view = self.written(id)?;
@@ -772,7 +776,10 @@ impl Engine {
         let blob = Blob { format, bytes };
         self.write_arrived(
             mode,
-            move |tx| tx.put_config(id, blob, member),
+            move |tx| match &expected {
+                Some(hash) => tx.put_config_if(id, blob, member, hash),
+                None => tx.put_config(id, blob, member),
+            },
             Some(arriving),
         )
         .await
@@ -1022,6 +1029,11 @@ impl Engine {
     /// Every group, in no particular order.
     pub fn views(&self) -> Vec<Arc<GroupView>> {
         self.shared.views.iter().map(|v| v.clone()).collect()
+    }
+
+    /// The Kong Gateway configs are checked for.
+    pub fn kong_target(&self) -> crate::config::KongTarget {
+        self.shared.settings.kong.clone()
     }
 
     /// How recently a node must have been seen to count as active.

@@ -19,6 +19,10 @@ use crate::member::{Member, MemberInfo};
 use crate::report::{ErrorKind, MemberError, Report, State};
 
 /// `env`, `aws`, … are interned by every key index.
+/// The field of the conflict [`Tx::put_config_if`] answers when the config
+/// changed since it was read.
+pub const STALE_FIELD: &str = "config_hash";
+
 const BUILTIN_VAULT_COUNT: usize = crate::config::BUILTIN_VAULTS.len();
 
 /// The answer to a config write: applied, or refused for its member errors.
@@ -212,6 +216,31 @@ impl Registry {
 }
 
 impl Tx<'_> {
+    /// [`Tx::put_config`] only if the group's config is still the one whose
+    /// hash is `expected`; else a conflict on `config_hash`, which the caller
+    /// answers by reading again. Checked in the writer, so no write between
+    /// the caller's read and this one is lost.
+    pub fn put_config_if(
+        &mut self,
+        id: Uuid,
+        blob: Blob,
+        member: Member,
+        expected: &str,
+    ) -> Result<ConfigWrite> {
+        let g = self.reg.group(id)?;
+        if let Kind::Standard { config, .. } = &g.kind
+            && config.hash != expected
+        {
+            let mut r = Refusal::conflict(format!(
+                "the config of control plane '{}' changed while this write was prepared",
+                g.meta.name
+            ));
+            r.field = Some(STALE_FIELD.into());
+            return Err(r);
+        }
+        self.put_config(id, blob, member)
+    }
+
     /// Replaces a standard group's config. The config is judged alone (and
     /// against each composite, which names cross-member references) before
     /// anything is touched: an invalid one is refused as a value and changes

@@ -37,7 +37,7 @@ pub use access::{
 pub use certificates::{
     Certificates, DpCertificate, MAX_CERT_BYTES, MAX_CERTIFICATES, MAX_TITLE, NewCertificate,
 };
-pub use configs::{CompositeOutcome, ConfigOutcome, ConfigWrite};
+pub use configs::{CompositeOutcome, ConfigOutcome, ConfigWrite, STALE_FIELD};
 pub use groups::{
     AuthType, ClusterType, GroupMeta, GroupUpdate, MAX_DESCRIPTION, MAX_LABELS, MAX_NAME,
     MAX_PROXY_URLS, NewGroup, ProxyUrl, now,

@@ -296,6 +296,11 @@ pub struct ConfigText<'a> {
 }
 
 impl StandardView {
+    /// The hash of the member config, for a conditional write.
+    pub fn config_hash(&self) -> &str {
+        &self.config.hash
+    }
+
     pub fn config(&self) -> ConfigText<'_> {
         ConfigText {
             media_type: match self.config.blob.format {

@@ -7,9 +7,9 @@
 //!   credentials the accept loop attached to the connection ([`Peer`],
 //!   `SO_PEERCRED`): the teams naming its uid or primary gid. No identity,
 //!   an unknown one, a malformed header, a revoked or expired token: 401.
-//! - **Rights** ([`ROUTES`]): one table of (method, route template) → what it
-//!   needs; the `{id}` segment names the group. A path no template matches
-//!   needs org admin, so a new route can't be open by accident. A caller with
+//! - **Rights** ([`ROUTES`], the route table): each route's need; the
+//!   `{id}` segment names the group. A path no template matches needs org
+//!   admin, so a new route can't be open by accident. A caller with
 //!   no role on a group gets the same 403 whether or not the group exists;
 //!   only org admins see a 404.
 //! - **Audit**: every write (its result once it finished, made durable
@@ -224,170 +224,7 @@ pub enum Need {
     Members,
 }
 
-const CP: &str = "/v2/control-planes";
-
-/// Every route and what it needs. Routes of the Konnect API not served yet
-/// are here too, so they are protected the day they are.
-pub const ROUTES: &[(&str, &str, Need)] = &[
-    ("GET", "/healthz", Need::Open),
-    ("GET", "/metrics", Need::Known),
-    ("GET", "/v2/me", Need::Known),
-    ("GET", CP, Need::Known),
-    ("POST", CP, Need::OrgAdmin),
-    ("GET", "/v2/control-planes/{id}", Need::On(Right::View)),
-    (
-        "PATCH",
-        "/v2/control-planes/{id}",
-        Need::On(Right::Administer),
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{id}",
-        Need::On(Right::Administer),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/group-memberships",
-        Need::On(Right::View),
-    ),
-    (
-        "PUT",
-        "/v2/control-planes/{id}/group-memberships",
-        Need::Members,
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{id}/group-memberships/add",
-        Need::Members,
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{id}/group-memberships/remove",
-        Need::On(Right::Administer),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/group-status",
-        Need::On(Right::View),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/group-member-status",
-        Need::On(Right::View),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/details",
-        Need::On(Right::View),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/config",
-        Need::On(Right::View),
-    ),
-    (
-        "PUT",
-        "/v2/control-planes/{id}/config",
-        Need::On(Right::Edit),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/snapshot",
-        Need::On(Right::ReadSnapshot),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/snapshot/provenance",
-        Need::On(Right::View),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/snapshot/history",
-        Need::On(Right::View),
-    ),
-    (
-        "PUT",
-        "/v2/control-planes/{id}/snapshot/pin",
-        Need::On(Right::Administer),
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{id}/snapshot/pin",
-        Need::On(Right::Administer),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/nodes",
-        Need::On(Right::View),
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{id}/nodes",
-        Need::On(Right::Heartbeat),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/nodes/eol",
-        Need::On(Right::View),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/nodes/{node_id}",
-        Need::On(Right::View),
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{id}/nodes/{node_id}",
-        Need::On(Right::Administer),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/expected-config-hash",
-        Need::On(Right::View),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/dp-client-certificates",
-        Need::On(Right::View),
-    ),
-    (
-        "POST",
-        "/v2/control-planes/{id}/dp-client-certificates",
-        Need::On(Right::Administer),
-    ),
-    (
-        "GET",
-        "/v2/control-planes/{id}/dp-client-certificates/{certificate_id}",
-        Need::On(Right::View),
-    ),
-    (
-        "DELETE",
-        "/v2/control-planes/{id}/dp-client-certificates/{certificate_id}",
-        Need::On(Right::Administer),
-    ),
-    ("GET", "/v2/teams", Need::OrgAdmin),
-    ("POST", "/v2/teams", Need::OrgAdmin),
-    ("GET", "/v2/teams/{team}", Need::OrgAdmin),
-    ("DELETE", "/v2/teams/{team}", Need::OrgAdmin),
-    ("POST", "/v2/teams/{team}/credentials", Need::OrgAdmin),
-    (
-        "DELETE",
-        "/v2/teams/{team}/credentials/{credential}",
-        Need::OrgAdmin,
-    ),
-    ("GET", "/v2/teams/{team}/tokens", Need::OrgAdmin),
-    ("POST", "/v2/teams/{team}/tokens", Need::OrgAdmin),
-    (
-        "DELETE",
-        "/v2/teams/{team}/tokens/{token_id}",
-        Need::OrgAdmin,
-    ),
-    ("GET", "/v2/teams/{team}/grants", Need::OrgAdmin),
-    ("PUT", "/v2/teams/{team}/grants", Need::OrgAdmin),
-    ("DELETE", "/v2/teams/{team}/grants/{group}", Need::OrgAdmin),
-    ("GET", "/v2/audit-log", Need::OrgAdmin),
-    ("GET", "/v2/backup", Need::OrgAdmin),
-];
+use super::routes::ROUTES;
 
 /// A request's place in [`ROUTES`].
 #[derive(Debug, PartialEq, Eq)]
@@ -410,7 +247,7 @@ pub fn route_of<'a>(method: &Method, path: &'a str) -> Route<'a> {
     static SPLIT: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
         ROUTES
             .iter()
-            .map(|(_, t, _)| t.split('/').collect())
+            .map(|r| r.template.split('/').collect())
             .collect()
     });
     let method = if method == Method::HEAD {
@@ -420,7 +257,8 @@ pub fn route_of<'a>(method: &Method, path: &'a str) -> Route<'a> {
     };
     let segs: Vec<&str> = path.split('/').collect();
     let mut best: Option<(usize, &'static str, &'static str, Need)> = None;
-    for ((m, template, need), tsegs) in ROUTES.iter().zip(SPLIT.iter()) {
+    for (r, tsegs) in ROUTES.iter().zip(SPLIT.iter()) {
+        let (m, template, need) = (&r.method, &r.template, &r.need);
         if tsegs.len() != segs.len() {
             continue;
         }
@@ -771,11 +609,14 @@ pub fn success_status(method: &Method, template: Option<&str>) -> StatusCode {
         ("DELETE", _) => StatusCode::NO_CONTENT,
         (
             "POST",
-            CP
+            "/v2/control-planes"
             | "/v2/teams"
             | "/v2/teams/{team}/tokens"
             | "/v2/control-planes/{id}/dp-client-certificates",
         ) => StatusCode::CREATED,
+        ("POST", t) if t.contains("/core-entities/") && !t.ends_with("/validate") => {
+            StatusCode::CREATED
+        }
         (_, t) if t.starts_with("/v2/control-planes/{id}/group-memberships") => {
             StatusCode::NO_CONTENT
         }

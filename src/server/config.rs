@@ -69,7 +69,7 @@ pub async fn put(
     let ct = ct.filter(|c| c.contains("yaml") || c.contains("json"));
     match s
         .engine
-        .put_config(id, bytes.to_vec(), ct.as_deref(), mode)
+        .put_config(id, bytes.to_vec(), ct.as_deref(), mode, None)
         .await?
     {
         ConfigWrite::Applied(outcome) => {

@@ -119,6 +119,11 @@ pub struct ApiError {
     pub close: bool,
 }
 
+/// Paths whose errors are in the gateway's form, not problem+json.
+pub fn is_gateway_path(path: &str) -> bool {
+    path.contains("/core-entities/") || path.ends_with("/core-entities")
+}
+
 /// A title for a status, in sentence case.
 fn title_of(status: StatusCode) -> &'static str {
     match status.as_u16() {
@@ -191,6 +196,19 @@ impl ApiError {
     fn body(&self, instance: &str) -> (Value, &'static str) {
         if self.style == Style::Legacy {
             return (json!({"message": self.detail}), "application/json");
+        }
+        if is_gateway_path(instance) {
+            // The core-entities operations answer errors as Kong's Admin
+            // API does, with the status: `{message, status}`.
+            let mut o = Map::new();
+            o.insert("message".into(), json!(self.detail));
+            o.insert("status".into(), json!(self.status.as_u16()));
+            if let Some(Value::Object(extra)) = self.extra.as_deref() {
+                for (k, v) in extra {
+                    o.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            return (Value::Object(o), "application/json");
         }
         let mut o = Map::new();
         o.insert("status".into(), json!(self.status.as_u16()));

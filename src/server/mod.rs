@@ -17,6 +17,7 @@ mod backup;
 mod certificates;
 mod config;
 mod details;
+mod entities;
 mod error;
 mod groups;
 mod history;
@@ -26,6 +27,7 @@ mod memberships;
 mod nodes;
 pub mod pages;
 mod ratelimit;
+mod routes;
 mod snapshot;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -37,15 +39,15 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{delete, get, post};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::{TcpListener, UnixListener};
 
 use tokio::sync::watch;
 
-pub use auth::{Need, Peer, ROUTES, route_of};
+pub use auth::{Need, Peer, route_of};
 pub use error::ApiError;
 pub use listen::{Timeouts, Transport};
+pub use routes::{ROUTES, Route};
 
 use crate::engine::Engine;
 
@@ -162,123 +164,16 @@ async fn bind_api(
     Ok((tcp, tls))
 }
 
-/// The route table, the one place every (method, path) is named. Konnect's
-/// operations (control-planes v2, and the DP Nodes and DP Certificates of
-/// control-planes-config v2) and ours (marked "ext").
+/// The router: every route of [`routes::ROUTES`], the page, and the layers
+/// every request goes through.
 pub fn router(state: AppState) -> Router {
-    let v2 = "/v2/control-planes";
     // Everything but the snapshot counts against the in-flight limit: a
     // long-poll only waits, and thousands of sidecars waiting must not lock
     // writers and readers out. One limit for the API and the page (clones
     // share its permits).
     let limit = tower::limit::GlobalConcurrencyLimitLayer::new(state.opts.max_in_flight);
-    let limited = Router::new()
-        .route("/healthz", get(http::healthz)) // ext
-        .route("/metrics", get(http::metrics)) // ext
-        .route(v2, get(groups::list).post(groups::create))
-        .route(
-            &format!("{v2}/{{id}}"),
-            get(groups::get)
-                .patch(groups::update)
-                .delete(groups::delete),
-        )
-        .route(&format!("{v2}/{{id}}/details"), get(details::get)) // ext
-        .route(
-            &format!("{v2}/{{id}}/group-memberships"),
-            get(memberships::list).put(memberships::upsert),
-        )
-        .route(
-            &format!("{v2}/{{id}}/group-memberships/add"),
-            post(memberships::add),
-        )
-        .route(
-            &format!("{v2}/{{id}}/group-memberships/remove"),
-            post(memberships::remove),
-        )
-        .route(
-            &format!("{v2}/{{id}}/group-status"),
-            get(memberships::status),
-        )
-        .route(
-            &format!("{v2}/{{id}}/group-member-status"),
-            get(memberships::member_status),
-        )
-        .route(
-            &format!("{v2}/{{id}}/config"),
-            get(config::get).put(config::put), // ext
-        )
-        .route(
-            &format!("{v2}/{{id}}/snapshot/provenance"),
-            get(snapshot::provenance), // ext
-        )
-        .route(&format!("{v2}/{{id}}/snapshot/history"), get(history::list))
-        .route(
-            &format!("{v2}/{{id}}/snapshot/pin"),
-            axum::routing::put(history::pin).delete(history::unpin),
-        )
-        .route(
-            &format!("{v2}/{{id}}/nodes"),
-            get(nodes::list).post(nodes::heartbeat), // POST: ext
-        )
-        .route(
-            &format!("{v2}/{{id}}/nodes/eol"),
-            get(nodes::eol).delete(nodes::delete_eol),
-        )
-        .route(
-            &format!("{v2}/{{id}}/nodes/{{node_id}}"),
-            get(nodes::get).delete(nodes::delete),
-        )
-        .route(
-            &format!("{v2}/{{id}}/expected-config-hash"),
-            get(nodes::expected_config_hash),
-        )
-        .route(
-            &format!("{v2}/{{id}}/expected-config-version"),
-            get(nodes::expected_config_version),
-        )
-        .route(
-            &format!("{v2}/{{id}}/dp-client-certificates"),
-            get(certificates::list).post(certificates::create),
-        )
-        .route(
-            &format!("{v2}/{{id}}/dp-client-certificates/{{cert_id}}"),
-            get(certificates::get)
-                .put(certificates::update)
-                .delete(certificates::delete),
-        )
-        .route("/v2/me", get(admin::me))
-        .route("/v2/teams", get(admin::list_teams).post(admin::create_team))
-        .route(
-            "/v2/teams/{team}",
-            get(admin::get_team).delete(admin::delete_team),
-        )
-        .route("/v2/teams/{team}/credentials", post(admin::add_credential))
-        .route(
-            "/v2/teams/{team}/credentials/{credential}",
-            delete(admin::remove_credential),
-        )
-        .route(
-            "/v2/teams/{team}/tokens",
-            get(admin::list_tokens).post(admin::issue_token),
-        )
-        .route(
-            "/v2/teams/{team}/tokens/{token_id}",
-            delete(admin::revoke_token),
-        )
-        .route(
-            "/v2/teams/{team}/grants",
-            get(admin::list_grants).put(admin::set_grant),
-        )
-        .route(
-            "/v2/teams/{team}/grants/{group}",
-            delete(admin::remove_grant),
-        )
-        .route("/v2/audit-log", get(admin::audit_log))
-        .route("/v2/backup", get(backup::get)) // ext
-        .layer(limit.clone());
-    Router::new()
-        .route(&format!("{v2}/{{id}}/snapshot"), get(snapshot::get)) // ext
-        .merge(limited)
+    let (limited, open) = routes::add_routes(Router::new(), Router::new());
+    open.merge(limited.layer(limit.clone()))
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         // Identity and rights before anything else, the fallbacks included.

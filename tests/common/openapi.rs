@@ -348,7 +348,13 @@ impl Converter<'_> {
                 out.insert(flag.into(), b);
             }
         }
-        if o.get("nullable") == Some(&Value::Bool(true)) {
+        // `PaginationNextResponse` says "(may be null)" in words only, and
+        // Konnect answers null on the last page (issue 25).
+        let says_null = o
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|d| d.contains("(may be null)"));
+        if o.get("nullable") == Some(&Value::Bool(true)) || says_null {
             make_nullable(&mut out);
         }
         Ok(Value::Object(out))

@@ -203,7 +203,7 @@ async fn run(
     };
     let written = s
         .engine
-        .put_config(view.meta.id, bytes, content_type.as_deref(), mode)
+        .put_config(view.meta.id, bytes, content_type.as_deref(), mode, None)
         .await;
     let applied = mode == Mode::Apply;
     // Audited as the API's config writes are (dry runs included).

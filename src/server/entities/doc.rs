@@ -1,0 +1,810 @@
+//! A member config as entities: every entity of a decK (or Kong
+//! declarative) document found wherever it sits, nested or at the top, with
+//! its id, its parent and its foreign keys resolved; and the edits one
+//! core-entities write makes to it, in place, so the team's file keeps its
+//! shape.
+//!
+//! An entity written without an `id` gets one derived from the group and
+//! its natural key (name, username, parent…), as Kong's declarative loader
+//! does, so it keeps its id across reads. The first write through this API
+//! writes the ids out, so they stay the same when names change.
+
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::kinds::{KINDS, Kind, Stamps, by_coll};
+use crate::config::Coll;
+
+/// One step of a path into the document.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Where one entity sits and what it is.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub kind: &'static Kind,
+    pub path: Vec<Step>,
+    pub id: String,
+    /// The entity it is nested under.
+    pub parent: Option<usize>,
+}
+
+pub struct Doc {
+    pub root: Value,
+    pub entries: Vec<Entry>,
+    /// Makes the ids of entities written without one.
+    ns: Uuid,
+    /// Unix seconds, for entities written without timestamps: when the
+    /// document was last written.
+    stamp: u64,
+}
+
+/// Why an edit was refused: a status and Kong's words.
+#[derive(Debug)]
+pub struct EditError {
+    pub status: u16,
+    pub message: String,
+    pub fields: Map<String, Value>,
+}
+
+impl EditError {
+    pub fn new(status: u16, message: impl Into<String>) -> EditError {
+        EditError {
+            status,
+            message: message.into(),
+            fields: Map::new(),
+        }
+    }
+
+    /// A 400 naming fields, in Kong's `schema violation` form.
+    pub fn schema(fields: Map<String, Value>) -> EditError {
+        let parts: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                )
+            })
+            .collect();
+        EditError {
+            status: 400,
+            message: format!("schema violation ({})", parts.join("; ")),
+            fields,
+        }
+    }
+}
+
+fn get<'a>(root: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |v, s| match s {
+        Step::Key(k) => v.get(k),
+        Step::Index(i) => v.get(*i),
+    })
+}
+
+fn get_mut<'a>(root: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
+    path.iter().try_fold(root, |v, s| match s {
+        Step::Key(k) => v.get_mut(k),
+        Step::Index(i) => v.get_mut(*i),
+    })
+}
+
+/// A value that names an entity: a string, or `{id}`/`{name}`/`{username}`.
+fn named(v: &Value) -> Option<&str> {
+    match v {
+        Value::String(s) => Some(s),
+        Value::Object(o) => ["id", "name", "username"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str)),
+        _ => None,
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Doc {
+    /// Indexes `root`. `ns` is the group's id.
+    pub fn new(root: Value, ns: Uuid, stamp: u64) -> Doc {
+        let mut d = Doc {
+            root,
+            entries: Vec::new(),
+            ns,
+            stamp,
+        };
+        d.index();
+        d
+    }
+
+    fn index(&mut self) {
+        let mut entries = Vec::new();
+        for kind in KINDS {
+            let name = kind.coll.name();
+            if let Some(Value::Array(items)) = self.root.get(name) {
+                for i in 0..items.len() {
+                    let path = vec![Step::Key(name.into()), Step::Index(i)];
+                    self.walk(kind, path, None, &mut entries);
+                }
+            }
+        }
+        self.entries = entries;
+    }
+
+    fn walk(
+        &self,
+        kind: &'static Kind,
+        path: Vec<Step>,
+        parent: Option<usize>,
+        out: &mut Vec<Entry>,
+    ) {
+        let Some(Value::Object(item)) = get(&self.root, &path) else {
+            return;
+        };
+        let parent_id = parent.map(|p| out[p].id.clone());
+        let id = match item.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            _ => self.derived_id(kind, item, parent_id.as_deref(), &path),
+        };
+        let me = out.len();
+        out.push(Entry {
+            kind,
+            path: path.clone(),
+            id,
+            parent,
+        });
+        for (field, child) in kind.coll.nested() {
+            let Some(ck) = by_coll(*child) else { continue };
+            if let Some(Value::Array(items)) = item.get(*field) {
+                for i in 0..items.len() {
+                    let mut p = path.clone();
+                    p.push(Step::Key((*field).into()));
+                    p.push(Step::Index(i));
+                    self.walk(ck, p, Some(me), out);
+                }
+            }
+        }
+    }
+
+    /// The id of an entity written without one: from the group, the kind,
+    /// the parent and the natural key; its place when it has none.
+    fn derived_id(
+        &self,
+        kind: &Kind,
+        item: &Map<String, Value>,
+        parent: Option<&str>,
+        path: &[Step],
+    ) -> String {
+        const NATURAL: [&str; 12] = [
+            "name",
+            "username",
+            "custom_id",
+            "instance_name",
+            "target",
+            "group",
+            "key",
+            "kid",
+            "prefix",
+            "uri",
+            "type_path",
+            "subject_name",
+        ];
+        let mut key = format!("{}|{}", kind.coll.name(), parent.unwrap_or(""));
+        let mut any = false;
+        for f in NATURAL
+            .iter()
+            .chain(["service", "route", "consumer", "consumer_group"].iter())
+        {
+            if let Some(v) = item.get(*f).and_then(named) {
+                key.push_str(&format!("|{f}={v}"));
+                any = true;
+            }
+        }
+        if kind.coll == Coll::Certificates || kind.coll == Coll::CaCertificates {
+            if let Some(c) = item.get("cert").and_then(Value::as_str) {
+                key.push_str(&format!("|cert={}", c.trim()));
+                any = true;
+            }
+        }
+        if !any {
+            key.push_str(&format!("|at={path:?}"));
+        }
+        Uuid::new_v5(&self.ns, key.as_bytes()).to_string()
+    }
+
+    pub fn item(&self, i: usize) -> Option<&Map<String, Value>> {
+        get(&self.root, &self.entries[i].path).and_then(Value::as_object)
+    }
+
+    /// The entity of `kind` that `key` names: its id, or one of its keys.
+    pub fn find(&self, kind: &Kind, key: &str) -> Option<usize> {
+        let of_kind = || {
+            self.entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.kind.coll == kind.coll)
+        };
+        of_kind()
+            .find(|(_, e)| e.id == key)
+            .map(|(i, _)| i)
+            .or_else(|| {
+                if Uuid::parse_str(key).is_ok() {
+                    return None;
+                }
+                of_kind()
+                    .find(|(i, _)| {
+                        self.item(*i).is_some_and(|o| {
+                            kind.keys
+                                .iter()
+                                .any(|k| o.get(*k).and_then(Value::as_str) == Some(key))
+                        })
+                    })
+                    .map(|(i, _)| i)
+            })
+    }
+
+    /// The id of the entity of `coll` a reference names (by id or key), or
+    /// the reference itself when nothing matches (the validator says so).
+    fn resolve(&self, coll: Coll, reference: &str) -> String {
+        by_coll(coll)
+            .and_then(|k| self.find(k, reference))
+            .map_or_else(|| reference.to_string(), |i| self.entries[i].id.clone())
+    }
+
+    /// The id the foreign key `fk` of entry `i` names, if any.
+    pub fn foreign(&self, i: usize, fk: &str, target: Coll) -> Option<String> {
+        let e = &self.entries[i];
+        if let Some(p) = e.parent
+            && self.entries[p].kind.coll == target
+            && e.kind.foreign.iter().any(|(f, c)| *f == fk && *c == target)
+        {
+            return Some(self.entries[p].id.clone());
+        }
+        let v = self.item(i)?.get(fk)?;
+        named(v).map(|r| self.resolve(target, r))
+    }
+
+    /// The entries of `kind`, under the entity `parent` when given (nested
+    /// there, or naming it by a foreign key).
+    pub fn list(&self, kind: &Kind, parent: Option<usize>) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|i| self.entries[*i].kind.coll == kind.coll)
+            .filter(|i| {
+                let Some(p) = parent else { return true };
+                let pe = &self.entries[p];
+                kind.foreign.iter().any(|(fk, c)| {
+                    *c == pe.kind.coll && self.foreign(*i, fk, *c).as_deref() == Some(&pe.id)
+                })
+            })
+            .collect()
+    }
+
+    /// Entity `i` as Kong's Admin API answers it: every field of its schema
+    /// that is set or has a default, foreign keys as `{id}`, timestamps in seconds.
+    pub fn render(&self, i: usize) -> Value {
+        let e = &self.entries[i];
+        let kind = e.kind;
+        let empty = Map::new();
+        let item = self.item(i).unwrap_or(&empty);
+        let mut out = Map::new();
+        out.insert("id".into(), json!(e.id));
+        let mut item = item.clone();
+        if kind.coll == Coll::Services {
+            expand_url(&mut item);
+        }
+        for (f, default) in kind.fields {
+            match item.get(*f) {
+                Some(v) if !v.is_null() => {
+                    out.insert((*f).into(), v.clone());
+                }
+                _ => {
+                    if let Some(d) = default.and_then(|d| serde_json::from_str(d).ok()) {
+                        out.insert((*f).into(), d);
+                    }
+                }
+            }
+        }
+        for (fk, target) in kind.foreign {
+            if let Some(id) = self.foreign(i, fk, *target) {
+                out.insert((*fk).into(), json!({ "id": id }));
+            }
+        }
+        if kind.coll == Coll::Plugins
+            && let (Some(name), Some(Value::Object(config))) = (
+                item.get("name").and_then(Value::as_str),
+                out.get_mut("config"),
+            )
+        {
+            super::defaults::fill_plugin(name, config);
+        } else if kind.coll == Coll::Plugins
+            && !out.contains_key("config")
+            && let Some(name) = item.get("name").and_then(Value::as_str)
+        {
+            let mut config = Map::new();
+            super::defaults::fill_plugin(name, &mut config);
+            out.insert("config".into(), Value::Object(config));
+        }
+        let stamp = |f: &str| item.get(f).and_then(Value::as_u64).unwrap_or(self.stamp);
+        if kind.stamps != Stamps::None {
+            out.insert("created_at".into(), json!(stamp("created_at")));
+        }
+        if kind.stamps == Stamps::Both {
+            out.insert("updated_at".into(), json!(stamp("updated_at")));
+        }
+        Value::Object(out)
+    }
+
+    /// The decK form of a request body for entity of `kind`: unknown fields
+    /// refused (the schema allows none), nulls dropped (unset), foreign keys
+    /// as decK's plain references, the one naming `nest` dropped.
+    fn to_item(
+        &self,
+        kind: &Kind,
+        body: Map<String, Value>,
+        nest: Option<usize>,
+    ) -> Result<Map<String, Value>, EditError> {
+        let mut bad = Map::new();
+        let mut out = Map::new();
+        for (k, v) in body {
+            let known = k == "id"
+                || k == "created_at"
+                || k == "updated_at"
+                || (kind.coll == Coll::Services && k == "url")
+                || kind.fields.iter().any(|(f, _)| *f == k);
+            let fk = kind.foreign.iter().find(|(f, _)| *f == k);
+            if !known && fk.is_none() {
+                bad.insert(k, json!("unknown field"));
+                continue;
+            }
+            if v.is_null() || k == "created_at" || k == "updated_at" {
+                continue;
+            }
+            if let Some((_, target)) = fk {
+                let Some(r) = named(&v) else {
+                    bad.insert(k, json!("expected a record with an id"));
+                    continue;
+                };
+                let id = self.resolve(*target, r);
+                if nest.is_some_and(|p| self.entries[p].kind.coll == *target) {
+                    let parent = &self.entries[nest.unwrap_or_default()].id;
+                    if &id != parent {
+                        bad.insert(k, json!("does not match the entity in the path"));
+                    }
+                    continue;
+                }
+                out.insert(k, json!(id));
+                continue;
+            }
+            out.insert(k, v);
+        }
+        if !bad.is_empty() {
+            return Err(EditError::schema(bad));
+        }
+        Ok(out)
+    }
+
+    /// The parent the path names, as the foreign key it stands for.
+    fn parent_key(&self, kind: &Kind, parent: Option<usize>, body: &mut Map<String, Value>) {
+        if let Some(p) = parent {
+            let pe = &self.entries[p];
+            if let Some((fk, _)) = kind.foreign.iter().find(|(_, c)| *c == pe.kind.coll) {
+                body.insert((*fk).into(), json!({ "id": pe.id }));
+            }
+        }
+    }
+
+    /// Where a new entity of `kind` goes: under `parent` (from the path)
+    /// or, with exactly one foreign key naming an entity that nests this
+    /// kind, under that one, as decK writes it. `None`: at the top.
+    fn nest_for(
+        &self,
+        kind: &Kind,
+        parent: Option<usize>,
+        body: &Map<String, Value>,
+    ) -> Option<usize> {
+        let nests = |p: usize| {
+            self.entries[p]
+                .kind
+                .coll
+                .nested()
+                .iter()
+                .any(|(_, c)| *c == kind.coll)
+        };
+        if let Some(p) = parent {
+            return Some(p).filter(|p| nests(*p));
+        }
+        let set: Vec<_> = kind
+            .foreign
+            .iter()
+            .filter(|(f, _)| body.get(*f).is_some_and(|v| !v.is_null()))
+            .collect();
+        let [(fk, target)] = set.as_slice() else {
+            return None;
+        };
+        let r = body.get(*fk).and_then(named)?;
+        self.find(by_coll(*target)?, r).filter(|p| nests(*p))
+    }
+
+    /// Inserts a new entity; its id (made when absent). 409 when its id or a
+    /// unique key is taken.
+    pub fn insert(
+        &mut self,
+        kind: &'static Kind,
+        parent: Option<usize>,
+        mut body: Map<String, Value>,
+    ) -> Result<String, EditError> {
+        let id = match body.get("id") {
+            Some(Value::String(s)) => {
+                if Uuid::parse_str(s).is_err() {
+                    let mut f = Map::new();
+                    f.insert("id".into(), json!("expected a valid UUID"));
+                    return Err(EditError::schema(f));
+                }
+                s.clone()
+            }
+            _ => Uuid::new_v4().to_string(),
+        };
+        if self.find(kind, &id).is_some() {
+            return Err(EditError::new(
+                409,
+                format!("UNIQUE violation detected on '{{id=\"{id}\"}}'"),
+            ));
+        }
+        for k in kind.keys {
+            if let Some(v) = body.get(*k).and_then(Value::as_str)
+                && self.find(kind, v).is_some_and(|i| {
+                    self.item(i).and_then(|o| o.get(*k)).and_then(Value::as_str) == Some(v)
+                })
+            {
+                return Err(EditError::new(
+                    409,
+                    format!("UNIQUE violation detected on '{{{k}=\"{v}\"}}'"),
+                ));
+            }
+        }
+        for g in kind.generated {
+            if body.get(*g).is_none_or(Value::is_null) {
+                body.insert((*g).into(), json!(Uuid::new_v4().simple().to_string()));
+            }
+        }
+        body.insert("id".into(), json!(id));
+        self.parent_key(kind, parent, &mut body);
+        let nest = self.nest_for(kind, parent, &body);
+        let mut item = self.to_item(kind, body, nest)?;
+        let now = now_secs();
+        if kind.stamps != Stamps::None {
+            item.insert("created_at".into(), json!(now));
+        }
+        if kind.stamps == Stamps::Both {
+            item.insert("updated_at".into(), json!(now));
+        }
+        self.materialize_ids();
+        let array = match nest {
+            Some(p) => {
+                let pe = &self.entries[p];
+                let field = pe
+                    .kind
+                    .coll
+                    .nested()
+                    .iter()
+                    .find(|(_, c)| *c == kind.coll)
+                    .map(|(f, _)| *f)
+                    .ok_or_else(|| EditError::new(400, "this entity can't be nested there"))?;
+                let path = pe.path.clone();
+                let parent = get_mut(&mut self.root, &path)
+                    .and_then(Value::as_object_mut)
+                    .ok_or_else(|| EditError::new(500, "the parent entity vanished"))?;
+                parent.entry(field).or_insert_with(|| json!([]))
+            }
+            None => self.top_array(kind.coll)?,
+        };
+        match array {
+            Value::Array(a) => a.push(Value::Object(item)),
+            _ => {
+                return Err(EditError::new(
+                    400,
+                    format!("'{}' is not a list", kind.coll.name()),
+                ));
+            }
+        }
+        self.index();
+        Ok(id)
+    }
+
+    fn top_array(&mut self, coll: Coll) -> Result<&mut Value, EditError> {
+        let root = self
+            .root
+            .as_object_mut()
+            .ok_or_else(|| EditError::new(400, "the member config is not a mapping"))?;
+        Ok(root.entry(coll.name()).or_insert_with(|| json!([])))
+    }
+
+    /// Replaces entity `i` with `body` (Kong's PUT: the whole entity),
+    /// keeping what is nested under it and when it was created.
+    pub fn replace(
+        &mut self,
+        i: usize,
+        parent: Option<usize>,
+        mut body: Map<String, Value>,
+    ) -> Result<String, EditError> {
+        let e = self.entries[i].clone();
+        body.insert("id".into(), json!(e.id));
+        self.parent_key(e.kind, parent, &mut body);
+        let nest = self.nest_for(e.kind, parent, &body);
+        if nest != e.parent {
+            // Moved to another parent: out of its old place, into the new one.
+            let old = self.item(i).cloned().unwrap_or_default();
+            self.materialize_ids();
+            self.remove_paths(vec![e.path.clone()]);
+            self.index();
+            if let Some(c) = old.get("created_at") {
+                body.entry("created_at").or_insert(c.clone());
+            }
+            // The body names the new parent by its foreign key.
+            return self.insert(e.kind, None, body);
+        }
+        let mut item = self.to_item(e.kind, body, nest)?;
+        let old = self.item(i).cloned().unwrap_or_default();
+        for (field, _) in e.kind.coll.nested() {
+            if let Some(v) = old.get(*field) {
+                item.insert((*field).into(), v.clone());
+            }
+        }
+        let now = now_secs();
+        if e.kind.stamps != Stamps::None {
+            let created = old.get("created_at").cloned().unwrap_or(json!(self.stamp));
+            item.insert("created_at".into(), created);
+        }
+        if e.kind.stamps == Stamps::Both {
+            item.insert("updated_at".into(), json!(now));
+        }
+        self.materialize_ids();
+        let slot = get_mut(&mut self.root, &e.path)
+            .ok_or_else(|| EditError::new(500, "the entity vanished"))?;
+        *slot = Value::Object(item);
+        self.index();
+        Ok(e.id)
+    }
+
+    /// Deletes entity `i` with what Kong deletes with it (plugins,
+    /// credentials, targets, SNIs, keys naming it). A service routes still
+    /// name is refused, as Kong refuses it.
+    pub fn remove(&mut self, i: usize) -> Result<(), EditError> {
+        let e = self.entries[i].clone();
+        let dependents: Vec<usize> = (0..self.entries.len())
+            .filter(|j| {
+                let d = &self.entries[*j];
+                d.kind.foreign.iter().any(|(fk, c)| {
+                    *c == e.kind.coll && self.foreign(*j, fk, *c).as_deref() == Some(&e.id)
+                })
+            })
+            .collect();
+        if let Some(j) = dependents
+            .iter()
+            .find(|j| self.entries[**j].kind.coll == Coll::Routes)
+        {
+            let _ = j;
+            return Err(EditError::new(
+                400,
+                format!(
+                    "an existing 'routes' entity references this '{}' entity",
+                    e.kind.coll.name()
+                ),
+            ));
+        }
+        self.materialize_ids();
+        let mut paths = vec![e.path.clone()];
+        paths.extend(dependents.iter().map(|j| self.entries[*j].path.clone()));
+        self.remove_consumer_memberships(&e);
+        self.remove_paths(paths);
+        self.index();
+        Ok(())
+    }
+
+    /// Removes the values at `paths`, last index first so earlier removals
+    /// don't shift later ones; a path inside another is removed with it.
+    fn remove_paths(&mut self, mut paths: Vec<Vec<Step>>) {
+        paths.sort();
+        paths.dedup();
+        let outer: Vec<Vec<Step>> = paths
+            .iter()
+            .filter(|p| !paths.iter().any(|q| q != *p && p.starts_with(q)))
+            .cloned()
+            .collect();
+        for p in outer.iter().rev() {
+            let Some((Step::Index(idx), parent)) = p.split_last() else {
+                continue;
+            };
+            if let Some(Value::Array(a)) = get_mut(&mut self.root, parent)
+                && *idx < a.len()
+            {
+                a.remove(*idx);
+            }
+        }
+    }
+
+    /// Writes every entity's id into the document, so ids made from names
+    /// survive a rename and ids made from places survive a removal.
+    fn materialize_ids(&mut self) {
+        for e in &self.entries {
+            if let Some(Value::Object(o)) = get_mut(&mut self.root, &e.path)
+                && !o.contains_key("id")
+            {
+                o.insert("id".into(), json!(e.id));
+            }
+        }
+    }
+
+    // ---- consumer-group memberships ----
+
+    /// (consumer entry, group entry) of every membership, wherever written:
+    /// a consumer's `groups`, a group's `consumers`, `consumer_group_consumers`.
+    pub fn memberships(&self) -> Vec<(usize, usize)> {
+        let (Some(ck), Some(gk)) = (by_coll(Coll::Consumers), by_coll(Coll::ConsumerGroups)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            let Some(item) = self.item(i) else { continue };
+            if e.kind.coll == Coll::Consumers {
+                for g in item
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(gi) = named(g).and_then(|r| self.find(gk, r)) {
+                        out.push((i, gi));
+                    }
+                }
+            }
+            if e.kind.coll == Coll::ConsumerGroups {
+                for c in item
+                    .get("consumers")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(ci) = named(c).and_then(|r| self.find(ck, r)) {
+                        out.push((ci, i));
+                    }
+                }
+            }
+        }
+        for m in self
+            .root
+            .get("consumer_group_consumers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let c = m
+                .get("consumer")
+                .and_then(named)
+                .and_then(|r| self.find(ck, r));
+            let g = m
+                .get("consumer_group")
+                .and_then(named)
+                .and_then(|r| self.find(gk, r));
+            if let (Some(c), Some(g)) = (c, g) {
+                out.push((c, g));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Adds consumer `c` to group `g` (nothing when it is in already).
+    pub fn add_membership(&mut self, c: usize, g: usize) -> Result<(), EditError> {
+        if self.memberships().contains(&(c, g)) {
+            return Ok(());
+        }
+        self.materialize_ids();
+        let (cid, gid) = (self.entries[c].id.clone(), self.entries[g].id.clone());
+        match self.top_array(Coll::ConsumerGroupConsumers)? {
+            Value::Array(a) => a.push(json!({"consumer": cid, "consumer_group": gid})),
+            _ => {
+                return Err(EditError::new(
+                    400,
+                    "'consumer_group_consumers' is not a list",
+                ));
+            }
+        }
+        self.index();
+        Ok(())
+    }
+
+    /// Removes the memberships `keep` refuses, wherever they are written.
+    pub fn remove_memberships(&mut self, drop: impl Fn(usize, usize) -> bool) {
+        self.materialize_ids();
+        let (Some(ck), Some(gk)) = (by_coll(Coll::Consumers), by_coll(Coll::ConsumerGroups)) else {
+            return;
+        };
+        let snapshot = Doc {
+            root: self.root.clone(),
+            entries: self.entries.clone(),
+            ns: self.ns,
+            stamp: self.stamp,
+        };
+        for (i, e) in snapshot.entries.iter().enumerate() {
+            let (field, other) = match e.kind.coll {
+                Coll::Consumers => ("groups", gk),
+                Coll::ConsumerGroups => ("consumers", ck),
+                _ => continue,
+            };
+            if let Some(Value::Object(o)) = get_mut(&mut self.root, &e.path)
+                && let Some(Value::Array(list)) = o.get_mut(field)
+            {
+                list.retain(|v| {
+                    let Some(j) = named(v).and_then(|r| snapshot.find(other, r)) else {
+                        return true;
+                    };
+                    let (c, g) = if e.kind.coll == Coll::Consumers {
+                        (i, j)
+                    } else {
+                        (j, i)
+                    };
+                    !drop(c, g)
+                });
+            }
+        }
+        if let Some(Value::Array(list)) = self.root.get_mut("consumer_group_consumers") {
+            list.retain(|m| {
+                let c = m
+                    .get("consumer")
+                    .and_then(named)
+                    .and_then(|r| snapshot.find(ck, r));
+                let g = m
+                    .get("consumer_group")
+                    .and_then(named)
+                    .and_then(|r| snapshot.find(gk, r));
+                !matches!((c, g), (Some(c), Some(g)) if drop(c, g))
+            });
+        }
+        self.index();
+    }
+
+    fn remove_consumer_memberships(&mut self, e: &Entry) {
+        if !matches!(e.kind.coll, Coll::Consumers | Coll::ConsumerGroups) {
+            return;
+        }
+        let Some(me) = self.entries.iter().position(|x| x.path == e.path) else {
+            return;
+        };
+        self.remove_memberships(|c, g| c == me || g == me);
+    }
+}
+
+/// Kong's `url` shorthand, written out as the fields it stands for.
+fn expand_url(item: &mut Map<String, Value>) {
+    let Some(url) = item.get("url").and_then(Value::as_str).map(str::to_string) else {
+        return;
+    };
+    let Ok(u) = crate::config::kong::formats::url(&url) else {
+        return;
+    };
+    let (host, port) = match u.host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h, Some(p)),
+            Err(_) => (u.host_port, None),
+        },
+        _ => (u.host_port, None),
+    };
+    let port = port.unwrap_or(match u.scheme {
+        "https" | "grpcs" | "tls" | "wss" => 443,
+        _ => 80,
+    });
+    item.insert("protocol".into(), json!(u.scheme));
+    item.insert("host".into(), json!(host));
+    item.insert("port".into(), json!(port));
+    if !u.path.is_empty() {
+        item.insert("path".into(), json!(u.path));
+    }
+    item.remove("url");
+}
