@@ -89,7 +89,13 @@ fn fixture() -> &'static Fixture {
                     format!("svc-{i}")
                 };
                 engine
-                    .put_config(id, config(&service), Some("application/yaml"), Mode::Apply)
+                    .put_config(
+                        id,
+                        config(&service),
+                        Some("application/yaml"),
+                        Mode::Apply,
+                        None,
+                    )
                     .await
                     .expect("config");
                 standard.push(id);

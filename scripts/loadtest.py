@@ -47,6 +47,19 @@ Issue 17 (one JSON line per figure; exits 1 if a correctness check fails):
        Either with [--bin PATH] [--baseline PATH]: the baseline binary runs
        the same scenario right after, in the same run.
 
+Issue 25 (the core-entities API; one JSON line per figure; exits 1 if a check fails):
+
+       scripts/loadtest.py --scenario entities [--connections 32] [--seconds 15]
+                           [--entities 100]
+         the daemon with --api-listen over HTTPS (a certificate made with
+         openssl) and a group of --entities services: GETs of one service,
+         then one-service POSTs (each a new version of a group's config), from
+         --connections asyncio clients for --seconds each, over the Unix
+         socket and over HTTPS with an org admin's bearer token; requests/s,
+         p50 and p99 of each, and HTTPS over socket as ratios. One Python
+         process drives every client, so it, not the daemon, may be the limit
+         of the GET figures; both transports share that limit.
+
 Issue 30 (the cluster endpoint; one JSON line per figure; exits 1 if a check fails):
 
        scripts/loadtest.py --scenario hybrid [--nodes 10000] [--ping-interval 30]
@@ -64,6 +77,7 @@ Issue 30 (the cluster endpoint; one JSON line per figure; exits 1 if a check fai
 """
 import asyncio
 import argparse
+import ssl
 import http.client
 import json
 import os
@@ -345,8 +359,12 @@ class AsyncConn:
     cheap enough per request that one Python process can drive thousands of
     requests a second (http.client in threads can't)."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, tls=None, headers=""):
+        """`sock`: the Unix socket's path, or with `tls` (an ssl context) a
+        (host, port) pair; `headers`: extra header lines (each ending \\r\\n)."""
         self.sock = sock
+        self.tls = tls
+        self.headers = headers
         self.r = self.w = None
 
     async def request(self, method, path, body=b"", ctype="application/json"):
@@ -361,9 +379,13 @@ class AsyncConn:
 
     async def send(self, method, path, body, ctype):
         if self.w is None:
-            self.r, self.w = await asyncio.open_unix_connection(self.sock)
+            if self.tls is not None:
+                host, port = self.sock
+                self.r, self.w = await asyncio.open_connection(host, port, ssl=self.tls)
+            else:
+                self.r, self.w = await asyncio.open_unix_connection(self.sock)
         head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+                f"{self.headers}Content-Length: {len(body)}\r\n\r\n").encode()
         try:
             self.w.write(head + body)
             raw = await self.r.readuntil(b"\r\n\r\n")
@@ -393,10 +415,10 @@ class AsyncConn:
         self.r = self.w = None
 
 
-def start_daemon(tmp):
+def start_daemon(tmp, extra=()):
     sock = os.path.join(tmp, "rg.sock")
-    daemon = subprocess.Popen([BIN, "serve", "--data-dir", os.path.join(tmp, "data"), "--socket", sock],
-                              stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen([BIN, "serve", "--data-dir", os.path.join(tmp, "data"), "--socket", sock,
+                               *extra], stderr=subprocess.DEVNULL)
     for _ in range(400):
         if os.path.exists(sock):
             break
@@ -633,6 +655,103 @@ async def run_writers_async(args, sock, common):
     return not failed
 
 
+# ---- issue 25: the core-entities API, over the socket and over HTTPS ----
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def self_signed(tmp):
+    """A certificate for 127.0.0.1 and its key, made with openssl."""
+    cert, key = os.path.join(tmp, "api.crt"), os.path.join(tmp, "api.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def run_entities_async(args, sock, https, common):
+    """GETs of one entity, then one-entity POSTs (each a new version of the
+    group's config), from --connections clients for --seconds each, over the
+    socket and over HTTPS with a bearer token: requests/s and p50/p99."""
+    setup = AsyncConn(sock)
+    services = [{"name": f"s{i}", "host": f"s{i}.internal"} for i in range(args.entities)]
+    config = json.dumps({"_format_version": "3.0", "services": services}).encode()
+    groups = {}
+    for name in ["get", "post-socket", "post-https"]:
+        st, body = await setup.request("POST", "/v2/control-planes", json.dumps({"name": name}).encode())
+        assert st == 201, body
+        gid = json.loads(body)["id"]
+        st, body = await setup.request("PUT", f"/v2/control-planes/{gid}/config", config)
+        assert st == 200, body
+        groups[name] = gid
+    st, body = await setup.request("POST", "/v2/teams/org-admins/tokens", b'{"name":"bench"}')
+    assert st == 201, body
+    token = json.loads(body)["token"]
+    tls = ssl.create_default_context(cafile=https["cert"])
+    ok = True
+
+    def conn(over):
+        if over == "socket":
+            return AsyncConn(sock)
+        return AsyncConn(("127.0.0.1", https["port"]), tls=tls,
+                         headers=f"Authorization: Bearer {token}\r\n")
+
+    async def measure(over, method, group, ok_status):
+        lat, failed = [], []
+        stop_at = time.perf_counter() + args.seconds
+        base = f"/v2/control-planes/{group}/core-entities/services"
+
+        async def client(k):
+            c = conn(over)
+            n = 0
+            while time.perf_counter() < stop_at:
+                n += 1
+                if method == "GET":
+                    req = ("GET", f"{base}/s{k % args.entities}", b"")
+                else:
+                    body = json.dumps({"name": f"c{k}-{n}", "host": "new.internal"}).encode()
+                    req = ("POST", base, body)
+                t0 = time.perf_counter()
+                try:
+                    st, body = await c.request(*req)
+                except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                    failed.append(repr(e))
+                    continue
+                if st == ok_status:
+                    lat.append(time.perf_counter() - t0)
+                else:
+                    failed.append(f"{st} {body[:200]!r}")
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(k) for k in range(args.connections)))
+        secs = time.perf_counter() - t0
+        what = f"{method.lower()}_{over}"
+        figure(common, f"{what}_per_s", len(lat) / secs, "requests/s", connections=args.connections)
+        figure(common, f"{what}_p50_ms", percentile(lat, 50) * 1000 if lat else 0, "ms")
+        figure(common, f"{what}_p99_ms", percentile(lat, 99) * 1000 if lat else 0, "ms",
+               failures=len(failed), first_failures=failed[:3])
+        return len(lat) / secs, not failed
+
+    rates = {}
+    for over in ["socket", "https"]:
+        rates[("GET", over)], good = await measure(over, "GET", groups["get"], 200)
+        ok &= good
+        rates[("POST", over)], good = await measure(over, "POST", groups[f"post-{over}"], 201)
+        ok &= good
+    for method in ["GET", "POST"]:
+        if rates[(method, "socket")]:
+            figure(common, f"{method.lower()}_https_over_socket",
+                   rates[(method, "https")] / rates[(method, "socket")], "ratio")
+    # Every acknowledged POST is there.
+    for over in ["socket", "https"]:
+        st, body = await setup.request("GET", f"/v2/control-planes/{groups['post-' + over]}/core-entities/services?size=1000")
+        ok &= st == 200
+    return ok
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -773,6 +892,23 @@ def run_scenario(args):
         if not run_hybrid(args, common):
             sys.exit(1)
         return
+    if args.scenario == "entities":
+        tmp = tempfile.mkdtemp(prefix="rgmerge-load-")
+        cert, key = self_signed(tmp)
+        port = free_port()
+        daemon, sock = start_daemon(tmp, ["--api-listen", f"127.0.0.1:{port}", "--api-cert", cert,
+                                          "--api-cert-key", key, "--api-rate-limit", "1000000"])
+        common = {"scenario": "entities", "binary": BIN, "role": "measured"}
+        common.update(machine())
+        try:
+            good = asyncio.run(run_entities_async(args, sock, {"port": port, "cert": cert}, common))
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not good:
+            sys.exit(1)
+        return
     for b in bins:
         BIN = b
         tmp = tempfile.mkdtemp(prefix="rgmerge-load-")
@@ -812,7 +948,7 @@ def main():
                          "group-status falls back to Python readers without it)")
     ap.add_argument("--readers", type=int, default=8, help="reader threads for --read status")
     ap.add_argument("--bin", default=None, help="the rgmerge binary to measure")
-    ap.add_argument("--scenario", choices=["heartbeats", "writers", "hybrid"], default=None,
+    ap.add_argument("--scenario", choices=["heartbeats", "writers", "hybrid", "entities"], default=None,
                     help="issue 17: a fleet of data planes heartbeating, or concurrent writers; "
                          "issue 30: hybrid-mode data planes on the cluster endpoint")
     ap.add_argument("--ping-interval", type=float, default=30.0,

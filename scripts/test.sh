@@ -92,6 +92,9 @@ python3 scripts/loadtest.py --scenario heartbeats --nodes 200 --period 2 --secon
   --connections 8 --bin target/debug/rgmerge
 python3 scripts/loadtest.py --scenario writers --writers 4 --seconds 1 --bin target/debug/rgmerge
 python3 scripts/startup.py --members 4 --entities 50 --runs 1 --bin target/debug/rgmerge
+# Issue 25: core-entities GETs and POSTs over the socket and over HTTPS.
+python3 scripts/loadtest.py --scenario entities --seconds 1 --connections 4 --entities 10 \
+  --bin target/debug/rgmerge
 # Issue 30: a small fleet of fake Kong data planes (examples/fleet.rs, built by cargo test).
 python3 scripts/loadtest.py --scenario hybrid --nodes 50 --ping-interval 2 --seconds 10 \
   --connect-rate 200 --bin target/debug/rgmerge

@@ -380,16 +380,27 @@ fn on_group(caller: &Caller, right: Right, group: Option<Uuid>, what: &str) -> O
 
 /// An RFC 9457 problem.
 pub fn problem(status: StatusCode, detail: &str, instance: &str) -> Response {
-    let body = json!({
-        "type": "about:blank",
-        "status": status.as_u16(),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "detail": detail,
-        "instance": instance,
-    });
+    // Under core-entities, the gateway's form, as every error there.
+    let (body, content_type) = if super::error::is_gateway_path(instance) {
+        (
+            json!({"message": detail, "status": status.as_u16()}),
+            "application/json",
+        )
+    } else {
+        (
+            json!({
+                "type": "about:blank",
+                "status": status.as_u16(),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "detail": detail,
+                "instance": instance,
+            }),
+            "application/problem+json",
+        )
+    };
     let mut resp = (
         status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
+        [(header::CONTENT_TYPE, content_type)],
         body.to_string(),
     )
         .into_response();

@@ -655,9 +655,12 @@ async fn two_daemons_on_postgresql_send_the_same_versions_and_keep_one_record_pe
         .await
         .expect(200);
     a.pin(&ca, &g, &a.read("dp.crt")).await;
-    // B follows A's writes.
-    wait_for("B to hold the group", async || {
-        cb.get(&format!("/v2/control-planes/{g}")).await.status == 200
+    // B follows A's writes: the group, then its pinned certificate.
+    wait_for("B to hold the group and its certificate", async || {
+        let r = cb
+            .get(&format!("/v2/control-planes/{g}/dp-client-certificates"))
+            .await;
+        r.status == 200 && r.json()["items"].as_array().is_some_and(|i| !i.is_empty())
     })
     .await;
 

@@ -13,6 +13,7 @@ mod api;
 mod backup;
 mod browser;
 mod cluster;
+mod deck;
 mod durability;
 mod history;
 mod konnect;

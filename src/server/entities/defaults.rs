@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::kong::schemas::{self, Field, Ty};
 
-fn resolve<'a>(f: &'a Field) -> &'a Field {
+fn resolve(f: &Field) -> &Field {
     match (&f.reference, schemas::file()) {
         (Some(r), Some(file)) => file.shared.get(r).unwrap_or(f),
         _ => f,

@@ -205,11 +205,11 @@ impl Doc {
                 any = true;
             }
         }
-        if kind.coll == Coll::Certificates || kind.coll == Coll::CaCertificates {
-            if let Some(c) = item.get("cert").and_then(Value::as_str) {
-                key.push_str(&format!("|cert={}", c.trim()));
-                any = true;
-            }
+        if matches!(kind.coll, Coll::Certificates | Coll::CaCertificates)
+            && let Some(c) = item.get("cert").and_then(Value::as_str)
+        {
+            key.push_str(&format!("|cert={}", c.trim()));
+            any = true;
         }
         if !any {
             key.push_str(&format!("|at={path:?}"));

@@ -40,8 +40,17 @@ use kinds::{Addr, Kind, by_coll};
 
 type Params = Path<HashMap<String, String>>;
 
-/// How many times a write reads again after losing a race.
+/// How many times a write reads again after losing a race (to another
+/// daemon on the same PostgreSQL, or a whole-config PUT).
 const RETRIES: usize = 16;
+
+/// One entity write at a time per group in this daemon: writers queue
+/// instead of racing, so retries are left for writes from elsewhere.
+fn group_lock(id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<dashmap::DashMap<Uuid, Arc<tokio::sync::Mutex<()>>>> =
+        std::sync::LazyLock::new(dashmap::DashMap::new);
+    LOCKS.entry(id).or_default().clone()
+}
 
 impl From<EditError> for ApiError {
     fn from(e: EditError) -> ApiError {
@@ -289,6 +298,8 @@ where
     q.only(&["dry_run"])?;
     let dry_run = q.flag("dry_run")?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+    let lock = group_lock(id);
+    let _turn = lock.lock().await;
     for _ in 0..RETRIES {
         let mut l = load(s, id)?;
         let Some(hash) = l.hash.clone() else {
