@@ -756,3 +756,37 @@ async fn a_damaged_or_partial_export_changes_nothing_and_says_which_file_and_why
         rgmerge_ok(&["import", "--data-dir", &path_str(&data), &path_str(&good)]);
     }
 }
+
+#[tokio::test]
+async fn an_export_from_before_manifests_still_imports_its_groups() {
+    let mut d = Daemon::start();
+    let c = d.client();
+    let blue = c.standard("blue").await;
+    c.put_config(&blue, &service("a", "a.internal"))
+        .await
+        .expect(200);
+    let before = served(&c, std::slice::from_ref(&blue)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = dir.path().join("old");
+    export(&d, &old);
+    // What format 1 wrote: groups.json, members/, blobs/, bundle.yaml.
+    for part in [
+        "manifest.json",
+        "teams.json",
+        "certificates.json",
+        "nodes.json",
+        "audit.jsonl",
+    ] {
+        std::fs::remove_file(old.join(part)).expect("rm");
+    }
+    assert!(d.stop().success());
+    std::fs::remove_dir_all(&d.data).expect("remove the store");
+    rgmerge_ok(&["import", "--data-dir", &path_str(&d.data), &path_str(&old)]);
+    d.restart();
+    assert_eq!(served(&d.client(), &[blue]).await, before);
+    // Access control is set up afresh: the user running the daemon is org admin.
+    assert_eq!(
+        d.client().get_json("/v2/me").await["teams"],
+        json!(["org-admins"])
+    );
+}
