@@ -74,17 +74,28 @@ enum Command {
         #[arg(long, value_name = "CN")]
         dp_cn: Option<String>,
     },
-    /// Write the whole state of a (stopped) daemon's data directory as decK files and a bundle manifest.
+    /// Write the whole state — control planes, configs, what each served, teams with
+    /// their token hashes and grants, certificates, nodes, the audit log — as files
+    /// with a manifest: of a running daemon (`--socket`, org admins), of a stopped
+    /// daemon's data directory, or of PostgreSQL. It holds token hashes: keep it secret.
     Export {
-        #[arg(long, default_value = "rgmerge-data")]
+        #[arg(long, default_value = "rgmerge-data", conflicts_with_all = ["store", "socket"])]
         data_dir: PathBuf,
         /// Export from PostgreSQL instead (daemons may keep running).
-        #[arg(long, value_name = "postgres://…")]
+        #[arg(long, value_name = "postgres://…", conflicts_with = "socket")]
         store: Option<String>,
+        /// Ask the daemon on this socket for one point in time while it runs.
+        #[arg(long, value_name = "SOCK")]
+        socket: Option<PathBuf>,
+        /// With `--socket`: a bearer token of an org admin (else the daemon
+        /// knows you by your Unix user).
+        #[arg(long, env = "RGMERGE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// A new, empty directory.
         out: PathBuf,
     },
-    /// Load an export into an empty data directory.
+    /// Load an export into an empty data directory (or PostgreSQL): everything it
+    /// holds, all or nothing, after checking each file against its manifest.
     Import {
         #[arg(long, default_value = "rgmerge-data")]
         data_dir: PathBuf,
@@ -564,18 +575,23 @@ pub fn main() -> ExitCode {
         Command::Export {
             data_dir,
             store,
+            socket,
+            token,
             out,
         } => {
             let source = match &store {
                 Some(url) => rgmerge::transfer::Source::Postgres(url),
                 None => rgmerge::transfer::Source::Dir(&data_dir),
             };
-            rgmerge::transfer::export_from(source, &out)
-                .map(|n| {
-                    eprintln!("exported {n} control plane(s) to {}", out.display());
-                    ExitCode::SUCCESS
-                })
-                .map_err(|e| BatchError::Usage(e.to_string()))
+            match &socket {
+                Some(sock) => rgmerge::transfer::export_online(sock, token.as_deref(), &out),
+                None => rgmerge::transfer::export_from(source, &out),
+            }
+            .map(|n| {
+                eprintln!("exported {n} control plane(s) to {}", out.display());
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| BatchError::Usage(e.to_string()))
         }
         Command::Import {
             data_dir,

@@ -43,7 +43,9 @@ use crate::registry::{
 use crate::report::Report;
 use crate::store::{Store, StoreError};
 
+mod export;
 mod follow;
+pub use export::{Dump, FORMAT as EXPORT_FORMAT};
 pub use follow::StoreStatus;
 
 /// What the writer runs: a job that may read or do anything (between
@@ -517,9 +519,10 @@ impl Engine {
         f: impl FnOnce(&mut Tx) -> Result<R, Refusal> + Send + 'static,
         arriving: Option<Arriving>,
     ) -> Result<R, Refusal> {
-        // An applied write on the local store carries its request's audit
-        // entry into its own commit (see `with_write_audit`).
-        let audit = if mode == Mode::Apply && self.status.is_none() {
+        // An applied write carries its request's audit entry into its own
+        // commit (see `with_write_audit`); on PostgreSQL, into the same
+        // writer job (`export::store_write_audit`).
+        let audit = if mode == Mode::Apply {
             WRITE_AUDIT
                 .try_with(|w| w.borrow_mut().draft.take())
                 .ok()
@@ -534,7 +537,8 @@ impl Engine {
             if w.pg.is_some() {
                 // The shared store serializes writes itself: one database
                 // transaction each, answered when it commits.
-                let _ = tx.send(w.write_shared(mode, f));
+                let out = w.write_shared(mode, f);
+                let _ = tx.send(w.store_write_audit(out, audit));
                 return None;
             }
             if w.closed {

@@ -82,6 +82,36 @@ fn append_audit_in(
     Ok(())
 }
 
+/// Puts `entries` (an import's audit log, oldest first) into the audit
+/// table inside `tx`: with their own numbers when they all come after the
+/// entries the table holds, else numbered after the last of those.
+fn restore_audit_in(tx: &redb::WriteTransaction, entries: &[AuditEntry]) -> Result<(), StoreError> {
+    let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
+    let mut audit = tx.open_table(AUDIT).map_err(|e| w(&e))?;
+    let last = audit
+        .last()
+        .map_err(|e| w(&e))?
+        .map_or(0, |(k, _)| k.value());
+    let keep = entries.windows(2).all(|p| p[0].seq < p[1].seq)
+        && entries.first().is_none_or(|e| e.seq > last);
+    for (i, e) in (1u64..).zip(entries) {
+        let seq = if keep { e.seq } else { last + i };
+        let mut e = e.clone();
+        e.seq = seq;
+        let bytes = serde_json::to_vec(&e).map_err(|e| w(&e))?;
+        audit.insert(seq, bytes.as_slice()).map_err(|e| w(&e))?;
+    }
+    Ok(())
+}
+
+/// What a commit does to the audit table.
+enum AuditWrite<'a> {
+    /// Appends these, numbering them, keeping the newest this many.
+    Append(&'a mut [AuditEntry], u64),
+    /// An import's log (see `restore_audit_in`).
+    Restore(&'a [AuditEntry]),
+}
+
 /// The key range of every history row of `group`.
 fn history_range(group: &Uuid) -> (String, String) {
     (format!("{group}/"), format!("{group}0"))
@@ -440,23 +470,40 @@ impl Store {
         if self.db.is_none() {
             self.reopen();
         }
-        let result = self.write(changes, audit, keep.max(1));
+        self.write_or_reopen(changes, AuditWrite::Append(audit, keep.max(1)))
+    }
+
+    /// An import: `changes` and the exported audit log (oldest first) in one
+    /// durable transaction, all or nothing. The entries keep their numbers
+    /// unless the store already holds entries numbered as high.
+    pub fn commit_restoring(
+        &mut self,
+        changes: &[Change],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        if self.db.is_none() {
+            self.reopen();
+        }
+        self.write_or_reopen(changes, AuditWrite::Restore(audit))
+    }
+
+    fn write_or_reopen(&mut self, changes: &[Change], audit: AuditWrite) -> Result<(), StoreError> {
+        let result = self.write(changes, audit);
         if result.is_err() {
             self.reopen();
         }
         result
     }
 
-    fn write(
-        &self,
-        changes: &[Change],
-        audit: &mut [AuditEntry],
-        keep: u64,
-    ) -> Result<(), StoreError> {
+    fn write(&self, changes: &[Change], audit: AuditWrite) -> Result<(), StoreError> {
         let w = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
         let tx = self.db()?.begin_write().map_err(|e| w(&e))?;
-        if !audit.is_empty() {
-            append_audit_in(&tx, audit, keep)?;
+        match audit {
+            AuditWrite::Append(entries, keep) if !entries.is_empty() => {
+                append_audit_in(&tx, entries, keep)?;
+            }
+            AuditWrite::Restore(entries) if !entries.is_empty() => restore_audit_in(&tx, entries)?,
+            _ => {}
         }
         if changes.is_empty() {
             return tx.commit().map_err(|e| w(&e));

@@ -13,6 +13,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod certificates;
 mod config;
 mod core_entities;

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::{MethodFilter, on};
 
 use super::{
-    AppState, admin, certificates, config, core_entities, details, groups, history, http,
+    AppState, admin, backup, certificates, config, core_entities, details, groups, history, http,
     memberships, nodes, snapshot,
 };
 use crate::registry::Right;
@@ -374,6 +374,8 @@ table! {
     PUT "/v2/teams/{team}/grants" => admin::set_grant, OrgAdmin, None;
     DELETE "/v2/teams/{team}/grants/{group}" => admin::remove_grant, OrgAdmin, None;
     GET "/v2/audit-log" => admin::audit_log, OrgAdmin, None;
+    // A whole backup holds every team's token hashes: org admins only.
+    GET "/v2/backup" => backup::get, OrgAdmin, None;
 }
 
 impl Route {

@@ -346,6 +346,20 @@ impl PgStore {
 
     /// Everything, as of one log position (read in one snapshot).
     pub fn load(&self) -> Result<(Loaded, u64), StoreError> {
+        self.load_in_one_read(false)
+            .map(|(loaded, pos, _)| (loaded, pos))
+    }
+
+    /// [`load`](PgStore::load) and the whole audit log (oldest first), in
+    /// the same snapshot: an export of one point in time.
+    pub fn load_whole(&self) -> Result<(Loaded, u64, Vec<AuditEntry>), StoreError> {
+        self.load_in_one_read(true)
+    }
+
+    fn load_in_one_read(
+        &self,
+        with_audit: bool,
+    ) -> Result<(Loaded, u64, Vec<AuditEntry>), StoreError> {
         self.block(async {
             let mut c = self.conn().await?;
             let tx = c
@@ -420,8 +434,18 @@ impl PgStore {
                 }
                 loaded.access = Some(rec);
             }
+            let mut audit = Vec::new();
+            if with_audit {
+                for row in tx
+                    .query("SELECT entry FROM audit ORDER BY seq", &[])
+                    .await
+                    .map_err(db_err("read the audit log"))?
+                {
+                    audit.push(decode("an audit entry", row.get(0))?);
+                }
+            }
             tx.commit().await.map_err(db_err("end the read"))?;
-            Ok((loaded, pos as u64))
+            Ok((loaded, pos as u64, audit))
         })
     }
 
@@ -533,6 +557,34 @@ impl PgStore {
         if changes.is_empty() {
             self.rollback_locked();
             return Ok(Some(head));
+        }
+        self.commit_locked(head, changes).map(Some)
+    }
+
+    /// An import: [`commit`](PgStore::commit) with the exported audit log
+    /// (oldest first) in the same transaction, all or nothing. The entries
+    /// keep their numbers unless the database already holds entries
+    /// numbered as high; the audit sequence then continues after them.
+    pub fn commit_restoring(
+        &mut self,
+        expect: Option<u64>,
+        changes: &[Change],
+        audit: &[AuditEntry],
+    ) -> Result<Option<u64>, StoreError> {
+        let head = self.lock_head()?;
+        if expect.is_some_and(|e| e != head) {
+            self.rollback_locked();
+            return Ok(None);
+        }
+        let written = match &self.locked {
+            Some(c) => self.block(restore_audit(c, audit)),
+            None => Err(StoreError::Database(
+                "internal: an import without the head's lock".into(),
+            )),
+        };
+        if let Err(e) = written {
+            self.rollback_locked();
+            return Err(e);
         }
         self.commit_locked(head, changes).map(Some)
     }
@@ -818,6 +870,39 @@ async fn listen_once(
 }
 
 /// The rows `changes` make, on `c` (inside the caller's transaction).
+/// Puts an import's audit entries into `audit` (see
+/// [`PgStore::commit_restoring`]) inside the transaction open on `c`.
+async fn restore_audit(c: &Object, entries: &[AuditEntry]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last: i64 = c
+        .query_one("SELECT coalesce(max(seq), 0) FROM audit", &[])
+        .await
+        .map_err(db_err("read the audit log"))?
+        .get(0);
+    let keep = entries.windows(2).all(|p| p[0].seq < p[1].seq)
+        && entries.first().is_none_or(|e| e.seq as i64 > last);
+    let mut top = last;
+    for (i, e) in (1i64..).zip(entries) {
+        let seq = if keep { e.seq as i64 } else { last + i };
+        let mut e = e.clone();
+        e.seq = seq as u64;
+        let bytes = encode(&e)?;
+        c.execute(
+            "INSERT INTO audit (seq, entry) VALUES ($1, $2)",
+            &[&seq, &bytes],
+        )
+        .await
+        .map_err(db_err("restore the audit log"))?;
+        top = top.max(seq);
+    }
+    c.execute("SELECT setval('audit_seq_seq', $1)", &[&top])
+        .await
+        .map_err(db_err("restore the audit log"))?;
+    Ok(())
+}
+
 async fn write_changes(c: &Object, changes: &[Change]) -> Result<(), StoreError> {
     for ch in changes {
         match ch {

@@ -10,6 +10,7 @@ mod common;
 mod abuse;
 mod access;
 mod api;
+mod backup;
 mod browser;
 mod cluster;
 mod deck;
