@@ -32,6 +32,7 @@ pub struct Entry {
     pub parent: Option<usize>,
 }
 
+#[derive(Clone)]
 pub struct Doc {
     pub root: Value,
     pub entries: Vec<Entry>,

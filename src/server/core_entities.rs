@@ -73,37 +73,72 @@ fn addr_of(path: &MatchedPath) -> ApiResult<Addr> {
 /// composite's served snapshot.
 struct Loaded {
     view: Arc<GroupView>,
-    doc: Doc,
+    doc: Arc<Doc>,
     /// The member config's hash (standard groups): the write's condition.
     hash: Option<String>,
+}
+
+/// Configs larger than this are parsed for each request rather than kept.
+const CACHE_MAX_BYTES: usize = 8 << 20;
+/// Groups whose parsed config is kept at once.
+const CACHE_MAX_GROUPS: usize = 256;
+
+/// The parsed document of group `id` while its config (or served snapshot)
+/// is the one `key` names: a tool paging through every kind of entity
+/// doesn't parse the config again for each page.
+fn cached(
+    id: Uuid,
+    key: String,
+    size: usize,
+    make: impl FnOnce() -> ApiResult<Doc>,
+) -> ApiResult<Arc<Doc>> {
+    static CACHE: std::sync::LazyLock<dashmap::DashMap<Uuid, (String, Arc<Doc>)>> =
+        std::sync::LazyLock::new(dashmap::DashMap::new);
+    if let Some(hit) = CACHE.get(&id)
+        && hit.0 == key
+    {
+        return Ok(hit.1.clone());
+    }
+    let doc = Arc::new(make()?);
+    if size <= CACHE_MAX_BYTES {
+        if CACHE.len() >= CACHE_MAX_GROUPS {
+            CACHE.clear();
+        }
+        CACHE.insert(id, (key, doc.clone()));
+    }
+    Ok(doc)
 }
 
 fn load(s: &AppState, id: Uuid) -> ApiResult<Loaded> {
     let view = view_or_404(s, id)?;
     let stamp = view.snapshot.published_ms / 1000;
-    let (root, hash) = match view.standard() {
+    let object = |root: Value| if root.is_object() { root } else { json!({}) };
+    let (doc, hash) = match view.standard() {
         Some(st) => {
             let text = st.config();
-            let root = parse_stored(text.bytes, text.media_type).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the stored member config does not parse: {e}"),
-                )
+            let hash = st.config_hash().to_string();
+            let doc = cached(id, format!("{hash}@{stamp}"), text.bytes.len(), || {
+                let root = parse_stored(text.bytes, text.media_type).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the stored member config does not parse: {e}"),
+                    )
+                })?;
+                Ok(Doc::new(object(root), id, stamp))
             })?;
-            (root, Some(st.config_hash().to_string()))
+            (doc, Some(hash))
         }
         None => {
-            let bytes = view.snapshot.deck.to_vec();
-            let root = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}));
-            (root, None)
+            let deck = &view.snapshot.deck;
+            let key = format!("{}@{stamp}", deck.hash());
+            let doc = cached(id, key, deck.len(), || {
+                let root = serde_json::from_slice(&deck.to_vec()).unwrap_or_else(|_| json!({}));
+                Ok(Doc::new(object(root), id, stamp))
+            })?;
+            (doc, None)
         }
     };
-    let root = if root.is_object() { root } else { json!({}) };
-    Ok(Loaded {
-        doc: Doc::new(root, id, stamp),
-        view,
-        hash,
-    })
+    Ok(Loaded { doc, view, hash })
 }
 
 fn group(params: &HashMap<String, String>) -> ApiResult<Uuid> {
@@ -293,7 +328,7 @@ where
     let lock = group_lock(id);
     let _turn = lock.lock().await;
     for _ in 0..RETRIES {
-        let mut l = load(s, id)?;
+        let l = load(s, id)?;
         let Some(hash) = l.hash.clone() else {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -303,10 +338,10 @@ where
                 ),
             ));
         };
-        let before = l.doc.root.clone();
-        let answer = edit(&mut l.doc)?;
-        if l.doc.root != before {
-            let bytes = serde_json::to_vec(&l.doc.root)
+        let mut doc = (*l.doc).clone();
+        let answer = edit(&mut doc)?;
+        if doc.root != l.doc.root {
+            let bytes = serde_json::to_vec(&doc.root)
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             match s
                 .engine
@@ -321,10 +356,10 @@ where
         }
         return Ok(match answer {
             Answer::Entity(kind, id, status) => {
-                let i = l.doc.find(kind, &id).ok_or_else(|| not_found(kind))?;
-                ok_json(status, l.doc.render(i))
+                let i = doc.find(kind, &id).ok_or_else(|| not_found(kind))?;
+                ok_json(status, doc.render(i))
             }
-            Answer::Made(status, f) => ok_json(status, f(&l.doc)),
+            Answer::Made(status, f) => ok_json(status, f(&doc)),
             Answer::NoContent => {
                 axum::response::IntoResponse::into_response(StatusCode::NO_CONTENT)
             }
