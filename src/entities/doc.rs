@@ -79,6 +79,18 @@ impl EditError {
     }
 }
 
+/// The route fields an expression route doesn't have.
+const TRADITIONAL: [&str; 8] = [
+    "methods",
+    "hosts",
+    "paths",
+    "headers",
+    "regex_priority",
+    "snis",
+    "sources",
+    "destinations",
+];
+
 fn get<'a>(root: &'a Value, path: &[Step]) -> Option<&'a Value> {
     path.iter().try_fold(root, |v, s| match s {
         Step::Key(k) => v.get(k),
@@ -298,7 +310,18 @@ impl Doc {
         if kind.coll == Coll::Services {
             expand_url(&mut item);
         }
+        // An expression route has none of the traditional matching fields
+        // (Kong's `RouteExpression`), and a priority instead.
+        let expression =
+            kind.coll == Coll::Routes && item.get("expression").is_some_and(|e| !e.is_null());
         for (f, default) in kind.fields {
+            if expression && TRADITIONAL.contains(f) {
+                continue;
+            }
+            if *f == "priority" && expression && item.get("priority").is_none_or(Value::is_null) {
+                out.insert("priority".into(), json!(0));
+                continue;
+            }
             match item.get(*f) {
                 Some(v) if !v.is_null() => {
                     out.insert((*f).into(), v.clone());

@@ -162,7 +162,7 @@ pub fn steps() -> Vec<Step> {
         json!({"name": "r-top", "paths": ["/top2"], "service": {"id": "{svc}"}}),
         ("/service/id", json!("{svc}")),
     ));
-    s.push(
+    s.extend([
         call(
             "list-route-with-service",
             "GET",
@@ -170,7 +170,13 @@ pub fn steps() -> Vec<Step> {
             200,
         )
         .check(data_ids(&["r_in", "r_top"])),
-    );
+        // An expression route answers as Kong's `RouteExpression`.
+        call("create-route", "POST", ce("/routes"), 201)
+            .json(json!({"name": "r-expr", "expression": "http.path == \"/expr\"", "service": {"id": "{svc}"}}))
+            .save("r_expr", "/id")
+            .eq("/priority", json!(0)),
+        call("delete-route", "DELETE", ce("/routes/{r_expr}"), 204),
+    ]);
     let svc_plugins = Family::new(
         "plugin-with-service",
         ce("/services/{svc}/plugins"),
