@@ -377,10 +377,12 @@ impl Writer {
                 ticket: None,
             };
             let keep = self.audit.opts.max_entries;
-            let stored = self
-                .pg
-                .as_ref()
-                .map(|pg| pg.store.append_audit(&mut batch.entries, keep));
+            let stored = match &self.backend {
+                super::Backend::Postgres(pg) => {
+                    Some(pg.store.append_audit(&mut batch.entries, keep))
+                }
+                _ => None,
+            };
             self.settle_audit(batch, stored);
         }
         out

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{AuditOptions, Engine, Job, Shared, StartError, Writer};
+use super::{AuditOptions, Backend, Engine, Job, Shared, StartError, Writer};
 use crate::intern::Interner;
 use crate::registry::{Effects, Mode, Refusal, Registry, Settings, Tx, new_key, now_ms, transact};
 use crate::store::postgres::{Entries, PgStore};
@@ -196,7 +196,7 @@ impl Engine {
             needs_reload: false,
             node_seq: 0,
         };
-        Engine::launch(reg, None, Some(pg), audit, None)
+        Engine::launch(reg, Backend::Postgres(Box::new(pg)), audit, None)
     }
 
     /// How this daemon stands with its store.
@@ -386,7 +386,7 @@ impl Pg {
 impl Writer {
     /// Applies what other daemons committed since this one's position.
     pub(super) fn follow(&mut self) {
-        let Some(pg) = &mut self.pg else {
+        let Backend::Postgres(pg) = &mut self.backend else {
             return;
         };
         pg.queued.store(false, Ordering::Release);
@@ -418,7 +418,7 @@ impl Writer {
     /// Rebuilds the registry from the database and publishes every group
     /// anew (groups gone since are unpublished).
     pub(super) fn reload(&mut self) {
-        let Some(pg) = &mut self.pg else {
+        let Backend::Postgres(pg) = &mut self.backend else {
             return;
         };
         let (loaded, pos) = match pg.store.load() {
