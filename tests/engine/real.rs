@@ -159,6 +159,13 @@ const REFUSED: &[(&str, &[(&str, usize)])] = &[
         "Kong__go-apiops/openapi2kong__oas3_testfiles__10-generic-plugins-multi-service.expected.json",
         &[("schema_error", 4)],
     ),
+    // rate-limiting-advanced with `limit` but no `window_size`, which Kong
+    // Gateway Enterprise requires (its published 3.10 schema): openapi2kong's
+    // expected output, not a file Kong loads. One per route.
+    (
+        "Kong__go-apiops/openapi2kong__oas3_testfiles__29-routes-with-headers-duplicate-plugin-id.expected.json",
+        &[("schema_error", 3)],
+    ),
     // A plugin's `partials` entry names a partial the file does not define.
     (
         "Kong__go-database-reconciler/tests__integration__testdata__dump__006-plugin-partials__select-tagged-dump-global.yaml",

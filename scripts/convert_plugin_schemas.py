@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Turns Kong's published plugin schemas (JSON Schema, one file per plugin)
+into rgmerge's plugin-schema data format (`src/config/kong/schemas.rs`).
+
+Input: the JSON files for Kong Gateway 3.10 under
+`app/_schemas/gateway/plugins/3.10/` in Kong/developer.konghq.com (MIT
+licence), read from a git checkout or mirror of that repository:
+
+    scripts/convert_plugin_schemas.py --repo /path/to/developer.konghq.com[.git] \
+        [--commit HEAD] > src/config/kong/plugin_schemas_enterprise.json
+
+Output: `src/config/kong/plugin_schemas_enterprise.json`, one description per
+plugin Kong Gateway 3.10 bundles (`BUNDLED` in src/config/kong/plugins.rs)
+that the hand-read OSS data (`plugin_schemas.json`) does not describe, with
+its provenance (repository, path, commit, licence) in the header. The fetched
+files themselves are not kept in rgmerge's repository.
+
+What the published schemas say, and so what the output checks: field names
+(a field none of them names is refused, as Kong refuses it), types, `enum`
+(Kong's `one_of`), `minimum`/`maximum` (`between`), `minLength`/`maxLength`,
+`required`, defaults, vault references. Fields and enum values of later
+versions (LATER) are taken and marked `since`; deprecated names the earlier
+files list (EARLIER) are `shorthand_fields`. What they are silent on is left to
+Kong and listed (`unchecked` per plugin, `silent` for the whole file):
+patterns, formats, entity checks, custom validators, `gt`, and the empty
+string (Kong refuses "" unless a field says `len_min = 0`, which the
+published schemas do not show; rgmerge takes "" there rather than refuse
+what Kong may load).
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = "Kong/developer.konghq.com"
+LICENCE = "MIT"
+VERSION = "3.10"
+DIR = f"app/_schemas/gateway/plugins/{VERSION}"
+ROOT = Path(__file__).resolve().parent.parent
+
+# Later versions whose fields (and enum values) are taken too: a Konnect
+# control plane takes a field of a newer Kong and leaves it out of the config
+# it sends an older data plane, so refusing it would refuse configs that
+# Konnect loads (decK dumps of Konnect carry them). Marked `since`.
+LATER = ["3.11", "3.12", "3.13", "3.14", "3.15"]
+# Earlier versions whose published schemas still list `shorthand_fields`
+# (deprecated names Kong takes and moves to the new field; the 3.10 files
+# leave them out, and decK dumps carry them). Newest first.
+EARLIER = ["3.9", "3.8", "3.7", "3.4"]
+
+
+def git(repo, *args):
+    bare = (repo / "HEAD").exists() and not (repo / ".git").exists()
+    where = ["--git-dir", str(repo)] if bare else ["-C", str(repo)]
+    return subprocess.run(
+        ["git", *where, *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def bundled():
+    """(name, enterprise) of every row of plugins.rs's BUNDLED table."""
+    src = (ROOT / "src/config/kong/plugins.rs").read_text()
+    return re.findall(r'(?:p|no_consumer)\("([a-z0-9-]+)", (OSS|EE)', src)
+
+
+def file_name(plugin):
+    """Kong's file name for a plugin: CamelCase (acl is ACL)."""
+    if plugin == "acl":
+        return "ACL.json"
+    return "".join(part.capitalize() for part in plugin.split("-")) + ".json"
+
+
+class Converter:
+    def __init__(self):
+        self.unchecked = []
+
+    def note(self, path, why):
+        self.unchecked.append(f"{path}: {why}")
+
+    def field(self, node, path, required=False):
+        out = {}
+        if node.get("x-foreign"):
+            # `{id = …}` of another entity; Kong also takes the bare id.
+            self.note(path, "a reference to another entity (not followed)")
+            return {"type": "any"}
+        ty = node.get("type")
+        if "oneOf" in node or ty is None:
+            self.note(path, "one of several shapes (not described as data)")
+            return {"type": "any"}
+        if ty == "object":
+            props = node.get("properties")
+            extra = node.get("additionalProperties")
+            if props is not None:
+                out["type"] = "record"
+                req = set(node.get("required", []))
+                out["fields"] = {
+                    k: self.field(v, f"{path}.{k}" if path else k, k in req)
+                    for k, v in sorted(props.items())
+                }
+            elif isinstance(extra, dict):
+                out["type"] = "map"
+                out["values"] = self.field(extra, f"{path}.*")
+            else:
+                self.note(path, "an object of any keys (a map or record the schema leaves open)")
+                return {"type": "any"}
+        elif ty == "array":
+            out["type"] = "array"
+            if "items" in node:
+                out["elements"] = self.field(node["items"], f"{path}[]")
+        elif ty in ("string", "integer", "number", "boolean"):
+            out["type"] = ty
+        else:
+            self.note(path, f"type {ty!r} (not described)")
+            return {"type": "any"}
+        if required:
+            out["required"] = True
+        if "default" in node:
+            out["default"] = node["default"]
+        if "enum" in node:
+            out["one_of"] = node["enum"]
+        lo, hi = node.get("minimum"), node.get("maximum")
+        if lo is not None or hi is not None:
+            out["between"] = [lo, hi]
+        if ty in ("string", "array"):
+            if "minLength" in node:
+                out["len_min"] = node["minLength"]
+            elif ty == "string" and "enum" not in node:
+                out["len_min"] = 0
+            if "maxLength" in node:
+                out["len_max"] = node["maxLength"]
+        if node.get("x-referenceable"):
+            out["referenceable"] = True
+        return out
+
+
+def merge_later(ours, later, version):
+    """Adds what a later version's converted field has and `ours` lacks:
+    record fields (marked `since`) and string enum values."""
+    if ours.get("type") != later.get("type"):
+        return
+    if ours.get("type") == "record":
+        fields = ours.setdefault("fields", {})
+        for k, v in later.get("fields", {}).items():
+            if k in fields:
+                merge_later(fields[k], v, version)
+            elif k not in ours.get("shorthand_fields", {}):
+                v = dict(v)
+                v.pop("required", None)
+                v["since"] = version
+                fields[k] = v
+    for sub in ("elements", "values"):
+        if sub in ours and sub in later:
+            merge_later(ours[sub], later[sub], version)
+    if "one_of" in ours and "one_of" in later and ours.get("type") == "string":
+        more = [v for v in later["one_of"] if v not in ours["one_of"]]
+        if more:
+            ours.setdefault("since_one_of", {})[version] = more
+            ours["one_of"] = ours["one_of"] + more
+
+
+def add_shorthands(ours, raw_old, conv, path=""):
+    """Adds the `shorthand_fields` an earlier published schema lists at the
+    same record (and below), unless the name is a field here."""
+    if not isinstance(raw_old, dict):
+        return
+    if ours.get("type") == "record":
+        fields = ours.get("fields", {})
+        for k, v in (raw_old.get("shorthand_fields") or {}).items():
+            if k not in fields:
+                ours.setdefault("shorthand_fields", {}).setdefault(k, conv.field(v, f"{path}.{k}"))
+        for k, v in (raw_old.get("properties") or {}).items():
+            if k in fields:
+                add_shorthands(fields[k], v, conv, f"{path}.{k}" if path else k)
+    elif ours.get("type") == "array" and "elements" in ours:
+        add_shorthands(ours["elements"], raw_old.get("items"), conv, path + "[]")
+
+
+def load(repo, commit, version, name):
+    try:
+        text = git(repo, "show", f"{commit}:app/_schemas/gateway/plugins/{version}/{file_name(name)}")
+    except subprocess.CalledProcessError:
+        return None
+    return json.loads(text)
+
+
+def root_record(doc):
+    root = dict(doc["properties"]["config"])
+    root.setdefault("properties", {})  # a config of no fields is a record
+    return root
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repo", required=True, type=Path, help="checkout or bare mirror of " + REPO)
+    ap.add_argument("--commit", default="HEAD")
+    args = ap.parse_args()
+
+    commit = git(args.repo, "rev-parse", args.commit).strip()
+    hand = json.loads((ROOT / "src/config/kong/plugin_schemas.json").read_text())["plugins"]
+    plugins = {}
+    missing = []
+    for name, _edition in bundled():
+        if name in hand:
+            continue
+        path = f"{DIR}/{file_name(name)}"
+        try:
+            text = git(args.repo, "show", f"{commit}:{path}")
+        except subprocess.CalledProcessError:
+            missing.append(name)
+            continue
+        doc = json.loads(text)
+        conv = Converter()
+        config = conv.field(root_record(doc), "")
+        for version in EARLIER:
+            old = load(args.repo, commit, version, name)
+            if old:
+                add_shorthands(config, root_record(old), Converter())
+        for version in LATER:
+            new = load(args.repo, commit, version, name)
+            if new:
+                merge_later(config, Converter().field(root_record(new), ""), version)
+        top = doc["properties"]
+        # The config's own shorthands sit beside its fields (as in the
+        # hand-read file), each saying so.
+        for k, v in config.pop("shorthand_fields", {}).items():
+            config["fields"].setdefault(k, {**v, "why": "a shorthand field (a deprecated name)"})
+        entry = {"config": config["fields"]}
+        protocols = top.get("protocols", {}).get("items", {}).get("enum")
+        if protocols:
+            entry["protocols"] = protocols
+        entry["scopes"] = [s for s in ("consumer", "route", "service", "consumer_group") if s in top]
+        if conv.unchecked:
+            entry["unchecked"] = conv.unchecked
+        plugins[name] = entry
+
+    out = {
+        "kong_version": VERSION,
+        "source": f"{REPO} (licence {LICENCE}) at commit {commit}: {DIR}/<PluginName>.json, "
+        "converted by scripts/convert_plugin_schemas.py",
+        "silent": [
+            "patterns and formats (Kong's `match`, typedef validators)",
+            "entity checks (`at_least_one_of`, `conditional`, …) and custom validators",
+            "`gt` bounds",
+            "the empty string: Kong refuses \"\" unless a field says `len_min = 0`, which the published schemas do not show, so \"\" is taken",
+            "a shorthand (deprecated) field is taken as the earlier published schemas type it, not moved to its new name",
+        ],
+        "plugins": plugins,
+    }
+    if missing:
+        out["not_published"] = missing
+    # One plugin a line: small diffs when the published schemas change.
+    plugins = out.pop("plugins")
+    head = json.dumps(out, indent=1, ensure_ascii=False)[:-2]
+    rows = [
+        f" {json.dumps(n)}: {json.dumps(p, ensure_ascii=False, separators=(',', ':'))}"
+        for n, p in plugins.items()
+    ]
+    sys.stdout.write(head + ',\n "plugins": {\n' + ",\n".join(rows) + "\n }\n}\n")
+
+
+if __name__ == "__main__":
+    main()
