@@ -91,7 +91,7 @@ pub enum Ty {
 }
 
 /// One field, as Kong's schema declares it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Field {
     /// A typedef from `shared`; the other keys are then ignored.
@@ -157,7 +157,7 @@ pub struct Field {
     pub since_one_of: Option<BTreeMap<String, Vec<Value>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchNone {
     pub pattern: String,
@@ -167,7 +167,7 @@ pub struct MatchNone {
 }
 
 /// Kong's entity checks, with field paths relative to `config`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum EntityCheck {
     AtLeastOneOf(Vec<String>),
@@ -177,7 +177,7 @@ pub enum EntityCheck {
     Conditional(Box<Conditional>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conditional {
     pub if_field: String,
