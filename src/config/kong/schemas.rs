@@ -18,7 +18,7 @@
 //! with Kong's own words (`length must be at least 1`, `value should be
 //! between 100 and 599`, `expected a string`, …), so people can search them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -37,7 +37,8 @@ pub struct SchemaFile {
     /// The Kong Gateway version the descriptions follow.
     pub kong_version: String,
     pub source: String,
-    pub plugins: BTreeMap<String, PluginSchema>,
+    /// By plugin name, hashed: looked up for every plugin of every write.
+    pub plugins: HashMap<String, PluginSchema>,
     /// Typedefs several plugins share, named by `$ref`.
     #[serde(default)]
     pub shared: BTreeMap<String, Field>,
@@ -252,7 +253,6 @@ pub fn is_converted(name: &str) -> bool {
 /// compiling is the costly part. Regexes from configs are never cached.
 fn regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
     use parking_lot::Mutex;
-    use std::collections::HashMap;
     static CACHE: OnceLock<Mutex<HashMap<String, Result<fancy_regex::Regex, String>>>> =
         OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
