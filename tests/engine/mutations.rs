@@ -1112,8 +1112,7 @@ fn entities(v: &Value, at: &At, coll: &str, out: &mut Vec<At>) {
         Value::Object(o) => {
             for (k, x) in o {
                 let here = at.key(k);
-                let refs = k == "consumers" && o.contains_key("consumer_group")
-                    || k == "consumers" && shape_of(&at.path).ends_with("consumer_groups[]");
+                let refs = k == "consumers" && shape_of(&at.path).ends_with("consumer_groups[]");
                 if k == coll
                     && !refs
                     && let Value::Array(items) = x
