@@ -18,14 +18,19 @@ files themselves are not kept in rgmerge's repository.
 What the published schemas say, and so what the output checks: field names
 (a field none of them names is refused, as Kong refuses it), types, `enum`
 (Kong's `one_of`), `minimum`/`maximum` (`between`), `minLength`/`maxLength`,
-`required`, defaults, vault references. Fields and enum values of later
+`required`, defaults, vault references; "" is refused but by passwords and
+fields whose default is "" (`Converter.empty_ok`). Fields and enum values of later
 versions (LATER) are taken and marked `since`; deprecated names the earlier
 files list (EARLIER) are `shorthand_fields`. What they are silent on is left to
 Kong and listed (`unchecked` per plugin, `silent` for the whole file):
 patterns, formats, entity checks, custom validators, `gt`, and the empty
-string (Kong refuses "" unless a field says `len_min = 0`, which the
-published schemas do not show; rgmerge takes "" there rather than refuse
-what Kong may load).
+string's exact rule (Kong refuses "" unless a field says `len_min = 0`, which
+the published schemas do not show: `Converter.empty_ok` follows where Kong's
+OSS schemas say it).
+
+`--compare` converts the OSS plugins' published files as well and counts
+where they and the hand-read `plugin_schemas.json` differ (types, required
+fields, ranges, enums, which strings take ""): a measure of the conversion.
 """
 
 import argparse
@@ -77,6 +82,16 @@ class Converter:
     def __init__(self):
         self.unchecked = []
 
+    def empty_ok(self, node, path):
+        """Whether a string takes "". Kong refuses "" unless the field says
+        `len_min = 0`, which the published schemas do not show. Where Kong's
+        OSS schemas say it, the field is a password or has the default ""
+        (`--compare` counts where this rule and those schemas differ): the
+        same rule is applied here, so "" is refused everywhere else, as
+        Kong refuses it."""
+        name = path.rsplit(".", 1)[-1].replace("[]", "")
+        return node.get("default") == "" or "password" in name
+
     def note(self, path, why):
         self.unchecked.append(f"{path}: {why}")
 
@@ -127,7 +142,7 @@ class Converter:
         if ty in ("string", "array"):
             if "minLength" in node:
                 out["len_min"] = node["minLength"]
-            elif ty == "string" and "enum" not in node:
+            elif ty == "string" and "enum" not in node and self.empty_ok(node, path):
                 out["len_min"] = 0
             if "maxLength" in node:
                 out["len_max"] = node["maxLength"]
@@ -170,7 +185,9 @@ def add_shorthands(ours, raw_old, conv, path=""):
         fields = ours.get("fields", {})
         for k, v in (raw_old.get("shorthand_fields") or {}).items():
             if k not in fields:
-                ours.setdefault("shorthand_fields", {}).setdefault(k, conv.field(v, f"{path}.{k}"))
+                ours.setdefault("shorthand_fields", {}).setdefault(
+                    k, conv.field(v, f"{path}.{k}")
+                )
         for k, v in (raw_old.get("properties") or {}).items():
             if k in fields:
                 add_shorthands(fields[k], v, conv, f"{path}.{k}" if path else k)
@@ -192,14 +209,76 @@ def root_record(doc):
     return root
 
 
+def compare(repo, commit, hand):
+    """Converts the published files of the hand-read plugins and counts where
+    the two descriptions differ; prints the count and each difference."""
+    shared = hand["shared"]
+    diffs = []
+    counted = {"fields": 0, "strings": 0}
+
+    def res(f):
+        return shared.get(f["$ref"], f) if "$ref" in f else f
+
+    def cmp(h, p, path):
+        h = res(h)
+        counted["fields"] += 1
+        ht = {"set": "array"}.get(h.get("type"), h.get("type"))
+        pt = p.get("type")
+        if pt != "any" and ht != pt:
+            diffs.append(f"{path}: type {ht} (hand) vs {pt} (converted)")
+        need = h.get("required") and "default" not in h and not h.get("auto")
+        if bool(need) != bool(p.get("required")):
+            diffs.append(f"{path}: required {bool(need)} (hand) vs {bool(p.get('required'))}")
+        if p.get("between") and p.get("between") != h.get("between"):
+            diffs.append(f"{path}: between {h.get('between')} (hand) vs {p['between']}")
+        if ht == "string" and "one_of" not in h:
+            counted["strings"] += 1
+            if (h.get("len_min", 1) == 0) != (p.get("len_min", 1) == 0):
+                diffs.append(f"{path}: takes \"\" {h.get('len_min', 1) == 0} (hand) vs {p.get('len_min', 1) == 0}")
+        if "one_of" in h and "one_of" in p:
+            mine = set(map(str, h["one_of"] + (h.get("enterprise_one_of") or [])))
+            if mine != set(map(str, p["one_of"])):
+                diffs.append(f"{path}: one_of {sorted(mine)} (hand) vs {sorted(map(str, p['one_of']))}")
+        for key in ("fields", "shorthand_fields"):
+            for k, v in (h.get(key) or {}).items():
+                theirs = (p.get("fields") or {}).get(k) or (p.get("shorthand_fields") or {}).get(k)
+                if theirs and not v.get("only") == "oss":
+                    cmp(v, theirs, f"{path}.{k}")
+        for key in ("elements", "values"):
+            if key in h and key in p:
+                cmp(h[key], p[key], f"{path}[]")
+
+    for name, plugin in sorted(hand["plugins"].items()):
+        doc = load(repo, commit, VERSION, name)
+        if doc is None:
+            continue
+        conv = Converter().field(root_record(doc), "")
+        for version in EARLIER:
+            old = load(repo, commit, version, name)
+            if old:
+                add_shorthands(conv, root_record(old), Converter())
+        for k, v in plugin["config"].items():
+            theirs = conv["fields"].get(k) or conv.get("shorthand_fields", {}).get(k)
+            if theirs and v.get("only") != "oss":
+                cmp(v, theirs, f"{name}.{k}")
+    print(f"{counted['fields']} fields compared ({counted['strings']} free strings), {len(diffs)} differences:")
+    for d in diffs:
+        print("  " + d)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repo", required=True, type=Path, help="checkout or bare mirror of " + REPO)
     ap.add_argument("--commit", default="HEAD")
+    ap.add_argument("--compare", action="store_true", help="measure the conversion on the OSS plugins instead")
     args = ap.parse_args()
 
     commit = git(args.repo, "rev-parse", args.commit).strip()
-    hand = json.loads((ROOT / "src/config/kong/plugin_schemas.json").read_text())["plugins"]
+    hand_file = json.loads((ROOT / "src/config/kong/plugin_schemas.json").read_text())
+    if args.compare:
+        compare(args.repo, commit, hand_file)
+        return
+    hand = hand_file["plugins"]
     plugins = {}
     missing = []
     for name, _edition in bundled():
@@ -244,7 +323,7 @@ def main():
             "patterns and formats (Kong's `match`, typedef validators)",
             "entity checks (`at_least_one_of`, `conditional`, …) and custom validators",
             "`gt` bounds",
-            "the empty string: Kong refuses \"\" unless a field says `len_min = 0`, which the published schemas do not show, so \"\" is taken",
+            "the empty string where Kong says `len_min = 0` (the published schemas do not show it): \"\" is taken by passwords and fields whose default is \"\", and refused elsewhere, as Kong's OSS schemas do",
             "a shorthand (deprecated) field is taken as the earlier published schemas type it, not moved to its new name",
         ],
         "plugins": plugins,

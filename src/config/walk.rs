@@ -1267,7 +1267,7 @@ impl<'i> Walker<'i> {
             return;
         }
         let mut message = format!(
-            "the config of plugin {} is checked against Kong's published {} schema (field names, types, enums, ranges, lengths, required fields), not against Kong's other rules (patterns, formats, entity checks, custom validators, empty strings): Kong checks those when it loads the snapshot",
+            "the config of plugin {} is checked against Kong's published {} schema (field names, types, enums, ranges, lengths, required fields), not against Kong's other rules (patterns, formats, entity checks, custom validators): Kong checks those when it loads the snapshot",
             quote(name),
             kong::KONG_VERSION,
         );

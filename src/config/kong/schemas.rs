@@ -1019,11 +1019,17 @@ mod tests {
         // A config of no fields refuses every key.
         let p = ee_problems("app-dynamics", json!({"x": 1}));
         assert_eq!(p, [("x".into(), "unknown field".into())]);
-        // The empty string: the published schemas do not say `len_min`.
+        // The empty string: refused as Kong refuses it by default, but by
+        // passwords and fields whose default is "" (Kong's `len_min = 0`).
         assert_eq!(
             ee_problems("upstream-oauth", json!({"oauth": {"token_endpoint": ""}})),
-            []
+            [(
+                "oauth.token_endpoint".into(),
+                "length must be at least 1".into()
+            )]
         );
+        let redis = json!({"limit": [1], "window_size": [1], "redis": {"password": ""}});
+        assert_eq!(ee_problems("rate-limiting-advanced", redis), []);
     }
 
     #[test]
