@@ -266,6 +266,49 @@ def compare(repo, commit, hand):
         print("  " + d)
 
 
+def later_for_hand(repo, commit, name, hand_config, shared):
+    """What later versions add to a hand-read plugin: fields (each with the
+    record path to it) and string enum values (`since_one_of`)."""
+    conv = None
+    for version in [VERSION] + LATER:
+        doc = load(repo, commit, version, name)
+        if doc is None:
+            continue
+        this = Converter().field(root_record(doc), "")
+        if conv is None:
+            conv = this
+        else:
+            merge_later(conv, this, version)
+    fields, values = [], []
+    if conv is None:
+        return fields, values
+
+    def res(f):
+        return shared.get(f["$ref"], f) if "$ref" in f else f
+
+    def walk(h, p, path):
+        h = res(h)
+        if h.get("type") == "record" and p.get("type") == "record":
+            mine = h.get("fields") or {}
+            short = h.get("shorthand_fields") or {}
+            for k, v in (p.get("fields") or {}).items():
+                if k in mine:
+                    walk(mine[k], v, path + [k])
+                elif k not in short and "since" in v:
+                    fields.append({"plugin": name, "path": path, "name": k, "field": v})
+        for key in ("elements", "values"):
+            if key in h and key in p:
+                walk(h[key], p[key], path + ["[]"])
+        if h.get("type") == "string" and "one_of" in h:
+            more = [v for vs in (p.get("since_one_of") or {}).values() for v in vs]
+            more = [v for v in more if v not in h["one_of"] + (h.get("enterprise_one_of") or [])]
+            if more:
+                values.append({"plugin": name, "path": path, "values": more})
+
+    walk({"type": "record", "fields": hand_config}, conv, [])
+    return fields, values
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repo", required=True, type=Path, help="checkout or bare mirror of " + REPO)
@@ -330,14 +373,31 @@ def main():
     }
     if missing:
         out["not_published"] = missing
+    # What later versions add to the hand-read plugins, for an Enterprise
+    # target (a Konnect control plane takes it), as for the converted ones.
+    later_fields, later_one_of = [], []
+    for name in sorted(hand):
+        f, v = later_for_hand(args.repo, commit, name, hand[name]["config"], hand_file["shared"])
+        later_fields += f
+        later_one_of += v
+    out["later_fields"] = later_fields
+    out["later_one_of"] = later_one_of
     # One plugin a line: small diffs when the published schemas change.
     plugins = out.pop("plugins")
+    # The later additions one a line too, after the plugins.
+    tail = {k: out.pop(k) for k in ("later_fields", "later_one_of")}
     head = json.dumps(out, indent=1, ensure_ascii=False)[:-2]
     rows = [
         f" {json.dumps(n)}: {json.dumps(p, ensure_ascii=False, separators=(',', ':'))}"
         for n, p in plugins.items()
     ]
-    sys.stdout.write(head + ',\n "plugins": {\n' + ",\n".join(rows) + "\n }\n}\n")
+    lists = "".join(
+        f',\n {json.dumps(k)}: [\n'
+        + ",\n".join("  " + json.dumps(x, ensure_ascii=False, separators=(",", ":")) for x in v)
+        + "\n ]"
+        for k, v in tail.items()
+    )
+    sys.stdout.write(head + ',\n "plugins": {\n' + ",\n".join(rows) + "\n }" + lists + "\n}\n")
 
 
 if __name__ == "__main__":

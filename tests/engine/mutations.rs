@@ -123,13 +123,45 @@ fn root(schema: &'static PluginSchema) -> &'static Field {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     roots.entry(key).or_insert_with(|| {
-        Box::leak(Box::new(Field {
+        let mut root = Field {
             ty: Ty::Record,
             fields: Some(schema.config.clone()),
             entity_checks: schema.entity_checks.clone(),
             ..Field::default()
-        }))
+        };
+        // The fields later versions add to a hand-read plugin (taken on an
+        // Enterprise target) are rules of the data too: put them in place.
+        let name = schemas::file()
+            .and_then(|f| f.plugins.iter().find(|(_, s)| std::ptr::eq(*s, schema)))
+            .map(|(n, _)| n.as_str());
+        let later = schemas::enterprise_file().map_or(&[][..], |f| f.later_fields.as_slice());
+        for l in later.iter().filter(|l| Some(l.plugin.as_str()) == name) {
+            let mut f = &mut root;
+            for step in &l.path {
+                f = inline(match step.as_str() {
+                    "[]" => f.elements.as_deref_mut().expect("a list"),
+                    k => f
+                        .fields
+                        .as_mut()
+                        .and_then(|fs| fs.get_mut(k))
+                        .expect("a field"),
+                });
+            }
+            f.fields
+                .get_or_insert_with(BTreeMap::new)
+                .insert(l.name.clone(), l.field.clone());
+        }
+        Box::leak(Box::new(root))
     })
+}
+
+/// A field with its `$ref` replaced by the typedef itself (so that it can
+/// be extended without extending the typedef).
+fn inline(f: &mut Field) -> &mut Field {
+    if let Some(r) = f.reference.take() {
+        *f = shared().get(&r).expect("known $ref").clone();
+    }
+    f
 }
 
 fn resolve_box(f: &Field) -> &Field {
@@ -185,7 +217,7 @@ fn rules_of(plugin: &'static str, schema: &'static PluginSchema) -> Vec<Rule> {
             oss: false,
         });
     }
-    for (k, f) in &schema.config {
+    for (k, f) in top.fields.iter().flatten() {
         walk(
             plugin,
             resolve(f),
@@ -1066,6 +1098,10 @@ fn every_rule_in_the_data_refuses_its_change() {
         no_case.join("\n")
     );
     assert!(rules.len() > 3000, "{} rules", rules.len());
+    // Later versions' fields of hand-read plugins are among them.
+    assert!(rules.iter().any(|r| r.plugin == "acme"
+        && show(&r.path) == "storage_config.redis.cloud_authentication.auth_provider"
+        && r.kind == Kind::OneOf));
     // The real files and cases give configs to change when they are here.
     if real_root().is_dir() {
         assert!(on_real > 300, "{on_real} changes of real configs");

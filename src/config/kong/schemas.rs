@@ -50,6 +50,33 @@ pub struct SchemaFile {
     /// not modelled).
     #[serde(default)]
     pub not_published: Vec<String>,
+    /// Fields later Kong versions add to the hand-read plugins (taken on an
+    /// Enterprise target: a Konnect control plane takes them).
+    #[serde(default)]
+    pub later_fields: Vec<LaterField>,
+    /// String `one_of` values later Kong versions add to them, likewise.
+    #[serde(default)]
+    pub later_one_of: Vec<LaterOneOf>,
+}
+
+/// A field a later version adds to a record of a hand-read plugin: the
+/// record's path below `config` (`[]` for a list's elements).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaterField {
+    pub plugin: String,
+    pub path: Vec<String>,
+    pub name: String,
+    pub field: Field,
+}
+
+/// `one_of` values a later version adds to a string field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaterOneOf {
+    pub plugin: String,
+    pub path: Vec<String>,
+    pub values: Vec<Value>,
 }
 
 /// One plugin's `config` record and the checks across its fields.
@@ -240,6 +267,79 @@ pub fn plugin(name: &str) -> Option<&'static PluginSchema> {
     file()
         .and_then(|f| f.plugins.get(name))
         .or_else(|| enterprise_file()?.plugins.get(name))
+}
+
+/// The additions of later versions to the hand-read plugins, by the address
+/// of what they extend: a record's field map (fields) or a field (values).
+/// Built once; a path that does not lead anywhere is skipped (a unit test
+/// keeps every one leading somewhere).
+struct Later {
+    fields: HashMap<usize, BTreeMap<&'static str, &'static Field>>,
+    one_of: HashMap<usize, Vec<Value>>,
+    unplaced: Vec<String>,
+}
+
+fn later() -> &'static Later {
+    static LATER: OnceLock<Later> = OnceLock::new();
+    LATER.get_or_init(|| {
+        let mut l = Later {
+            fields: HashMap::new(),
+            one_of: HashMap::new(),
+            unplaced: Vec::new(),
+        };
+        let (Some(hand), Some(ee)) = (file(), enterprise_file()) else {
+            return l;
+        };
+        let at = |plugin: &str, path: &[String]| -> Option<&'static Field> {
+            let config = &hand.plugins.get(plugin)?.config;
+            let (first, rest) = path.split_first()?;
+            let mut f = resolve_in(&hand.shared, config.get(first)?);
+            for step in rest {
+                let next = match step.as_str() {
+                    "[]" => f.elements.as_deref().or(f.values.as_deref())?,
+                    name => f.fields.as_ref()?.get(name)?,
+                };
+                f = resolve_in(&hand.shared, next);
+            }
+            Some(f)
+        };
+        for a in &ee.later_fields {
+            let fields = if a.path.is_empty() {
+                hand.plugins.get(&a.plugin).map(|p| &p.config)
+            } else {
+                at(&a.plugin, &a.path).and_then(|f| f.fields.as_ref())
+            };
+            match fields {
+                Some(fields) => {
+                    l.fields
+                        .entry(fields as *const _ as usize)
+                        .or_default()
+                        .insert(a.name.as_str(), &a.field);
+                }
+                None => l
+                    .unplaced
+                    .push(format!("{} {:?} {}", a.plugin, a.path, a.name)),
+            }
+        }
+        for a in &ee.later_one_of {
+            match at(&a.plugin, &a.path) {
+                Some(f) => l
+                    .one_of
+                    .entry(f as *const Field as usize)
+                    .or_default()
+                    .extend(a.values.iter().cloned()),
+                None => l.unplaced.push(format!("{} {:?} one_of", a.plugin, a.path)),
+            }
+        }
+        l
+    })
+}
+
+fn resolve_in(shared: &'static BTreeMap<String, Field>, f: &'static Field) -> &'static Field {
+    match &f.reference {
+        Some(name) => shared.get(name).unwrap_or(f),
+        None => f,
+    }
 }
 
 /// Whether a plugin's description is converted from Kong's published
@@ -536,11 +636,16 @@ impl Cx<'static> {
         out: &mut Vec<Problem>,
     ) {
         let here = |f: &&Field| f.only.as_deref().is_none_or(|e| e == self.edition);
+        let later = match self.edition {
+            "enterprise" => later().fields.get(&(fields as *const _ as usize)),
+            _ => None,
+        };
         for (k, v) in obj {
             let field = fields
                 .get(k)
                 .or_else(|| shorthands.and_then(|s| s.get(k)))
-                .filter(here);
+                .filter(here)
+                .or_else(|| later.and_then(|l| l.get(k.as_str()).copied()));
             match field {
                 Some(f) => self.value(self.resolve(f), v, &join(at, k), out),
                 None => out.push((join(at, &clip(k)), "unknown field".into())),
@@ -693,12 +798,23 @@ impl Cx<'static> {
             return Some(format!("length must be at most {max}"));
         }
         if let Some(all) = &f.one_of {
-            let extra = match (self.edition, &f.enterprise_one_of) {
-                ("enterprise", Some(more)) => more.as_slice(),
-                _ => &[],
+            let (extra, newer): (&[Value], &[Value]) = match self.edition {
+                "enterprise" => (
+                    f.enterprise_one_of.as_deref().unwrap_or_default(),
+                    later()
+                        .one_of
+                        .get(&(f as *const Field as usize))
+                        .map_or(&[], Vec::as_slice),
+                ),
+                _ => (&[], &[]),
             };
-            if !all.iter().chain(extra).any(|a| a.as_str() == Some(s)) {
-                let all: Vec<Value> = all.iter().chain(extra).cloned().collect();
+            if !all
+                .iter()
+                .chain(extra)
+                .chain(newer)
+                .any(|a| a.as_str() == Some(s))
+            {
+                let all: Vec<Value> = all.iter().chain(extra).chain(newer).cloned().collect();
                 return Some(format!("expected one of: {}", list(&all)));
             }
         }
@@ -959,6 +1075,34 @@ mod tests {
                 .iter()
                 .for_each(|(k, f)| plain(f, &format!("{name}.{k}")));
         }
+    }
+
+    #[test]
+    fn later_versions_additions_to_hand_read_plugins_are_placed_and_enterprise_only() {
+        assert_eq!(later().unplaced, Vec::<String>::new());
+        let ee = enterprise_file().expect("parses");
+        assert!(ee.later_fields.len() > 10 && !ee.later_one_of.is_empty());
+        // A 3.13 field of basic-auth: taken on Enterprise, unknown on OSS.
+        let cfg = json!({"brute_force_protection": {}});
+        assert_eq!(ee_problems("basic-auth", cfg.clone()), []);
+        assert_eq!(
+            problems("basic-auth", cfg),
+            [("brute_force_protection".into(), "unknown field".into())]
+        );
+        // Through the shared redis typedef, and a later enum value.
+        let rl = json!({"second": 1, "policy": "redis", "redis": {"host": "r", "cloud_authentication": {}}});
+        assert_eq!(ee_problems("rate-limiting", rl), []);
+        assert_eq!(
+            ee_problems("hmac-auth", json!({"algorithms": ["hmac-sha224"]})),
+            []
+        );
+        assert_eq!(
+            problems("hmac-auth", json!({"algorithms": ["hmac-sha224"]})).len(),
+            1
+        );
+        // Still typed: a later field's own rules hold.
+        let p = ee_problems("session", json!({"bind": "ip"}));
+        assert_eq!(p.len(), 1, "{p:?}");
     }
 
     fn ee_problems(name: &str, cfg: Value) -> Vec<Problem> {
