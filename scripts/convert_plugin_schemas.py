@@ -380,12 +380,27 @@ def main():
         f, v = later_for_hand(args.repo, commit, name, hand[name]["config"], hand_file["shared"])
         later_fields += f
         later_one_of += v
+    # Every bundled plugin's scopes and protocols, the hand-read ones too:
+    # `plugins::BUNDLED` is held to them, and the walker reads the
+    # consumer-group scope from them.
+    published = {}
+    for name, _edition in bundled():
+        doc = load(args.repo, commit, VERSION, name)
+        if doc is None:
+            continue
+        top = doc["properties"]
+        published[name] = {
+            "scopes": [s for s in ("consumer", "route", "service", "consumer_group") if s in top],
+            "protocols": top.get("protocols", {}).get("items", {}).get("enum", []),
+        }
+    out["published_scopes"] = published
     out["later_fields"] = later_fields
     out["later_one_of"] = later_one_of
     # One plugin a line: small diffs when the published schemas change.
     plugins = out.pop("plugins")
     # The later additions one a line too, after the plugins.
     tail = {k: out.pop(k) for k in ("later_fields", "later_one_of")}
+    scopes = out.pop("published_scopes")
     head = json.dumps(out, indent=1, ensure_ascii=False)[:-2]
     rows = [
         f" {json.dumps(n)}: {json.dumps(p, ensure_ascii=False, separators=(',', ':'))}"
@@ -397,6 +412,8 @@ def main():
         + "\n ]"
         for k, v in tail.items()
     )
+    scope_rows = ",\n".join(f"  {json.dumps(n)}: {json.dumps(v, separators=(',', ':'))}" for n, v in scopes.items())
+    lists += ',\n "published_scopes": {\n' + scope_rows + "\n }"
     sys.stdout.write(head + ',\n "plugins": {\n' + ",\n".join(rows) + "\n }" + lists + "\n}\n")
 
 

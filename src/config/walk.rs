@@ -1132,6 +1132,19 @@ impl<'i> Walker<'i> {
             );
         }
         if let Some(p) = plugin {
+            if !self.target.is_oss()
+                && scoped("consumer_group")
+                && kong::schemas::allows_consumer_group(name) == Some(false)
+            {
+                self.error(
+                    coll.name(),
+                    &format!("{path}.consumer_group"),
+                    format!(
+                        "plugin {} cannot be scoped to a consumer group: its schema does not allow it (Kong's `typedefs.no_consumer_group`)",
+                        quote(name)
+                    ),
+                );
+            }
             for (forbidden, f) in [
                 (p.no_consumer, "consumer"),
                 (p.no_route, "route"),

@@ -57,6 +57,25 @@ pub struct SchemaFile {
     /// String `one_of` values later Kong versions add to them, likewise.
     #[serde(default)]
     pub later_one_of: Vec<LaterOneOf>,
+    /// Every bundled plugin's scopes and protocols, as Kong publishes them
+    /// (the hand-read plugins' too).
+    #[serde(default)]
+    pub published_scopes: HashMap<String, Published>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// Of `consumer`, `route`, `service`, `consumer_group`: those it allows.
+    pub scopes: Vec<String>,
+    pub protocols: Vec<String>,
+}
+
+/// Whether Kong's published schema lets the plugin be scoped to a consumer
+/// group (`None`: no published schema).
+pub fn allows_consumer_group(name: &str) -> Option<bool> {
+    let p = enterprise_file()?.published_scopes.get(name)?;
+    Some(p.scopes.iter().any(|s| s == "consumer_group"))
 }
 
 /// A field a later version adds to a record of a hand-read plugin: the
