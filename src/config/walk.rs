@@ -1132,19 +1132,33 @@ impl<'i> Walker<'i> {
             );
         }
         if let Some(p) = plugin {
+            if !self.target.is_oss()
+                && scoped("consumer_group")
+                && kong::schemas::allows_consumer_group(name) == Some(false)
+            {
+                self.error(
+                    coll.name(),
+                    &format!("{path}.consumer_group"),
+                    format!(
+                        "plugin {} cannot be scoped to a consumer group: its schema does not allow it (Kong's `typedefs.no_consumer_group`)",
+                        quote(name)
+                    ),
+                );
+            }
             for (forbidden, f) in [
                 (p.no_consumer, "consumer"),
                 (p.no_route, "route"),
                 (p.no_service, "service"),
             ] {
                 if forbidden && scoped(f) {
-                    let why = if f == "consumer" && p.no_route {
+                    let why = if p.no_route && p.no_service {
                         "it only runs globally".to_string()
-                    } else if f == "consumer" {
+                    } else if f == "consumer" && !p.no_route {
                         "it runs before a consumer is known (or identifies the consumer itself)"
                             .to_string()
                     } else {
-                        "it only runs globally".to_string()
+                        // service-protection: services only.
+                        "it only runs globally or on a service".to_string()
                     };
                     self.error(
                         coll.name(),
@@ -1154,10 +1168,7 @@ impl<'i> Walker<'i> {
                 }
             }
             if let Some(Value::Array(ps)) = get_field(obj, "protocols") {
-                let allowed = match p.protocols {
-                    plugins::Protos::Http => plugins::HTTP_PROTOCOLS,
-                    plugins::Protos::All => plugins::ALL_PROTOCOLS,
-                };
+                let allowed = p.protocols.allowed();
                 for (i, v) in ps.iter().enumerate() {
                     if let Some(s) = v.as_str()
                         && plugins::ALL_PROTOCOLS.contains(&s)
@@ -1187,6 +1198,9 @@ impl<'i> Walker<'i> {
                 (None, _) => self.note_unmodelled(name, path),
                 (_, Some(other)) if !other.is_object() && !other.is_null() => {}
                 (Some(schema), own) => {
+                    if kong::schemas::is_converted(name) {
+                        self.note_converted(name, path);
+                    }
                     let at = format!("{path}.config");
                     let empty = Map::new();
                     let own = match own {
@@ -1257,6 +1271,30 @@ impl<'i> Walker<'i> {
                 ),
             });
         }
+    }
+
+    /// A plugin described from Kong's published schema: what it leaves
+    /// unchecked is said once per member.
+    fn note_converted(&mut self, name: &str, path: &str) {
+        if !self.noted.insert(name.to_string()) {
+            return;
+        }
+        let mut message = format!(
+            "the config of plugin {} is checked against Kong's published {} schema (field names, types, enums, ranges, lengths, required fields), not against Kong's other rules (patterns, formats, entity checks, custom validators): Kong checks those when it loads the snapshot",
+            quote(name),
+            kong::KONG_VERSION,
+        );
+        let open = kong::schemas::plugin(name).map_or(&[][..], |s| s.unchecked.as_slice());
+        if !open.is_empty() {
+            message.push_str("; left open by that schema: ");
+            message.push_str(&open.join("; "));
+        }
+        self.model.notes.push(Note {
+            kind: "plugin_config_partly_checked".into(),
+            member: String::new(),
+            path: format!("{path}.config"),
+            message,
+        });
     }
 
     /// A plugin's config against its description in `plugin_schemas.json`,

@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(thaw(&info, &row, "s1"), Ok(()));
         // Application registration is clean only in the default group.
         let app = br#"{"_format_version":"3.0","services":[{"name":"s","host":"h",
-            "plugins":[{"name":"konnect-application-auth","config":{"key_names":["k"]}}]}]}"#;
+            "plugins":[{"name":"konnect-application-auth","config":{"key_names":["k"],"scope":"s"}}]}]}"#;
         let m = Member::build(default.clone(), app, Format::Json, &i);
         assert!(m.is_clean(), "{:?}", m.errors);
         let app_row = m.freeze(&i, "s1", "b").expect("freezes");

@@ -8,6 +8,7 @@
 mod common;
 
 mod cases;
+mod mutations;
 mod props;
 mod real;
 mod registry_props;

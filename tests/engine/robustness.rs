@@ -181,13 +181,13 @@ fn ten_thousand_levels_are_refused_not_overflowed() {
 /// Nesting below the limit is accepted the same way in both syntaxes.
 #[test]
 fn deep_but_allowed_nesting_is_accepted_by_both_syntaxes() {
-    let mut config = json!("leaf");
+    let mut claims = json!("leaf");
     for i in 0..110 {
-        config = json!({ format!("k{i}"): config });
+        claims = json!({ format!("k{i}"): claims });
     }
-    // A plugin whose config rgmerge leaves to Kong (an Enterprise plugin not
-    // described as data yet), so the nesting itself is all that is judged.
-    let doc = json!({"_format_version": "3.0", "plugins": [{"name": "request-validator", "config": config}]});
+    // A config field whose value Kong's published schema leaves open
+    // (jwt-signer's `add_claims`), so the nesting itself is all that is judged.
+    let doc = json!({"_format_version": "3.0", "plugins": [{"name": "jwt-signer", "config": {"add_claims": claims}}]});
     let j = report(&serde_json::to_vec(&doc).unwrap(), Format::Json);
     let y = report(
         serde_saphyr::to_string(&doc).unwrap().as_bytes(),

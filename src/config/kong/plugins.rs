@@ -11,6 +11,19 @@ pub enum Protos {
     Http,
     /// `typedefs.protocols`: every protocol, streams included.
     All,
+    /// A list of the plugin's own (Enterprise's TLS and WebSocket plugins).
+    Only(&'static [&'static str]),
+}
+
+impl Protos {
+    /// The protocols allowed.
+    pub fn allowed(self) -> &'static [&'static str] {
+        match self {
+            Protos::Http => HTTP_PROTOCOLS,
+            Protos::All => ALL_PROTOCOLS,
+            Protos::Only(list) => list,
+        }
+    }
 }
 
 pub const HTTP_PROTOCOLS: &[&str] = &["grpc", "grpcs", "http", "https", "ws", "wss"];
@@ -63,10 +76,13 @@ const fn no_consumer(name: &'static str, enterprise: bool) -> Plugin {
 
 const OSS: bool = false;
 const EE: bool = true;
-use Protos::{All, Http};
+use Protos::{All, Http, Only};
 
 /// Every plugin Kong Gateway 3.10 bundles, sorted by name. The OSS rows'
-/// protocols and forbidden scopes follow each `schema.lua` at 3.10.
+/// protocols and forbidden scopes follow each `schema.lua` at 3.10; the
+/// Enterprise rows follow Kong's published 3.10 schemas (a unit test holds
+/// them to `plugin_schemas_enterprise.json`). `Http` also takes `ws`/`wss`,
+/// which Enterprise allows only for the plugins that say so: not checked.
 pub static BUNDLED: &[Plugin] = &[
     no_consumer("acl", OSS),
     Plugin {
@@ -76,7 +92,7 @@ pub static BUNDLED: &[Plugin] = &[
         ..p("acme", OSS, Http)
     },
     p("ai-aws-guardrails", EE, Http),
-    p("ai-azure-content-safety", EE, Http),
+    no_consumer("ai-azure-content-safety", EE),
     p("ai-prompt-compressor", EE, Http),
     p("ai-prompt-decorator", OSS, Http),
     p("ai-prompt-guard", OSS, Http),
@@ -96,14 +112,14 @@ pub static BUNDLED: &[Plugin] = &[
     p("azure-functions", OSS, All),
     no_consumer("basic-auth", OSS),
     no_consumer("bot-detection", OSS),
-    p("canary", EE, Http),
+    no_consumer("canary", EE),
     p("confluent", EE, Http),
     p("confluent-consume", EE, Http),
     p("correlation-id", OSS, Http),
     no_consumer("cors", OSS),
     p("datadog", OSS, All),
     p("datakit", EE, Http),
-    p("degraphql", EE, Http),
+    no_consumer("degraphql", EE),
     p("exit-transformer", EE, Http),
     p("file-log", OSS, All),
     p("forward-proxy", EE, Http),
@@ -114,15 +130,15 @@ pub static BUNDLED: &[Plugin] = &[
     no_consumer("header-cert-auth", EE),
     no_consumer("hmac-auth", OSS),
     p("http-log", OSS, All),
-    p("injection-protection", EE, Http),
+    no_consumer("injection-protection", EE),
     p("ip-restriction", OSS, All),
     p("jq", EE, Http),
-    p("json-threat-protection", EE, Http),
-    p("jwe-decrypt", EE, Http),
+    no_consumer("json-threat-protection", EE),
+    no_consumer("jwe-decrypt", EE),
     no_consumer("jwt", OSS),
     no_consumer("jwt-signer", EE),
     p("kafka-consume", EE, Http),
-    p("kafka-log", EE, All),
+    p("kafka-log", EE, Http),
     p("kafka-upstream", EE, Http),
     no_consumer("key-auth", OSS),
     no_consumer("key-auth-enc", EE),
@@ -135,7 +151,7 @@ pub static BUNDLED: &[Plugin] = &[
     p("oas-validation", EE, Http),
     no_consumer("oauth2", OSS),
     no_consumer("oauth2-introspection", EE),
-    p("opa", EE, Http),
+    no_consumer("opa", EE),
     no_consumer("openid-connect", EE),
     p("opentelemetry", OSS, Http),
     Plugin {
@@ -164,7 +180,10 @@ pub static BUNDLED: &[Plugin] = &[
     p("route-by-header", EE, Http),
     p("route-transformer-advanced", EE, Http),
     no_consumer("saml", EE),
-    p("service-protection", EE, Http),
+    Plugin {
+        no_route: true,
+        ..no_consumer("service-protection", EE)
+    },
     Plugin {
         protocols: All,
         ..no_consumer("session", OSS)
@@ -174,14 +193,20 @@ pub static BUNDLED: &[Plugin] = &[
     p("statsd-advanced", EE, All),
     p("syslog", OSS, All),
     p("tcp-log", OSS, All),
-    p("tls-handshake-modifier", EE, All),
-    p("tls-metadata-headers", EE, All),
+    Plugin {
+        protocols: Only(&["grpcs", "https", "tls"]),
+        ..no_consumer("tls-handshake-modifier", EE)
+    },
+    Plugin {
+        protocols: Only(&["grpcs", "https", "tls"]),
+        ..no_consumer("tls-metadata-headers", EE)
+    },
     p("udp-log", OSS, All),
     p("upstream-oauth", EE, Http),
     p("upstream-timeout", EE, Http),
     no_consumer("vault-auth", EE),
-    p("websocket-size-limit", EE, Http),
-    p("websocket-validator", EE, Http),
+    p("websocket-size-limit", EE, Only(&["ws", "wss"])),
+    p("websocket-validator", EE, Only(&["ws", "wss"])),
     p("xml-threat-protection", EE, Http),
     p("zipkin", OSS, All),
 ];
@@ -206,5 +231,40 @@ mod tests {
         assert!(bundled("key-auth").is_some());
         assert!(bundled("rate-limiting-advanced").unwrap().enterprise);
         assert!(bundled("no-such-plugin").is_none());
+    }
+
+    /// Every row agrees with Kong's published schema: the scopes it forbids,
+    /// the protocols it takes (`Http` also takes `ws`/`wss`: see
+    /// [`BUNDLED`]).
+    #[test]
+    fn rows_agree_with_the_published_schemas() {
+        let ee = super::super::schemas::enterprise_file().expect("parses");
+        let mut checked = 0;
+        for (name, s) in &ee.published_scopes {
+            let p = bundled(name).expect("bundled");
+            let scopes = &s.scopes;
+            let has = |f: &str| scopes.iter().any(|s| s == f);
+            assert_eq!(p.no_consumer, !has("consumer"), "{name}: consumer");
+            assert_eq!(p.no_route, !has("route"), "{name}: route");
+            assert_eq!(p.no_service, !has("service"), "{name}: service");
+            let published = &s.protocols;
+            let allowed = p.protocols.allowed();
+            for proto in published {
+                assert!(allowed.contains(&proto.as_str()), "{name}: {proto}");
+            }
+            for proto in allowed {
+                assert!(
+                    published.iter().any(|p| p == proto)
+                        || (p.protocols == Protos::Http && proto.starts_with("ws")),
+                    "{name}: {proto} is not published"
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(
+            checked,
+            BUNDLED.len() - 1,
+            "all but application-registration"
+        );
     }
 }

@@ -1,14 +1,24 @@
-//! Plugin config schemas as data (`plugin_schemas.json`): one description
-//! per plugin, in the shape of Kong's own `schema.lua` (types, `required`,
-//! `default`, `one_of`, `between`, `gt`, `len_min`/`len_max`, `match`,
-//! `match_none`, `is_regex`, arrays, maps, nested records, entity checks),
-//! naming the Kong version it follows. A plugin is added by data alone.
+//! Plugin config schemas as data: one description per plugin, in the shape
+//! of Kong's own `schema.lua` (types, `required`, `default`, `one_of`,
+//! `between`, `gt`, `len_min`/`len_max`, `match`, `match_none`, `is_regex`,
+//! arrays, maps, nested records, entity checks), naming the Kong version it
+//! follows. A plugin is added by data alone. Two files of one format:
+//!
+//! - `plugin_schemas.json`: the OSS plugins, read by hand from each
+//!   `schema.lua` of Kong/kong (every rule, Enterprise-only fields marked
+//!   `only`);
+//! - `plugin_schemas_enterprise.json`: every other bundled plugin (Kong
+//!   Gateway Enterprise's, and the LLM plugins), converted by
+//!   `scripts/convert_plugin_schemas.py` from Kong's published JSON schemas
+//!   (Kong/developer.konghq.com): names, types, enums, ranges, lengths,
+//!   required fields; what those are silent on is listed in the file
+//!   (`silent`) and per plugin (`unchecked`), and noted in the report.
 //!
 //! [`check_config`] judges a config the way Kong's `Schema:validate` does,
 //! with Kong's own words (`length must be at least 1`, `value should be
 //! between 100 and 599`, `expected a string`, …), so people can search them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -18,6 +28,7 @@ use super::formats;
 use crate::config::walk::describe;
 
 const DATA: &str = include_str!("plugin_schemas.json");
+const DATA_ENTERPRISE: &str = include_str!("plugin_schemas_enterprise.json");
 
 /// The whole data file.
 #[derive(Debug, Deserialize)]
@@ -26,10 +37,65 @@ pub struct SchemaFile {
     /// The Kong Gateway version the descriptions follow.
     pub kong_version: String,
     pub source: String,
-    pub plugins: BTreeMap<String, PluginSchema>,
+    /// By plugin name, hashed: looked up for every plugin of every write.
+    pub plugins: HashMap<String, PluginSchema>,
     /// Typedefs several plugins share, named by `$ref`.
     #[serde(default)]
     pub shared: BTreeMap<String, Field>,
+    /// What the source does not say, for every plugin of the file (a
+    /// converted file: Kong checks it, rgmerge does not).
+    #[serde(default)]
+    pub silent: Vec<String>,
+    /// Bundled plugins the source has no schema for (they stay noted as
+    /// not modelled).
+    #[serde(default)]
+    pub not_published: Vec<String>,
+    /// Fields later Kong versions add to the hand-read plugins (taken on an
+    /// Enterprise target: a Konnect control plane takes them).
+    #[serde(default)]
+    pub later_fields: Vec<LaterField>,
+    /// String `one_of` values later Kong versions add to them, likewise.
+    #[serde(default)]
+    pub later_one_of: Vec<LaterOneOf>,
+    /// Every bundled plugin's scopes and protocols, as Kong publishes them
+    /// (the hand-read plugins' too).
+    #[serde(default)]
+    pub published_scopes: HashMap<String, Published>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// Of `consumer`, `route`, `service`, `consumer_group`: those it allows.
+    pub scopes: Vec<String>,
+    pub protocols: Vec<String>,
+}
+
+/// Whether Kong's published schema lets the plugin be scoped to a consumer
+/// group (`None`: no published schema).
+pub fn allows_consumer_group(name: &str) -> Option<bool> {
+    let p = enterprise_file()?.published_scopes.get(name)?;
+    Some(p.scopes.iter().any(|s| s == "consumer_group"))
+}
+
+/// A field a later version adds to a record of a hand-read plugin: the
+/// record's path below `config` (`[]` for a list's elements).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaterField {
+    pub plugin: String,
+    pub path: Vec<String>,
+    pub name: String,
+    pub field: Field,
+}
+
+/// `one_of` values a later version adds to a string field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaterOneOf {
+    pub plugin: String,
+    pub path: Vec<String>,
+    pub values: Vec<Value>,
 }
 
 /// One plugin's `config` record and the checks across its fields.
@@ -48,6 +114,12 @@ pub struct PluginSchema {
     /// What Kong checks that this description leaves to Kong (for the report).
     #[serde(default)]
     pub unchecked: Vec<String>,
+    /// The protocols the plugin runs on, where the source says (converted
+    /// files; `plugins::BUNDLED` must agree).
+    pub protocols: Option<Vec<String>>,
+    /// The scopes it may have (`consumer`, `route`, `service`,
+    /// `consumer_group`), where the source says.
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -66,7 +138,7 @@ pub enum Ty {
 }
 
 /// One field, as Kong's schema declares it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Field {
     /// A typedef from `shared`; the other keys are then ignored.
@@ -86,7 +158,8 @@ pub struct Field {
     /// More values `one_of` takes on an Enterprise target.
     pub enterprise_one_of: Option<Vec<Value>>,
     pub not_one_of: Option<Vec<Value>>,
-    pub between: Option<[f64; 2]>,
+    /// Inclusive bounds; `null` for an open side (Kong prints it `inf`).
+    pub between: Option<[Option<f64>; 2]>,
     pub gt: Option<f64>,
     /// Strings default to 1, as in Kong (`validate_field`: empty strings
     /// are refused unless the schema says `len_min = 0`).
@@ -124,9 +197,14 @@ pub struct Field {
     /// other refuses it as unknown). Enterprise fields come from Kong's
     /// published 3.10 plugin schemas.
     pub only: Option<String>,
+    /// The later Kong version that added the field (converted data: a
+    /// Konnect control plane takes it; documentation only).
+    pub since: Option<String>,
+    /// `one_of` values later versions added, by version (documentation only).
+    pub since_one_of: Option<BTreeMap<String, Vec<Value>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchNone {
     pub pattern: String,
@@ -136,7 +214,7 @@ pub struct MatchNone {
 }
 
 /// Kong's entity checks, with field paths relative to `config`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum EntityCheck {
     AtLeastOneOf(Vec<String>),
@@ -146,7 +224,7 @@ pub enum EntityCheck {
     Conditional(Box<Conditional>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conditional {
     pub if_field: String,
@@ -188,24 +266,112 @@ pub struct CustomCheck {
     pub err: String,
 }
 
-/// The parsed data file, or why it does not parse (a unit test keeps it
-/// parsing; at run time a broken file only means no plugin is modelled here).
+/// The parsed hand-read data file (a unit test keeps it parsing; at run
+/// time a broken file only means no plugin is modelled here). Parsed once.
 pub fn file() -> Option<&'static SchemaFile> {
     static FILE: OnceLock<Option<SchemaFile>> = OnceLock::new();
     FILE.get_or_init(|| serde_json::from_str(DATA).ok())
         .as_ref()
 }
 
-/// The described schema of a plugin.
+/// The parsed converted data file (Kong's published schemas), parsed once.
+pub fn enterprise_file() -> Option<&'static SchemaFile> {
+    static FILE: OnceLock<Option<SchemaFile>> = OnceLock::new();
+    FILE.get_or_init(|| serde_json::from_str(DATA_ENTERPRISE).ok())
+        .as_ref()
+}
+
+/// The described schema of a plugin: hand-read first, else converted.
 pub fn plugin(name: &str) -> Option<&'static PluginSchema> {
-    file()?.plugins.get(name)
+    file()
+        .and_then(|f| f.plugins.get(name))
+        .or_else(|| enterprise_file()?.plugins.get(name))
+}
+
+/// The additions of later versions to the hand-read plugins, by the address
+/// of what they extend: a record's field map (fields) or a field (values).
+/// Built once; a path that does not lead anywhere is skipped (a unit test
+/// keeps every one leading somewhere).
+struct Later {
+    fields: HashMap<usize, BTreeMap<&'static str, &'static Field>>,
+    one_of: HashMap<usize, Vec<Value>>,
+    unplaced: Vec<String>,
+}
+
+fn later() -> &'static Later {
+    static LATER: OnceLock<Later> = OnceLock::new();
+    LATER.get_or_init(|| {
+        let mut l = Later {
+            fields: HashMap::new(),
+            one_of: HashMap::new(),
+            unplaced: Vec::new(),
+        };
+        let (Some(hand), Some(ee)) = (file(), enterprise_file()) else {
+            return l;
+        };
+        let at = |plugin: &str, path: &[String]| -> Option<&'static Field> {
+            let config = &hand.plugins.get(plugin)?.config;
+            let (first, rest) = path.split_first()?;
+            let mut f = resolve_in(&hand.shared, config.get(first)?);
+            for step in rest {
+                let next = match step.as_str() {
+                    "[]" => f.elements.as_deref().or(f.values.as_deref())?,
+                    name => f.fields.as_ref()?.get(name)?,
+                };
+                f = resolve_in(&hand.shared, next);
+            }
+            Some(f)
+        };
+        for a in &ee.later_fields {
+            let fields = if a.path.is_empty() {
+                hand.plugins.get(&a.plugin).map(|p| &p.config)
+            } else {
+                at(&a.plugin, &a.path).and_then(|f| f.fields.as_ref())
+            };
+            match fields {
+                Some(fields) => {
+                    l.fields
+                        .entry(fields as *const _ as usize)
+                        .or_default()
+                        .insert(a.name.as_str(), &a.field);
+                }
+                None => l
+                    .unplaced
+                    .push(format!("{} {:?} {}", a.plugin, a.path, a.name)),
+            }
+        }
+        for a in &ee.later_one_of {
+            match at(&a.plugin, &a.path) {
+                Some(f) => l
+                    .one_of
+                    .entry(f as *const Field as usize)
+                    .or_default()
+                    .extend(a.values.iter().cloned()),
+                None => l.unplaced.push(format!("{} {:?} one_of", a.plugin, a.path)),
+            }
+        }
+        l
+    })
+}
+
+fn resolve_in(shared: &'static BTreeMap<String, Field>, f: &'static Field) -> &'static Field {
+    match &f.reference {
+        Some(name) => shared.get(name).unwrap_or(f),
+        None => f,
+    }
+}
+
+/// Whether a plugin's description is converted from Kong's published
+/// schemas (names, types, enums, ranges: not every rule Kong checks).
+pub fn is_converted(name: &str) -> bool {
+    file().is_none_or(|f| !f.plugins.contains_key(name))
+        && enterprise_file().is_some_and(|f| f.plugins.contains_key(name))
 }
 
 /// A compiled regex of the data file (`match`, `match_none`), cached:
 /// compiling is the costly part. Regexes from configs are never cached.
 fn regex(pattern: &str) -> Result<fancy_regex::Regex, String> {
     use parking_lot::Mutex;
-    use std::collections::HashMap;
     static CACHE: OnceLock<Mutex<HashMap<String, Result<fancy_regex::Regex, String>>>> =
         OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
@@ -489,11 +655,16 @@ impl Cx<'static> {
         out: &mut Vec<Problem>,
     ) {
         let here = |f: &&Field| f.only.as_deref().is_none_or(|e| e == self.edition);
+        let later = match self.edition {
+            "enterprise" => later().fields.get(&(fields as *const _ as usize)),
+            _ => None,
+        };
         for (k, v) in obj {
             let field = fields
                 .get(k)
                 .or_else(|| shorthands.and_then(|s| s.get(k)))
-                .filter(here);
+                .filter(here)
+                .or_else(|| later.and_then(|l| l.get(k.as_str()).copied()));
             match field {
                 Some(f) => self.value(self.resolve(f), v, &join(at, k), out),
                 None => out.push((join(at, &clip(k)), "unknown field".into())),
@@ -543,9 +714,14 @@ impl Cx<'static> {
                     return err(format!("expected one of: {}", list(all)));
                 }
                 if let Some([lo, hi]) = f.between
-                    && !(lo..=hi).contains(&n)
+                    && (lo.is_some_and(|lo| n < lo) || hi.is_some_and(|hi| n > hi))
                 {
-                    return err(format!("value should be between {lo} and {hi}"));
+                    let side = |b: Option<f64>, inf: &str| b.map_or(inf.into(), |b| b.to_string());
+                    return err(format!(
+                        "value should be between {} and {}",
+                        side(lo, "-inf"),
+                        side(hi, "inf")
+                    ));
                 }
                 if let Some(gt) = f.gt
                     && n <= gt
@@ -641,12 +817,23 @@ impl Cx<'static> {
             return Some(format!("length must be at most {max}"));
         }
         if let Some(all) = &f.one_of {
-            let extra = match (self.edition, &f.enterprise_one_of) {
-                ("enterprise", Some(more)) => more.as_slice(),
-                _ => &[],
+            let (extra, newer): (&[Value], &[Value]) = match self.edition {
+                "enterprise" => (
+                    f.enterprise_one_of.as_deref().unwrap_or_default(),
+                    later()
+                        .one_of
+                        .get(&(f as *const Field as usize))
+                        .map_or(&[], Vec::as_slice),
+                ),
+                _ => (&[], &[]),
             };
-            if !all.iter().chain(extra).any(|a| a.as_str() == Some(s)) {
-                let all: Vec<Value> = all.iter().chain(extra).cloned().collect();
+            if !all
+                .iter()
+                .chain(extra)
+                .chain(newer)
+                .any(|a| a.as_str() == Some(s))
+            {
+                let all: Vec<Value> = all.iter().chain(extra).chain(newer).cloned().collect();
                 return Some(format!("expected one of: {}", list(&all)));
             }
         }
@@ -857,25 +1044,155 @@ mod tests {
     }
 
     #[test]
-    fn every_oss_plugin_is_described_but_the_llm_ones() {
-        // ai-proxy and the AI transformers share Kong's large LLM schema:
-        // not described yet, so they get the note.
-        let left = [
-            "ai-proxy",
-            "ai-request-transformer",
-            "ai-response-transformer",
-        ];
-        for p in super::super::plugins::BUNDLED
-            .iter()
-            .filter(|p| !p.enterprise)
-        {
-            assert_eq!(
-                plugin(p.name).is_none(),
-                left.contains(&p.name),
-                "{}",
-                p.name
+    fn every_bundled_plugin_is_described_once_but_the_unpublished() {
+        let hand = file().expect("hand-read data");
+        let ee = enterprise_file().expect("plugin_schemas_enterprise.json parses");
+        assert_eq!(ee.kong_version, super::super::KONG_VERSION);
+        assert!(
+            ee.source.contains("Kong/developer.konghq.com"),
+            "provenance"
+        );
+        assert!(ee.source.contains("MIT") && ee.source.contains("commit"));
+        assert_eq!(ee.not_published, ["application-registration"]);
+        for p in super::super::plugins::BUNDLED {
+            let (h, e) = (
+                hand.plugins.contains_key(p.name),
+                ee.plugins.contains_key(p.name),
             );
+            assert!(!(h && e), "{} is described twice", p.name);
+            // Every OSS plugin is read by hand but the LLM ones (Kong's
+            // large shared LLM schema): those come from the published one.
+            let llm = p.name.starts_with("ai-proxy") || p.name.ends_with("-transformer");
+            if !p.enterprise && !llm {
+                assert!(h, "{} is not read by hand", p.name);
+            }
+            let published = !ee.not_published.iter().any(|n| n == p.name);
+            assert_eq!(h || e, published, "{}", p.name);
+            assert_eq!(is_converted(p.name), e, "{}", p.name);
         }
+        for name in ee.plugins.keys() {
+            assert!(super::super::plugins::bundled(name).is_some(), "{name}");
+        }
+        // The converted file is plain data: no typedefs, no code.
+        assert!(ee.shared.is_empty());
+        fn plain(f: &Field, at: &str) {
+            assert!(f.reference.is_none() && f.validators.is_empty(), "{at}");
+            assert!(f.pattern.is_none() && f.format.is_none(), "{at}");
+            for sub in [&f.elements, &f.keys, &f.values].into_iter().flatten() {
+                plain(sub, at);
+            }
+            for fs in [&f.fields, &f.shorthand_fields].into_iter().flatten() {
+                fs.iter().for_each(|(k, f)| plain(f, &format!("{at}.{k}")));
+            }
+        }
+        for (name, p) in &ee.plugins {
+            assert!(
+                p.validators.is_empty() && p.custom_checks.is_empty(),
+                "{name}"
+            );
+            p.config
+                .iter()
+                .for_each(|(k, f)| plain(f, &format!("{name}.{k}")));
+        }
+    }
+
+    #[test]
+    fn later_versions_additions_to_hand_read_plugins_are_placed_and_enterprise_only() {
+        assert_eq!(later().unplaced, Vec::<String>::new());
+        let ee = enterprise_file().expect("parses");
+        assert!(ee.later_fields.len() > 10 && !ee.later_one_of.is_empty());
+        // A 3.13 field of basic-auth: taken on Enterprise, unknown on OSS.
+        let cfg = json!({"brute_force_protection": {}});
+        assert_eq!(ee_problems("basic-auth", cfg.clone()), []);
+        assert_eq!(
+            problems("basic-auth", cfg),
+            [("brute_force_protection".into(), "unknown field".into())]
+        );
+        // Through the shared redis typedef, and a later enum value.
+        let rl = json!({"second": 1, "policy": "redis", "redis": {"host": "r", "cloud_authentication": {}}});
+        assert_eq!(ee_problems("rate-limiting", rl), []);
+        assert_eq!(
+            ee_problems("hmac-auth", json!({"algorithms": ["hmac-sha224"]})),
+            []
+        );
+        assert_eq!(
+            problems("hmac-auth", json!({"algorithms": ["hmac-sha224"]})).len(),
+            1
+        );
+        // Still typed: a later field's own rules hold.
+        let p = ee_problems("session", json!({"bind": "ip"}));
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
+    fn ee_problems(name: &str, cfg: Value) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let schema = plugin(name).expect("described");
+        check_config(
+            schema,
+            cfg.as_object().expect("object"),
+            false,
+            false,
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn enterprise_plugins_are_checked_from_the_published_schemas() {
+        // rate-limiting-advanced: required fields, enums, unknown fields.
+        let ok = json!({"limit": [10], "window_size": [60], "strategy": "local"});
+        assert_eq!(ee_problems("rate-limiting-advanced", ok), []);
+        let p = ee_problems("rate-limiting-advanced", json!({"limit": [10]}));
+        assert_eq!(p, [("window_size".into(), "required field missing".into())]);
+        let p = ee_problems(
+            "rate-limiting-advanced",
+            json!({"limit": ["ten"], "window_size": [60], "strategy": "disk", "nope": 1}),
+        );
+        assert_eq!(
+            p,
+            [
+                (
+                    "limit[0]".into(),
+                    "expected a number, found a string (\"ten\")".into()
+                ),
+                (
+                    "strategy".into(),
+                    "expected one of: cluster, local, redis".into()
+                ),
+                ("nope".into(), "unknown field".into()),
+            ]
+        );
+        // Ranges, nested records, and Enterprise's Redis shorthand names.
+        let p = ee_problems(
+            "rate-limiting-advanced",
+            json!({"limit": [1], "window_size": [1], "redis": {"port": 70000, "timeout": 5}}),
+        );
+        assert_eq!(
+            p,
+            [(
+                "redis.port".into(),
+                "value should be between 0 and 65535".into()
+            )]
+        );
+        // An open-ended range (`minimum` alone) and a length.
+        let p = ee_problems("xml-threat-protection", json!({"bla_threshold": 1}));
+        assert_eq!(p[0].1, "value should be between 1024 and inf");
+        let p = ee_problems("upstream-timeout", json!({"read_timeout": "5"}));
+        assert_eq!(p[0].1, "expected an integer, found a string (\"5\")");
+        // A config of no fields refuses every key.
+        let p = ee_problems("app-dynamics", json!({"x": 1}));
+        assert_eq!(p, [("x".into(), "unknown field".into())]);
+        // The empty string: refused as Kong refuses it by default, but by
+        // passwords and fields whose default is "" (Kong's `len_min = 0`).
+        assert_eq!(
+            ee_problems("upstream-oauth", json!({"oauth": {"token_endpoint": ""}})),
+            [(
+                "oauth.token_endpoint".into(),
+                "length must be at least 1".into()
+            )]
+        );
+        let redis = json!({"limit": [1], "window_size": [1], "redis": {"password": ""}});
+        assert_eq!(ee_problems("rate-limiting-advanced", redis), []);
     }
 
     #[test]
