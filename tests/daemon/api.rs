@@ -591,7 +591,7 @@ async fn rejected_config_lists_every_error_and_changes_nothing() {
     assert_same_snapshot(&before, &c.snapshot(&blue).await);
     assert!(c.config(&blue).await.contains("blue-svc"));
     // The default group alone may hold application registration.
-    let app = "_format_version: \"3.0\"\nplugins:\n- name: konnect-application-auth\n";
+    let app = "_format_version: \"3.0\"\nplugins:\n- name: konnect-application-auth\n  config:\n    scope: 9b1f2cf4-2a5b-4e3c-9d0e-5f6a7b8c9d0e\n";
     let r = c.put_config(&blue, app).await.expect(400).json();
     assert_eq!(r["errors"][0]["type"], "app_registration_outside_default");
     let def = c.get_json(&format!("{V2}?filter[name][eq]=default")).await["data"][0]["id"]

@@ -445,7 +445,7 @@ async fn disaster_recovery_export_under_conflict_import_serves_exactly_what_was_
         .expect(200);
     c.put_config(
         &def,
-        "_format_version: \"3.0\"\nplugins:\n- name: konnect-application-auth\n",
+        "_format_version: \"3.0\"\nplugins:\n- name: konnect-application-auth\n  config:\n    scope: 9b1f2cf4-2a5b-4e3c-9d0e-5f6a7b8c9d0e\n",
     )
     .await
     .expect(200);
