@@ -9,11 +9,14 @@ use serde_json::{Map, Value, json};
 
 use crate::config::kong::schemas::{self, Field, Ty};
 
+/// A `$ref` field as the typedef it names (in either data file).
 fn resolve(f: &Field) -> &Field {
-    match (&f.reference, schemas::file()) {
-        (Some(r), Some(file)) => file.shared.get(r).unwrap_or(f),
-        _ => f,
-    }
+    let Some(r) = &f.reference else { return f };
+    [schemas::file(), schemas::enterprise_file()]
+        .into_iter()
+        .flatten()
+        .find_map(|file| file.shared.get(r))
+        .unwrap_or(f)
 }
 
 /// Fills the defaults of plugin `name`'s schema into `config`, as Kong

@@ -397,6 +397,7 @@ async fn conformance(test: &str, daemon_args: &[&str], steps: Vec<Step>) {
         ("lit_svc", "svc"),
         ("lit_dry", "dry"),
         ("lit_key_auth", "key-auth"),
+        ("lit_rla", "rate-limiting-advanced"),
         ("lit_nope", "no-such-plugin"),
         ("lit_redis", "redis-ce"),
         ("lit_services", "services"),
