@@ -581,6 +581,14 @@ pub fn steps() -> Vec<Step> {
             200,
         )
         .check(|_, r| ensure(!r.list("/fields")?.is_empty(), || "no fields".into())),
+        // An Enterprise plugin, from Kong's published schema.
+        call(
+            "fetch-plugin-schema",
+            "GET",
+            ce("/schemas/plugins/{lit_rla}"),
+            200,
+        )
+        .check(|_, r| ensure(!r.list("/fields")?.is_empty(), || "no fields".into())),
         error(
             "fetch-plugin-schema",
             "GET",
