@@ -608,11 +608,10 @@ impl Doc {
                 })
             })
             .collect();
-        if let Some(j) = dependents
+        if dependents
             .iter()
-            .find(|j| self.entries[**j].kind.coll == Coll::Routes)
+            .any(|j| self.entries[*j].kind.coll == Coll::Routes)
         {
-            let _ = j;
             return Err(EditError::new(
                 400,
                 format!(

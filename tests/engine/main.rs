@@ -8,6 +8,7 @@
 mod common;
 
 mod cases;
+mod entity_props;
 mod mutations;
 mod props;
 mod real;
