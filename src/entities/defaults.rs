@@ -34,8 +34,9 @@ fn fill(fields: &BTreeMap<String, Field>, obj: &mut Map<String, Value>) {
         if f.only.as_deref() == Some("oss") {
             continue;
         }
+        // An explicit null stays null, as Kong keeps it.
         match obj.get_mut(k) {
-            None | Some(Value::Null) => {
+            None => {
                 if let Some(d) = &f.default {
                     obj.insert(k.clone(), d.clone());
                 } else if f.ty == Ty::Record

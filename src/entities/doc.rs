@@ -1,8 +1,8 @@
 //! A member config as entities: every entity of a decK (or Kong
 //! declarative) document found wherever it sits, nested or at the top, with
 //! its id, its parent and its foreign keys resolved; and the edits one
-//! core-entities write makes to it, in place, so the team's file keeps its
-//! shape.
+//! core-entities write makes to it, in place, where decK would put them
+//! (the document is then stored as JSON: a YAML file's comments go).
 //!
 //! An entity written without an `id` gets one derived from the group and
 //! its natural key (name, username, parent…), as Kong's declarative loader
@@ -12,7 +12,7 @@
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::kinds::{EntityKind, KINDS, Stamps, by_coll};
+use super::kinds::{self, EntityKind, KINDS, Stamps, by_coll};
 use crate::config::Coll;
 
 /// One step of a path into the document.
@@ -209,14 +209,29 @@ impl Doc {
         ];
         let mut key = format!("{}|{}", kind.coll.name(), parent.unwrap_or(""));
         let mut any = false;
-        for f in NATURAL
-            .iter()
-            .chain(["service", "route", "consumer", "consumer_group"].iter())
-        {
-            if let Some(v) = item.get(*f).and_then(named) {
+        for f in NATURAL {
+            if let Some(v) = item.get(f).and_then(named) {
                 key.push_str(&format!("|{f}={v}"));
                 any = true;
             }
+        }
+        // The scope, and what tells apart entities sharing a natural key,
+        // without being one: two unnamed routes of one service still need
+        // their places.
+        for f in [
+            "service",
+            "route",
+            "consumer",
+            "consumer_group",
+            "ca_certificate",
+            "set",
+        ] {
+            if let Some(v) = item.get(f).and_then(named) {
+                key.push_str(&format!("|{f}={v}"));
+            }
+        }
+        if let Some(m) = item.get("methods") {
+            key.push_str(&format!("|methods={m}"));
         }
         if matches!(kind.coll, Coll::Certificates | Coll::CaCertificates)
             && let Some(c) = item.get("cert").and_then(Value::as_str)
@@ -234,7 +249,9 @@ impl Doc {
         get(&self.root, &self.entries[i].path).and_then(Value::as_object)
     }
 
-    /// The entity of `kind` that `key` names: its id, or one of its keys.
+    /// The entity of `kind` that `key` names: its id, or its endpoint key
+    /// (the first of its keys: a service's name, a consumer's username), as
+    /// Kong's Admin API reads a path segment.
     pub fn find(&self, kind: &EntityKind, key: &str) -> Option<usize> {
         let of_kind = || {
             self.entries
@@ -246,19 +263,50 @@ impl Doc {
             .find(|(_, e)| e.id == key)
             .map(|(i, _)| i)
             .or_else(|| {
+                let endpoint = kind.keys.first()?;
                 if Uuid::parse_str(key).is_ok() {
                     return None;
                 }
                 of_kind()
                     .find(|(i, _)| {
-                        self.item(*i).is_some_and(|o| {
-                            kind.keys
-                                .iter()
-                                .any(|k| o.get(*k).and_then(Value::as_str) == Some(key))
-                        })
+                        self.item(*i)
+                            .is_some_and(|o| o.get(*endpoint).and_then(Value::as_str) == Some(key))
                     })
                     .map(|(i, _)| i)
             })
+    }
+
+    /// Another entity of `kind` (not `except`) whose unique `field` is `value`.
+    fn taken(&self, kind: &EntityKind, field: &str, value: &str, except: Option<usize>) -> bool {
+        self.entries.iter().enumerate().any(|(i, e)| {
+            e.kind.coll == kind.coll
+                && Some(i) != except
+                && self
+                    .item(i)
+                    .and_then(|o| o.get(field))
+                    .and_then(Value::as_str)
+                    == Some(value)
+        })
+    }
+
+    /// 409 when a unique key of `body` is another entity's.
+    fn check_unique(
+        &self,
+        kind: &EntityKind,
+        body: &Map<String, Value>,
+        except: Option<usize>,
+    ) -> Result<(), EditError> {
+        for k in kind.keys {
+            if let Some(v) = body.get(*k).and_then(Value::as_str)
+                && self.taken(kind, k, v, except)
+            {
+                return Err(EditError::new(
+                    409,
+                    format!("UNIQUE violation detected on '{{{k}=\"{v}\"}}'"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The id of the entity of `coll` a reference names (by id or key), or
@@ -338,6 +386,18 @@ impl Doc {
                 out.insert((*fk).into(), json!({ "id": id }));
             }
         }
+        if kind.coll == Coll::Certificates
+            && let Some(sk) = by_coll(Coll::Snis)
+        {
+            let names: Vec<Value> = self
+                .list(sk, Some(i))
+                .into_iter()
+                .filter_map(|j| self.item(j)?.get("name").cloned())
+                .collect();
+            if !names.is_empty() {
+                out.insert("snis".into(), Value::Array(names));
+            }
+        }
         if kind.coll == Coll::Plugins
             && let (Some(name), Some(Value::Object(config))) = (
                 item.get("name").and_then(Value::as_str),
@@ -375,6 +435,20 @@ impl Doc {
         let mut bad = Map::new();
         let mut out = Map::new();
         for (k, v) in body {
+            // A certificate's `snis`: the names of SNIs made with it.
+            if kind.coll == Coll::Certificates && k == "snis" {
+                match &v {
+                    Value::Array(a) if a.iter().all(Value::is_string) => {
+                        let snis: Vec<Value> = a.iter().map(|n| json!({ "name": n })).collect();
+                        out.insert(k, Value::Array(snis));
+                    }
+                    Value::Null => {}
+                    _ => {
+                        bad.insert(k, json!("expected an array of strings"));
+                    }
+                }
+                continue;
+            }
             let known = k == "id"
                 || k == "created_at"
                 || k == "updated_at"
@@ -479,18 +553,7 @@ impl Doc {
                 format!("UNIQUE violation detected on '{{id=\"{id}\"}}'"),
             ));
         }
-        for k in kind.keys {
-            if let Some(v) = body.get(*k).and_then(Value::as_str)
-                && self.find(kind, v).is_some_and(|i| {
-                    self.item(i).and_then(|o| o.get(*k)).and_then(Value::as_str) == Some(v)
-                })
-            {
-                return Err(EditError::new(
-                    409,
-                    format!("UNIQUE violation detected on '{{{k}=\"{v}\"}}'"),
-                ));
-            }
-        }
+        self.check_unique(kind, &body, None)?;
         for g in kind.generated {
             if body.get(*g).is_none_or(Value::is_null) {
                 body.insert((*g).into(), json!(Uuid::new_v4().simple().to_string()));
@@ -558,24 +621,43 @@ impl Doc {
     ) -> Result<String, EditError> {
         let e = self.entries[i].clone();
         body.insert("id".into(), json!(e.id));
+        self.check_unique(e.kind, &body, Some(i))?;
         self.parent_key(e.kind, parent, &mut body);
-        let nest = self.nest_for(e.kind, parent, &body);
+        // A top-level entity stays at the top, naming its parent by its
+        // foreign key; a nested one moves when the body names another parent.
+        let nest = match e.parent {
+            None => None,
+            Some(_) => self.nest_for(e.kind, parent, &body),
+        };
         if nest != e.parent {
-            // Moved to another parent: out of its old place, into the new one.
             let old = self.item(i).cloned().unwrap_or_default();
             self.materialize_ids();
             self.remove_paths(vec![e.path.clone()]);
             self.index();
-            if let Some(c) = old.get("created_at") {
-                body.entry("created_at").or_insert(c.clone());
+            let id = self.insert(e.kind, None, body)?;
+            // What was nested under it, and when it was created, go with it.
+            if let Some(j) = self.find(e.kind, &id) {
+                let path = self.entries[j].path.clone();
+                if let Some(Value::Object(moved)) = get_mut(&mut self.root, &path) {
+                    for (field, _) in e.kind.coll.nested() {
+                        if let Some(v) = old.get(*field) {
+                            moved.insert((*field).into(), v.clone());
+                        }
+                    }
+                    if let Some(c) = old.get("created_at") {
+                        moved.insert("created_at".into(), c.clone());
+                    }
+                }
+                self.index();
             }
-            // The body names the new parent by its foreign key.
-            return self.insert(e.kind, None, body);
+            return Ok(id);
         }
         let mut item = self.to_item(e.kind, body, nest)?;
         let old = self.item(i).cloned().unwrap_or_default();
         for (field, _) in e.kind.coll.nested() {
-            if let Some(v) = old.get(*field) {
+            if let Some(v) = old.get(*field)
+                && !item.contains_key(*field)
+            {
                 item.insert((*field).into(), v.clone());
             }
         }
@@ -608,14 +690,31 @@ impl Doc {
                 })
             })
             .collect();
-        if dependents
-            .iter()
-            .any(|j| self.entries[*j].kind.coll == Coll::Routes)
-        {
+        // Kong's `on_delete`: plugins, credentials, targets, keys and
+        // GraphQL entities go with what they name; anything else naming it
+        // keeps it (`routes` a service, a service its client certificate).
+        if let Some(j) = dependents.iter().find(|j| {
+            let d = &self.entries[**j];
+            !d.kind.foreign.iter().any(|(fk, c)| {
+                *c == e.kind.coll
+                    && kinds::cascades(d.kind, fk)
+                    && self.foreign(**j, fk, *c).as_deref() == Some(&e.id)
+            })
+        }) {
             return Err(EditError::new(
                 400,
                 format!(
-                    "an existing 'routes' entity references this '{}' entity",
+                    "an existing '{}' entity references this '{}' entity",
+                    self.entries[*j].kind.coll.name(),
+                    e.kind.coll.name()
+                ),
+            ));
+        }
+        if let Some(by) = self.listed_by(&e) {
+            return Err(EditError::new(
+                400,
+                format!(
+                    "an existing '{by}' entity references this '{}' entity",
                     e.kind.coll.name()
                 ),
             ));
@@ -627,6 +726,43 @@ impl Doc {
         self.remove_paths(paths);
         self.index();
         Ok(())
+    }
+
+    /// The collection of an entity that lists `e` by id without a foreign
+    /// key: a service's `ca_certificates`, a plugin's `partials`.
+    fn listed_by(&self, e: &Entry) -> Option<&'static str> {
+        let (coll, field) = match e.kind.coll {
+            Coll::CaCertificates => (Coll::Services, "ca_certificates"),
+            Coll::Partials => (Coll::Plugins, "partials"),
+            _ => return None,
+        };
+        let name = self
+            .item_of(e)
+            .and_then(|o| o.get("name"))
+            .and_then(Value::as_str);
+        let names = |v: &Value| match v {
+            Value::String(s) => s == &e.id,
+            Value::Object(o) => {
+                o.get("id").and_then(Value::as_str) == Some(e.id.as_str())
+                    || (name.is_some() && o.get("name").and_then(Value::as_str) == name)
+            }
+            _ => false,
+        };
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.kind.coll == coll)
+            .any(|(i, _)| {
+                self.item(i)
+                    .and_then(|o| o.get(field))
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(names))
+            })
+            .then(|| coll.name())
+    }
+
+    fn item_of(&self, e: &Entry) -> Option<&Map<String, Value>> {
+        get(&self.root, &e.path).and_then(Value::as_object)
     }
 
     /// Removes the values at `paths`, last index first so earlier removals

@@ -209,7 +209,12 @@ pub static KINDS: &[EntityKind] = &[
         coll: Coll::Targets,
         top: "targets",
         nested: "targets",
-        fields: &[("target", None), ("weight", Some("100")), ("tags", None)],
+        fields: &[
+            ("target", None),
+            ("weight", Some("100")),
+            ("tags", None),
+            ("failover", None),
+        ],
         foreign: &[("upstream", Coll::Upstreams)],
         stamps: Stamps::Both,
         keys: &[],
@@ -424,6 +429,23 @@ pub fn addr(template: &str) -> Option<Addr> {
         parent: Some(top),
         kind,
     })
+}
+
+/// Whether deleting what foreign key `fk` of `kind` names deletes the
+/// entity too (Kong's `on_delete = "cascade"`); otherwise the delete is
+/// refused while it names it.
+pub fn cascades(kind: &EntityKind, fk: &str) -> bool {
+    match kind.coll {
+        // Kong's certificates DAO deletes a certificate's SNIs with it.
+        Coll::Plugins
+        | Coll::Targets
+        | Coll::Snis
+        | Coll::DegraphqlRoutes
+        | Coll::GraphqlCostDecorations => true,
+        Coll::Keys => fk == "set",
+        c if c.is_credential() => true,
+        _ => false,
+    }
 }
 
 impl EntityKind {

@@ -273,17 +273,25 @@ fn page(items: Vec<Value>, q: &Query, path: &str) -> ApiResult<Response> {
                 .is_none_or(|c| v.get("custom_id").and_then(Value::as_str) == Some(c))
         })
         .collect();
-    let end = (start + size).min(kept.len());
+    let end = start.saturating_add(size).min(kept.len());
     let data: Vec<Value> = kept
-        .get(start..end)
+        .get(start.min(end)..end)
         .map(<[Value]>::to_vec)
         .unwrap_or_default();
     let mut out = json!({ "data": data, "next": null });
     if end < kept.len() {
-        let mut next = format!("{path}?offset={end}&size={size}");
-        if let Some(t) = tags {
-            next.push_str(&format!("&tags={t}"));
+        // The same filters, page after page.
+        let mut pairs = vec![
+            ("offset".to_string(), end.to_string()),
+            ("size".into(), size.to_string()),
+        ];
+        for (k, v) in q.pairs() {
+            if k != "offset" && k != "size" {
+                pairs.push((k.clone(), v.clone()));
+            }
         }
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        let next = format!("{path}?{query}");
         out["offset"] = json!(end.to_string());
         out["next"] = json!(next);
     }
@@ -448,6 +456,12 @@ pub async fn upsert(
         let parent = parent_of(doc, &a, &params).map_err(|_| parent_missing(&a))?;
         let mut body = body.clone();
         if let Some(i) = doc.find(a.kind, &key) {
+            // Named by its endpoint key, it keeps it (Kong's `upsert_by_name`).
+            if Uuid::parse_str(&key).is_err()
+                && let Some(k) = a.kind.keys.first()
+            {
+                body.insert((*k).into(), json!(key));
+            }
             let new = doc.replace(i, parent, body)?;
             return Ok(Answer::Entity(a.kind, new, StatusCode::OK));
         }

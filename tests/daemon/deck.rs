@@ -1,10 +1,11 @@
-//! decK's Konnect mode, played over HTTPS with a team's token (issue 25):
-//! look the group up by name, list every entity kind page by page, diff
-//! against a decK file, and create, update and delete entity by entity, as
-//! `deck gateway sync --konnect-addr … --konnect-token …` does
-//! (go-database-reconciler: current state from the API, target state from
-//! the file, matched by name or natural key, creates parents first and
-//! deletes children first).
+//! decK's Konnect mode, played over HTTPS with a team's token (issue 25), the
+//! way go-database-reconciler drives go-kong: look the group up by name;
+//! list every kind at the top (`GET /routes`, `/key-auths`, `/targets` …)
+//! page by page, and place each entity under its parent by its foreign
+//! key; diff against a decK file by natural key; then create and update
+//! with `PUT …/{id}` (a new UUID for a create, the parent as `{id}` in the
+//! body, credentials and targets under their parent's path), parents
+//! first, and delete children first.
 //!
 //! The result must equal what a whole-config PUT of the same file gives,
 //! and a second sync with nothing to change must write nothing.
@@ -15,83 +16,91 @@ use serde_json::{Map, Value, json};
 
 use crate::common::{Client, Daemon, V2, fixtures};
 
-/// An entity family decK syncs: where it lives in the file and in the API,
-/// and the field that names it among its siblings.
+/// An entity family decK syncs.
 struct Family {
-    /// The collection in the decK file, under `parent` (or at the top).
+    /// The collection in the decK file (nested under the parent's, or at the top).
     file: &'static str,
-    /// Its API segment under the parent (or at the top of core-entities).
-    api: &'static str,
+    /// Where go-kong lists it: at the top of core-entities.
+    list: &'static str,
+    /// The field that names it among its siblings.
     key: &'static str,
-    parent: Option<&'static str>,
+    /// The parent's family (`file`) and the foreign key naming it.
+    parent: Option<(&'static str, &'static str)>,
+    /// Written under the parent's path (`consumers/{c}/key-auth/{id}`)
+    /// rather than at the top with the foreign key in the body.
+    nested: Option<&'static str>,
 }
 
 /// Parents before children: the order of creates (and, reversed, deletes).
 const FAMILIES: &[Family] = &[
-    Family {
-        file: "services",
-        api: "services",
-        key: "name",
-        parent: None,
-    },
-    Family {
-        file: "routes",
-        api: "routes",
-        key: "name",
-        parent: Some("services"),
-    },
-    Family {
-        file: "plugins",
-        api: "plugins",
-        key: "name",
-        parent: Some("services"),
-    },
-    Family {
-        file: "plugins",
-        api: "plugins",
-        key: "name",
-        parent: Some("routes"),
-    },
-    Family {
-        file: "consumers",
-        api: "consumers",
-        key: "username",
-        parent: None,
-    },
-    Family {
-        file: "keyauth_credentials",
-        api: "key-auth",
-        key: "key",
-        parent: Some("consumers"),
-    },
-    Family {
-        file: "acls",
-        api: "acls",
-        key: "group",
-        parent: Some("consumers"),
-    },
-    Family {
-        file: "upstreams",
-        api: "upstreams",
-        key: "name",
-        parent: None,
-    },
-    Family {
-        file: "targets",
-        api: "targets",
-        key: "target",
-        parent: Some("upstreams"),
-    },
-    Family {
-        file: "plugins",
-        api: "plugins",
-        key: "name",
-        parent: None,
-    },
+    fam("services", "services", "name", None, None),
+    fam(
+        "routes",
+        "routes",
+        "name",
+        Some(("services", "service")),
+        None,
+    ),
+    fam(
+        "plugins",
+        "plugins",
+        "name",
+        Some(("services", "service")),
+        None,
+    ),
+    fam(
+        "plugins",
+        "plugins",
+        "name",
+        Some(("routes", "route")),
+        None,
+    ),
+    fam("consumers", "consumers", "username", None, None),
+    fam(
+        "keyauth_credentials",
+        "key-auths",
+        "key",
+        Some(("consumers", "consumer")),
+        Some("key-auth"),
+    ),
+    fam(
+        "acls",
+        "acls",
+        "group",
+        Some(("consumers", "consumer")),
+        Some("acls"),
+    ),
+    fam("upstreams", "upstreams", "name", None, None),
+    fam(
+        "targets",
+        "targets",
+        "target",
+        Some(("upstreams", "upstream")),
+        Some("targets"),
+    ),
+    fam("plugins", "plugins", "name", None, None),
 ];
 
-/// One entity, in the file or in the group: its family, its parent's key
-/// and its own, and its fields.
+const fn fam(
+    file: &'static str,
+    list: &'static str,
+    key: &'static str,
+    parent: Option<(&'static str, &'static str)>,
+    nested: Option<&'static str>,
+) -> Family {
+    Family {
+        file,
+        list,
+        key,
+        parent,
+        nested,
+    }
+}
+
+/// The foreign keys a plugin may have, most specific first.
+const SCOPES: [&str; 3] = ["route", "service", "consumer"];
+
+/// One entity, in the file or in the group.
 #[derive(Clone, Debug)]
 struct Entity {
     family: usize,
@@ -99,66 +108,76 @@ struct Entity {
     key: String,
     /// The API's id (current state only).
     id: Option<String>,
-    /// The parent's API id (current state only).
-    parent_id: Option<String>,
     fields: Map<String, Value>,
 }
 
-/// The file's entities, parents first.
+/// The file's entities, parents first: nested ones under their parent, and
+/// top-level routes naming their service.
 fn target_state(file: &str) -> Vec<Entity> {
     let text = std::fs::read(fixtures().join("deck").join(file)).expect("fixture");
     let doc = rgmerge::config::parse(&text, rgmerge::config::Format::Yaml).expect("yaml");
-    let mut out = Vec::new();
+    // Every item of a family's collection, with its parent's key.
+    let mut placed: Vec<(usize, Option<String>, Value)> = Vec::new();
     for (fi, f) in FAMILIES.iter().enumerate() {
-        let owners: Vec<(Option<String>, &Value)> = match f.parent {
-            None => vec![(None, &doc)],
-            Some(p) => {
-                // The parent collection's items, wherever they sit in the file.
-                let mut owners = Vec::new();
-                for item in items(&doc, p) {
-                    owners.push((Some(key_of(item, p)), item));
+        match f.parent {
+            None => {
+                for item in items(&doc, f.file) {
+                    placed.push((fi, None, item.clone()));
                 }
-                for svc in items(&doc, "services") {
-                    if p == "routes" {
-                        for r in items(svc, "routes") {
-                            owners.push((Some(key_of(r, "routes")), r));
-                        }
+            }
+            Some((parent, fk)) => {
+                let parents: Vec<(String, Value)> = placed
+                    .iter()
+                    .filter(|(pi, _, _)| FAMILIES[*pi].file == parent)
+                    .map(|(pi, _, v)| {
+                        (
+                            v[FAMILIES[*pi].key].as_str().unwrap_or("").to_string(),
+                            v.clone(),
+                        )
+                    })
+                    .collect();
+                for (pk, pv) in parents {
+                    for item in items(&pv, f.file) {
+                        placed.push((fi, Some(pk.clone()), item.clone()));
                     }
                 }
-                owners
-            }
-        };
-        for (parent_key, owner) in owners {
-            for item in items(owner, f.file) {
-                let mut fields = item.as_object().cloned().unwrap_or_default();
-                // What is nested under it is synced as entities of its own.
-                for n in FAMILIES {
-                    fields.remove(n.file);
+                // A top-level route names its service.
+                if f.file == "routes" {
+                    for item in items(&doc, "routes") {
+                        let pk = item[fk].as_str().map(str::to_string);
+                        placed.push((fi, pk, item.clone()));
+                    }
                 }
-                out.push(Entity {
-                    family: fi,
-                    parent_key: parent_key.clone(),
-                    key: item[f.key].as_str().expect("key").to_string(),
-                    id: None,
-                    parent_id: None,
-                    fields,
-                });
             }
         }
     }
-    out
+    placed
+        .into_iter()
+        .map(|(family, parent_key, v)| {
+            let mut fields = v.as_object().cloned().unwrap_or_default();
+            // What is nested under it is synced as entities of its own.
+            for n in FAMILIES {
+                fields.remove(n.file);
+            }
+            if let Some((_, fk)) = FAMILIES[family].parent {
+                fields.remove(fk);
+            }
+            Entity {
+                family,
+                parent_key,
+                key: v[FAMILIES[family].key].as_str().expect("key").to_string(),
+                id: None,
+                fields,
+            }
+        })
+        .collect()
 }
 
-fn items<'a>(v: &'a Value, coll: &str) -> Vec<&'a Value> {
+fn items(v: &Value, coll: &str) -> Vec<Value> {
     v.get(coll)
         .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
+        .cloned()
         .unwrap_or_default()
-}
-
-fn key_of(item: &Value, coll: &str) -> String {
-    let f = FAMILIES.iter().find(|f| f.file == coll).expect("family");
-    item[f.key].as_str().unwrap_or_default().to_string()
 }
 
 /// A decK-like client of one group, counting what it writes.
@@ -170,10 +189,11 @@ struct Sync<'a> {
 }
 
 impl Sync<'_> {
-    /// Every page of a list (two at a time, so paging is exercised).
-    async fn list(&mut self, path: &str) -> Vec<Value> {
+    /// Every page of a list, following `next` (two at a time, so paging
+    /// is exercised).
+    async fn list(&mut self, what: &str) -> Vec<Value> {
         let mut out = Vec::new();
-        let mut url = format!("{path}?size=2");
+        let mut url = format!("{}/{what}?size=2", self.base);
         loop {
             self.gets += 1;
             let page = self.api.get(&url).await.expect(200).json();
@@ -186,118 +206,120 @@ impl Sync<'_> {
         out
     }
 
-    /// The group's entities, parents first.
+    /// The group's entities, parents first, each placed by its foreign key.
     async fn current_state(&mut self) -> Vec<Entity> {
         let mut out: Vec<Entity> = Vec::new();
+        let mut lists: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for f in FAMILIES {
+            if !lists.contains_key(f.list) {
+                let all = self.list(f.list).await;
+                lists.insert(f.list, all);
+            }
+        }
         for (fi, f) in FAMILIES.iter().enumerate() {
-            let parents: Vec<(Option<String>, Option<String>, String)> = match f.parent {
-                None => vec![(None, None, format!("{}/{}", self.base, f.api))],
-                Some(p) => out
-                    .iter()
-                    .filter(|e| FAMILIES[e.family].file == p)
-                    .map(|e| {
-                        let id = e.id.clone().expect("id");
-                        (
-                            Some(e.key.clone()),
-                            Some(id.clone()),
-                            format!("{}/{p}/{id}/{}", self.base, f.api),
-                        )
-                    })
-                    .collect(),
-            };
-            for (parent_key, parent_id, url) in parents {
-                for v in self.list(&url).await {
-                    // A global plugin is one with no scope at all.
-                    if f.parent.is_none()
-                        && f.api == "plugins"
-                        && ["service", "route", "consumer", "consumer_group"]
+            for v in &lists[f.list] {
+                let parent_key = match f.parent {
+                    None => {
+                        // A global plugin has no scope at all.
+                        if f.list == "plugins" && SCOPES.iter().any(|s| !v[*s].is_null()) {
+                            continue;
+                        }
+                        None
+                    }
+                    Some((parent, fk)) => {
+                        // A plugin belongs to its most specific scope.
+                        if f.list == "plugins"
+                            && SCOPES.iter().find(|s| !v[**s].is_null()) != Some(&fk)
+                        {
+                            continue;
+                        }
+                        let pid = v[fk]["id"].as_str().expect("foreign key");
+                        let p = out
                             .iter()
-                            .any(|s| v.get(*s).is_some_and(|x| !x.is_null()))
-                    {
-                        continue;
+                            .find(|e| {
+                                FAMILIES[e.family].file == parent && e.id.as_deref() == Some(pid)
+                            })
+                            .expect("parent listed");
+                        Some(p.key.clone())
                     }
-                    // Nested lists include entities naming the parent by key.
-                    if f.parent == Some("services")
-                        && f.api == "plugins"
-                        && v.get("route").is_some_and(|x| !x.is_null())
-                    {
-                        continue;
-                    }
-                    out.push(Entity {
-                        family: fi,
-                        parent_key: parent_key.clone(),
-                        key: v[f.key].as_str().unwrap_or_default().to_string(),
-                        id: v["id"].as_str().map(str::to_string),
-                        parent_id: parent_id.clone(),
-                        fields: v.as_object().cloned().unwrap_or_default(),
-                    });
-                }
+                };
+                out.push(Entity {
+                    family: fi,
+                    parent_key,
+                    key: v[f.key].as_str().unwrap_or_default().to_string(),
+                    id: v["id"].as_str().map(str::to_string),
+                    fields: v.as_object().cloned().unwrap_or_default(),
+                });
             }
         }
         out
     }
 
-    /// decK's diff and sync: creates, updates, then deletes children first.
+    /// Where an entity is written or deleted, and its body (the parent as
+    /// the foreign key, for a top-level write).
+    fn place(&self, e: &Entity, id: &str, pid: Option<&String>) -> (String, Map<String, Value>) {
+        let f = &FAMILIES[e.family];
+        let mut body = e.fields.clone();
+        body.insert("id".into(), json!(id));
+        match (f.parent, f.nested, pid) {
+            (Some((parent, _)), Some(seg), Some(pid)) => {
+                (format!("{}/{parent}/{pid}/{seg}/{id}", self.base), body)
+            }
+            (Some((_, fk)), None, Some(pid)) => {
+                body.insert(fk.into(), json!({ "id": pid }));
+                (format!("{}/{}/{id}", self.base, f.list), body)
+            }
+            _ => (format!("{}/{}/{id}", self.base, f.list), body),
+        }
+    }
+
+    /// decK's diff and sync: creates and updates parents first, then
+    /// deletes children first.
     async fn sync(&mut self, file: &str) {
         let current = self.current_state().await;
         let target = target_state(file);
-        // Parent ids by (family api, key), as entities are created.
+        let same = |t: &Entity, c: &Entity| {
+            t.family == c.family && t.key == c.key && t.parent_key == c.parent_key
+        };
+        // Ids by (family file, key), as entities are created.
         let mut ids: BTreeMap<(&str, String), String> = current
             .iter()
             .filter_map(|e| Some(((FAMILIES[e.family].file, e.key.clone()), e.id.clone()?)))
             .collect();
         for t in &target {
             let f = &FAMILIES[t.family];
-            let found = current
-                .iter()
-                .find(|c| c.family == t.family && c.key == t.key && c.parent_key == t.parent_key);
-            let collection = match (f.parent, &t.parent_key) {
-                (Some(p), Some(pk)) => {
-                    let pid = ids.get(&(p, pk.clone())).expect("parent created first");
-                    format!("{}/{p}/{pid}/{}", self.base, f.api)
-                }
-                _ => format!("{}/{}", self.base, f.api),
+            let pid = f.parent.and_then(|(p, _)| {
+                let pk = t.parent_key.clone()?;
+                ids.get(&(p, pk)).cloned()
+            });
+            let found = current.iter().find(|c| same(t, c));
+            let id = match found {
+                Some(c) if subset(&t.fields, &c.fields) => continue,
+                Some(c) => c.id.clone().expect("id"),
+                None => uuid::Uuid::new_v4().to_string(),
             };
-            match found {
-                None => {
-                    self.writes += 1;
-                    let made = self
-                        .api
-                        .post_json(&collection, &Value::Object(t.fields.clone()))
-                        .await
-                        .expect(201)
-                        .json();
-                    let id = made["id"].as_str().expect("id").to_string();
-                    ids.insert((f.file, t.key.clone()), id);
-                }
-                Some(c) if !subset(&t.fields, &c.fields) => {
-                    self.writes += 1;
-                    let id = c.id.clone().expect("id");
-                    self.api
-                        .put_json(
-                            &format!("{collection}/{id}"),
-                            &Value::Object(t.fields.clone()),
-                        )
-                        .await
-                        .expect(200);
-                }
-                Some(_) => {}
-            }
+            let (path, body) = self.place(t, &id, pid.as_ref());
+            self.writes += 1;
+            let r = self
+                .api
+                .put_json(&path, &Value::Object(body))
+                .await
+                .expect(200)
+                .json();
+            assert_eq!(r["id"], json!(id), "{path}");
+            ids.insert((f.file, t.key.clone()), id);
         }
         for c in current.iter().rev() {
-            let gone = !target
-                .iter()
-                .any(|t| t.family == c.family && t.key == c.key && t.parent_key == c.parent_key);
-            if gone {
-                self.writes += 1;
-                let f = &FAMILIES[c.family];
-                let id = c.id.clone().expect("id");
-                let path = match (f.parent, &c.parent_id) {
-                    (Some(p), Some(pid)) => format!("{}/{p}/{pid}/{}/{id}", self.base, f.api),
-                    _ => format!("{}/{}/{id}", self.base, f.api),
-                };
-                self.api.delete(&path).await.expect(204);
+            if target.iter().any(|t| same(t, c)) {
+                continue;
             }
+            let f = &FAMILIES[c.family];
+            let pid = f
+                .parent
+                .and_then(|(p, _)| ids.get(&(p, c.parent_key.clone()?)).cloned());
+            let (path, _) = self.place(c, c.id.as_deref().expect("id"), pid.as_ref());
+            self.writes += 1;
+            self.api.delete(&path).await.expect(204);
         }
     }
 }
@@ -339,7 +361,7 @@ async fn normalized(api: &Client, group: &str) -> Vec<String> {
             }
             format!(
                 "{} {:?}/{} {}",
-                FAMILIES[e.family].api,
+                FAMILIES[e.family].file,
                 e.parent_key,
                 e.key,
                 Value::Object(e.fields)
@@ -391,10 +413,10 @@ async fn a_deck_sync_entity_by_entity_equals_a_whole_config_put() {
     let by_entity = normalized(&socket, &team).await;
     let whole = normalized(&socket, &reference).await;
     assert_eq!(by_entity, whole, "entity by entity == whole config");
-    assert!(by_entity.len() >= 12, "{by_entity:#?}");
+    assert!(by_entity.len() >= 14, "{by_entity:#?}");
 
-    // Nothing to change: zero writes, and the config's version stays.
-    let version = socket
+    // Nothing to change: zero writes, and the group's history stays.
+    let history = socket
         .get_json(&format!("{V2}/{team}/snapshot/history"))
         .await;
     sync.writes = 0;
@@ -404,7 +426,7 @@ async fn a_deck_sync_entity_by_entity_equals_a_whole_config_put() {
         socket
             .get_json(&format!("{V2}/{team}/snapshot/history"))
             .await,
-        version
+        history
     );
     assert!(sync.gets > 0);
 

@@ -199,3 +199,89 @@ proptest! {
         }
     }
 }
+
+/// A document from decK text, for the cases below.
+fn doc_of(value: Value) -> Doc {
+    Doc::new(value, Uuid::from_u128(9), 1)
+}
+
+#[test]
+fn a_route_moved_to_another_service_keeps_its_plugins_and_creation_time() {
+    let mut doc = doc_of(json!({"_format_version": "3.0", "services": [
+        {"name": "a", "host": "a.internal", "routes": [
+            {"name": "r", "paths": ["/r"], "created_at": 5, "plugins": [{"name": "cors"}]}
+        ]},
+        {"name": "b", "host": "b.internal"}
+    ]}));
+    let r = doc.find(kind("routes"), "r").expect("route");
+    let b = doc.find(kind("services"), "b").expect("b");
+    let b_id = doc.entries[b].id.clone();
+    let id = doc
+        .replace(
+            r,
+            None,
+            body(json!({"name": "r", "paths": ["/r"], "service": {"id": b_id}})),
+        )
+        .expect("moved");
+    let r = doc.find(kind("routes"), &id).expect("still there");
+    assert_eq!(doc.render(r)["service"]["id"], json!(b_id));
+    assert_eq!(doc.render(r)["created_at"], json!(5));
+    assert_eq!(doc.list(kind("plugins"), Some(r)).len(), 1, "{}", doc.root);
+    assert!(valid(&doc).is_empty(), "{:?}", valid(&doc));
+}
+
+#[test]
+fn deletes_follow_kongs_on_delete() {
+    let cert = json!({"id": "00000000-0000-4000-8000-00000000000c", "cert": "C", "key": "K",
+        "snis": [{"name": "a.example.com"}]});
+    let mut doc = doc_of(json!({"_format_version": "3.0",
+        "certificates": [cert],
+        "services": [{"name": "s", "host": "s.internal",
+            "client_certificate": "00000000-0000-4000-8000-00000000000c",
+            "plugins": [{"name": "cors"}]}],
+        "consumers": [{"username": "u", "keyauth_credentials": [{"key": "k"}]}]
+    }));
+    // A service names the certificate: refused, nothing changed (Kong's
+    // `client_certificate` has no `on_delete`).
+    let c = doc
+        .find(kind("certificates"), "00000000-0000-4000-8000-00000000000c")
+        .expect("cert");
+    let before = doc.root.clone();
+    let e = doc.remove(c).expect_err("restricted");
+    assert_eq!(e.status, 400);
+    assert!(e.message.contains("'services'"), "{}", e.message);
+    assert_eq!(doc.root, before);
+    // A consumer takes its credentials with it; a service its plugins.
+    let u = doc.find(kind("consumers"), "u").expect("consumer");
+    doc.remove(u).expect("cascade");
+    assert!(doc.list(kind("key-auths"), None).is_empty());
+    let s = doc.find(kind("services"), "s").expect("service");
+    doc.remove(s).expect("cascade");
+    assert!(doc.list(kind("plugins"), None).is_empty());
+    // Now the certificate goes, with its SNIs.
+    let c = doc
+        .find(kind("certificates"), "00000000-0000-4000-8000-00000000000c")
+        .expect("cert");
+    doc.remove(c).expect("free now");
+    assert!(doc.list(kind("snis"), None).is_empty());
+}
+
+#[test]
+fn unnamed_siblings_get_ids_of_their_own() {
+    let doc = doc_of(
+        json!({"_format_version": "3.0", "services": [{"name": "s", "host": "h"}],
+        "routes": [{"service": "s", "paths": ["/a"]}, {"service": "s", "paths": ["/b"]}]}),
+    );
+    let routes = doc.list(kind("routes"), None);
+    assert_eq!(routes.len(), 2);
+    assert_ne!(doc.entries[routes[0]].id, doc.entries[routes[1]].id);
+}
+
+#[test]
+fn a_path_names_a_consumer_by_username_only() {
+    let doc = doc_of(json!({"_format_version": "3.0", "consumers": [
+        {"username": "x", "custom_id": "bob"}, {"username": "bob"}
+    ]}));
+    let i = doc.find(kind("consumers"), "bob").expect("bob");
+    assert_eq!(doc.render(i)["username"], json!("bob"));
+}
