@@ -245,6 +245,14 @@ impl Doc {
         Uuid::new_v5(&self.ns, key.as_bytes()).to_string()
     }
 
+    /// The same document, its entities without timestamps shown as of `stamp`.
+    pub fn restamped(&self, stamp: u64) -> Doc {
+        Doc {
+            stamp,
+            ..self.clone()
+        }
+    }
+
     pub fn item(&self, i: usize) -> Option<&Map<String, Value>> {
         get(&self.root, &self.entries[i].path).and_then(Value::as_object)
     }

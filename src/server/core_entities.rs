@@ -86,14 +86,21 @@ const CACHE_MAX_GROUPS: usize = 256;
 /// The parsed document of group `id` while its config (or served snapshot)
 /// is the one `key` names: a tool paging through every kind of entity
 /// doesn't parse the config again for each page.
+type DocCache = dashmap::DashMap<Uuid, (String, Arc<Doc>)>;
+
+static CACHE: std::sync::LazyLock<DocCache> = std::sync::LazyLock::new(dashmap::DashMap::new);
+
+/// The cache key of a standard group's config.
+fn config_key(hash: &str, stamp: u64) -> String {
+    format!("{hash}@{stamp}")
+}
+
 fn cached(
     id: Uuid,
     key: String,
     size: usize,
     make: impl FnOnce() -> ApiResult<Doc>,
 ) -> ApiResult<Arc<Doc>> {
-    static CACHE: std::sync::LazyLock<dashmap::DashMap<Uuid, (String, Arc<Doc>)>> =
-        std::sync::LazyLock::new(dashmap::DashMap::new);
     if let Some(hit) = CACHE.get(&id)
         && hit.0 == key
     {
@@ -117,7 +124,7 @@ fn load(s: &AppState, id: Uuid) -> ApiResult<Loaded> {
         Some(st) => {
             let text = st.config();
             let hash = st.config_hash().to_string();
-            let doc = cached(id, format!("{hash}@{stamp}"), text.bytes.len(), || {
+            let doc = cached(id, config_key(&hash, stamp), text.bytes.len(), || {
                 let root = parse_stored(text.bytes, text.media_type).map_err(|e| {
                     ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -353,9 +360,16 @@ where
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             match s
                 .engine
-                .put_config(id, bytes, Some("application/json"), mode, Some(hash))
+                .put_config(
+                    id,
+                    bytes.clone(),
+                    Some("application/json"),
+                    mode,
+                    Some(hash),
+                )
                 .await
             {
+                Ok(ConfigWrite::Applied(_)) if !dry_run => prime(s, id, &bytes, &doc),
                 Ok(ConfigWrite::Applied(_)) => {}
                 Ok(ConfigWrite::Invalid(errors)) => return Err(invalid(&errors)),
                 Err(r) if r.field.as_deref() == Some(STALE_FIELD) => continue,
@@ -377,6 +391,25 @@ where
         StatusCode::CONFLICT,
         "the config kept changing while this write was prepared; try again",
     ))
+}
+
+/// Keeps the document just written as the group's parsed config, so the
+/// next write or read doesn't parse it again; only if the group's config is
+/// still exactly what was written (another daemon may have written since).
+fn prime(s: &AppState, id: Uuid, bytes: &[u8], doc: &Doc) {
+    let Some(view) = s.engine.view(id) else {
+        return;
+    };
+    let Some(st) = view.standard() else { return };
+    if st.config().bytes != bytes || bytes.len() > CACHE_MAX_BYTES {
+        return;
+    }
+    let stamp = view.snapshot.published_ms / 1000;
+    let doc = doc.restamped(stamp);
+    if CACHE.len() >= CACHE_MAX_GROUPS {
+        CACHE.clear();
+    }
+    CACHE.insert(id, (config_key(st.config_hash(), stamp), Arc::new(doc)));
 }
 
 /// The member errors a write would cause, in Kong's `schema violation` form.
