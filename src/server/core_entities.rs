@@ -531,48 +531,34 @@ pub async fn delete(
 
 // ---- consumer-group memberships ----
 
-/// `GET consumers/{eid}/consumer_groups`.
-pub async fn groups_of_consumer(
+/// `GET consumers/{eid}/consumer_groups` and `GET consumer_groups/{eid}/consumers`:
+/// the other side of the entity's memberships.
+pub async fn memberships_of(
     State(s): State<AppState>,
     path: MatchedPath,
     Path(params): Params,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let l = load(&s, group(&params)?)?;
-    let ck = kinds::consumers();
-    let c = l
+    let from_group = path.as_str().contains("/consumer_groups/{eid}/");
+    let own = if from_group {
+        kinds::consumer_groups()
+    } else {
+        kinds::consumers()
+    };
+    let me = l
         .doc
-        .find(ck, params.get("eid").map_or("", String::as_str))
-        .ok_or_else(|| not_found(ck))?;
+        .find(own, params.get("eid").map_or("", String::as_str))
+        .ok_or_else(|| not_found(own))?;
     let items = l
         .doc
         .memberships()
         .into_iter()
-        .filter(|(ci, _)| *ci == c)
-        .map(|(_, g)| l.doc.render(g))
-        .collect();
-    page(items, &query(raw)?, &request_path(&params, &path))
-}
-
-/// `GET consumer_groups/{eid}/consumers`.
-pub async fn consumers_of_group(
-    State(s): State<AppState>,
-    path: MatchedPath,
-    Path(params): Params,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let l = load(&s, group(&params)?)?;
-    let gk = kinds::consumer_groups();
-    let g = l
-        .doc
-        .find(gk, params.get("eid").map_or("", String::as_str))
-        .ok_or_else(|| not_found(gk))?;
-    let items = l
-        .doc
-        .memberships()
-        .into_iter()
-        .filter(|(_, gi)| *gi == g)
-        .map(|(c, _)| l.doc.render(c))
+        .filter_map(|(c, g)| match from_group {
+            true => (g == me).then_some(c),
+            false => (c == me).then_some(g),
+        })
+        .map(|i| l.doc.render(i))
         .collect();
     page(items, &query(raw)?, &request_path(&params, &path))
 }

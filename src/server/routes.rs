@@ -231,7 +231,7 @@ table! {
     GET ce!("/consumers/{eid}/mtls-auth/{cid}") => core_entities::get, On(View), Some("get-mtls-auth-with-consumer");
     PUT ce!("/consumers/{eid}/mtls-auth/{cid}") => core_entities::upsert, On(Edit), Some("upsert-mtls-auth-with-consumer");
     DELETE ce!("/consumers/{eid}/mtls-auth/{cid}") => core_entities::delete, On(Edit), Some("delete-mtls-auth-with-consumer");
-    GET ce!("/consumers/{eid}/consumer_groups") => core_entities::groups_of_consumer, On(View), Some("list-consumer-groups-for-consumer");
+    GET ce!("/consumers/{eid}/consumer_groups") => core_entities::memberships_of, On(View), Some("list-consumer-groups-for-consumer");
     POST ce!("/consumers/{eid}/consumer_groups") => core_entities::add_consumer_to_group, On(Edit), Some("add-consumer-to-specific-consumer-group");
     DELETE ce!("/consumers/{eid}/consumer_groups") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-all-consumer-groups");
     DELETE ce!("/consumers/{eid}/consumer_groups/{cid}") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-consumer-group");
@@ -259,7 +259,7 @@ table! {
     GET ce!("/consumer_groups/{eid}/plugins/{cid}") => core_entities::get, On(View), Some("get-plugin-with-consumer_group");
     PUT ce!("/consumer_groups/{eid}/plugins/{cid}") => core_entities::upsert, On(Edit), Some("upsert-plugin-with-consumer_group");
     DELETE ce!("/consumer_groups/{eid}/plugins/{cid}") => core_entities::delete, On(Edit), Some("delete-plugin-with-consumer_group");
-    GET ce!("/consumer_groups/{eid}/consumers") => core_entities::consumers_of_group, On(View), Some("list-consumers-for-consumer-group");
+    GET ce!("/consumer_groups/{eid}/consumers") => core_entities::memberships_of, On(View), Some("list-consumers-for-consumer-group");
     POST ce!("/consumer_groups/{eid}/consumers") => core_entities::add_consumer_to_group, On(Edit), Some("add-consumer-to-group");
     DELETE ce!("/consumer_groups/{eid}/consumers") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-all-consumers-from-consumer-group");
     DELETE ce!("/consumer_groups/{eid}/consumers/{cid}") => core_entities::remove_consumer_from_groups, On(Edit), Some("remove-consumer-from-group");
