@@ -155,8 +155,13 @@ fn group(params: &HashMap<String, String>) -> ApiResult<Uuid> {
 /// The parent entity a nested route names, or a 404.
 fn parent_of(doc: &Doc, a: &Addr, params: &HashMap<String, String>) -> ApiResult<Option<usize>> {
     let Some(pk) = a.parent else { return Ok(None) };
-    let key = params.get("eid").map_or("", String::as_str);
-    doc.find(pk, key).map(Some).ok_or_else(|| not_found(pk))
+    path_entity(doc, pk, params).map(Some)
+}
+
+/// The entity of `kind` the path's `{eid}` names, or a 404.
+fn path_entity(doc: &Doc, kind: &EntityKind, params: &HashMap<String, String>) -> ApiResult<usize> {
+    doc.find(kind, params.get("eid").map_or("", String::as_str))
+        .ok_or_else(|| not_found(kind))
 }
 
 fn not_found(kind: &EntityKind) -> ApiError {
@@ -546,10 +551,7 @@ pub async fn memberships_of(
     } else {
         kinds::consumers()
     };
-    let me = l
-        .doc
-        .find(own, params.get("eid").map_or("", String::as_str))
-        .ok_or_else(|| not_found(own))?;
+    let me = path_entity(&l.doc, own, &params)?;
     let items = l
         .doc
         .memberships()
@@ -680,10 +682,7 @@ pub async fn partial_links(
 ) -> ApiResult<Response> {
     let l = load(&s, group(&params)?)?;
     let pk = kinds::partials();
-    let p = l
-        .doc
-        .find(pk, params.get("eid").map_or("", String::as_str))
-        .ok_or_else(|| not_found(pk))?;
+    let p = path_entity(&l.doc, pk, &params)?;
     let (pid, pname) = (
         l.doc.entries[p].id.clone(),
         l.doc
