@@ -21,6 +21,10 @@ or later (Debian: apt-get install postgresql) and a release build.
 
 Usage: scripts/pg_bench.py [--writes 1000] [--writers 32] [--seconds 10]
                            [--members 256] [--entities 1000] [--join-runs 3]
+                           [--bin target/release/rgmerge]
+
+--bin runs another build (a baseline beside this one, as BENCHMARKS.md's
+ratios are taken: the same session, the same machine).
 """
 import argparse
 import glob
@@ -204,6 +208,7 @@ def join(tmp, url, a, members, entities, runs):
 
 
 def main():
+    global BIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--writes", type=int, default=1000)
     ap.add_argument("--writers", type=int, default=32)
@@ -211,7 +216,9 @@ def main():
     ap.add_argument("--members", type=int, default=256)
     ap.add_argument("--entities", type=int, default=1000)
     ap.add_argument("--join-runs", type=int, default=3)
+    ap.add_argument("--bin", default=BIN, help="the rgmerge binary [default: the release build]")
     args = ap.parse_args()
+    BIN = os.path.abspath(args.bin)
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
     tmp = tempfile.mkdtemp(prefix="rgmerge-pg-")
