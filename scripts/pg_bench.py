@@ -99,6 +99,14 @@ def create(conn, name, composite=False):
     return json.loads(data)["id"]
 
 
+def visible(sock, gid):
+    """Waits until the daemon on `sock` serves group `gid` (made through the
+    other daemon: it arrives with the next catch-up)."""
+    c = UnixConnection(sock)
+    while request(c, "GET", f"/v2/control-planes/{gid}/snapshot")[0] != 200:
+        time.sleep(0.001)
+
+
 def config(name, host):
     return json.dumps({"_format_version": "3.0",
                        "services": [{"name": name, "host": host}]})
@@ -107,6 +115,7 @@ def config(name, host):
 def propagation(a, b, writes):
     ca, cb = UnixConnection(a), UnixConnection(b)
     gid = create(ca, "propagation")
+    visible(b, gid)
     took = []
     for i in range(writes):
         _, h, _ = request(cb, "GET", f"/v2/control-planes/{gid}/snapshot")
@@ -136,6 +145,8 @@ def propagation(a, b, writes):
 def throughput(a, b, writers, seconds):
     conn = UnixConnection(a)
     gids = [create(conn, f"w{k}") for k in range(writers)]
+    for g in gids:
+        visible(b, g)
     lat, errors = [], [0]
     lock = threading.Lock()
     stop = time.monotonic() + seconds

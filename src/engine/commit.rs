@@ -63,7 +63,13 @@ impl Writer {
                 let changes: Vec<Change> = writes.drain(..).flatten().collect();
                 Some(s.commit_with_audit(&changes, &mut audit.entries, keep))
             }
-            Backend::Postgres(pg) => Some(pg_commit::commit(pg, &writes, &mut audit.entries, keep)),
+            Backend::Postgres(pg) => Some(pg_commit::commit(
+                pg,
+                &self.reg,
+                &writes,
+                &mut audit.entries,
+                keep,
+            )),
             Backend::Memory => None,
         };
         let result = match &stored {

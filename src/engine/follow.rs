@@ -47,6 +47,9 @@ pub(super) struct Pg {
     /// (`Ok`), or could not take it (`Err`: its writes are refused); `None`
     /// between batches (see `pg_commit`).
     pub(super) batch: Option<Result<u64, Refusal>>,
+    /// Blobs this daemon's writes stopped naming, and when: deleted from
+    /// the database a while later (see `pg_commit`).
+    pub(super) dead_blobs: std::collections::VecDeque<(std::time::Instant, String)>,
 }
 
 /// How this daemon stands with the database; read by `/healthz` and `/metrics`.
@@ -201,6 +204,7 @@ impl Engine {
             needs_reload: false,
             node_seq: 0,
             batch: None,
+            dead_blobs: Default::default(),
         };
         Engine::launch(reg, Backend::Postgres(Box::new(pg)), audit, None)
     }
@@ -247,12 +251,17 @@ fn catch_up(
     reg: &mut Registry,
     out: &mut Vec<Effects>,
     until: Option<u64>,
+    mut first: Option<Entries>,
 ) -> Result<bool, Refusal> {
     loop {
         if until.is_some_and(|u| pg.pos >= u) {
             return Ok(true);
         }
-        let entries = match pg.store.entries_after(pg.pos, BATCH) {
+        let read = match first.take() {
+            Some(e) => Ok(e),
+            None => pg.store.entries_after(pg.pos, BATCH),
+        };
+        let entries = match read {
             Ok(Entries::Next(v)) => v,
             Ok(Entries::Gap) => return Ok(false),
             Err(e) => {
@@ -299,7 +308,7 @@ pub(super) fn lock(
     reg: &mut Registry,
     caught: &mut Vec<Effects>,
 ) -> Result<u64, Refusal> {
-    let head = pg.store.lock_head().map_err(|e| {
+    let (head, first) = pg.store.lock_head_reading(pg.pos, BATCH).map_err(|e| {
         pg.status.lost(&e);
         Refusal::storage(format!(
             "{e}; writes are refused until the database is back (snapshots are still served)"
@@ -307,7 +316,7 @@ pub(super) fn lock(
     })?;
     pg.status.head.fetch_max(head, Ordering::AcqRel);
     if head > pg.pos {
-        match catch_up(pg, reg, caught, Some(head)) {
+        match catch_up(pg, reg, caught, Some(head), Some(first)) {
             Ok(true) => {}
             Ok(false) => {
                 pg.store.rollback_locked();
@@ -376,7 +385,7 @@ impl Writer {
         };
         pg.queued.store(false, Ordering::Release);
         let mut out = Vec::new();
-        let ok = catch_up(pg, &mut self.reg, &mut out, None);
+        let ok = catch_up(pg, &mut self.reg, &mut out, None, None);
         let reload = matches!(ok, Ok(false)) || pg.needs_reload;
         let absorbed = absorb_nodes(pg, &self.reg);
         for effects in out {

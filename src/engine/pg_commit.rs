@@ -14,10 +14,12 @@
 //! A dry run takes no lock: it first applies what other daemons wrote, as
 //! a catch-up between writes does, then runs on that state.
 
+use std::time::{Duration, Instant};
+
 use super::follow::{self, Pg};
 use super::{Backend, Writer};
 use crate::registry::record::Change;
-use crate::registry::{AuditEntry, Mode, Refusal};
+use crate::registry::{AuditEntry, Mode, Refusal, Registry};
 use crate::store::StoreError;
 
 impl Writer {
@@ -66,22 +68,67 @@ impl Writer {
     }
 }
 
+/// How long a config blob that no record names stays in the database. The
+/// log names blobs by hash: a follower replaying an entry needs the blob it
+/// put. Deleted at once, a blob was gone as soon as its group had
+/// `snapshot_history` later writes, so a follower that far behind (a
+/// second, under a heavy load) had to reload — and fell behind again while
+/// reloading. A follower further behind than this reloads, as one behind a
+/// trimmed log does.
+const BLOB_GRACE: Duration = Duration::from_secs(60);
+
 /// Makes a batch durable on the shared store: `writes` (each staged write's
 /// changes, in order; none empty) as one log entry each, and `audit`, in
-/// the transaction the batch's lock began. Without a lock (dry runs and
-/// refusals only) there is nothing to log and `audit` is stored alone.
+/// the transaction the batch's lock began, with the blobs that have been
+/// dead for [`BLOB_GRACE`] and that `reg` (caught up, the batch staged)
+/// still does not name. Without a lock (dry runs and refusals only) there
+/// is nothing to log and `audit` is stored alone.
+///
+/// A daemon killed holding dead blobs leaves them in the database (unnamed,
+/// never read): a leak of at most a minute of deletes, not a loss.
 pub(super) fn commit(
     pg: &mut Pg,
+    reg: &Registry,
     writes: &[Vec<Change>],
     audit: &mut [AuditEntry],
     keep: u64,
 ) -> Result<(), StoreError> {
     match pg.batch.take() {
         Some(Ok(head)) => {
+            let due = pg
+                .dead_blobs
+                .iter()
+                .take_while(|(t, _)| t.elapsed() >= BLOB_GRACE)
+                .count();
+            let mut purge: Vec<(Instant, String)> = pg.dead_blobs.drain(..due).collect();
+            if !purge.is_empty() {
+                let live = reg.live_blobs();
+                purge.retain(|(_, h)| !live.contains(h));
+            }
+            let hashes: Vec<String> = purge.iter().map(|(_, h)| h.clone()).collect();
             let refs: Vec<&[Change]> = writes.iter().map(Vec::as_slice).collect();
-            let pos = pg.store.commit_locked_batch(head, &refs, audit, keep)?;
-            follow::committed(pg, pos);
-            Ok(())
+            match pg
+                .store
+                .commit_locked_batch(head, &refs, audit, keep, &hashes)
+            {
+                Ok(pos) => {
+                    follow::committed(pg, pos);
+                    let now = Instant::now();
+                    for c in writes.iter().flatten() {
+                        if let Change::DeleteBlob(h) = c {
+                            pg.dead_blobs.push_back((now, h.clone()));
+                        }
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    // Not deleted: still due next time.
+                    for p in purge.into_iter().rev() {
+                        pg.dead_blobs.push_front(p);
+                    }
+                    Err(e)
+                }
+            }
         }
         other => {
             pg.batch = other;

@@ -432,8 +432,12 @@ impl PgStore {
     pub fn blob(&self, hash: &str) -> Result<Option<Blob>, StoreError> {
         self.block(async {
             let c = self.conn().await?;
+            let one = c
+                .prepare_cached("SELECT data FROM blobs WHERE hash = $1")
+                .await
+                .map_err(db_err("read a blob"))?;
             let row = c
-                .query_opt("SELECT data FROM blobs WHERE hash = $1", &[&hash])
+                .query_opt(&one, &[&hash])
                 .await
                 .map_err(db_err("read a blob"))?;
             row.map(|r| {
@@ -450,28 +454,64 @@ impl PgStore {
     /// and returns its position. Every other writer waits here, on any
     /// daemon. One round trip: `BEGIN` and the lock are sent together.
     pub fn lock_head(&mut self) -> Result<u64, StoreError> {
+        self.lock_reading(None).map(|(head, _)| head)
+    }
+
+    /// [`PgStore::lock_head`], and the log entries after `pos` (at most
+    /// `limit`), read once the lock is held: sent with the lock, so a
+    /// batch's catch-up costs no round trip of its own (but one for the
+    /// blobs the entries put).
+    pub fn lock_head_reading(
+        &mut self,
+        pos: u64,
+        limit: i64,
+    ) -> Result<(u64, Entries), StoreError> {
+        let (head, entries) = self.lock_reading(Some((pos, limit)))?;
+        Ok((head, entries.unwrap_or(Entries::Next(Vec::new()))))
+    }
+
+    fn lock_reading(
+        &mut self,
+        after: Option<(u64, i64)>,
+    ) -> Result<(u64, Option<Entries>), StoreError> {
         self.locked = None;
         let locked = self.block(async {
             let c = self.conn().await?;
-            let head = c
-                .prepare_cached("SELECT pos FROM log_head WHERE id = 1 FOR UPDATE")
-                .await
-                .map_err(db_err("lock the log head"))?;
+            let (head, log) = futures_util::future::try_join(
+                c.prepare_cached("SELECT pos FROM log_head WHERE id = 1 FOR UPDATE"),
+                c.prepare_cached(LOG_AFTER),
+            )
+            .await
+            .map_err(db_err("lock the log head"))?;
+            let (pos, limit) = after.unwrap_or((0, 0));
+            let (p, l) = (pos as i64, limit);
+            let read = async {
+                match after {
+                    Some(_) => c.query(&log, &[&p, &l]).await.map(Some),
+                    None => Ok(None),
+                }
+            };
             // A daemon that hangs holding the lock must not stop every
-            // other daemon's writes for good.
-            let (begun, row) = futures_util::future::join(
+            // other daemon's writes for good. The three are sent back to
+            // back; the server runs the read once the lock is granted.
+            let (begun, row, rows) = futures_util::future::join3(
                 c.batch_execute("BEGIN; SET LOCAL lock_timeout = '30s'"),
                 c.query_one(&head, &[]),
+                read,
             )
             .await;
-            let pos = begun
-                .map_err(db_err("begin"))
-                .and_then(|()| row.map_err(db_err("lock the log head")));
-            match pos {
-                Ok(row) => {
-                    let pos: i64 = row.get(0);
-                    Ok((c, pos as u64))
-                }
+            let got = async {
+                begun.map_err(db_err("begin"))?;
+                let head: i64 = row.map_err(db_err("lock the log head"))?.get(0);
+                let entries = match rows.map_err(db_err("read the change log"))? {
+                    Some(rows) => Some(entries_from(&c, pos, rows).await?),
+                    None => None,
+                };
+                Ok::<_, StoreError>((head as u64, entries))
+            }
+            .await;
+            match got {
+                Ok((head, entries)) => Ok((c, head, entries)),
                 Err(e) => {
                     // Not back to the pool inside a failed transaction.
                     let _ = c.batch_execute("ROLLBACK").await;
@@ -479,9 +519,9 @@ impl PgStore {
                 }
             }
         });
-        let (c, pos) = locked?;
+        let (c, head, entries) = locked?;
         self.locked = Some(c);
-        Ok(pos)
+        Ok((head, entries))
     }
 
     /// Ends a write that changed nothing: releases the head.
@@ -498,7 +538,7 @@ impl PgStore {
     /// error the write may or may not have committed (the connection was
     /// lost during `COMMIT`): the log says which, and followers apply it.
     pub fn commit_locked(&mut self, head: u64, changes: &[Change]) -> Result<u64, StoreError> {
-        self.commit_locked_batch(head, &[changes], &mut [], 0)
+        self.commit_locked_with(head, &[changes], &mut [], 0, None)
     }
 
     /// Group commit: each of `writes` (one write's changes) becomes one log
@@ -508,12 +548,31 @@ impl PgStore {
     /// Durable when this returns `Ok` (the new head). On an error the batch
     /// may or may not have committed (the connection was lost during
     /// `COMMIT`): the log says which, and followers apply it.
+    ///
+    /// The blobs `writes` delete are not deleted: the caller deletes them
+    /// later, through `purge` (blobs no record names any more), so that a
+    /// follower a little behind still finds the blobs the entries it
+    /// replays put.
     pub fn commit_locked_batch(
         &mut self,
         head: u64,
         writes: &[&[Change]],
         audit: &mut [AuditEntry],
         keep: u64,
+        purge: &[String],
+    ) -> Result<u64, StoreError> {
+        self.commit_locked_with(head, writes, audit, keep, Some(purge))
+    }
+
+    /// `purge`: `None` deletes the blobs `writes` delete at once; else they
+    /// stay, and the blobs in it are deleted.
+    fn commit_locked_with(
+        &mut self,
+        head: u64,
+        writes: &[&[Change]],
+        audit: &mut [AuditEntry],
+        keep: u64,
+        purge: Option<&[String]>,
     ) -> Result<u64, StoreError> {
         let Some(c) = self.locked.take() else {
             return Err(StoreError::Database(
@@ -523,7 +582,18 @@ impl PgStore {
         let last = head + writes.len() as u64;
         let result = self.block(async {
             let mut stmts = Vec::new();
-            rows::statements(writes.iter().flat_map(|w| w.iter()), &mut stmts)?;
+            if let Some(p) = purge.filter(|p| !p.is_empty()) {
+                stmts.push(Stmt::new(
+                    "delete blobs",
+                    "DELETE FROM blobs WHERE hash = ANY($1)",
+                    vec![Box::new(p.to_vec())],
+                ));
+            }
+            rows::statements(
+                writes.iter().flat_map(|w| w.iter()),
+                purge.is_some(),
+                &mut stmts,
+            )?;
             if !writes.is_empty() {
                 let mut pos = Vec::with_capacity(writes.len());
                 let mut payload = Vec::with_capacity(writes.len());
@@ -592,7 +662,7 @@ impl PgStore {
     pub fn store_nodes(&self, changes: &[Change]) -> Result<(), StoreError> {
         self.block(async {
             let mut stmts = Vec::new();
-            rows::statements(changes, &mut stmts)?;
+            rows::statements(changes, false, &mut stmts)?;
             let c = self.conn().await?;
             let written = rows::pipeline(&c, Some("BEGIN"), &stmts, Some("COMMIT")).await;
             if written.is_err() {
@@ -607,11 +677,14 @@ impl PgStore {
     pub fn nodes_after(&self, seq: i64, limit: i64) -> Result<Vec<(Uuid, Node, i64)>, StoreError> {
         self.block(async {
             let c = self.conn().await?;
-            let rows = c
-                .query(
+            let after = c
+                .prepare_cached(
                     "SELECT group_id, node::text, seq FROM nodes WHERE seq > $1 ORDER BY seq LIMIT $2",
-                    &[&seq, &limit],
                 )
+                .await
+                .map_err(db_err("read nodes"))?;
+            let rows = c
+                .query(&after, &[&seq, &limit])
                 .await
                 .map_err(db_err("read nodes"))?;
             let mut out = Vec::with_capacity(rows.len());
@@ -635,86 +708,15 @@ impl PgStore {
                     &pooled
                 }
             };
-            let after = pos as i64;
-            let rows = c
-                .query(
-                    "SELECT pos, at, changes FROM change_log WHERE pos > $1 ORDER BY pos LIMIT $2",
-                    &[&after, &limit],
-                )
+            let log = c
+                .prepare_cached(LOG_AFTER)
                 .await
                 .map_err(db_err("read the change log"))?;
-            let mut entries = Vec::with_capacity(rows.len());
-            let mut want: Vec<String> = Vec::new();
-            for (expect, row) in (pos + 1..).zip(rows) {
-                let p: i64 = row.get(0);
-                if p as u64 != expect {
-                    return Ok(Entries::Gap);
-                }
-                let at: std::time::SystemTime = row.get(1);
-                let logged: Vec<Logged> = decode(&format!("change log entry {p}"), row.get(2))?;
-                want.extend(logged.iter().filter_map(|l| match l {
-                    Logged::PutBlob(h) => Some(h.clone()),
-                    _ => None,
-                }));
-                entries.push((p as u64, ms_of(at), logged));
-            }
-            if entries.is_empty() {
-                // Nothing after `pos`: either caught up or trimmed past it.
-                let head: i64 = c
-                    .query_one("SELECT pos FROM log_head", &[])
-                    .await
-                    .map_err(db_err("read the log head"))?
-                    .get(0);
-                return Ok(if head as u64 > pos {
-                    Entries::Gap
-                } else {
-                    Entries::Next(Vec::new())
-                });
-            }
-            let mut blobs = std::collections::HashMap::new();
-            if !want.is_empty() {
-                for row in c
-                    .query(
-                        "SELECT hash, data FROM blobs WHERE hash = ANY($1)",
-                        &[&want],
-                    )
-                    .await
-                    .map_err(db_err("read blobs"))?
-                {
-                    let h: String = row.get(0);
-                    if let Some(b) = Blob::decode(row.get(1)) {
-                        blobs.insert(h, b);
-                    }
-                }
-            }
-            let mut out = Vec::with_capacity(entries.len());
-            for (pos, at_ms, logged) in entries {
-                let mut changes = Vec::with_capacity(logged.len());
-                for l in logged {
-                    changes.push(match l {
-                        Logged::PutGroup(r) => Change::PutGroup(r),
-                        Logged::DeleteGroup(id) => Change::DeleteGroup(id),
-                        Logged::PutBlob(h) => match blobs.get(&h) {
-                            Some(b) => Change::PutBlob(h, b.clone()),
-                            // Deleted by a later write: replaying can't rebuild it.
-                            None => return Ok(Entries::Gap),
-                        },
-                        Logged::DeleteBlob(h) => Change::DeleteBlob(h),
-                        Logged::PutHistory(id, e) => Change::PutHistory(id, e),
-                        Logged::DeleteHistory(id, v) => Change::DeleteHistory(id, v),
-                        Logged::PutTeam(t) => Change::PutTeam(t),
-                        Logged::DeleteTeam(n) => Change::DeleteTeam(n),
-                        Logged::PutAccessKey(k) => Change::PutAccessKey(k),
-                        Logged::DeleteNode(g, n) => Change::DeleteNode(g, n),
-                    });
-                }
-                out.push(Entry {
-                    pos,
-                    at_ms,
-                    changes,
-                });
-            }
-            Ok(Entries::Next(out))
+            let rows = c
+                .query(&log, &[&(pos as i64), &limit])
+                .await
+                .map_err(db_err("read the change log"))?;
+            entries_from(c, pos, rows).await
         })
     }
 
@@ -843,6 +845,105 @@ async fn listen_once(
     }
     driver.abort();
     Err("the connection closed".into())
+}
+
+/// The log's head and the change log after a position, oldest first (`$1`
+/// the position, `$2` the most rows): one statement, so one snapshot —
+/// no entry after the position while the head is past it is a trimmed log,
+/// never a commit that landed between two reads. Without entries, one row
+/// with the head and nulls.
+const LOG_AFTER: &str = "SELECT h.pos, l.pos, l.at, l.changes FROM log_head h \
+     LEFT JOIN LATERAL (SELECT pos, at, changes FROM change_log WHERE pos > $1 ORDER BY pos LIMIT $2) l ON true";
+
+/// The entries of `rows` (the log after `pos`, read by [`LOG_AFTER`] on
+/// `c`) with the blobs they put, read on `c`.
+async fn entries_from(
+    c: &Object,
+    pos: u64,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<Entries, StoreError> {
+    let head = rows.first().map_or(0, |r| r.get::<_, i64>(0) as u64);
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut want: Vec<String> = Vec::new();
+    let logged_rows = rows.iter().filter(|r| r.get::<_, Option<i64>>(1).is_some());
+    for (expect, row) in (pos + 1..).zip(logged_rows) {
+        let p: i64 = row.get(1);
+        if p as u64 != expect {
+            tracing::info!(
+                pos = expect,
+                found = p,
+                "the change log skips a position: reloading"
+            );
+            return Ok(Entries::Gap);
+        }
+        let at: std::time::SystemTime = row.get(2);
+        let logged: Vec<Logged> = decode(&format!("change log entry {p}"), row.get(3))?;
+        want.extend(logged.iter().filter_map(|l| match l {
+            Logged::PutBlob(h) => Some(h.clone()),
+            _ => None,
+        }));
+        entries.push((p as u64, ms_of(at), logged));
+    }
+    if entries.is_empty() {
+        // Nothing after `pos`: either caught up or trimmed past it.
+        if head > pos {
+            tracing::info!(
+                pos,
+                head,
+                "the change log was trimmed past this daemon's position: reloading"
+            );
+            return Ok(Entries::Gap);
+        }
+        return Ok(Entries::Next(Vec::new()));
+    }
+    let mut blobs = std::collections::HashMap::new();
+    if !want.is_empty() {
+        let put = c
+            .prepare_cached("SELECT hash, data FROM blobs WHERE hash = ANY($1)")
+            .await
+            .map_err(db_err("read blobs"))?;
+        for row in c
+            .query(&put, &[&want])
+            .await
+            .map_err(db_err("read blobs"))?
+        {
+            let h: String = row.get(0);
+            if let Some(b) = Blob::decode(row.get(1)) {
+                blobs.insert(h, b);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (pos, at_ms, logged) in entries {
+        let mut changes = Vec::with_capacity(logged.len());
+        for l in logged {
+            changes.push(match l {
+                Logged::PutGroup(r) => Change::PutGroup(r),
+                Logged::DeleteGroup(id) => Change::DeleteGroup(id),
+                Logged::PutBlob(h) => match blobs.get(&h) {
+                    Some(b) => Change::PutBlob(h, b.clone()),
+                    // Deleted by a later write: replaying can't rebuild it.
+                    None => {
+                        tracing::info!(pos, blob = %h, "a logged config was deleted since: reloading");
+                        return Ok(Entries::Gap);
+                    }
+                },
+                Logged::DeleteBlob(h) => Change::DeleteBlob(h),
+                Logged::PutHistory(id, e) => Change::PutHistory(id, e),
+                Logged::DeleteHistory(id, v) => Change::DeleteHistory(id, v),
+                Logged::PutTeam(t) => Change::PutTeam(t),
+                Logged::DeleteTeam(n) => Change::DeleteTeam(n),
+                Logged::PutAccessKey(k) => Change::PutAccessKey(k),
+                Logged::DeleteNode(g, n) => Change::DeleteNode(g, n),
+            });
+        }
+        out.push(Entry {
+            pos,
+            at_ms,
+            changes,
+        });
+    }
+    Ok(Entries::Next(out))
 }
 
 /// Numbers `entries` from the audit sequence (one round trip) and appends

@@ -49,6 +49,9 @@ struct Fold<'a> {
     teams: BTreeMap<&'a str, Option<&'a TeamRecord>>,
     nodes: BTreeMap<(Uuid, &'a str), Option<&'a Node>>,
     access_key: Option<&'a str>,
+    /// `DeleteBlob` is left to the caller (a blob outlives its last record
+    /// for a while, so followers can replay the entries that put it).
+    keep_blobs: bool,
 }
 
 impl<'a> Fold<'a> {
@@ -67,7 +70,9 @@ impl<'a> Fold<'a> {
                 self.blobs.insert(h, Some(b));
             }
             Change::DeleteBlob(h) => {
-                self.blobs.insert(h, None);
+                if !self.keep_blobs {
+                    self.blobs.insert(h, None);
+                }
             }
             Change::PutHistory(id, e) => {
                 self.history.insert((*id, e.version), Some(e));
@@ -308,12 +313,16 @@ impl<'a> Fold<'a> {
 }
 
 /// Appends the statements that write `changes` (one write's or many, in
-/// order) to `out`.
+/// order) to `out`; with `keep_blobs`, blobs they delete are not deleted.
 pub(super) fn statements<'a>(
     changes: impl IntoIterator<Item = &'a Change>,
+    keep_blobs: bool,
     out: &mut Vec<Stmt>,
 ) -> Result<(), StoreError> {
-    let mut fold = Fold::default();
+    let mut fold = Fold {
+        keep_blobs,
+        ..Fold::default()
+    };
     for c in changes {
         fold.add(c);
     }
@@ -348,26 +357,21 @@ pub(super) async fn pipeline(
                 .collect()
         })
         .collect();
-    let mut steps: Vec<(&str, Step<'_>)> = Vec::with_capacity(stmts.len() + 2);
+    let mut whats: Vec<&str> = Vec::with_capacity(stmts.len() + 2);
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(stmts.len() + 2);
     if let Some(h) = head {
-        steps.push(("begin", Box::pin(c.batch_execute(h))));
+        whats.push("begin");
+        steps.push(Box::pin(c.batch_execute(h)));
     }
     for ((s, st), ps) in stmts.iter().zip(&prepared).zip(&params) {
-        steps.push((
-            s.what,
-            Box::pin(async move { c.execute(st, ps).await.map(|_| ()) }),
-        ));
+        whats.push(s.what);
+        steps.push(Box::pin(async move { c.execute(st, ps).await.map(|_| ()) }));
     }
     if let Some(t) = tail {
-        steps.push(("commit", Box::pin(c.batch_execute(t))));
+        whats.push("commit");
+        steps.push(Box::pin(c.batch_execute(t)));
     }
-    let results = in_order(steps.into_iter().map(|(_, f)| f).collect()).await;
-    let whats = head
-        .map(|_| "begin")
-        .into_iter()
-        .chain(stmts.iter().map(|s| s.what))
-        .chain(tail.map(|_| "commit"));
-    for (what, r) in whats.zip(results) {
+    for (what, r) in whats.into_iter().zip(in_order(steps).await) {
         r.map_err(db_err(what))?;
     }
     Ok(())
