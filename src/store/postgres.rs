@@ -235,6 +235,15 @@ impl PgStore {
             config.connect_timeout(Duration::from_secs(3));
         }
         config.application_name("rgmerge");
+        // Statements are prepared once per connection, but planned for their
+        // parameters at each run: a generic plan made while `blobs` was small
+        // kept scanning it whole once it had grown.
+        let custom = "-c plan_cache_mode=force_custom_plan";
+        let options = match config.get_options() {
+            Some(o) => format!("{o} {custom}"),
+            None => custom.to_string(),
+        };
+        config.options(&options);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("rgmerge-pg")
