@@ -21,6 +21,10 @@ or later (Debian: apt-get install postgresql) and a release build.
 
 Usage: scripts/pg_bench.py [--writes 1000] [--writers 32] [--seconds 10]
                            [--members 256] [--entities 1000] [--join-runs 3]
+                           [--bin target/release/rgmerge]
+
+--bin runs another build (a baseline beside this one, as BENCHMARKS.md's
+ratios are taken: the same session, the same machine).
 """
 import argparse
 import glob
@@ -95,6 +99,14 @@ def create(conn, name, composite=False):
     return json.loads(data)["id"]
 
 
+def visible(sock, gid):
+    """Waits until the daemon on `sock` serves group `gid` (made through the
+    other daemon: it arrives with the next catch-up)."""
+    c = UnixConnection(sock)
+    while request(c, "GET", f"/v2/control-planes/{gid}/snapshot")[0] != 200:
+        time.sleep(0.001)
+
+
 def config(name, host):
     return json.dumps({"_format_version": "3.0",
                        "services": [{"name": name, "host": host}]})
@@ -103,6 +115,7 @@ def config(name, host):
 def propagation(a, b, writes):
     ca, cb = UnixConnection(a), UnixConnection(b)
     gid = create(ca, "propagation")
+    visible(b, gid)
     took = []
     for i in range(writes):
         _, h, _ = request(cb, "GET", f"/v2/control-planes/{gid}/snapshot")
@@ -132,6 +145,8 @@ def propagation(a, b, writes):
 def throughput(a, b, writers, seconds):
     conn = UnixConnection(a)
     gids = [create(conn, f"w{k}") for k in range(writers)]
+    for g in gids:
+        visible(b, g)
     lat, errors = [], [0]
     lock = threading.Lock()
     stop = time.monotonic() + seconds
@@ -204,6 +219,7 @@ def join(tmp, url, a, members, entities, runs):
 
 
 def main():
+    global BIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--writes", type=int, default=1000)
     ap.add_argument("--writers", type=int, default=32)
@@ -211,7 +227,9 @@ def main():
     ap.add_argument("--members", type=int, default=256)
     ap.add_argument("--entities", type=int, default=1000)
     ap.add_argument("--join-runs", type=int, default=3)
+    ap.add_argument("--bin", default=BIN, help="the rgmerge binary [default: the release build]")
     args = ap.parse_args()
+    BIN = os.path.abspath(args.bin)
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
     tmp = tempfile.mkdtemp(prefix="rgmerge-pg-")

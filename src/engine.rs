@@ -19,8 +19,8 @@
 //!
 //! One file per job: `main_loop` (the writer's loop and what it keeps up
 //! between jobs), `commit` (group commit), `start` (start-up), `audit` (the
-//! audit log), `commands` (the typed commands and reads), and `follow` (the
-//! writer on a shared PostgreSQL store).
+//! audit log), `commands` (the typed commands and reads), `follow` (the
+//! writer on a shared PostgreSQL store) and `pg_commit` (group commit there).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -44,6 +44,7 @@ mod commit;
 mod export;
 mod follow;
 mod main_loop;
+mod pg_commit;
 mod start;
 
 pub use audit::AuditOptions;
@@ -207,8 +208,7 @@ impl Engine {
         arriving: Option<Arriving>,
     ) -> Result<R, Refusal> {
         // An applied write carries its request's audit entry into its own
-        // commit (see `with_write_audit`); on PostgreSQL, into the same
-        // writer job (`export::store_write_audit`).
+        // commit (see `with_write_audit`).
         let audit = if mode == Mode::Apply {
             WRITE_AUDIT
                 .try_with(|w| w.borrow_mut().draft.take())
@@ -221,15 +221,14 @@ impl Engine {
         let (tx, rx) = oneshot::channel::<Result<R, Refusal>>();
         let job = Job::Write(Box::new(move |w: &mut Writer| {
             let started = Instant::now();
-            if matches!(w.backend, Backend::Postgres(_)) {
-                // The shared store serializes writes itself: one database
-                // transaction each, answered when it commits.
-                let out = w.write_shared(mode, f);
-                let _ = tx.send(w.store_write_audit(out, audit));
-                return None;
-            }
             if w.closed {
                 let _ = tx.send(Err(Refusal::storage("the daemon is shutting down")));
+                return None;
+            }
+            // On the shared store the batch's lock and catch-up come first.
+            if let Err(e) = w.begin_shared(mode) {
+                let _ = tx.send(Err(e));
+                crate::metrics::write_finished(started.elapsed());
                 return None;
             }
             match stage(&mut w.reg, mode, f) {

@@ -3,11 +3,10 @@
 //! their audit entries, then published and answered in order.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::{AuditBatch, Backend, Pending, WriteJob, Writer, follow};
+use super::{AuditBatch, Backend, Pending, WriteJob, Writer, pg_commit};
+use crate::registry::Refusal;
 use crate::registry::record::Change;
-use crate::registry::{Mode, Refusal, Tx};
 
 impl Writer {
     /// Applies one write of a batch (a refusal is answered and undone at once).
@@ -25,12 +24,17 @@ impl Writer {
     /// first, and refuses each with the storage error.
     pub(super) fn commit_batch(&mut self, mut batch: Vec<Pending>) {
         if batch.is_empty() {
+            self.end_shared();
             return;
         }
-        let mut changes: Vec<Change> = Vec::new();
+        // Each write's changes, in order (on PostgreSQL each write is one
+        // entry of the change log).
+        let mut writes: Vec<Vec<Change>> = Vec::with_capacity(batch.len());
         for p in &mut batch {
-            if let Some(s) = &mut p.staged {
-                changes.append(&mut s.effects.changes);
+            if let Some(s) = &mut p.staged
+                && !s.effects.changes.is_empty()
+            {
+                writes.push(std::mem::take(&mut s.effects.changes));
             }
         }
         crate::metrics::write_batch(batch.len());
@@ -53,26 +57,32 @@ impl Writer {
                     e
                 }),
         );
-        let result = match &mut self.backend {
+        let keep = self.audit.opts.max_entries;
+        let stored = match &mut self.backend {
             Backend::Redb(s) => {
-                let keep = self.audit.opts.max_entries;
-                let r = s.commit_with_audit(&changes, &mut audit.entries, keep);
-                let summary = r.as_ref().map_err(|e| e.to_string()).copied();
-                if r.is_err() {
-                    // Writes that were not made never happened: only the
-                    // queued entries are still owed to the log.
-                    audit.entries.truncate(queued);
-                }
-                self.settle_audit(audit, Some(r));
-                summary
+                let changes: Vec<Change> = writes.drain(..).flatten().collect();
+                Some(s.commit_with_audit(&changes, &mut audit.entries, keep))
             }
-            // (Writes on PostgreSQL never join a batch: see `write_shared`.)
-            Backend::Memory | Backend::Postgres(_) => {
-                self.settle_audit(audit, None);
-                Ok(())
-            }
+            Backend::Postgres(pg) => Some(pg_commit::commit(
+                pg,
+                &self.reg,
+                &writes,
+                &mut audit.entries,
+                keep,
+            )),
+            Backend::Memory => None,
         };
-        drop(changes);
+        let result = match &stored {
+            Some(Err(e)) => {
+                // Writes that were not made never happened: only the
+                // queued entries are still owed to the log.
+                audit.entries.truncate(queued);
+                Err(e.to_string())
+            }
+            _ => Ok(()),
+        };
+        self.settle_audit(audit, stored);
+        drop(writes);
         match result {
             Err(e) => {
                 tracing::error!(error = %e, writes = batch.len(), "writes not made durable; undone");
@@ -104,38 +114,7 @@ impl Writer {
                 }
             }
         }
+        self.end_shared();
         self.compact_interner();
-    }
-
-    /// A write on the shared PostgreSQL store: one database transaction
-    /// each (see `follow`), published before it is answered; no batch.
-    pub(super) fn write_shared<R>(
-        &mut self,
-        mode: Mode,
-        f: impl FnOnce(&mut Tx) -> Result<R, Refusal>,
-    ) -> Result<R, Refusal> {
-        let Backend::Postgres(pg) = &mut self.backend else {
-            return Err(Refusal::internal(
-                "a shared-store write without a shared store",
-            ));
-        };
-        let started = Instant::now();
-        let mut caught = Vec::new();
-        let out = follow::write(pg, &mut self.reg, mode, f, &mut caught);
-        // (`transact` settled the write's own node tables.)
-        for effects in caught {
-            self.reg.settle_nodes(&effects);
-            self.publish_effects(effects);
-        }
-        let out = out.map(|(r, effects)| {
-            self.publish_effects(effects);
-            r
-        });
-        if matches!(&self.backend, Backend::Postgres(p) if p.needs_reload()) {
-            self.reload();
-        }
-        crate::metrics::write_finished(started.elapsed());
-        self.compact_interner();
-        out
     }
 }

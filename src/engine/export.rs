@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AuditBatch, Engine, Writer};
+use super::{Engine, Writer};
 use crate::config::Format;
 use crate::registry::record::{AccessRecord, Blob, Change, GroupRecord, HistoryEntry};
 use crate::registry::{AuditEntry, AuditFilter, Kind, Node, Refusal, Registry, now_ms, rfc3339_ms};
@@ -362,32 +362,6 @@ impl Dump {
 }
 
 impl Writer {
-    /// On PostgreSQL, after a write (`out`): stores the request's audit
-    /// entry (`entry`, carried by an applied write) in the writer job that
-    /// committed it, before the answer. So an acknowledged write has its
-    /// entry, and no backup (a writer job too) holds a write without it.
-    pub(super) fn store_write_audit<R>(
-        &mut self,
-        out: Result<R, Refusal>,
-        entry: Option<AuditEntry>,
-    ) -> Result<R, Refusal> {
-        if let (Ok(_), Some(entry)) = (&out, entry) {
-            let mut batch = AuditBatch {
-                entries: vec![entry],
-                ticket: None,
-            };
-            let keep = self.audit.opts.max_entries;
-            let stored = match &self.backend {
-                super::Backend::Postgres(pg) => {
-                    Some(pg.store.append_audit(&mut batch.entries, keep))
-                }
-                _ => None,
-            };
-            self.settle_audit(batch, stored);
-        }
-        out
-    }
-
     /// The dump of this moment: queued audit entries stored first, so every
     /// write is in it with its audit entry; taken between two batches, so
     /// no write is half in it.

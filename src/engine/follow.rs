@@ -1,11 +1,12 @@
 //! The engine on a shared PostgreSQL store: many daemons, one truth.
 //!
-//! A write locks the change log's head (every daemon's writers queue there),
-//! first applies whatever other daemons committed since this daemon's
-//! position, then runs the command on the up-to-date registry, writes its
-//! changes and log entry, and commits — only then is it published and
-//! acknowledged. If the commit fails the write is undone in memory (the
-//! entries caught up stay applied). Between writes the writer follows the
+//! A batch of writes locks the change log's head (every daemon's writers
+//! queue there), first applies whatever other daemons committed since this
+//! daemon's position, then runs its commands on the up-to-date registry,
+//! writes their changes and a log entry each, and commits — only then are
+//! they published and acknowledged (`pg_commit`). If the commit fails the
+//! writes are undone in memory (the entries caught up stay applied). A dry
+//! run applies what others committed first. Between writes the writer follows the
 //! log: a `NOTIFY` (or a one-second tick, or a reconnection) queues a
 //! catch-up job that applies each new entry with `Registry::apply_logged`,
 //! exactly as the writing daemon published it. A gap (a trimmed log, a
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 
 use super::{AuditOptions, Backend, Engine, Job, Shared, StartError, Writer};
 use crate::intern::Interner;
-use crate::registry::{Effects, Mode, Refusal, Registry, Settings, Tx, new_key, now_ms, transact};
+use crate::registry::{Effects, Mode, Refusal, Registry, Settings, new_key, now_ms, transact};
 use crate::store::postgres::{Entries, PgStore};
 
 /// Log entries read per query while catching up.
@@ -42,6 +43,13 @@ pub(super) struct Pg {
     needs_reload: bool,
     /// The last `nodes` row read back (node reports of every daemon).
     node_seq: i64,
+    /// The current batch of writes holds the head's lock at this position
+    /// (`Ok`), or could not take it (`Err`: its writes are refused); `None`
+    /// between batches (see `pg_commit`).
+    pub(super) batch: Option<Result<u64, Refusal>>,
+    /// Blobs this daemon's writes stopped naming, and when: deleted from
+    /// the database a while later (see `pg_commit`).
+    pub(super) dead_blobs: std::collections::VecDeque<(std::time::Instant, String)>,
 }
 
 /// How this daemon stands with the database; read by `/healthz` and `/metrics`.
@@ -195,6 +203,8 @@ impl Engine {
             queued: Arc::new(AtomicBool::new(false)),
             needs_reload: false,
             node_seq: 0,
+            batch: None,
+            dead_blobs: Default::default(),
         };
         Engine::launch(reg, Backend::Postgres(Box::new(pg)), audit, None)
     }
@@ -241,12 +251,17 @@ fn catch_up(
     reg: &mut Registry,
     out: &mut Vec<Effects>,
     until: Option<u64>,
+    mut first: Option<Entries>,
 ) -> Result<bool, Refusal> {
     loop {
         if until.is_some_and(|u| pg.pos >= u) {
             return Ok(true);
         }
-        let entries = match pg.store.entries_after(pg.pos, BATCH) {
+        let read = match first.take() {
+            Some(e) => Ok(e),
+            None => pg.store.entries_after(pg.pos, BATCH),
+        };
+        let entries = match read {
             Ok(Entries::Next(v)) => v,
             Ok(Entries::Gap) => return Ok(false),
             Err(e) => {
@@ -284,19 +299,16 @@ fn catch_up(
     }
 }
 
-/// One write on the shared store (see the module's description). Entries
-/// caught up first go to `caught`, to be published before the write.
-pub(super) fn write<R>(
+/// Begins a batch of writes: locks the log head and applies what other
+/// daemons committed since this daemon's position (collected in `caught`,
+/// to be published at once, whatever the outcome). Returns the head; on an
+/// error the lock is released (and a gap marks the registry for a reload).
+pub(super) fn lock(
     pg: &mut Pg,
     reg: &mut Registry,
-    mode: Mode,
-    f: impl FnOnce(&mut Tx) -> Result<R, Refusal>,
     caught: &mut Vec<Effects>,
-) -> Result<(R, Effects), Refusal> {
-    if mode == Mode::DryRun {
-        return transact(reg, mode, |_| Ok(()), f);
-    }
-    let head = pg.store.lock_head().map_err(|e| {
+) -> Result<u64, Refusal> {
+    let (head, first) = pg.store.lock_head_reading(pg.pos, BATCH).map_err(|e| {
         pg.status.lost(&e);
         Refusal::storage(format!(
             "{e}; writes are refused until the database is back (snapshots are still served)"
@@ -304,7 +316,7 @@ pub(super) fn write<R>(
     })?;
     pg.status.head.fetch_max(head, Ordering::AcqRel);
     if head > pg.pos {
-        match catch_up(pg, reg, caught, Some(head)) {
+        match catch_up(pg, reg, caught, Some(head), Some(first)) {
             Ok(true) => {}
             Ok(false) => {
                 pg.store.rollback_locked();
@@ -320,32 +332,14 @@ pub(super) fn write<R>(
         }
     }
     pg.status.caught_up();
-    let mut committed = None;
-    let store = &mut pg.store;
-    let out = transact(
-        reg,
-        mode,
-        |effects| {
-            if effects.changes.is_empty() {
-                return Ok(());
-            }
-            let p = store
-                .commit_locked(head, &effects.changes)
-                .map_err(|e| e.to_string())?;
-            committed = Some(p);
-            Ok(())
-        },
-        f,
-    );
-    match committed {
-        Some(p) => {
-            pg.pos = p;
-            pg.status.reached(p);
-            pg.status.caught_up();
-        }
-        None => pg.store.rollback_locked(),
-    }
-    out
+    Ok(head)
+}
+
+/// A batch committed: this daemon's position is the new head `pos`.
+pub(super) fn committed(pg: &mut Pg, pos: u64) {
+    pg.pos = pos;
+    pg.status.reached(pos);
+    pg.status.caught_up();
 }
 
 /// Most node rows read back per catch-up.
@@ -391,7 +385,7 @@ impl Writer {
         };
         pg.queued.store(false, Ordering::Release);
         let mut out = Vec::new();
-        let ok = catch_up(pg, &mut self.reg, &mut out, None);
+        let ok = catch_up(pg, &mut self.reg, &mut out, None, None);
         let reload = matches!(ok, Ok(false)) || pg.needs_reload;
         let absorbed = absorb_nodes(pg, &self.reg);
         for effects in out {

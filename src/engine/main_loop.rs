@@ -8,21 +8,21 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use tokio::sync::watch;
 
-use super::{AUDIT_INTERVAL, AUDIT_RIDE, Backend, Job, Writer};
+use super::{AUDIT_INTERVAL, AUDIT_RIDE, Backend, Job, WriteJob, Writer};
 use crate::registry::Effects;
 use crate::registry::record::Change;
 
 /// Most writes one store commit makes durable.
-pub(super) const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 256;
 
 /// Longest a batch waits for writes still being validated.
-pub(super) const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_millis(1);
 
 /// Node reports wait at most this long to be stored.
 const NODE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Below this many interned strings the interner is never compacted.
-pub(super) const COMPACT_MIN_STRINGS: usize = 100_000;
+const COMPACT_MIN_STRINGS: usize = 100_000;
 
 /// The writer's loop. Writes queued together form a batch: each is applied
 /// in memory in order (its own checks, its own refusal), then one store
@@ -62,12 +62,21 @@ pub(super) fn run(mut w: Writer, rx: Receiver<Job>) {
             // Stored below, or by the next batch if more jobs wait.
             Job::Audit => {}
             Job::Write(f) => {
+                // On the shared store the whole batch is gathered before any
+                // write is staged: staging takes the log head's lock, which
+                // every other daemon's writes wait for.
+                let gather_first = matches!(w.backend, Backend::Postgres(_));
+                let mut held: Vec<WriteJob> = Vec::new();
                 let mut batch = Vec::new();
-                w.stage(f, &mut batch);
+                if gather_first {
+                    held.push(f);
+                } else {
+                    w.stage(f, &mut batch);
+                }
                 // Writes still being validated are waited for, briefly, so
                 // that a burst shares one commit instead of one each.
                 let gather_until = Instant::now() + GATHER;
-                while batch.len() < MAX_BATCH {
+                while batch.len() + held.len() < MAX_BATCH {
                     let job = match rx.try_recv() {
                         Ok(job) => job,
                         Err(crossbeam_channel::TryRecvError::Empty) => {
@@ -85,6 +94,7 @@ pub(super) fn run(mut w: Writer, rx: Receiver<Job>) {
                         Err(crossbeam_channel::TryRecvError::Disconnected) => break,
                     };
                     match job {
+                        Job::Write(f) if gather_first => held.push(f),
                         Job::Write(f) => w.stage(f, &mut batch),
                         // Its entries join this batch's commit.
                         Job::Audit => {}
@@ -93,6 +103,9 @@ pub(super) fn run(mut w: Writer, rx: Receiver<Job>) {
                             break;
                         }
                     }
+                }
+                for f in held {
+                    w.stage(f, &mut batch);
                 }
                 w.commit_batch(batch);
             }

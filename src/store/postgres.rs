@@ -28,7 +28,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::StoreError;
+mod rows;
 mod tls;
+
+use rows::Stmt;
 
 use crate::registry::record::{
     AccessRecord, AuditEntry, AuditFilter, Blob, Change, GroupRecord, HistoryEntry, Loaded, Node,
@@ -232,6 +235,15 @@ impl PgStore {
             config.connect_timeout(Duration::from_secs(3));
         }
         config.application_name("rgmerge");
+        // Statements are prepared once per connection, but planned for their
+        // parameters at each run: a generic plan made while `blobs` was small
+        // kept scanning it whole once it had grown.
+        let custom = "-c plan_cache_mode=force_custom_plan";
+        let options = match config.get_options() {
+            Some(o) => format!("{o} {custom}"),
+            None => custom.to_string(),
+        };
+        config.options(&options);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("rgmerge-pg")
@@ -453,8 +465,12 @@ impl PgStore {
     pub fn blob(&self, hash: &str) -> Result<Option<Blob>, StoreError> {
         self.block(async {
             let c = self.conn().await?;
+            let one = c
+                .prepare_cached("SELECT data FROM blobs WHERE hash = $1")
+                .await
+                .map_err(db_err("read a blob"))?;
             let row = c
-                .query_opt("SELECT data FROM blobs WHERE hash = $1", &[&hash])
+                .query_opt(&one, &[&hash])
                 .await
                 .map_err(db_err("read a blob"))?;
             row.map(|r| {
@@ -467,27 +483,78 @@ impl PgStore {
     }
 
     /// Begins a write: locks the log's head until [`PgStore::commit_locked`]
-    /// or [`PgStore::rollback_locked`], and returns its position. Every
-    /// other writer waits here, on any daemon.
+    /// (or [`PgStore::commit_locked_batch`]) or [`PgStore::rollback_locked`],
+    /// and returns its position. Every other writer waits here, on any
+    /// daemon. One round trip: `BEGIN` and the lock are sent together.
     pub fn lock_head(&mut self) -> Result<u64, StoreError> {
+        self.lock_reading(None).map(|(head, _)| head)
+    }
+
+    /// [`PgStore::lock_head`], and the log entries after `pos` (at most
+    /// `limit`), read once the lock is held: sent with the lock, so a
+    /// batch's catch-up costs no round trip of its own (but one for the
+    /// blobs the entries put).
+    pub fn lock_head_reading(
+        &mut self,
+        pos: u64,
+        limit: i64,
+    ) -> Result<(u64, Entries), StoreError> {
+        let (head, entries) = self.lock_reading(Some((pos, limit)))?;
+        Ok((head, entries.unwrap_or(Entries::Next(Vec::new()))))
+    }
+
+    fn lock_reading(
+        &mut self,
+        after: Option<(u64, i64)>,
+    ) -> Result<(u64, Option<Entries>), StoreError> {
         self.locked = None;
         let locked = self.block(async {
             let c = self.conn().await?;
+            let (head, log) = futures_util::future::try_join(
+                c.prepare_cached("SELECT pos FROM log_head WHERE id = 1 FOR UPDATE"),
+                c.prepare_cached(LOG_AFTER),
+            )
+            .await
+            .map_err(db_err("lock the log head"))?;
+            let (pos, limit) = after.unwrap_or((0, 0));
+            let (p, l) = (pos as i64, limit);
+            let read = async {
+                match after {
+                    Some(_) => c.query(&log, &[&p, &l]).await.map(Some),
+                    None => Ok(None),
+                }
+            };
             // A daemon that hangs holding the lock must not stop every
-            // other daemon's writes for good.
-            c.batch_execute("BEGIN; SET LOCAL lock_timeout = '30s'")
-                .await
-                .map_err(db_err("begin"))?;
-            let row = c
-                .query_one("SELECT pos FROM log_head WHERE id = 1 FOR UPDATE", &[])
-                .await
-                .map_err(db_err("lock the log head"))?;
-            let pos: i64 = row.get(0);
-            Ok::<_, StoreError>((c, pos as u64))
+            // other daemon's writes for good. The three are sent back to
+            // back; the server runs the read once the lock is granted.
+            let (begun, row, rows) = futures_util::future::join3(
+                c.batch_execute("BEGIN; SET LOCAL lock_timeout = '30s'"),
+                c.query_one(&head, &[]),
+                read,
+            )
+            .await;
+            let got = async {
+                begun.map_err(db_err("begin"))?;
+                let head: i64 = row.map_err(db_err("lock the log head"))?.get(0);
+                let entries = match rows.map_err(db_err("read the change log"))? {
+                    Some(rows) => Some(entries_from(&c, pos, rows).await?),
+                    None => None,
+                };
+                Ok::<_, StoreError>((head as u64, entries))
+            }
+            .await;
+            match got {
+                Ok((head, entries)) => Ok((c, head, entries)),
+                Err(e) => {
+                    // Not back to the pool inside a failed transaction.
+                    let _ = c.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
         });
-        let (c, pos) = locked?;
+        let (c, head, entries) = locked?;
         self.locked = Some(c);
-        Ok(pos)
+        Ok((head, entries))
     }
 
     /// Ends a write that changed nothing: releases the head.
@@ -504,41 +571,103 @@ impl PgStore {
     /// error the write may or may not have committed (the connection was
     /// lost during `COMMIT`): the log says which, and followers apply it.
     pub fn commit_locked(&mut self, head: u64, changes: &[Change]) -> Result<u64, StoreError> {
+        self.commit_locked_with(head, &[changes], &mut [], 0, None)
+    }
+
+    /// Group commit: each of `writes` (one write's changes) becomes one log
+    /// entry, at `head + 1`, `head + 2`, …; their rows, those entries,
+    /// `audit` (numbered here; the oldest past `keep` dropped), the head
+    /// and the notification are one transaction, sent as one pipeline.
+    /// Durable when this returns `Ok` (the new head). On an error the batch
+    /// may or may not have committed (the connection was lost during
+    /// `COMMIT`): the log says which, and followers apply it.
+    ///
+    /// The blobs `writes` delete are not deleted: the caller deletes them
+    /// later, through `purge` (blobs no record names any more), so that a
+    /// follower a little behind still finds the blobs the entries it
+    /// replays put.
+    pub fn commit_locked_batch(
+        &mut self,
+        head: u64,
+        writes: &[&[Change]],
+        audit: &mut [AuditEntry],
+        keep: u64,
+        purge: &[String],
+    ) -> Result<u64, StoreError> {
+        self.commit_locked_with(head, writes, audit, keep, Some(purge))
+    }
+
+    /// `purge`: `None` deletes the blobs `writes` delete at once; else they
+    /// stay, and the blobs in it are deleted.
+    fn commit_locked_with(
+        &mut self,
+        head: u64,
+        writes: &[&[Change]],
+        audit: &mut [AuditEntry],
+        keep: u64,
+        purge: Option<&[String]>,
+    ) -> Result<u64, StoreError> {
         let Some(c) = self.locked.take() else {
             return Err(StoreError::Database(
                 "internal: a commit without the head's lock".into(),
             ));
         };
-        let pos = head + 1;
+        let last = head + writes.len() as u64;
         let result = self.block(async {
-            write_changes(&c, changes).await?;
-            let payload = encode(&changes.iter().filter_map(Logged::of).collect::<Vec<_>>())?;
-            let p = pos as i64;
-            c.execute(
-                "INSERT INTO change_log (pos, changes) VALUES ($1, $2)",
-                &[&p, &payload],
-            )
-            .await
-            .map_err(db_err("append to the change log"))?;
-            c.execute("UPDATE log_head SET pos = $1 WHERE id = 1", &[&p])
-                .await
-                .map_err(db_err("move the log head"))?;
-            if p % 1000 == 0 {
-                c.execute("DELETE FROM change_log WHERE pos <= $1", &[&(p - LOG_KEEP)])
-                    .await
-                    .map_err(db_err("trim the change log"))?;
+            let mut stmts = Vec::new();
+            if let Some(p) = purge.filter(|p| !p.is_empty()) {
+                stmts.push(Stmt::new(
+                    "delete blobs",
+                    "DELETE FROM blobs WHERE hash = ANY($1)",
+                    vec![Box::new(p.to_vec())],
+                ));
             }
-            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &p.to_string()])
-                .await
-                .map_err(db_err("notify"))?;
-            c.batch_execute("COMMIT").await.map_err(db_err("commit"))
+            rows::statements(
+                writes.iter().flat_map(|w| w.iter()),
+                purge.is_some(),
+                &mut stmts,
+            )?;
+            if !writes.is_empty() {
+                let mut pos = Vec::with_capacity(writes.len());
+                let mut payload = Vec::with_capacity(writes.len());
+                for (p, w) in (head as i64 + 1..).zip(writes) {
+                    pos.push(p);
+                    payload.push(encode(&w.iter().filter_map(Logged::of).collect::<Vec<_>>())?);
+                }
+                let l = last as i64;
+                stmts.push(Stmt::new(
+                    "append to the change log",
+                    "INSERT INTO change_log (pos, changes) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+                    vec![Box::new(pos), Box::new(payload)],
+                ));
+                stmts.push(Stmt::new(
+                    "move the log head",
+                    "UPDATE log_head SET pos = $1 WHERE id = 1",
+                    vec![Box::new(l)],
+                ));
+                // Once per thousand positions passed.
+                if l / 1000 > head as i64 / 1000 {
+                    stmts.push(Stmt::new(
+                        "trim the change log",
+                        "DELETE FROM change_log WHERE pos <= $1",
+                        vec![Box::new(l - LOG_KEEP)],
+                    ));
+                }
+                stmts.push(Stmt::new(
+                    "notify",
+                    "SELECT pg_notify($1, $2)",
+                    vec![Box::new(CHANNEL.to_string()), Box::new(l.to_string())],
+                ));
+            }
+            audit_statements(&c, audit, keep, &mut stmts).await?;
+            rows::pipeline(&c, None, &stmts, Some("COMMIT")).await
         });
         if result.is_err() {
             // Whatever state the session is in, end it: a failed statement
             // aborts the transaction; ROLLBACK there is harmless.
             let _ = self.block(c.batch_execute("ROLLBACK"));
         }
-        result.map(|()| pos)
+        result.map(|()| last)
     }
 
     /// One write without the engine: lock, check nobody wrote since
@@ -593,15 +722,10 @@ impl PgStore {
     /// own: not logged, so the log's head is not taken.
     pub fn store_nodes(&self, changes: &[Change]) -> Result<(), StoreError> {
         self.block(async {
+            let mut stmts = Vec::new();
+            rows::statements(changes, false, &mut stmts)?;
             let c = self.conn().await?;
-            c.batch_execute("BEGIN").await.map_err(db_err("begin"))?;
-            let written = async {
-                write_changes(&c, changes).await?;
-                c.batch_execute("COMMIT")
-                    .await
-                    .map_err(db_err("commit node reports"))
-            }
-            .await;
+            let written = rows::pipeline(&c, Some("BEGIN"), &stmts, Some("COMMIT")).await;
             if written.is_err() {
                 let _ = c.batch_execute("ROLLBACK").await;
             }
@@ -614,11 +738,14 @@ impl PgStore {
     pub fn nodes_after(&self, seq: i64, limit: i64) -> Result<Vec<(Uuid, Node, i64)>, StoreError> {
         self.block(async {
             let c = self.conn().await?;
-            let rows = c
-                .query(
+            let after = c
+                .prepare_cached(
                     "SELECT group_id, node::text, seq FROM nodes WHERE seq > $1 ORDER BY seq LIMIT $2",
-                    &[&seq, &limit],
                 )
+                .await
+                .map_err(db_err("read nodes"))?;
+            let rows = c
+                .query(&after, &[&seq, &limit])
                 .await
                 .map_err(db_err("read nodes"))?;
             let mut out = Vec::with_capacity(rows.len());
@@ -642,86 +769,15 @@ impl PgStore {
                     &pooled
                 }
             };
-            let after = pos as i64;
-            let rows = c
-                .query(
-                    "SELECT pos, at, changes FROM change_log WHERE pos > $1 ORDER BY pos LIMIT $2",
-                    &[&after, &limit],
-                )
+            let log = c
+                .prepare_cached(LOG_AFTER)
                 .await
                 .map_err(db_err("read the change log"))?;
-            let mut entries = Vec::with_capacity(rows.len());
-            let mut want: Vec<String> = Vec::new();
-            for (expect, row) in (pos + 1..).zip(rows) {
-                let p: i64 = row.get(0);
-                if p as u64 != expect {
-                    return Ok(Entries::Gap);
-                }
-                let at: std::time::SystemTime = row.get(1);
-                let logged: Vec<Logged> = decode(&format!("change log entry {p}"), row.get(2))?;
-                want.extend(logged.iter().filter_map(|l| match l {
-                    Logged::PutBlob(h) => Some(h.clone()),
-                    _ => None,
-                }));
-                entries.push((p as u64, ms_of(at), logged));
-            }
-            if entries.is_empty() {
-                // Nothing after `pos`: either caught up or trimmed past it.
-                let head: i64 = c
-                    .query_one("SELECT pos FROM log_head", &[])
-                    .await
-                    .map_err(db_err("read the log head"))?
-                    .get(0);
-                return Ok(if head as u64 > pos {
-                    Entries::Gap
-                } else {
-                    Entries::Next(Vec::new())
-                });
-            }
-            let mut blobs = std::collections::HashMap::new();
-            if !want.is_empty() {
-                for row in c
-                    .query(
-                        "SELECT hash, data FROM blobs WHERE hash = ANY($1)",
-                        &[&want],
-                    )
-                    .await
-                    .map_err(db_err("read blobs"))?
-                {
-                    let h: String = row.get(0);
-                    if let Some(b) = Blob::decode(row.get(1)) {
-                        blobs.insert(h, b);
-                    }
-                }
-            }
-            let mut out = Vec::with_capacity(entries.len());
-            for (pos, at_ms, logged) in entries {
-                let mut changes = Vec::with_capacity(logged.len());
-                for l in logged {
-                    changes.push(match l {
-                        Logged::PutGroup(r) => Change::PutGroup(r),
-                        Logged::DeleteGroup(id) => Change::DeleteGroup(id),
-                        Logged::PutBlob(h) => match blobs.get(&h) {
-                            Some(b) => Change::PutBlob(h, b.clone()),
-                            // Deleted by a later write: replaying can't rebuild it.
-                            None => return Ok(Entries::Gap),
-                        },
-                        Logged::DeleteBlob(h) => Change::DeleteBlob(h),
-                        Logged::PutHistory(id, e) => Change::PutHistory(id, e),
-                        Logged::DeleteHistory(id, v) => Change::DeleteHistory(id, v),
-                        Logged::PutTeam(t) => Change::PutTeam(t),
-                        Logged::DeleteTeam(n) => Change::DeleteTeam(n),
-                        Logged::PutAccessKey(k) => Change::PutAccessKey(k),
-                        Logged::DeleteNode(g, n) => Change::DeleteNode(g, n),
-                    });
-                }
-                out.push(Entry {
-                    pos,
-                    at_ms,
-                    changes,
-                });
-            }
-            Ok(Entries::Next(out))
+            let rows = c
+                .query(&log, &[&(pos as i64), &limit])
+                .await
+                .map_err(db_err("read the change log"))?;
+            entries_from(c, pos, rows).await
         })
     }
 
@@ -731,31 +787,14 @@ impl PgStore {
             return Ok(());
         }
         self.block(async {
-            let mut c = self.conn().await?;
-            let tx = c.transaction().await.map_err(db_err("begin"))?;
-            for e in entries.iter_mut() {
-                let seq: i64 = tx
-                    .query_one("SELECT nextval('audit_seq_seq')", &[])
-                    .await
-                    .map_err(db_err("number an audit entry"))?
-                    .get(0);
-                e.seq = seq as u64;
-                let bytes = encode(&*e)?;
-                tx.execute(
-                    "INSERT INTO audit (seq, entry) VALUES ($1, $2)",
-                    &[&seq, &bytes],
-                )
-                .await
-                .map_err(db_err("append audit"))?;
+            let c = self.conn().await?;
+            let mut stmts = Vec::new();
+            audit_statements(&c, entries, keep, &mut stmts).await?;
+            let written = rows::pipeline(&c, Some("BEGIN"), &stmts, Some("COMMIT")).await;
+            if written.is_err() {
+                let _ = c.batch_execute("ROLLBACK").await;
             }
-            let last = entries.last().map_or(0, |e| e.seq as i64);
-            tx.execute(
-                "DELETE FROM audit WHERE seq <= $1",
-                &[&(last - keep.max(1) as i64)],
-            )
-            .await
-            .map_err(db_err("trim audit"))?;
-            tx.commit().await.map_err(db_err("commit audit"))
+            written
         })
     }
 
@@ -869,7 +908,6 @@ async fn listen_once(
     Err("the connection closed".into())
 }
 
-/// The rows `changes` make, on `c` (inside the caller's transaction).
 /// Puts an import's audit entries into `audit` (see
 /// [`PgStore::commit_restoring`]) inside the transaction open on `c`.
 async fn restore_audit(c: &Object, entries: &[AuditEntry]) -> Result<(), StoreError> {
@@ -903,140 +941,152 @@ async fn restore_audit(c: &Object, entries: &[AuditEntry]) -> Result<(), StoreEr
     Ok(())
 }
 
-async fn write_changes(c: &Object, changes: &[Change]) -> Result<(), StoreError> {
-    for ch in changes {
-        match ch {
-            Change::PutGroup(rec) => {
-                let id = rec.meta.id.to_string();
-                let bytes = encode(rec)?;
-                c.execute(
-                    "INSERT INTO groups (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-                    &[&id, &bytes],
-                )
-                .await
-                .map_err(db_err("write a group"))?;
-                let members: Vec<String> = rec.members.iter().map(Uuid::to_string).collect();
-                c.execute("DELETE FROM memberships WHERE composite_id = $1", &[&id])
-                    .await
-                    .map_err(db_err("write memberships"))?;
-                if !members.is_empty() {
-                    c.execute(
-                        "INSERT INTO memberships SELECT $1, unnest($2::text[])",
-                        &[&id, &members],
-                    )
-                    .await
-                    .map_err(db_err("write memberships"))?;
-                }
-                // A group's nodes are rows of their own (`PutNode`), kept
-                // apart from its record.
-            }
-            Change::DeleteGroup(id) => {
-                let id = id.to_string();
-                for sql in [
-                    "DELETE FROM groups WHERE id = $1",
-                    "DELETE FROM history WHERE group_id = $1",
-                    "DELETE FROM memberships WHERE composite_id = $1",
-                    "DELETE FROM nodes WHERE group_id = $1",
-                ] {
-                    c.execute(sql, &[&id])
-                        .await
-                        .map_err(db_err("delete a group"))?;
-                }
-            }
-            Change::PutBlob(h, b) => {
-                c.execute(
-                    "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-                    &[h, &b.encode()],
-                )
-                .await
-                .map_err(db_err("write a blob"))?;
-            }
-            // Frozen members are a local cache: every daemon sharing the
-            // database builds its members from the blobs.
-            Change::PutMember(..) => {}
-            Change::DeleteBlob(h) => {
-                c.execute("DELETE FROM blobs WHERE hash = $1", &[h])
-                    .await
-                    .map_err(db_err("delete a blob"))?;
-            }
-            Change::PutHistory(id, e) => {
-                let bytes = encode(e)?;
-                c.execute(
-                    "INSERT INTO history (group_id, version, entry) VALUES ($1, $2, $3) ON CONFLICT (group_id, version) DO UPDATE SET entry = EXCLUDED.entry",
-                    &[&id.to_string(), &(e.version as i64), &bytes],
-                )
-                .await
-                .map_err(db_err("write history"))?;
-            }
-            Change::DeleteHistory(id, v) => {
-                c.execute(
-                    "DELETE FROM history WHERE group_id = $1 AND version = $2",
-                    &[&id.to_string(), &(*v as i64)],
-                )
-                .await
-                .map_err(db_err("delete history"))?;
-            }
-            Change::PutTeam(t) => {
-                let bytes = encode(t)?;
-                c.execute(
-                    "INSERT INTO teams (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
-                    &[&t.name, &bytes],
-                )
-                .await
-                .map_err(db_err("write a team"))?;
-                c.execute("DELETE FROM grants WHERE team = $1", &[&t.name])
-                    .await
-                    .map_err(db_err("write grants"))?;
-                if !t.grants.is_empty() {
-                    let groups: Vec<String> = t.grants.keys().map(Uuid::to_string).collect();
-                    let roles: Vec<String> =
-                        t.grants.values().map(|r| r.as_str().to_string()).collect();
-                    c.execute(
-                        "INSERT INTO grants SELECT $1, g, r FROM unnest($2::text[], $3::text[]) AS t(g, r)",
-                        &[&t.name, &groups, &roles],
-                    )
-                    .await
-                    .map_err(db_err("write grants"))?;
-                }
-            }
-            Change::DeleteTeam(name) => {
-                for sql in [
-                    "DELETE FROM teams WHERE name = $1",
-                    "DELETE FROM grants WHERE team = $1",
-                ] {
-                    c.execute(sql, &[name])
-                        .await
-                        .map_err(db_err("delete a team"))?;
-                }
-            }
-            Change::PutNode(group, node) => {
-                let doc = serde_json::to_string(node)
-                    .map_err(|e| StoreError::Database(format!("can't encode a node: {e}")))?;
-                c.execute(
-                    "INSERT INTO nodes (group_id, node_id, node) VALUES ($1, $2, $3::text::jsonb) ON CONFLICT (group_id, node_id) DO UPDATE SET node = EXCLUDED.node, seq = nextval('node_seq')",
-                    &[&group.to_string(), &node.id, &doc],
-                )
-                .await
-                .map_err(db_err("write a node"))?;
-            }
-            Change::DeleteNode(group, node) => {
-                c.execute(
-                    "DELETE FROM nodes WHERE group_id = $1 AND node_id = $2",
-                    &[&group.to_string(), node],
-                )
-                .await
-                .map_err(db_err("delete a node"))?;
-            }
-            Change::PutAccessKey(key) => {
-                c.execute(
-                    "INSERT INTO access_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key",
-                    &[key],
-                )
-                .await
-                .map_err(db_err("write the access key"))?;
+/// The log's head and the change log after a position, oldest first (`$1`
+/// the position, `$2` the most rows): one statement, so one snapshot —
+/// no entry after the position while the head is past it is a trimmed log,
+/// never a commit that landed between two reads. Without entries, one row
+/// with the head and nulls.
+const LOG_AFTER: &str = "SELECT h.pos, l.pos, l.at, l.changes FROM log_head h \
+     LEFT JOIN LATERAL (SELECT pos, at, changes FROM change_log WHERE pos > $1 ORDER BY pos LIMIT $2) l ON true";
+
+/// The entries of `rows` (the log after `pos`, read by [`LOG_AFTER`] on
+/// `c`) with the blobs they put, read on `c`.
+async fn entries_from(
+    c: &Object,
+    pos: u64,
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<Entries, StoreError> {
+    let head = rows.first().map_or(0, |r| r.get::<_, i64>(0) as u64);
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut want: Vec<String> = Vec::new();
+    let logged_rows = rows.iter().filter(|r| r.get::<_, Option<i64>>(1).is_some());
+    for (expect, row) in (pos + 1..).zip(logged_rows) {
+        let p: i64 = row.get(1);
+        if p as u64 != expect {
+            tracing::info!(
+                pos = expect,
+                found = p,
+                "the change log skips a position: reloading"
+            );
+            return Ok(Entries::Gap);
+        }
+        let at: std::time::SystemTime = row.get(2);
+        let logged: Vec<Logged> = decode(&format!("change log entry {p}"), row.get(3))?;
+        want.extend(logged.iter().filter_map(|l| match l {
+            Logged::PutBlob(h) => Some(h.clone()),
+            _ => None,
+        }));
+        entries.push((p as u64, ms_of(at), logged));
+    }
+    if entries.is_empty() {
+        // Nothing after `pos`: either caught up or trimmed past it.
+        if head > pos {
+            tracing::info!(
+                pos,
+                head,
+                "the change log was trimmed past this daemon's position: reloading"
+            );
+            return Ok(Entries::Gap);
+        }
+        return Ok(Entries::Next(Vec::new()));
+    }
+    let mut blobs = std::collections::HashMap::new();
+    if !want.is_empty() {
+        let put = c
+            .prepare_cached("SELECT hash, data FROM blobs WHERE hash = ANY($1)")
+            .await
+            .map_err(db_err("read blobs"))?;
+        for row in c
+            .query(&put, &[&want])
+            .await
+            .map_err(db_err("read blobs"))?
+        {
+            let h: String = row.get(0);
+            if let Some(b) = Blob::decode(row.get(1)) {
+                blobs.insert(h, b);
             }
         }
     }
+    let mut out = Vec::with_capacity(entries.len());
+    for (pos, at_ms, logged) in entries {
+        let mut changes = Vec::with_capacity(logged.len());
+        for l in logged {
+            changes.push(match l {
+                Logged::PutGroup(r) => Change::PutGroup(r),
+                Logged::DeleteGroup(id) => Change::DeleteGroup(id),
+                Logged::PutBlob(h) => match blobs.get(&h) {
+                    Some(b) => Change::PutBlob(h, b.clone()),
+                    // Deleted by a later write: replaying can't rebuild it.
+                    None => {
+                        tracing::info!(pos, blob = %h, "a logged config was deleted since: reloading");
+                        return Ok(Entries::Gap);
+                    }
+                },
+                Logged::DeleteBlob(h) => Change::DeleteBlob(h),
+                Logged::PutHistory(id, e) => Change::PutHistory(id, e),
+                Logged::DeleteHistory(id, v) => Change::DeleteHistory(id, v),
+                Logged::PutTeam(t) => Change::PutTeam(t),
+                Logged::DeleteTeam(n) => Change::DeleteTeam(n),
+                Logged::PutAccessKey(k) => Change::PutAccessKey(k),
+                Logged::DeleteNode(g, n) => Change::DeleteNode(g, n),
+            });
+        }
+        out.push(Entry {
+            pos,
+            at_ms,
+            changes,
+        });
+    }
+    Ok(Entries::Next(out))
+}
+
+/// Numbers `entries` from the audit sequence (one round trip) and appends
+/// the statements that store them and drop the oldest past `keep`.
+async fn audit_statements(
+    c: &Object,
+    entries: &mut [AuditEntry],
+    keep: u64,
+    out: &mut Vec<Stmt>,
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let next = c
+        .prepare_cached("SELECT nextval('audit_seq_seq') FROM generate_series(1, $1::int)")
+        .await
+        .map_err(db_err("number audit entries"))?;
+    let n = i32::try_from(entries.len()).unwrap_or(i32::MAX);
+    let mut seqs: Vec<i64> = c
+        .query(&next, &[&n])
+        .await
+        .map_err(db_err("number audit entries"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    seqs.sort_unstable();
+    if seqs.len() != entries.len() {
+        return Err(StoreError::Database(format!(
+            "the audit sequence gave {} numbers for {} entries",
+            seqs.len(),
+            entries.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(entries.len());
+    for (e, s) in entries.iter_mut().zip(&seqs) {
+        e.seq = *s as u64;
+        bytes.push(encode(&*e)?);
+    }
+    let last = seqs.last().copied().unwrap_or(0);
+    out.push(Stmt::new(
+        "append audit",
+        "INSERT INTO audit (seq, entry) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+        vec![Box::new(seqs), Box::new(bytes)],
+    ));
+    out.push(Stmt::new(
+        "trim audit",
+        "DELETE FROM audit WHERE seq <= $1",
+        vec![Box::new(last - keep.max(1) as i64)],
+    ));
     Ok(())
 }
 

@@ -629,3 +629,100 @@ async fn a_reload_keeps_the_node_reports_not_yet_stored() {
         .json();
     assert_eq!(listed["page"]["total_count"], 5, "{listed}");
 }
+
+/// Issue 26, item 1: writes queued together on a daemon share one database
+/// transaction, yet each stays one log entry; both daemons apply the same
+/// entries in the same order, and each write's audit entry is stored with it.
+#[tokio::test]
+async fn concurrent_writes_share_commits_and_stay_one_log_entry_each() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("batched");
+    let a = daemon(&url);
+    let b = daemon(&url);
+    let (ca, cb) = (a.client(), b.client());
+    const WRITERS: usize = 12;
+    const WRITES: usize = 15;
+    let mut groups = Vec::new();
+    for k in 0..WRITERS {
+        groups.push(ca.standard(&format!("g{k}")).await);
+    }
+    let before = converged(&[&a, &b]).await;
+    let count = |sql: &str| -> u64 { server.psql("batched", sql).parse().expect("number") };
+    let head_before = count("SELECT pos FROM log_head");
+    let audit_before = count("SELECT count(*) FROM audit");
+    let mut tasks = Vec::new();
+    for (k, g) in groups.iter().enumerate() {
+        let c = if k % 2 == 0 { ca.clone() } else { cb.clone() };
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..WRITES {
+                c.put_config(&g, &service(&format!("s{k}"), &host(k, n)))
+                    .await
+                    .expect(200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let state = converged(&[&a, &b]).await;
+    assert_eq!(
+        count("SELECT pos FROM log_head") - head_before,
+        (WRITERS * WRITES) as u64,
+        "one log entry per write"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM audit") - audit_before,
+        (WRITERS * WRITES) as u64,
+        "one audit entry per write"
+    );
+    for (k, g) in groups.iter().enumerate() {
+        // Every write published a version of its own, on both daemons.
+        let version = |s: &BTreeMap<String, (String, String, String)>| -> u64 {
+            s[g].1.parse().expect("version")
+        };
+        assert_eq!(
+            version(&state) - version(&before),
+            WRITES as u64,
+            "group {k}"
+        );
+        for c in [&ca, &cb] {
+            let body = c.snapshot(g).await.text();
+            assert!(body.contains(&host(k, WRITES - 1)), "{body}");
+        }
+    }
+}
+
+/// Issue 26, item 1: a dry run first applies what other daemons committed,
+/// so it judges the state they wrote, not the one this daemon last heard of.
+#[tokio::test]
+async fn a_dry_run_first_catches_up_with_what_other_daemons_wrote() {
+    let Some(server) = PgServer::start() else {
+        return;
+    };
+    let url = server.database("dryrun");
+    let a = daemon(&url);
+    let b = daemon(&url);
+    let (ca, cb) = (a.client(), b.client());
+    let comp = ca.composite("dry").await;
+    converged(&[&a, &b]).await;
+    for i in 0..5 {
+        // Made through A, then at once judged through B.
+        let g = ca.standard(&format!("new{i}")).await;
+        ca.put_config(&g, &service("svc", &format!("x{i}.internal")))
+            .await
+            .expect(200);
+        let r = cb
+            .post_json(
+                &format!("{V2}/{comp}/group-memberships/add?dry_run=true"),
+                &serde_json::json!({"members": [{"id": g}]}),
+            )
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(r["dry_run"], true);
+        assert_eq!(r["members"][0]["name"], format!("new{i}"), "{r}");
+    }
+}
