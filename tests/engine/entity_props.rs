@@ -104,7 +104,7 @@ fn valid(doc: &Doc) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct("fixtures/proptest/entity_props.proptest-regressions"))), ..ProptestConfig::default() })]
 
     #[test]
     fn edits_read_back_delete_cleanly_and_keep_their_ids(ops in proptest::collection::vec(op(), 1..24)) {
