@@ -88,7 +88,7 @@ async fn setup(engine: &Engine) -> Ids {
         .expect("add");
     let cfg = b"_format_version: \"3.0\"\nservices:\n- name: keep\n  host: k\n  routes:\n  - name: keep-r\n    paths: [/k]\n";
     engine
-        .put_config(blue, cfg.to_vec(), Some("application/yaml"), Mode::Apply)
+        .put_config(blue, cfg.to_vec(), Some("application/yaml"), Mode::Apply, None)
         .await
         .expect("config");
     engine
