@@ -718,7 +718,7 @@ impl Doc {
                 ),
             ));
         }
-        if let Some(by) = self.listed_by(&e) {
+        if let Some(by) = self.listed_by(i) {
             return Err(EditError::new(
                 400,
                 format!(
@@ -736,16 +736,17 @@ impl Doc {
         Ok(())
     }
 
-    /// The collection of an entity that lists `e` by id without a foreign
+    /// The collection of an entity that lists entity `i` by id without a foreign
     /// key: a service's `ca_certificates`, a plugin's `partials`.
-    fn listed_by(&self, e: &Entry) -> Option<&'static str> {
+    fn listed_by(&self, i: usize) -> Option<&'static str> {
+        let e = &self.entries[i];
         let (coll, field) = match e.kind.coll {
             Coll::CaCertificates => (Coll::Services, "ca_certificates"),
             Coll::Partials => (Coll::Plugins, "partials"),
             _ => return None,
         };
         let name = self
-            .item_of(e)
+            .item(i)
             .and_then(|o| o.get("name"))
             .and_then(Value::as_str);
         let names = |v: &Value| match v {
@@ -767,10 +768,6 @@ impl Doc {
                     .is_some_and(|a| a.iter().any(names))
             })
             .then(|| coll.name())
-    }
-
-    fn item_of(&self, e: &Entry) -> Option<&Map<String, Value>> {
-        get(&self.root, &e.path).and_then(Value::as_object)
     }
 
     /// Removes the values at `paths`, last index first so earlier removals

@@ -246,9 +246,14 @@ fn request_path(params: &HashMap<String, String>, path: &MatchedPath) -> String 
     out
 }
 
+/// One page of a list, as an answer.
+fn page(items: Vec<Value>, q: &Query, path: &str) -> ApiResult<Response> {
+    Ok(ok_json(StatusCode::OK, page_body(items, q, path)?))
+}
+
 /// One page of a list, with Kong's `offset` and `next` (null on the last
 /// page), after the `tags` and name filters.
-fn page(items: Vec<Value>, q: &Query, path: &str) -> ApiResult<Response> {
+fn page_body(items: Vec<Value>, q: &Query, path: &str) -> ApiResult<Value> {
     q.only(&[
         "size",
         "offset",
@@ -307,7 +312,7 @@ fn page(items: Vec<Value>, q: &Query, path: &str) -> ApiResult<Response> {
         out["offset"] = json!(end.to_string());
         out["next"] = json!(next);
     }
-    Ok(ok_json(StatusCode::OK, out))
+    Ok(out)
 }
 
 /// Kong's tag filter: `a,b` all of them, `a/b` any of them.
@@ -725,14 +730,9 @@ pub async fn partial_links(
         })
         .collect();
     let count = items.len();
-    let resp = page(items, &query(raw)?, &request_path(&params, &path))?;
-    let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}));
+    let mut v = page_body(items, &query(raw)?, &request_path(&params, &path))?;
     v["count"] = json!(count);
-    Ok(ok_json(parts.status, v))
+    Ok(ok_json(StatusCode::OK, v))
 }
 
 // ---- schemas ----

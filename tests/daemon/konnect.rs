@@ -825,20 +825,8 @@ fn schema_name(op: &Operation, status: u16, media: &str) -> String {
 /// An error no operation describes: problem+json, `BaseError`
 /// (`BadRequestError` for a 400), and `Allow` on a 405 (RFC 9110 §15.5.6).
 fn problem_answer(specs: &Specs, step: &Step, reply: &Reply, problems: &mut Vec<String>) -> bool {
-    if reply.status != step.status {
-        problems.push(format!(
-            "status {}, expected {}; body: {}",
-            reply.status,
-            step.status,
-            reply.excerpt()
-        ));
+    if !status_and_media(step, reply, "application/problem+json", problems) {
         return false;
-    }
-    if reply.content_type != "application/problem+json" {
-        problems.push(format!(
-            "Content-Type is {:?}, expected \"application/problem+json\"",
-            reply.content_type
-        ));
     }
     let name = if reply.status == 400 {
         "BadRequestError"
@@ -866,9 +854,9 @@ fn problem_answer(specs: &Specs, step: &Step, reply: &Reply, problems: &mut Vec<
     true
 }
 
-/// A core-entities refusal: `application/json` `{message, status}`, as
-/// Kong's Admin API answers (the spec's `GatewayUnauthorizedError` shape).
-fn gateway_error(step: &Step, reply: &Reply, problems: &mut Vec<String>) -> bool {
+/// The error answer's status is the step's (else false: nothing more is
+/// checked) and its media type `media`.
+fn status_and_media(step: &Step, reply: &Reply, media: &str, problems: &mut Vec<String>) -> bool {
     if reply.status != step.status {
         problems.push(format!(
             "status {}, expected {}; body: {}",
@@ -878,11 +866,20 @@ fn gateway_error(step: &Step, reply: &Reply, problems: &mut Vec<String>) -> bool
         ));
         return false;
     }
-    if reply.content_type != "application/json" {
+    if reply.content_type != media {
         problems.push(format!(
-            "Content-Type is {:?}, expected \"application/json\"",
+            "Content-Type is {:?}, expected {media:?}",
             reply.content_type
         ));
+    }
+    true
+}
+
+/// A core-entities refusal: `application/json` `{message, status}`, as
+/// Kong's Admin API answers (the spec's `GatewayUnauthorizedError` shape).
+fn gateway_error(step: &Step, reply: &Reply, problems: &mut Vec<String>) -> bool {
+    if !status_and_media(step, reply, "application/json", problems) {
+        return false;
     }
     match &reply.json {
         Some(body) => {
