@@ -806,59 +806,68 @@ impl Doc {
 
     // ---- consumer-group memberships ----
 
-    /// (consumer entry, group entry) of every membership, wherever written:
-    /// a consumer's `groups`, a group's `consumers`, `consumer_group_consumers`.
-    pub fn memberships(&self) -> Vec<(usize, usize)> {
+    /// Every membership as written, with where: (its path, consumer entry,
+    /// group entry), from a consumer's `groups`, a group's `consumers` and
+    /// `consumer_group_consumers`.
+    fn membership_places(&self) -> Vec<(Vec<Step>, usize, usize)> {
         let (Some(ck), Some(gk)) = (by_coll(Coll::Consumers), by_coll(Coll::ConsumerGroups)) else {
             return Vec::new();
         };
         let mut out = Vec::new();
+        let mut listed =
+            |path: Vec<Step>,
+             list: Option<&Value>,
+             each: &dyn Fn(&Value) -> Option<(usize, usize)>| {
+                for (k, v) in list
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    if let Some((c, g)) = each(v) {
+                        let mut at = path.clone();
+                        at.push(Step::Index(k));
+                        out.push((at, c, g));
+                    }
+                }
+            };
         for (i, e) in self.entries.iter().enumerate() {
             let Some(item) = self.item(i) else { continue };
+            let field = match e.kind.coll {
+                Coll::Consumers => "groups",
+                Coll::ConsumerGroups => "consumers",
+                _ => continue,
+            };
+            let mut path = e.path.clone();
+            path.push(Step::Key(field.into()));
             if e.kind.coll == Coll::Consumers {
-                for g in item
-                    .get("groups")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(gi) = named(g).and_then(|r| self.find(gk, r)) {
-                        out.push((i, gi));
-                    }
-                }
-            }
-            if e.kind.coll == Coll::ConsumerGroups {
-                for c in item
-                    .get("consumers")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(ci) = named(c).and_then(|r| self.find(ck, r)) {
-                        out.push((ci, i));
-                    }
-                }
+                listed(path, item.get(field), &|v| {
+                    Some((i, named(v).and_then(|r| self.find(gk, r))?))
+                });
+            } else {
+                listed(path, item.get(field), &|v| {
+                    Some((named(v).and_then(|r| self.find(ck, r))?, i))
+                });
             }
         }
-        for m in self
-            .root
-            .get("consumer_group_consumers")
-            .and_then(Value::as_array)
+        let side = |m: &Value, f: &str, k: &EntityKind| {
+            m.get(f).and_then(named).and_then(|r| self.find(k, r))
+        };
+        listed(
+            vec![Step::Key("consumer_group_consumers".into())],
+            self.root.get("consumer_group_consumers"),
+            &|m| Some((side(m, "consumer", ck)?, side(m, "consumer_group", gk)?)),
+        );
+        out
+    }
+
+    /// (consumer entry, group entry) of every membership, wherever written.
+    pub fn memberships(&self) -> Vec<(usize, usize)> {
+        let mut out: Vec<(usize, usize)> = self
+            .membership_places()
             .into_iter()
-            .flatten()
-        {
-            let c = m
-                .get("consumer")
-                .and_then(named)
-                .and_then(|r| self.find(ck, r));
-            let g = m
-                .get("consumer_group")
-                .and_then(named)
-                .and_then(|r| self.find(gk, r));
-            if let (Some(c), Some(g)) = (c, g) {
-                out.push((c, g));
-            }
-        }
+            .map(|(_, c, g)| (c, g))
+            .collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -884,53 +893,17 @@ impl Doc {
         Ok(())
     }
 
-    /// Removes the memberships `keep` refuses, wherever they are written.
+    /// Removes the memberships `drop` names (consumer entry, group entry),
+    /// wherever they are written.
     pub fn remove_memberships(&mut self, drop: impl Fn(usize, usize) -> bool) {
         self.materialize_ids();
-        let (Some(ck), Some(gk)) = (by_coll(Coll::Consumers), by_coll(Coll::ConsumerGroups)) else {
-            return;
-        };
-        let snapshot = Doc {
-            root: self.root.clone(),
-            entries: self.entries.clone(),
-            ns: self.ns,
-            stamp: self.stamp,
-        };
-        for (i, e) in snapshot.entries.iter().enumerate() {
-            let (field, other) = match e.kind.coll {
-                Coll::Consumers => ("groups", gk),
-                Coll::ConsumerGroups => ("consumers", ck),
-                _ => continue,
-            };
-            if let Some(Value::Object(o)) = get_mut(&mut self.root, &e.path)
-                && let Some(Value::Array(list)) = o.get_mut(field)
-            {
-                list.retain(|v| {
-                    let Some(j) = named(v).and_then(|r| snapshot.find(other, r)) else {
-                        return true;
-                    };
-                    let (c, g) = if e.kind.coll == Coll::Consumers {
-                        (i, j)
-                    } else {
-                        (j, i)
-                    };
-                    !drop(c, g)
-                });
-            }
-        }
-        if let Some(Value::Array(list)) = self.root.get_mut("consumer_group_consumers") {
-            list.retain(|m| {
-                let c = m
-                    .get("consumer")
-                    .and_then(named)
-                    .and_then(|r| snapshot.find(ck, r));
-                let g = m
-                    .get("consumer_group")
-                    .and_then(named)
-                    .and_then(|r| snapshot.find(gk, r));
-                !matches!((c, g), (Some(c), Some(g)) if drop(c, g))
-            });
-        }
+        let paths = self
+            .membership_places()
+            .into_iter()
+            .filter(|(_, c, g)| drop(*c, *g))
+            .map(|(path, _, _)| path)
+            .collect();
+        self.remove_paths(paths);
         self.index();
     }
 

@@ -285,3 +285,25 @@ fn a_path_names_a_consumer_by_username_only() {
     let i = doc.find(kind("consumers"), "bob").expect("bob");
     assert_eq!(doc.render(i)["username"], json!("bob"));
 }
+
+#[test]
+fn memberships_are_read_and_removed_wherever_written() {
+    let mut doc = doc_of(json!({"_format_version": "3.0",
+        "consumers": [{"username": "a", "groups": [{"name": "gold"}]}, {"username": "b"}, {"username": "c"}],
+        "consumer_groups": [{"name": "gold", "consumers": [{"username": "b"}]}],
+        "consumer_group_consumers": [{"consumer": "c", "consumer_group": "gold"}]
+    }));
+    let g = doc.find(kind("consumer_groups"), "gold").expect("gold");
+    assert_eq!(doc.memberships().len(), 3);
+    let b = doc.find(kind("consumers"), "b").expect("b");
+    doc.remove_memberships(|c, gi| c == b && gi == g);
+    let left: Vec<String> = doc
+        .memberships()
+        .into_iter()
+        .map(|(c, _)| doc.render(c)["username"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(left, ["a", "c"]);
+    doc.remove_memberships(|_, _| true);
+    assert!(doc.memberships().is_empty(), "{}", doc.root);
+    assert!(valid(&doc).is_empty(), "{:?}", valid(&doc));
+}
