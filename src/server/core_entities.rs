@@ -108,12 +108,18 @@ fn cached(
     }
     let doc = Arc::new(make()?);
     if size <= CACHE_MAX_BYTES {
-        if CACHE.len() >= CACHE_MAX_GROUPS {
-            CACHE.clear();
-        }
-        CACHE.insert(id, (key, doc.clone()));
+        remember(id, key, doc.clone());
     }
     Ok(doc)
+}
+
+/// Keeps `doc` as group `id`'s parsed config under `key`, within the
+/// cache's bound on groups.
+fn remember(id: Uuid, key: String, doc: Arc<Doc>) {
+    if CACHE.len() >= CACHE_MAX_GROUPS {
+        CACHE.clear();
+    }
+    CACHE.insert(id, (key, doc));
 }
 
 fn load(s: &AppState, id: Uuid) -> ApiResult<Loaded> {
@@ -415,11 +421,11 @@ fn prime(s: &AppState, id: Uuid, bytes: &[u8], doc: &Doc) {
         return;
     }
     let stamp = view.snapshot.published_ms / 1000;
-    let doc = doc.restamped(stamp);
-    if CACHE.len() >= CACHE_MAX_GROUPS {
-        CACHE.clear();
-    }
-    CACHE.insert(id, (config_key(st.config_hash(), stamp), Arc::new(doc)));
+    remember(
+        id,
+        config_key(st.config_hash(), stamp),
+        Arc::new(doc.restamped(stamp)),
+    );
 }
 
 /// The member errors a write would cause, in Kong's `schema violation` form.
