@@ -380,7 +380,8 @@ const STRINGS: &[&str] = &[
 ];
 
 fn matches(pattern: &str, s: &str) -> bool {
-    schemas::compile(pattern).is_ok_and(|r| r.is_match(s).unwrap_or(false))
+    rgmerge::config::kong::pcre::data(pattern)
+        .is_ok_and(|r| r.is_match(s.as_bytes()).unwrap_or(false))
 }
 
 /// A value the field takes (its default first).

@@ -5,7 +5,7 @@
 //! Each check returns `Err(reason)` with the reason in words; the caller
 //! adds the field and the path. Hand-written scanners, no allocation on
 //! the success path; the one regex engine is for a route's `~` path, which
-//! Kong compiles (`schemas::compile`).
+//! Kong compiles with PCRE2 (`pcre::check`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -234,12 +234,10 @@ pub fn route_path(s: &str) -> Result<(), String> {
         percent_ok(s)?;
     }
     if regex {
-        // Kong dry-runs the regex with PCRE when it loads the route.
+        // Kong dry-runs the regex with PCRE2 (`ngx.re.find("", re, "aj")`).
         let re = &s[1..];
-        return match super::schemas::compile(re) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("invalid regex: '{re}' ({e})")),
-        };
+        return super::pcre::check(re)
+            .map_err(|e| format!("invalid regex: '{re}' (PCRE returned: {e})"));
     }
     for seg in s.split('/') {
         if seg == "." || seg == ".." {

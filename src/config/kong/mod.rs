@@ -1,7 +1,7 @@
 //! What Kong Gateway itself refuses (README: What rgmerge checks): the data planes a member
 //! config is for ([`KongTarget`]: edition and enabled plugins), the field
 //! rules of Kong's entity schemas ([`rules`]), string formats
-//! ([`formats`]) and the bundled plugins with their scopes, protocols and
+//! ([`formats`]), regexes as Kong's PCRE2 compiles them ([`pcre`]) and the bundled plugins with their scopes, protocols and
 //! config schemas ([`plugins`]).
 //!
 //! Everything here is a table of data or a cheap check; the walker
@@ -9,6 +9,7 @@
 //! `schema_error` with a path.
 
 pub mod formats;
+pub mod pcre;
 pub mod plugins;
 pub mod rules;
 pub mod schemas;

@@ -870,9 +870,9 @@ fn check_headers(obj: &Map<String, Value>, err: &mut Sink<'_>) {
                 Vec::new()
             }
         };
-        // A `~*` value is a regex Kong's router compiles with PCRE.
+        // A `~*` value is a regex Kong's router compiles with PCRE2.
         for re in regexes.into_iter().filter_map(|v| v.strip_prefix("~*")) {
-            if let Err(e) = super::schemas::compile(re) {
+            if let Err(e) = super::pcre::check(re) {
                 err(&at, format!("invalid regex: '{re}' ({e})"));
             }
         }
