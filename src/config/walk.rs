@@ -1479,6 +1479,13 @@ impl<'i> Walker<'i> {
                 ("consumer", Coll::Consumers),
                 ("consumer_group", Coll::ConsumerGroups),
             ],
+            Coll::FilterChains => &[("service", Coll::Services), ("route", Coll::Routes)],
+            // mtls-auth's `ca_certificate` (a foreign key Kong resolves).
+            Coll::MtlsAuthCredentials if nested => &[("ca_certificate", Coll::CaCertificates)],
+            Coll::MtlsAuthCredentials => &[
+                ("consumer", Coll::Consumers),
+                ("ca_certificate", Coll::CaCertificates),
+            ],
             c if c.is_credential() && !nested => &[("consumer", Coll::Consumers)],
             _ => &[],
         };

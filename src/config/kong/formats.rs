@@ -102,6 +102,39 @@ pub fn host(s: &str) -> Result<(), String> {
     }
 }
 
+/// `typedefs.host_with_optional_port`: a hostname or an IP, a port allowed.
+pub fn host_with_optional_port(s: &str) -> Result<(), String> {
+    host_port(s).map(drop)
+}
+
+/// `typedefs.sni` (`validate_sni`): a name, not an IP, without a port.
+pub fn sni(s: &str) -> Result<(), String> {
+    match host_port(s) {
+        Err(_) => Err(format!("invalid value: {s}")),
+        Ok((HostKind::Name, None)) => Ok(()),
+        Ok((HostKind::Name, Some(_))) => Err("must not have a port".into()),
+        Ok(_) => Err("must not be an IP".into()),
+    }
+}
+
+/// `typedefs.cookie_name` (`validate_http_token`): an RFC 2616 token —
+/// no control, space, non-ASCII or separator byte.
+pub fn cookie_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("no token provided".into());
+    }
+    let bad = |b: u8| !(0x21..0x7f).contains(&b) || b"()<>@,;:\\\"/?={}[]".contains(&b);
+    if s.bytes().any(bad) {
+        return Err(
+            "contains one or more invalid characters. ASCII control characters \
+                    (0-31;127), space, tab and the characters ()<>@,;:\\\"/?={}[] are not \
+                    allowed."
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// `typedefs.wildcard_host` (SNI names): one `*` at most, leftmost or
 /// rightmost; a name, not an IP; no port.
 pub fn wildcard_host(s: &str) -> Result<(), String> {
@@ -660,5 +693,32 @@ mod tests {
         assert!(tag("k8s-name:httpbin").is_ok());
         assert!(tag("a,b").is_err());
         assert!(tag("a/b").is_err());
+    }
+
+    #[test]
+    fn snis_cookies_and_optional_ports() {
+        assert_eq!(sni("api.example.com"), Ok(()));
+        assert_eq!(sni("10.0.0.1"), Err("must not be an IP".into()));
+        assert_eq!(
+            sni("api.example.com:443"),
+            Err("must not have a port".into())
+        );
+        assert!(sni("a b").is_err());
+        assert_eq!(cookie_name("session_id-1!#$%&'*+.^`|~"), Ok(()));
+        for bad in [
+            "",
+            "a b",
+            "a\tb",
+            "a=b",
+            "a;b",
+            "[a]",
+            "caf\u{e9}",
+            "a\u{7f}",
+        ] {
+            assert!(cookie_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(host_with_optional_port("api.example.com:8443"), Ok(()));
+        assert_eq!(host_with_optional_port("[::1]:80"), Ok(()));
+        assert!(host_with_optional_port("api example").is_err());
     }
 }

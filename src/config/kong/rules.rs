@@ -307,6 +307,14 @@ pub static FIELD_RULES: &[FieldRule] = &[
     ),
     row(
         C::Upstreams,
+        "hash_on_cookie",
+        Fmt(formats::cookie_name),
+        "typedefs.cookie_name",
+        r#""session-id""#,
+        r#""session id""#,
+    ),
+    row(
+        C::Upstreams,
         "hash_on_cookie_path",
         Fmt(formats::service_path),
         "typedefs.path",
@@ -324,9 +332,9 @@ pub static FIELD_RULES: &[FieldRule] = &[
     row(
         C::Upstreams,
         "host_header",
-        Fmt(formats::host),
-        "typedefs.host",
-        r#""api.example.com""#,
+        Fmt(formats::host_with_optional_port),
+        "typedefs.host_with_optional_port",
+        r#""api.example.com:8443""#,
         r#""api example""#,
     ),
     row(
@@ -967,7 +975,30 @@ pub fn check_service(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
             format!("value must be null: a service with protocol `{protocol}` has no path"),
         );
     }
+    // Kong's conditionals: TLS to the upstream only on `https`/`tls` (and
+    // Enterprise's `wss`, which speaks TLS too: not refused where unsure).
+    if !["https", "tls", "wss"].contains(&protocol.as_str()) {
+        for f in TLS_ONLY {
+            if set(obj, f) {
+                err(
+                    f,
+                    format!(
+                        "value must be null: only a service with protocol `https` or `tls` \
+                         has `{f}` (this one is `{protocol}`)"
+                    ),
+                );
+            }
+        }
+    }
 }
+
+/// A service's fields Kong takes only with protocol `https` or `tls`.
+const TLS_ONLY: [&str; 4] = [
+    "client_certificate",
+    "tls_verify",
+    "tls_verify_depth",
+    "ca_certificates",
+];
 
 /// Upstreams: the name is a hostname; hashing needs its field, and the
 /// fallback must differ from the primary.
@@ -1075,6 +1106,18 @@ fn check_healthchecks(hc: &Map<String, Value>, err: &mut Sink<'_>) {
             && let Err(e) = formats::service_path(p)
         {
             err(&format!("{at}.http_path"), e);
+        }
+        if let Some(p) = s(m, "https_sni")
+            && let Err(e) = formats::sni(p)
+        {
+            err(&format!("{at}.https_sni"), e);
+        }
+        if let Some(Value::Object(h)) = m.get("headers") {
+            for name in h.keys() {
+                if let Err(e) = formats::header_name(name) {
+                    err(&format!("{at}.headers.{}", clip_key(name)), e);
+                }
+            }
         }
         for side in ["healthy", "unhealthy"] {
             let Some(Value::Object(h)) = m.get(side) else {
