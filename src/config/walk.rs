@@ -1480,6 +1480,7 @@ impl<'i> Walker<'i> {
                 ("consumer_group", Coll::ConsumerGroups),
             ],
             Coll::FilterChains => &[("service", Coll::Services), ("route", Coll::Routes)],
+            Coll::ConsumerGroupPlugins => &[("consumer_group", Coll::ConsumerGroups)],
             // mtls-auth's `ca_certificate` (a foreign key Kong resolves).
             Coll::MtlsAuthCredentials if nested => &[("ca_certificate", Coll::CaCertificates)],
             Coll::MtlsAuthCredentials => &[

@@ -773,9 +773,36 @@ pub fn check_route(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
     for f in ["sources", "destinations"] {
         check_endpoints(obj, f, err);
     }
+    // The expressions router's `validate_route`: an expression replaces
+    // the matching fields, which `priority` does not go with.
+    let matching = MATCHING.iter().any(|f| set(obj, f));
+    let nonzero = |f: &str| get_field(obj, f).is_some_and(|v| v.as_i64().is_some_and(|n| n != 0));
     if set(obj, "expression") {
-        // Expressions router: the expression holds the matching.
+        if matching {
+            err(
+                "",
+                "Router Expression failed validation: cannot set 'expression' with 'methods', \
+                 'hosts', 'paths', 'headers', 'snis', 'sources' or 'destinations' simultaneously"
+                    .into(),
+            );
+        }
+        if nonzero("regex_priority") {
+            err(
+                "regex_priority",
+                "Router Expression failed validation: cannot set 'regex_priority' with \
+                 'expression' simultaneously"
+                    .into(),
+            );
+        }
         return;
+    }
+    if matching && nonzero("priority") {
+        err(
+            "priority",
+            "Router Expression failed validation: cannot set 'priority' with 'methods', \
+             'hosts', 'paths', 'headers', 'snis', 'sources' or 'destinations' simultaneously"
+                .into(),
+        );
     }
     let family = match kind {
         RouteKind::Http => "http, https",
@@ -991,6 +1018,17 @@ pub fn check_service(obj: &Map<String, Value>, oss: bool, err: &mut Sink<'_>) {
         }
     }
 }
+
+/// A route's matching fields, which an `expression` replaces.
+const MATCHING: [&str; 7] = [
+    "methods",
+    "hosts",
+    "paths",
+    "headers",
+    "snis",
+    "sources",
+    "destinations",
+];
 
 /// A service's fields Kong takes only with protocol `https` or `tls`.
 const TLS_ONLY: [&str; 4] = [
