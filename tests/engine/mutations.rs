@@ -14,13 +14,18 @@
 //! cases (`fixtures/cases`) wherever a plugin appears there, and otherwise a
 //! config built from the plugin's description (its required fields).
 //! `real_files_*` below also changes the real files as wholes: an entity
-//! field rule of `rules::FIELD_RULES` per collection, a dangling reference
-//! and a duplicate, each built as a member and refused with its path.
+//! field rule of `rules::FIELD_RULES` per collection (refused with the
+//! rule's own words at every place the collection has there), a dangling
+//! reference and a duplicate, each built as a member and refused with its
+//! path. `entity_rules` lists every foreign key and uniqueness rule of
+//! Kong's entity schemas, top level and nested: each document where the
+//! rule holds is clean, and its change is refused with the rule's finding,
+//! path and words.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use rgmerge::config::kong::rules::FIELD_RULES;
+use rgmerge::config::kong::rules::{self, FIELD_RULES};
 use rgmerge::config::kong::schemas::{
     self, CustomCheck, EntityCheck, Field, PluginSchema, Problem, Ty,
 };
@@ -1143,11 +1148,15 @@ impl At {
 }
 
 /// Every entity of a collection `coll` (a list under that key, at any
-/// depth; a consumer group's `consumers` are references, not consumers).
+/// depth; a consumer group's `consumers` are references, not consumers,
+/// and nothing in a plugin's or vault's `config` is an entity).
 fn entities(v: &Value, at: &At, coll: &str, out: &mut Vec<At>) {
     match v {
         Value::Object(o) => {
             for (k, x) in o {
+                if k == "config" {
+                    continue;
+                }
                 let here = at.key(k);
                 let refs = k == "consumers" && shape_of(&at.path).ends_with("consumer_groups[]");
                 if k == coll
@@ -1324,7 +1333,7 @@ fn real_plugin_configs_changed_one_field_at_a_time_are_refused() {
 
 /// Each entity field rule of `rules::FIELD_RULES` (Kong's entity schemas),
 /// its failing value put into a real entity of its collection, is refused
-/// at that entity's path; a reference made to dangle is an
+/// at that entity's path with the rule's own words; a reference made to dangle is an
 /// `unresolved_reference`; an entity given twice is a duplicate.
 #[test]
 fn real_entities_changed_one_field_at_a_time_are_refused() {
@@ -1344,6 +1353,14 @@ fn real_entities_changed_one_field_at_a_time_are_refused() {
         let Ok(bad) = serde_json::from_str::<Value>(rule.fail) else {
             failures.push(format!(
                 "{coll}.{}: fail value {} is not JSON",
+                rule.field, rule.fail
+            ));
+            continue;
+        };
+        // The rule's own words for the failing value.
+        let Err((_, words)) = rules::check(&rule.check, &bad) else {
+            failures.push(format!(
+                "{coll}.{}: {} passes its rule",
                 rule.field, rule.fail
             ));
             continue;
@@ -1377,10 +1394,9 @@ fn real_entities_changed_one_field_at_a_time_are_refused() {
                 let want = format!("{}.{}", at.path, rule.field);
                 let after = member_errors(name, &changed);
                 shapes.insert(shape);
-                if after
-                    .iter()
-                    .any(|(c, p, _)| c == "schema_error" && p.starts_with(&want))
-                {
+                if after.iter().any(|(c, p, m)| {
+                    c == "schema_error" && p.starts_with(&want) && m.contains(&words)
+                }) {
                     done = true;
                     tried += 1;
                 } else {
@@ -1478,4 +1494,540 @@ fn real_entities_changed_one_field_at_a_time_are_refused() {
         dangling > 10 && duplicates > 10,
         "{dangling} dangling, {duplicates} duplicates"
     );
+}
+
+/// A change to an entity document, for the entity-rule table below.
+enum Op {
+    /// Put this value at the pointer (a foreign key made to dangle, a
+    /// field of the wrong form).
+    Set(&'static str, Value),
+    /// Append a copy of the array element at the pointer to its array (an
+    /// entity given twice).
+    Dup(&'static str),
+}
+
+/// One rule of Kong's entity schemas (README: What rgmerge checks, the
+/// issue-29 table): a clean document where the rule holds, a change that
+/// breaks it, and what the member must then say — finding code, path and
+/// words.
+struct EntityRule {
+    rule: &'static str,
+    doc: Value,
+    op: Op,
+    code: &'static str,
+    path: &'static str,
+    words: &'static str,
+}
+
+/// A certificate, its key and a CA certificate that Kong loads (from the
+/// project's own case), for documents whose references need them.
+fn pems() -> (String, String) {
+    let p = crate::common::fixtures()
+        .join("cases/assoc-every-row-inside-one-member-is-clean/yellow.json");
+    let doc: Value = serde_json::from_slice(&std::fs::read(p).expect("case file")).expect("json");
+    let cert = doc["certificates"][0]["cert"].as_str().expect("cert");
+    let key = doc["certificates"][0]["key"].as_str().expect("key");
+    (cert.to_string(), key.to_string())
+}
+
+const C1: &str = "00000000-0000-4000-8000-00000000c001";
+const CA1: &str = "00000000-0000-4000-8000-00000000ca01";
+const MISSING: &str = "00000000-0000-4000-8000-0000000000ff";
+
+/// Every foreign key and uniqueness rule of Kong 3.10's entity schemas
+/// (`kong/db/schema/entities/*.lua`, the credentials' `daos.lua`), each at
+/// the top level and, where the entity nests, nested.
+fn entity_rules() -> Vec<EntityRule> {
+    let (cert, key) = pems();
+    let svc = || json!({"name": "svc", "host": "svc.internal", "protocol": "https"});
+    let route = || json!({"name": "rt", "paths": ["/rt"]});
+    let certs = || json!([{"id": C1, "cert": cert, "key": key}]);
+    let cas = || json!([{"id": CA1, "cert": cert}]);
+    let consumer = || json!({"username": "alice"});
+    let doc = |v: Value| {
+        let mut v = v;
+        v["_format_version"] = json!("3.0");
+        v
+    };
+    let fk = "unresolved_reference";
+    let dup = "duplicate_in_member";
+    let mut rows = vec![
+        // Foreign keys (`type = "foreign"`), top level.
+        EntityRule {
+            rule: "routes.service → services",
+            doc: doc(
+                json!({"services": [svc()], "routes": [{"name": "rt", "paths": ["/rt"], "service": {"name": "svc"}}]}),
+            ),
+            op: Op::Set("/routes/0/service", json!({"name": "zz"})),
+            code: fk,
+            path: "routes[0].service",
+            words: "names service 'zz', which is not in member",
+        },
+        EntityRule {
+            rule: "services.client_certificate → certificates",
+            doc: doc(
+                json!({"certificates": certs(), "services": [{"name": "svc", "host": "svc.internal", "protocol": "https", "client_certificate": {"id": C1}}]}),
+            ),
+            op: Op::Set("/services/0/client_certificate", json!({"id": MISSING})),
+            code: fk,
+            path: "services[0].client_certificate",
+            words: "names certificate '00000000-0000-4000-8000-0000000000ff'",
+        },
+        EntityRule {
+            rule: "upstreams.client_certificate → certificates",
+            doc: doc(
+                json!({"certificates": certs(), "upstreams": [{"name": "up", "client_certificate": {"id": C1}}]}),
+            ),
+            op: Op::Set("/upstreams/0/client_certificate", json!({"id": MISSING})),
+            code: fk,
+            path: "upstreams[0].client_certificate",
+            words: "names certificate '00000000-0000-4000-8000-0000000000ff'",
+        },
+        EntityRule {
+            rule: "targets.upstream → upstreams",
+            doc: doc(
+                json!({"upstreams": [{"name": "up"}], "targets": [{"target": "a.internal:80", "upstream": {"name": "up"}}]}),
+            ),
+            op: Op::Set("/targets/0/upstream", json!({"name": "zz"})),
+            code: fk,
+            path: "targets[0].upstream",
+            words: "names upstream 'zz'",
+        },
+        EntityRule {
+            rule: "snis.certificate → certificates",
+            doc: doc(
+                json!({"certificates": certs(), "snis": [{"name": "a.example", "certificate": {"id": C1}}]}),
+            ),
+            op: Op::Set("/snis/0/certificate", json!({"id": MISSING})),
+            code: fk,
+            path: "snis[0].certificate",
+            words: "names certificate '00000000-0000-4000-8000-0000000000ff'",
+        },
+        EntityRule {
+            rule: "plugins.service → services",
+            doc: doc(json!({"services": [svc()], "plugins": [{"name": "cors", "service": "svc"}]})),
+            op: Op::Set("/plugins/0/service", json!("zz")),
+            code: fk,
+            path: "plugins[0].service",
+            words: "names service 'zz'",
+        },
+        EntityRule {
+            rule: "plugins.route → routes",
+            doc: doc(json!({"routes": [route()], "plugins": [{"name": "cors", "route": "rt"}]})),
+            op: Op::Set("/plugins/0/route", json!("zz")),
+            code: fk,
+            path: "plugins[0].route",
+            words: "names route 'zz'",
+        },
+        EntityRule {
+            rule: "plugins.consumer → consumers",
+            doc: doc(
+                json!({"consumers": [consumer()], "plugins": [{"name": "rate-limiting", "consumer": "alice", "config": {"minute": 5}}]}),
+            ),
+            op: Op::Set("/plugins/0/consumer", json!("zz")),
+            code: fk,
+            path: "plugins[0].consumer",
+            words: "names consumer 'zz'",
+        },
+        EntityRule {
+            rule: "plugins.consumer_group → consumer_groups",
+            doc: doc(
+                json!({"consumer_groups": [{"name": "gold"}], "plugins": [{"name": "rate-limiting", "consumer_group": "gold", "config": {"minute": 5}}]}),
+            ),
+            op: Op::Set("/plugins/0/consumer_group", json!("zz")),
+            code: fk,
+            path: "plugins[0].consumer_group",
+            words: "names consumer group 'zz'",
+        },
+        EntityRule {
+            rule: "keys.set → key_sets",
+            doc: doc(
+                json!({"key_sets": [{"name": "ks"}], "keys": [{"name": "k", "kid": "1", "jwk": "{\"kid\":\"1\",\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}", "set": {"name": "ks"}}]}),
+            ),
+            op: Op::Set("/keys/0/set", json!({"name": "zz"})),
+            code: fk,
+            path: "keys[0].set",
+            words: "names key set 'zz'",
+        },
+        EntityRule {
+            rule: "consumers.groups → consumer_groups",
+            doc: doc(
+                json!({"consumer_groups": [{"name": "gold"}], "consumers": [{"username": "alice", "groups": [{"name": "gold"}]}]}),
+            ),
+            op: Op::Set("/consumers/0/groups/0", json!({"name": "zz"})),
+            code: fk,
+            path: "consumers[0].groups[0]",
+            words: "names consumer group 'zz'",
+        },
+        EntityRule {
+            rule: "consumer_groups.consumers → consumers",
+            doc: doc(
+                json!({"consumers": [consumer()], "consumer_groups": [{"name": "gold", "consumers": [{"username": "alice"}]}]}),
+            ),
+            op: Op::Set("/consumer_groups/0/consumers/0", json!({"username": "zz"})),
+            code: fk,
+            path: "consumer_groups[0].consumers[0]",
+            words: "names consumer 'zz'",
+        },
+        EntityRule {
+            rule: "consumer_group_plugins.consumer_group → consumer_groups",
+            doc: doc(
+                json!({"consumer_groups": [{"name": "gold"}], "consumer_group_plugins": [{"name": "rate-limiting-advanced", "consumer_group": {"name": "gold"}, "config": {"limit": [10], "window_size": [60]}}]}),
+            ),
+            op: Op::Set(
+                "/consumer_group_plugins/0/consumer_group",
+                json!({"name": "zz"}),
+            ),
+            code: fk,
+            path: "consumer_group_plugins[0].consumer_group",
+            words: "names consumer group 'zz'",
+        },
+        EntityRule {
+            rule: "filter_chains.route → routes",
+            doc: doc(
+                json!({"routes": [route()], "filter_chains": [{"name": "fc", "route": {"name": "rt"}, "filters": [{"name": "f"}]}]}),
+            ),
+            op: Op::Set("/filter_chains/0/route", json!({"name": "zz"})),
+            code: fk,
+            path: "filter_chains[0].route",
+            words: "names route 'zz'",
+        },
+        EntityRule {
+            rule: "filter_chains.service → services",
+            doc: doc(
+                json!({"services": [svc()], "filter_chains": [{"name": "fc", "service": {"name": "svc"}, "filters": [{"name": "f"}]}]}),
+            ),
+            op: Op::Set("/filter_chains/0/service", json!({"name": "zz"})),
+            code: fk,
+            path: "filter_chains[0].service",
+            words: "names service 'zz'",
+        },
+        EntityRule {
+            rule: "mtls_auth_credentials.ca_certificate → ca_certificates",
+            doc: doc(
+                json!({"ca_certificates": cas(), "consumers": [consumer()], "mtls_auth_credentials": [{"subject_name": "c", "consumer": {"username": "alice"}, "ca_certificate": {"id": CA1}}]}),
+            ),
+            op: Op::Set(
+                "/mtls_auth_credentials/0/ca_certificate",
+                json!({"id": MISSING}),
+            ),
+            code: fk,
+            path: "mtls_auth_credentials[0].ca_certificate",
+            words: "names CA certificate '00000000-0000-4000-8000-0000000000ff'",
+        },
+        // Foreign keys, nested: a plugin in a service naming a route, in a
+        // consumer naming a service; a credential's CA in a consumer.
+        EntityRule {
+            rule: "plugins.route → routes (in a service)",
+            doc: doc(
+                json!({"services": [{"name": "svc", "host": "svc.internal", "routes": [route()], "plugins": [{"name": "cors", "route": "rt"}]}]}),
+            ),
+            op: Op::Set("/services/0/plugins/0/route", json!("zz")),
+            code: fk,
+            path: "services[0].plugins[0].route",
+            words: "names route 'zz'",
+        },
+        EntityRule {
+            rule: "plugins.service → services (in a consumer)",
+            doc: doc(
+                json!({"services": [svc()], "consumers": [{"username": "alice", "plugins": [{"name": "rate-limiting", "service": "svc", "config": {"minute": 5}}]}]}),
+            ),
+            op: Op::Set("/consumers/0/plugins/0/service", json!("zz")),
+            code: fk,
+            path: "consumers[0].plugins[0].service",
+            words: "names service 'zz'",
+        },
+        EntityRule {
+            rule: "mtls_auth_credentials.ca_certificate → ca_certificates (in a consumer)",
+            doc: doc(
+                json!({"ca_certificates": cas(), "consumers": [{"username": "alice", "mtls_auth_credentials": [{"subject_name": "c", "ca_certificate": {"id": CA1}}]}]}),
+            ),
+            op: Op::Set(
+                "/consumers/0/mtls_auth_credentials/0/ca_certificate",
+                json!({"id": MISSING}),
+            ),
+            code: fk,
+            path: "consumers[0].mtls_auth_credentials[0].ca_certificate",
+            words: "names CA certificate '00000000-0000-4000-8000-0000000000ff'",
+        },
+    ];
+    // Credentials' consumer (top level; nested, the consumer is the parent).
+    for (coll, cred) in [
+        ("keyauth_credentials", json!({"key": "k-1"})),
+        (
+            "basicauth_credentials",
+            json!({"username": "b-1", "password": "p"}),
+        ),
+        ("hmacauth_credentials", json!({"username": "h-1"})),
+        ("jwt_secrets", json!({"key": "j-1"})),
+        (
+            "oauth2_credentials",
+            json!({"name": "o", "client_id": "o-1"}),
+        ),
+        ("acls", json!({"group": "g"})),
+        ("mtls_auth_credentials", json!({"subject_name": "m"})),
+    ] {
+        let mut c = cred.clone();
+        c["consumer"] = json!({"username": "alice"});
+        rows.push(EntityRule {
+            rule: Box::leak(format!("{coll}.consumer → consumers").into_boxed_str()),
+            doc: doc(json!({"consumers": [consumer()], coll: [c]})),
+            op: Op::Set(
+                Box::leak(format!("/{coll}/0/consumer").into_boxed_str()),
+                json!({"username": "zz"}),
+            ),
+            code: fk,
+            path: Box::leak(format!("{coll}[0].consumer").into_boxed_str()),
+            words: "names consumer 'zz'",
+        });
+    }
+    // Uniqueness (`unique = true`, `endpoint_key`, `cache_key`): the entity
+    // given twice, top level and nested.
+    let uniques: Vec<(&str, Value, &str, &str, &str)> = vec![
+        (
+            "services.name",
+            json!({"services": [svc()]}),
+            "/services/0",
+            "services[1]",
+            "service name 'svc' is already defined at services[0]",
+        ),
+        (
+            "routes.name",
+            json!({"routes": [route()]}),
+            "/routes/0",
+            "routes[1]",
+            "route name 'rt' is already defined at routes[0]",
+        ),
+        (
+            "routes.name (in a service)",
+            json!({"services": [{"name": "svc", "host": "svc.internal", "routes": [route()]}]}),
+            "/services/0/routes/0",
+            "services[0].routes[1]",
+            "route name 'rt' is already defined at services[0].routes[0]",
+        ),
+        (
+            "upstreams.name",
+            json!({"upstreams": [{"name": "up"}]}),
+            "/upstreams/0",
+            "upstreams[1]",
+            "upstream name 'up' is already defined",
+        ),
+        (
+            "targets (upstream, target) (in an upstream)",
+            json!({"upstreams": [{"name": "up", "targets": [{"target": "a.internal:80"}]}]}),
+            "/upstreams/0/targets/0",
+            "upstreams[0].targets[1]",
+            "target target '(up, a.internal:80)' is already defined",
+        ),
+        (
+            "snis.name (in a certificate)",
+            json!({"certificates": [{"id": C1, "cert": cert, "key": key, "snis": [{"name": "a.example"}]}]}),
+            "/certificates/0/snis/0",
+            "certificates[0].snis[1]",
+            "SNI name 'a.example' is already defined",
+        ),
+        (
+            "snis.name",
+            json!({"certificates": certs(), "snis": [{"name": "a.example", "certificate": {"id": C1}}]}),
+            "/snis/0",
+            "snis[1]",
+            "SNI name 'a.example' is already defined",
+        ),
+        (
+            "ca_certificates.cert_digest",
+            json!({"ca_certificates": [{"cert": cert}]}),
+            "/ca_certificates/0",
+            "ca_certificates[1].cert",
+            "UNIQUE violation detected on cert_digest",
+        ),
+        (
+            "consumers.username",
+            json!({"consumers": [consumer()]}),
+            "/consumers/0",
+            "consumers[1]",
+            "consumer username 'alice' is already defined",
+        ),
+        (
+            "consumers.custom_id",
+            json!({"consumers": [{"custom_id": "c-1"}]}),
+            "/consumers/0",
+            "consumers[1]",
+            "consumer custom_id 'c-1' is already defined",
+        ),
+        (
+            "consumer_groups.name",
+            json!({"consumer_groups": [{"name": "gold"}]}),
+            "/consumer_groups/0",
+            "consumer_groups[1]",
+            "consumer group name 'gold' is already defined",
+        ),
+        (
+            "plugins.instance_name",
+            json!({"plugins": [{"name": "cors", "instance_name": "c1"}]}),
+            "/plugins/0",
+            "plugins[1]",
+            "plugin instance_name 'c1' is already defined",
+        ),
+        (
+            "plugins.instance_name (in a route)",
+            json!({"routes": [{"name": "rt", "paths": ["/rt"], "plugins": [{"name": "cors", "instance_name": "c1"}]}]}),
+            "/routes/0/plugins/0",
+            "routes[0].plugins[1]",
+            "plugin instance_name 'c1' is already defined",
+        ),
+        (
+            "keys.name",
+            json!({"keys": [{"name": "k", "kid": "1", "jwk": "{\"kid\":\"1\",\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}"}]}),
+            "/keys/0",
+            "keys[1]",
+            "key name 'k' is already defined",
+        ),
+        (
+            "key_sets.name",
+            json!({"key_sets": [{"name": "ks"}]}),
+            "/key_sets/0",
+            "key_sets[1]",
+            "key set name 'ks' is already defined",
+        ),
+        (
+            "vaults.prefix",
+            json!({"vaults": [{"name": "env", "prefix": "my-env"}]}),
+            "/vaults/0",
+            "vaults[1]",
+            "vault prefix 'my-env' is already defined",
+        ),
+        (
+            "keyauth_credentials.key (in a consumer)",
+            json!({"consumers": [{"username": "alice", "keyauth_credentials": [{"key": "k-1"}]}]}),
+            "/consumers/0/keyauth_credentials/0",
+            "consumers[0].keyauth_credentials[1]",
+            "key-auth credential key 'k-1' is already defined",
+        ),
+        (
+            "basicauth_credentials.username (in a consumer)",
+            json!({"consumers": [{"username": "alice", "basicauth_credentials": [{"username": "b-1", "password": "p"}]}]}),
+            "/consumers/0/basicauth_credentials/0",
+            "consumers[0].basicauth_credentials[1]",
+            "basic-auth credential username 'b-1' is already defined",
+        ),
+        (
+            "hmacauth_credentials.username (in a consumer)",
+            json!({"consumers": [{"username": "alice", "hmacauth_credentials": [{"username": "h-1"}]}]}),
+            "/consumers/0/hmacauth_credentials/0",
+            "consumers[0].hmacauth_credentials[1]",
+            "HMAC-auth credential username 'h-1' is already defined",
+        ),
+        (
+            "jwt_secrets.key (in a consumer)",
+            json!({"consumers": [{"username": "alice", "jwt_secrets": [{"key": "j-1"}]}]}),
+            "/consumers/0/jwt_secrets/0",
+            "consumers[0].jwt_secrets[1]",
+            "JWT secret key 'j-1' is already defined",
+        ),
+        (
+            "oauth2_credentials.client_id (in a consumer)",
+            json!({"consumers": [{"username": "alice", "oauth2_credentials": [{"name": "o", "client_id": "o-1"}]}]}),
+            "/consumers/0/oauth2_credentials/0",
+            "consumers[0].oauth2_credentials[1]",
+            "OAuth2 credential client_id 'o-1' is already defined",
+        ),
+        (
+            "acls (consumer, group) (in a consumer)",
+            json!({"consumers": [{"username": "alice", "acls": [{"group": "g"}]}]}),
+            "/consumers/0/acls/0",
+            "consumers[0].acls[1].group",
+            "uniqueness violation: group 'g' is already declared for this consumer",
+        ),
+        (
+            "partials.name",
+            json!({"partials": [{"name": "p", "type": "redis-ce", "config": {}}]}),
+            "/partials/0",
+            "partials[1]",
+            "partial name 'p' is already defined",
+        ),
+        (
+            "services.id",
+            json!({"services": [{"id": C1, "name": "svc", "host": "svc.internal"}, {"name": "svc2", "host": "svc.internal"}]}),
+            "/services/0",
+            "services[2]",
+            "service id '00000000-0000-4000-8000-00000000c001' is already defined",
+        ),
+        (
+            "plugins (name, service, route, consumer) (in a service)",
+            json!({"services": [{"name": "svc", "host": "svc.internal", "plugins": [{"name": "cors"}]}]}),
+            "/services/0/plugins/0",
+            "services[0].plugins[1]",
+            "a second plugin cors (service=svc, route=, consumer=, consumer_group=) is already defined",
+        ),
+        (
+            "filter_chains.name",
+            json!({"filter_chains": [{"name": "fc", "filters": [{"name": "f"}]}]}),
+            "/filter_chains/0",
+            "filter_chains[1]",
+            "filter chain name 'fc' is already defined",
+        ),
+    ];
+    for (rule, d, ptr, path, words) in uniques {
+        rows.push(EntityRule {
+            rule: Box::leak(format!("unique {rule}").into_boxed_str()),
+            doc: doc(d),
+            op: Op::Dup(Box::leak(ptr.to_string().into_boxed_str())),
+            code: dup,
+            path: Box::leak(path.to_string().into_boxed_str()),
+            words: Box::leak(words.to_string().into_boxed_str()),
+        });
+    }
+    rows
+}
+
+/// Each foreign key and uniqueness rule of Kong's entity schemas: the
+/// document where it holds is clean (Kong loads it), the change that breaks
+/// it is refused with that rule's finding, path and words.
+#[test]
+fn entity_keys_and_references_changed_are_refused_with_their_words() {
+    let mut failures = Vec::new();
+    let rows = entity_rules();
+    for r in &rows {
+        let before = member_errors("m", &r.doc);
+        if !before.is_empty() {
+            failures.push(format!(
+                "{}: the clean document is refused: {before:?}",
+                r.rule
+            ));
+            continue;
+        }
+        let mut changed = r.doc.clone();
+        match &r.op {
+            Op::Set(ptr, v) => match changed.pointer_mut(ptr) {
+                Some(slot) => *slot = v.clone(),
+                None => {
+                    failures.push(format!("{}: no {ptr} in the document", r.rule));
+                    continue;
+                }
+            },
+            Op::Dup(ptr) => {
+                let (list, _) = ptr.rsplit_once('/').unwrap_or_default();
+                let item = changed.pointer(ptr).cloned();
+                match (item, changed.pointer_mut(list)) {
+                    (Some(item), Some(Value::Array(a))) => a.push(item),
+                    _ => {
+                        failures.push(format!("{}: no {ptr} in the document", r.rule));
+                        continue;
+                    }
+                }
+            }
+        }
+        let after = member_errors("m", &changed);
+        if !after
+            .iter()
+            .any(|(c, p, m)| c == r.code && p == r.path && m.contains(r.words))
+        {
+            failures.push(format!(
+                "{}: not refused as {} at {} with '{}': {after:?}",
+                r.rule, r.code, r.path, r.words
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(rows.len() >= 50, "{} rules", rows.len());
 }
