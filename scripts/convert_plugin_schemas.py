@@ -4,7 +4,8 @@ into rgmerge's plugin-schema data format (`src/config/kong/schemas.rs`).
 
 Input: the JSON files for Kong Gateway 3.10 under
 `app/_schemas/gateway/plugins/3.10/` in Kong/developer.konghq.com (MIT
-licence), read from a git checkout or mirror of that repository:
+licence) — for a plugin with no 3.10 file, the newest earlier one (EARLIER;
+`published_version` says which), read from a git checkout or mirror of that repository:
 
     scripts/convert_plugin_schemas.py --repo /path/to/developer.konghq.com[.git] \
         [--commit HEAD] > src/config/kong/plugin_schemas_enterprise.json
@@ -327,13 +328,15 @@ def main():
     for name, _edition in bundled():
         if name in hand:
             continue
-        path = f"{DIR}/{file_name(name)}"
-        try:
-            text = git(args.repo, "show", f"{commit}:{path}")
-        except subprocess.CalledProcessError:
+        # No 3.10 file (Konnect's application-registration): the newest
+        # earlier one, its version said in the entry.
+        found = next(
+            (v for v in [VERSION] + EARLIER if load(args.repo, commit, v, name) is not None), None
+        )
+        if found is None:
             missing.append(name)
             continue
-        doc = json.loads(text)
+        doc = load(args.repo, commit, found, name)
         conv = Converter()
         config = conv.field(root_record(doc), "")
         for version in EARLIER:
@@ -353,7 +356,15 @@ def main():
         protocols = top.get("protocols", {}).get("items", {}).get("enum")
         if protocols:
             entry["protocols"] = protocols
-        entry["scopes"] = [s for s in ("consumer", "route", "service", "consumer_group") if s in top]
+        if found == VERSION:
+            entry["scopes"] = [s for s in ("consumer", "route", "service", "consumer_group") if s in top]
+        else:
+            # An older file's scopes are not taken: plugins.rs's row stands.
+            entry["published_version"] = found
+            conv.unchecked.append(
+                f"the published schema is Kong {found}'s (there is none for {VERSION}); "
+                "its scopes are not taken from it"
+            )
         if conv.unchecked:
             entry["unchecked"] = conv.unchecked
         plugins[name] = entry

@@ -1279,12 +1279,15 @@ impl<'i> Walker<'i> {
         if !self.noted.insert(name.to_string()) {
             return;
         }
+        let schema = kong::schemas::plugin(name);
+        let version = schema
+            .and_then(|s| s.published_version.as_deref())
+            .unwrap_or(kong::KONG_VERSION);
         let mut message = format!(
-            "the config of plugin {} is checked against Kong's published {} schema (field names, types, enums, ranges, lengths, required fields), not against Kong's other rules (patterns, formats, entity checks, custom validators): Kong checks those when it loads the snapshot",
+            "the config of plugin {} is checked against Kong's published {version} schema (field names, types, enums, ranges, lengths, required fields), not against Kong's other rules (patterns, formats, entity checks, custom validators): Kong checks those when it loads the snapshot",
             quote(name),
-            kong::KONG_VERSION,
         );
-        let open = kong::schemas::plugin(name).map_or(&[][..], |s| s.unchecked.as_slice());
+        let open = schema.map_or(&[][..], |s| s.unchecked.as_slice());
         if !open.is_empty() {
             message.push_str("; left open by that schema: ");
             message.push_str(&open.join("; "));

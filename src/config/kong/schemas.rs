@@ -120,6 +120,10 @@ pub struct PluginSchema {
     /// The scopes it may have (`consumer`, `route`, `service`,
     /// `consumer_group`), where the source says.
     pub scopes: Option<Vec<String>>,
+    /// The Kong version of the published schema when it is not the data's
+    /// own (a plugin Kong published no 3.10 schema for).
+    #[serde(default)]
+    pub published_version: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -1034,7 +1038,11 @@ mod tests {
             "provenance"
         );
         assert!(ee.source.contains("MIT") && ee.source.contains("commit"));
-        assert_eq!(ee.not_published, ["application-registration"]);
+        // application-registration has no 3.10 schema: its 3.9 one is used.
+        assert!(ee.not_published.is_empty(), "{:?}", ee.not_published);
+        let app_reg = &ee.plugins["application-registration"];
+        assert_eq!(app_reg.published_version.as_deref(), Some("3.9"));
+        assert!(app_reg.config["display_name"].required);
         for p in super::super::plugins::BUNDLED {
             let (h, e) = (
                 hand.plugins.contains_key(p.name),
