@@ -1048,8 +1048,11 @@ pub fn check_upstream(obj: &Map<String, Value>, err: &mut Sink<'_>) {
                 "Invalid name: must be a valid hostname (it is the Host header sent upstream)"
                     .into(),
             ),
-            Ok((_, Some(_))) => err("name", "Invalid name; no port allowed".into()),
+            // Kong says an IP before a port (`validate_name`).
             Ok((formats::HostKind::Name, None)) => {}
+            Ok((formats::HostKind::Name, Some(_))) => {
+                err("name", "Invalid name; no port allowed".into())
+            }
             Ok(_) => err("name", "Invalid name; no ip addresses allowed".into()),
         }
     }
