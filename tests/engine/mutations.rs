@@ -1148,8 +1148,9 @@ impl At {
 }
 
 /// Every entity of a collection `coll` (a list under that key, at any
-/// depth; a consumer group's `consumers` are references, not consumers,
-/// and nothing in a plugin's or vault's `config` is an entity).
+/// depth; a consumer group's `consumers` and a plugin's `partials` are
+/// references, not entities, and nothing in a plugin's or vault's `config`
+/// is an entity).
 fn entities(v: &Value, at: &At, coll: &str, out: &mut Vec<At>) {
     match v {
         Value::Object(o) => {
@@ -1158,7 +1159,9 @@ fn entities(v: &Value, at: &At, coll: &str, out: &mut Vec<At>) {
                     continue;
                 }
                 let here = at.key(k);
-                let refs = k == "consumers" && shape_of(&at.path).ends_with("consumer_groups[]");
+                let shape = shape_of(&at.path);
+                let refs = (k == "consumers" && shape.ends_with("consumer_groups[]"))
+                    || (k == "partials" && shape.ends_with("plugins[]"));
                 if k == coll
                     && !refs
                     && let Value::Array(items) = x

@@ -561,6 +561,14 @@ pub static FIELD_RULES: &[FieldRule] = &[
         r#"["team-a"]"#,
         r#"["a/b"]"#,
     ),
+    row(
+        C::Partials,
+        "tags",
+        EachFmt(formats::tag),
+        "typedefs.tags",
+        r#"["team-a"]"#,
+        r#"["a,b"]"#,
+    ),
 ];
 
 fn uuid(s: &str) -> Result<(), String> {
