@@ -401,12 +401,14 @@ fn kib_field(status: &str, field: &str) -> Option<u64> {
 }
 
 /// What [`write_startup_fixture`] wrote.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StartupFixture {
     /// Sum of the member configs stored (pretty JSON).
     pub input_bytes: usize,
     /// Size of the store file.
     pub store_bytes: u64,
+    /// Each table's name, rows and stored bytes.
+    pub tables: Vec<(&'static str, u64, u64)>,
 }
 
 /// Writes a data directory holding one composite of `members` generated
@@ -439,6 +441,7 @@ pub fn write_startup_fixture(
         |tx| fill_startup(tx, &interner, members, spec, &mut input_bytes),
     )
     .map_err(|e| e.detail)?;
+    let tables = store.table_bytes().map_err(|e| e.to_string())?;
     drop(store);
     let store_bytes = std::fs::metadata(dir.join(crate::store::FILE_NAME))
         .map(|m| m.len())
@@ -446,6 +449,7 @@ pub fn write_startup_fixture(
     Ok(StartupFixture {
         input_bytes,
         store_bytes,
+        tables,
     })
 }
 
@@ -571,6 +575,11 @@ fn measure_startup(members: usize, spec: &Spec, runs: usize) -> Value {
             "startup_restore_process_cpu_ms": ms(cpu[cpu.len() / 2]),
             "startup_restore_runs": wall.len(),
             "startup_store_bytes": fixture.store_bytes,
+            "store_bytes_per_input_byte":
+                round(fixture.store_bytes as f64 / fixture.input_bytes.max(1) as f64, 3),
+            "startup_store_tables": fixture.tables.iter().map(|(name, rows, bytes)| {
+                json!({"table": name, "rows": rows, "bytes": bytes})
+            }).collect::<Vec<_>>(),
             "startup_fixture_write_s": round(write_s, 3),
         }))
     })();
