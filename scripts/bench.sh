@@ -69,9 +69,9 @@ fi
 # The PostgreSQL write rate (issue 26): `rgmerge bench` starts no server, so
 # scripts/pg_bench.py does, when PostgreSQL's initdb is installed.
 if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    python3 scripts/pg_bench.py --members "$MEMBERS" --entities "$ENTITIES" | tee "$OUT/pg_bench.json"
+    python3 scripts/pg_bench.py --members "$MEMBERS" --entities "$ENTITIES" | tee "$OUT/pg_bench.txt"
 else
-    echo "PostgreSQL is not installed: no write rate (see scripts/pg_bench.py)" | tee "$OUT/pg_bench.json"
+    echo "PostgreSQL is not installed: no write rate (see scripts/pg_bench.py)" | tee "$OUT/pg_bench.txt"
 fi
 
 criterion_args=()
