@@ -66,6 +66,14 @@ fi
 ./target/release/rgmerge bench --members "$MEMBERS" --entities "$ENTITIES" --seed "$SEED" --json \
     | tee "$OUT/figures.json"
 
+# The PostgreSQL write rate (issue 26): `rgmerge bench` starts no server, so
+# scripts/pg_bench.py does, when PostgreSQL's initdb is installed.
+if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    python3 scripts/pg_bench.py --members "$MEMBERS" --entities "$ENTITIES" | tee "$OUT/pg_bench.txt"
+else
+    echo "PostgreSQL is not installed: no write rate (see scripts/pg_bench.py)" | tee "$OUT/pg_bench.txt"
+fi
+
 criterion_args=()
 if [[ -n "${QUICK:-}" ]]; then
     criterion_args+=(--warm-up-time 1 --measurement-time 2)

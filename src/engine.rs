@@ -45,6 +45,7 @@ mod export;
 mod follow;
 mod main_loop;
 mod pg_commit;
+mod rebuild;
 mod start;
 
 pub use audit::AuditOptions;
@@ -54,6 +55,7 @@ use audit::{
 };
 pub use export::{Dump, FORMAT as EXPORT_FORMAT};
 pub use follow::StoreStatus;
+pub use rebuild::RebuildStatus;
 
 /// What the writer runs: a job that may read or do anything (between
 /// batches), or a write, which joins the current batch (group commit).
@@ -146,6 +148,8 @@ struct Shared {
     /// Config writes being parsed and validated, not yet queued: the writer
     /// waits a moment for them so they share its commit.
     arriving: std::sync::atomic::AtomicUsize,
+    /// The members' rebuild after an upgrade (`engine::rebuild`).
+    rebuild: rebuild::Rebuild,
 }
 
 #[derive(Clone)]

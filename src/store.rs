@@ -5,14 +5,16 @@
 //! id>/<node id>` → JSON node record, written in batches), `history`
 //! (`<group id>/<version, 20 digits>` → JSON entry of a kept version),
 //! `blobs` (content hash → member config bytes, shared by every record and
-//! kept version that names them), `members` (the same hash → the member
-//! built from it, frozen: start-up thaws it instead of building), `teams` (team name → JSON record:
+//! kept version that names them), `frozen` (the same hash → the member
+//! built from it, frozen: start-up thaws it instead of building), both
+//! zstd-compressed where that pays (`store::packed`), `teams` (team name → JSON record:
 //! credentials, token hashes, grants), `access` (the token-hash key) and
 //! `audit` (sequence → JSON entry, append-only, the newest N kept). A write
 //! is one redb transaction, durable when `commit` returns. A store from
 //! before access control has no `access` key: it loads as "not set up yet"
 //! and the engine bootstraps it. Knows nothing of HTTP.
 
+pub mod packed;
 pub mod postgres;
 
 use std::collections::{HashMap, HashSet};
@@ -40,9 +42,15 @@ fn history_key(group: &Uuid, version: u64) -> String {
     format!("{group}/{version:020}")
 }
 
-/// Frozen members (blob hash → `member::frozen` bytes): a cache beside
-/// `blobs` that start-up thaws instead of building every member again.
-/// Added with it; a store without it gets it on open and builds.
+/// Frozen members (blob hash → `member::frozen` bytes in a `packed`
+/// envelope): a cache beside `blobs` that start-up thaws instead of
+/// building every member again. A store without it gets it on open.
+const FROZEN: TableDefinition<&str, &[u8]> = TableDefinition::new("frozen");
+
+/// Frozen members as stored before compression (blob hash → the bytes as
+/// they are). Only read: a row there comes from an older binary, so it is
+/// stale and serves only while its member is rebuilt. Each row goes when
+/// its member is frozen again or its blob goes.
 const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 
 /// Runtime instances (`<group id>/<node id>` → JSON node record): soft
@@ -266,6 +274,7 @@ impl Store {
             tx.open_table(GROUPS).map_err(|e| w(&e))?;
             tx.open_table(BLOBS).map_err(|e| w(&e))?;
             tx.open_table(MEMBERS).map_err(|e| w(&e))?;
+            tx.open_table(FROZEN).map_err(|e| w(&e))?;
             tx.open_table(HISTORY).map_err(|e| w(&e))?;
             tx.open_table(NODES).map_err(|e| w(&e))?;
             tx.open_table(TEAMS).map_err(|e| w(&e))?;
@@ -331,20 +340,16 @@ impl Store {
                 .map_err(|e| corrupt(format!("group record {}: {e}", k.value())))?;
             loaded.groups.push(rec);
         }
-        // The two big tables, read side by side: reading them (page reads
-        // and copies) is most of a start-up once members are thawed.
-        let read_blobs = || -> Result<HashMap<String, Blob>, StoreError> {
-            let mut out = HashMap::new();
+        // The two big tables: their rows copied out as stored (compressed:
+        // a tenth of their size), then unpacked on every core.
+        let mut blob_rows: Vec<(String, Vec<u8>)> = Vec::new();
+        {
             let blobs = tx.open_table(BLOBS).map_err(|e| r(&e))?;
             for row in blobs.iter().map_err(|e| r(&e))? {
                 let (k, v) = row.map_err(|e| corrupt(e.to_string()))?;
-                let blob = Blob::decode(v.value()).ok_or_else(|| {
-                    corrupt(format!("config blob {} has no format tag", k.value()))
-                })?;
-                out.insert(k.value().to_string(), blob);
+                blob_rows.push((k.value().to_string(), v.value().to_vec()));
             }
-            Ok(out)
-        };
+        }
         // Only the members a restore can use: of current configs and of
         // served snapshots (kept versions' stay on disk until their blob goes).
         let mut wanted: Vec<&str> = loaded
@@ -357,26 +362,55 @@ impl Store {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let read_members = || -> Result<HashMap<String, Vec<u8>>, StoreError> {
-            let mut out = HashMap::new();
-            let members = tx.open_table(MEMBERS).map_err(|e| r(&e))?;
+        // `true`: packed (the `frozen` table); `false`: an older binary's row.
+        let mut member_rows: Vec<(String, Vec<u8>, bool)> = Vec::new();
+        {
+            let frozen = tx.open_table(FROZEN).map_err(|e| r(&e))?;
+            let legacy = tx.open_table(MEMBERS).map_err(|e| r(&e))?;
             for h in wanted {
-                if let Some(v) = members.get(h).map_err(|e| corrupt(e.to_string()))? {
-                    out.insert(h.to_string(), v.value().to_vec());
+                if let Some(v) = frozen.get(h).map_err(|e| corrupt(e.to_string()))? {
+                    member_rows.push((h.to_string(), v.value().to_vec(), true));
+                } else if let Some(v) = legacy.get(h).map_err(|e| corrupt(e.to_string()))? {
+                    member_rows.push((h.to_string(), v.value().to_vec(), false));
                 }
             }
-            Ok(out)
-        };
-        let (blobs, members) = std::thread::scope(|s| {
-            let members = s.spawn(read_members);
-            let blobs = read_blobs();
-            let members = members
-                .join()
-                .unwrap_or_else(|_| Err(r(&"reading frozen members panicked")));
-            (blobs, members)
-        });
+        }
+        use rayon::prelude::*;
+        let (blobs, members) = rayon::join(
+            || {
+                blob_rows
+                    .into_par_iter()
+                    .map(|(k, v)| {
+                        let blob = packed::unpack_blob(&v)
+                            .ok()
+                            .and_then(|v| Blob::decode(&v))
+                            .ok_or_else(|| corrupt(format!("config blob {k} does not decode")))?;
+                        Ok((k, blob))
+                    })
+                    .collect::<Result<HashMap<String, Blob>, StoreError>>()
+            },
+            || {
+                // A frozen member that does not unpack is left out: it is
+                // a cache, and its member is built instead.
+                member_rows
+                    .into_par_iter()
+                    .filter_map(|(k, v, is_packed)| {
+                        if !is_packed {
+                            return Some((k, v));
+                        }
+                        match packed::unpack_member(&v) {
+                            Ok(v) => Some((k, v)),
+                            Err(why) => {
+                                tracing::warn!(member = %k, %why, "a frozen member does not unpack; building it");
+                                None
+                            }
+                        }
+                    })
+                    .collect::<HashMap<String, Vec<u8>>>()
+            },
+        );
         loaded.blobs = blobs?;
-        loaded.members = members?;
+        loaded.members = members;
         loaded.history = self.rows_by_group(&tx, HISTORY, "history key", "history entry")?;
         loaded.nodes = self.rows_by_group(&tx, NODES, "node key", "node")?;
         let access = tx.open_table(ACCESS).map_err(|e| r(&e))?;
@@ -432,6 +466,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Each table's rows and stored bytes (keys and values, as written):
+    /// what the store file is made of, for `rgmerge bench`.
+    pub fn table_bytes(&self) -> Result<Vec<(&'static str, u64, u64)>, StoreError> {
+        let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
+        let tx = self.db()?.begin_read().map_err(|e| r(&e))?;
+        let mut out = Vec::new();
+        for (name, table) in [
+            ("groups", GROUPS),
+            ("blobs", BLOBS),
+            ("frozen", FROZEN),
+            ("members (before compression)", MEMBERS),
+            ("history", HISTORY),
+            ("nodes", NODES),
+            ("teams", TEAMS),
+        ] {
+            let table = tx.open_table(table).map_err(|e| r(&e))?;
+            let (mut rows, mut bytes) = (0, 0);
+            for row in table.iter().map_err(|e| r(&e))? {
+                let (k, v) = row.map_err(|e| r(&e))?;
+                rows += 1;
+                bytes += (k.value().len() + v.value().len()) as u64;
+            }
+            out.push((name, rows, bytes));
+        }
+        Ok(out)
+    }
+
     /// One config blob, if the store has it.
     pub fn blob(&self, hash: &str) -> Result<Option<Blob>, StoreError> {
         let r = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
@@ -440,11 +501,13 @@ impl Store {
         let Some(v) = blobs.get(hash).map_err(|e| r(&e))? else {
             return Ok(None);
         };
-        Blob::decode(v.value())
+        packed::unpack_blob(v.value())
+            .ok()
+            .and_then(|v| Blob::decode(&v))
             .map(Some)
             .ok_or_else(|| StoreError::Corrupt {
                 path: self.path.clone(),
-                detail: format!("config blob {hash} has no format tag"),
+                detail: format!("config blob {hash} does not decode"),
             })
     }
 
@@ -511,7 +574,8 @@ impl Store {
         {
             let mut groups = tx.open_table(GROUPS).map_err(|e| w(&e))?;
             let mut blobs = tx.open_table(BLOBS).map_err(|e| w(&e))?;
-            let mut members = tx.open_table(MEMBERS).map_err(|e| w(&e))?;
+            let mut members = tx.open_table(FROZEN).map_err(|e| w(&e))?;
+            let mut legacy = tx.open_table(MEMBERS).map_err(|e| w(&e))?;
             let mut history = tx.open_table(HISTORY).map_err(|e| w(&e))?;
             let mut teams = tx.open_table(TEAMS).map_err(|e| w(&e))?;
             let mut access = tx.open_table(ACCESS).map_err(|e| w(&e))?;
@@ -558,19 +622,23 @@ impl Store {
                     }
                     Change::PutBlob(hash, blob) => {
                         if blobs.get(hash.as_str()).map_err(|e| w(&e))?.is_none() {
+                            let row = packed::pack_blob(blob.encode());
                             blobs
-                                .insert(hash.as_str(), blob.encode().as_slice())
+                                .insert(hash.as_str(), row.as_slice())
                                 .map_err(|e| w(&e))?;
                         }
                     }
                     Change::PutMember(hash, frozen) => {
+                        let row = packed::pack_member(frozen);
                         members
-                            .insert(hash.as_str(), &frozen[..])
+                            .insert(hash.as_str(), row.as_slice())
                             .map_err(|e| w(&e))?;
+                        legacy.remove(hash.as_str()).map_err(|e| w(&e))?;
                     }
                     Change::DeleteBlob(hash) => {
                         blobs.remove(hash.as_str()).map_err(|e| w(&e))?;
                         members.remove(hash.as_str()).map_err(|e| w(&e))?;
+                        legacy.remove(hash.as_str()).map_err(|e| w(&e))?;
                     }
                     Change::PutTeam(t) => {
                         let bytes = serde_json::to_vec(t).map_err(|e| w(&e))?;
@@ -713,5 +781,61 @@ mod tests {
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 4, 3]);
         let loaded = store.load().expect("load");
         assert_eq!(loaded.access.map(|a| a.key), Some("ab".repeat(32)));
+    }
+
+    /// A store written before compression (raw `j…` blobs, frozen members
+    /// as they are in `members`) loads as it was; new writes are packed,
+    /// and freezing a member again drops its old row.
+    #[test]
+    fn a_store_from_before_compression_loads_and_moves_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = br#"{"_format_version":"3.0","services":[]}"#.repeat(20);
+        let mut encoded = b"j".to_vec();
+        encoded.extend_from_slice(&config);
+        let old_member = b"an older binary's frozen member".to_vec();
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).expect("create");
+            let tx = db.begin_write().expect("write");
+            {
+                let mut meta = tx.open_table(META).expect("meta");
+                meta.insert("schema_version", SCHEMA_VERSION)
+                    .expect("insert");
+                let mut blobs = tx.open_table(BLOBS).expect("blobs");
+                blobs.insert("h", encoded.as_slice()).expect("blob");
+                let mut members = tx.open_table(MEMBERS).expect("members");
+                members.insert("h", old_member.as_slice()).expect("member");
+                tx.open_table(GROUPS).expect("groups");
+            }
+            tx.commit().expect("commit");
+        }
+        let mut store = Store::open(dir.path()).expect("an old store opens");
+        let blob = store.blob("h").expect("read").expect("kept");
+        assert_eq!(blob.bytes, config);
+        let legacy = |store: &Store| {
+            let tx = store.db().expect("db").begin_read().expect("read");
+            let t = tx.open_table(MEMBERS).expect("members");
+            t.get("h").expect("get").map(|v| v.value().to_vec())
+        };
+        assert_eq!(legacy(&store), Some(old_member));
+        let frozen = b"this binary's frozen member".repeat(10);
+        let other = Blob {
+            format: crate::config::Format::Json,
+            bytes: config.repeat(2),
+        };
+        store
+            .commit(&[
+                Change::PutMember("h".into(), frozen.clone().into()),
+                Change::PutBlob("h2".into(), other.clone()),
+            ])
+            .expect("commit");
+        assert_eq!(legacy(&store), None, "the old row goes");
+        let tx = store.db().expect("db").begin_read().expect("read");
+        let t = tx.open_table(FROZEN).expect("frozen");
+        let row = t.get("h").expect("get").expect("stored").value().to_vec();
+        assert_eq!(packed::unpack_member(&row), Ok(frozen));
+        let t = tx.open_table(BLOBS).expect("blobs");
+        let row = t.get("h2").expect("get").expect("stored").value().to_vec();
+        assert!(row.len() < other.bytes.len() / 4, "compressed");
+        assert_eq!(store.blob("h2").expect("read"), Some(other));
     }
 }

@@ -22,7 +22,7 @@ use crate::config::{self, Format};
 use crate::engine::Engine;
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
-use crate::registry::record::Blob;
+use crate::registry::record::{Blob, Change};
 use crate::registry::{ConfigWrite, Mode, NewGroup, Refusal, Registry, Settings, Tx, transact};
 use crate::store::Store;
 use crate::synth::{self, Spec};
@@ -401,12 +401,14 @@ fn kib_field(status: &str, field: &str) -> Option<u64> {
 }
 
 /// What [`write_startup_fixture`] wrote.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StartupFixture {
     /// Sum of the member configs stored (pretty JSON).
     pub input_bytes: usize,
     /// Size of the store file.
     pub store_bytes: u64,
+    /// Each table's name, rows and stored bytes.
+    pub tables: Vec<(&'static str, u64, u64)>,
 }
 
 /// Writes a data directory holding one composite of `members` generated
@@ -439,6 +441,7 @@ pub fn write_startup_fixture(
         |tx| fill_startup(tx, &interner, members, spec, &mut input_bytes),
     )
     .map_err(|e| e.detail)?;
+    let tables = store.table_bytes().map_err(|e| e.to_string())?;
     drop(store);
     let store_bytes = std::fs::metadata(dir.join(crate::store::FILE_NAME))
         .map(|m| m.len())
@@ -446,6 +449,7 @@ pub fn write_startup_fixture(
     Ok(StartupFixture {
         input_bytes,
         store_bytes,
+        tables,
     })
 }
 
@@ -497,6 +501,55 @@ fn fill_startup(
         tx.add_members(composite.id, chunk)?;
     }
     Ok(())
+}
+
+/// Freezes every current member in the store in `dir` again under
+/// `stamp`, as another binary would have: the next start-up is an
+/// upgrade's. Returns how many were restamped.
+pub fn restamp_frozen(dir: &Path, stamp: &str) -> Result<usize, String> {
+    let mut store = Store::open(dir).map_err(|e| e.to_string())?;
+    let loaded = store.load().map_err(|e| e.to_string())?;
+    let interner = Interner::new();
+    let mut changes = Vec::new();
+    for g in &loaded.groups {
+        let Some(h) = g.config.as_deref() else {
+            continue;
+        };
+        let Some(row) = loaded.members.get(h) else {
+            continue;
+        };
+        let own = Member::frozen_stamp(row)
+            .ok_or_else(|| format!("frozen member {h} has no stamp"))?
+            .to_string();
+        let m = Member::thaw(g.meta.member_info(), row.clone(), &interner, &own, h)
+            .map_err(|e| format!("frozen member {h}: {e:?}"))?;
+        let row = m
+            .freeze(&interner, stamp, h)
+            .ok_or_else(|| format!("member {h} does not freeze"))?;
+        changes.push(Change::PutMember(h.to_string(), row.into()));
+    }
+    store.commit(&changes).map_err(|e| e.to_string())?;
+    Ok(changes.len())
+}
+
+/// Start-up after an upgrade: to serving (`Engine::start` returns, the
+/// stored snapshots published) and to every member rebuilt.
+fn measure_upgrade(dir: &Path) -> Result<(Duration, Duration), String> {
+    restamp_frozen(dir, "an older rgmerge")?;
+    let t = Instant::now();
+    let engine = start_up(dir)?;
+    let serving = t.elapsed();
+    loop {
+        match engine.rebuild_status() {
+            Some(r) if r.state == "rebuilding" => std::thread::sleep(Duration::from_millis(2)),
+            Some(r) if r.state == "failed" => return Err(format!("rebuild failed: {:?}", r.error)),
+            _ => break,
+        }
+    }
+    let rebuilt = t.elapsed();
+    drop(engine);
+    wait_until_closed(dir);
+    Ok((serving, rebuilt))
 }
 
 /// Start-up as `rgmerge serve` does it: open the store, then restore every
@@ -563,6 +616,12 @@ fn measure_startup(members: usize, spec: &Spec, runs: usize) -> Value {
         if let Some(e) = error {
             return Err(e);
         }
+        let upgrade = measure_upgrade(&dir);
+        // Thawed after the rebuild stored them frozen again: the store as
+        // a long-running daemon leaves it.
+        let store_after_upgrade = std::fs::metadata(dir.join(crate::store::FILE_NAME))
+            .map(|m| m.len())
+            .unwrap_or(0);
         wall.sort();
         cpu.sort();
         Ok(json!({
@@ -571,7 +630,20 @@ fn measure_startup(members: usize, spec: &Spec, runs: usize) -> Value {
             "startup_restore_process_cpu_ms": ms(cpu[cpu.len() / 2]),
             "startup_restore_runs": wall.len(),
             "startup_store_bytes": fixture.store_bytes,
+            "store_bytes_per_input_byte":
+                round(fixture.store_bytes as f64 / fixture.input_bytes.max(1) as f64, 3),
+            "startup_store_tables": fixture.tables.iter().map(|(name, rows, bytes)| {
+                json!({"table": name, "rows": rows, "bytes": bytes})
+            }).collect::<Vec<_>>(),
             "startup_fixture_write_s": round(write_s, 3),
+            "startup_after_upgrade_ms": match &upgrade {
+                Ok((serving, rebuilt)) => json!({"serving": ms(*serving), "rebuilt": ms(*rebuilt)}),
+                Err(e) => json!({"error": e}),
+            },
+            "store_bytes_after_upgrade": store_after_upgrade,
+            "postgres_write_rate": {
+                "absent": "rgmerge bench runs no PostgreSQL server; scripts/pg_bench.py measures the write rate (writes/s, 32 writers) and scripts/bench.sh runs it when PostgreSQL is installed",
+            },
         }))
     })();
     let _ = std::fs::remove_dir_all(&dir);

@@ -435,6 +435,13 @@ impl Writer {
         pg.needs_reload = false;
         pg.status.reached(pos);
         pg.status.caught_up();
+        tracing::info!(pos, "reloaded the state from the database");
+        self.install(reg);
+    }
+
+    /// Replaces the registry with `reg` (restored anew) and publishes every
+    /// group from it; groups gone since are unpublished.
+    pub(super) fn install(&mut self, reg: Registry) {
         // Node reports taken since the last batch live only in the tables
         // being replaced: carry them over (the newer report wins) and store
         // them with the next batch, so a reload loses none (issue 27).
@@ -449,7 +456,6 @@ impl Writer {
                 g.nodes.mark_dirty(newer);
             }
         }
-        tracing::info!(pos, "reloaded the state from the database");
         self.reg = reg;
         self.reg.settle_all_nodes();
         let shared: &Shared = &self.shared;

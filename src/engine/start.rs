@@ -11,10 +11,10 @@ use tokio::sync::watch;
 
 use super::{
     AuditFile, AuditOptions, AuditPending, AuditQueue, AuditSink, Backend, Engine, Job, Shared,
-    StartError, Writer, follow, main_loop,
+    StartError, Writer, follow, main_loop, rebuild,
 };
 use crate::intern::Interner;
-use crate::registry::{Mode, Registry, Settings, new_key, transact};
+use crate::registry::{Mode, Registry, RestoreOptions, Settings, new_key, transact};
 use crate::store::Store;
 
 impl Engine {
@@ -37,7 +37,18 @@ impl Engine {
                 let loaded = s.load()?;
                 let fresh = loaded.groups.is_empty();
                 let thawing = !loaded.members.is_empty();
-                let restored = match Registry::restore(interner.clone(), settings.clone(), loaded) {
+                // After an upgrade the stale frozen members serve the stored
+                // snapshots until the writer has rebuilt them (`rebuild`).
+                let opts = RestoreOptions {
+                    stale: true,
+                    progress: None,
+                };
+                let restored = match Registry::restore_with(
+                    interner.clone(),
+                    settings.clone(),
+                    loaded,
+                    opts,
+                ) {
                     // A frozen member that decodes but is not what this
                     // binary builds (a stamp two builds share) shows as a
                     // snapshot that no longer assembles: build them all.
@@ -62,6 +73,7 @@ impl Engine {
                 tracing::info!(
                     thawed = restored.thawed,
                     built = restored.built,
+                    stale = restored.stale,
                     "members restored (built ones are frozen for the next start-up)"
                 );
                 // History entries past --snapshot-history, or the served
@@ -142,6 +154,7 @@ impl Engine {
             beats: Default::default(),
             beats_stored: Default::default(),
             arriving: Default::default(),
+            rebuild: Default::default(),
         });
         reg.settle_all_nodes();
         for g in reg.groups() {
@@ -153,6 +166,11 @@ impl Engine {
             shared.watchers.insert(g.meta.id, tx);
         }
         let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        if let (Backend::Redb(_), Some(of)) = (&backend, rebuild::needs_rebuild(&reg)) {
+            // Before anything else, so every write waits for it.
+            Writer::announce_rebuild(&shared, of);
+            let _ = jobs.send(Job::Run(Box::new(Writer::rebuild_stale)));
+        }
         if matches!(backend, Backend::Redb(_)) {
             // First of all, off the start-up's path: a new binary builds
             // every member once, and storing them frozen is a big write.

@@ -179,6 +179,20 @@ impl Member {
         Some(out)
     }
 
+    /// The stamp `row` was frozen under, if it has a readable head: after
+    /// an upgrade, a stale member thawed under its own stamp serves the
+    /// snapshot it was published with while it is rebuilt.
+    pub fn frozen_stamp(row: &[u8]) -> Option<&str> {
+        let len = row
+            .get(SUM..SUM + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_le_bytes(b) as usize)?;
+        let head = row.get(SUM + 4..SUM + 4 + len)?;
+        postcard::take_from_bytes::<Prefix>(head)
+            .ok()
+            .map(|(p, _)| p.stamp)
+    }
+
     /// The member `row` froze from blob `blob`, held by `info`, with its
     /// `Sym`s interned in `interner`, if it was frozen under `stamp` for a
     /// holder like `info`.
@@ -421,6 +435,8 @@ mod tests {
             Member::thaw(info.clone(), row.to_vec(), &i, stamp, "b").map(|_| ())
         };
         assert_eq!(thaw(&info, &row, "s2"), Err(Unthawed::Stale));
+        assert_eq!(Member::frozen_stamp(&row), Some("s1"));
+        assert_eq!(Member::frozen_stamp(&row[..SUM + 2]), None);
         assert!(matches!(
             Member::thaw(info.clone(), row.clone(), &i, "s1", "another blob"),
             Err(Unthawed::Damaged(_))

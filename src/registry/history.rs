@@ -593,7 +593,8 @@ mod tests {
             w.reg.restored(),
             Restored {
                 thawed: standard_groups,
-                built: 0
+                built: 0,
+                stale: 0
             }
         );
         let served = |w: &World| w.reg.group(blue).unwrap().snapshot.body.hash().to_string();
@@ -606,7 +607,8 @@ mod tests {
             w.reg.restored(),
             Restored {
                 thawed: standard_groups - 1,
-                built: 1
+                built: 1,
+                stale: 0
             }
         );
         assert_eq!(served(&w), before);

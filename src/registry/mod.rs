@@ -169,12 +169,28 @@ pub struct Registry {
     access: Access,
 }
 
-/// Members a restore thawed (frozen by this binary for this target) and
-/// members it had to build from their configs.
+/// Members a restore thawed (frozen by this binary for this target),
+/// members it had to build from their configs, and members it thawed from
+/// another binary's rows to serve while they are rebuilt
+/// ([`RestoreOptions::stale`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     pub thawed: usize,
     pub built: usize,
+    pub stale: usize,
+}
+
+/// How a restore gets its members.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RestoreOptions<'a> {
+    /// Thaw a member frozen by another binary (an upgrade) under its own
+    /// stamp instead of building it: the stored snapshots are served at
+    /// once, and a second restore rebuilds the members in the background.
+    /// The snapshots' hashes are checked as ever, so a member that no
+    /// longer assembles its snapshot fails the restore.
+    pub stale: bool,
+    /// Counted up as each group's member is thawed or built.
+    pub progress: Option<&'a std::sync::atomic::AtomicUsize>,
 }
 
 impl Registry {

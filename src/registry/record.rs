@@ -13,13 +13,25 @@ use uuid::Uuid;
 /// A node record, as the store keeps it.
 pub use super::Node;
 use super::{
-    Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, Restored, Settings,
+    Access, Config, DpCertificate, Group, GroupMeta, Kind, Published, Registry, RestoreOptions,
+    Restored, Settings,
 };
 use crate::compose::{Body, Composite, ProvenanceRun};
 use crate::config::{Coll, Format};
 use crate::intern::Interner;
 use crate::member::{Member, MemberInfo};
 use crate::report::State;
+
+/// How a restore got a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Made {
+    /// Thawed, frozen by this binary for this target.
+    Thawed,
+    /// Thawed from another binary's row: served until it is rebuilt.
+    Stale,
+    /// Built from its config: to be frozen for the next start-up.
+    Built,
+}
 
 /// What the store keeps of a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -542,10 +554,11 @@ impl Registry {
     }
 
     /// The member `info` holds of config `b` (hash `h`): thawed from
-    /// `frozen` when that was frozen under `stamp` for a holder like `info`,
-    /// otherwise built (trusted when the holder's record is stamped
-    /// `validated == stamp`). And whether the store should get it frozen
-    /// anew (it was built).
+    /// `frozen` when that was frozen under `stamp` (or, with `stale`, under
+    /// any stamp) for a holder like `info`, otherwise built (trusted when
+    /// the holder's record is stamped `validated == stamp`). And how it was
+    /// made: a built one is to be frozen anew, a stale one rebuilt.
+    #[allow(clippy::too_many_arguments)]
     fn thaw_or_build(
         &self,
         info: MemberInfo,
@@ -554,10 +567,16 @@ impl Registry {
         b: &Blob,
         frozen: Option<Vec<u8>>,
         stamp: Option<&str>,
-    ) -> (Member, bool) {
+        stale: bool,
+    ) -> (Member, Made) {
         if let (Some(row), Some(s)) = (frozen, stamp) {
-            match Member::thaw(info.clone(), row, &self.interner, s, h) {
-                Ok(m) => return (m, false),
+            let own = Member::frozen_stamp(&row).map(str::to_string);
+            let (s, made) = match own {
+                Some(own) if stale && own != s => (own, Made::Stale),
+                _ => (s.to_string(), Made::Thawed),
+            };
+            match Member::thaw(info.clone(), row, &self.interner, &s, h) {
+                Ok(m) => return (m, made),
                 Err(crate::member::Unthawed::Stale) => {}
                 Err(crate::member::Unthawed::Damaged(why)) => tracing::warn!(
                     member = %info.id,
@@ -578,7 +597,7 @@ impl Registry {
             &self.settings.kong,
             checks,
         );
-        (member, true)
+        (member, Made::Built)
     }
 
     /// Rebuilds the registry from the store's contents, checking that every
@@ -587,6 +606,16 @@ impl Registry {
         interner: Arc<Interner>,
         settings: Settings,
         loaded: Loaded,
+    ) -> std::result::Result<Registry, String> {
+        Registry::restore_with(interner, settings, loaded, RestoreOptions::default())
+    }
+
+    /// [`restore`](Registry::restore), stale frozen members thawed or not.
+    pub fn restore_with(
+        interner: Arc<Interner>,
+        settings: Settings,
+        loaded: Loaded,
+        opts: RestoreOptions,
     ) -> std::result::Result<Registry, String> {
         // Fixed now, at start-up, so a binary replaced while this one runs
         // never lends its identity to what this one checks.
@@ -654,7 +683,7 @@ impl Registry {
         // already found clean for this target is trusted: only what builds
         // the member is run.
         // The third of each: whether it was built (and is to be frozen).
-        let built: Vec<(Uuid, Arc<Config>, bool)> = jobs
+        let built: Vec<(Uuid, Arc<Config>, Made)> = jobs
             .into_par_iter()
             .map(|(r, h, b, f)| {
                 let (member, built) = reg.thaw_or_build(
@@ -664,7 +693,11 @@ impl Registry {
                     &b,
                     f,
                     stamp.as_deref(),
+                    opts.stale,
                 );
+                if let Some(p) = opts.progress {
+                    p.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let config = Config {
                     hash: h.to_string(),
                     blob: b,
@@ -674,12 +707,14 @@ impl Registry {
             })
             .collect();
         let mut configs = HashMap::new();
-        for (id, c, built) in built {
-            if built {
-                reg.restored.built += 1;
-                reg.unfrozen.push(c.clone());
-            } else {
-                reg.restored.thawed += 1;
+        for (id, c, made) in built {
+            match made {
+                Made::Built => {
+                    reg.restored.built += 1;
+                    reg.unfrozen.push(c.clone());
+                }
+                Made::Thawed => reg.restored.thawed += 1,
+                Made::Stale => reg.restored.stale += 1,
             }
             configs.insert(id, c);
         }
@@ -739,6 +774,7 @@ impl Registry {
                             b,
                             frozen.get(h).cloned(),
                             stamp.as_deref(),
+                            opts.stale,
                         );
                         Arc::new(m)
                     }

@@ -483,11 +483,22 @@ pub fn unix_seconds(ms: u64) -> u64 {
 
 /// `ok`, or `degraded` while the store is unreachable or this daemon is
 /// behind it (snapshots are still served; writes get 503). Always 200: the
-/// daemon serves.
+/// daemon serves. After an upgrade, `rebuilding` says how far the rebuild
+/// of the members is (snapshots are served meanwhile; writes wait for it).
 pub async fn healthz(axum::extract::State(s): axum::extract::State<AppState>) -> Response {
     let store = s.engine.store_status();
-    let status = if store.healthy() { "ok" } else { "degraded" };
-    ok_json(StatusCode::OK, json!({"status": status, "store": store}))
+    let rebuild = s.engine.rebuild_status();
+    let failed = rebuild.as_ref().is_some_and(|r| r.error.is_some());
+    let status = if store.healthy() && !failed {
+        "ok"
+    } else {
+        "degraded"
+    };
+    let mut body = json!({"status": status, "store": store});
+    if let (Some(r), Some(o)) = (rebuild, body.as_object_mut()) {
+        o.insert("rebuilding".into(), json!(r));
+    }
+    ok_json(StatusCode::OK, body)
 }
 
 /// Per-group series come from the published views: a deleted group's go with it.

@@ -25,3 +25,4 @@ mod sidecar;
 mod slowloris;
 mod soak;
 mod states;
+mod upgrade;
