@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use crate::batch::BatchError;
-use crate::compose::Composite;
+use crate::compose::{Composite, warnings};
 use crate::config::{self, Format};
 use crate::engine::Engine;
 use crate::intern::Interner;
@@ -149,6 +149,28 @@ pub fn measure(args: &BenchOptions) -> Value {
             )
         },
     );
+    // What the daemon's write path does: each write's group view builds the
+    // whole report (`Registry::view`), warnings included.
+    let incremental_report = time_with(
+        201,
+        || {
+            flip += 1;
+            versions[flip % 2].clone()
+        },
+        |next| {
+            let old = composite.upsert(next);
+            (old, composite.report(), composite.assemble())
+        },
+    );
+    let warnings_list = time(101, || composite.warnings());
+    // How the warnings were computed on every write before they were kept
+    // between updates (and still are by a full merge): from the members.
+    let warnings_scratch = time(21, || {
+        let list: Vec<&Member> = composite.members().map(|m| m.as_ref()).collect();
+        let mut out = warnings::shared_acl_groups(&list);
+        out.extend(warnings::overlapping_routes(&list));
+        out
+    });
     let assemble = time(101, || composite.assemble());
     // Listing every conflict is O(conflicts), whatever changed: part of the
     // incremental figure above, shown alone here.
@@ -286,6 +308,16 @@ pub fn measure(args: &BenchOptions) -> Value {
     }
     if let (Some(f), Value::Object(s)) = (figures.as_object_mut(), startup) {
         f.extend(s);
+    }
+    // The daemon's write and the warnings (issue 26), wall and thread CPU.
+    let writes = [
+        ("incremental_update_report_ms", incremental_report),
+        ("warnings_list_ms", warnings_list),
+        ("warnings_from_scratch_ms", warnings_scratch),
+    ];
+    for (name, t) in writes {
+        figures[name] = json!(ms(t.wall));
+        figures["thread_cpu"][name] = json!(ms(t.cpu));
     }
     if let Some(f) = figures.as_object_mut() {
         f.insert("validate_memory".to_string(), validate_memory);
@@ -769,7 +801,7 @@ fn cpu_model() -> String {
 
 /// The figures for people: one line each.
 fn table(f: &Value) -> String {
-    let rows: [(&str, &str, &str); 24] = [
+    let rows: [(&str, &str, &str); 27] = [
         ("members", "members", ""),
         ("entities_per_member", "entities per member", ""),
         ("input_bytes", "input", "bytes"),
@@ -818,6 +850,17 @@ fn table(f: &Value) -> String {
             "ms",
         ),
         ("incremental_speedup", "  speedup vs full merge", "x"),
+        (
+            "incremental_update_report_ms",
+            "  with the whole report (the daemon's write)",
+            "ms",
+        ),
+        ("warnings_list_ms", "list every warning", "ms"),
+        (
+            "warnings_from_scratch_ms",
+            "  computed from the members instead",
+            "ms",
+        ),
         ("snapshot_assemble_ms", "snapshot assemble + hash", "ms"),
         ("conflict_list_ms", "list every conflict", "ms"),
         ("snapshot_bytes", "snapshot", "bytes"),

@@ -5,6 +5,7 @@
 //! errors, the snapshot body — is a pure function of its current members, so
 //! an incrementally maintained composite equals one merged from scratch.
 
+mod advice;
 mod index;
 pub mod snapshot;
 pub mod warnings;
@@ -20,6 +21,7 @@ use crate::member::Member;
 use crate::report::{
     Conflict, ConflictKind, ErrorKind, MemberError, MemberSummary, Note, Report, State, Warning,
 };
+use advice::Advice;
 use index::KeyIndex;
 
 pub struct Composite {
@@ -29,6 +31,8 @@ pub struct Composite {
     /// Member id → slot; iteration order is the merge order.
     order: BTreeMap<String, Slot>,
     index: KeyIndex,
+    /// Warnings, kept between updates as conflicts are.
+    advice: Advice,
     /// Members with member errors (only the CLI ever adds those).
     invalid: usize,
 }
@@ -42,6 +46,7 @@ impl Composite {
             free: Vec::new(),
             order: BTreeMap::new(),
             index,
+            advice: Advice::default(),
             invalid: 0,
         }
     }
@@ -58,7 +63,10 @@ impl Composite {
         c.index.reserve(members.iter().map(|m| m.keys.len()).sum());
         c.slots.reserve(members.len());
         for m in members {
-            c.upsert(m);
+            c.remove(&m.info.id.clone());
+            let slot = c.free_slot();
+            c.advice.insert_groups(slot, &m);
+            c.place(slot, m);
         }
         c
     }
@@ -71,26 +79,37 @@ impl Composite {
     /// member's keys leave the index, the new member's keys enter it.
     pub fn upsert(&mut self, member: Arc<Member>) -> Option<Arc<Member>> {
         let old = self.remove(&member.info.id.clone());
-        let slot = match self.free.pop() {
+        let slot = self.free_slot();
+        self.advice.insert(slot, &member, &self.slots);
+        self.place(slot, member);
+        old
+    }
+
+    fn free_slot(&mut self) -> Slot {
+        match self.free.pop() {
             Some(s) => s,
             None => {
                 self.slots.push(None);
                 (self.slots.len() - 1) as Slot
             }
-        };
+        }
+    }
+
+    /// Puts `member` in the empty `slot` and indexes its keys.
+    fn place(&mut self, slot: Slot, member: Arc<Member>) {
         self.index.insert(slot, &member);
         if !member.is_valid() {
             self.invalid += 1;
         }
         self.order.insert(member.info.id.clone(), slot);
         self.slots[slot as usize] = Some(member);
-        old
     }
 
     pub fn remove(&mut self, member_id: &str) -> Option<Arc<Member>> {
         let slot = self.order.remove(member_id)?;
         let old = self.slots[slot as usize].take()?;
         self.index.remove(slot, &old);
+        self.advice.remove(slot, &old);
         if !old.is_valid() {
             self.invalid -= 1;
         }
@@ -242,12 +261,11 @@ impl Composite {
     }
 
     /// Every warning: shared ACL groups, then overlapping routes. Advisory:
-    /// they never change `state()`.
+    /// they never change `state()`. Kept between updates: listing them
+    /// costs O(warnings found), not a pass over every route.
     pub fn warnings(&self) -> Vec<Warning> {
-        let members: Vec<&Member> = self.members().map(|m| m.as_ref()).collect();
-        let mut out = warnings::shared_acl_groups(&members);
-        out.extend(warnings::overlapping_routes(&members));
-        out
+        let merged: Vec<Slot> = self.order.values().copied().collect();
+        self.advice.warnings(&self.slots, &merged)
     }
 
     /// What rgmerge did not check, each said once: a plugin whose config

@@ -1,7 +1,9 @@
 //! Warnings between members (README: Finding codes): advisory, never part of a
 //! composite's state. Computed from the members' own summaries (their ACL
-//! groups and what their routes match), in merge order, so an incremental
-//! composite and one merged from scratch give the same list.
+//! groups and what their routes match). A composite keeps them between
+//! updates (`compose::advice`); the functions here compute them from scratch
+//! (a full merge, and the reference the property tests compare with) and
+//! render one warning, so both ways give the same list.
 
 use std::collections::BTreeMap;
 
@@ -33,35 +35,39 @@ pub fn shared_acl_groups(members: &[&Member]) -> Vec<Warning> {
         .filter(|(_, holders)| holders.len() >= 2)
         .collect();
     shared.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut out = Vec::new();
-    for (group, holders) in shared {
-        if out.len() == MAX_WARNINGS {
-            break;
-        }
-        let mut names: Vec<String> = holders
-            .iter()
-            .map(|(i, _)| members[*i].info.name.clone())
-            .collect();
-        names.sort();
-        let paths = holders
-            .iter()
-            .map(|(i, p)| (members[*i].info.name.clone(), p.to_string()))
-            .collect();
-        out.push(Warning {
-            kind: WarningKind::SharedAclGroup,
-            entity: "acls".into(),
-            value: group.to_string(),
-            message: format!(
-                "ACL group {} is used by consumers of {} members: {}; an `acl` plugin that allows it lets all of them in",
-                quote(group),
-                names.len(),
-                names.join(", ")
-            ),
-            members: names,
-            paths,
-        });
+    shared
+        .into_iter()
+        .take(MAX_WARNINGS)
+        .map(|(group, holders)| {
+            let holders: Vec<(&Member, &str)> =
+                holders.iter().map(|&(i, p)| (members[i], p)).collect();
+            shared_acl_warning(group, &holders)
+        })
+        .collect()
+}
+
+/// The `shared_acl_group` warning of `group`, held by `holders` (each member
+/// once, with the path of its first use).
+pub fn shared_acl_warning(group: &str, holders: &[(&Member, &str)]) -> Warning {
+    let mut names: Vec<String> = holders.iter().map(|(m, _)| m.info.name.clone()).collect();
+    names.sort();
+    let paths = holders
+        .iter()
+        .map(|(m, p)| (m.info.name.clone(), p.to_string()))
+        .collect();
+    Warning {
+        kind: WarningKind::SharedAclGroup,
+        entity: "acls".into(),
+        value: group.to_string(),
+        message: format!(
+            "ACL group {} is used by consumers of {} members: {}; an `acl` plugin that allows it lets all of them in",
+            quote(group),
+            names.len(),
+            names.join(", ")
+        ),
+        members: names,
+        paths,
     }
-    out
 }
 
 /// Most pairs of routes compared for one composite: past it the list of
@@ -185,31 +191,35 @@ pub fn overlapping_routes(members: &[&Member]) -> Vec<Warning> {
         .map(|(x, y)| {
             let (mx, rx) = routes[x];
             let (my, ry) = routes[y];
-            let (nx, ny) = (&members[mx].info.name, &members[my].info.name);
-            let mut names = vec![nx.clone(), ny.clone()];
-            names.sort();
-            let paths = BTreeMap::from([
-                (nx.clone(), rx.path.clone()),
-                (ny.clone(), ry.path.clone()),
-            ]);
-            Warning {
-                kind: WarningKind::OverlappingRoute,
-                entity: "routes".into(),
-                value: describe(rx),
-                message: format!(
-                    "{} of '{nx}' and {} of '{ny}' match the same requests ({}): Kong routes them to one of the two, so one team's route can capture the other's traffic",
-                    rx.label,
-                    ry.label,
-                    describe(rx)
-                ),
-                members: names,
-                paths,
-            }
+            route_warning(members[mx], rx, members[my], ry)
         })
         .collect()
 }
 
-fn host_only(h: &str) -> &str {
+/// The `overlapping_route` warning of route `rx` of `mx` and `ry` of `my`
+/// (`mx` before `my` in merge order).
+pub fn route_warning(mx: &Member, rx: &RouteMatch, my: &Member, ry: &RouteMatch) -> Warning {
+    let (nx, ny) = (&mx.info.name, &my.info.name);
+    let mut names = vec![nx.clone(), ny.clone()];
+    names.sort();
+    let paths = BTreeMap::from([(nx.clone(), rx.path.clone()), (ny.clone(), ry.path.clone())]);
+    Warning {
+        kind: WarningKind::OverlappingRoute,
+        entity: "routes".into(),
+        value: describe(rx),
+        message: format!(
+            "{} of '{nx}' and {} of '{ny}' match the same requests ({}): Kong routes them to one of the two, so one team's route can capture the other's traffic",
+            rx.label,
+            ry.label,
+            describe(rx)
+        ),
+        members: names,
+        paths,
+    }
+}
+
+/// A host without its port (`example.com:8000` → `example.com`).
+pub fn host_only(h: &str) -> &str {
     match h.rsplit_once(':') {
         Some((name, port))
             if port.bytes().all(|b| b.is_ascii_digit())

@@ -7,6 +7,10 @@
 //!   composite reports the same state, conflicts, errors and report, and
 //!   assembles the same snapshot bytes, hash and provenance as
 //!   `Composite::from_members` on the current member set.
+//! - Warnings kept between updates == warnings from scratch: after every
+//!   step, the composite's warnings equal `warnings::shared_acl_groups` +
+//!   `warnings::overlapping_routes` of its members in merge order, also for
+//!   a full merge that is then updated (its route maps built on that update).
 //! - Determinism: the same members in any insertion order, or rebuilt from the
 //!   same bytes with a fresh interner (a restart), give byte-identical
 //!   snapshots, the same hash and the same report.
@@ -16,7 +20,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use rgmerge::compose::{Composite, Form};
+use rgmerge::compose::{Composite, Form, warnings};
 use rgmerge::config::Format;
 use rgmerge::intern::Interner;
 use rgmerge::member::{Member, MemberInfo};
@@ -38,6 +42,26 @@ const GLOBALS: &[&str] = &["prometheus", "cors", "konnect-application-auth"];
 const PREFIXES: &[&str] = &["corp", "team", "env"];
 const UPSTREAMS: &[&str] = &["up-a", "up-b"];
 const TARGETS: &[&str] = &["10.0.0.1:80", "10.0.0.2:80"];
+/// Route paths that contain each other, a regex, and none (any path).
+const PATHS: &[&[&str]] = &[
+    &["/p"],
+    &["/p"],
+    &["/p/q"],
+    &["/pq", "/x"],
+    &["~/r$"],
+    &["/x", "~/r$"],
+    &[],
+];
+/// Route hosts: none (any host), plain, with a port, a wildcard.
+const HOSTS: &[&[&str]] = &[
+    &[],
+    &[],
+    &["a.example.com"],
+    &["a.example.com:8000"],
+    &["*.example.com"],
+    &["b.example.com", "a.example.com"],
+];
+const METHODS: &[&[&str]] = &[&[], &[], &["GET"], &["POST", "GET"]];
 
 fn pick(pool: &'static [&'static str]) -> impl Strategy<Value = String> {
     select(pool).prop_map(str::to_string)
@@ -53,14 +77,34 @@ fn insert(o: &mut Map<String, Value>, k: &str, v: Option<impl Into<Value>>) {
     }
 }
 
+/// A route; what it matches is drawn from small pools, so routes of
+/// different members overlap in every way `overlapping_route` compares.
 fn route() -> impl Strategy<Value = Value> {
-    (maybe(ROUTES), proptest::option::weighted(0.2, pick(IDS))).prop_map(|(name, id)| {
-        let mut o = Map::new();
-        insert(&mut o, "name", name);
-        insert(&mut o, "id", id);
-        o.insert("paths".into(), json!(["/p"]));
-        Value::Object(o)
-    })
+    (
+        maybe(ROUTES),
+        proptest::option::weighted(0.2, pick(IDS)),
+        select(PATHS),
+        select(HOSTS),
+        select(METHODS),
+    )
+        .prop_map(|(name, id, paths, hosts, methods)| {
+            let mut o = Map::new();
+            insert(&mut o, "name", name);
+            insert(&mut o, "id", id);
+            if !paths.is_empty() || hosts.is_empty() {
+                // Kong wants one of paths, hosts, methods…: no paths and no
+                // hosts keeps "/p".
+                let paths = if paths.is_empty() { &["/p"][..] } else { paths };
+                o.insert("paths".into(), json!(paths));
+            }
+            if !hosts.is_empty() {
+                o.insert("hosts".into(), json!(hosts));
+            }
+            if !methods.is_empty() {
+                o.insert("methods".into(), json!(methods));
+            }
+            Value::Object(o)
+        })
 }
 
 fn service() -> impl Strategy<Value = Value> {
@@ -222,6 +266,14 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Warnings computed from scratch from the members, in merge order.
+fn reference_warnings(c: &Composite) -> Vec<rgmerge::report::Warning> {
+    let members: Vec<&Member> = c.members().map(|m| m.as_ref()).collect();
+    let mut out = warnings::shared_acl_groups(&members);
+    out.extend(warnings::overlapping_routes(&members));
+    out
+}
+
 fn same(inc: &Composite, scratch: &Composite) -> Result<(), TestCaseError> {
     prop_assert_eq!(inc.len(), scratch.len());
     prop_assert_eq!(inc.state(), scratch.state());
@@ -229,6 +281,7 @@ fn same(inc: &Composite, scratch: &Composite) -> Result<(), TestCaseError> {
     prop_assert_eq!(inc.errors(), scratch.errors());
     prop_assert_eq!(inc.report(), scratch.report());
     prop_assert_eq!(inc.warnings(), scratch.warnings());
+    prop_assert_eq!(inc.warnings(), reference_warnings(scratch));
     prop_assert_eq!(inc.notes(), scratch.notes());
     let (a, b) = (inc.assemble(), scratch.assemble());
     prop_assert_eq!(a.to_vec(), b.to_vec());
@@ -273,6 +326,14 @@ proptest! {
             }
             let scratch = Composite::from_members(interner.clone(), current.values().cloned());
             same(&inc, &scratch)?;
+            // A full merge keeps no route maps; its first update builds them
+            // from the members it holds.
+            let mut updated = Composite::from_members(interner.clone(), current.values().cloned());
+            if let Some(m) = current.values().next_back() {
+                updated.upsert(m.clone());
+            }
+            prop_assert_eq!(updated.warnings(), reference_warnings(&updated));
+            prop_assert_eq!(updated.warnings(), scratch.warnings());
             if inc.state() == State::Ok {
                 let body = inc.assemble().to_vec();
                 prop_assert!(serde_json::from_slice::<Value>(&body).is_ok());
@@ -325,6 +386,7 @@ fn generator_reaches_conflicts_errors_and_clean_composites() {
     let strategy = proptest::collection::vec((config(), any::<bool>()), 2..=MEMBERS.len());
     let mut states = BTreeMap::new();
     let mut codes = std::collections::BTreeSet::new();
+    let mut warned = std::collections::BTreeSet::new();
     for _ in 0..400 {
         let docs = strategy.new_tree(&mut runner).unwrap().current();
         let interner = Arc::new(Interner::new());
@@ -338,6 +400,7 @@ fn generator_reaches_conflicts_errors_and_clean_composites() {
         *states.entry(format!("{:?}", r.state)).or_insert(0) += 1;
         codes.extend(r.conflicts.iter().map(|c| c.kind.code()));
         codes.extend(r.errors.iter().map(|e| e.kind.code()));
+        warned.extend(r.warnings.iter().map(|w| (w.kind.code(), w.value.clone())));
     }
     for s in ["Ok", "Conflict", "Invalid"] {
         assert!(
@@ -364,4 +427,20 @@ fn generator_reaches_conflicts_errors_and_clean_composites() {
             "the generator never produces {code}: {codes:?}"
         );
     }
+    // Overlapping routes of each sort: prefix paths, regex paths, routes
+    // without paths (by host and any host); and shared ACL groups.
+    let has = |code: &str, part: &str| {
+        warned
+            .iter()
+            .any(|(c, v): &(&str, String)| *c == code && v.contains(part))
+    };
+    assert!(has("shared_acl_group", ""), "{warned:?}");
+    assert!(has("overlapping_route", "paths '/p"), "{warned:?}");
+    assert!(has("overlapping_route", "paths '~/r$'"), "{warned:?}");
+    assert!(
+        warned
+            .iter()
+            .any(|(c, v)| *c == "overlapping_route" && !v.contains("paths")),
+        "no overlapping route without paths: {warned:?}"
+    );
 }
