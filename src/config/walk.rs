@@ -609,7 +609,9 @@ impl<'i> Walker<'i> {
         }
         for &(field, kind) in coll.name_keys() {
             if let Some(Value::String(s)) = get_field(obj, field)
-                && (self.trusted || self.check_name(coll, &format!("{path}.{field}"), field, s))
+                && (self.trusted
+                    || good_name(s)
+                    || self.check_name(coll, &format!("{path}.{field}"), field, s))
             {
                 keys.push(Key {
                     kind,
@@ -678,7 +680,11 @@ impl<'i> Walker<'i> {
                 if let Some(Value::String(name)) = get_field(obj, "name") {
                     let scope = |f: &str| -> String {
                         refs.iter()
-                            .find(|r| r.path.ends_with(&format!(".{f}")))
+                            .find(|r| {
+                                r.path
+                                    .strip_suffix(f)
+                                    .is_some_and(|head| head.ends_with('.'))
+                            })
                             .map(|r| r.value.clone())
                             .unwrap_or_default()
                     };
@@ -721,13 +727,8 @@ impl<'i> Walker<'i> {
         }
 
         self.scan_vault_refs(coll, obj, path);
-        let plugin = if coll == Coll::Plugins {
-            get_field(obj, "name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        } else {
-            None
-        };
+        let app_auth = coll == Coll::Plugins
+            && get_field(obj, "name").and_then(Value::as_str) == Some("konnect-application-auth");
         let entity = match at {
             At::Top(i) => self.model.entities.push_top(coll, i),
             At::Nested(p, field, i) => self.model.entities.push_nested(p.entity, field, coll, i),
@@ -755,7 +756,7 @@ impl<'i> Walker<'i> {
                 });
             }
         }
-        if plugin.as_deref() == Some("konnect-application-auth") {
+        if app_auth {
             self.model.app_auth.push(entity);
         }
 
@@ -1372,6 +1373,8 @@ impl<'i> Walker<'i> {
         }
     }
     /// Names and keys: non-empty, no control characters (README: Finding codes, `duplicate_name`).
+    /// Whether a name passes; the caller spells its path only when it
+    /// does not ([`good_name`] first).
     fn check_name(&mut self, coll: Coll, path: &str, field: &str, s: &str) -> bool {
         if s.is_empty() {
             self.error(
@@ -1584,6 +1587,12 @@ impl<'i> Walker<'i> {
             at.pop();
         }
     }
+}
+
+/// A name [`Walker::check_name`] takes: not empty, no control character.
+/// Checked before its path is spelled, which only a finding needs.
+fn good_name(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(char::is_control)
 }
 
 /// One step of a path below an entity: `.key` or `[index]`.
