@@ -144,8 +144,8 @@ impl EntityPaths {
     }
 
     pub fn shrink_to_fit(&mut self) {
-        self.places.shrink_to_fit();
-        self.names.shrink_to_fit();
+        self.places = fit(std::mem::take(&mut self.places));
+        self.names = fit(std::mem::take(&mut self.names));
     }
 
     /// Every place as plain numbers, `(coll, field, parent, index)`, and the
@@ -219,6 +219,25 @@ impl EntityPaths {
         }
         out
     }
+}
+
+/// `v` with no spare capacity, for what a built member keeps. The allocator
+/// (mimalloc) answers a shrinking `realloc` that leaves at least half the
+/// block in use with the same block, so `shrink_to_fit` after growth by
+/// doubling can keep up to half of it spare, and resident when the block
+/// was recycled: copied instead. A buffer above `COPY_UP_TO` is shrunk in
+/// place: its spare tail is fresh memory never touched (not resident), and
+/// a copy would double it for a moment.
+pub fn fit<T: Clone>(mut v: Vec<T>) -> Vec<T> {
+    const COPY_UP_TO: usize = 8 << 20;
+    if v.capacity() == v.len() {
+        return v;
+    }
+    if v.len() * std::mem::size_of::<T>() > COPY_UP_TO {
+        v.shrink_to_fit();
+        return v;
+    }
+    v.as_slice().to_vec()
 }
 
 /// A member's top-level entities serialized (compact JSON, comma-joined per

@@ -402,7 +402,7 @@ impl<'i> Walker<'i> {
                 }
                 (f, k.dropped)
             });
-        self.fragments.buf.shrink_to_fit();
+        self.fragments.buf = super::model::fit(std::mem::take(&mut self.fragments.buf));
         self.model.fragments = self.fragments;
         self.model.entities.shrink_to_fit();
         self.model.keys.shrink_to_fit();
