@@ -630,15 +630,10 @@ impl<'i> Walker<'i> {
                     self.model.acl_groups.push((g.clone(), path.to_string()));
                 }
             }
+            // What the overlap warnings read; not its service, which they
+            // never compared (a string a route kept for nothing).
             Coll::Routes => {
-                let service = match &parent {
-                    Some(p) => Some(p.ident.to_string()),
-                    None => refs
-                        .iter()
-                        .find(|r| r.target == Coll::Services)
-                        .map(|r| r.value.clone()),
-                };
-                if let Some(m) = RouteMatch::read(obj, path, service) {
+                if let Some(m) = RouteMatch::read(obj, path) {
                     self.model.routes.push(m);
                 }
             }
