@@ -340,7 +340,7 @@ impl Member {
         }
         drop(order);
         drop(all);
-        keys.shrink_to_fit();
+        let keys = config::model::fit(keys);
 
         let vault_refs = model
             .vault_refs
@@ -373,11 +373,13 @@ impl Member {
             out
         });
         let hash = member_hash(&chunks, kong_chunks.as_deref());
-        let acl_groups = model
-            .acl_groups
-            .into_iter()
-            .map(|(g, p)| (g, Arc::from(p.as_str())))
-            .collect();
+        let acl_groups = config::model::fit(
+            model
+                .acl_groups
+                .into_iter()
+                .map(|(g, p)| (g, Arc::from(p.as_str())))
+                .collect(),
+        );
         let mut notes = model.notes;
         for n in &mut notes {
             n.member.clone_from(&info.name);
@@ -393,7 +395,7 @@ impl Member {
             chunks,
             kong_chunks,
             acl_groups,
-            routes: model.routes,
+            routes: config::model::fit(model.routes),
             notes,
             hash,
             interner_id: interner.id(),
@@ -504,9 +506,7 @@ fn model_label(labels: &[(u32, String)], entity: u32) -> &str {
 /// one reference count per member rather than one per chunk (fewer cache
 /// misses when assembling), and no chunk keeps spare capacity.
 fn build_chunks(fragments: config::Fragments) -> Vec<Chunk> {
-    let mut buf = fragments.buf;
-    buf.shrink_to_fit();
-    let whole = Bytes::from(buf);
+    let whole = Bytes::from(config::model::fit(fragments.buf));
     let mut chunks: Vec<Chunk> = fragments
         .spans
         .into_iter()

@@ -144,8 +144,8 @@ impl EntityPaths {
     }
 
     pub fn shrink_to_fit(&mut self) {
-        self.places.shrink_to_fit();
-        self.names.shrink_to_fit();
+        self.places = fit(std::mem::take(&mut self.places));
+        self.names = fit(std::mem::take(&mut self.names));
     }
 
     /// Every place as plain numbers, `(coll, field, parent, index)`, and the
@@ -219,6 +219,27 @@ impl EntityPaths {
         }
         out
     }
+}
+
+/// `v` with no spare capacity, for what a built member keeps. The allocator
+/// (mimalloc) answers a shrinking `realloc` that leaves at least half the
+/// block in use with the same block, so `shrink_to_fit` after growth by
+/// doubling can keep up to half of it spare, and resident when the block
+/// was recycled: moved into an exact block instead. A buffer above
+/// `COPY_UP_TO` is shrunk in place: its spare tail is fresh memory never
+/// touched (not resident), and a move would double it for a moment.
+pub fn fit<T>(mut v: Vec<T>) -> Vec<T> {
+    const COPY_UP_TO: usize = 8 << 20;
+    if v.capacity() == v.len() {
+        return v;
+    }
+    if v.len() * std::mem::size_of::<T>() > COPY_UP_TO {
+        v.shrink_to_fit();
+        return v;
+    }
+    let mut exact = Vec::with_capacity(v.len());
+    exact.append(&mut v);
+    exact
 }
 
 /// A member's top-level entities serialized (compact JSON, comma-joined per
@@ -300,8 +321,6 @@ impl Model {
 pub struct RouteMatch {
     pub path: String,
     pub label: String,
-    /// The service it routes to (name or id), if known.
-    pub service: Option<String>,
     /// Sorted, deduplicated; `http`+`https` when unset.
     pub protocols: Vec<String>,
     /// Lower-case; empty: any host.
@@ -315,11 +334,7 @@ pub struct RouteMatch {
 }
 
 impl RouteMatch {
-    pub fn read(
-        obj: &serde_json::Map<String, Value>,
-        path: &str,
-        service: Option<String>,
-    ) -> Option<RouteMatch> {
+    pub fn read(obj: &serde_json::Map<String, Value>, path: &str) -> Option<RouteMatch> {
         let strings = |f: &str| -> Option<Vec<String>> {
             match get_field(obj, f) {
                 None | Some(Value::Null) => Some(Vec::new()),
@@ -370,12 +385,28 @@ impl RouteMatch {
         Some(RouteMatch {
             path: path.to_string(),
             label,
-            service,
             protocols,
             hosts,
             paths,
             methods,
             headers,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn fit_keeps_the_elements_in_an_exact_block() {
+        let mut v: Vec<String> = Vec::with_capacity(100);
+        v.extend((0..37).map(|i| format!("s{i}")));
+        let want = v.clone();
+        let got = fit(v);
+        assert_eq!(got, want);
+        assert_eq!(got.capacity(), got.len());
+        let empty: Vec<u8> = fit(Vec::with_capacity(16));
+        assert_eq!(empty.capacity(), 0);
     }
 }

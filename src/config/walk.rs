@@ -402,7 +402,7 @@ impl<'i> Walker<'i> {
                 }
                 (f, k.dropped)
             });
-        self.fragments.buf.shrink_to_fit();
+        self.fragments.buf = super::model::fit(std::mem::take(&mut self.fragments.buf));
         self.model.fragments = self.fragments;
         self.model.entities.shrink_to_fit();
         self.model.keys.shrink_to_fit();
@@ -609,7 +609,9 @@ impl<'i> Walker<'i> {
         }
         for &(field, kind) in coll.name_keys() {
             if let Some(Value::String(s)) = get_field(obj, field)
-                && (self.trusted || self.check_name(coll, &format!("{path}.{field}"), field, s))
+                && (self.trusted
+                    || good_name(s)
+                    || self.check_name(coll, &format!("{path}.{field}"), field, s))
             {
                 keys.push(Key {
                     kind,
@@ -628,15 +630,10 @@ impl<'i> Walker<'i> {
                     self.model.acl_groups.push((g.clone(), path.to_string()));
                 }
             }
+            // What the overlap warnings read; not its service, which they
+            // never compared (a string a route kept for nothing).
             Coll::Routes => {
-                let service = match &parent {
-                    Some(p) => Some(p.ident.to_string()),
-                    None => refs
-                        .iter()
-                        .find(|r| r.target == Coll::Services)
-                        .map(|r| r.value.clone()),
-                };
-                if let Some(m) = RouteMatch::read(obj, path, service) {
+                if let Some(m) = RouteMatch::read(obj, path) {
                     self.model.routes.push(m);
                 }
             }
@@ -678,7 +675,11 @@ impl<'i> Walker<'i> {
                 if let Some(Value::String(name)) = get_field(obj, "name") {
                     let scope = |f: &str| -> String {
                         refs.iter()
-                            .find(|r| r.path.ends_with(&format!(".{f}")))
+                            .find(|r| {
+                                r.path
+                                    .strip_suffix(f)
+                                    .is_some_and(|head| head.ends_with('.'))
+                            })
                             .map(|r| r.value.clone())
                             .unwrap_or_default()
                     };
@@ -721,13 +722,8 @@ impl<'i> Walker<'i> {
         }
 
         self.scan_vault_refs(coll, obj, path);
-        let plugin = if coll == Coll::Plugins {
-            get_field(obj, "name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        } else {
-            None
-        };
+        let app_auth = coll == Coll::Plugins
+            && get_field(obj, "name").and_then(Value::as_str) == Some("konnect-application-auth");
         let entity = match at {
             At::Top(i) => self.model.entities.push_top(coll, i),
             At::Nested(p, field, i) => self.model.entities.push_nested(p.entity, field, coll, i),
@@ -755,7 +751,7 @@ impl<'i> Walker<'i> {
                 });
             }
         }
-        if plugin.as_deref() == Some("konnect-application-auth") {
+        if app_auth {
             self.model.app_auth.push(entity);
         }
 
@@ -1375,6 +1371,8 @@ impl<'i> Walker<'i> {
         }
     }
     /// Names and keys: non-empty, no control characters (README: Finding codes, `duplicate_name`).
+    /// Whether a name passes; the caller spells its path only when it
+    /// does not ([`good_name`] first).
     fn check_name(&mut self, coll: Coll, path: &str, field: &str, s: &str) -> bool {
         if s.is_empty() {
             self.error(
@@ -1595,6 +1593,12 @@ impl<'i> Walker<'i> {
             at.pop();
         }
     }
+}
+
+/// A name [`Walker::check_name`] takes: not empty, no control character.
+/// Checked before its path is spelled, which only a finding needs.
+fn good_name(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(char::is_control)
 }
 
 /// One step of a path below an entity: `.key` or `[index]`.
