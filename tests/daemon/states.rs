@@ -213,3 +213,50 @@ async fn each_entity_with_a_conflict_has_its_own_entry() {
         "{paths:?}"
     );
 }
+
+/// One entity of a member in two conflicts (its name with one team, its id
+/// with another) is one entry of that member: Konnect lists resources in
+/// conflict, not findings. The report keeps both conflicts (found by the
+/// soak test, whose expectation counted one entry per conflict).
+#[tokio::test]
+async fn an_entity_in_two_conflicts_is_one_entry() {
+    let d = crate::common::Daemon::start();
+    let c = d.client();
+    let id = "9b1a7c3e-0000-4000-8000-000000000001";
+    let (a, b, z) = (
+        c.standard("team-a").await,
+        c.standard("team-b").await,
+        c.standard("team-z").await,
+    );
+    let comp = c.composite("shared-e").await;
+    let svc = |name: &str, id: Option<&str>| {
+        let id = id.map_or(String::new(), |id| format!("  id: {id}\n"));
+        format!(
+            "_format_version: \"3.0\"\nservices:\n- name: {name}\n{id}  host: {name}.internal\n"
+        )
+    };
+    c.put_config(&a, &svc("orders-1", Some(id)))
+        .await
+        .expect(200);
+    c.put_config(&b, &svc("orders-1", None)).await.expect(200);
+    c.put_config(&z, &svc("users-2", Some(id)))
+        .await
+        .expect(200);
+    c.add(&comp, &[&a, &b, &z]).await.expect(204);
+    let report = details(&c, &comp).await["report"].clone();
+    let conflicts = report["conflicts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(conflicts.len(), 2, "the name and the id: {report}");
+    let status = c.status(&comp).await;
+    let entries = status["item"]["conflicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut per_member: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["cluster_id"].as_str())
+        .collect();
+    per_member.sort();
+    let mut want = vec![a.as_str(), b.as_str(), z.as_str()];
+    want.sort();
+    assert_eq!(per_member, want, "{status}");
+}
