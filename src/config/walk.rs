@@ -844,12 +844,17 @@ impl<'i> Walker<'i> {
         parent: Option<&Parent<'_>>,
     ) {
         let mut problems = Vec::new();
+        // Route fields that failed, for the router's entity check below.
+        let mut route_failed = false;
         for rule in rules::field_rules(coll) {
             let Some(v) = get_field(obj, rule.field) else {
                 continue;
             };
             problems.clear();
             rules::check_all(&rule.check, v, &mut problems);
+            route_failed |= coll == Coll::Routes
+                && !problems.is_empty()
+                && kong::atc::ENTITY_CHECK_FIELDS.contains(&rule.field);
             for (i, why) in problems.drain(..) {
                 let at = match i {
                     Some(i) => format!("{path}.{}[{i}]", rule.field),
@@ -885,6 +890,18 @@ impl<'i> Walker<'i> {
                 Coll::JwtSecrets => rules::check_jwt_secret(obj, &mut sink),
                 _ => {}
             }
+        }
+        // Kong's `validate_route` (traditional_compatible) runs only when
+        // none of its fields failed: PCRE2's verdict on a regex comes first.
+        if coll == Coll::Routes
+            && !route_failed
+            && !found.iter().any(|(f, _)| {
+                let name = f.split(['[', '.']).next().unwrap_or(f);
+                kong::atc::ENTITY_CHECK_FIELDS.contains(&name)
+            })
+            && let Some(refused) = kong::atc::check_route(obj)
+        {
+            found.push(refused);
         }
         for (field, why) in found {
             let (at, message) = if field.is_empty() {

@@ -1,13 +1,16 @@
 //! What Kong Gateway itself refuses (README: What rgmerge checks): the data planes a member
 //! config is for ([`KongTarget`]: edition and enabled plugins), the field
 //! rules of Kong's entity schemas ([`rules`]), string formats
-//! ([`formats`]), regexes as Kong's PCRE2 compiles them ([`pcre`]) and the bundled plugins with their scopes, protocols and
-//! config schemas ([`plugins`]).
+//! ([`formats`]), regexes as Kong's PCRE2 compiles them ([`pcre`]) and,
+//! for route paths and headers, as the default router's ATC expressions
+//! compile them ([`atc`]), and the bundled plugins with their scopes,
+//! protocols and config schemas ([`plugins`]).
 //!
 //! Everything here is a table of data or a cheap check; the walker
 //! (`config::walk`) calls it per entity and turns every problem into a
 //! `schema_error` with a path.
 
+pub mod atc;
 pub mod formats;
 pub mod pcre;
 pub mod plugins;
