@@ -317,6 +317,31 @@ impl Advice {
         }
     }
 
+    /// Whether `new` would enter the maps and group lists exactly as `old`
+    /// did: the same route paths and hosts at each index, the same ACL
+    /// group names in order. Everything else a warning shows is read from
+    /// the member in the slot when listing.
+    pub fn same_footprint(old: &Member, new: &Member) -> bool {
+        old.routes.len() == new.routes.len()
+            && old.acl_groups.len() == new.acl_groups.len()
+            && old
+                .routes
+                .iter()
+                .zip(&new.routes)
+                .all(|(a, b)| a.paths == b.paths && a.hosts == b.hosts)
+            && old
+                .acl_groups
+                .iter()
+                .zip(&new.acl_groups)
+                .all(|((a, _), (b, _))| a == b)
+    }
+
+    /// Builds the route maps if a full merge left them unbuilt, as the
+    /// first update does; `slots` holds every member.
+    pub fn keep_maps(&mut self, slots: &[Option<Arc<Member>>]) {
+        self.maps.get_or_insert_with(|| RouteMaps::build(slots));
+    }
+
     /// `m`'s ACL groups only: a full merge lists its routes' warnings from
     /// scratch (one sort), and the route maps wait for the first update.
     pub fn insert_groups(&mut self, slot: Slot, m: &Member) {

@@ -78,10 +78,22 @@ impl Composite {
     /// Adds a member, or replaces the member with the same id: the old
     /// member's keys leave the index, the new member's keys enter it.
     pub fn upsert(&mut self, member: Arc<Member>) -> Option<Arc<Member>> {
-        let old = self.remove(&member.info.id.clone());
+        // A revision whose routes match and ACL groups are named as before
+        // (new hosts of services, new secrets) leaves the kept warnings as
+        // they are: it takes back its slot, so every (slot, index) entry
+        // still points at the same route.
+        let same = self
+            .get(&member.info.id)
+            .is_some_and(|old| Advice::same_footprint(old, &member));
+        let old = self.take(&member.info.id.clone(), !same);
         let slot = self.free_slot();
-        self.advice.insert(slot, &member, &self.slots);
+        if !same {
+            self.advice.insert(slot, &member, &self.slots);
+        }
         self.place(slot, member);
+        if same {
+            self.advice.keep_maps(&self.slots);
+        }
         old
     }
 
@@ -106,10 +118,18 @@ impl Composite {
     }
 
     pub fn remove(&mut self, member_id: &str) -> Option<Arc<Member>> {
+        self.take(member_id, true)
+    }
+
+    /// Removes a member; its warnings' entries too unless `advice` is false
+    /// (an upsert that keeps them).
+    fn take(&mut self, member_id: &str, advice: bool) -> Option<Arc<Member>> {
         let slot = self.order.remove(member_id)?;
         let old = self.slots[slot as usize].take()?;
         self.index.remove(slot, &old);
-        self.advice.remove(slot, &old);
+        if advice {
+            self.advice.remove(slot, &old);
+        }
         if !old.is_valid() {
             self.invalid -= 1;
         }

@@ -257,12 +257,44 @@ enum Op {
     /// Add the member, or replace its config.
     Put(usize, Option<Value>, bool),
     Remove(usize),
+    /// Replace the member's config with a revision whose services move to
+    /// another host; with `true`, its routes' hosts change too. The first
+    /// keeps the kept warnings as they are, the second must not.
+    Rehost(usize, bool),
+}
+
+/// `doc` with every service's host changed, and with `routes` every
+/// route's hosts (top level or under a service); the rest as it was.
+fn rehosted(doc: &Option<Value>, routes: bool) -> Option<Value> {
+    let mut doc = doc.clone()?;
+    let rehost = |rs: &mut Value| {
+        for r in rs.as_array_mut().into_iter().flatten() {
+            if let Some(o) = r.as_object_mut() {
+                o.insert("hosts".into(), json!(["rehosted.example"]));
+            }
+        }
+    };
+    if let Some(services) = doc.get_mut("services").and_then(Value::as_array_mut) {
+        for s in services {
+            if let Some(o) = s.as_object_mut() {
+                o.insert("host".into(), Value::from("rehosted.internal"));
+                if routes && let Some(rs) = o.get_mut("routes") {
+                    rehost(rs);
+                }
+            }
+        }
+    }
+    if routes && let Some(rs) = doc.get_mut("routes") {
+        rehost(rs);
+    }
+    Some(doc)
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..MEMBERS.len(), config(), any::<bool>()).prop_map(|(m, c, y)| Op::Put(m, c, y)),
         1 => (0..MEMBERS.len()).prop_map(Op::Remove),
+        1 => (0..MEMBERS.len(), any::<bool>()).prop_map(|(m, r)| Op::Rehost(m, r)),
     ]
 }
 
@@ -311,6 +343,7 @@ proptest! {
         let interner = Arc::new(Interner::new());
         let mut inc = Composite::new(interner.clone());
         let mut current: BTreeMap<&str, Arc<Member>> = BTreeMap::new();
+        let mut docs: BTreeMap<&str, (Option<Value>, bool)> = BTreeMap::new();
         for op in &ops {
             match op {
                 Op::Put(i, doc, yaml) => {
@@ -318,10 +351,20 @@ proptest! {
                     let old = inc.upsert(m.clone());
                     prop_assert_eq!(old.is_some(), current.contains_key(MEMBERS[*i]));
                     current.insert(MEMBERS[*i], m);
+                    docs.insert(MEMBERS[*i], (doc.clone(), *yaml));
                 }
                 Op::Remove(i) => {
                     let old = inc.remove(MEMBERS[*i]);
                     prop_assert_eq!(old.is_some(), current.remove(MEMBERS[*i]).is_some());
+                    docs.remove(MEMBERS[*i]);
+                }
+                Op::Rehost(i, routes) => {
+                    let Some((doc, yaml)) = docs.get(MEMBERS[*i]).cloned() else { continue };
+                    let doc = rehosted(&doc, *routes);
+                    let m = build(MEMBERS[*i], &doc, yaml, &interner);
+                    prop_assert!(inc.upsert(m.clone()).is_some());
+                    current.insert(MEMBERS[*i], m);
+                    docs.insert(MEMBERS[*i], (doc, yaml));
                 }
             }
             let scratch = Composite::from_members(interner.clone(), current.values().cloned());
