@@ -1030,6 +1030,16 @@ struct BenchArgs {
     /// Skip the peak-memory figures of `rgmerge validate` (child processes).
     #[arg(long)]
     no_validate_memory: bool,
+    /// Also measure durable writes/s on this PostgreSQL database
+    /// (`postgres://…`); the benchmark makes its own groups there.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Concurrent writers for `--postgres`, each on its own group.
+    #[arg(long, default_value_t = 32)]
+    postgres_writers: usize,
+    /// Seconds the `--postgres` writers write.
+    #[arg(long, default_value_t = 10.0)]
+    postgres_seconds: f64,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -1099,6 +1109,9 @@ impl From<BenchArgs> for rgmerge::bench::BenchOptions {
             } else {
                 std::env::current_exe().ok()
             },
+            postgres: a.postgres,
+            postgres_writers: a.postgres_writers,
+            postgres_seconds: a.postgres_seconds,
         }
     }
 }

@@ -48,6 +48,12 @@ pub struct BenchOptions {
     /// The `rgmerge` binary whose `validate` is run in a child process for
     /// the peak-memory figures (`None` skips them).
     pub validate_exe: Option<PathBuf>,
+    /// A PostgreSQL database for the durable write rate (`None` skips it).
+    pub postgres: Option<String>,
+    /// Concurrent writers on that database, each on its own group.
+    pub postgres_writers: usize,
+    /// How long they write, in seconds.
+    pub postgres_seconds: f64,
 }
 
 pub fn run(args: &BenchOptions) -> Result<(), BatchError> {
@@ -322,6 +328,15 @@ pub fn measure(args: &BenchOptions) -> Value {
     if let Some(f) = figures.as_object_mut() {
         f.insert("validate_memory".to_string(), validate_memory);
     }
+    // Last, after every in-process figure: its writers share the cores.
+    figures["postgres_write_rate"] = match &args.postgres {
+        Some(url) => {
+            super::pg_write_rate::measure(url, args.postgres_writers, args.postgres_seconds)
+        }
+        None => json!({
+            "absent": "no --postgres URL given: durable writes/s are measured on a PostgreSQL database given to rgmerge bench; scripts/pg_bench.py starts a throwaway server and measures them through two daemons",
+        }),
+    };
     figures
 }
 
@@ -673,9 +688,6 @@ fn measure_startup(members: usize, spec: &Spec, runs: usize) -> Value {
                 Err(e) => json!({"error": e}),
             },
             "store_bytes_after_upgrade": store_after_upgrade,
-            "postgres_write_rate": {
-                "absent": "rgmerge bench runs no PostgreSQL server; scripts/pg_bench.py measures the write rate (writes/s, 32 writers) and scripts/bench.sh runs it when PostgreSQL is installed",
-            },
         }))
     })();
     let _ = std::fs::remove_dir_all(&dir);

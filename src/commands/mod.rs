@@ -7,6 +7,7 @@ pub mod admin;
 pub mod batch;
 pub mod bench;
 pub mod cluster_cert;
+pub mod pg_write_rate;
 pub mod sidecar;
 pub mod synth;
 pub mod transfer;
