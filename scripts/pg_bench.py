@@ -19,7 +19,7 @@ socket only, as the `postgres` user when run as root) and two `rgmerge serve
 Prints one JSON object with the figures and the machine. Needs PostgreSQL 15
 or later (Debian: apt-get install postgresql) and a release build.
 
-Usage: scripts/pg_bench.py [--writes 1000] [--writers 32] [--seconds 10]
+Usage: scripts/pg_bench.py [--engine-only] [--writes 1000] [--writers 32] [--seconds 10]
                            [--members 256] [--entities 1000] [--join-runs 3]
                            [--bin target/release/rgmerge]
 
@@ -228,6 +228,9 @@ def main():
     ap.add_argument("--entities", type=int, default=1000)
     ap.add_argument("--join-runs", type=int, default=3)
     ap.add_argument("--bin", default=BIN, help="the rgmerge binary [default: the release build]")
+    ap.add_argument("--engine-only", action="store_true",
+                    help="only `rgmerge bench --postgres` on the throwaway server: --writers writers "
+                         "for --seconds through the engine's group commit, no daemons or HTTP")
     args = ap.parse_args()
     BIN = os.path.abspath(args.bin)
     if not os.path.exists(BIN):
@@ -236,6 +239,21 @@ def main():
     if os.geteuid() == 0:
         os.chmod(tmp, 0o755)
     pg = Postgres(tmp)
+    if args.engine_only:
+        try:
+            out = subprocess.run(
+                [BIN, "bench", "--members", "1", "--entities", "10", "--startup-runs", "0",
+                 "--dense-consumers", "0", "--no-validate-memory", "--json",
+                 "--postgres", pg.url, "--postgres-writers", str(args.writers),
+                 "--postgres-seconds", str(args.seconds)],
+                check=True, capture_output=True, text=True)
+            rate = json.loads(out.stdout)["postgres_write_rate"]
+            rate["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count()}
+            print(json.dumps(rate))
+        finally:
+            pg.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     daemons = []
     try:
         pa, a, _ = start_daemon(tmp, "a", pg.url)
