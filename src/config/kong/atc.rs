@@ -19,18 +19,11 @@
 //! value becomes `value:sub(3):lower()` (ASCII lower case, `get_expression`).
 //! `escape_str` quotes it so that the parser gets the text back unchanged.
 //!
-//! Verdicts are cached (bounded), as [`super::pcre`]'s are.
+//! Verdicts are cached (bounded) in [`super::pcre`]'s [`Verdicts`].
 
-use parking_lot::Mutex;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::sync::OnceLock;
 
-/// Entries the cache holds at most; later regexes are compiled each time.
-const CACHE_MAX: usize = 4096;
-
-/// Regexes longer than this are not cached.
-const CACHED_LEN_MAX: usize = 512;
+use super::pcre::Verdicts;
 
 /// The fields `validate_route`'s entity check reads (`field_sources`):
 /// Kong skips the check when any of them failed its own validation.
@@ -64,21 +57,10 @@ pub fn header_regex(value: &str) -> Option<String> {
 /// Whether the ATC router compiles this operand; the error is the `regex`
 /// crate's, on one line: `regex parse error: <what> in '<regex>'`.
 pub fn compile(re: &str) -> Result<(), String> {
-    type Cache = Mutex<HashMap<Box<str>, Result<(), String>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cacheable = re.len() <= CACHED_LEN_MAX;
-    let cache = CACHE.get_or_init(Default::default);
-    if cacheable && let Some(r) = cache.lock().get(re) {
-        return r.clone();
-    }
-    let r = regex::Regex::new(re).map(drop).map_err(|e| words(re, &e));
-    if cacheable {
-        let mut map = cache.lock();
-        if map.len() < CACHE_MAX {
-            map.insert(re.into(), r.clone());
-        }
-    }
-    r
+    static VERDICTS: Verdicts = Verdicts::new();
+    VERDICTS.get_or(re, || {
+        regex::Regex::new(re).map(drop).map_err(|e| words(re, &e))
+    })
 }
 
 /// The crate's message without the multi-line drawing of the pattern

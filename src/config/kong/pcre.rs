@@ -46,26 +46,47 @@ pub fn data(pattern: &str) -> Result<Arc<Regex>, String> {
 /// error is `ngx.re`'s own: `pcre2_compile() failed: <PCRE2's message> in
 /// "<pattern>" at "<the rest from where PCRE2 stopped>"`.
 pub fn check(pattern: &str) -> Result<(), String> {
-    type Cache = Mutex<HashMap<Box<str>, Result<(), String>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cacheable = pattern.len() <= CACHED_LEN_MAX;
-    let cache = CACHE.get_or_init(Default::default);
-    if cacheable && let Some(r) = cache.lock().get(pattern) {
-        return r.clone();
+    static VERDICTS: Verdicts = Verdicts::new();
+    VERDICTS.get_or(pattern, || {
+        // No JIT: a dry run only compiles, and Kong's `j` never refuses a
+        // pattern (ngx.re falls back to the interpreter when JIT fails).
+        RegexBuilder::new()
+            .build(pattern)
+            .map(drop)
+            .map_err(|e| ngx_words(pattern, &e))
+    })
+}
+
+/// Verdicts on config regexes (compiled or refused, and why), bounded:
+/// the same routes and fields come back with every write of a group. A
+/// pattern past [`CACHED_LEN_MAX`], or one arriving when [`CACHE_MAX`] are
+/// held, is judged each time. Shared with the ATC router's check.
+pub(super) struct Verdicts(OnceLock<Mutex<HashMap<Box<str>, Verdict>>>);
+
+/// Compiled, or refused with Kong's words.
+type Verdict = Result<(), String>;
+
+impl Verdicts {
+    pub(super) const fn new() -> Verdicts {
+        Verdicts(OnceLock::new())
     }
-    // No JIT: a dry run only compiles, and Kong's `j` never refuses a
-    // pattern (ngx.re falls back to the interpreter when JIT fails).
-    let r = RegexBuilder::new()
-        .build(pattern)
-        .map(drop)
-        .map_err(|e| ngx_words(pattern, &e));
-    if cacheable {
-        let mut map = cache.lock();
-        if map.len() < CACHE_MAX {
-            map.insert(pattern.into(), r.clone());
+
+    /// The verdict on `pattern`, from `judge` the first time.
+    pub(super) fn get_or(&self, pattern: &str, judge: impl FnOnce() -> Verdict) -> Verdict {
+        let cacheable = pattern.len() <= CACHED_LEN_MAX;
+        let cache = self.0.get_or_init(Default::default);
+        if cacheable && let Some(r) = cache.lock().get(pattern) {
+            return r.clone();
         }
+        let r = judge();
+        if cacheable {
+            let mut map = cache.lock();
+            if map.len() < CACHE_MAX {
+                map.insert(pattern.into(), r.clone());
+            }
+        }
+        r
     }
-    r
 }
 
 /// `ngx.re`'s message for a pattern PCRE2 refused (nginx's
