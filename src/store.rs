@@ -503,7 +503,7 @@ impl Store {
         };
         packed::unpack_blob(v.value())
             .ok()
-            .and_then(|v| Blob::decode(&v))
+            .and_then(decode_blob)
             .map(Some)
             .ok_or_else(|| StoreError::Corrupt {
                 path: self.path.clone(),
