@@ -570,12 +570,18 @@ impl Registry {
         stale: bool,
     ) -> (Member, Made) {
         if let (Some(row), Some(s)) = (frozen, stamp) {
-            let own = Member::frozen_stamp(&row).map(str::to_string);
-            let (s, made) = match own {
-                Some(own) if stale && own != s => (own, Made::Stale),
-                _ => (s.to_string(), Made::Thawed),
+            // Another binary's stamp is read only when stale members may
+            // serve: an ordinary start-up thaws under its own stamp.
+            let own = stale
+                .then(|| Member::frozen_stamp(&row))
+                .flatten()
+                .filter(|own| *own != s)
+                .map(str::to_string);
+            let (s, made) = match &own {
+                Some(own) => (own.as_str(), Made::Stale),
+                None => (s, Made::Thawed),
             };
-            match Member::thaw(info.clone(), row, &self.interner, &s, h) {
+            match Member::thaw(info.clone(), row, &self.interner, s, h) {
                 Ok(m) => return (m, made),
                 Err(crate::member::Unthawed::Stale) => {}
                 Err(crate::member::Unthawed::Damaged(why)) => tracing::warn!(
