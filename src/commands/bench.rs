@@ -138,44 +138,33 @@ pub fn measure(args: &BenchOptions) -> Value {
     };
     let versions = [revised, members[target].clone()];
     let rss_composite = rss_bytes();
+    // The two revisions in turn, for both incremental figures.
     let mut flip = 0;
-    let incremental = time_with(
-        201,
-        || {
-            flip += 1;
-            versions[flip % 2].clone()
-        },
-        |next| {
-            let old = composite.upsert(next);
-            (
-                old,
-                composite.state(),
-                composite.conflicts(),
-                composite.assemble(),
-            )
-        },
-    );
+    let mut next_version = || {
+        flip += 1;
+        versions[flip % 2].clone()
+    };
+    let incremental = time_with(201, &mut next_version, |next| {
+        let old = composite.upsert(next);
+        (
+            old,
+            composite.state(),
+            composite.conflicts(),
+            composite.assemble(),
+        )
+    });
     // What the daemon's write path does: each write's group view builds the
     // whole report (`Registry::view`), warnings included.
-    let incremental_report = time_with(
-        201,
-        || {
-            flip += 1;
-            versions[flip % 2].clone()
-        },
-        |next| {
-            let old = composite.upsert(next);
-            (old, composite.report(), composite.assemble())
-        },
-    );
+    let incremental_report = time_with(201, &mut next_version, |next| {
+        let old = composite.upsert(next);
+        (old, composite.report(), composite.assemble())
+    });
     let warnings_list = time(101, || composite.warnings());
     // How the warnings were computed on every write before they were kept
     // between updates (and still are by a full merge): from the members.
     let warnings_scratch = time(21, || {
         let list: Vec<&Member> = composite.members().map(|m| m.as_ref()).collect();
-        let mut out = warnings::shared_acl_groups(&list);
-        out.extend(warnings::overlapping_routes(&list));
-        out
+        warnings::from_scratch(&list)
     });
     let assemble = time(101, || composite.assemble());
     // Listing every conflict is O(conflicts), whatever changed: part of the

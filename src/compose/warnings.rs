@@ -16,6 +16,14 @@ use crate::report::{Warning, WarningKind, quote};
 /// At most this many warnings of each kind are listed.
 pub const MAX_WARNINGS: usize = 1000;
 
+/// Every warning of `members` (in merge order) computed from them alone:
+/// what `Composite::warnings` keeps between updates must equal this.
+pub fn from_scratch(members: &[&Member]) -> Vec<Warning> {
+    let mut out = shared_acl_groups(members);
+    out.extend(overlapping_routes(members));
+    out
+}
+
 /// `shared_acl_group`: one ACL group name used by consumers of ≥ 2 members.
 pub fn shared_acl_groups(members: &[&Member]) -> Vec<Warning> {
     // group → (member index, first path), members in merge order. Hashed,

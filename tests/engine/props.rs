@@ -301,9 +301,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// Warnings computed from scratch from the members, in merge order.
 fn reference_warnings(c: &Composite) -> Vec<rgmerge::report::Warning> {
     let members: Vec<&Member> = c.members().map(|m| m.as_ref()).collect();
-    let mut out = warnings::shared_acl_groups(&members);
-    out.extend(warnings::overlapping_routes(&members));
-    out
+    warnings::from_scratch(&members)
 }
 
 fn same(inc: &Composite, scratch: &Composite) -> Result<(), TestCaseError> {
